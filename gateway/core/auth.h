@@ -1,0 +1,37 @@
+/*
+ * auth: agent secrets (SPEC §4.2, §4.3). A secret is stored only as
+ *   sg1$argon2id$<opslimit>$<memlimit_bytes>$<salt, base64>$<key, base64>
+ * where key = Argon2id(secret, salt). The same key later authenticates UDP frames, so the
+ * config needs nothing else. Verifying derives the key again (slow on purpose) and compares
+ * in constant time; a successful secret is remembered as a keyed BLAKE2b digest so repeat
+ * AUTHs of the same agent cost microseconds, while wrong guesses keep paying the full price.
+ */
+#ifndef SG_AUTH_H
+#define SG_AUTH_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_KEY_BYTES 32
+#define AUTH_SALT_BYTES 16
+#define AUTH_SECRET_LEN_MAX 256
+
+typedef struct auth_hash {
+    uint64_t opslimit;
+    uint64_t memlimit;
+    uint8_t salt[AUTH_SALT_BYTES];
+    uint8_t key[AUTH_KEY_BYTES];
+    bool cached;
+    uint8_t cache[32]; /* BLAKE2b(key = key, secret) of the last secret that verified */
+} auth_hash;
+
+int auth_init(void); /* sodium_init; 0 or -1 */
+/* Hash a secret into out (>= 200 bytes). 0 or -1. */
+int auth_hash_secret(const char *secret, size_t len, char *out, size_t cap);
+/* Parse a stored hash. 0 or -1. */
+int auth_parse(const char *stored, auth_hash *h);
+/* Constant-time check of a secret. true when it matches. */
+bool auth_verify(auth_hash *h, const char *secret, size_t len);
+/* Random printable secret for the development agent. */
+void auth_random_secret(char *out, size_t len);
+#endif

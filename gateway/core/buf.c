@@ -1,0 +1,67 @@
+#include "buf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(buf *b, size_t cap_max) {
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->cap_max = cap_max;
+}
+
+void buf_free(buf *b) {
+    free(b->data);
+    buf_init(b, b->cap_max);
+}
+
+int buf_reserve(buf *b, size_t n) {
+    if (n > b->cap_max || b->len > b->cap_max - n) return -ENOBUFS;
+    size_t need = b->len + n;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) cap *= 2;
+    if (cap > b->cap_max) cap = b->cap_max;
+    uint8_t *p = realloc(b->data, cap);
+    if (!p) return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_append(buf *b, const void *p, size_t n) {
+    int rc = buf_reserve(b, n);
+    if (rc) return rc;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int buf_printf(buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[512];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -EINVAL;
+    if ((size_t)n < sizeof tmp) return buf_append(b, tmp, (size_t)n);
+    int rc = buf_reserve(b, (size_t)n + 1);
+    if (rc) return rc;
+    va_start(ap, fmt);
+    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void buf_consume(buf *b, size_t n) {
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}

@@ -1,0 +1,28 @@
+/*
+ * buf: a growable byte buffer with a hard cap. Growth is geometric (amortised, not per
+ * request); going past the cap is an error the caller must handle (close the client,
+ * refuse the request) - a buffer never grows without bound and never truncates silently.
+ */
+#ifndef SG_BUF_H
+#define SG_BUF_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    size_t cap_max;
+} buf;
+
+void buf_init(buf *b, size_t cap_max);
+void buf_free(buf *b);
+/* Make room for n more bytes. 0, or -ENOBUFS past cap_max, -ENOMEM. */
+int buf_reserve(buf *b, size_t n);
+int buf_append(buf *b, const void *p, size_t n);
+int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drop the first n bytes (consumed). */
+void buf_consume(buf *b, size_t n);
+static inline void buf_reset(buf *b) { b->len = 0; }
+#endif

@@ -1,0 +1,370 @@
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "account.h"
+
+unsigned role_perms(role r) {
+    switch (r) {
+    case ROLE_AGENT: return PERM_ORDER | PERM_STATUS | PERM_CHECK | PERM_INFO;
+    case ROLE_SUPERVISOR: return PERM_ORDER | PERM_STATUS | PERM_CHECK | PERM_CONFIRM | PERM_INFO;
+    case ROLE_OPS: return PERM_STATUS | PERM_CHECK | PERM_LIST | PERM_INFO;
+    case ROLE_SCREEN: return PERM_CHECK;
+    case ROLE_BANK: return 0;
+    case ROLE_DEV: return PERM_ORDER | PERM_STATUS | PERM_CHECK | PERM_CONFIRM | PERM_LIST | PERM_INFO;
+    }
+    return 0;
+}
+
+const char *role_name(role r) {
+    static const char *n[] = {"?", "agent", "supervisor", "ops", "screen", "bank", "dev"};
+    return (unsigned)r < sizeof n / sizeof n[0] ? n[r] : "?";
+}
+
+void config_defaults(config *c) {
+    memset(c, 0, sizeof *c);
+    config_parse_addr("127.0.0.1:7379", &c->listen);
+    config_parse_addr("127.0.0.1:7380", &c->udp);
+    config_parse_addr("127.0.0.1:9379", &c->metrics);
+    snprintf(c->journal_dir, sizeof c->journal_dir, "./var/journal");
+    snprintf(c->shm_name, sizeof c->shm_name, "stopgate-lists");
+    snprintf(c->currency, sizeof c->currency, "CNY");
+    c->stop_ttl_s = 172800;
+    c->freeze_ttl_s = 15552000;
+    c->bank_deadline_ms = 5000;
+    c->max_clients = 10000;
+    c->segment_bytes = 64ULL * 1024 * 1024;
+    c->max_orders = 4u * 1024 * 1024;
+    c->idle_timeout_s = 0;
+    c->cascade_max_depth = 5;
+    c->cascade_min_amount = 0;
+    c->dpdk_port = 7380;
+}
+
+int config_parse_addr(const char *s, cfg_addr *out) {
+    if (strcasecmp(s, "off") == 0 || strcasecmp(s, "no") == 0) {
+        out->enabled = false;
+        return 0;
+    }
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= sizeof out->host) return -1;
+    int64_t port;
+    if (field_int_parse(colon + 1, strlen(colon + 1), &port) != 0 || port < 0 || port > 65535) return -1;
+    memcpy(out->host, s, (size_t)(colon - s));
+    out->host[colon - s] = 0;
+    out->port = (uint16_t)port;
+    out->enabled = true;
+    return 0;
+}
+
+typedef struct parse_ctx {
+    config *c;
+    FILE *f;
+    int line;
+    char err[512];
+} parse_ctx;
+
+/* inih hands us no line numbers (Debian builds it without INI_HANDLER_LINENO), so the
+ * reader counts them: the handler runs right after the line it is about was read. */
+static char *counting_reader(char *str, int num, void *stream) {
+    parse_ctx *p = stream;
+    char *r = fgets(str, num, p->f);
+    if (r && strchr(r, '\n')) p->line++;
+    return r;
+}
+
+static int fail(parse_ctx *p, const char *fmt, const char *a, const char *b) {
+    snprintf(p->err, sizeof p->err, fmt, a, b);
+    return 0;
+}
+
+static bool parse_bool(const char *v, bool *out) {
+    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on")) *out = true;
+    else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "off")) *out = false;
+    else return false;
+    return true;
+}
+
+static bool parse_i64(const char *v, int64_t lo, int64_t hi, int64_t *out) {
+    int64_t x;
+    if (field_int_parse(v, strlen(v), &x) != 0 || x < lo || x > hi) return false;
+    *out = x;
+    return true;
+}
+
+static bool copy_val(char *dst, size_t cap, const char *v) {
+    size_t n = strlen(v);
+    if (n >= cap) return false;
+    memcpy(dst, v, n + 1);
+    return true;
+}
+
+#define RANGE(lo, hi)                                                                                  \
+    do {                                                                                               \
+        if (!parse_i64(v, lo, hi, &x)) return fail(p, "bad value for %s: '%s' (integer " #lo ".." #hi ")", k, v); \
+    } while (0)
+
+static int gateway_key(parse_ctx *p, const char *k, const char *v) {
+    config *c = p->c;
+    int64_t x;
+    if (!strcmp(k, "listen") || !strcmp(k, "udp") || !strcmp(k, "metrics")) {
+        cfg_addr *a = !strcmp(k, "listen") ? &c->listen : !strcmp(k, "udp") ? &c->udp : &c->metrics;
+        if (config_parse_addr(v, a) != 0) return fail(p, "bad address for %s: '%s' (want HOST:PORT or off)", k, v);
+        if (a == &c->listen && !a->enabled) return fail(p, "%s cannot be off%s", k, "");
+    } else if (!strcmp(k, "journal_dir")) {
+        if (!*v || !copy_val(c->journal_dir, sizeof c->journal_dir, v)) return fail(p, "bad value for %s: '%s'", k, v);
+    } else if (!strcmp(k, "shm_name")) {
+        if (!field_ident_ok(v, strlen(v), sizeof c->shm_name - 1) || strchr(v, '/'))
+            return fail(p, "bad value for %s: '%s' (a name without '/')", k, v);
+        copy_val(c->shm_name, sizeof c->shm_name, v);
+    } else if (!strcmp(k, "currency")) {
+        const char *why;
+        if (field_currency_parse(v, strlen(v), c->currency, &why) != 0) return fail(p, "bad value for %s: '%s' (3-letter ISO 4217 code)", k, v);
+    } else if (!strcmp(k, "stop_ttl")) {
+        RANGE(1, TTL_S_MAX);
+        c->stop_ttl_s = x;
+    } else if (!strcmp(k, "freeze_ttl")) {
+        RANGE(1, TTL_S_MAX);
+        c->freeze_ttl_s = x;
+    } else if (!strcmp(k, "bank_deadline_ms")) {
+        RANGE(1, 86400000);
+        c->bank_deadline_ms = x;
+    } else if (!strcmp(k, "allow_anonymous_check")) {
+        if (!parse_bool(v, &c->allow_anonymous_check)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
+    } else if (!strcmp(k, "max_clients")) {
+        RANGE(1, CLIENTS_MAX_LIMIT);
+        c->max_clients = (uint32_t)x;
+    } else if (!strcmp(k, "segment_bytes")) {
+        RANGE(JOURNAL_SEGMENT_BYTES_MIN, JOURNAL_SEGMENT_BYTES_MAX);
+        c->segment_bytes = (uint64_t)x;
+    } else if (!strcmp(k, "max_orders")) {
+        RANGE(1024, ORDERS_MAX_LIMIT);
+        c->max_orders = (uint32_t)x;
+    } else if (!strcmp(k, "idle_timeout")) {
+        RANGE(0, 86400 * 365);
+        c->idle_timeout_s = (uint32_t)x;
+    } else if (!strcmp(k, "log_file")) {
+        if (!copy_val(c->log_file, sizeof c->log_file, v)) return fail(p, "bad value for %s: '%s'", k, v);
+    } else if (!strcmp(k, "plugin_dir")) {
+        if (!copy_val(c->plugin_dir, sizeof c->plugin_dir, v)) return fail(p, "bad value for %s: '%s'", k, v);
+    } else {
+        return fail(p, "unknown key '%s' in [%s]", k, "gateway");
+    }
+    return 1;
+}
+
+static int handler(void *user, const char *section, const char *k, const char *v) {
+    parse_ctx *p = user;
+    config *c = p->c;
+    int64_t x;
+    if (!strcmp(section, "gateway")) return gateway_key(p, k, v);
+    if (!strcmp(section, "cascade")) {
+        if (!strcmp(k, "max_depth")) {
+            RANGE(0, 64);
+            c->cascade_max_depth = (uint32_t)x;
+        } else if (!strcmp(k, "min_amount")) {
+            RANGE(0, AMOUNT_MINOR_MAX);
+            c->cascade_min_amount = x;
+        } else {
+            return fail(p, "unknown key '%s' in [%s]", k, section);
+        }
+        return 1;
+    }
+    if (!strcmp(section, "dpdk")) {
+        if (!strcmp(k, "enabled")) {
+            if (!parse_bool(v, &c->dpdk_enabled)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
+        } else if (!strcmp(k, "eal")) {
+            if (!copy_val(c->dpdk_eal, sizeof c->dpdk_eal, v)) return fail(p, "value of %s too long%s", k, "");
+        } else if (!strcmp(k, "ip")) {
+            if (!copy_val(c->dpdk_ip, sizeof c->dpdk_ip, v)) return fail(p, "bad value for %s: '%s'", k, v);
+        } else if (!strcmp(k, "port")) {
+            RANGE(1, 65535);
+            c->dpdk_port = (uint16_t)x;
+        } else {
+            return fail(p, "unknown key '%s' in [%s]", k, section);
+        }
+        return 1;
+    }
+    if (!strncmp(section, "agent ", 6)) {
+        const char *name = section + 6;
+        cfg_agent *a = NULL;
+        for (uint32_t i = 0; i < c->nagents; i++)
+            if (!strcmp(c->agents[i].name, name)) a = &c->agents[i];
+        if (!a) {
+            if (!field_ident_ok(name, strlen(name), AGENT_LEN_MAX)) return fail(p, "bad agent name '%s'%s", name, "");
+            if (c->nagents == AGENTS_MAX) return fail(p, "too many agents (max %s)%s", "1024", "");
+            a = &c->agents[c->nagents++];
+            memset(a, 0, sizeof *a);
+            copy_val(a->name, sizeof a->name, name);
+            a->role = ROLE_AGENT;
+            a->line = p->line;
+        }
+        if (!strcmp(k, "role")) {
+            static const struct { const char *n; role r; } roles[] = {
+                {"agent", ROLE_AGENT}, {"supervisor", ROLE_SUPERVISOR}, {"ops", ROLE_OPS},
+                {"screen", ROLE_SCREEN}, {"bank", ROLE_BANK}};
+            for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+                if (!strcmp(v, roles[i].n)) {
+                    a->role = roles[i].r;
+                    return 1;
+                }
+            return fail(p, "bad role '%s' (agent, supervisor, ops, screen or bank)%s", v, "");
+        }
+        if (!strcmp(k, "secret_hash")) {
+            if (strncmp(v, "sg1$", 4) != 0 || !copy_val(a->secret_hash, sizeof a->secret_hash, v))
+                return fail(p, "bad secret_hash for agent %s: use the output of `stopctl hash-secret`%s", name, "");
+            return 1;
+        }
+        return fail(p, "unknown key '%s' in [%s]", k, section);
+    }
+    if (!strncmp(section, "list ", 5)) {
+        const char *name = section + 5;
+        cfg_list *l = NULL;
+        for (uint32_t i = 0; i < c->nlists; i++)
+            if (!strcmp(c->lists[i].name, name)) l = &c->lists[i];
+        if (!l) {
+            if (c->nlists == 64) return fail(p, "too many lists (max %s)%s", "64", "");
+            if (!field_ident_ok(name, strlen(name), sizeof l->name - 1)) return fail(p, "bad list name '%s'%s", name, "");
+            l = &c->lists[c->nlists++];
+            memset(l, 0, sizeof *l);
+            copy_val(l->name, sizeof l->name, name);
+            l->line = p->line;
+        }
+        if (!strcmp(k, "auto_stop")) {
+            if (!parse_bool(v, &l->auto_stop)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
+            return 1;
+        }
+        return fail(p, "unknown key '%s' in [%s]", k, section);
+    }
+    if (!strncmp(section, "route ", 6)) {
+        const char *pat = section + 6;
+        if (strcmp(k, "plugin") != 0) return fail(p, "unknown key '%s' in [%s]", k, section);
+        if (c->nroutes == ROUTES_MAX) return fail(p, "too many routes%s%s", "", "");
+        cfg_route *r = &c->routes[c->nroutes];
+        memset(r, 0, sizeof *r);
+        r->line = p->line;
+        if (!strcmp(pat, "default")) {
+            r->is_default = true;
+        } else {
+            size_t n = strlen(pat);
+            const char *why;
+            if (n > 1 && pat[n - 1] == '*') {
+                r->prefix = true;
+                n--;
+            }
+            if (account_bank_normalise(pat, n, r->pattern, &why) != 0)
+                return fail(p, "bad route '%s': %s", pat, why);
+        }
+        if (!field_ident_ok(v, strlen(v), sizeof r->plugin - 1)) return fail(p, "bad plugin name '%s'%s", v, "");
+        copy_val(r->plugin, sizeof r->plugin, v);
+        c->nroutes++;
+        return 1;
+    }
+    if (!strncmp(section, "plugin ", 7)) {
+        const char *name = section + 7;
+        cfg_plugin *pl = NULL;
+        for (uint32_t i = 0; i < c->nplugins; i++)
+            if (!strcmp(c->plugins[i].name, name)) pl = &c->plugins[i];
+        if (!pl) {
+            if (c->nplugins == PLUGINS_MAX) return fail(p, "too many plugin sections%s%s", "", "");
+            if (!field_ident_ok(name, strlen(name), sizeof pl->name - 1)) return fail(p, "bad plugin name '%s'%s", name, "");
+            pl = &c->plugins[c->nplugins++];
+            memset(pl, 0, sizeof *pl);
+            copy_val(pl->name, sizeof pl->name, name);
+            copy_val(pl->type, sizeof pl->type, name);
+            pl->line = p->line;
+        }
+        if (!strcmp(k, "type")) {
+            if (!field_ident_ok(v, strlen(v), sizeof pl->type - 1) || strchr(v, '/'))
+                return fail(p, "bad plugin type '%s'%s", v, "");
+            copy_val(pl->type, sizeof pl->type, v);
+            return 1;
+        }
+        if (pl->nkv == PLUGIN_KV_MAX) return fail(p, "too many keys in [%s]%s", section, "");
+        sg_plugin_kv *kv = &pl->kv[pl->nkv++];
+        kv->key = strdup(k);
+        kv->value = strdup(v);
+        kv->line = p->line;
+        if (!kv->key || !kv->value) return fail(p, "out of memory%s%s", "", "");
+        return 1;
+    }
+    return fail(p, "unknown section [%s]%s", section, "");
+}
+
+int config_load(config *c, const char *path, char *err, size_t errcap) {
+    parse_ctx p = {.c = c};
+    p.f = fopen(path, "r");
+    if (!p.f) {
+        snprintf(err, errcap, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    snprintf(c->path, sizeof c->path, "%s", path);
+    int rc = ini_parse_stream(counting_reader, &p, handler, &p);
+    fclose(p.f);
+    if (rc != 0) {
+        if (p.err[0])
+            snprintf(err, errcap, "%s:%d: %s", path, rc > 0 ? rc : p.line, p.err);
+        else
+            snprintf(err, errcap, "%s:%d: syntax error", path, rc > 0 ? rc : p.line);
+        return -1;
+    }
+    return 0;
+}
+
+static cfg_plugin *plugin_named(config *c, const char *name) {
+    for (uint32_t i = 0; i < c->nplugins; i++)
+        if (!strcmp(c->plugins[i].name, name)) return &c->plugins[i];
+    return NULL;
+}
+
+int config_finish(config *c, char *err, size_t errcap) {
+    bool has_default = false;
+    for (uint32_t i = 0; i < c->nroutes; i++) has_default |= c->routes[i].is_default;
+    if (c->nroutes == 0 && !has_default) {
+        /* No routes at all: every bank goes to the simulated bank (SPEC §2 defaults). */
+        cfg_route *r = &c->routes[c->nroutes++];
+        memset(r, 0, sizeof *r);
+        r->is_default = true;
+        snprintf(r->plugin, sizeof r->plugin, "sim");
+    }
+    for (uint32_t i = 0; i < c->nroutes; i++) {
+        if (plugin_named(c, c->routes[i].plugin)) continue;
+        if (c->nplugins == PLUGINS_MAX) {
+            snprintf(err, errcap, "%s:%d: too many plugin instances", c->path, c->routes[i].line);
+            return -1;
+        }
+        cfg_plugin *pl = &c->plugins[c->nplugins++];
+        memset(pl, 0, sizeof *pl);
+        memcpy(pl->name, c->routes[i].plugin, sizeof pl->name);
+        memcpy(pl->type, c->routes[i].plugin, sizeof pl->type);
+        pl->line = c->routes[i].line;
+    }
+    for (uint32_t i = 0; i < c->nagents; i++) {
+        if (!c->agents[i].secret_hash[0]) {
+            snprintf(err, errcap, "%s:%d: agent %s has no secret_hash", c->path, c->agents[i].line, c->agents[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void config_free(config *c) {
+    for (uint32_t i = 0; i < c->nplugins; i++) {
+        for (uint32_t k = 0; k < c->plugins[i].nkv; k++) {
+            free((void *)c->plugins[i].kv[k].key);
+            free((void *)c->plugins[i].kv[k].value);
+        }
+        c->plugins[i].nkv = 0;
+    }
+}
+
+const cfg_agent *config_agent(const config *c, const char *name, size_t len) {
+    for (uint32_t i = 0; i < c->nagents; i++)
+        if (strlen(c->agents[i].name) == len && !memcmp(c->agents[i].name, name, len)) return &c->agents[i];
+    return NULL;
+}

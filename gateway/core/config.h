@@ -1,0 +1,110 @@
+/*
+ * config: the INI configuration of stopgated (SPEC §2a, config/stopgate.conf), read with
+ * libinih. config_defaults() gives the embedded defaults a newcomer runs on with no file;
+ * config_load() overlays a file and refuses unknown keys and bad values with "file:line:
+ * reason". Plugin sections are kept as key/value lists for the plugin's own init to judge.
+ */
+#ifndef SG_CONFIG_H
+#define SG_CONFIG_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <stopgate/plugin.h>
+
+#include "limits.h"
+
+typedef enum role {
+    ROLE_AGENT = 1,
+    ROLE_SUPERVISOR,
+    ROLE_OPS,
+    ROLE_SCREEN,
+    ROLE_BANK,
+    ROLE_DEV, /* the development agent of a config-less start: every permission */
+} role;
+
+enum perm {
+    PERM_ORDER = 1u << 0,   /* STOP FREEZE RELEASE EXTEND */
+    PERM_STATUS = 1u << 1,  /* STATUS CASE */
+    PERM_CHECK = 1u << 2,   /* CHECK MCHECK */
+    PERM_CONFIRM = 1u << 3, /* CONFIRM */
+    PERM_LIST = 1u << 4,    /* LIST.* */
+    PERM_INFO = 1u << 5,    /* INFO */
+};
+
+unsigned role_perms(role r);
+const char *role_name(role r);
+
+typedef struct cfg_addr {
+    bool enabled;
+    char host[64];
+    uint16_t port;
+} cfg_addr;
+
+typedef struct cfg_agent {
+    char name[AGENT_LEN_MAX + 1];
+    role role;
+    char secret_hash[256];
+    int line;
+} cfg_agent;
+
+typedef struct cfg_route {
+    char pattern[BANK_LEN_MAX + 1]; /* bank code or prefix (without '*') */
+    bool prefix, is_default;
+    char plugin[64];
+    int line;
+} cfg_route;
+
+typedef struct cfg_plugin {
+    char name[64];
+    char type[64];
+    int line;
+    sg_plugin_kv kv[PLUGIN_KV_MAX];
+    uint32_t nkv;
+} cfg_plugin;
+
+typedef struct cfg_list {
+    char name[32];
+    bool auto_stop;
+    int line;
+} cfg_list;
+
+typedef struct config {
+    char path[4096]; /* "" = embedded defaults */
+    cfg_addr listen, udp, metrics;
+    char journal_dir[4096];
+    char shm_name[64];
+    char currency[4];
+    int64_t stop_ttl_s, freeze_ttl_s, bank_deadline_ms;
+    bool allow_anonymous_check;
+    uint32_t max_clients;
+    uint64_t segment_bytes;
+    uint32_t max_orders;
+    uint32_t idle_timeout_s;
+    char log_file[4096];
+    char plugin_dir[4096];
+    uint32_t cascade_max_depth;
+    int64_t cascade_min_amount;
+    cfg_agent agents[AGENTS_MAX];
+    uint32_t nagents;
+    cfg_route routes[ROUTES_MAX];
+    uint32_t nroutes;
+    cfg_plugin plugins[PLUGINS_MAX];
+    uint32_t nplugins;
+    cfg_list lists[64];
+    uint32_t nlists;
+    bool dpdk_enabled;
+    char dpdk_eal[1024];
+    char dpdk_ip[64];
+    uint16_t dpdk_port;
+} config;
+
+void config_defaults(config *c);
+/* Overlay path onto *c. 0, or -1 with err = "path:line: reason". */
+int config_load(config *c, const char *path, char *err, size_t errcap);
+/* After loading: defaults that depend on other sections (a default route to sim, a plugin
+ * instance for every route). 0 or -1 with err. */
+int config_finish(config *c, char *err, size_t errcap);
+void config_free(config *c);
+const cfg_agent *config_agent(const config *c, const char *name, size_t len);
+int config_parse_addr(const char *s, cfg_addr *out);
+#endif

@@ -1,0 +1,40 @@
+#include "htab.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "mem.h"
+
+int htab_init(htab *h, uint64_t entries_max) {
+    uint64_t cap = 16;
+    while (cap < entries_max * 2) cap *= 2;
+    h->slots = mem_reserve(cap * sizeof(htab_slot));
+    if (!h->slots) return -ENOMEM;
+    h->mask = cap - 1;
+    h->count = 0;
+    h->limit = cap / 2;
+    return 0;
+}
+
+void htab_free(htab *h) {
+    if (h->slots) mem_release(h->slots, (h->mask + 1) * sizeof(htab_slot));
+    h->slots = NULL;
+}
+
+htab_slot *htab_lookup(const htab *h, uint64_t hash, const void *key, htab_eq_fn eq, const void *ctx) {
+    uint64_t i = hash & h->mask;
+    for (;;) {
+        htab_slot *s = &h->slots[i];
+        if (s->val == 0) return s;
+        if (s->hash == hash && eq(ctx, s->val, key)) return s;
+        i = (i + 1) & h->mask;
+    }
+}
+
+int htab_fill(htab *h, htab_slot *s, uint64_t hash, uint32_t val) {
+    if (h->count >= h->limit) return -ENOSPC;
+    s->hash = hash;
+    s->val = val;
+    h->count++;
+    return 0;
+}

@@ -1,0 +1,380 @@
+#include "journal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "ring.h"
+
+#define RETRY_DELAY_NS (100LL * 1000 * 1000)
+
+static int mkdir_p(const char *path) {
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) return -ENAMETOOLONG;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0750) != 0 && errno != EEXIST) return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST) return -errno;
+    return 0;
+}
+
+static int seg_open(journal *j, uint64_t seq, int flags) {
+    char name[64];
+    journal_seg_name(name, sizeof name, seq);
+    return openat(j->dirfd, name, flags | O_CLOEXEC, 0640);
+}
+
+/* Replays one segment file. Returns 0 (go on), 1 (stop: tail cut here), -1 (fatal). */
+static int replay_segment(journal *j, uint64_t seq, bool last, journal_chain *chain, journal_record_fn fn,
+                          void *ctx, journal_recovery *rec, char *err, size_t errcap) {
+    char name[64];
+    journal_seg_name(name, sizeof name, seq);
+    int fd = seg_open(j, seq, O_RDWR);
+    if (fd < 0) {
+        snprintf(err, errcap, "%s/%s: %s", j->dir, name, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errcap, "%s/%s: fstat: %s", j->dir, name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    size_t size = (size_t)st.st_size;
+    const uint8_t *data = NULL;
+    if (size > 0) {
+        data = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        if (data == MAP_FAILED) {
+            snprintf(err, errcap, "%s/%s: mmap: %s", j->dir, name, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        madvise((void *)data, size, MADV_SEQUENTIAL);
+    }
+    journal_scan_result res;
+    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, fn, ctx, &res);
+    if (data) munmap((void *)data, size);
+    if (rc != 0) {
+        snprintf(err, errcap, "%s/%s: replay refused a record (code %d)", j->dir, name, rc);
+        close(fd);
+        return -1;
+    }
+    rec->segments++;
+    if (res.clean) {
+        j->seg_fd = fd;
+        j->seg_seq = seq;
+        j->seg_off = res.valid_end;
+        return 0;
+    }
+    if (!last || res.valid_after_bad) {
+        snprintf(err, errcap,
+                 "%s/%s offset %zu: %s; valid records follow, so this is not a torn tail - refusing "
+                 "to cut acknowledged records (run `stopctl journal verify %s`)",
+                 j->dir, name, res.bad_offset, res.why, j->dir);
+        close(fd);
+        return -1;
+    }
+    /* A torn tail: the write that held it never completed its fdatasync, so nothing in it
+     * was acknowledged. Cut it so the next append continues a valid chain. */
+    rec->tail_cut = true;
+    rec->cut_seq = seq;
+    rec->cut_offset = res.bad_offset;
+    rec->cut_bytes = size - res.bad_offset;
+    snprintf(rec->cut_why, sizeof rec->cut_why, "%s", res.why);
+    if (res.bad_offset < sizeof(journal_seg_hdr)) {
+        /* The header itself is torn: the segment was being created. Remove it. */
+        close(fd);
+        if (unlinkat(j->dirfd, name, 0) != 0) {
+            snprintf(err, errcap, "%s/%s: unlink torn segment: %s", j->dir, name, strerror(errno));
+            return -1;
+        }
+        fsync(j->dirfd);
+        return 1;
+    }
+    if (ftruncate(fd, (off_t)res.bad_offset) != 0 || fdatasync(fd) != 0) {
+        snprintf(err, errcap, "%s/%s: cutting torn tail: %s", j->dir, name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    j->seg_fd = fd;
+    j->seg_seq = seq;
+    j->seg_off = res.bad_offset;
+    return 1;
+}
+
+/* Create segment seq; its header goes out with the first batch written to it. */
+static int seg_create(journal *j, uint64_t seq) {
+    int fd = seg_open(j, seq, O_WRONLY | O_CREAT | O_EXCL);
+    if (fd < 0) return -errno;
+    /* The directory entry must be durable before any record in the file is acknowledged. */
+    if (fsync(j->dirfd) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    j->stats.segments_created++;
+    return fd;
+}
+
+int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_record_fn fn, void *ctx,
+                 journal_recovery *rec, char *err, size_t errcap) {
+    memset(j, 0, sizeof *j);
+    memset(rec, 0, sizeof *rec);
+    j->dirfd = -1;
+    j->seg_fd = -1;
+    j->segment_bytes = segment_bytes;
+    snprintf(j->dir, sizeof j->dir, "%s", dir);
+    int rc = mkdir_p(dir);
+    if (rc) {
+        snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(-rc));
+        return -1;
+    }
+    j->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dirfd < 0) {
+        snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        j->batch[i].data = mmap(NULL, JOURNAL_BUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (j->batch[i].data == MAP_FAILED) {
+            snprintf(err, errcap, "journal buffers: %s", strerror(errno));
+            return -1;
+        }
+    }
+    int64_t t0 = clock_mono_ns();
+    uint64_t *seqs = NULL;
+    int n = journal_list_segments(dir, &seqs);
+    if (n < 0) {
+        snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(-n));
+        return -1;
+    }
+    journal_chain chain = {.next_lsn = 1, .prev_sum = 0};
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && seqs[i] != seqs[i - 1] + 1) {
+            snprintf(err, errcap, "journal_dir %s: segment %llu missing", dir, (unsigned long long)(seqs[i - 1] + 1));
+            free(seqs);
+            return -1;
+        }
+        if (j->seg_fd >= 0) close(j->seg_fd);
+        j->seg_fd = -1;
+        rc = replay_segment(j, seqs[i], i == n - 1, &chain, fn, ctx, rec, err, errcap);
+        if (rc < 0) {
+            free(seqs);
+            return -1;
+        }
+    }
+    uint64_t last_seq = n > 0 ? seqs[n - 1] : 0;
+    free(seqs);
+    rec->records = chain.records;
+    rec->replay_ns = clock_mono_ns() - t0;
+    j->next_lsn = chain.next_lsn;
+    j->last_sum = chain.prev_sum;
+    j->durable_lsn = chain.next_lsn - 1;
+    if (j->seg_fd < 0) {
+        /* Nothing usable on disk (empty dir, or the last segment's header was torn). */
+        uint64_t seq = last_seq + (rec->tail_cut && rec->cut_offset < sizeof(journal_seg_hdr) ? 0 : 1);
+        if (seq == 0) seq = 1;
+        int fd = seg_create(j, seq);
+        if (fd < 0) {
+            snprintf(err, errcap, "journal_dir %s: creating segment: %s", dir, strerror(-fd));
+            return -1;
+        }
+        journal_seg_hdr h;
+        journal_seg_hdr_make(&h, seq, j->next_lsn, j->last_sum, clock_now_ms());
+        if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || fdatasync(fd) != 0) {
+            snprintf(err, errcap, "journal_dir %s: writing segment header: %s", dir, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        j->seg_fd = fd;
+        j->seg_seq = seq;
+        j->seg_off = sizeof h;
+    }
+    j->open_idx = 0;
+    return 0;
+}
+
+void journal_attach(journal *j, struct io_uring *ring, journal_durable_fn fn, void *ctx) {
+    j->ring = ring;
+    j->on_durable = fn;
+    j->ctx = ctx;
+}
+
+bool journal_has_room(const journal *j, uint32_t payload_len) {
+    const journal_batch *b = &j->batch[j->open_idx];
+    /* Room for the record plus a segment header in case it triggers a roll. */
+    return b->len + journal_rec_len(payload_len) + sizeof(journal_seg_hdr) <= JOURNAL_BUF_BYTES &&
+           b->n_ext < JOURNAL_EXTENTS_MAX;
+}
+
+static void batch_put(journal *j, journal_batch *b, const void *p, uint32_t n) {
+    if (b->n_ext == 0 || b->ext[b->n_ext - 1].fd != j->seg_fd) {
+        assert(b->n_ext < JOURNAL_EXTENTS_MAX);
+        b->ext[b->n_ext++] = (journal_ext){.fd = j->seg_fd, .file_off = j->seg_off, .buf_off = b->len, .len = 0};
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->ext[b->n_ext - 1].len += n;
+    j->seg_off += n;
+}
+
+static int roll(journal *j, journal_batch *b) {
+    int fd = seg_create(j, j->seg_seq + 1);
+    if (fd < 0) return fd;
+    assert(j->n_retired < JOURNAL_RETIRED_MAX);
+    /* The old fd is referenced at most by the open batch (and the one in flight): close it
+     * once the open batch has completed. */
+    j->retired[j->n_retired].fd = j->seg_fd;
+    j->retired[j->n_retired].after_seq = b->seq;
+    j->n_retired++;
+    j->seg_fd = fd;
+    j->seg_seq++;
+    j->seg_off = 0;
+    journal_seg_hdr h;
+    journal_seg_hdr_make(&h, j->seg_seq, j->next_lsn, j->last_sum, clock_now_ms());
+    batch_put(j, b, &h, sizeof h);
+    return 0;
+}
+
+int64_t journal_append(journal *j, uint16_t type, const void *payload, uint32_t payload_len) {
+    assert(payload_len + sizeof(journal_rec_hdr) <= JOURNAL_RECORD_BYTES_MAX);
+    if (!journal_has_room(j, payload_len)) return -EAGAIN;
+    journal_batch *b = &j->batch[j->open_idx];
+    if (b->len == 0) b->seq = ++j->batch_seq;
+    uint32_t len = journal_rec_len(payload_len);
+    if (j->seg_off + len > j->segment_bytes && j->seg_off > sizeof(journal_seg_hdr)) {
+        if (b->n_ext + 1 > JOURNAL_EXTENTS_MAX) return -EAGAIN;
+        int rc = roll(j, b);
+        if (rc) return rc;
+    }
+    uint8_t rec[JOURNAL_RECORD_BYTES_MAX];
+    journal_rec_encode(rec, type, j->next_lsn, j->last_sum, payload, payload_len);
+    memcpy(&j->last_sum, rec, 8);
+    batch_put(j, b, rec, len);
+    b->records++;
+    b->last_lsn = j->next_lsn;
+    return (int64_t)j->next_lsn++;
+}
+
+static void submit_batch(journal *j, journal_batch *b, int64_t now_ns) {
+    assert(b->n_ext > 0);
+    j->cqe_expected = 2 * b->n_ext;
+    j->cqe_seen = 0;
+    j->cqe_failed = false;
+    j->inflight = true;
+    j->submit_ns = now_ns;
+    uint32_t op = 0;
+    for (uint32_t i = 0; i < b->n_ext; i++) {
+        const journal_ext *e = &b->ext[i];
+        struct io_uring_sqe *sqe = ring_sqe(j->ring);
+        io_uring_prep_write(sqe, e->fd, b->data + e->buf_off, e->len, e->file_off);
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, ud_make(UD_JOURNAL, op++, 0));
+        sqe = ring_sqe(j->ring);
+        io_uring_prep_fsync(sqe, e->fd, IORING_FSYNC_DATASYNC);
+        if (i + 1 < b->n_ext) sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, ud_make(UD_JOURNAL, op++, 0));
+    }
+}
+
+void journal_flush(journal *j, int64_t now_ns) {
+    if (j->inflight) return;
+    if (j->retry_at_ns) {
+        if (now_ns < j->retry_at_ns) return;
+        j->retry_at_ns = 0;
+        /* The failed batch is still the closed one: resend it (same bytes, same offsets). */
+        submit_batch(j, &j->batch[j->open_idx ^ 1], now_ns);
+        return;
+    }
+    journal_batch *b = &j->batch[j->open_idx];
+    if (b->len == 0) return;
+    j->open_idx ^= 1;
+    submit_batch(j, b, now_ns);
+}
+
+static void rpf_count(journal_stats *s, uint64_t records) {
+    int k = 0;
+    uint64_t lim = 1;
+    while (k < JOURNAL_RPF_BUCKETS - 1 && records > lim) {
+        lim *= 2;
+        k++;
+    }
+    s->rpf_buckets[k]++;
+}
+
+void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns) {
+    assert(j->inflight);
+    journal_batch *b = &j->batch[j->open_idx ^ 1];
+    if (op % 2 == 0) {
+        uint32_t want = b->ext[op / 2].len;
+        if (res < 0 || (uint32_t)res != want) {
+            j->cqe_failed = true;
+            j->last_error = res < 0 ? -res : EIO;
+        }
+    } else if (res < 0) {
+        j->cqe_failed = true;
+        if (res != -ECANCELED) j->last_error = -res;
+    }
+    if (++j->cqe_seen < j->cqe_expected) return;
+    j->inflight = false;
+    if (j->cqe_failed) {
+        /* Nothing in the batch is acknowledged; rewrite it whole after a pause (full disk,
+         * transient I/O error). The open batch keeps filling until it has no room. */
+        j->stats.write_errors++;
+        j->retry_at_ns = now_ns + RETRY_DELAY_NS;
+        return;
+    }
+    j->last_error = 0;
+    j->stats.fsyncs += b->n_ext;
+    j->stats.records += b->records;
+    j->stats.bytes += b->len;
+    j->stats.last_batch_records = b->records;
+    j->stats.fsync_ns_total += (uint64_t)(now_ns - j->submit_ns);
+    rpf_count(&j->stats, b->records);
+    j->durable_lsn = b->last_lsn;
+    uint64_t done_seq = b->seq;
+    b->len = 0;
+    b->records = 0;
+    b->n_ext = 0;
+    for (uint32_t i = 0; i < j->n_retired;) {
+        if (j->retired[i].after_seq <= done_seq) {
+            close(j->retired[i].fd);
+            j->retired[i] = j->retired[--j->n_retired];
+        } else {
+            i++;
+        }
+    }
+    if (j->on_durable) j->on_durable(j->ctx, j->durable_lsn);
+}
+
+bool journal_idle(const journal *j) {
+    return !j->inflight && j->batch[j->open_idx].len == 0 && j->retry_at_ns == 0;
+}
+
+uint64_t journal_last_lsn(const journal *j) { return j->next_lsn - 1; }
+
+void journal_close(journal *j) {
+    for (uint32_t i = 0; i < j->n_retired; i++) close(j->retired[i].fd);
+    j->n_retired = 0;
+    if (j->seg_fd >= 0) {
+        fdatasync(j->seg_fd);
+        close(j->seg_fd);
+    }
+    j->seg_fd = -1;
+    if (j->dirfd >= 0) close(j->dirfd);
+    j->dirfd = -1;
+    for (int i = 0; i < 2; i++)
+        if (j->batch[i].data && j->batch[i].data != MAP_FAILED) munmap(j->batch[i].data, JOURNAL_BUF_BYTES);
+}

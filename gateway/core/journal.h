@@ -1,0 +1,115 @@
+/*
+ * journal: the write-ahead log of every order-changing event (SPEC §7, docs/journal.md).
+ *
+ * Owns the segment files of one directory. journal_open() replays what is on disk (sync I/O,
+ * at start only), cuts a torn tail (reported with its offset), and refuses a journal whose
+ * damage is followed by valid records (acknowledged data would be lost by a cut).
+ * After journal_attach(), all writes and fdatasyncs go through the caller's io_uring:
+ * journal_append() copies a record into the open batch and returns its lsn at once;
+ * journal_flush() sends the open batch (write -> fdatasync, linked) when no batch is in
+ * flight - group commit: records that arrive during an fdatasync ride the next one.
+ * on_durable(lsn) fires when every record up to lsn is on disk. Single-threaded.
+ */
+#ifndef SG_JOURNAL_H
+#define SG_JOURNAL_H
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "journal_fmt.h"
+#include "limits.h"
+
+typedef void (*journal_durable_fn)(void *ctx, uint64_t durable_lsn);
+
+typedef struct journal_ext {
+    int fd;
+    uint64_t file_off;
+    uint32_t buf_off;
+    uint32_t len;
+} journal_ext;
+
+typedef struct journal_batch {
+    uint8_t *data; /* JOURNAL_BUF_BYTES */
+    uint32_t len;
+    uint32_t records;
+    uint64_t last_lsn;
+    uint64_t seq;
+    journal_ext ext[JOURNAL_EXTENTS_MAX];
+    uint32_t n_ext;
+} journal_batch;
+
+#define JOURNAL_RETIRED_MAX (JOURNAL_EXTENTS_MAX * 2 + 2)
+#define JOURNAL_RPF_BUCKETS 18 /* records-per-fsync histogram: <=1,2,4,...,65536,more */
+
+typedef struct journal_stats {
+    uint64_t fsyncs;
+    uint64_t records;
+    uint64_t bytes;
+    uint64_t write_errors;
+    uint64_t segments_created;
+    uint64_t rpf_buckets[JOURNAL_RPF_BUCKETS];
+    uint64_t last_batch_records;
+    uint64_t fsync_ns_total;
+} journal_stats;
+
+typedef struct journal_recovery {
+    uint64_t records;
+    uint64_t segments;
+    bool tail_cut;
+    uint64_t cut_seq;
+    uint64_t cut_offset;
+    uint64_t cut_bytes;
+    char cut_why[128];
+    int64_t replay_ns;
+} journal_recovery;
+
+typedef struct journal {
+    char dir[4096];
+    int dirfd;
+    uint64_t segment_bytes;
+    int seg_fd;
+    uint64_t seg_seq;
+    uint64_t seg_off;
+    uint64_t next_lsn;
+    uint64_t last_sum;
+    uint64_t durable_lsn;
+    journal_batch batch[2];
+    int open_idx; /* batch[open_idx] takes appends; the other may be in flight */
+    bool inflight;
+    uint32_t cqe_expected, cqe_seen;
+    bool cqe_failed;
+    int last_error; /* errno of the last failed write/fsync, 0 when healthy */
+    int64_t retry_at_ns;
+    int64_t submit_ns;
+    uint64_t batch_seq;
+    struct {
+        int fd;
+        uint64_t after_seq;
+    } retired[JOURNAL_RETIRED_MAX];
+    uint32_t n_retired;
+    struct io_uring *ring;
+    journal_durable_fn on_durable;
+    void *ctx;
+    journal_stats stats;
+} journal;
+
+/* Replay the journal in dir (created if missing) and open it for appending. fn sees every
+ * valid record in lsn order. 0, or -1 with err filled. */
+int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_record_fn fn, void *ctx,
+                 journal_recovery *rec, char *err, size_t errcap);
+void journal_attach(journal *j, struct io_uring *ring, journal_durable_fn fn, void *ctx);
+/* Room for one more record of payload_len bytes in the open batch? */
+bool journal_has_room(const journal *j, uint32_t payload_len);
+/* Append a record; returns its lsn (>0), or -EAGAIN when the open batch is full (the caller
+ * waits for the next on_durable and tries again), or -EIO/-errno when a segment cannot be
+ * created. */
+int64_t journal_append(journal *j, uint16_t type, const void *payload, uint32_t payload_len);
+/* Submit the open batch if nothing is in flight and no retry is pending. */
+void journal_flush(journal *j, int64_t now_ns);
+/* A completion with kind UD_JOURNAL. */
+void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns);
+/* Nothing appended that is not yet durable. */
+bool journal_idle(const journal *j);
+uint64_t journal_last_lsn(const journal *j);
+void journal_close(journal *j);
+#endif

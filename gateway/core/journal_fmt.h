@@ -1,0 +1,88 @@
+/*
+ * journal_fmt: the on-disk format of the write-ahead journal (docs/journal.md) and the one
+ * scanner that reads it back. Used by recovery in stopgated and by `stopctl journal
+ * verify|dump`, so both judge a journal the same way. Pure: works on bytes in memory.
+ *
+ * A segment file is a 64-byte header followed by records, each padded to 8 bytes. A record's
+ * checksum (XXH3-64) covers its header and payload including prev_sum, the checksum of the
+ * record before it, so the records form a hash chain across segments.
+ */
+#ifndef SG_JOURNAL_FMT_H
+#define SG_JOURNAL_FMT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JOURNAL_SEG_MAGIC "SGJSEG01"
+#define JOURNAL_SEG_VERSION 1u
+#define JOURNAL_REC_MAGIC 0x524a4753u /* "SGJR" little-endian */
+#define JOURNAL_REC_VERSION 1u
+#define JOURNAL_SEG_SUFFIX ".sgj"
+
+typedef struct journal_seg_hdr {
+    uint64_t sum; /* XXH3-64 of the bytes after this field */
+    char magic[8];
+    uint32_t version;
+    uint32_t hdr_bytes;
+    uint64_t seq;       /* 1, 2, ... ; also the file name */
+    uint64_t first_lsn; /* lsn of the first record in this segment */
+    uint64_t prev_sum;  /* checksum of the last record of the previous segment, 0 for the first */
+    int64_t created_ms;
+    uint64_t reserved;
+} journal_seg_hdr;
+_Static_assert(sizeof(journal_seg_hdr) == 64, "segment header is 64 bytes on disk");
+
+typedef struct journal_rec_hdr {
+    uint64_t sum; /* XXH3-64 of bytes [8, 40 + payload_len) */
+    uint32_t magic;
+    uint32_t len; /* whole record, header and padding included; multiple of 8 */
+    uint16_t type;
+    uint16_t version;
+    uint32_t payload_len;
+    uint64_t lsn;      /* previous record's lsn + 1 */
+    uint64_t prev_sum; /* previous record's sum: the hash chain */
+} journal_rec_hdr;
+_Static_assert(sizeof(journal_rec_hdr) == 40, "record header is 40 bytes on disk");
+
+static inline uint32_t journal_rec_len(uint32_t payload_len) {
+    return (uint32_t)((sizeof(journal_rec_hdr) + payload_len + 7u) & ~7u);
+}
+
+/* Fill a segment header (sum included). */
+void journal_seg_hdr_make(journal_seg_hdr *h, uint64_t seq, uint64_t first_lsn, uint64_t prev_sum,
+                          int64_t created_ms);
+/* Encode one record into out (which has room for journal_rec_len(payload_len) bytes). */
+void journal_rec_encode(uint8_t *out, uint16_t type, uint64_t lsn, uint64_t prev_sum, const void *payload,
+                        uint32_t payload_len);
+
+typedef struct journal_chain {
+    uint64_t next_lsn; /* lsn the next record must carry */
+    uint64_t prev_sum; /* sum the next record must carry as prev_sum */
+    uint64_t records;  /* records accepted so far */
+} journal_chain;
+
+typedef struct journal_scan_result {
+    size_t valid_end;     /* bytes of the segment that hold valid header + records */
+    bool clean;           /* true when the rest of the segment is empty (zeros or nothing) */
+    bool valid_after_bad; /* a valid record exists past the first bad one: not a torn tail */
+    size_t bad_offset;    /* offset of the first bad record when !clean */
+    char why[128];        /* what was wrong there */
+} journal_scan_result;
+
+/* Called for each valid record, in order. Returns 0 to go on, non-zero to stop the scan. */
+typedef int (*journal_record_fn)(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                                 uint32_t payload_len);
+
+/* Scan one segment's bytes against the chain (updated as records pass). Returns 0, or the
+ * callback's non-zero value. Header problems are reported as bad at offset 0. */
+int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
+                         void *ctx, journal_scan_result *res);
+
+/* Segment file name for a sequence number: "%016llu.sgj". */
+void journal_seg_name(char *out, size_t cap, uint64_t seq);
+/* Parse a segment file name. 0 and *seq, or -1. */
+int journal_seg_parse_name(const char *name, uint64_t *seq);
+/* Sorted list of segment sequence numbers in dir. Returns count or negative errno;
+ * *seqs is malloc'd (free it). */
+int journal_list_segments(const char *dir, uint64_t **seqs);
+#endif

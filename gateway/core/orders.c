@@ -1,0 +1,477 @@
+#include "orders.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "mem.h"
+
+#define SP_BYTES_MAX (4ULL * 1024 * 1024 * 1024 - 1) /* uint32 offsets */
+
+static const char *state_names[ST__COUNT] = {
+    "NONE", "ACCEPTED", "HELD", "SENT", "OVERDUE", "CONFIRMED", "PARTIAL",
+    "NOT_FOUND", "REJECTED", "FUNDS_MOVED", "RELEASED", "EXPIRED",
+};
+
+const char *order_state_name(uint8_t st) { return st < ST__COUNT ? state_names[st] : "UNKNOWN"; }
+const char *order_kind_name(uint8_t k) { return k == KIND_STOP ? "STOP" : k == KIND_FREEZE ? "FREEZE" : "UNKNOWN"; }
+int order_state_parse(const char *s) {
+    for (int i = 1; i < ST__COUNT; i++)
+        if (strcmp(s, state_names[i]) == 0) return i;
+    return -1;
+}
+
+void order_id_format(char *out, size_t cap, uint64_t no) { snprintf(out, cap, "SG-%llu", (unsigned long long)no); }
+
+uint64_t order_id_parse(const char *s, uint32_t len) {
+    if (len < 4 || len > 23 || (s[0] != 'S' && s[0] != 's') || (s[1] != 'G' && s[1] != 'g') || s[2] != '-') return 0;
+    uint64_t v = 0;
+    for (uint32_t i = 3; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > UINT32_MAX) return 0;
+    }
+    return v;
+}
+
+bool order_is_live(const order *ord, int64_t now_ms) {
+    switch (ord->state) {
+    case ST_ACCEPTED:
+    case ST_HELD:
+    case ST_SENT:
+    case ST_OVERDUE:
+    case ST_CONFIRMED:
+    case ST_PARTIAL: return ord->expires_at_ms > now_ms;
+    default: return false;
+    }
+}
+
+/* --- indexes ------------------------------------------------------------------------ */
+
+typedef struct skey {
+    const char *p;
+    uint32_t len;
+} skey;
+
+typedef struct akey {
+    const char *bank, *account;
+} akey;
+
+static bool req_eq(const void *ctx, uint32_t val, const void *key) {
+    const orders *o = ctx;
+    const skey *k = key;
+    const char *id = o->req[val].id;
+    return strncmp(id, k->p, k->len) == 0 && id[k->len] == 0;
+}
+static bool case_eq(const void *ctx, uint32_t val, const void *key) {
+    const orders *o = ctx;
+    const skey *k = key;
+    const char *id = o->cases[val].id;
+    return strncmp(id, k->p, k->len) == 0 && id[k->len] == 0;
+}
+static bool acct_eq(const void *ctx, uint32_t val, const void *key) {
+    const orders *o = ctx;
+    const akey *k = key;
+    return strcmp(o->v[val].bank, k->bank) == 0 && strcmp(o->v[val].account, k->account) == 0;
+}
+static uint64_t acct_hash(const char *bank, const char *account) {
+    char tmp[BANK_LEN_MAX + ACCOUNT_LEN_MAX + 2];
+    size_t bl = strlen(bank), al = strlen(account);
+    memcpy(tmp, bank, bl);
+    tmp[bl] = 0; /* separator no key character can be */
+    memcpy(tmp + bl + 1, account, al);
+    return XXH3_64bits(tmp, bl + 1 + al);
+}
+
+/* --- schedules (binary min-heaps, stale entries skipped when popped) ---------------- */
+
+static int sched_push(sched *s, int64_t t, uint32_t no) {
+    if (s->n == s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 1024;
+        sched_ent *v = realloc(s->v, (size_t)cap * sizeof *v);
+        if (!v) return -ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    uint32_t i = s->n++;
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (s->v[p].t_ms <= t) break;
+        s->v[i] = s->v[p];
+        i = p;
+    }
+    s->v[i] = (sched_ent){t, no};
+    return 0;
+}
+
+static sched_ent sched_pop(sched *s) {
+    sched_ent top = s->v[0];
+    sched_ent last = s->v[--s->n];
+    uint32_t i = 0;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= s->n) break;
+        if (c + 1 < s->n && s->v[c + 1].t_ms < s->v[c].t_ms) c++;
+        if (last.t_ms <= s->v[c].t_ms) break;
+        s->v[i] = s->v[c];
+        i = c;
+    }
+    if (s->n) s->v[i] = last;
+    return top;
+}
+
+/* --- init ----------------------------------------------------------------------------- */
+
+int orders_init(orders *o, uint32_t max_orders, int64_t bank_deadline_ms) {
+    memset(o, 0, sizeof *o);
+    if (max_orders == 0 || max_orders > ORDERS_MAX_LIMIT) return -EINVAL;
+    o->max_orders = max_orders;
+    o->max_req = max_orders * 2;
+    o->max_cases = max_orders;
+    o->max_links = max_orders * 4;
+    o->sp_cap = (uint64_t)max_orders * 256 < SP_BYTES_MAX ? (uint64_t)max_orders * 256 : SP_BYTES_MAX;
+    o->bank_deadline_ms = bank_deadline_ms;
+    o->v = mem_reserve(((size_t)max_orders + 1) * sizeof(order));
+    o->req = mem_reserve(((size_t)o->max_req + 1) * sizeof(request));
+    o->cases = mem_reserve(((size_t)o->max_cases + 1) * sizeof(case_ent));
+    o->links = mem_reserve(((size_t)o->max_links + 1) * sizeof(olink));
+    o->sp = mem_reserve(o->sp_cap);
+    if (!o->v || !o->req || !o->cases || !o->links || !o->sp) return -ENOMEM;
+    o->sp_len = 1;
+    if (htab_init(&o->req_idx, o->max_req) || htab_init(&o->case_idx, o->max_cases) ||
+        htab_init(&o->acct_idx, max_orders))
+        return -ENOMEM;
+    return 0;
+}
+
+void orders_free(orders *o) {
+    if (o->v) mem_release(o->v, ((size_t)o->max_orders + 1) * sizeof(order));
+    if (o->req) mem_release(o->req, ((size_t)o->max_req + 1) * sizeof(request));
+    if (o->cases) mem_release(o->cases, ((size_t)o->max_cases + 1) * sizeof(case_ent));
+    if (o->links) mem_release(o->links, ((size_t)o->max_links + 1) * sizeof(olink));
+    if (o->sp) mem_release(o->sp, o->sp_cap);
+    htab_free(&o->req_idx);
+    htab_free(&o->case_idx);
+    htab_free(&o->acct_idx);
+    free(o->expiry.v);
+    free(o->overdue.v);
+    memset(o, 0, sizeof *o);
+}
+
+/* Worst case a record needs: one order, one request, one case, two links per case list,
+ * a child link, and its strings. */
+#define SP_RECORD_MAX (NOTE_LEN_MAX + DOC_LEN_MAX + 2 * REASON_LEN_MAX + SG_ONWARD_MAX * sizeof(sg_onward) + 64)
+
+bool orders_room(const orders *o, uint16_t type) {
+    if (o->sp_len + SP_RECORD_MAX > o->sp_cap) return false;
+    if (o->nlinks + 2 > o->max_links || o->ncases + 1 > o->max_cases) return false;
+    switch (type) {
+    case REC_ORDER: return o->n < o->max_orders && o->nreq < o->max_req && o->acct_idx.count < o->acct_idx.limit;
+    case REC_MERGE:
+    case REC_RELEASE:
+    case REC_EXTEND: return o->nreq < o->max_req;
+    default: return true;
+    }
+}
+
+/* --- lookups ---------------------------------------------------------------------------- */
+
+const request *orders_find_request(const orders *o, const char *id, uint32_t len) {
+    skey k = {id, len};
+    htab_slot *s = htab_lookup(&o->req_idx, XXH3_64bits(id, len), &k, req_eq, o);
+    return s->val ? &o->req[s->val] : NULL;
+}
+
+const case_ent *orders_find_case(const orders *o, const char *id, uint32_t len) {
+    skey k = {id, len};
+    htab_slot *s = htab_lookup(&o->case_idx, XXH3_64bits(id, len), &k, case_eq, o);
+    return s->val ? &o->cases[s->val] : NULL;
+}
+
+order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms) {
+    akey k = {bank, account};
+    htab_slot *s = htab_lookup(&o->acct_idx, acct_hash(bank, account), &k, acct_eq, o);
+    if (!s->val) return NULL;
+    order *ord = &o->v[s->val];
+    return order_is_live(ord, now_ms) ? ord : NULL;
+}
+
+bool order_has_case(const orders *o, const order *ord, const char *id, uint32_t len) {
+    for (uint32_t l = ord->cases_head; l; l = o->links[l].next) {
+        const char *c = o->cases[o->links[l].val].id;
+        if (strncmp(c, id, len) == 0 && c[len] == 0) return true;
+    }
+    return false;
+}
+
+const sg_onward *orders_onward(const orders *o, const order *ord) {
+    return ord->onward_off ? (const sg_onward *)(o->sp + ord->onward_off) : NULL;
+}
+
+/* --- apply ------------------------------------------------------------------------------ */
+
+static uint32_t sp_put(orders *o, rec_str s) {
+    if (s.len == 0) return 0;
+    assert(o->sp_len + s.len + 1 <= o->sp_cap);
+    uint32_t off = (uint32_t)o->sp_len;
+    memcpy(o->sp + off, s.p, s.len);
+    o->sp[off + s.len] = 0;
+    o->sp_len += s.len + 1;
+    return off;
+}
+
+static uint32_t sp_put_onward(orders *o, const sg_onward *v, uint32_t n) {
+    if (n == 0) return 0;
+    o->sp_len = (o->sp_len + 7) & ~7ULL;
+    size_t bytes = n * sizeof *v;
+    assert(o->sp_len + bytes <= o->sp_cap);
+    uint32_t off = (uint32_t)o->sp_len;
+    memcpy(o->sp + off, v, bytes);
+    o->sp_len += bytes;
+    return off;
+}
+
+static void copy_str(char *dst, size_t cap, rec_str s) {
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+    memcpy(dst, s.p, n);
+    dst[n] = 0;
+}
+
+static uint32_t link_add(orders *o, uint32_t val) {
+    assert(o->nlinks < o->max_links);
+    uint32_t l = ++o->nlinks;
+    o->links[l] = (olink){val, 0};
+    return l;
+}
+
+static int add_request(orders *o, const order_rec *r, uint8_t op, uint32_t no, uint64_t lsn, char *err,
+                       size_t errcap) {
+    if (r->request_id.len == 0 || r->request_id.len > REQUEST_ID_LEN_MAX) {
+        snprintf(err, errcap, "record without a valid request_id");
+        return -1;
+    }
+    uint64_t h = XXH3_64bits(r->request_id.p, r->request_id.len);
+    skey k = {r->request_id.p, r->request_id.len};
+    htab_slot *s = htab_lookup(&o->req_idx, h, &k, req_eq, o);
+    if (s->val) {
+        snprintf(err, errcap, "request_id %.*s journaled twice", (int)r->request_id.len, r->request_id.p);
+        return -1;
+    }
+    if (o->nreq >= o->max_req || htab_fill(&o->req_idx, s, h, o->nreq + 1) != 0) {
+        snprintf(err, errcap, "request table full (max_orders too small for this journal)");
+        return -1;
+    }
+    request *q = &o->req[++o->nreq];
+    copy_str(q->id, sizeof q->id, r->request_id);
+    q->op = op;
+    q->order_no = no;
+    q->fingerprint = r->fingerprint;
+    q->lsn = lsn;
+    return 0;
+}
+
+/* Attach the order to a case (creating the case) unless it is already in it. */
+static int add_case(orders *o, order *ord, rec_str c, char *err, size_t errcap) {
+    if (c.len == 0 || order_has_case(o, ord, c.p, c.len)) return 0;
+    if (ord->ncases >= ORDER_CASES_MAX) {
+        snprintf(err, errcap, "order has %d cases already", ORDER_CASES_MAX);
+        return -1;
+    }
+    uint64_t h = XXH3_64bits(c.p, c.len);
+    skey k = {c.p, c.len};
+    htab_slot *s = htab_lookup(&o->case_idx, h, &k, case_eq, o);
+    if (!s->val) {
+        if (o->ncases >= o->max_cases || htab_fill(&o->case_idx, s, h, o->ncases + 1) != 0) {
+            snprintf(err, errcap, "case table full");
+            return -1;
+        }
+        case_ent *ce = &o->cases[++o->ncases];
+        copy_str(ce->id, sizeof ce->id, c);
+        ce->orders_head = ce->orders_tail = 0;
+        ce->count = 0;
+    }
+    uint32_t ci = s->val;
+    case_ent *ce = &o->cases[ci];
+    uint32_t l = link_add(o, ord->no);
+    if (ce->orders_tail)
+        o->links[ce->orders_tail].next = l;
+    else
+        ce->orders_head = l;
+    ce->orders_tail = l;
+    ce->count++;
+    /* The order's own list keeps insertion order too: first case first. */
+    uint32_t m = link_add(o, ci);
+    uint32_t *tail = &ord->cases_head;
+    while (*tail) tail = &o->links[*tail].next;
+    *tail = m;
+    ord->ncases++;
+    return 0;
+}
+
+static void set_state(orders *o, order *ord, uint8_t st, int64_t ts) {
+    o->state_count[ord->state]--;
+    ord->state = st;
+    o->state_count[st]++;
+    if (!ord->at_ms[st]) ord->at_ms[st] = ts;
+}
+
+static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
+    if (r->order_no != (uint64_t)o->n + 1 || o->n >= o->max_orders) {
+        snprintf(err, errcap, "order number %llu out of sequence (have %u)", (unsigned long long)r->order_no, o->n);
+        return -1;
+    }
+    if ((r->kind != KIND_STOP && r->kind != KIND_FREEZE) || (r->state != ST_ACCEPTED && r->state != ST_HELD) ||
+        r->bank.len == 0 || r->bank.len > BANK_LEN_MAX || r->account.len == 0 || r->account.len > ACCOUNT_LEN_MAX) {
+        snprintf(err, errcap, "malformed order record");
+        return -1;
+    }
+    order *ord = &o->v[++o->n];
+    memset(ord, 0, sizeof *ord);
+    ord->no = o->n;
+    ord->kind = r->kind;
+    ord->state = ST_NONE;
+    o->state_count[ST_NONE]++;
+    set_state(o, ord, r->state, r->ts_ms);
+    if (r->state == ST_HELD) ord->at_ms[ST_ACCEPTED] = r->ts_ms;
+    ord->amount_minor = r->amount_minor;
+    ord->expires_at_ms = r->expires_at_ms;
+    ord->level = r->level;
+    ord->parent_no = (uint32_t)r->parent_no;
+    ord->last_lsn = lsn;
+    copy_str(ord->bank, sizeof ord->bank, r->bank);
+    copy_str(ord->account, sizeof ord->account, r->account);
+    copy_str(ord->currency, sizeof ord->currency, r->currency);
+    copy_str(ord->agent, sizeof ord->agent, r->agent);
+    ord->order_reason_off = sp_put(o, r->reason);
+    ord->note_off = sp_put(o, r->note);
+    ord->doc_off = sp_put(o, r->doc);
+    if (add_request(o, r, REQ_ORDER, ord->no, lsn, err, errcap) || add_case(o, ord, r->case_id, err, errcap)) return -1;
+    ord->request_idx = o->nreq;
+    akey k = {ord->bank, ord->account};
+    uint64_t h = acct_hash(ord->bank, ord->account);
+    htab_slot *s = htab_lookup(&o->acct_idx, h, &k, acct_eq, o);
+    if (s->val) {
+        s->val = ord->no; /* the newest order on the account is the one that can be live */
+    } else if (htab_fill(&o->acct_idx, s, h, ord->no) != 0) {
+        snprintf(err, errcap, "account index full");
+        return -1;
+    }
+    if (ord->parent_no) {
+        order *p = orders_get(o, ord->parent_no);
+        if (!p) {
+            snprintf(err, errcap, "order %u names unknown parent %u", ord->no, ord->parent_no);
+            return -1;
+        }
+        if (p->last_child)
+            o->v[p->last_child].next_sibling = ord->no;
+        else
+            p->first_child = ord->no;
+        p->last_child = ord->no;
+    }
+    if (sched_push(&o->expiry, ord->expires_at_ms, ord->no)) {
+        snprintf(err, errcap, "out of memory (expiry schedule)");
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_merge(orders *o, order *ord, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
+    if (add_request(o, r, REQ_MERGE, ord->no, lsn, err, errcap) || add_case(o, ord, r->case_id, err, errcap))
+        return -1;
+    ord->amount_minor = r->amount_minor;
+    if (r->expires_at_ms > ord->expires_at_ms) {
+        ord->expires_at_ms = r->expires_at_ms;
+        if (sched_push(&o->expiry, ord->expires_at_ms, ord->no)) return -1;
+    }
+    if (r->doc.len && !ord->doc_off) ord->doc_off = sp_put(o, r->doc);
+    ord->last_lsn = lsn;
+    return 0;
+}
+
+static bool answered_state(uint8_t st) {
+    return st == ST_CONFIRMED || st == ST_PARTIAL || st == ST_NOT_FOUND || st == ST_REJECTED || st == ST_FUNDS_MOVED;
+}
+
+static int apply_state(orders *o, order *ord, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
+    if (r->state <= ST_NONE || r->state >= ST__COUNT || r->state == ST_ACCEPTED) {
+        snprintf(err, errcap, "bad state %u for order %u", r->state, ord->no);
+        return -1;
+    }
+    set_state(o, ord, r->state, r->ts_ms);
+    if (answered_state(r->state)) {
+        ord->answer_state = r->state;
+        ord->frozen_minor = r->frozen_minor;
+        if (r->reason.len) ord->reason_off = sp_put(o, r->reason);
+        if (r->onward_count) {
+            ord->onward_off = sp_put_onward(o, r->onward, r->onward_count);
+            ord->onward_count = (uint8_t)r->onward_count;
+        }
+    }
+    if (r->state == ST_SENT && sched_push(&o->overdue, r->ts_ms + o->bank_deadline_ms, ord->no)) {
+        snprintf(err, errcap, "out of memory (overdue schedule)");
+        return -1;
+    }
+    ord->last_lsn = lsn;
+    return 0;
+}
+
+int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
+    if (r->type == REC_ORDER) return apply_order(o, r, lsn, err, errcap);
+    order *ord = orders_get(o, r->order_no);
+    if (!ord) {
+        snprintf(err, errcap, "%s record for unknown order %llu", record_type_name(r->type),
+                 (unsigned long long)r->order_no);
+        return -1;
+    }
+    switch (r->type) {
+    case REC_MERGE: return apply_merge(o, ord, r, lsn, err, errcap);
+    case REC_STATE: return apply_state(o, ord, r, lsn, err, errcap);
+    case REC_RELEASE:
+        if (add_request(o, r, REQ_RELEASE, ord->no, lsn, err, errcap)) return -1;
+        set_state(o, ord, ST_RELEASED, r->ts_ms);
+        if (r->reason.len && !ord->reason_off) ord->reason_off = sp_put(o, r->reason);
+        ord->last_lsn = lsn;
+        return 0;
+    case REC_EXTEND:
+        if (add_request(o, r, REQ_EXTEND, ord->no, lsn, err, errcap)) return -1;
+        ord->expires_at_ms = r->expires_at_ms;
+        ord->last_lsn = lsn;
+        return sched_push(&o->expiry, ord->expires_at_ms, ord->no);
+    case REC_CONFIRM:
+        set_state(o, ord, ST_ACCEPTED, r->ts_ms);
+        ord->last_lsn = lsn;
+        return 0;
+    default: snprintf(err, errcap, "unknown record type %u", r->type); return -1;
+    }
+}
+
+/* --- schedules ------------------------------------------------------------------------ */
+
+uint32_t orders_next_expired(orders *o, int64_t now_ms) {
+    while (o->expiry.n && o->expiry.v[0].t_ms <= now_ms) {
+        sched_ent e = sched_pop(&o->expiry);
+        order *ord = &o->v[e.no];
+        /* Stale entries (extended, released, already expired) are skipped here. */
+        if (ord->expires_at_ms == e.t_ms && order_is_live(ord, INT64_MIN)) return e.no;
+    }
+    return 0;
+}
+
+uint32_t orders_next_overdue(orders *o, int64_t now_ms) {
+    while (o->overdue.n && o->overdue.v[0].t_ms <= now_ms) {
+        sched_ent e = sched_pop(&o->overdue);
+        order *ord = &o->v[e.no];
+        if (ord->state == ST_SENT && ord->at_ms[ST_SENT] + o->bank_deadline_ms == e.t_ms) return e.no;
+    }
+    return 0;
+}
+
+int64_t orders_next_due_ms(const orders *o) {
+    int64_t t = INT64_MAX;
+    if (o->expiry.n) t = o->expiry.v[0].t_ms;
+    if (o->overdue.n && o->overdue.v[0].t_ms < t) t = o->overdue.v[0].t_ms;
+    return t;
+}

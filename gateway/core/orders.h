@@ -1,0 +1,139 @@
+/*
+ * orders: the in-memory state of every order, request and case, rebuilt from the journal.
+ *
+ * Owns the order table, the request index (idempotency), the account index (one live order
+ * per account), the case index and the expiry/overdue schedules. It never does I/O and never
+ * decides anything: callers validate a request, build the journal record, append it, and then
+ * call orders_apply() with that same record - the one function replay also uses, so the state
+ * after a restart is exactly the state before it. Capacities are fixed at init
+ * (orders_room() says whether a record will fit before it is journaled). Single-threaded.
+ */
+#ifndef SG_ORDERS_H
+#define SG_ORDERS_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "htab.h"
+#include "limits.h"
+#include "record.h"
+
+typedef enum order_kind { KIND_STOP = 1, KIND_FREEZE = 2 } order_kind;
+
+typedef enum order_state {
+    ST_NONE = 0,
+    ST_ACCEPTED,
+    ST_HELD,
+    ST_SENT,
+    ST_OVERDUE,
+    ST_CONFIRMED,
+    ST_PARTIAL,
+    ST_NOT_FOUND,
+    ST_REJECTED,
+    ST_FUNDS_MOVED,
+    ST_RELEASED,
+    ST_EXPIRED,
+    ST__COUNT
+} order_state;
+
+typedef enum request_op { REQ_ORDER = 1, REQ_MERGE, REQ_RELEASE, REQ_EXTEND } request_op;
+
+typedef struct order {
+    uint64_t last_lsn; /* newest record about this order: replies that show it wait for it */
+    int64_t amount_minor;
+    int64_t frozen_minor;
+    int64_t expires_at_ms;
+    int64_t at_ms[ST__COUNT]; /* when each state was reached, 0 = never */
+    uint32_t no;
+    uint32_t parent_no;
+    uint32_t first_child, last_child, next_sibling;
+    uint32_t level;
+    uint32_t cases_head; /* link list of case indices */
+    uint32_t request_idx;
+    uint32_t reason_off, order_reason_off, note_off, doc_off, onward_off; /* strpool, 0 = none */
+    uint16_t ncases;
+    uint8_t kind, state, answer_state, onward_count, attempts;
+    char bank[BANK_LEN_MAX + 1];
+    char account[ACCOUNT_LEN_MAX + 1];
+    char currency[4];
+    char agent[AGENT_LEN_MAX + 1];
+} order;
+
+typedef struct request {
+    char id[REQUEST_ID_LEN_MAX + 1];
+    uint8_t op;
+    uint32_t order_no;
+    uint64_t fingerprint;
+    uint64_t lsn;
+} request;
+
+typedef struct case_ent {
+    char id[CASE_LEN_MAX + 1];
+    uint32_t orders_head, orders_tail, count;
+} case_ent;
+
+typedef struct olink {
+    uint32_t val, next;
+} olink;
+
+typedef struct sched_ent {
+    int64_t t_ms;
+    uint32_t no;
+} sched_ent;
+
+typedef struct sched {
+    sched_ent *v;
+    uint32_t n, cap;
+} sched;
+
+typedef struct orders {
+    uint32_t max_orders;
+    order *v; /* v[1..n] */
+    uint32_t n;
+    request *req; /* req[1..nreq] */
+    uint32_t nreq, max_req;
+    case_ent *cases;
+    uint32_t ncases, max_cases;
+    olink *links;
+    uint32_t nlinks, max_links;
+    char *sp; /* string pool, offset 0 = empty */
+    uint64_t sp_len, sp_cap;
+    htab req_idx, case_idx, acct_idx;
+    sched expiry, overdue;
+    int64_t bank_deadline_ms;
+    uint64_t state_count[ST__COUNT];
+} orders;
+
+int orders_init(orders *o, uint32_t max_orders, int64_t bank_deadline_ms);
+void orders_free(orders *o);
+
+/* Does a record of this type (with a case not seen before) fit? Checked before journaling so
+ * that orders_apply() of a journaled record cannot fail for lack of room. */
+bool orders_room(const orders *o, uint16_t type);
+/* Apply one record. 0, or -1 with err set when the record contradicts the state (a journal
+ * that replays such a record is refused). */
+int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap);
+
+static inline order *orders_get(orders *o, uint64_t no) { return (no >= 1 && no <= o->n) ? &o->v[no] : NULL; }
+static inline uint64_t orders_next_no(const orders *o) { return (uint64_t)o->n + 1; }
+const request *orders_find_request(const orders *o, const char *id, uint32_t len);
+/* Latest order on the account if it is live at now_ms, else NULL. */
+order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms);
+const case_ent *orders_find_case(const orders *o, const char *id, uint32_t len);
+bool order_is_live(const order *ord, int64_t now_ms);
+bool order_has_case(const orders *o, const order *ord, const char *id, uint32_t len);
+/* Pop the next order whose expiry / bank deadline has passed and that is still in a state
+ * the event applies to. Returns its number, 0 when none. */
+uint32_t orders_next_expired(orders *o, int64_t now_ms);
+uint32_t orders_next_overdue(orders *o, int64_t now_ms);
+/* Earliest time something in the schedules is due, or INT64_MAX. */
+int64_t orders_next_due_ms(const orders *o);
+
+const char *order_state_name(uint8_t st);
+const char *order_kind_name(uint8_t k);
+int order_state_parse(const char *s); /* -1 if unknown */
+static inline const char *orders_str(const orders *o, uint32_t off) { return off ? o->sp + off : ""; }
+const sg_onward *orders_onward(const orders *o, const order *ord);
+void order_id_format(char *out, size_t cap, uint64_t no);
+/* "SG-<n>" -> n, 0 when not an order id. */
+uint64_t order_id_parse(const char *s, uint32_t len);
+#endif

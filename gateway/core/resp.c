@@ -1,0 +1,210 @@
+#include "resp.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* Reads a CRLF-terminated decimal after a type byte at in[0]. Returns bytes used including
+ * CRLF, 0 when incomplete, -1 when malformed. */
+static long read_len_line(const char *in, size_t len, int64_t *out) {
+    size_t max = len < 24 ? len : 24;
+    for (size_t i = 1; i + 1 < max; i++) {
+        if (in[i] == '\r') {
+            if (in[i + 1] != '\n') return -1;
+            if (i == 1) return -1;
+            int64_t v = 0;
+            size_t j = 1;
+            bool neg = false;
+            if (in[1] == '-') {
+                neg = true;
+                j = 2;
+                if (i == 2) return -1;
+            }
+            for (; j < i; j++) {
+                if (in[j] < '0' || in[j] > '9') return -1;
+                if (v > (INT64_MAX - 9) / 10) return -1;
+                v = v * 10 + (in[j] - '0');
+            }
+            *out = neg ? -v : v;
+            return (long)(i + 2);
+        }
+    }
+    return len >= 24 ? -1 : 0;
+}
+
+static resp_status parse_inline(char *in, size_t len, resp_cmd *cmd, size_t *consumed) {
+    char *nl = memchr(in, '\n', len < RESP_INLINE_BYTES_MAX ? len : RESP_INLINE_BYTES_MAX);
+    if (!nl) {
+        if (len >= RESP_INLINE_BYTES_MAX) {
+            cmd->error = "inline command too long";
+            return RESP_PROTO;
+        }
+        return RESP_INCOMPLETE;
+    }
+    size_t line_len = (size_t)(nl - in);
+    size_t end = line_len;
+    if (end > 0 && in[end - 1] == '\r') end--;
+    cmd->argc = 0;
+    size_t i = 0;
+    while (i < end) {
+        while (i < end && (in[i] == ' ' || in[i] == '\t')) i++;
+        if (i >= end) break;
+        size_t s = i;
+        while (i < end && in[i] != ' ' && in[i] != '\t') i++;
+        if (cmd->argc == RESP_ARGS_MAX) {
+            cmd->error = "too many arguments";
+            *consumed = line_len + 1;
+            return RESP_TOOBIG;
+        }
+        cmd->argv[cmd->argc].p = in + s;
+        cmd->argv[cmd->argc].len = (uint32_t)(i - s);
+        cmd->argc++;
+    }
+    *consumed = line_len + 1;
+    return RESP_OK;
+}
+
+resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, resp_skip *skip) {
+    cmd->argc = 0;
+    cmd->error = NULL;
+    if (len == 0) return RESP_INCOMPLETE;
+    if (in[0] != '*') return parse_inline(in, len, cmd, consumed);
+
+    int64_t n;
+    long used = read_len_line(in, len, &n);
+    if (used == 0) return RESP_INCOMPLETE;
+    if (used < 0 || n < -1) {
+        cmd->error = "invalid multibulk length";
+        return RESP_PROTO;
+    }
+    size_t pos = (size_t)used;
+    if (n <= 0) { /* "*0" / "*-1": an empty command, ignored like Redis does */
+        *consumed = pos;
+        return RESP_OK;
+    }
+    if (n > RESP_ARGS_MAX) {
+        if (n > 1024 * 1024) {
+            cmd->error = "invalid multibulk length";
+            return RESP_PROTO;
+        }
+        cmd->error = "too many arguments";
+        *consumed = pos;
+        skip->bytes_left = 0;
+        skip->args_left = (uint32_t)n;
+        return RESP_TOOBIG;
+    }
+    for (int64_t a = 0; a < n; a++) {
+        if (pos >= len) return RESP_INCOMPLETE;
+        if (in[pos] != '$') {
+            cmd->error = "expected '$' bulk string";
+            return RESP_PROTO;
+        }
+        int64_t blen;
+        long u = read_len_line(in + pos, len - pos, &blen);
+        if (u == 0) return RESP_INCOMPLETE;
+        if (u < 0 || blen < 0) {
+            cmd->error = "invalid bulk length";
+            return RESP_PROTO;
+        }
+        pos += (size_t)u;
+        if (blen > RESP_BULK_BYTES_MAX) {
+            cmd->error = "bulk argument too large";
+            *consumed = pos;
+            skip->bytes_left = (uint64_t)blen + 2;
+            skip->args_left = (uint32_t)(n - a - 1);
+            return RESP_TOOBIG;
+        }
+        if (len - pos < (size_t)blen + 2) return RESP_INCOMPLETE;
+        if (in[pos + blen] != '\r' || in[pos + blen + 1] != '\n') {
+            cmd->error = "bulk string not terminated by CRLF";
+            return RESP_PROTO;
+        }
+        cmd->argv[a].p = in + pos;
+        cmd->argv[a].len = (uint32_t)blen;
+        pos += (size_t)blen + 2;
+    }
+    cmd->argc = (uint32_t)n;
+    *consumed = pos;
+    return RESP_OK;
+}
+
+long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done) {
+    size_t pos = 0;
+    *done = 0;
+    for (;;) {
+        if (skip->bytes_left > 0) {
+            size_t take = len - pos < skip->bytes_left ? len - pos : (size_t)skip->bytes_left;
+            pos += take;
+            skip->bytes_left -= take;
+            if (skip->bytes_left > 0) return (long)pos;
+        }
+        if (skip->args_left == 0) {
+            *done = 1;
+            return (long)pos;
+        }
+        if (pos >= len) return (long)pos;
+        if (in[pos] != '$') return -1;
+        int64_t blen;
+        long u = read_len_line(in + pos, len - pos, &blen);
+        if (u == 0) return (long)pos;
+        if (u < 0 || blen < 0) return -1;
+        pos += (size_t)u;
+        skip->bytes_left = (uint64_t)blen + 2;
+        skip->args_left--;
+    }
+}
+
+int resp_w_simple(buf *b, const char *s) {
+    int rc = buf_append(b, "+", 1);
+    if (!rc) rc = buf_append(b, s, strlen(s));
+    if (!rc) rc = buf_append(b, "\r\n", 2);
+    return rc;
+}
+
+int resp_w_error(buf *b, const char *code, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* An error line must stay one line whatever the reason quotes back from the client. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\r' || *p == '\n') *p = ' ';
+    return buf_printf(b, "-%s %s\r\n", code, msg);
+}
+
+int resp_w_int(buf *b, int64_t v) { return buf_printf(b, ":%lld\r\n", (long long)v); }
+
+int resp_w_bulk(buf *b, const char *s, size_t len) {
+    int rc = buf_printf(b, "$%zu\r\n", len);
+    if (!rc) rc = buf_append(b, s, len);
+    if (!rc) rc = buf_append(b, "\r\n", 2);
+    return rc;
+}
+
+int resp_w_str(buf *b, const char *s) { return resp_w_bulk(b, s, strlen(s)); }
+
+int resp_w_null(buf *b, int proto) { return proto == 3 ? buf_append(b, "_\r\n", 3) : buf_append(b, "$-1\r\n", 5); }
+
+int resp_w_array(buf *b, size_t n) { return buf_printf(b, "*%zu\r\n", n); }
+
+int resp_w_map(buf *b, int proto, size_t pairs) {
+    return proto == 3 ? buf_printf(b, "%%%zu\r\n", pairs) : buf_printf(b, "*%zu\r\n", pairs * 2);
+}
+
+int resp_w_kv_str(buf *b, const char *key, const char *val) {
+    int rc = resp_w_str(b, key);
+    return rc ? rc : resp_w_str(b, val);
+}
+
+int resp_w_kv_int(buf *b, const char *key, int64_t v) {
+    int rc = resp_w_str(b, key);
+    return rc ? rc : resp_w_int(b, v);
+}
+
+int resp_arg_is(const resp_arg *a, const char *lit) {
+    size_t n = strlen(lit);
+    return a->len == n && strncasecmp(a->p, lit, n) == 0;
+}

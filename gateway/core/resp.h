@@ -1,0 +1,68 @@
+/*
+ * resp: the RESP2/RESP3 wire codec of the TCP port (SPEC §4.1).
+ *
+ * Parsing is zero-copy and restartable: resp_parse() looks at the unconsumed input of one
+ * client and either returns one complete command whose arguments point into that input,
+ * or says it needs more bytes. It never allocates and never reads past len. Limits
+ * (RESP_ARGS_MAX, RESP_BULK_BYTES_MAX, RESP_INLINE_BYTES_MAX) are enforced here: an
+ * over-limit command is reported as RESP_TOOBIG together with a resp_skip that tells the
+ * caller how to discard the rest of it, so the connection stays usable.
+ *
+ * The writer appends replies to a buf in the client's protocol (2 or 3).
+ */
+#ifndef SG_RESP_H
+#define SG_RESP_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "limits.h"
+
+typedef struct resp_arg {
+    const char *p;
+    uint32_t len;
+} resp_arg;
+
+typedef enum resp_status {
+    RESP_OK = 0,         /* one command parsed; *consumed bytes belong to it */
+    RESP_INCOMPLETE = 1, /* need more input */
+    RESP_TOOBIG = 2,     /* command over a limit; skip it with resp_skip_feed */
+    RESP_PROTO = 3,      /* garbage: the stream cannot be resynchronised */
+} resp_status;
+
+/* Discards the remainder of an over-limit multibulk command as its bytes arrive. */
+typedef struct resp_skip {
+    uint64_t bytes_left; /* of the current bulk, CRLF included */
+    uint32_t args_left;  /* bulks still to come after the current one */
+} resp_skip;
+
+typedef struct resp_cmd {
+    uint32_t argc;
+    resp_arg argv[RESP_ARGS_MAX];
+    const char *error; /* reason for RESP_TOOBIG / RESP_PROTO */
+} resp_cmd;
+
+/* Parse one command from in[0..len). On RESP_OK and RESP_TOOBIG, *consumed is how many
+ * bytes to drop now; on RESP_TOOBIG also fill *skip for what follows. */
+resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, resp_skip *skip);
+
+/* Feed input to an active skip. Returns bytes consumed; sets *done when the command is gone.
+ * Returns -1 on a malformed header inside the skipped command (protocol error). */
+long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done);
+
+/* Writers. proto is 2 or 3. Each returns 0 or a negative errno from buf. */
+int resp_w_simple(buf *b, const char *s);
+int resp_w_error(buf *b, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int resp_w_int(buf *b, int64_t v);
+int resp_w_bulk(buf *b, const char *s, size_t len);
+int resp_w_str(buf *b, const char *s); /* bulk of a C string */
+int resp_w_null(buf *b, int proto);
+int resp_w_array(buf *b, size_t n);
+int resp_w_map(buf *b, int proto, size_t pairs);
+/* Map key as bulk followed by a value helper, the common case. */
+int resp_w_kv_str(buf *b, const char *key, const char *val);
+int resp_w_kv_int(buf *b, const char *key, int64_t v);
+
+/* Case-insensitive compare of an argument with a literal. */
+int resp_arg_is(const resp_arg *a, const char *lit);
+#endif

@@ -1,0 +1,609 @@
+/*
+ * commands: the RESP command table of SPEC §4.1. Each handler parses its arguments
+ * (positional first, then NAME value pairs), checks the caller's role, asks the engine, and
+ * writes exactly one reply followed by server_reply_done() with the lsn the reply depends on.
+ * Every refusal carries a stable code as its first word and a human reason.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "account.h"
+#include "clock.h"
+#include "gateway.h"
+
+#define VERSION "0.1.0"
+
+typedef int (*cmd_fn)(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns);
+
+typedef struct cmd_def {
+    const char *name;
+    cmd_fn fn;
+    unsigned perm; /* 0 = open to unauthenticated connections */
+    int argc_min, argc_max; /* including the command name; -1 = unbounded */
+} cmd_def;
+
+static void reply_err(gateway *gw, client *c, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply_err(gateway *gw, client *c, const char *code, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    gw->m.errors++;
+    resp_w_error(&c->out, code, "%s", msg);
+    server_reply_done(gw, c, 0, 0);
+}
+
+static void ok(gateway *gw, client *c, uint64_t lsn) { server_reply_done(gw, c, lsn, 0); }
+
+/* NAME value pairs after the positional arguments. */
+typedef struct opt {
+    const char *name;
+    resp_arg val;
+    bool set;
+} opt;
+
+/* Fill opts from argv[from..]. Returns NULL, or the reason for a refusal. */
+static const char *parse_opts(resp_cmd *cmd, uint32_t from, opt *opts, size_t nopts, char *why, size_t cap) {
+    if ((cmd->argc - from) % 2 != 0) {
+        snprintf(why, cap, "options must be NAME value pairs");
+        return why;
+    }
+    for (uint32_t i = from; i < cmd->argc; i += 2) {
+        size_t k;
+        for (k = 0; k < nopts; k++)
+            if (resp_arg_is(&cmd->argv[i], opts[k].name)) break;
+        if (k == nopts) {
+            snprintf(why, cap, "unknown option '%.*s'", (int)(cmd->argv[i].len > 32 ? 32 : cmd->argv[i].len),
+                     cmd->argv[i].p);
+            return why;
+        }
+        if (opts[k].set) {
+            snprintf(why, cap, "option %s given twice", opts[k].name);
+            return why;
+        }
+        opts[k].set = true;
+        opts[k].val = cmd->argv[i + 1];
+    }
+    return NULL;
+}
+
+static rec_str as_str(resp_arg a) { return (rec_str){a.p, a.len}; }
+
+static void w_order_id(buf *b, uint32_t no) {
+    char id[32];
+    order_id_format(id, sizeof id, no);
+    resp_w_str(b, id);
+}
+
+static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_ns) {
+    buf *b = &c->out;
+    bool has_expiry = a->status == ANS_EXTENDED;
+    bool is_order = a->status <= ANS_HELD;
+    resp_w_map(b, c->proto, 3 + (is_order ? 1 : 0) + (has_expiry ? 1 : 0));
+    resp_w_str(b, "order_id");
+    w_order_id(b, a->order_no);
+    resp_w_kv_str(b, "status", answer_name(a->status));
+    if (is_order) {
+        resp_w_str(b, "lists");
+        resp_w_array(b, 0);
+    }
+    if (has_expiry) resp_w_kv_int(b, "expires_at", orders_get(&gw->o, a->order_no)->expires_at_ms);
+    resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
+    gw->m.answers[a->status < 8 ? a->status : 7]++;
+    server_reply_done(gw, c, a->lsn, t_ns);
+}
+
+/* STOP / FREEZE <request_id> BANK b ACCOUNT a CASE c [AMOUNT m [CURRENCY x]] [TTL s] ... */
+static int cmd_order(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns, uint8_t kind) {
+    order_req rq = {.kind = kind, .agent = c->agent ? c->agent->name : "anonymous"};
+    opt o[] = {{"BANK"}, {"ACCOUNT"}, {"CASE"}, {"AMOUNT"}, {"CURRENCY"}, {"TTL"}, {"REASON"}, {"NOTE"}, {"DOC"}};
+    enum { O_BANK, O_ACCOUNT, O_CASE, O_AMOUNT, O_CURRENCY, O_TTL, O_REASON, O_NOTE, O_DOC };
+    char why[160];
+    const char *e;
+    size_t nopts = kind == KIND_FREEZE ? 9 : 8;
+    if (!field_ident_ok(cmd->argv[1].p, cmd->argv[1].len, REQUEST_ID_LEN_MAX)) {
+        reply_err(gw, c, "ERR SYNTAX", "request_id must be 1-64 printable characters without spaces");
+        return 1;
+    }
+    rq.request_id = as_str(cmd->argv[1]);
+    if ((e = parse_opts(cmd, 2, o, nopts, why, sizeof why))) {
+        reply_err(gw, c, "ERR SYNTAX", "%s", e);
+        return 1;
+    }
+    if (!o[O_BANK].set || !o[O_ACCOUNT].set || !o[O_CASE].set) {
+        reply_err(gw, c, "ERR SYNTAX", "BANK, ACCOUNT and CASE are required");
+        return 1;
+    }
+    if (kind == KIND_FREEZE && !o[O_DOC].set) {
+        reply_err(gw, c, "ERR SYNTAX", "FREEZE needs DOC <legal document reference>");
+        return 1;
+    }
+    if (account_bank_normalise(o[O_BANK].val.p, o[O_BANK].val.len, rq.bank, &e) != 0) {
+        reply_err(gw, c, "ERR BADACCOUNT", "%s", e);
+        return 1;
+    }
+    if (account_normalise(o[O_ACCOUNT].val.p, o[O_ACCOUNT].val.len, rq.account, &e) != 0) {
+        reply_err(gw, c, "ERR BADACCOUNT", "%s", e);
+        return 1;
+    }
+    if (!field_ident_ok(o[O_CASE].val.p, o[O_CASE].val.len, CASE_LEN_MAX)) {
+        reply_err(gw, c, "ERR SYNTAX", "CASE must be 1-64 printable characters without spaces");
+        return 1;
+    }
+    rq.case_id = as_str(o[O_CASE].val);
+    if (o[O_AMOUNT].set && field_amount_parse(o[O_AMOUNT].val.p, o[O_AMOUNT].val.len, &rq.amount_minor, &e) != 0) {
+        reply_err(gw, c, "ERR BADAMOUNT", "%s", e);
+        return 1;
+    }
+    if (o[O_CURRENCY].set) {
+        if (field_currency_parse(o[O_CURRENCY].val.p, o[O_CURRENCY].val.len, rq.currency, &e) != 0) {
+            reply_err(gw, c, "ERR BADAMOUNT", "%s", e);
+            return 1;
+        }
+        rq.currency_given = true;
+    } else {
+        memcpy(rq.currency, gw->cfg.currency, 4);
+    }
+    if (o[O_TTL].set && field_ttl_parse(o[O_TTL].val.p, o[O_TTL].val.len, &rq.ttl_s, &e) != 0) {
+        reply_err(gw, c, "ERR SYNTAX", "%s", e);
+        return 1;
+    }
+    if (o[O_REASON].set) {
+        if (!field_ident_ok(o[O_REASON].val.p, o[O_REASON].val.len, REASON_LEN_MAX)) {
+            reply_err(gw, c, "ERR SYNTAX", "REASON must be a code of 1-64 printable characters");
+            return 1;
+        }
+        rq.reason = as_str(o[O_REASON].val);
+    }
+    if (o[O_NOTE].set) {
+        if (!field_text_ok(o[O_NOTE].val.p, o[O_NOTE].val.len, NOTE_LEN_MAX)) {
+            reply_err(gw, c, "ERR SYNTAX", "NOTE must be at most %d bytes without control characters", NOTE_LEN_MAX);
+            return 1;
+        }
+        rq.note = as_str(o[O_NOTE].val);
+    }
+    if (o[O_DOC].set) {
+        if (!field_ident_ok(o[O_DOC].val.p, o[O_DOC].val.len, DOC_LEN_MAX)) {
+            reply_err(gw, c, "ERR SYNTAX", "DOC must be 1-128 printable characters without spaces");
+            return 1;
+        }
+        rq.doc = as_str(o[O_DOC].val);
+    }
+    engine_answer a;
+    if (engine_order(gw, &rq, &a) == -EAGAIN) return 0;
+    if (a.code) {
+        reply_err(gw, c, a.code, "%s", a.why);
+        return 1;
+    }
+    w_answer(gw, c, &a, t_ns);
+    return 1;
+}
+
+static int cmd_stop(gateway *gw, client *c, resp_cmd *cmd, int64_t t) { return cmd_order(gw, c, cmd, t, KIND_STOP); }
+static int cmd_freeze(gateway *gw, client *c, resp_cmd *cmd, int64_t t) { return cmd_order(gw, c, cmd, t, KIND_FREEZE); }
+
+static bool parse_order_id(gateway *gw, client *c, const resp_arg *a, uint32_t *no) {
+    uint64_t n = order_id_parse(a->p, a->len);
+    if (!n || !orders_get(&gw->o, n)) {
+        reply_err(gw, c, "ERR NOTFOUND", "no order '%.*s'", (int)(a->len > 32 ? 32 : a->len), a->p);
+        return false;
+    }
+    *no = (uint32_t)n;
+    return true;
+}
+
+static bool parse_rid(gateway *gw, client *c, const resp_arg *a) {
+    if (field_ident_ok(a->p, a->len, REQUEST_ID_LEN_MAX)) return true;
+    reply_err(gw, c, "ERR SYNTAX", "request_id must be 1-64 printable characters without spaces");
+    return false;
+}
+
+static int cmd_release(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    opt o[] = {{"REASON"}};
+    char why[160];
+    const char *e;
+    uint32_t no;
+    if (!parse_rid(gw, c, &cmd->argv[1])) return 1;
+    if ((e = parse_opts(cmd, 3, o, 1, why, sizeof why))) {
+        reply_err(gw, c, "ERR SYNTAX", "%s", e);
+        return 1;
+    }
+    if (o[0].set && !field_ident_ok(o[0].val.p, o[0].val.len, REASON_LEN_MAX)) {
+        reply_err(gw, c, "ERR SYNTAX", "REASON must be a code of 1-64 printable characters");
+        return 1;
+    }
+    if (!parse_order_id(gw, c, &cmd->argv[2], &no)) return 1;
+    engine_answer a;
+    if (engine_release(gw, as_str(cmd->argv[1]), no, o[0].set ? as_str(o[0].val) : (rec_str){0},
+                       c->agent ? c->agent->name : "anonymous", &a) == -EAGAIN)
+        return 0;
+    if (a.code) reply_err(gw, c, a.code, "%s", a.why);
+    else w_answer(gw, c, &a, t_ns);
+    return 1;
+}
+
+static int cmd_extend(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    opt o[] = {{"TTL"}};
+    char why[160];
+    const char *e;
+    uint32_t no;
+    int64_t ttl;
+    if (!parse_rid(gw, c, &cmd->argv[1])) return 1;
+    if ((e = parse_opts(cmd, 3, o, 1, why, sizeof why)) || !o[0].set) {
+        reply_err(gw, c, "ERR SYNTAX", "%s", e ? e : "EXTEND needs TTL <seconds>");
+        return 1;
+    }
+    if (field_ttl_parse(o[0].val.p, o[0].val.len, &ttl, &e) != 0) {
+        reply_err(gw, c, "ERR SYNTAX", "%s", e);
+        return 1;
+    }
+    if (!parse_order_id(gw, c, &cmd->argv[2], &no)) return 1;
+    engine_answer a;
+    if (engine_extend(gw, as_str(cmd->argv[1]), no, ttl, c->agent ? c->agent->name : "anonymous", &a) == -EAGAIN)
+        return 0;
+    if (a.code) reply_err(gw, c, a.code, "%s", a.why);
+    else w_answer(gw, c, &a, t_ns);
+    return 1;
+}
+
+static void w_opt_str(buf *b, int proto, const char *key, const char *v) {
+    resp_w_str(b, key);
+    if (v && *v) resp_w_str(b, v);
+    else resp_w_null(b, proto);
+}
+
+static const char *ts_keys[ST__COUNT] = {
+    [ST_ACCEPTED] = "accepted_at", [ST_HELD] = "held_at",         [ST_SENT] = "sent_at",
+    [ST_OVERDUE] = "overdue_at",   [ST_RELEASED] = "released_at", [ST_EXPIRED] = "expired_at",
+};
+
+/* The STATUS map of one order (SPEC §4.1). */
+static void w_status(gateway *gw, client *c, const order *ord) {
+    buf *b = &c->out;
+    orders *o = &gw->o;
+    size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0);
+    for (int s = 0; s < ST__COUNT; s++)
+        if (ts_keys[s] && ord->at_ms[s]) n++;
+    resp_w_map(b, c->proto, n);
+    resp_w_str(b, "order_id");
+    w_order_id(b, ord->no);
+    resp_w_kv_str(b, "request_id", o->req[ord->request_idx].id);
+    resp_w_kv_str(b, "kind", order_kind_name(ord->kind));
+    resp_w_kv_str(b, "state", order_state_name(ord->state));
+    resp_w_kv_str(b, "bank", ord->bank);
+    resp_w_kv_str(b, "account", ord->account);
+    resp_w_kv_int(b, "amount", ord->amount_minor);
+    resp_w_kv_int(b, "frozen", ord->frozen_minor);
+    resp_w_kv_str(b, "currency", ord->currency);
+    resp_w_str(b, "cases");
+    resp_w_array(b, ord->ncases);
+    for (uint32_t l = ord->cases_head; l; l = o->links[l].next) resp_w_str(b, o->cases[o->links[l].val].id);
+    resp_w_kv_str(b, "agent", ord->agent);
+    resp_w_str(b, "parent");
+    if (ord->parent_no) w_order_id(b, ord->parent_no);
+    else resp_w_null(b, c->proto);
+    uint32_t nchild = 0;
+    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) nchild++;
+    resp_w_str(b, "children");
+    resp_w_array(b, nchild);
+    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) w_order_id(b, ch);
+    resp_w_kv_int(b, "level", ord->level);
+    resp_w_str(b, "lists");
+    resp_w_array(b, 0);
+    w_opt_str(b, c->proto, "reason", orders_str(o, ord->reason_off));
+    w_opt_str(b, c->proto, "order_reason", orders_str(o, ord->order_reason_off));
+    w_opt_str(b, c->proto, "doc", orders_str(o, ord->doc_off));
+    w_opt_str(b, c->proto, "note", orders_str(o, ord->note_off));
+    resp_w_kv_int(b, "expires_at", ord->expires_at_ms);
+    if (ord->onward_count) {
+        const sg_onward *ow = orders_onward(o, ord);
+        resp_w_str(b, "onward");
+        resp_w_array(b, ord->onward_count);
+        for (uint32_t i = 0; i < ord->onward_count; i++) {
+            resp_w_map(b, c->proto, 3);
+            resp_w_kv_str(b, "bank", ow[i].bank);
+            resp_w_kv_str(b, "account", ow[i].account);
+            resp_w_kv_int(b, "amount", ow[i].amount_minor);
+        }
+    }
+    for (int s = 0; s < ST__COUNT; s++)
+        if (ts_keys[s] && ord->at_ms[s]) resp_w_kv_int(b, ts_keys[s], ord->at_ms[s]);
+    if (ord->answer_state) resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]);
+}
+
+static int cmd_status(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    uint32_t no;
+    if (!parse_order_id(gw, c, &cmd->argv[1], &no)) return 1;
+    const order *ord = orders_get(&gw->o, no);
+    w_status(gw, c, ord);
+    ok(gw, c, ord->last_lsn);
+    return 1;
+}
+
+static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    const resp_arg *a = &cmd->argv[1];
+    if (!field_ident_ok(a->p, a->len, CASE_LEN_MAX)) {
+        reply_err(gw, c, "ERR SYNTAX", "CASE must be 1-64 printable characters without spaces");
+        return 1;
+    }
+    const case_ent *ce = orders_find_case(&gw->o, a->p, a->len);
+    if (!ce) {
+        reply_err(gw, c, "ERR NOTFOUND", "no case '%.*s'", (int)a->len, a->p);
+        return 1;
+    }
+    orders *o = &gw->o;
+    uint64_t lsn = 0;
+    int64_t frozen = 0;
+    buf *b = &c->out;
+    resp_w_map(b, c->proto, 3);
+    resp_w_kv_str(b, "case", ce->id);
+    resp_w_str(b, "orders");
+    resp_w_array(b, ce->count);
+    for (uint32_t l = ce->orders_head; l; l = o->links[l].next) {
+        const order *ord = &o->v[o->links[l].val];
+        w_status(gw, c, ord);
+        if (ord->last_lsn > lsn) lsn = ord->last_lsn;
+        frozen += ord->frozen_minor;
+    }
+    resp_w_kv_int(b, "frozen_total", frozen);
+    ok(gw, c, lsn);
+    return 1;
+}
+
+static void w_check(gateway *gw, client *c, const char *bank, const char *account) {
+    buf *b = &c->out;
+    order *live = orders_live_on_account(&gw->o, bank, account, gw->now_ms);
+    gw->m.checks++;
+    if (live) gw->m.check_hits++;
+    resp_w_map(b, c->proto, 4);
+    resp_w_kv_str(b, "verdict", live ? "FROZEN" : "CLEAR");
+    resp_w_str(b, "lists");
+    resp_w_array(b, 0);
+    resp_w_kv_int(b, "score", 0);
+    resp_w_str(b, "order_id");
+    if (live) w_order_id(b, live->no);
+    else resp_w_null(b, c->proto);
+}
+
+static bool check_key(gateway *gw, client *c, const resp_arg *bank, const resp_arg *acct, char *bo, char *ao) {
+    const char *e;
+    if (account_bank_normalise(bank->p, bank->len, bo, &e) != 0 || account_normalise(acct->p, acct->len, ao, &e) != 0) {
+        reply_err(gw, c, "ERR BADACCOUNT", "%s", e);
+        return false;
+    }
+    return true;
+}
+
+static int cmd_check(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
+    if (!check_key(gw, c, &cmd->argv[1], &cmd->argv[2], bank, account)) return 1;
+    w_check(gw, c, bank, account);
+    ok(gw, c, 0);
+    return 1;
+}
+
+#define MCHECK_BATCH_MAX 512
+_Static_assert(1 + 2 * MCHECK_BATCH_MAX <= RESP_ARGS_MAX, "an MCHECK batch fits the argument limit");
+
+static int cmd_mcheck(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    uint32_t pairs = (cmd->argc - 1) / 2;
+    if ((cmd->argc - 1) % 2 != 0) {
+        reply_err(gw, c, "ERR SYNTAX", "MCHECK takes bank account pairs");
+        return 1;
+    }
+    if (pairs > MCHECK_BATCH_MAX) {
+        reply_err(gw, c, "ERR TOOBIG", "MCHECK takes at most %d pairs", MCHECK_BATCH_MAX);
+        return 1;
+    }
+    char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
+    for (uint32_t i = 0; i < pairs; i++) {
+        const char *e;
+        if (account_bank_normalise(cmd->argv[1 + 2 * i].p, cmd->argv[1 + 2 * i].len, bank, &e) != 0 ||
+            account_normalise(cmd->argv[2 + 2 * i].p, cmd->argv[2 + 2 * i].len, account, &e) != 0) {
+            reply_err(gw, c, "ERR BADACCOUNT", "pair %u: %s", i + 1, e);
+            return 1;
+        }
+    }
+    resp_w_array(&c->out, pairs);
+    for (uint32_t i = 0; i < pairs; i++) {
+        const char *e;
+        account_bank_normalise(cmd->argv[1 + 2 * i].p, cmd->argv[1 + 2 * i].len, bank, &e);
+        account_normalise(cmd->argv[2 + 2 * i].p, cmd->argv[2 + 2 * i].len, account, &e);
+        w_check(gw, c, bank, account);
+    }
+    ok(gw, c, 0);
+    return 1;
+}
+
+static int cmd_confirm(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    uint32_t no;
+    if (!parse_order_id(gw, c, &cmd->argv[1], &no)) return 1;
+    const order *ord = orders_get(&gw->o, no);
+    char id[32];
+    order_id_format(id, sizeof id, no);
+    reply_err(gw, c, "ERR STATE", "order %s is %s, not HELD", id, order_state_name(ord->state));
+    return 1;
+}
+
+static bool do_auth(gateway *gw, client *c, const resp_arg *name, const resp_arg *secret) {
+    const cfg_agent *a = config_agent(&gw->cfg, name->p, name->len);
+    if (!a || !auth_verify(&gw->agent_auth[a - gw->cfg.agents], secret->p, secret->len)) {
+        LOGW(gw, "auth failed for agent '%.*s'", (int)(name->len > 32 ? 32 : name->len), name->p);
+        return false;
+    }
+    c->agent = a;
+    c->perms = role_perms(a->role);
+    return true;
+}
+
+static int cmd_auth(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    if (cmd->argc != 3) {
+        reply_err(gw, c, "ERR SYNTAX", "AUTH <agent> <secret>");
+        return 1;
+    }
+    if (!do_auth(gw, c, &cmd->argv[1], &cmd->argv[2])) {
+        reply_err(gw, c, "WRONGPASS", "invalid agent or secret");
+        return 1;
+    }
+    resp_w_simple(&c->out, "OK");
+    ok(gw, c, 0);
+    return 1;
+}
+
+static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    int proto = c->proto;
+    uint32_t i = 1;
+    if (cmd->argc > 1) {
+        int64_t v;
+        if (field_int_parse(cmd->argv[1].p, cmd->argv[1].len, &v) != 0 || (v != 2 && v != 3)) {
+            reply_err(gw, c, "NOPROTO", "unsupported protocol version");
+            return 1;
+        }
+        proto = (int)v;
+        i = 2;
+    }
+    for (; i < cmd->argc; i++) {
+        if (resp_arg_is(&cmd->argv[i], "AUTH") && i + 2 < cmd->argc) {
+            if (!do_auth(gw, c, &cmd->argv[i + 1], &cmd->argv[i + 2])) {
+                reply_err(gw, c, "WRONGPASS", "invalid agent or secret");
+                return 1;
+            }
+            i += 2;
+        } else if (resp_arg_is(&cmd->argv[i], "SETNAME") && i + 1 < cmd->argc) {
+            i += 1;
+        } else {
+            reply_err(gw, c, "ERR SYNTAX", "HELLO [2|3] [AUTH <agent> <secret>]");
+            return 1;
+        }
+    }
+    c->proto = proto;
+    buf *b = &c->out;
+    resp_w_map(b, c->proto, 7);
+    resp_w_kv_str(b, "server", "stopgate");
+    resp_w_kv_str(b, "version", VERSION);
+    resp_w_kv_int(b, "proto", c->proto);
+    resp_w_kv_int(b, "id", c->idx);
+    resp_w_kv_str(b, "mode", "standalone");
+    resp_w_kv_str(b, "role", "master");
+    resp_w_str(b, "modules");
+    resp_w_array(b, 0);
+    ok(gw, c, 0);
+    return 1;
+}
+
+static int cmd_ping(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    if (cmd->argc == 2) resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len);
+    else resp_w_simple(&c->out, "PONG");
+    ok(gw, c, 0);
+    return 1;
+}
+
+static int cmd_quit(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)cmd;
+    (void)t_ns;
+    resp_w_simple(&c->out, "OK");
+    ok(gw, c, 0);
+    c->close_after_flush = true;
+    return 1;
+}
+
+/* redis-cli and redis-benchmark ask these on connect; answer emptily instead of failing. */
+static int cmd_empty(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)cmd;
+    (void)t_ns;
+    resp_w_array(&c->out, 0);
+    ok(gw, c, 0);
+    return 1;
+}
+
+static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)cmd;
+    (void)t_ns;
+    buf tmp;
+    buf_init(&tmp, 1 << 20);
+    buf_printf(&tmp, "# Server\r\nstopgate_version:%s\r\nuptime_s:%lld\r\nphase:%s\r\n", VERSION,
+               (long long)((gw->now_ms - gw->started_ms) / 1000),
+               gw->phase == PHASE_RUNNING ? "running" : gw->phase == PHASE_DRAINING ? "draining" : "recovering");
+    buf_printf(&tmp, "# Clients\r\nconnected_clients:%u\r\nmax_clients:%u\r\n", gw->srv.count, gw->srv.max);
+    buf_printf(&tmp, "# Orders\r\norders_total:%u\r\nrequests_total:%u\r\ncases_total:%u\r\n", gw->o.n, gw->o.nreq,
+               gw->o.ncases);
+    for (int s = 1; s < ST__COUNT; s++)
+        buf_printf(&tmp, "orders_%s:%llu\r\n", order_state_name((uint8_t)s), (unsigned long long)gw->o.state_count[s]);
+    buf_printf(&tmp, "# Journal\r\njournal_dir:%s\r\nlast_lsn:%llu\r\ndurable_lsn:%llu\r\nsegment:%llu\r\nfsyncs:%llu\r\n",
+               gw->j.dir, (unsigned long long)journal_last_lsn(&gw->j), (unsigned long long)gw->j.durable_lsn,
+               (unsigned long long)gw->j.seg_seq, (unsigned long long)gw->j.stats.fsyncs);
+    buf_printf(&tmp, "# Banks\r\n");
+    for (uint32_t i = 0; i < gw->rt.nplugins; i++) {
+        plugin_inst *p = &gw->rt.plugins[i];
+        buf_printf(&tmp, "plugin_%s:type=%s,submitted=%llu,results=%llu\r\n", p->name, p->ops->name,
+                   (unsigned long long)p->submitted, (unsigned long long)p->results);
+    }
+    resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
+    buf_free(&tmp);
+    ok(gw, c, 0);
+    return 1;
+}
+
+static const cmd_def commands[] = {
+    {"STOP", cmd_stop, PERM_ORDER, 8, RESP_ARGS_MAX},
+    {"FREEZE", cmd_freeze, PERM_ORDER, 10, RESP_ARGS_MAX},
+    {"RELEASE", cmd_release, PERM_ORDER, 3, 5},
+    {"EXTEND", cmd_extend, PERM_ORDER, 5, 5},
+    {"CONFIRM", cmd_confirm, PERM_CONFIRM, 2, 2},
+    {"STATUS", cmd_status, PERM_STATUS, 2, 2},
+    {"CASE", cmd_case, PERM_STATUS, 2, 2},
+    {"CHECK", cmd_check, PERM_CHECK, 3, 3},
+    {"MCHECK", cmd_mcheck, PERM_CHECK, 3, RESP_ARGS_MAX},
+    {"AUTH", cmd_auth, 0, 2, 3},
+    {"HELLO", cmd_hello, 0, 1, 7},
+    {"PING", cmd_ping, 0, 1, 2},
+    {"QUIT", cmd_quit, 0, 1, 1},
+    {"INFO", cmd_info, PERM_INFO, 1, 2},
+    {"COMMAND", cmd_empty, 0, 1, RESP_ARGS_MAX},
+    {"CONFIG", cmd_empty, 0, 1, RESP_ARGS_MAX},
+};
+
+int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    gw->m.commands++;
+    const resp_arg *name = &cmd->argv[0];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const cmd_def *d = &commands[i];
+        if (!resp_arg_is(name, d->name)) continue;
+        if (d->perm) {
+            bool anon_check = d->perm == PERM_CHECK && gw->cfg.allow_anonymous_check;
+            if (!c->agent && !anon_check) {
+                reply_err(gw, c, "NOAUTH", "authentication required (AUTH <agent> <secret>)");
+                return 1;
+            }
+            if (c->agent && !(c->perms & d->perm)) {
+                reply_err(gw, c, "NOPERM", "agent %s (role %s) may not run %s", c->agent->name,
+                          role_name(c->agent->role), d->name);
+                return 1;
+            }
+        }
+        if ((int)cmd->argc < d->argc_min || (d->argc_max >= 0 && (int)cmd->argc > d->argc_max)) {
+            reply_err(gw, c, "ERR SYNTAX", "wrong number of arguments for '%s'", d->name);
+            return 1;
+        }
+        if (gw->phase == PHASE_DRAINING && (d->perm & PERM_ORDER)) {
+            reply_err(gw, c, "ERR BUSY", "gateway is shutting down");
+            return 1;
+        }
+        return d->fn(gw, c, cmd, t_ns);
+    }
+    reply_err(gw, c, "ERR SYNTAX", "unknown command '%.*s'", (int)(name->len > 32 ? 32 : name->len), name->p);
+    return 1;
+}

@@ -1,0 +1,409 @@
+/*
+ * engine: every decision about orders. The pattern is always the same and is the reason the
+ * gateway survives kill -9: validate against the in-memory state -> build one journal record
+ * -> journal_append -> orders_apply(the same record) -> reply held until that lsn is durable.
+ * Instructions leave for the bank only from the outbox, and only once the record that created
+ * them is durable, so the bank never hears of an order the journal could forget.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "account.h"
+#include "clock.h"
+#include "gateway.h"
+
+#define RELEASE_INSTR_BIT (1ULL << 62) /* instruction ids of RELEASE instructions */
+/* Room kept in the open journal batch for one plugin poll's results. */
+#define RESULT_RECORD_BYTES 512
+
+const char *answer_name(int a) {
+    static const char *n[] = {"ACCEPTED", "DUPLICATE", "MERGED", "HELD", "RELEASED", "EXTENDED"};
+    return (unsigned)a < sizeof n / sizeof n[0] ? n[a] : "?";
+}
+
+static void refuse(engine_answer *a, const char *code, const char *fmt, const char *arg) {
+    a->code = code;
+    snprintf(a->why, sizeof a->why, fmt, arg);
+}
+
+/* Journal a record and apply it. The caller has checked journal and table room, so a failure
+ * here means memory and disk disagree: stop rather than acknowledge a divergent state. */
+static int64_t commit(gateway *gw, order_rec *r) {
+    int n = record_encode(r, gw->recbuf, JOURNAL_RECORD_BYTES_MAX - sizeof(journal_rec_hdr));
+    if (n < 0) {
+        LOGE(gw, "record does not fit JOURNAL_RECORD_BYTES_MAX (type %s)", record_type_name(r->type));
+        abort();
+    }
+    int64_t lsn = journal_append(&gw->j, r->type, gw->recbuf, (uint32_t)n);
+    if (lsn < 0) return lsn;
+    char err[256];
+    if (orders_apply(&gw->o, r, (uint64_t)lsn, err, sizeof err) != 0) {
+        LOGE(gw, "journaled record %lld cannot be applied: %s", (long long)lsn, err);
+        abort();
+    }
+    return lsn;
+}
+
+static uint64_t fp_str(uint64_t h, rec_str s) { return XXH3_64bits_withSeed(s.p ? s.p : "", s.len, h ^ (s.len + 1)); }
+
+/* What makes two requests "the same" for idempotency: every field as the client gave it. */
+static uint64_t fingerprint_order(const order_req *rq) {
+    uint64_t h = XXH3_64bits(&rq->kind, 1);
+    h = fp_str(h, (rec_str){rq->bank, (uint32_t)strlen(rq->bank)});
+    h = fp_str(h, (rec_str){rq->account, (uint32_t)strlen(rq->account)});
+    h = fp_str(h, rq->case_id);
+    h = XXH3_64bits_withSeed(&rq->amount_minor, 8, h);
+    h = fp_str(h, rq->currency_given ? (rec_str){rq->currency, 3} : (rec_str){0});
+    h = XXH3_64bits_withSeed(&rq->ttl_s, 8, h);
+    h = fp_str(h, rq->reason);
+    h = fp_str(h, rq->note);
+    h = fp_str(h, rq->doc);
+    return h;
+}
+
+static bool journal_room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_RECORD_BYTES_MAX - 64); }
+
+static void outbox_push(gateway *gw, uint64_t lsn, uint32_t no, uint8_t kind) {
+    outbox *ob = &gw->ob;
+    if (ob->len == ob->cap) {
+        uint32_t cap = ob->cap ? ob->cap * 2 : 4096;
+        outbox_ent *v = malloc(cap * sizeof *v);
+        if (!v) {
+            LOGE(gw, "out of memory growing the outbox");
+            abort();
+        }
+        for (uint32_t i = 0; i < ob->len; i++) v[i] = ob->v[(ob->head + i) % ob->cap];
+        free(ob->v);
+        ob->v = v;
+        ob->cap = cap;
+        ob->head = 0;
+    }
+    ob->v[(ob->head + ob->len) % ob->cap] = (outbox_ent){lsn, no, kind};
+    ob->len++;
+}
+
+static int64_t ttl_ms_for(gateway *gw, uint8_t kind, int64_t ttl_s) {
+    if (!ttl_s) ttl_s = kind == KIND_FREEZE ? gw->cfg.freeze_ttl_s : gw->cfg.stop_ttl_s;
+    return ttl_s * 1000;
+}
+
+int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
+    memset(a, 0, sizeof *a);
+    orders *o = &gw->o;
+    uint64_t fp = fingerprint_order(rq);
+    const request *prev = orders_find_request(o, rq->request_id.p, rq->request_id.len);
+    if (prev) {
+        if (prev->fingerprint != fp || (prev->op != REQ_ORDER && prev->op != REQ_MERGE)) {
+            refuse(a, "ERR IDEMPOTENCY", "request_id %s was used before with different fields", prev->id);
+            return 0;
+        }
+        a->status = ANS_DUPLICATE;
+        a->order_no = prev->order_no;
+        a->lsn = prev->lsn;
+        return 0;
+    }
+    if (!router_route(gw, rq->bank)) {
+        refuse(a, "ERR UNKNOWNBANK", "no route for bank %s (add a [route] or [route default])", rq->bank);
+        return 0;
+    }
+    if (!journal_room(gw)) return -EAGAIN;
+    int64_t now = gw->now_ms;
+    order *live = orders_live_on_account(o, rq->bank, rq->account, now);
+    order_rec r = {0};
+    r.request_id = rq->request_id;
+    r.fingerprint = fp;
+    r.case_id = rq->case_id;
+    r.doc = rq->doc;
+    r.agent = (rec_str){rq->agent, (uint32_t)strlen(rq->agent)};
+    r.ts_ms = now;
+    if (live) {
+        if (!orders_room(o, REC_MERGE) ||
+            (!order_has_case(o, live, rq->case_id.p, rq->case_id.len) && live->ncases >= ORDER_CASES_MAX)) {
+            refuse(a, "ERR TOOBIG", "%s", "the live order cannot take another request or case");
+            return 0;
+        }
+        r.type = REC_MERGE;
+        r.order_no = live->no;
+        /* 0 asks for everything; otherwise the larger ask wins. */
+        r.amount_minor = (live->amount_minor == 0 || rq->amount_minor == 0)
+                             ? 0
+                             : (rq->amount_minor > live->amount_minor ? rq->amount_minor : live->amount_minor);
+        int64_t exp = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
+        r.expires_at_ms = exp > live->expires_at_ms ? exp : live->expires_at_ms;
+        int64_t lsn = commit(gw, &r);
+        if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+        a->status = ANS_MERGED;
+        a->order_no = live->no;
+        a->lsn = (uint64_t)lsn;
+        return 0;
+    }
+    if (!orders_room(o, REC_ORDER)) {
+        refuse(a, "ERR TOOBIG", "%s", "order table full (raise [gateway] max_orders)");
+        return 0;
+    }
+    r.type = REC_ORDER;
+    r.order_no = orders_next_no(o);
+    r.kind = rq->kind;
+    r.state = ST_ACCEPTED;
+    r.parent_no = rq->parent_no;
+    r.level = rq->level;
+    r.bank = (rec_str){rq->bank, (uint32_t)strlen(rq->bank)};
+    r.account = (rec_str){rq->account, (uint32_t)strlen(rq->account)};
+    r.amount_minor = rq->amount_minor;
+    r.currency = (rec_str){rq->currency, 3};
+    r.reason = rq->reason;
+    r.note = rq->note;
+    r.expires_at_ms = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
+    int64_t lsn = commit(gw, &r);
+    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    outbox_push(gw, (uint64_t)lsn, (uint32_t)r.order_no, rq->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+    a->status = ANS_ACCEPTED;
+    a->order_no = (uint32_t)r.order_no;
+    a->lsn = (uint64_t)lsn;
+    return 0;
+}
+
+static uint64_t fingerprint_simple(uint8_t op, uint32_t no, int64_t v, rec_str s) {
+    uint64_t h = XXH3_64bits(&op, 1);
+    h = XXH3_64bits_withSeed(&no, 4, h);
+    h = XXH3_64bits_withSeed(&v, 8, h);
+    return fp_str(h, s);
+}
+
+/* Shared front of RELEASE and EXTEND: idempotency, then the order must be live. */
+static bool lifecycle_front(gateway *gw, rec_str rid, uint8_t op, uint32_t no, uint64_t fp, engine_answer *a) {
+    const request *prev = orders_find_request(&gw->o, rid.p, rid.len);
+    if (prev) {
+        if (prev->fingerprint != fp || prev->op != op) {
+            refuse(a, "ERR IDEMPOTENCY", "request_id %s was used before with different fields", prev->id);
+            return false;
+        }
+        a->status = ANS_DUPLICATE;
+        a->order_no = prev->order_no;
+        a->lsn = prev->lsn;
+        return false;
+    }
+    order *ord = orders_get(&gw->o, no);
+    if (!order_is_live(ord, gw->now_ms)) {
+        char id[32];
+        order_id_format(id, sizeof id, no);
+        a->code = "ERR STATE";
+        snprintf(a->why, sizeof a->why, "order %s is %s, not live", id, order_state_name(ord->state));
+        return false;
+    }
+    if (!orders_room(&gw->o, REC_RELEASE)) {
+        refuse(a, "ERR TOOBIG", "%s", "request table full (raise [gateway] max_orders)");
+        return false;
+    }
+    return true;
+}
+
+int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, const char *agent, engine_answer *a) {
+    memset(a, 0, sizeof *a);
+    uint64_t fp = fingerprint_simple(REQ_RELEASE, no, 0, reason);
+    if (!lifecycle_front(gw, rid, REQ_RELEASE, no, fp, a)) return 0;
+    if (!journal_room(gw)) return -EAGAIN;
+    order_rec r = {.type = REC_RELEASE, .order_no = no, .request_id = rid, .fingerprint = fp, .reason = reason,
+                   .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
+    int64_t lsn = commit(gw, &r);
+    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    /* The bank lifts its hold too; its acknowledgement changes nothing here. */
+    outbox_push(gw, (uint64_t)lsn, no, SG_INSTR_RELEASE);
+    a->status = ANS_RELEASED;
+    a->order_no = no;
+    a->lsn = (uint64_t)lsn;
+    return 0;
+}
+
+int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const char *agent, engine_answer *a) {
+    memset(a, 0, sizeof *a);
+    uint64_t fp = fingerprint_simple(REQ_EXTEND, no, ttl_s, (rec_str){0});
+    if (!lifecycle_front(gw, rid, REQ_EXTEND, no, fp, a)) return 0;
+    if (!journal_room(gw)) return -EAGAIN;
+    order *ord = orders_get(&gw->o, no);
+    int64_t exp = gw->now_ms + ttl_s * 1000;
+    order_rec r = {.type = REC_EXTEND, .order_no = no, .request_id = rid, .fingerprint = fp,
+                   .expires_at_ms = exp > ord->expires_at_ms ? exp : ord->expires_at_ms, .ts_ms = gw->now_ms,
+                   .agent = {agent, (uint32_t)strlen(agent)}};
+    int64_t lsn = commit(gw, &r);
+    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    a->status = ANS_EXTENDED;
+    a->order_no = no;
+    a->lsn = (uint64_t)lsn;
+    return 0;
+}
+
+static int commit_state(gateway *gw, uint32_t no, uint8_t st) {
+    order_rec r = {.type = REC_STATE, .order_no = no, .state = st, .ts_ms = gw->now_ms};
+    int64_t lsn = commit(gw, &r);
+    return lsn < 0 ? (int)lsn : 0;
+}
+
+static bool awaiting_answer(const order *ord) {
+    return ord->state == ST_ACCEPTED || ord->state == ST_SENT || ord->state == ST_OVERDUE;
+}
+
+/* Hand one outbox entry to its bank plugin. -EAGAIN: try again later (plugin queue or journal
+ * full); 0: done (sent, or no longer needed). */
+static int send_one(gateway *gw, const outbox_ent *e) {
+    order *ord = orders_get(&gw->o, e->order_no);
+    if (e->kind != SG_INSTR_RELEASE && !awaiting_answer(ord)) return 0;
+    plugin_inst *p = router_route(gw, ord->bank);
+    if (!p) {
+        LOGW(gw, "order SG-%u: no route for bank %s any more; instruction not sent", ord->no, ord->bank);
+        return 0;
+    }
+    if (!journal_room(gw)) return -EAGAIN;
+    char id[32], parent[32] = "";
+    order_id_format(id, sizeof id, ord->no);
+    if (ord->parent_no) order_id_format(parent, sizeof parent, ord->parent_no);
+    const char *case_id = ord->cases_head ? gw->o.cases[gw->o.links[ord->cases_head].val].id : "";
+    sg_instruction ins = {
+        .instruction_id = ord->no | (e->kind == SG_INSTR_RELEASE ? RELEASE_INSTR_BIT : 0),
+        .order_id = id,
+        .kind = (sg_instruction_kind)e->kind,
+        .bank = ord->bank,
+        .account = ord->account,
+        .amount_minor = ord->amount_minor,
+        .currency = ord->currency,
+        .case_id = case_id,
+        .reason = orders_str(&gw->o, ord->order_reason_off),
+        .expires_at_ms = ord->expires_at_ms,
+        .parent = parent,
+        .attempt = (uint32_t)ord->attempts + 1,
+    };
+    int rc = p->ops->submit(p->state, &ins);
+    if (rc == -EAGAIN) return -EAGAIN;
+    p->submitted++;
+    p->next_poll_us = 0; /* poll soon: the plugin may want a timer for this instruction */
+    if (rc != 0) {
+        LOGW(gw, "order %s: plugin %s refused the instruction (%d); will retry", id, p->name, rc);
+        return -EAGAIN;
+    }
+    if (ord->attempts < 255) ord->attempts++;
+    if (e->kind != SG_INSTR_RELEASE && ord->state == ST_ACCEPTED) return commit_state(gw, ord->no, ST_SENT);
+    return 0;
+}
+
+static void outbox_drain(gateway *gw) {
+    outbox *ob = &gw->ob;
+    while (ob->len) {
+        outbox_ent *e = &ob->v[ob->head];
+        if (e->lsn > gw->j.durable_lsn) break;
+        if (send_one(gw, e) == -EAGAIN) break;
+        ob->head = (ob->head + 1) % ob->cap;
+        ob->len--;
+    }
+}
+
+void engine_on_durable(gateway *gw, uint64_t durable_lsn) {
+    (void)durable_lsn;
+    outbox_drain(gw);
+}
+
+bool engine_room(gateway *gw) {
+    return journal_has_room(&gw->j, SG_POLL_RESULTS_MAX * RESULT_RECORD_BYTES);
+}
+
+void engine_tick(gateway *gw) {
+    uint32_t no;
+    while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) commit_state(gw, no, ST_EXPIRED);
+    while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms))) {
+        LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms, OVERDUE", no, gw->o.v[no].bank,
+             (long long)gw->o.bank_deadline_ms);
+        commit_state(gw, no, ST_OVERDUE);
+    }
+    outbox_drain(gw);
+}
+
+static const uint8_t result_state[] = {
+    [SG_RESULT_CONFIRMED] = ST_CONFIRMED, [SG_RESULT_PARTIAL] = ST_PARTIAL,     [SG_RESULT_NOT_FOUND] = ST_NOT_FOUND,
+    [SG_RESULT_REJECTED] = ST_REJECTED,   [SG_RESULT_FUNDS_MOVED] = ST_FUNDS_MOVED,
+};
+
+void engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
+    p->results++;
+    if (res->instruction_id & RELEASE_INSTR_BIT) return;
+    order *ord = orders_get(&gw->o, res->instruction_id);
+    if (!ord) {
+        gw->m.results_unknown++;
+        LOGW(gw, "plugin %s: result for unknown instruction %llu ignored", p->name,
+             (unsigned long long)res->instruction_id);
+        return;
+    }
+    if (!awaiting_answer(ord)) {
+        gw->m.results_dup++; /* at-least-once delivery: a repeat answer changes nothing */
+        return;
+    }
+    if (res->status < SG_RESULT_CONFIRMED || res->status > SG_RESULT_FUNDS_MOVED || res->frozen_minor < 0 ||
+        res->frozen_minor > AMOUNT_MINOR_MAX || res->onward_count > SG_ONWARD_MAX) {
+        gw->m.results_bad++;
+        LOGW(gw, "plugin %s: malformed result for SG-%u ignored", p->name, ord->no);
+        return;
+    }
+    order_rec r = {.type = REC_STATE, .order_no = ord->no, .state = result_state[res->status],
+                   .frozen_minor = res->frozen_minor, .ts_ms = gw->now_ms};
+    size_t rl = res->reason ? strlen(res->reason) : 0;
+    r.reason = (rec_str){res->reason, (uint32_t)(rl > REASON_LEN_MAX ? REASON_LEN_MAX : rl)};
+    for (uint32_t i = 0; i < res->onward_count; i++) {
+        const sg_onward *w = &res->onward[i];
+        sg_onward *d = &r.onward[r.onward_count];
+        const char *why;
+        if (account_bank_normalise(w->bank, strnlen(w->bank, sizeof w->bank), d->bank, &why) != 0 ||
+            account_normalise(w->account, strnlen(w->account, sizeof w->account), d->account, &why) != 0 ||
+            w->amount_minor < 0 || w->amount_minor > AMOUNT_MINOR_MAX) {
+            LOGW(gw, "SG-%u: onward transfer %u from bank %s skipped: %s", ord->no, i + 1, p->name, why);
+            continue;
+        }
+        d->amount_minor = w->amount_minor;
+        r.onward_count++;
+    }
+    if (commit(gw, &r) < 0) {
+        /* The poll only runs with room for its results; reaching here is a segment-creation
+         * failure. The bank's answer is lost for now; OVERDUE re-sends will ask again. */
+        LOGE(gw, "SG-%u: could not journal the bank's answer", ord->no);
+    }
+}
+
+static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
+    gateway *gw = ctx;
+    order_rec r;
+    char err[256];
+    if (record_decode(type, payload, len, &r) != 0) {
+        LOGE(gw, "journal record %llu (%s): malformed payload", (unsigned long long)lsn, record_type_name(type));
+        return 1;
+    }
+    if (orders_apply(&gw->o, &r, lsn, err, sizeof err) != 0) {
+        LOGE(gw, "journal record %llu (%s): %s", (unsigned long long)lsn, record_type_name(type), err);
+        return 2;
+    }
+    return 0;
+}
+
+int engine_recover(gateway *gw, char *err, size_t errcap) {
+    journal_recovery rec;
+    if (journal_open(&gw->j, gw->cfg.journal_dir, gw->cfg.segment_bytes, replay_record, gw, &rec, err, errcap) != 0)
+        return -1;
+    if (rec.tail_cut)
+        LOGW(gw, "journal: torn tail cut in segment %llu at offset %llu (%llu bytes: %s); it was never acknowledged",
+             (unsigned long long)rec.cut_seq, (unsigned long long)rec.cut_offset, (unsigned long long)rec.cut_bytes,
+             rec.cut_why);
+    LOGI(gw, "journal: replayed %llu records from %llu segments in %.1f ms; %u orders, next lsn %llu",
+         (unsigned long long)rec.records, (unsigned long long)rec.segments, rec.replay_ns / 1e6, gw->o.n,
+         (unsigned long long)gw->j.next_lsn);
+    /* Instructions whose answer never came may have died with the old process (or the bank
+     * never got them): send them again, same instruction id. */
+    uint32_t resend = 0;
+    for (uint32_t no = 1; no <= gw->o.n; no++) {
+        order *ord = &gw->o.v[no];
+        if (awaiting_answer(ord) && order_is_live(ord, gw->now_ms)) {
+            outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+            resend++;
+        }
+    }
+    if (resend) LOGI(gw, "outbox: %u instructions without a bank answer will be sent again", resend);
+    return 0;
+}

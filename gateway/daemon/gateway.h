@@ -1,0 +1,216 @@
+/*
+ * gateway: the whole state of one stopgated, passed explicitly to every module of the
+ * daemon (no globals). One thread owns it: the io_uring event loop in main.c.
+ *
+ * Module map (docs/architecture.md):
+ *   server.c    TCP clients: accept, recv, ordered replies held until durable, send, close
+ *   commands.c  RESP command table: parse arguments, check roles, format replies
+ *   engine.c    order decisions: validate -> journal -> orders_apply -> outbox -> bank
+ *   router.c    bank code -> plugin instance; plugin loading (dlopen) and polling
+ *   metrics.c   counters, histograms, HTTP /metrics and /healthz
+ *   glog.c      one line per event
+ */
+#ifndef SG_GATEWAY_H
+#define SG_GATEWAY_H
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "config.h"
+#include "journal.h"
+#include "orders.h"
+#include "resp.h"
+
+/* ---- logging ---- */
+typedef struct glog {
+    FILE *f;
+} glog;
+void glog_open(glog *l, const char *path);
+void glog_write(const glog *l, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define LOGI(gw, ...) glog_write(&(gw)->log, "INFO ", __VA_ARGS__)
+#define LOGW(gw, ...) glog_write(&(gw)->log, "WARN ", __VA_ARGS__)
+#define LOGE(gw, ...) glog_write(&(gw)->log, "ERROR", __VA_ARGS__)
+
+/* ---- clients ---- */
+typedef struct reply_mark {
+    uint64_t end;     /* absolute output offset where this reply ends */
+    uint64_t lsn;     /* journal position that must be durable before it may be sent */
+    int64_t t_recv_ns; /* when the request was parsed, for the latency histogram (0 = not an order) */
+} reply_mark;
+
+typedef struct client {
+    uint32_t idx, gen;
+    int fd;
+    bool in_use, closing, close_after_flush, recv_inflight, send_inflight, blocked, skipping, waiting_listed;
+    int proto;
+    const cfg_agent *agent; /* NULL until AUTH */
+    unsigned perms;
+    buf in, out;
+    uint64_t out_base;     /* absolute offset of out.data[0] */
+    uint64_t sendable_abs; /* replies up to here may be sent */
+    reply_mark *marks;
+    uint32_t marks_head, marks_len, marks_cap;
+    resp_skip skip;
+    uint32_t ops_inflight;
+    int64_t last_active_ms;
+    uint32_t next_waiting; /* intrusive list of clients with replies held for durability */
+    uint32_t next_blocked; /* intrusive list of clients waiting for journal room */
+} client;
+
+typedef struct server {
+    int listen_fd;
+    bool accepting;
+    client *clients; /* [0..max) */
+    uint32_t max, count;
+    uint32_t *free_list;
+    uint32_t nfree;
+    uint32_t waiting_head; /* 1-based client index + 1 encoding: 0 = none */
+    uint32_t blocked_head;
+} server;
+
+/* ---- plugins and routes ---- */
+typedef struct plugin_inst {
+    char name[64];
+    const void *so; /* dlopen handle */
+    const sg_plugin_ops *ops;
+    void *state;
+    sg_host host;
+    int event_fd;
+    bool poll_armed;
+    int64_t next_poll_us; /* -1 = none */
+    struct gateway *gw;
+    uint32_t idx;
+    uint64_t submitted, results, delivered;
+} plugin_inst;
+
+typedef struct router {
+    plugin_inst plugins[PLUGINS_MAX];
+    uint32_t nplugins;
+} router;
+
+/* ---- outbox: instructions waiting for durability or for the plugin to take them ---- */
+typedef struct outbox_ent {
+    uint64_t lsn;      /* must be durable before the instruction leaves */
+    uint32_t order_no;
+    uint8_t kind;      /* sg_instruction_kind */
+} outbox_ent;
+
+typedef struct outbox {
+    outbox_ent *v;
+    uint32_t head, len, cap;
+} outbox;
+
+/* ---- metrics ---- */
+#define LAT_BUCKETS 24 /* STOP latency: 25us * 2^k */
+typedef struct metrics {
+    uint64_t commands, errors, connections_total, connections_rejected, protocol_errors;
+    uint64_t answers[8]; /* by answer status: ACCEPTED DUPLICATE MERGED HELD */
+    uint64_t checks, check_hits;
+    uint64_t results_dup, results_unknown, results_bad;
+    uint64_t stop_lat_buckets[LAT_BUCKETS + 1];
+    uint64_t stop_lat_count, stop_lat_sum_us;
+    int listen_fd;
+    struct metrics_conn {
+        int fd;
+        bool in_use;
+        char req[2048];
+        uint32_t req_len;
+        buf resp;
+    } conns[16];
+} metrics;
+
+enum gw_phase { PHASE_RECOVERING = 0, PHASE_RUNNING, PHASE_DRAINING };
+
+typedef struct gateway {
+    config cfg;
+    glog log;
+    struct io_uring ring;
+    journal j;
+    orders o;
+    router rt;
+    server srv;
+    outbox ob;
+    metrics m;
+    auth_hash *agent_auth; /* parallel to cfg.agents */
+    int phase;
+    bool stop_requested, reload_requested;
+    int signal_fd;
+    uint8_t sigbuf[128];
+    int64_t now_ms;
+    resp_cmd *cmd; /* one parse area: commands are handled one at a time */
+    uint8_t *recbuf; /* JOURNAL_RECORD_BYTES_MAX: encoding scratch */
+    int64_t started_ms;
+    uint32_t sim_instances;
+} gateway;
+
+/* server.c */
+int server_init(gateway *gw, char *err, size_t errcap);
+void server_arm_accept(gateway *gw);
+void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int res, uint32_t flags);
+void server_on_durable(gateway *gw, uint64_t durable_lsn);
+void server_stop_accepting(gateway *gw);
+bool server_drained(gateway *gw);
+/* Queue a reply that may go once lsn is durable (0 = at once, after earlier replies). */
+void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
+void server_kick_all(gateway *gw);
+
+/* commands.c: handle one parsed command. Returns 1 when handled, 0 when it must wait for
+ * journal room (nothing was written; call again later with the same command). */
+int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_recv_ns);
+
+/* engine.c */
+typedef struct order_req {
+    uint8_t kind;
+    rec_str request_id;
+    char bank[BANK_LEN_MAX + 1];
+    char account[ACCOUNT_LEN_MAX + 1];
+    rec_str case_id, reason, note, doc;
+    int64_t amount_minor;
+    char currency[4];
+    bool currency_given;
+    int64_t ttl_s; /* 0 = the kind's default */
+    const char *agent;
+    uint32_t parent_no, level;
+} order_req;
+
+enum answer_status { ANS_ACCEPTED = 0, ANS_DUPLICATE, ANS_MERGED, ANS_HELD, ANS_RELEASED, ANS_EXTENDED };
+const char *answer_name(int a);
+
+typedef struct engine_answer {
+    int status;
+    uint32_t order_no;
+    uint64_t lsn;
+    const char *code; /* error code ("ERR IDEMPOTENCY"...) or NULL when ok */
+    char why[256];
+} engine_answer;
+
+/* Each returns 0 (answer filled, or code set for a refusal) or -EAGAIN (no journal room:
+ * nothing changed, retry after the next durable batch). */
+int engine_order(gateway *gw, const order_req *rq, engine_answer *a);
+int engine_release(gateway *gw, rec_str request_id, uint32_t order_no, rec_str reason, const char *agent,
+                   engine_answer *a);
+int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t ttl_s, const char *agent,
+                  engine_answer *a);
+int engine_recover(gateway *gw, char *err, size_t errcap);
+void engine_on_durable(gateway *gw, uint64_t durable_lsn);
+void engine_tick(gateway *gw);
+void engine_on_result(gateway *gw, plugin_inst *p, const sg_result *r);
+bool engine_room(gateway *gw);
+
+/* router.c */
+int router_init(gateway *gw, const char *argv0, char *err, size_t errcap);
+plugin_inst *router_route(gateway *gw, const char *bank);
+void router_on_cqe(gateway *gw, uint32_t idx, int res, uint32_t flags);
+void router_poll_due(gateway *gw, int64_t now_us);
+int64_t router_next_poll_us(gateway *gw);
+void router_shutdown(gateway *gw);
+
+/* metrics.c */
+int metrics_init(gateway *gw, char *err, size_t errcap);
+void metrics_on_cqe(gateway *gw, unsigned kind, uint32_t idx, int res, uint32_t flags);
+void metrics_observe_stop_us(metrics *m, uint64_t us);
+void metrics_close(gateway *gw);
+#endif

@@ -1,0 +1,259 @@
+/*
+ * stopgated: start-up, the event loop, and shutdown.
+ *
+ * Start: config -> journal replay (healthz says "recovering") -> plugins -> listeners.
+ * Loop: wait for completions or the next deadline (expiry, bank deadline, plugin timer);
+ * dispatch every completion; run the timers; send the journal's open batch (group commit).
+ * SIGTERM/SIGINT: stop accepting, answer what is durable, sync, exit 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "gateway.h"
+#include "ring.h"
+
+#define RING_ENTRIES 4096
+#define TICK_MAX_US 100000   /* wake at least this often for housekeeping */
+#define DRAIN_TIMEOUT_MS 10000
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: stopgated [-c FILE] [--check-config]\n"
+               "  -c FILE          configuration (INI); without it the embedded defaults run\n"
+               "  --check-config   validate the configuration and exit (0 valid, 1 not)\n");
+}
+
+static int setup_agents(gateway *gw) {
+    config *c = &gw->cfg;
+    if (c->nagents == 0) {
+        /* A newcomer's gateway: one development agent with every permission. */
+        char secret[33];
+        const char *env = getenv("STOPGATE_DEV_SECRET");
+        if (env && *env) snprintf(secret, sizeof secret, "%s", env);
+        else auth_random_secret(secret, sizeof secret);
+        cfg_agent *a = &c->agents[c->nagents++];
+        memset(a, 0, sizeof *a);
+        snprintf(a->name, sizeof a->name, "dev");
+        a->role = ROLE_DEV;
+        if (auth_hash_secret(secret, strlen(secret), a->secret_hash, sizeof a->secret_hash) != 0) return -1;
+        LOGW(gw, "no agents configured: development agent enabled");
+        LOGI(gw, "dev agent: name=dev secret=%s (export STOPGATE_SECRET=%s; stopctl --agent dev ...)", secret, secret);
+    }
+    gw->agent_auth = calloc(c->nagents, sizeof *gw->agent_auth);
+    if (!gw->agent_auth) return -1;
+    for (uint32_t i = 0; i < c->nagents; i++) {
+        if (auth_parse(c->agents[i].secret_hash, &gw->agent_auth[i]) != 0) {
+            LOGE(gw, "%s:%d: agent %s: secret_hash is not a `stopctl hash-secret` value", c->path, c->agents[i].line,
+                 c->agents[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void arm_signals(gateway *gw) {
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_read(sqe, gw->signal_fd, gw->sigbuf, sizeof(struct signalfd_siginfo), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_SIGNAL, 0, 0));
+}
+
+static void on_signal(gateway *gw, int res) {
+    if (res == (int)sizeof(struct signalfd_siginfo)) {
+        struct signalfd_siginfo si;
+        memcpy(&si, gw->sigbuf, sizeof si);
+        if (si.ssi_signo == SIGHUP) {
+            LOGI(gw, "SIGHUP: reload is not supported yet; configuration unchanged");
+        } else {
+            LOGI(gw, "signal %u: draining", si.ssi_signo);
+            gw->stop_requested = true;
+        }
+    }
+    arm_signals(gw);
+}
+
+static void on_durable(void *ctx, uint64_t lsn) {
+    gateway *gw = ctx;
+    server_on_durable(gw, lsn);
+    engine_on_durable(gw, lsn);
+}
+
+static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
+    uint64_t ud = cqe->user_data;
+    unsigned kind = ud_kind(ud);
+    switch (kind) {
+    case UD_ACCEPT:
+    case UD_RECV:
+    case UD_SEND: server_on_cqe(gw, kind, ud_aux(ud), ud_idx(ud), cqe->res, cqe->flags); break;
+    case UD_JOURNAL: journal_on_cqe(&gw->j, ud_aux(ud), cqe->res, clock_mono_ns()); break;
+    case UD_PLUGIN: router_on_cqe(gw, ud_idx(ud), cqe->res, cqe->flags); break;
+    case UD_METRICS_ACCEPT:
+    case UD_METRICS_RECV:
+    case UD_METRICS_SEND: metrics_on_cqe(gw, kind, ud_idx(ud), cqe->res, cqe->flags); break;
+    case UD_SIGNAL: on_signal(gw, cqe->res); break;
+    default: break;
+    }
+}
+
+static int64_t wait_us(gateway *gw) {
+    int64_t now_us = clock_now_us();
+    int64_t next = now_us + TICK_MAX_US;
+    int64_t due_ms = orders_next_due_ms(&gw->o);
+    if (due_ms != INT64_MAX && due_ms * 1000 < next) next = due_ms * 1000;
+    int64_t p = router_next_poll_us(gw);
+    if (p < next) next = p;
+    if (gw->j.retry_at_ns) next = now_us + 1000;
+    return next > now_us ? next - now_us : 0;
+}
+
+static void run_loop(gateway *gw) {
+    int64_t drain_deadline = 0;
+    for (;;) {
+        int64_t us = wait_us(gw);
+        struct __kernel_timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
+        struct io_uring_cqe *cqe;
+        int rc = us == 0 ? io_uring_submit(&gw->ring) : io_uring_submit_and_wait_timeout(&gw->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
+            LOGE(gw, "io_uring: %s", strerror(-rc));
+            break;
+        }
+        unsigned head, n = 0;
+        gw->now_ms = clock_now_ms();
+        io_uring_for_each_cqe(&gw->ring, head, cqe) {
+            dispatch(gw, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&gw->ring, n);
+        gw->now_ms = clock_now_ms();
+        engine_tick(gw);
+        router_poll_due(gw, clock_now_us());
+        journal_flush(&gw->j, clock_mono_ns());
+        if (gw->stop_requested && gw->phase != PHASE_DRAINING) {
+            gw->phase = PHASE_DRAINING;
+            drain_deadline = gw->now_ms + DRAIN_TIMEOUT_MS;
+            server_stop_accepting(gw);
+        }
+        if (gw->phase == PHASE_DRAINING) {
+            if (journal_idle(&gw->j) && server_drained(gw)) break;
+            if (gw->now_ms > drain_deadline) {
+                LOGW(gw, "drain timed out after %d ms; exiting with durable state only", DRAIN_TIMEOUT_MS);
+                break;
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *conf = NULL;
+    bool check_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") && i + 1 < argc) conf = argv[++i];
+        else if (!strcmp(argv[i], "--check-config")) check_only = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    static gateway gw_storage; /* large; lives for the whole process */
+    gateway *gw = &gw_storage;
+    char err[1024];
+    config_defaults(&gw->cfg);
+    if (conf && config_load(&gw->cfg, conf, err, sizeof err) != 0) {
+        fprintf(stderr, "stopgated: %s\n", err);
+        return 1;
+    }
+    if (config_finish(&gw->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "stopgated: %s\n", err);
+        return 1;
+    }
+    if (auth_init() != 0) {
+        fprintf(stderr, "stopgated: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (check_only) {
+        for (uint32_t i = 0; i < gw->cfg.nagents; i++) {
+            auth_hash h;
+            if (auth_parse(gw->cfg.agents[i].secret_hash, &h) != 0) {
+                fprintf(stderr, "stopgated: %s:%d: agent %s: bad secret_hash\n", gw->cfg.path, gw->cfg.agents[i].line,
+                        gw->cfg.agents[i].name);
+                return 1;
+            }
+        }
+        printf("%s: configuration ok\n", conf ? conf : "(embedded defaults)");
+        return 0;
+    }
+    glog_open(&gw->log, gw->cfg.log_file);
+    gw->started_ms = gw->now_ms = clock_now_ms();
+    gw->phase = PHASE_RECOVERING;
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    gw->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < gw->cfg.max_clients + 256) {
+        rl.rlim_cur = rl.rlim_max < gw->cfg.max_clients + 256 ? rl.rlim_max : gw->cfg.max_clients + 256;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (setup_agents(gw) != 0) return 1;
+    gw->cmd = malloc(sizeof *gw->cmd);
+    gw->recbuf = malloc(JOURNAL_RECORD_BYTES_MAX);
+    if (!gw->cmd || !gw->recbuf) return 1;
+    struct io_uring_params params = {.flags = IORING_SETUP_CQSIZE, .cq_entries = RING_ENTRIES * 4};
+    int rc = io_uring_queue_init_params(RING_ENTRIES, &gw->ring, &params);
+    if (rc < 0) {
+        LOGE(gw, "io_uring_queue_init: %s", strerror(-rc));
+        return 1;
+    }
+    if (orders_init(&gw->o, gw->cfg.max_orders, gw->cfg.bank_deadline_ms) != 0) {
+        LOGE(gw, "cannot reserve tables for max_orders=%u", gw->cfg.max_orders);
+        return 1;
+    }
+    /* Metrics first, so /healthz can say "recovering" while the journal replays. */
+    if (metrics_init(gw, err, sizeof err) != 0) {
+        LOGE(gw, "metrics: %s", err);
+        return 1;
+    }
+    if (router_init(gw, argv[0], err, sizeof err) != 0) {
+        LOGE(gw, "%s", err);
+        return 1;
+    }
+    if (engine_recover(gw, err, sizeof err) != 0) {
+        LOGE(gw, "journal: %s", err);
+        return 1;
+    }
+    journal_attach(&gw->j, &gw->ring, on_durable, gw);
+    if (server_init(gw, err, sizeof err) != 0) {
+        LOGE(gw, "listen: %s", err);
+        return 1;
+    }
+    server_arm_accept(gw);
+    arm_signals(gw);
+    gw->phase = PHASE_RUNNING;
+    LOGI(gw, "ready: listening on %s:%u (metrics %s:%u, journal %s)", gw->cfg.listen.host, gw->cfg.listen.port,
+         gw->cfg.metrics.enabled ? gw->cfg.metrics.host : "off", gw->cfg.metrics.port, gw->cfg.journal_dir);
+    run_loop(gw);
+    LOGI(gw, "stopped: durable lsn %llu, %u orders", (unsigned long long)gw->j.durable_lsn, gw->o.n);
+    router_shutdown(gw);
+    journal_close(&gw->j);
+    metrics_close(gw);
+    io_uring_queue_exit(&gw->ring);
+    orders_free(&gw->o);
+    config_free(&gw->cfg);
+    free(gw->agent_auth);
+    free(gw->cmd);
+    free(gw->recbuf);
+    free(gw->ob.v);
+    return 0;
+}

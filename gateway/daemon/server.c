@@ -1,0 +1,364 @@
+/*
+ * server: the RESP/TCP side of the loop. Every socket operation goes through io_uring:
+ * a multishot accept, one recv and at most one send in flight per client, close by SQE.
+ *
+ * Ordering: replies are appended to the client's output in request order, each followed by
+ * a mark saying which journal lsn must be durable before it may leave. Only the prefix of
+ * marks that are durable is sent, so pipelined answers come back in order and no answer
+ * ever promises something the disk does not hold yet.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "gateway.h"
+#include "ring.h"
+
+#define OUT_SOFT_LIMIT (1024 * 1024) /* stop reading from a client that does not read its replies */
+
+static client *client_at(gateway *gw, uint32_t idx, uint32_t gen) {
+    if (idx >= gw->srv.max) return NULL;
+    client *c = &gw->srv.clients[idx];
+    return (c->in_use && (c->gen & 0xffffffu) == gen) ? c : NULL;
+}
+
+int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
+int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(a->port)};
+    if (inet_pton(AF_INET, a->host, &sa.sin_addr) != 1) {
+        snprintf(err, errcap, "bad IPv4 address '%s'", a->host);
+        return -1;
+    }
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errcap, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || (type == SOCK_STREAM && listen(fd, 4096) != 0)) {
+        snprintf(err, errcap, "%s:%u: %s", a->host, a->port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int server_init(gateway *gw, char *err, size_t errcap) {
+    server *s = &gw->srv;
+    memset(s, 0, sizeof *s);
+    s->max = gw->cfg.max_clients;
+    s->clients = calloc(s->max, sizeof *s->clients);
+    s->free_list = calloc(s->max, sizeof *s->free_list);
+    if (!s->clients || !s->free_list) {
+        snprintf(err, errcap, "out of memory for %u clients", s->max);
+        return -1;
+    }
+    for (uint32_t i = 0; i < s->max; i++) s->free_list[s->nfree++] = s->max - 1 - i;
+    s->listen_fd = server_listen_socket(&gw->cfg.listen, SOCK_STREAM, err, errcap);
+    if (s->listen_fd < 0) return -1;
+    s->accepting = true;
+    return 0;
+}
+
+void server_arm_accept(gateway *gw) {
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_multishot_accept(sqe, gw->srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, 0));
+}
+
+static void arm_recv(gateway *gw, client *c) {
+    if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
+    if (c->out.len > OUT_SOFT_LIMIT) return; /* resumes when the output drains */
+    if (buf_reserve(&c->in, CLIENT_RECV_CHUNK) != 0) {
+        /* A single command larger than the query limit: nothing sane can follow. */
+        resp_w_error(&c->out, "ERR TOOBIG", "request exceeds the %d-byte query buffer", CLIENT_QUERY_BYTES_MAX);
+        server_reply_done(gw, c, 0, 0);
+        c->close_after_flush = true;
+        return;
+    }
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, c->gen, c->idx));
+    c->recv_inflight = true;
+    c->ops_inflight++;
+}
+
+static void arm_send(gateway *gw, client *c) {
+    if (c->send_inflight || c->fd < 0) return;
+    uint64_t n = c->sendable_abs - c->out_base;
+    if (n == 0) return;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_send(sqe, c->fd, c->out.data, n, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->gen, c->idx));
+    c->send_inflight = true;
+    c->ops_inflight++;
+}
+
+static void client_release(gateway *gw, client *c) {
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_close(sqe, c->fd);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->marks);
+    uint32_t idx = c->idx, gen = c->gen + 1;
+    memset(c, 0, sizeof *c);
+    c->idx = idx;
+    c->gen = gen;
+    c->fd = -1;
+    gw->srv.free_list[gw->srv.nfree++] = idx;
+    gw->srv.count--;
+}
+
+static void client_close(gateway *gw, client *c) {
+    if (!c->closing) {
+        c->closing = true;
+        if (c->recv_inflight) {
+            struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+            io_uring_prep_cancel64(sqe, ud_make(UD_RECV, c->gen, c->idx), 0);
+            io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+        }
+    }
+    if (c->ops_inflight == 0 && !c->waiting_listed && !c->blocked) client_release(gw, c);
+}
+
+static bool marks_pending(const client *c) { return c->marks_len > 0; }
+
+/* Advance what may be sent: every leading mark whose lsn is durable. */
+static void release_marks(gateway *gw, client *c) {
+    int64_t now_ns = 0;
+    while (c->marks_len) {
+        reply_mark *m = &c->marks[c->marks_head];
+        if (m->lsn > gw->j.durable_lsn) break;
+        c->sendable_abs = m->end;
+        if (m->t_recv_ns) {
+            if (!now_ns) now_ns = clock_mono_ns();
+            metrics_observe_stop_us(&gw->m, (uint64_t)(now_ns - m->t_recv_ns) / 1000);
+        }
+        c->marks_head = (c->marks_head + 1) % c->marks_cap;
+        c->marks_len--;
+    }
+}
+
+void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) {
+    uint64_t end = c->out_base + c->out.len;
+    if (lsn <= gw->j.durable_lsn && !marks_pending(c)) {
+        c->sendable_abs = end;
+        if (t_recv_ns) metrics_observe_stop_us(&gw->m, (uint64_t)(clock_mono_ns() - t_recv_ns) / 1000);
+        return;
+    }
+    if (c->marks_len == c->marks_cap) {
+        uint32_t cap = c->marks_cap ? c->marks_cap * 2 : 64;
+        reply_mark *nm = malloc(cap * sizeof *nm);
+        if (!nm) {
+            c->close_after_flush = true;
+            return;
+        }
+        for (uint32_t i = 0; i < c->marks_len; i++) nm[i] = c->marks[(c->marks_head + i) % c->marks_cap];
+        free(c->marks);
+        c->marks = nm;
+        c->marks_cap = cap;
+        c->marks_head = 0;
+    }
+    c->marks[(c->marks_head + c->marks_len) % c->marks_cap] = (reply_mark){end, lsn, t_recv_ns};
+    c->marks_len++;
+    if (!c->waiting_listed) {
+        c->waiting_listed = true;
+        c->next_waiting = gw->srv.waiting_head;
+        gw->srv.waiting_head = c->idx + 1;
+    }
+}
+
+/* Parse and run what the client sent. Stops at an incomplete command, a command that must
+ * wait for journal room (the client is then blocked until the next durable batch), or a
+ * protocol error (answered, then the connection closes). */
+static void process_input(gateway *gw, client *c) {
+    size_t off = 0;
+    while (!c->closing && !c->close_after_flush) {
+        if (c->skipping) {
+            int done;
+            long used = resp_skip_feed(&c->skip, (char *)c->in.data + off, c->in.len - off, &done);
+            if (used < 0) {
+                gw->m.protocol_errors++;
+                resp_w_error(&c->out, "ERR SYNTAX", "protocol error inside an oversized command");
+                server_reply_done(gw, c, 0, 0);
+                c->close_after_flush = true;
+                break;
+            }
+            off += (size_t)used;
+            if (!done) break;
+            c->skipping = false;
+            continue;
+        }
+        size_t used = 0;
+        resp_status st = resp_parse((char *)c->in.data + off, c->in.len - off, gw->cmd, &used, &c->skip);
+        if (st == RESP_INCOMPLETE) break;
+        if (st == RESP_PROTO) {
+            gw->m.protocol_errors++;
+            resp_w_error(&c->out, "ERR SYNTAX", "protocol error: %s", gw->cmd->error);
+            server_reply_done(gw, c, 0, 0);
+            c->close_after_flush = true;
+            break;
+        }
+        if (st == RESP_TOOBIG) {
+            gw->m.errors++;
+            resp_w_error(&c->out, "ERR TOOBIG", "%s (limits: %d arguments, %d bytes per argument)", gw->cmd->error,
+                         RESP_ARGS_MAX, RESP_BULK_BYTES_MAX);
+            server_reply_done(gw, c, 0, 0);
+            off += used;
+            c->skipping = c->skip.bytes_left > 0 || c->skip.args_left > 0;
+            continue;
+        }
+        if (gw->cmd->argc == 0) {
+            off += used;
+            continue;
+        }
+        if (!commands_dispatch(gw, c, gw->cmd, clock_mono_ns())) {
+            c->blocked = true;
+            c->next_blocked = gw->srv.blocked_head;
+            gw->srv.blocked_head = c->idx + 1;
+            break;
+        }
+        off += used;
+        if (c->out.len > CLIENT_OUTPUT_BYTES_MAX / 2) break; /* let the client read first */
+    }
+    buf_consume(&c->in, off);
+}
+
+static void after_io(gateway *gw, client *c) {
+    arm_send(gw, c);
+    if (c->close_after_flush && !c->send_inflight && c->sendable_abs == c->out_base + c->out.len &&
+        !marks_pending(c)) {
+        client_close(gw, c);
+        return;
+    }
+    if (c->closing) {
+        client_close(gw, c);
+        return;
+    }
+    if (!c->close_after_flush) arm_recv(gw, c);
+}
+
+static void on_accept(gateway *gw, int res, uint32_t flags) {
+    if (!(flags & IORING_CQE_F_MORE) && gw->srv.accepting) server_arm_accept(gw);
+    if (res < 0) {
+        if (res != -ECANCELED) LOGW(gw, "accept: %s", strerror(-res));
+        return;
+    }
+    if (!gw->srv.accepting || gw->srv.nfree == 0) {
+        static const char msg[] = "-ERR BUSY max number of clients reached\r\n";
+        gw->m.connections_rejected++;
+        struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+        io_uring_prep_send(sqe, res, msg, sizeof msg - 1, MSG_NOSIGNAL);
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+        sqe = ring_sqe(&gw->ring);
+        io_uring_prep_close(sqe, res);
+        io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+        return;
+    }
+    int one = 1;
+    setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    uint32_t idx = gw->srv.free_list[--gw->srv.nfree];
+    client *c = &gw->srv.clients[idx];
+    uint32_t gen = (c->gen + 1) & 0xffffffu;
+    memset(c, 0, sizeof *c);
+    c->idx = idx;
+    c->gen = gen;
+    c->fd = res;
+    c->in_use = true;
+    c->proto = 2;
+    buf_init(&c->in, CLIENT_QUERY_BYTES_MAX);
+    buf_init(&c->out, CLIENT_OUTPUT_BYTES_MAX);
+    c->last_active_ms = gw->now_ms;
+    gw->srv.count++;
+    gw->m.connections_total++;
+    arm_recv(gw, c);
+}
+
+void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int res, uint32_t flags) {
+    if (kind == UD_ACCEPT) {
+        on_accept(gw, res, flags);
+        return;
+    }
+    client *c = client_at(gw, idx, aux);
+    if (!c) return;
+    c->ops_inflight--;
+    if (kind == UD_RECV) {
+        c->recv_inflight = false;
+        if (res <= 0) {
+            if (!c->closing) client_close(gw, c);
+            else client_close(gw, c);
+            return;
+        }
+        c->in.len += (size_t)res;
+        c->last_active_ms = gw->now_ms;
+        if (!c->closing && !c->blocked) process_input(gw, c);
+    } else if (kind == UD_SEND) {
+        c->send_inflight = false;
+        if (res < 0) {
+            client_close(gw, c);
+            return;
+        }
+        buf_consume(&c->out, (size_t)res);
+        c->out_base += (uint64_t)res;
+    }
+    after_io(gw, c);
+}
+
+void server_on_durable(gateway *gw, uint64_t durable_lsn) {
+    (void)durable_lsn;
+    uint32_t *link = &gw->srv.waiting_head;
+    while (*link) {
+        client *c = &gw->srv.clients[*link - 1];
+        release_marks(gw, c);
+        if (!marks_pending(c)) {
+            *link = c->next_waiting;
+            c->waiting_listed = false;
+        } else {
+            link = &c->next_waiting;
+        }
+        after_io(gw, c);
+    }
+    /* Clients that waited for journal room retry their command now. */
+    uint32_t b = gw->srv.blocked_head;
+    gw->srv.blocked_head = 0;
+    while (b) {
+        client *c = &gw->srv.clients[b - 1];
+        b = c->next_blocked;
+        c->blocked = false;
+        if (!c->closing) process_input(gw, c);
+        after_io(gw, c);
+    }
+}
+
+void server_kick_all(gateway *gw) {
+    for (uint32_t i = 0; i < gw->srv.max; i++) {
+        client *c = &gw->srv.clients[i];
+        if (c->in_use) after_io(gw, c);
+    }
+}
+
+void server_stop_accepting(gateway *gw) {
+    if (!gw->srv.accepting) return;
+    gw->srv.accepting = false;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_cancel64(sqe, ud_make(UD_ACCEPT, 0, 0), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+}
+
+bool server_drained(gateway *gw) {
+    for (uint32_t i = 0; i < gw->srv.max; i++) {
+        client *c = &gw->srv.clients[i];
+        if (!c->in_use) continue;
+        if (marks_pending(c) || c->send_inflight || c->sendable_abs > c->out_base) return false;
+    }
+    return true;
+}

@@ -1,0 +1,499 @@
+/*
+ * stopctl: the agents' and operators' CLI (SPEC §2). Talks RESP to stopgated through hiredis,
+ * prints answers for people or, with --json, one JSON object per answer (jansson). The
+ * journal subcommands work offline on a journal directory with the same scanner recovery
+ * uses. Exit codes: 0 ok, 1 refused by the gateway (or a bad journal), 2 usage, 3 cannot
+ * connect.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "journal_fmt.h"
+#include "orders.h"
+#include "record.h"
+
+enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
+
+typedef struct opts {
+    const char *host;
+    int port;
+    const char *agent;
+    bool json;
+} opts;
+
+static int usage(const char *msg) {
+    if (msg) fprintf(stderr, "stopctl: %s\n", msg);
+    fprintf(stderr,
+            "usage: stopctl [-h HOST] [-p PORT] [--agent NAME] [--json] COMMAND ...\n"
+            "  stop    --request-id ID --bank B --account A --case C [--amount MINOR] [--ttl S] [--reason CODE] [--note TEXT]\n"
+            "  freeze  --request-id ID --bank B --account A --case C --doc REF [--amount MINOR] [--ttl S]\n"
+            "  release --request-id ID ORDER_ID [--reason CODE]\n"
+            "  extend  --request-id ID ORDER_ID --ttl S\n"
+            "  confirm ORDER_ID | status ORDER_ID | case CASE | check BANK ACCOUNT | info\n"
+            "  list add|del LIST BANK ACCOUNT [--score N] | list load LIST FILE.csv | list info [LIST]\n"
+            "  journal verify DIR | journal dump DIR      (offline)\n"
+            "  hash-secret SECRET\n"
+            "The secret comes from the environment variable STOPGATE_SECRET.\n");
+    return EXIT_USAGE;
+}
+
+/* ---- RESP reply -> JSON ---------------------------------------------------------------- */
+
+static json_t *scalar(const redisReply *r) {
+    switch (r->type) {
+    case REDIS_REPLY_INTEGER: return json_integer(r->integer);
+    case REDIS_REPLY_NIL: return json_null();
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS: return json_stringn(r->str, r->len);
+    default: return json_null();
+    }
+}
+
+static json_t *to_json(const redisReply *r, bool as_map);
+
+static bool nested_maps(const char *key) { return !strcmp(key, "orders") || !strcmp(key, "onward"); }
+
+static json_t *to_json(const redisReply *r, bool as_map) {
+    if (r->type != REDIS_REPLY_ARRAY) return scalar(r);
+    if (as_map && r->elements % 2 == 0) {
+        json_t *o = json_object();
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply *k = r->element[i], *v = r->element[i + 1];
+            char key[128];
+            snprintf(key, sizeof key, "%.*s", (int)k->len, k->str ? k->str : "");
+            json_t *val;
+            if (v->type == REDIS_REPLY_ARRAY && nested_maps(key)) {
+                val = json_array();
+                for (size_t j = 0; j < v->elements; j++) json_array_append_new(val, to_json(v->element[j], true));
+            } else {
+                val = to_json(v, false);
+            }
+            json_object_set_new(o, key, val);
+        }
+        return o;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < r->elements; i++) json_array_append_new(a, to_json(r->element[i], false));
+    return a;
+}
+
+static void print_human(json_t *j, int indent) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) {
+        if (json_is_array(v) && json_array_size(v) && json_is_object(json_array_get(v, 0))) {
+            printf("%*s%s:\n", indent, "", k);
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e) {
+                print_human(e, indent + 4);
+                if (i + 1 < json_array_size(v)) printf("%*s--\n", indent + 4, "");
+            }
+            continue;
+        }
+        char *s = json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        printf("%*s%-13s %s\n", indent, "", k, s ? s : "");
+        free(s);
+    }
+}
+
+/* Run one command and print its answer. Returns an exit code. */
+static int run(redisContext *c, const opts *o, int argc, const char **argv, bool as_map) {
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (!r) {
+        fprintf(stderr, "stopctl: connection lost: %s\n", c->errstr);
+        return EXIT_CONNECT;
+    }
+    int rc = EXIT_OK;
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = EXIT_REFUSED;
+        if (o->json) {
+            const char *sp = strchr(r->str, ' ');
+            json_t *e = json_object();
+            char code[64];
+            /* The stable code is the first word, or two for "ERR XXX". */
+            const char *end = sp;
+            if (sp && !strncmp(r->str, "ERR ", 4)) {
+                const char *sp2 = strchr(sp + 1, ' ');
+                end = sp2 ? sp2 : r->str + r->len;
+            }
+            snprintf(code, sizeof code, "%.*s", (int)(end ? end - r->str : (long)r->len), r->str);
+            json_object_set_new(e, "error", json_string(code));
+            json_object_set_new(e, "reason", json_string(end && *end ? end + 1 : ""));
+            char *s = json_dumps(e, JSON_COMPACT);
+            printf("%s\n", s);
+            free(s);
+            json_decref(e);
+        } else {
+            fprintf(stderr, "refused: %s\n", r->str);
+        }
+    } else if (r->type == REDIS_REPLY_STRING && !as_map) {
+        if (o->json) {
+            json_t *e = json_object();
+            json_object_set_new(e, "info", json_stringn(r->str, r->len));
+            char *s = json_dumps(e, JSON_COMPACT);
+            printf("%s\n", s);
+            free(s);
+            json_decref(e);
+        } else {
+            fwrite(r->str, 1, r->len, stdout);
+            printf("\n");
+        }
+    } else {
+        json_t *j = to_json(r, as_map);
+        if (o->json) {
+            char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+            printf("%s\n", s);
+            free(s);
+        } else if (json_is_object(j)) {
+            print_human(j, 0);
+        } else {
+            char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+            printf("%s\n", s);
+            free(s);
+        }
+        json_decref(j);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static redisContext *connect_gw(const opts *o, int *rc) {
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout(o->host, o->port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "stopctl: cannot connect to %s:%d: %s\n", o->host, o->port, c ? c->errstr : "out of memory");
+        if (c) redisFree(c);
+        *rc = EXIT_CONNECT;
+        return NULL;
+    }
+    redisSetTimeout(c, (struct timeval){30, 0});
+    const char *secret = getenv("STOPGATE_SECRET");
+    if (o->agent) {
+        if (!secret || !*secret) {
+            fprintf(stderr, "stopctl: --agent %s needs the secret in STOPGATE_SECRET\n", o->agent);
+            redisFree(c);
+            *rc = EXIT_USAGE;
+            return NULL;
+        }
+        redisReply *r = redisCommand(c, "AUTH %s %s", o->agent, secret);
+        if (!r) {
+            fprintf(stderr, "stopctl: connection lost during AUTH\n");
+            redisFree(c);
+            *rc = EXIT_CONNECT;
+            return NULL;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "refused: %s\n", r->str);
+            freeReplyObject(r);
+            redisFree(c);
+            *rc = EXIT_REFUSED;
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+/* --flag value options of one subcommand, mapped onto RESP NAME value pairs. */
+typedef struct flagmap {
+    const char *flag, *name;
+    bool required;
+    const char *value;
+} flagmap;
+
+static int parse_flags(int argc, char **argv, flagmap *f, size_t nf, const char **pos, int *npos, int maxpos) {
+    *npos = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strncmp(argv[i], "--", 2)) {
+            size_t k;
+            for (k = 0; k < nf; k++)
+                if (!strcmp(argv[i], f[k].flag)) break;
+            if (k == nf || i + 1 >= argc) {
+                fprintf(stderr, "stopctl: unknown option or missing value: %s\n", argv[i]);
+                return -1;
+            }
+            f[k].value = argv[++i];
+        } else {
+            if (*npos == maxpos) {
+                fprintf(stderr, "stopctl: unexpected argument: %s\n", argv[i]);
+                return -1;
+            }
+            pos[(*npos)++] = argv[i];
+        }
+    }
+    for (size_t k = 0; k < nf; k++)
+        if (f[k].required && !f[k].value) {
+            fprintf(stderr, "stopctl: %s is required\n", f[k].flag);
+            return -1;
+        }
+    return 0;
+}
+
+#define ARGV_MAX 64
+
+static int cmd_order(const opts *o, const char *verb, int argc, char **argv) {
+    bool freeze = !strcmp(verb, "FREEZE");
+    flagmap f[] = {{"--request-id", NULL, true},  {"--bank", "BANK", true}, {"--account", "ACCOUNT", true},
+                   {"--case", "CASE", true},      {"--amount", "AMOUNT"},   {"--currency", "CURRENCY"},
+                   {"--ttl", "TTL"},              {"--reason", "REASON"},   {"--note", "NOTE"},
+                   {"--doc", "DOC", freeze}};
+    const char *pos[1];
+    int npos;
+    if (parse_flags(argc, argv, f, freeze ? 10 : 9, pos, &npos, 0) != 0) return usage(NULL);
+    const char *av[ARGV_MAX];
+    int ac = 0;
+    av[ac++] = verb;
+    av[ac++] = f[0].value;
+    for (size_t k = 1; k < (freeze ? 10u : 9u); k++)
+        if (f[k].value) {
+            av[ac++] = f[k].name;
+            av[ac++] = f[k].value;
+        }
+    int rc;
+    redisContext *c = connect_gw(o, &rc);
+    if (!c) return rc;
+    rc = run(c, o, ac, av, true);
+    redisFree(c);
+    return rc;
+}
+
+static int cmd_simple(const opts *o, int ac, const char **av, bool as_map) {
+    int rc;
+    redisContext *c = connect_gw(o, &rc);
+    if (!c) return rc;
+    rc = run(c, o, ac, av, as_map);
+    redisFree(c);
+    return rc;
+}
+
+/* ---- offline journal ------------------------------------------------------------------- */
+
+typedef struct dump_ctx {
+    bool print;
+    bool json;
+} dump_ctx;
+
+static void put_str(json_t *o, const char *k, rec_str s) {
+    if (s.len) json_object_set_new(o, k, json_stringn(s.p, s.len));
+}
+
+static int dump_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p, uint32_t len) {
+    dump_ctx *d = ctx;
+    order_rec r;
+    if (record_decode(type, p, len, &r) != 0) {
+        fprintf(stderr, "record %llu: malformed payload\n", (unsigned long long)lsn);
+        return 1;
+    }
+    if (!d->print) return 0;
+    json_t *o = json_object();
+    json_object_set_new(o, "lsn", json_integer((json_int_t)lsn));
+    json_object_set_new(o, "type", json_string(record_type_name(type)));
+    char id[32];
+    order_id_format(id, sizeof id, r.order_no);
+    json_object_set_new(o, "order_id", json_string(id));
+    if (r.kind) json_object_set_new(o, "kind", json_string(order_kind_name(r.kind)));
+    if (r.state) json_object_set_new(o, "state", json_string(order_state_name(r.state)));
+    put_str(o, "request_id", r.request_id);
+    put_str(o, "bank", r.bank);
+    put_str(o, "account", r.account);
+    put_str(o, "case", r.case_id);
+    put_str(o, "agent", r.agent);
+    put_str(o, "reason", r.reason);
+    put_str(o, "doc", r.doc);
+    if (r.amount_minor) json_object_set_new(o, "amount", json_integer(r.amount_minor));
+    if (r.frozen_minor) json_object_set_new(o, "frozen", json_integer(r.frozen_minor));
+    if (r.expires_at_ms) json_object_set_new(o, "expires_at", json_integer(r.expires_at_ms));
+    if (r.parent_no) {
+        order_id_format(id, sizeof id, r.parent_no);
+        json_object_set_new(o, "parent", json_string(id));
+    }
+    json_object_set_new(o, "ts", json_integer(r.ts_ms));
+    if (r.onward_count) {
+        json_t *a = json_array();
+        for (uint32_t i = 0; i < r.onward_count; i++) {
+            json_t *w = json_object();
+            json_object_set_new(w, "bank", json_string(r.onward[i].bank));
+            json_object_set_new(w, "account", json_string(r.onward[i].account));
+            json_object_set_new(w, "amount", json_integer(r.onward[i].amount_minor));
+            json_array_append_new(a, w);
+        }
+        json_object_set_new(o, "onward", a);
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+    return 0;
+}
+
+static int cmd_journal(const char *what, const char *dir, bool json) {
+    bool dump = !strcmp(what, "dump");
+    if (!dump && strcmp(what, "verify") != 0) return usage("journal verify DIR | journal dump DIR");
+    uint64_t *seqs;
+    int n = journal_list_segments(dir, &seqs);
+    if (n < 0) {
+        fprintf(stderr, "stopctl: %s: %s\n", dir, strerror(-n));
+        return EXIT_REFUSED;
+    }
+    journal_chain chain = {.next_lsn = 1};
+    dump_ctx d = {.print = dump, .json = json};
+    int rc = EXIT_OK;
+    for (int i = 0; i < n; i++) {
+        char name[64], path[4200];
+        journal_seg_name(name, sizeof name, seqs[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        if (i > 0 && seqs[i] != seqs[i - 1] + 1) {
+            fprintf(stderr, "BAD %s: segment %llu is missing before it\n", name, (unsigned long long)seqs[i - 1] + 1);
+            rc = EXIT_REFUSED;
+            break;
+        }
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            fprintf(stderr, "BAD %s: %s\n", name, strerror(errno));
+            rc = EXIT_REFUSED;
+            if (fd >= 0) close(fd);
+            break;
+        }
+        const uint8_t *data = (const uint8_t *)"";
+        if (st.st_size > 0) {
+            data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (data == MAP_FAILED) {
+                fprintf(stderr, "BAD %s: mmap: %s\n", name, strerror(errno));
+                close(fd);
+                rc = EXIT_REFUSED;
+                break;
+            }
+        }
+        journal_scan_result res;
+        int cb = journal_scan_segment(data, (size_t)st.st_size, &chain, dump_record, &d, &res);
+        if (st.st_size > 0) munmap((void *)data, (size_t)st.st_size);
+        close(fd);
+        if (cb) {
+            fprintf(stderr, "BAD %s: a record's payload does not decode (lsn %llu)\n", name,
+                    (unsigned long long)chain.next_lsn);
+            rc = EXIT_REFUSED;
+            break;
+        }
+        if (!res.clean) {
+            fprintf(stderr, "BAD %s offset %zu: %s%s\n", name, res.bad_offset, res.why,
+                    res.valid_after_bad || i + 1 < n ? " (valid records follow: corruption, not a torn tail)"
+                                                     : " (torn tail: the gateway cuts it at start)");
+            rc = EXIT_REFUSED;
+            break;
+        }
+    }
+    free(seqs);
+    if (rc == EXIT_OK && !dump)
+        printf("journal %s: OK, %d segments, %llu records, hash chain intact\n", dir, n,
+               (unsigned long long)chain.records);
+    return rc;
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+    opts o = {.host = "127.0.0.1", .port = 7379};
+    int i = 1;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") && i + 1 < argc) o.host = argv[++i];
+        else if (!strcmp(argv[i], "-p") && i + 1 < argc) {
+            char *end;
+            long p = strtol(argv[++i], &end, 10);
+            if (*end || p <= 0 || p > 65535) return usage("bad port");
+            o.port = (int)p;
+        } else if (!strcmp(argv[i], "--agent") && i + 1 < argc) o.agent = argv[++i];
+        else if (!strcmp(argv[i], "--json")) o.json = true;
+        else if (!strcmp(argv[i], "--help")) {
+            usage(NULL);
+            return EXIT_OK;
+        } else if (argv[i][0] == '-') return usage("unknown global option");
+        else break;
+    }
+    if (i >= argc) return usage("missing command");
+    const char *cmd = argv[i++];
+    int rest = argc - i;
+    char **ra = argv + i;
+    if (!strcmp(cmd, "hash-secret")) {
+        if (rest != 1) return usage("hash-secret SECRET");
+        if (auth_init() != 0) return EXIT_REFUSED;
+        char out[256];
+        if (auth_hash_secret(ra[0], strlen(ra[0]), out, sizeof out) != 0) return usage("secret must be 1-256 bytes");
+        printf("%s\n", out);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "journal")) {
+        if (rest != 2) return usage("journal verify DIR | journal dump DIR");
+        return cmd_journal(ra[0], ra[1], o.json);
+    }
+    if (!strcmp(cmd, "stop")) return cmd_order(&o, "STOP", rest, ra);
+    if (!strcmp(cmd, "freeze")) return cmd_order(&o, "FREEZE", rest, ra);
+    if (!strcmp(cmd, "release") || !strcmp(cmd, "extend")) {
+        bool ext = !strcmp(cmd, "extend");
+        flagmap f[] = {{"--request-id", NULL, true}, {ext ? "--ttl" : "--reason", ext ? "TTL" : "REASON", ext}};
+        const char *pos[1];
+        int npos;
+        if (parse_flags(rest, ra, f, 2, pos, &npos, 1) != 0 || npos != 1) return usage(NULL);
+        const char *av[6] = {ext ? "EXTEND" : "RELEASE", f[0].value, pos[0]};
+        int ac = 3;
+        if (f[1].value) {
+            av[ac++] = f[1].name;
+            av[ac++] = f[1].value;
+        }
+        return cmd_simple(&o, ac, av, true);
+    }
+    if (!strcmp(cmd, "confirm") || !strcmp(cmd, "status") || !strcmp(cmd, "case")) {
+        if (rest != 1) return usage(NULL);
+        const char *av[2] = {!strcmp(cmd, "confirm") ? "CONFIRM" : !strcmp(cmd, "status") ? "STATUS" : "CASE", ra[0]};
+        return cmd_simple(&o, 2, av, true);
+    }
+    if (!strcmp(cmd, "check")) {
+        if (rest != 2) return usage("check BANK ACCOUNT");
+        const char *av[3] = {"CHECK", ra[0], ra[1]};
+        return cmd_simple(&o, 3, av, true);
+    }
+    if (!strcmp(cmd, "info")) {
+        const char *av[1] = {"INFO"};
+        return cmd_simple(&o, 1, av, false);
+    }
+    if (!strcmp(cmd, "list")) {
+        if (rest < 1) return usage(NULL);
+        const char *av[ARGV_MAX];
+        int ac = 0;
+        flagmap f[] = {{"--score", "SCORE"}, {"--ttl", "TTL"}, {"--case", "CASE"}};
+        const char *pos[4];
+        int npos;
+        if (parse_flags(rest - 1, ra + 1, f, 3, pos, &npos, 3) != 0) return usage(NULL);
+        if (!strcmp(ra[0], "add") || !strcmp(ra[0], "del")) {
+            if (npos != 3) return usage("list add|del LIST BANK ACCOUNT");
+            av[ac++] = !strcmp(ra[0], "add") ? "LIST.ADD" : "LIST.DEL";
+        } else if (!strcmp(ra[0], "load")) {
+            if (npos != 2) return usage("list load LIST FILE.csv");
+            av[ac++] = "LIST.LOAD";
+        } else if (!strcmp(ra[0], "info")) {
+            if (npos > 1) return usage("list info [LIST]");
+            av[ac++] = "LIST.INFO";
+        } else {
+            return usage("list add|del|load|info");
+        }
+        for (int k = 0; k < npos; k++) av[ac++] = pos[k];
+        for (int k = 0; k < 3; k++)
+            if (f[k].value) {
+                av[ac++] = f[k].name;
+                av[ac++] = f[k].value;
+            }
+        return cmd_simple(&o, ac, av, true);
+    }
+    return usage("unknown command");
+}

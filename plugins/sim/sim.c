@@ -1,0 +1,178 @@
+/*
+ * sim: the simulated bank (SPEC §2b). Answers every instruction after latency_us, with the
+ * outcome chosen by the last four characters of the account, like a card network's test
+ * card numbers, so every path of the gateway can be driven from outside. Timer-driven: it
+ * has no fd; poll() returns when the next answer is due, and the gateway's loop wakes then.
+ * The smallest complete example of the plugin ABI (docs/plugins.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stopgate/plugin.h>
+
+#define SIM_QUEUE_MAX 65536 /* instructions waiting for their answer */
+
+typedef struct pending {
+    int64_t due_us;
+    uint64_t instruction_id;
+    sg_result_status status;
+    int64_t frozen;
+    const char *reason;
+    uint32_t onward_count;
+    sg_onward onward[2];
+} pending;
+
+typedef struct sim {
+    sg_host host;
+    int64_t latency_us;
+    int64_t balance;
+    pending *q; /* FIFO ring: latency is constant, so due times are in order */
+    uint32_t head, len;
+} sim;
+
+static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int sim_init(const sg_host *host, const sg_plugin_kv *kv, size_t n, void **state, char err[SG_PLUGIN_ERR_MAX],
+                    int *bad_line) {
+    sim *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, SG_PLUGIN_ERR_MAX, "out of memory");
+        return -1;
+    }
+    s->host = *host;
+    s->latency_us = 200;
+    s->balance = 1000000;
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        if (!strcmp(kv[i].key, "latency_us")) rc = parse_i64(kv[i].value, 0, 60000000, &s->latency_us);
+        else if (!strcmp(kv[i].key, "balance")) rc = parse_i64(kv[i].value, 0, 100000000000000000LL, &s->balance);
+        else {
+            snprintf(err, SG_PLUGIN_ERR_MAX, "unknown key '%s' (sim knows latency_us, balance)", kv[i].key);
+            *bad_line = kv[i].line;
+            free(s);
+            return -1;
+        }
+        if (rc) {
+            snprintf(err, SG_PLUGIN_ERR_MAX, "bad value for %s: '%s'", kv[i].key, kv[i].value);
+            *bad_line = kv[i].line;
+            free(s);
+            return -1;
+        }
+    }
+    s->q = calloc(SIM_QUEUE_MAX, sizeof *s->q);
+    if (!s->q) {
+        free(s);
+        snprintf(err, SG_PLUGIN_ERR_MAX, "out of memory");
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+/* Account with its last four characters replaced by a prefix letter and digits. */
+static void onward_to(sg_onward *o, const char *bank, const char *account, char c, int n, int64_t amount) {
+    size_t len = strlen(account);
+    snprintf(o->bank, sizeof o->bank, "%s", bank);
+    snprintf(o->account, sizeof o->account, "%.*s%c00%d", (int)(len - 4), account, c, n);
+    o->amount_minor = amount;
+}
+
+/* Decide the answer for one instruction. Returns 0 when the bank never answers. */
+static int decide(const sim *s, const sg_instruction *in, pending *p) {
+    size_t len = strlen(in->account);
+    const char *tail = len >= 4 ? in->account + len - 4 : "";
+    int64_t q = (in->amount_minor == 0 || in->amount_minor > s->balance) ? s->balance : in->amount_minor;
+    p->instruction_id = in->instruction_id;
+    p->reason = "";
+    p->onward_count = 0;
+    p->frozen = 0;
+    if (!strcmp(tail, "0001")) {
+        p->status = SG_RESULT_PARTIAL;
+        p->frozen = q / 2;
+    } else if (!strcmp(tail, "0002")) {
+        p->status = SG_RESULT_NOT_FOUND;
+    } else if (!strcmp(tail, "0003")) {
+        p->status = SG_RESULT_REJECTED;
+        p->reason = "ACCOUNT_CLOSED";
+    } else if (!strcmp(tail, "0004")) {
+        return 0;
+    } else if ((tail[0] == 'M' || tail[0] == 'S') && tail[1] == '0' && tail[2] == '0' && tail[3] >= '1' &&
+               tail[3] <= '9') {
+        int n = tail[3] - '0';
+        p->status = SG_RESULT_FUNDS_MOVED;
+        if (tail[0] == 'M') {
+            onward_to(&p->onward[0], in->bank, in->account, 'M', n - 1, q);
+            p->onward_count = 1;
+        } else {
+            int64_t ninety = q * 9 / 10;
+            onward_to(&p->onward[0], in->bank, in->account, 'S', n - 1, ninety);
+            onward_to(&p->onward[1], in->bank, in->account, 'T', 0, q / 10);
+            p->onward_count = 2;
+        }
+    } else {
+        p->status = SG_RESULT_CONFIRMED;
+        p->frozen = q;
+    }
+    return 1;
+}
+
+static int sim_submit(void *state, const sg_instruction *in) {
+    sim *s = state;
+    if (in->kind == SG_INSTR_RELEASE) return 0; /* the simulated hold is lifted silently */
+    if (s->len == SIM_QUEUE_MAX) return -EAGAIN;
+    pending *p = &s->q[(s->head + s->len) % SIM_QUEUE_MAX];
+    if (!decide(s, in, p)) return 0;
+    p->due_us = s->host.now_us(s->host.ctx) + s->latency_us;
+    s->len++;
+    return 0;
+}
+
+static int sim_event_fd(void *state) {
+    (void)state;
+    return -1;
+}
+
+static int64_t sim_poll(void *state, int64_t now_us) {
+    sim *s = state;
+    uint32_t delivered = 0;
+    while (s->len && delivered < SG_POLL_RESULTS_MAX) {
+        pending *p = &s->q[s->head];
+        if (p->due_us > now_us) return p->due_us;
+        sg_result r = {.instruction_id = p->instruction_id, .status = p->status, .frozen_minor = p->frozen,
+                       .reason = p->reason, .onward_count = p->onward_count, .onward = p->onward};
+        s->head = (s->head + 1) % SIM_QUEUE_MAX;
+        s->len--;
+        delivered++;
+        s->host.result(s->host.ctx, &r);
+    }
+    return s->len ? now_us : -1;
+}
+
+static void sim_shutdown(void *state) {
+    sim *s = state;
+    if (!s) return;
+    free(s->q);
+    free(s);
+}
+
+static const sg_plugin_ops sim_ops = {
+    .abi_version = SG_PLUGIN_ABI_VERSION,
+    .name = "sim",
+    .init = sim_init,
+    .submit = sim_submit,
+    .event_fd = sim_event_fd,
+    .poll = sim_poll,
+    .shutdown = sim_shutdown,
+};
+
+const sg_plugin_ops *sg_plugin_entry(void);
+const sg_plugin_ops *sg_plugin_entry(void) { return &sim_ops; }
