@@ -39,7 +39,8 @@ void config_defaults(config *c) {
     c->bank_deadline_ms = 5000;
     c->max_clients = 10000;
     c->segment_bytes = 64ULL * 1024 * 1024;
-    c->max_orders = 4u * 1024 * 1024;
+    c->max_orders = 1024u * 1024;
+    c->prefault = true;
     c->idle_timeout_s = 0;
     c->cascade_max_depth = 5;
     c->cascade_min_amount = 0;
@@ -145,6 +146,8 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     } else if (!strcmp(k, "max_orders")) {
         RANGE(1024, ORDERS_MAX_LIMIT);
         c->max_orders = (uint32_t)x;
+    } else if (!strcmp(k, "prefault")) {
+        if (!parse_bool(v, &c->prefault)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
     } else if (!strcmp(k, "idle_timeout")) {
         RANGE(0, 86400 * 365);
         c->idle_timeout_s = (uint32_t)x;

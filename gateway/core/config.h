@@ -80,6 +80,7 @@ typedef struct config {
     uint64_t segment_bytes;
     uint32_t max_orders;
     uint32_t idle_timeout_s;
+    bool prefault; /* make the order indexes resident at start */
     char log_file[4096];
     char plugin_dir[4096];
     uint32_t cascade_max_depth;

@@ -21,6 +21,12 @@ void htab_free(htab *h) {
     h->slots = NULL;
 }
 
+size_t htab_prefault(htab *h) {
+    size_t bytes = (h->mask + 1) * sizeof(htab_slot);
+    mem_prefault(h->slots, bytes);
+    return bytes;
+}
+
 htab_slot *htab_lookup(const htab *h, uint64_t hash, const void *key, htab_eq_fn eq, const void *ctx) {
     uint64_t i = hash & h->mask;
     for (;;) {

@@ -28,6 +28,8 @@ typedef bool (*htab_eq_fn)(const void *ctx, uint32_t val, const void *key);
 
 int htab_init(htab *h, uint64_t entries_max);
 void htab_free(htab *h);
+/* Make the whole table resident now (see mem_prefault); returns the bytes touched. */
+size_t htab_prefault(htab *h);
 /* Slot holding key, or the empty slot where it would go. */
 htab_slot *htab_lookup(const htab *h, uint64_t hash, const void *key, htab_eq_fn eq, const void *ctx);
 /* Fill an empty slot returned by htab_lookup. -ENOSPC when the table is at its limit. */

@@ -146,8 +146,9 @@ int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_re
         snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(errno));
         return -1;
     }
+    /* Populated now: the first burst after a start should not fault on its batch buffer. */
     for (int i = 0; i < 2; i++) {
-        j->batch[i].data = mmap(NULL, JOURNAL_BUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        j->batch[i].data = mmap(NULL, JOURNAL_BUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (j->batch[i].data == MAP_FAILED) {
             snprintf(err, errcap, "journal buffers: %s", strerror(errno));
             return -1;

@@ -46,4 +46,7 @@
 #define AGENTS_MAX 1024
 #define PLUGIN_KV_MAX 64
 
+/* Authentication. */
+#define SECRET_LEN_MAX 256 /* AUTH secrets and STOPGATE_DEV_SECRET; longer is refused */
+
 #endif

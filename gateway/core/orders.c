@@ -147,6 +147,10 @@ int orders_init(orders *o, uint32_t max_orders, int64_t bank_deadline_ms) {
     return 0;
 }
 
+size_t orders_prefault(orders *o) {
+    return htab_prefault(&o->req_idx) + htab_prefault(&o->case_idx) + htab_prefault(&o->acct_idx);
+}
+
 void orders_free(orders *o) {
     if (o->v) mem_release(o->v, ((size_t)o->max_orders + 1) * sizeof(order));
     if (o->req) mem_release(o->req, ((size_t)o->max_req + 1) * sizeof(request));

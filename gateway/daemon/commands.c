@@ -437,6 +437,7 @@ static int cmd_confirm(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 
 static bool do_auth(gateway *gw, client *c, const resp_arg *name, const resp_arg *secret) {
     const cfg_agent *a = config_agent(&gw->cfg, name->p, name->len);
+    if (secret->len > SECRET_LEN_MAX) a = NULL; /* no stored secret is this long */
     if (!a || !auth_verify(&gw->agent_auth[a - gw->cfg.agents], secret->p, secret->len)) {
         LOGW(gw, "auth failed for agent '%.*s'", (int)(name->len > 32 ? 32 : name->len), name->p);
         return false;
@@ -511,6 +512,14 @@ static int cmd_ping(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
+/* redis-cli --pipe ends its stream with an ECHO of a random marker and waits for it. */
+static int cmd_echo(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len);
+    ok(gw, c, 0);
+    return 1;
+}
+
 static int cmd_quit(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)cmd;
     (void)t_ns;
@@ -570,6 +579,7 @@ static const cmd_def commands[] = {
     {"AUTH", cmd_auth, 0, 2, 3},
     {"HELLO", cmd_hello, 0, 1, 7},
     {"PING", cmd_ping, 0, 1, 2},
+    {"ECHO", cmd_echo, 0, 2, 2},
     {"QUIT", cmd_quit, 0, 1, 1},
     {"INFO", cmd_info, PERM_INFO, 1, 2},
     {"COMMAND", cmd_empty, 0, 1, RESP_ARGS_MAX},

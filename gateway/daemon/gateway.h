@@ -69,6 +69,7 @@ typedef struct server {
     uint32_t nfree;
     uint32_t waiting_head; /* 1-based client index + 1 encoding: 0 = none */
     uint32_t blocked_head;
+    int64_t next_reap_ms; /* next idle-timeout sweep */
 } server;
 
 /* ---- plugins and routes ---- */
@@ -106,7 +107,7 @@ typedef struct outbox {
 /* ---- metrics ---- */
 #define LAT_BUCKETS 24 /* STOP latency: 25us * 2^k */
 typedef struct metrics {
-    uint64_t commands, errors, connections_total, connections_rejected, protocol_errors;
+    uint64_t commands, errors, connections_total, connections_rejected, protocol_errors, idle_closed;
     uint64_t answers[8]; /* by answer status: ACCEPTED DUPLICATE MERGED HELD */
     uint64_t checks, check_hits;
     uint64_t results_dup, results_unknown, results_bad;
@@ -156,6 +157,8 @@ bool server_drained(gateway *gw);
 /* Queue a reply that may go once lsn is durable (0 = at once, after earlier replies). */
 void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
 void server_kick_all(gateway *gw);
+/* Close clients idle longer than [gateway] idle_timeout (0 = never); sweeps once a second. */
+void server_reap_idle(gateway *gw);
 
 /* commands.c: handle one parsed command. Returns 1 when handled, 0 when it must wait for
  * journal room (nothing was written; call again later with the same command). */

@@ -33,10 +33,18 @@ static int setup_agents(gateway *gw) {
     config *c = &gw->cfg;
     if (c->nagents == 0) {
         /* A newcomer's gateway: one development agent with every permission. */
-        char secret[33];
+        char secret[SECRET_LEN_MAX + 1];
         const char *env = getenv("STOPGATE_DEV_SECRET");
-        if (env && *env) snprintf(secret, sizeof secret, "%s", env);
-        else auth_random_secret(secret, sizeof secret);
+        if (env && *env) {
+            /* Truncating would leave the operator with a secret that silently does not work. */
+            if (strlen(env) > SECRET_LEN_MAX) {
+                LOGE(gw, "STOPGATE_DEV_SECRET is longer than %d bytes", SECRET_LEN_MAX);
+                return -1;
+            }
+            memcpy(secret, env, strlen(env) + 1);
+        } else {
+            auth_random_secret(secret, 33);
+        }
         cfg_agent *a = &c->agents[c->nagents++];
         memset(a, 0, sizeof *a);
         snprintf(a->name, sizeof a->name, "dev");
@@ -131,6 +139,7 @@ static void run_loop(gateway *gw) {
         io_uring_cq_advance(&gw->ring, n);
         gw->now_ms = clock_now_ms();
         engine_tick(gw);
+        server_reap_idle(gw);
         router_poll_due(gw, clock_now_us());
         journal_flush(&gw->j, clock_mono_ns());
         if (gw->stop_requested && gw->phase != PHASE_DRAINING) {
@@ -219,6 +228,12 @@ int main(int argc, char **argv) {
     if (orders_init(&gw->o, gw->cfg.max_orders, gw->cfg.bank_deadline_ms) != 0) {
         LOGE(gw, "cannot reserve tables for max_orders=%u", gw->cfg.max_orders);
         return 1;
+    }
+    if (gw->cfg.prefault) {
+        int64_t t0 = clock_mono_ns();
+        size_t bytes = orders_prefault(&gw->o);
+        LOGI(gw, "prefault: %zu MiB of order indexes resident in %.1f ms", bytes >> 20,
+             (double)(clock_mono_ns() - t0) / 1e6);
     }
     /* Metrics first, so /healthz can say "recovering" while the journal replays. */
     if (metrics_init(gw, err, sizeof err) != 0) {

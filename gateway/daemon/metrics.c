@@ -76,6 +76,8 @@ static void render(gateway *gw, buf *b) {
                (unsigned long long)m->connections_total);
     buf_printf(b, "# TYPE stopgate_connections_rejected_total counter\nstopgate_connections_rejected_total %llu\n",
                (unsigned long long)m->connections_rejected);
+    buf_printf(b, "# TYPE stopgate_connections_idle_closed_total counter\nstopgate_connections_idle_closed_total %llu\n",
+               (unsigned long long)m->idle_closed);
     buf_printf(b, "# TYPE stopgate_checks_total counter\nstopgate_checks_total %llu\n", (unsigned long long)m->checks);
     buf_printf(b, "# TYPE stopgate_check_hits_total counter\nstopgate_check_hits_total %llu\n",
                (unsigned long long)m->check_hits);

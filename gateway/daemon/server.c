@@ -362,3 +362,18 @@ bool server_drained(gateway *gw) {
     }
     return true;
 }
+
+void server_reap_idle(gateway *gw) {
+    uint32_t limit_s = gw->cfg.idle_timeout_s;
+    if (limit_s == 0 || gw->now_ms < gw->srv.next_reap_ms) return;
+    gw->srv.next_reap_ms = gw->now_ms + 1000;
+    int64_t cutoff = gw->now_ms - (int64_t)limit_s * 1000;
+    for (uint32_t i = 0; i < gw->srv.max; i++) {
+        client *c = &gw->srv.clients[i];
+        /* A client still owed a durable reply is not idle: it is waiting on us. */
+        if (!c->in_use || c->closing || marks_pending(c) || c->blocked) continue;
+        if (c->last_active_ms >= cutoff) continue;
+        gw->m.idle_closed++;
+        client_close(gw, c);
+    }
+}
