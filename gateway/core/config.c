@@ -9,7 +9,7 @@
 
 #include "account.h"
 
-unsigned role_perms(role r) {
+static unsigned role_perms_own(role r) {
     switch (r) {
     case ROLE_AGENT: return PERM_ORDER | PERM_STATUS | PERM_CHECK | PERM_INFO;
     case ROLE_SUPERVISOR: return PERM_ORDER | PERM_STATUS | PERM_CHECK | PERM_CONFIRM | PERM_INFO;
@@ -19,6 +19,11 @@ unsigned role_perms(role r) {
     case ROLE_DEV: return PERM_ORDER | PERM_STATUS | PERM_CHECK | PERM_CONFIRM | PERM_LIST | PERM_INFO;
     }
     return 0;
+}
+
+unsigned role_perms(role r) {
+    if (r == ROLE_BANK) return 0;
+    return PERM_SESSION | role_perms_own(r);
 }
 
 const char *role_name(role r) {

@@ -29,6 +29,8 @@ enum perm {
     PERM_CONFIRM = 1u << 3, /* CONFIRM */
     PERM_LIST = 1u << 4,    /* LIST.* */
     PERM_INFO = 1u << 5,    /* INFO */
+    PERM_SESSION = 1u << 6, /* ECHO COMMAND CONFIG: any authenticated agent (SPEC §4.2 opens
+                             * only AUTH HELLO PING QUIT to anonymous connections) */
 };
 
 unsigned role_perms(role r);

@@ -579,11 +579,11 @@ static const cmd_def commands[] = {
     {"AUTH", cmd_auth, 0, 2, 3},
     {"HELLO", cmd_hello, 0, 1, 7},
     {"PING", cmd_ping, 0, 1, 2},
-    {"ECHO", cmd_echo, 0, 2, 2},
+    {"ECHO", cmd_echo, PERM_SESSION, 2, 2},
     {"QUIT", cmd_quit, 0, 1, 1},
     {"INFO", cmd_info, PERM_INFO, 1, 2},
-    {"COMMAND", cmd_empty, 0, 1, RESP_ARGS_MAX},
-    {"CONFIG", cmd_empty, 0, 1, RESP_ARGS_MAX},
+    {"COMMAND", cmd_empty, PERM_SESSION, 1, RESP_ARGS_MAX},
+    {"CONFIG", cmd_empty, PERM_SESSION, 1, RESP_ARGS_MAX},
 };
 
 int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
