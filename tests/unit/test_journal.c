@@ -1,0 +1,783 @@
+/* Unit tests of journal (gateway/core/journal.h) on real files in a temporary directory:
+ * append through an io_uring with group commit, close, reopen and replay; torn tails cut;
+ * damage followed by valid records refused (nothing acknowledged may be cut); segment roll;
+ * write-error retry. The event loop is replaced by a small drain loop over the ring. */
+#include "unit.h"
+
+#include <errno.h>
+
+#include "clock.h"
+#include "journal.h"
+#include "ring.h"
+
+/* --- harness ------------------------------------------------------------------------ */
+
+typedef struct jt {
+    journal j;
+    struct io_uring ring;
+    bool ring_up;
+    uint64_t durable;
+    int durable_calls;
+    int fail_next_write; /* report the next write completion as this -errno (0 = none) */
+} jt;
+
+static jt g_t;
+static char g_dir[128];
+
+static void on_durable(void *ctx, uint64_t lsn) {
+    jt *t = ctx;
+    assert_true(lsn >= t->durable); /* durability only moves forward */
+    t->durable = lsn;
+    t->durable_calls++;
+}
+
+/* A replayed record, kept for comparison. */
+typedef struct got {
+    uint16_t type;
+    uint64_t lsn;
+    uint32_t len;
+    uint8_t payload[2048];
+} got;
+
+typedef struct replay {
+    got *v;
+    size_t n, cap;
+} replay;
+
+static int collect(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
+    replay *r = ctx;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->v = realloc(r->v, r->cap * sizeof *r->v);
+        assert_non_null(r->v);
+    }
+    assert_true(len <= sizeof r->v[0].payload);
+    got *g = &r->v[r->n++];
+    g->type = type;
+    g->lsn = lsn;
+    g->len = len;
+    memcpy(g->payload, payload, len);
+    return 0;
+}
+
+static void replay_free(replay *r) {
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+/* Payload of lsn: its length varies (0 .. ~1000 bytes) and its bytes name the lsn. */
+static uint32_t payload_for(uint64_t lsn, uint8_t *p, uint32_t salt) {
+    uint32_t n = (uint32_t)((lsn * 37 + salt) % 1000);
+    for (uint32_t i = 0; i < n; i++) p[i] = (uint8_t)(lsn * 13 + i + salt);
+    return n;
+}
+
+static void expect_replay(const replay *r, uint64_t from_lsn, uint64_t to_lsn, uint32_t salt) {
+    assert_int_equal(r->n, to_lsn - from_lsn + 1);
+    for (uint64_t lsn = from_lsn; lsn <= to_lsn; lsn++) {
+        const got *g = &r->v[lsn - from_lsn];
+        uint8_t want[1024];
+        uint32_t n = payload_for(lsn, want, salt);
+        assert_int_equal(g->lsn, lsn);
+        assert_int_equal(g->type, 1 + lsn % 6);
+        assert_int_equal(g->len, n);
+        assert_memory_equal(g->payload, want, n);
+    }
+}
+
+static int jt_open(jt *t, uint64_t seg_bytes, replay *r, journal_recovery *rec, char *err,
+                   size_t errcap) {
+    t->durable = 0;
+    t->durable_calls = 0;
+    t->fail_next_write = 0;
+    int rc = journal_open(&t->j, g_dir, seg_bytes, r ? collect : NULL, r, rec, err, errcap);
+    if (rc != 0) return rc;
+    if (!t->ring_up) {
+        assert_int_equal(io_uring_queue_init(64, &t->ring, 0), 0);
+        t->ring_up = true;
+    }
+    journal_attach(&t->j, &t->ring, on_durable, t);
+    t->durable = journal_last_lsn(&t->j);
+    return 0;
+}
+
+static void jt_open_ok(jt *t, uint64_t seg_bytes, replay *r, journal_recovery *rec) {
+    char err[1024] = "";
+    if (jt_open(t, seg_bytes, r, rec, err, sizeof err) != 0) fail_msg("journal_open: %s", err);
+}
+
+/* Reap completions until nothing is in flight. */
+static void jt_reap(jt *t) {
+    while (t->j.inflight) {
+        assert_true(io_uring_submit_and_wait(&t->ring, 1) >= 0);
+        struct io_uring_cqe *cqe;
+        while (t->j.inflight && io_uring_peek_cqe(&t->ring, &cqe) == 0) {
+            uint64_t ud = io_uring_cqe_get_data64(cqe);
+            assert_int_equal(ud_kind(ud), UD_JOURNAL);
+            int res = cqe->res;
+            if (t->fail_next_write && ud_aux(ud) % 2 == 0) {
+                res = t->fail_next_write;
+                t->fail_next_write = 0;
+            }
+            io_uring_cqe_seen(&t->ring, cqe);
+            journal_on_cqe(&t->j, ud_aux(ud), res, clock_mono_ns());
+        }
+    }
+}
+
+/* Flush and wait until everything appended is durable. */
+static void jt_sync(jt *t) {
+    for (int guard = 0; guard < 1000; guard++) {
+        journal_flush(&t->j, clock_mono_ns());
+        if (journal_idle(&t->j)) {
+            assert_int_equal(t->durable, journal_last_lsn(&t->j));
+            return;
+        }
+        assert_true(t->j.inflight); /* else a write failed and a retry is pending */
+        jt_reap(t);
+    }
+    fail_msg("journal never became idle");
+}
+
+/* Append record lsn (its payload from payload_for); a full batch is flushed first. */
+static int64_t jt_append(jt *t, uint32_t salt) {
+    uint64_t lsn = journal_last_lsn(&t->j) + 1;
+    uint8_t p[1024];
+    uint32_t n = payload_for(lsn, p, salt);
+    int64_t rc = journal_append(&t->j, (uint16_t)(1 + lsn % 6), p, n);
+    if (rc == -EAGAIN) {
+        jt_sync(t);
+        rc = journal_append(&t->j, (uint16_t)(1 + lsn % 6), p, n);
+    }
+    assert_int_equal(rc, (int64_t)lsn);
+    return rc;
+}
+
+static void jt_close(jt *t) {
+    assert_false(t->j.inflight);
+    journal_close(&t->j);
+}
+
+static void jt_teardown_ring(jt *t) {
+    if (t->ring_up) io_uring_queue_exit(&t->ring);
+    t->ring_up = false;
+}
+
+static void seg_path(char *out, size_t cap, uint64_t seq) {
+    char name[64];
+    journal_seg_name(name, sizeof name, seq);
+    snprintf(out, cap, "%s/%s", g_dir, name);
+}
+
+/* Offsets of the records in a segment file (via the scanner), for cutting and flipping. */
+typedef struct offs {
+    const uint8_t *base;
+    size_t off[4096];
+    int n;
+} offs;
+
+static int offs_cb(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
+    (void)type;
+    (void)lsn;
+    (void)len;
+    offs *o = ctx;
+    o->off[o->n++] = (size_t)(payload - o->base) - sizeof(journal_rec_hdr);
+    return 0;
+}
+
+static offs g_offs;
+
+static void record_offsets(uint64_t seq, uint64_t first_lsn, uint64_t prev_sum) {
+    char path[256];
+    seg_path(path, sizeof path, seq);
+    size_t size;
+    uint8_t *d = unit_read_file(path, &size);
+    memset(&g_offs, 0, sizeof g_offs);
+    g_offs.base = d;
+    journal_chain ch = {.next_lsn = first_lsn, .prev_sum = prev_sum};
+    journal_scan_result r;
+    assert_int_equal(journal_scan_segment(d, size, &ch, offs_cb, &g_offs, &r), 0);
+    assert_true(r.clean);
+    g_offs.base = NULL;
+    free(d);
+}
+
+static void flip_byte(const char *path, off_t at) {
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t c;
+    assert_int_equal(pread(fd, &c, 1, at), 1);
+    c ^= 0x40;
+    assert_int_equal(pwrite(fd, &c, 1, at), 1);
+    close(fd);
+}
+
+static int setup(void **state) {
+    (void)state;
+    unit_mkdtemp(g_dir, sizeof g_dir, "journal");
+    memset(&g_t, 0, sizeof g_t);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (g_t.j.dirfd > 0 || g_t.j.seg_fd > 0) journal_close(&g_t.j);
+    jt_teardown_ring(&g_t);
+    unit_rmtree(g_dir);
+    return 0;
+}
+
+#define SEG_BIG (64ULL * 1024 * 1024)
+
+/* --- tests ---------------------------------------------------------------------------- */
+
+static void test_open_empty(void **state) {
+    (void)state;
+    /* journal_dir need not exist, nor its parents */
+    char nested[256];
+    snprintf(nested, sizeof nested, "%s/a/b/journal", g_dir);
+    char err[512] = "";
+    journal_recovery rec;
+    assert_int_equal(journal_open(&g_t.j, nested, SEG_BIG, NULL, NULL, &rec, err, sizeof err), 0);
+    assert_int_equal(rec.records, 0);
+    assert_false(rec.tail_cut);
+    assert_int_equal(journal_last_lsn(&g_t.j), 0);
+    assert_true(journal_idle(&g_t.j));
+    journal_close(&g_t.j);
+    char path[512];
+    snprintf(path, sizeof path, "%s/0000000000000001.sgj", nested);
+    size_t size;
+    uint8_t *d = unit_read_file(path, &size);
+    assert_int_equal(size, sizeof(journal_seg_hdr)); /* a valid header, durable at once */
+    journal_chain ch = {.next_lsn = 1};
+    journal_scan_result r;
+    assert_int_equal(journal_scan_segment(d, size, &ch, NULL, NULL, &r), 0);
+    assert_true(r.clean);
+    free(d);
+    /* reopening an empty journal is fine and keeps the one segment */
+    assert_int_equal(journal_open(&g_t.j, nested, SEG_BIG, NULL, NULL, &rec, err, sizeof err), 0);
+    assert_int_equal(rec.segments, 1);
+    assert_int_equal(journal_last_lsn(&g_t.j), 0);
+    journal_close(&g_t.j);
+    uint64_t *seqs;
+    assert_int_equal(journal_list_segments(nested, &seqs), 1);
+    free(seqs);
+}
+
+static void test_open_bad_dir(void **state) {
+    (void)state;
+    char path[256], err[512] = "";
+    snprintf(path, sizeof path, "%s/file", g_dir);
+    unit_write_file(path, "not a directory");
+    journal_recovery rec;
+    assert_int_equal(journal_open(&g_t.j, path, SEG_BIG, NULL, NULL, &rec, err, sizeof err), -1);
+    assert_true(err[0] != 0);
+    journal_close(&g_t.j);
+}
+
+static void test_append_reopen(void **state) {
+    (void)state;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    for (int i = 0; i < 100; i++) jt_append(&g_t, 0);
+    assert_int_equal(g_t.durable, 0); /* appended is not durable until flushed */
+    jt_sync(&g_t);
+    assert_int_equal(g_t.durable, 100);
+    assert_int_equal(g_t.j.stats.records, 100);
+    jt_close(&g_t);
+
+    replay r = {0};
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_int_equal(rec.records, 100);
+    assert_false(rec.tail_cut);
+    assert_int_equal(rec.segments, 1);
+    expect_replay(&r, 1, 100, 0);
+    replay_free(&r);
+    /* appending after a reopen continues the lsn sequence and the hash chain */
+    assert_int_equal(journal_last_lsn(&g_t.j), 100);
+    for (int i = 0; i < 10; i++) jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_int_equal(rec.records, 110);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, 110, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+/* Group commit: everything appended before a flush goes out in one write + one fdatasync. */
+static void test_group_commit(void **state) {
+    (void)state;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    for (int i = 0; i < 50; i++) jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    assert_int_equal(g_t.j.stats.fsyncs, 1);
+    assert_int_equal(g_t.j.stats.last_batch_records, 50);
+    assert_int_equal(g_t.durable_calls, 1);
+    assert_int_equal(g_t.durable, 50);
+
+    /* Records appended while a batch is in flight ride the next one. */
+    for (int i = 0; i < 5; i++) jt_append(&g_t, 0);
+    journal_flush(&g_t.j, clock_mono_ns());
+    assert_true(g_t.j.inflight);
+    for (int i = 0; i < 7; i++) jt_append(&g_t, 0);
+    journal_flush(&g_t.j, clock_mono_ns()); /* nothing: one batch in flight at a time */
+    assert_true(g_t.j.batch[g_t.j.open_idx].len > 0);
+    jt_reap(&g_t);
+    assert_int_equal(g_t.durable, 55);
+    assert_false(journal_idle(&g_t.j));
+    jt_sync(&g_t);
+    assert_int_equal(g_t.durable, 62);
+    assert_int_equal(g_t.j.stats.last_batch_records, 7);
+    assert_int_equal(g_t.j.stats.fsyncs, 3);
+    jt_close(&g_t);
+
+    replay r = {0};
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    expect_replay(&r, 1, 62, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+static void write_n_and_close(uint64_t seg_bytes, int n) {
+    journal_recovery rec;
+    jt_open_ok(&g_t, seg_bytes, NULL, &rec);
+    for (int i = 0; i < n; i++) jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+}
+
+static void test_torn_tail_cut(void **state) {
+    (void)state;
+    write_n_and_close(SEG_BIG, 10);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    record_offsets(1, 1, 0);
+    assert_int_equal(g_offs.n, 10);
+    off_t size = unit_file_size(path);
+    size_t last = g_offs.off[9];
+    /* the write of record 10 was cut short by the crash */
+    assert_int_equal(truncate(path, size - 5), 0);
+
+    replay r = {0};
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.tail_cut);
+    assert_int_equal(rec.cut_seq, 1);
+    assert_int_equal(rec.cut_offset, last);
+    assert_int_equal(rec.cut_bytes, (uint64_t)(size - 5) - last);
+    assert_true(rec.cut_why[0] != 0);
+    assert_int_equal(rec.records, 9);
+    expect_replay(&r, 1, 9, 0);
+    replay_free(&r);
+    assert_int_equal(journal_last_lsn(&g_t.j), 9);
+    assert_int_equal(unit_file_size(path), (off_t)last); /* cut on disk */
+
+    /* the next record takes lsn 10 and continues the chain */
+    jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, 10, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+static void test_torn_tail_header_only(void **state) {
+    (void)state;
+    write_n_and_close(SEG_BIG, 5);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    record_offsets(1, 1, 0);
+    size_t last = g_offs.off[4];
+    /* only 20 bytes of the last record's 40-byte header reached the disk */
+    assert_int_equal(truncate(path, (off_t)last + 20), 0);
+    replay r = {0};
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.tail_cut);
+    assert_int_equal(rec.cut_offset, last);
+    expect_replay(&r, 1, 4, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+/* A record half written into space that reads as zeros (preallocated file). */
+static void test_torn_tail_zeros(void **state) {
+    (void)state;
+    write_n_and_close(SEG_BIG, 8);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    record_offsets(1, 1, 0);
+    size_t last = g_offs.off[7];
+    off_t size = unit_file_size(path);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    static uint8_t zeros[8192];
+    off_t half = (off_t)last + (size - (off_t)last) / 2;
+    assert_int_equal(pwrite(fd, zeros, sizeof zeros, half), (ssize_t)sizeof zeros);
+    close(fd);
+    replay r = {0};
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.tail_cut);
+    assert_int_equal(rec.cut_offset, last);
+    expect_replay(&r, 1, 7, 0);
+    replay_free(&r);
+    assert_int_equal(unit_file_size(path), (off_t)last);
+    jt_close(&g_t);
+}
+
+static void expect_refused(const char *what_in_err) {
+    replay r = {0};
+    journal_recovery rec;
+    char err[1024] = "";
+    int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
+    replay_free(&r);
+    journal_close(&g_t.j);
+    if (rc != -1) fail_msg("journal_open accepted a damaged journal (%s)", what_in_err);
+    if (!strstr(err, what_in_err)) fail_msg("error '%s' does not mention '%s'", err, what_in_err);
+}
+
+static void test_corrupt_middle_refused(void **state) {
+    (void)state;
+    write_n_and_close(SEG_BIG, 10);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    record_offsets(1, 1, 0);
+    size_t size0;
+    uint8_t *before = unit_read_file(path, &size0);
+    /* a bit flipped in the payload of record 4 of 10 */
+    flip_byte(path, (off_t)g_offs.off[3] + 40 + 1);
+    size_t size1;
+    uint8_t *damaged = unit_read_file(path, &size1);
+    expect_refused("0000000000000001.sgj");
+    expect_refused("offset");
+    /* refusing must not cut: every byte is still there for `stopctl journal verify` */
+    size_t size2;
+    uint8_t *after = unit_read_file(path, &size2);
+    assert_int_equal(size2, size0);
+    assert_memory_equal(after, damaged, size2);
+    assert_memory_not_equal(after, before, size2);
+    free(before);
+    free(damaged);
+    free(after);
+}
+
+static void test_corrupt_record_header_refused(void **state) {
+    (void)state;
+    write_n_and_close(SEG_BIG, 10);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    record_offsets(1, 1, 0);
+    flip_byte(path, (off_t)g_offs.off[1] + 12); /* record 2's len field */
+    off_t size = unit_file_size(path);
+    expect_refused("offset");
+    assert_int_equal(unit_file_size(path), size);
+}
+
+/* A flipped bit in the segment header of a segment full of acknowledged records is damage
+ * followed by valid records: recovery must refuse, not delete the segment as "torn". */
+static void test_corrupt_segment_header_refused(void **state) {
+    (void)state;
+    write_n_and_close(SEG_BIG, 10);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    flip_byte(path, 48); /* created_ms */
+    off_t size = unit_file_size(path);
+    replay r = {0};
+    journal_recovery rec;
+    char err[1024] = "";
+    int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
+    replay_free(&r);
+    journal_close(&g_t.j);
+    if (rc != -1)
+        fail_msg("a damaged segment header in front of 10 acknowledged records was accepted "
+                 "(tail_cut=%d, records=%llu)",
+                 rec.tail_cut, (unsigned long long)rec.records);
+    assert_int_equal(unit_file_size(path), size);
+}
+
+/* Writes go to segments of at most segment_bytes; replay follows the chain across them. */
+static void test_segment_roll(void **state) {
+    (void)state;
+    const uint64_t segb = 8192;
+    journal_recovery rec;
+    jt_open_ok(&g_t, segb, NULL, &rec);
+    /* flushed in small batches, so rolls happen between and inside batches */
+    for (int i = 0; i < 300; i++) {
+        jt_append(&g_t, 0);
+        if (i % 7 == 6) jt_sync(&g_t);
+    }
+    jt_sync(&g_t);
+    assert_true(g_t.j.stats.segments_created > 10);
+    jt_close(&g_t);
+
+    uint64_t *seqs = NULL;
+    int n = journal_list_segments(g_dir, &seqs);
+    assert_true(n > 10);
+    journal_chain ch = {.next_lsn = 1};
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(seqs[i], (uint64_t)i + 1);
+        char path[256];
+        seg_path(path, sizeof path, seqs[i]);
+        size_t size;
+        uint8_t *d = unit_read_file(path, &size);
+        assert_true(size <= segb);
+        journal_seg_hdr h;
+        memcpy(&h, d, sizeof h);
+        assert_int_equal(h.seq, seqs[i]);
+        assert_int_equal(h.first_lsn, ch.next_lsn);
+        uint64_t before = ch.records;
+        journal_scan_result r;
+        assert_int_equal(journal_scan_segment(d, size, &ch, NULL, NULL, &r), 0);
+        assert_true(r.clean);
+        assert_true(ch.records > before); /* no empty segments in the middle */
+        free(d);
+    }
+    assert_int_equal(ch.records, 300);
+    free(seqs);
+
+    replay r = {0};
+    jt_open_ok(&g_t, segb, &r, &rec);
+    assert_int_equal(rec.segments, (uint64_t)n);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, 300, 0);
+    replay_free(&r);
+    for (int i = 0; i < 20; i++) jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, segb, &r, &rec);
+    expect_replay(&r, 1, 320, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+/* One batch spanning many rolls: the extents limit turns into -EAGAIN, never a crash. */
+static void test_roll_many_in_one_batch(void **state) {
+    (void)state;
+    const uint64_t segb = 2048;
+    journal_recovery rec;
+    jt_open_ok(&g_t, segb, NULL, &rec);
+    int eagain = 0;
+    uint8_t p[1024];
+    for (int i = 0; i < 200; i++) {
+        uint64_t lsn = journal_last_lsn(&g_t.j) + 1;
+        uint32_t n = payload_for(lsn, p, 0);
+        int64_t rc = journal_append(&g_t.j, (uint16_t)(1 + lsn % 6), p, n);
+        if (rc == -EAGAIN) {
+            eagain++;
+            assert_int_equal(journal_last_lsn(&g_t.j), lsn - 1); /* nothing half-appended */
+            jt_sync(&g_t);
+            rc = journal_append(&g_t.j, (uint16_t)(1 + lsn % 6), p, n);
+        }
+        assert_int_equal(rc, (int64_t)lsn);
+    }
+    assert_true(eagain > 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+    replay r = {0};
+    jt_open_ok(&g_t, segb, &r, &rec);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, 200, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+static void test_missing_segment_refused(void **state) {
+    (void)state;
+    write_n_and_close(4096, 60);
+    uint64_t *seqs = NULL;
+    int n = journal_list_segments(g_dir, &seqs);
+    free(seqs);
+    assert_true(n >= 3);
+    char path[256];
+    seg_path(path, sizeof path, 2);
+    assert_int_equal(unlink(path), 0);
+    expect_refused("missing");
+}
+
+/* A crash right after a segment was created: its header is missing or torn. Nothing in it
+ * was acknowledged; the segment is replaced and every earlier record kept. */
+static void test_torn_new_segment(void **state) {
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        if (variant) {
+            unit_rmtree(g_dir);
+            unit_mkdtemp(g_dir, sizeof g_dir, "journal");
+        }
+        write_n_and_close(4096, 30);
+        uint64_t *seqs = NULL;
+        int n = journal_list_segments(g_dir, &seqs);
+        assert_true(n >= 2);
+        uint64_t next = seqs[n - 1] + 1;
+        free(seqs);
+        char path[256];
+        seg_path(path, sizeof path, next);
+        if (variant == 0) {
+            unit_write_file(path, ""); /* created, nothing written */
+        } else {
+            journal_seg_hdr h;
+            journal_seg_hdr_make(&h, next, 31, 0, 0);
+            int fd = open(path, O_WRONLY | O_CREAT, 0640);
+            assert_true(fd >= 0);
+            assert_int_equal(write(fd, &h, 30), 30); /* header torn */
+            close(fd);
+        }
+        replay r = {0};
+        journal_recovery rec;
+        jt_open_ok(&g_t, 4096, &r, &rec);
+        assert_true(rec.tail_cut);
+        assert_int_equal(rec.cut_seq, next);
+        expect_replay(&r, 1, 30, 0);
+        replay_free(&r);
+        for (int i = 0; i < 3; i++) jt_append(&g_t, 0);
+        jt_sync(&g_t);
+        jt_close(&g_t);
+        jt_open_ok(&g_t, 4096, &r, &rec);
+        assert_false(rec.tail_cut);
+        expect_replay(&r, 1, 33, 0);
+        replay_free(&r);
+        jt_close(&g_t);
+    }
+}
+
+/* Power lost while the batch that rolled over was being written: the roll had already
+ * created the next segment (empty), and the first write of the batch - the tail of the old
+ * segment - is torn. None of that batch was acknowledged, so it is a torn tail spread over
+ * two files; recovery must cut it and keep every acknowledged record. */
+static void test_crash_during_roll_batch(void **state) {
+    (void)state;
+    const uint64_t segb = 4096;
+    journal_recovery rec;
+    jt_open_ok(&g_t, segb, NULL, &rec);
+    for (int i = 0; i < 3; i++) jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    uint64_t acked = journal_last_lsn(&g_t.j);
+    uint64_t seq0 = g_t.j.seg_seq;
+    /* fill the open batch until it has rolled into the next segment */
+    while (g_t.j.seg_seq == seq0) {
+        uint64_t lsn = journal_last_lsn(&g_t.j) + 1;
+        uint8_t p[1024];
+        uint32_t n = payload_for(lsn, p, 0);
+        assert_int_equal(journal_append(&g_t.j, (uint16_t)(1 + lsn % 6), p, n), (int64_t)lsn);
+    }
+    journal_batch *b = &g_t.j.batch[g_t.j.open_idx];
+    assert_true(b->n_ext >= 2);
+    assert_true(b->ext[0].len > 16);
+    /* the first write of the batch got 24 bytes into the old segment (part of the first
+     * record's header) before the power went */
+    const journal_ext *e = &b->ext[0];
+    char path[256];
+    seg_path(path, sizeof path, seq0);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, b->data + e->buf_off, 24, (off_t)e->file_off), 24);
+    close(fd);
+    char next[256];
+    seg_path(next, sizeof next, seq0 + 1);
+    assert_int_equal(unit_file_size(next), 0); /* created by the roll, never written */
+    jt_close(&g_t);                            /* the crash: the batch is never submitted */
+
+    replay r = {0};
+    char err[1024] = "";
+    int rc = jt_open(&g_t, segb, &r, &rec, err, sizeof err);
+    if (rc != 0) {
+        replay_free(&r);
+        journal_close(&g_t.j);
+        fail_msg("recovery refused a journal whose only damage is an unacknowledged torn batch: %s",
+                 err);
+    }
+    assert_true(rec.tail_cut);
+    expect_replay(&r, 1, acked, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+/* A failed write or fdatasync acknowledges nothing; the same batch is rewritten after a
+ * pause and then everything in it is durable exactly once. */
+static void test_write_error_retry(void **state) {
+    (void)state;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    for (int i = 0; i < 5; i++) jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    for (int i = 0; i < 5; i++) jt_append(&g_t, 0);
+    g_t.fail_next_write = -ENOSPC;
+    int64_t now = clock_mono_ns();
+    journal_flush(&g_t.j, now);
+    jt_reap(&g_t);
+    assert_int_equal(g_t.durable, 5); /* nothing of the failed batch */
+    assert_int_equal(g_t.j.last_error, ENOSPC);
+    assert_int_equal(g_t.j.stats.write_errors, 1);
+    assert_false(journal_idle(&g_t.j));
+    assert_true(g_t.j.retry_at_ns > now);
+    /* appends go on into the open batch meanwhile */
+    jt_append(&g_t, 0);
+    journal_flush(&g_t.j, now); /* too early: no retry yet */
+    assert_false(g_t.j.inflight);
+    journal_flush(&g_t.j, g_t.j.retry_at_ns);
+    assert_true(g_t.j.inflight);
+    jt_reap(&g_t);
+    assert_int_equal(g_t.durable, 10);
+    assert_int_equal(g_t.j.last_error, 0);
+    jt_sync(&g_t);
+    assert_int_equal(g_t.durable, 11);
+    jt_close(&g_t);
+    replay r = {0};
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, 11, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+static int refuse_at_3(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                       uint32_t len) {
+    (void)ctx;
+    (void)type;
+    (void)payload;
+    (void)len;
+    return lsn == 3 ? 5 : 0;
+}
+
+/* A record the replay callback refuses stops the open with an error. */
+static void test_replay_callback_refuses(void **state) {
+    (void)state;
+    write_n_and_close(SEG_BIG, 5);
+    char err[512] = "";
+    journal_recovery rec;
+    assert_int_equal(journal_open(&g_t.j, g_dir, SEG_BIG, refuse_at_3, NULL, &rec, err, sizeof err),
+                     -1);
+    assert_true(err[0] != 0);
+    journal_close(&g_t.j);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(test_open_empty),
+        T(test_open_bad_dir),
+        T(test_append_reopen),
+        T(test_group_commit),
+        T(test_torn_tail_cut),
+        T(test_torn_tail_header_only),
+        T(test_torn_tail_zeros),
+        T(test_corrupt_middle_refused),
+        T(test_corrupt_record_header_refused),
+        T(test_corrupt_segment_header_refused),
+        T(test_segment_roll),
+        T(test_roll_many_in_one_batch),
+        T(test_missing_segment_refused),
+        T(test_torn_new_segment),
+        T(test_crash_during_roll_batch),
+        T(test_write_error_retry),
+        T(test_replay_callback_refuses),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
