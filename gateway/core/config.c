@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "account.h"
+#include "lists_layout.h"
 
 static unsigned role_perms_own(role r) {
     switch (r) {
@@ -38,6 +39,7 @@ void config_defaults(config *c) {
     config_parse_addr("127.0.0.1:9379", &c->metrics);
     snprintf(c->journal_dir, sizeof c->journal_dir, "./var/journal");
     snprintf(c->shm_name, sizeof c->shm_name, "stopgate-lists");
+    c->list_capacity = 1u << 20;
     snprintf(c->currency, sizeof c->currency, "CNY");
     c->stop_ttl_s = 172800;
     c->freeze_ttl_s = 15552000;
@@ -124,6 +126,10 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
         if (a == &c->listen && !a->enabled) return fail(p, "%s cannot be off%s", k, "");
     } else if (!strcmp(k, "journal_dir")) {
         if (!*v || !copy_val(c->journal_dir, sizeof c->journal_dir, v)) return fail(p, "bad value for %s: '%s'", k, v);
+    } else if (!strcmp(k, "list_capacity")) {
+        RANGE(SGL_CAPACITY_MIN, SGL_CAPACITY_MAX);
+        if ((x & (x - 1)) != 0) return fail(p, "%s must be a power of two, not %s", k, v);
+        c->list_capacity = (uint64_t)x;
     } else if (!strcmp(k, "shm_name")) {
         if (!field_ident_ok(v, strlen(v), sizeof c->shm_name - 1) || strchr(v, '/'))
             return fail(p, "bad value for %s: '%s' (a name without '/')", k, v);

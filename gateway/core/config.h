@@ -75,6 +75,7 @@ typedef struct config {
     cfg_addr listen, udp, metrics;
     char journal_dir[4096];
     char shm_name[64];
+    uint64_t list_capacity; /* slots of the shared-memory list table, a power of two */
     char currency[4];
     int64_t stop_ttl_s, freeze_ttl_s, bank_deadline_ms;
     bool allow_anonymous_check;

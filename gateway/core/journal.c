@@ -36,9 +36,46 @@ static int seg_open(journal *j, uint64_t seq, int flags) {
     return openat(j->dirfd, name, flags | O_CLOEXEC, 0640);
 }
 
-/* Replays one segment file. Returns 0 (go on), 1 (stop: tail cut here), -1 (fatal). */
-static int replay_segment(journal *j, uint64_t seq, bool last, journal_chain *chain, journal_record_fn fn,
-                          void *ctx, journal_recovery *rec, char *err, size_t errcap) {
+/* Does segment seq hold no record: nothing past its header (which may itself be torn or
+ * missing) but zeros? A roll creates the next segment before the batch that fills it is
+ * written, and the batch's writes are linked in order, so a crash that tore an earlier
+ * segment leaves the later ones empty like this. 1 yes, 0 no, -1 with err filled. */
+static int seg_is_empty(journal *j, uint64_t seq, char *err, size_t errcap) {
+    char name[64];
+    journal_seg_name(name, sizeof name, seq);
+    int fd = seg_open(j, seq, O_RDONLY);
+    if (fd < 0) {
+        snprintf(err, errcap, "%s/%s: %s", j->dir, name, strerror(errno));
+        return -1;
+    }
+    uint8_t buf[16384];
+    off_t off = (off_t)sizeof(journal_seg_hdr);
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            snprintf(err, errcap, "%s/%s: read: %s", j->dir, name, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (n == 0) break;
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i]) {
+                close(fd);
+                return 0;
+            }
+        }
+        off += n;
+    }
+    close(fd);
+    return 1;
+}
+
+/* Replays one segment file; later[0..n_later) are the segments after it. Returns 0 (go on),
+ * 1 (stop: tail cut here, later segments removed), -1 (fatal). */
+static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n_later,
+                          journal_chain *chain, journal_record_fn fn, void *ctx,
+                          journal_recovery *rec, char *err, size_t errcap) {
     char name[64];
     journal_seg_name(name, sizeof name, seq);
     int fd = seg_open(j, seq, O_RDWR);
@@ -78,16 +115,50 @@ static int replay_segment(journal *j, uint64_t seq, bool last, journal_chain *ch
         j->seg_off = res.valid_end;
         return 0;
     }
-    if (!last || res.valid_after_bad) {
+    /* Damage is a torn tail only if nothing valid was written after it: no plausible record
+     * later in this segment, and later segments (if any) hold no record either. A batch that
+     * rolled writes the old segment's tail, fdatasyncs it, and only then (linked) writes the
+     * new segment, so a later segment with records means the damage here was once durable. */
+    bool later_records = false;
+    for (int i = 0; i < n_later && !res.valid_after_bad && !later_records; i++) {
+        int e = seg_is_empty(j, later[i], err, errcap);
+        if (e < 0) {
+            close(fd);
+            return -1;
+        }
+        later_records = e == 0;
+    }
+    if (res.valid_after_bad || later_records) {
         snprintf(err, errcap,
-                 "%s/%s offset %zu: %s; valid records follow, so this is not a torn tail - refusing "
-                 "to cut acknowledged records (run `stopctl journal verify %s`)",
-                 j->dir, name, res.bad_offset, res.why, j->dir);
+                 "%s/%s offset %zu: %s; valid records follow%s, so this is not a torn tail - "
+                 "refusing to cut acknowledged records (run `stopctl journal verify %s`)",
+                 j->dir, name, res.bad_offset, res.why,
+                 res.valid_after_bad ? "" : " in later segments", j->dir);
         close(fd);
         return -1;
     }
     /* A torn tail: the write that held it never completed its fdatasync, so nothing in it
-     * was acknowledged. Cut it so the next append continues a valid chain. */
+     * was acknowledged. Cut it so the next append continues a valid chain. Empty segments
+     * the same batch created by rolling go first, highest first, so that a crash during
+     * this leaves no gap in the sequence (a gap is refused at the next start). */
+    if (n_later > 0) {
+        for (int i = n_later - 1; i >= 0; i--) {
+            char lname[64];
+            journal_seg_name(lname, sizeof lname, later[i]);
+            if (unlinkat(j->dirfd, lname, 0) != 0) {
+                snprintf(err, errcap, "%s/%s: unlink empty segment after torn tail: %s", j->dir,
+                         lname, strerror(errno));
+                close(fd);
+                return -1;
+            }
+        }
+        if (fsync(j->dirfd) != 0) {
+            snprintf(err, errcap, "%s: fsync after removing empty segments: %s", j->dir,
+                     strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
     rec->tail_cut = true;
     rec->cut_seq = seq;
     rec->cut_offset = res.bad_offset;
@@ -170,10 +241,16 @@ int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_re
         }
         if (j->seg_fd >= 0) close(j->seg_fd);
         j->seg_fd = -1;
-        rc = replay_segment(j, seqs[i], i == n - 1, &chain, fn, ctx, rec, err, errcap);
+        rc = replay_segment(j, seqs[i], seqs + i + 1, n - i - 1, &chain, fn, ctx, rec, err,
+                            errcap);
         if (rc < 0) {
             free(seqs);
             return -1;
+        }
+        if (rc == 1) {
+            /* Tail cut here; the segments after it (empty) are gone. */
+            n = i + 1;
+            break;
         }
     }
     uint64_t last_seq = n > 0 ? seqs[n - 1] : 0;

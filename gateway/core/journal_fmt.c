@@ -57,6 +57,14 @@ static bool record_plausible(const uint8_t *data, size_t size, size_t off) {
     return XXH3_64bits(data + off + 8, sizeof h - 8 + h.payload_len) == h.sum;
 }
 
+/* Is there a self-consistent record anywhere at or past from (records are 8-aligned)? Such a
+ * record was written by a batch that completed, so the damage before it is not a torn tail. */
+static bool plausible_record_from(const uint8_t *data, size_t size, size_t from) {
+    for (size_t o = from; o < size && size - o >= sizeof(journal_rec_hdr); o += 8)
+        if (record_plausible(data, size, o)) return true;
+    return false;
+}
+
 int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
                          void *ctx, journal_scan_result *res) {
     memset(res, 0, sizeof *res);
@@ -67,15 +75,20 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
         return 0;
     }
     memcpy(&sh, data, sizeof sh);
+    /* A header problem is reported at offset 0, but records may still follow it: a damaged
+     * header in front of acknowledged records must not look like a segment torn while it was
+     * being created, so the same search for plausible records runs past the header. */
     if (memcmp(sh.magic, JOURNAL_SEG_MAGIC, 8) != 0 || sh.version != JOURNAL_SEG_VERSION ||
         XXH3_64bits(data + 8, sizeof sh - 8) != sh.sum) {
         snprintf(res->why, sizeof res->why, "bad segment header (magic, version or checksum)");
+        res->valid_after_bad = plausible_record_from(data, size, sizeof sh);
         return 0;
     }
     if (sh.first_lsn != chain->next_lsn || sh.prev_sum != chain->prev_sum) {
         snprintf(res->why, sizeof res->why,
                  "segment does not continue the chain (first lsn %llu, expected %llu)",
                  (unsigned long long)sh.first_lsn, (unsigned long long)chain->next_lsn);
+        res->valid_after_bad = plausible_record_from(data, size, sizeof sh);
         return 0;
     }
     size_t off = sizeof sh;
@@ -108,12 +121,7 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
         if (why) {
             res->bad_offset = off;
             snprintf(res->why, sizeof res->why, "%s", why);
-            for (size_t o = off + 8; o + sizeof(journal_rec_hdr) <= size; o += 8) {
-                if (record_plausible(data, size, o)) {
-                    res->valid_after_bad = true;
-                    break;
-                }
-            }
+            res->valid_after_bad = plausible_record_from(data, size, off + 8);
             return 0;
         }
         if (fn) {

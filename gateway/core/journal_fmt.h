@@ -74,7 +74,8 @@ typedef int (*journal_record_fn)(void *ctx, uint16_t type, uint64_t lsn, const u
                                  uint32_t payload_len);
 
 /* Scan one segment's bytes against the chain (updated as records pass). Returns 0, or the
- * callback's non-zero value. Header problems are reported as bad at offset 0. */
+ * callback's non-zero value. Header problems are reported as bad at offset 0, with
+ * valid_after_bad set when plausible records follow the header. */
 int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
                          void *ctx, journal_scan_result *res);
 

@@ -351,6 +351,7 @@ static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, s
     copy_str(ord->agent, sizeof ord->agent, r->agent);
     ord->order_reason_off = sp_put(o, r->reason);
     ord->note_off = sp_put(o, r->note);
+    ord->lists_off = sp_put(o, r->list);
     ord->doc_off = sp_put(o, r->doc);
     if (add_request(o, r, REQ_ORDER, ord->no, lsn, err, errcap) || add_case(o, ord, r->case_id, err, errcap)) return -1;
     ord->request_idx = o->nreq;

@@ -23,6 +23,11 @@ enum {
     T_DOC,
     T_AGENT,
     T_ONWARD, /* repeated: i64 amount, u8 bank len, bank, account */
+    T_LIST,
+    T_SCORE,
+    T_ROWS,
+    T_LOAD_ID,
+    T_ROW_COUNT,
 };
 
 typedef struct wr {
@@ -84,6 +89,11 @@ int record_encode(const order_rec *r, uint8_t *out, size_t cap) {
         memcpy(tmp + 9 + bl, o->account, al);
         put(&w, T_ONWARD, tmp, 9 + bl + al);
     }
+    put_str(&w, T_LIST, r->list);
+    if (r->score) put(&w, T_SCORE, &r->score, 1);
+    put_str(&w, T_ROWS, r->rows);
+    put_u64(&w, T_LOAD_ID, r->load_id);
+    if (r->row_count) put(&w, T_ROW_COUNT, &r->row_count, 4);
     return w.err ? -1 : (int)w.len;
 }
 
@@ -142,6 +152,11 @@ int record_decode(uint16_t type, const uint8_t *p, size_t len, order_rec *r) {
             r->onward_count++;
             break;
         }
+        case T_LIST: r->list = s; break;
+        case T_SCORE: rc = get_fixed(v, n, &r->score, 1); break;
+        case T_ROWS: r->rows = s; break;
+        case T_LOAD_ID: rc = get_fixed(v, n, &r->load_id, 8); break;
+        case T_ROW_COUNT: rc = get_fixed(v, n, &r->row_count, 4); break;
         default: break; /* a newer writer's field: skip */
         }
         if (rc) return -1;
@@ -157,6 +172,45 @@ const char *record_type_name(uint16_t type) {
     case REC_RELEASE: return "RELEASE";
     case REC_EXTEND: return "EXTEND";
     case REC_CONFIRM: return "CONFIRM";
+    case REC_LIST_ADD: return "LIST_ADD";
+    case REC_LIST_DEL: return "LIST_DEL";
+    case REC_LIST_LOAD_BEGIN: return "LIST_LOAD_BEGIN";
+    case REC_LIST_LOAD_ROWS: return "LIST_LOAD_ROWS";
+    case REC_LIST_LOAD_COMMIT: return "LIST_LOAD_COMMIT";
     default: return "UNKNOWN";
     }
+}
+
+int record_row_put(uint8_t *blob, size_t cap, size_t *len, const list_row *row) {
+    size_t need = 4u + row->bank.len + row->account.len + row->case_id.len;
+    if (row->bank.len > 255 || row->account.len > 255 || row->case_id.len > 255 || cap - *len < need) return -1;
+    uint8_t *p = blob + *len;
+    *p++ = (uint8_t)row->bank.len;
+    memcpy(p, row->bank.p, row->bank.len);
+    p += row->bank.len;
+    *p++ = (uint8_t)row->account.len;
+    memcpy(p, row->account.p, row->account.len);
+    p += row->account.len;
+    *p++ = row->score;
+    *p++ = (uint8_t)row->case_id.len;
+    memcpy(p, row->case_id.p, row->case_id.len);
+    *len += need;
+    return 0;
+}
+
+static int take(rec_str blob, size_t *off, rec_str *out) {
+    if (*off >= blob.len) return -1;
+    uint8_t n = (uint8_t)blob.p[(*off)++];
+    if (blob.len - *off < n) return -1;
+    *out = (rec_str){blob.p + *off, n};
+    *off += n;
+    return 0;
+}
+
+int record_row_next(rec_str blob, size_t *off, list_row *row) {
+    if (*off == blob.len) return 0;
+    if (take(blob, off, &row->bank) || take(blob, off, &row->account) || *off >= blob.len) return -1;
+    row->score = (uint8_t)blob.p[(*off)++];
+    if (take(blob, off, &row->case_id)) return -1;
+    return 1;
 }

@@ -18,7 +18,18 @@ typedef enum rec_type {
     REC_RELEASE = 4, /* RELEASE request */
     REC_EXTEND = 5,  /* EXTEND request */
     REC_CONFIRM = 6, /* supervisor CONFIRM of a HELD order */
+    /* Fraud lists (docs/lists.md). A LIST.LOAD is BEGIN, ROWS..., COMMIT; replay applies the
+     * rows only when it reaches the COMMIT, so a load cut by a crash changes nothing. */
+    REC_LIST_ADD = 10,
+    REC_LIST_DEL = 11,
+    REC_LIST_LOAD_BEGIN = 12,
+    REC_LIST_LOAD_ROWS = 13,
+    REC_LIST_LOAD_COMMIT = 14,
 } rec_type;
+
+/* One row inside a REC_LIST_LOAD_ROWS blob: u8 bank_len, bank, u8 account_len, account,
+ * u8 score, u8 case_len, case. */
+#define LIST_ROW_BYTES_MAX (1 + 11 + 1 + 34 + 1 + 1 + 64)
 
 typedef struct rec_str {
     const char *p;
@@ -40,6 +51,11 @@ typedef struct order_rec {
     rec_str request_id, bank, account, currency, case_id, reason, note, doc, agent;
     uint32_t onward_count;
     sg_onward onward[SG_ONWARD_MAX];
+    /* list records: list name, score, the load they belong to, rows of a ROWS record */
+    rec_str list, rows;
+    uint8_t score;
+    uint64_t load_id;
+    uint32_t row_count;
 } order_rec;
 
 /* Encode into out[cap]. Returns bytes written, or -1 if it does not fit (a bug: callers
@@ -49,4 +65,13 @@ int record_encode(const order_rec *r, uint8_t *out, size_t cap);
  * compatibility; a field with a wrong size is malformed). */
 int record_decode(uint16_t type, const uint8_t *p, size_t len, order_rec *r);
 const char *record_type_name(uint16_t type);
+
+typedef struct list_row {
+    rec_str bank, account, case_id;
+    uint8_t score;
+} list_row;
+/* Append a row to a rows blob of cap bytes at *len. -1 when it does not fit. */
+int record_row_put(uint8_t *blob, size_t cap, size_t *len, const list_row *row);
+/* Next row of a blob at *off. 1 and row filled, 0 at the end, -1 malformed. */
+int record_row_next(rec_str blob, size_t *off, list_row *row);
 #endif

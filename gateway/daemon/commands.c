@@ -80,6 +80,27 @@ static void w_order_id(buf *b, uint32_t no) {
     resp_w_str(b, id);
 }
 
+static void w_mask_names(gateway *gw, buf *b, uint64_t mask) {
+    resp_w_array(b, (size_t)__builtin_popcountll(mask));
+    for (uint64_t m = mask; m; m &= m - 1) resp_w_str(b, lists_name(gw, (unsigned)__builtin_ctzll(m)));
+}
+
+/* "mule,suspect" as an array. */
+static void w_csv_names(buf *b, const char *csv) {
+    size_t n = 0;
+    for (const char *p = csv; *p; n++) {
+        const char *comma = strchr(p, ',');
+        p = comma ? comma + 1 : p + strlen(p);
+    }
+    resp_w_array(b, n);
+    for (const char *p = csv; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        resp_w_bulk(b, p, len);
+        p += len + (comma ? 1 : 0);
+    }
+}
+
 static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_ns) {
     buf *b = &c->out;
     bool has_expiry = a->status == ANS_EXTENDED;
@@ -89,8 +110,12 @@ static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_n
     w_order_id(b, a->order_no);
     resp_w_kv_str(b, "status", answer_name(a->status));
     if (is_order) {
+        /* The lists the account is on now (a DUPLICATE answers with today's lists too). */
+        const order *ord = orders_get(&gw->o, a->order_no);
+        sg_verdict v;
+        lists_lookup(gw, ord->bank, ord->account, &v);
         resp_w_str(b, "lists");
-        resp_w_array(b, 0);
+        w_mask_names(gw, b, v.mask);
     }
     if (has_expiry) resp_w_kv_int(b, "expires_at", orders_get(&gw->o, a->order_no)->expires_at_ms);
     resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
@@ -294,7 +319,7 @@ static void w_status(gateway *gw, client *c, const order *ord) {
     for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) w_order_id(b, ch);
     resp_w_kv_int(b, "level", ord->level);
     resp_w_str(b, "lists");
-    resp_w_array(b, 0);
+    w_csv_names(b, orders_str(o, ord->lists_off));
     w_opt_str(b, c->proto, "reason", orders_str(o, ord->reason_off));
     w_opt_str(b, c->proto, "order_reason", orders_str(o, ord->order_reason_off));
     w_opt_str(b, c->proto, "doc", orders_str(o, ord->doc_off));
@@ -359,17 +384,22 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 
 static void w_check(gateway *gw, client *c, const char *bank, const char *account) {
     buf *b = &c->out;
+    sg_verdict v;
+    lists_lookup(gw, bank, account, &v);
+    /* FROZEN comes from the order table itself: it is the truth the shared bit mirrors. */
     order *live = orders_live_on_account(&gw->o, bank, account, gw->now_ms);
     gw->m.checks++;
-    if (live) gw->m.check_hits++;
+    if (live || v.mask) gw->m.check_hits++;
     resp_w_map(b, c->proto, 4);
-    resp_w_kv_str(b, "verdict", live ? "FROZEN" : "CLEAR");
+    resp_w_kv_str(b, "verdict", live ? "FROZEN" : v.mask ? "LISTED" : "CLEAR");
     resp_w_str(b, "lists");
-    resp_w_array(b, 0);
-    resp_w_kv_int(b, "score", 0);
+    w_mask_names(gw, b, v.mask);
+    resp_w_kv_int(b, "score", v.score);
     resp_w_str(b, "order_id");
     if (live) w_order_id(b, live->no);
     else resp_w_null(b, c->proto);
+    v.frozen = live != NULL;
+    engine_auto_stop(gw, bank, account, &v);
 }
 
 static bool check_key(gateway *gw, client *c, const resp_arg *bank, const resp_arg *acct, char *bo, char *ao) {
@@ -390,7 +420,6 @@ static int cmd_check(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
-#define MCHECK_BATCH_MAX 512
 _Static_assert(1 + 2 * MCHECK_BATCH_MAX <= RESP_ARGS_MAX, "an MCHECK batch fits the argument limit");
 
 static int cmd_mcheck(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
@@ -425,13 +454,155 @@ static int cmd_mcheck(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 }
 
 static int cmd_confirm(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
-    (void)t_ns;
     uint32_t no;
     if (!parse_order_id(gw, c, &cmd->argv[1], &no)) return 1;
-    const order *ord = orders_get(&gw->o, no);
-    char id[32];
-    order_id_format(id, sizeof id, no);
-    reply_err(gw, c, "ERR STATE", "order %s is %s, not HELD", id, order_state_name(ord->state));
+    engine_answer a;
+    if (engine_confirm(gw, no, c->agent ? c->agent->name : "", &a) == -EAGAIN) return 0;
+    if (a.code) {
+        reply_err(gw, c, a.code, "%s", a.why);
+        return 1;
+    }
+    w_answer(gw, c, &a, t_ns);
+    return 1;
+}
+
+/* --- LIST.* (role ops) --------------------------------------------------------------- */
+
+static int list_arg(gateway *gw, client *c, const resp_arg *name) {
+    int bit = lists_bit(gw, name->p, name->len);
+    if (bit < 0)
+        reply_err(gw, c, "ERR NOTFOUND", "unknown list '%.*s' (declare it as [list %.*s] in the config)",
+                  (int)(name->len > 32 ? 32 : name->len), name->p, (int)(name->len > 32 ? 32 : name->len), name->p);
+    return bit;
+}
+
+static void w_list_answer(gateway *gw, client *c, const list_answer *a) {
+    if (a->code) {
+        reply_err(gw, c, a->code, "%s", a->why);
+        return;
+    }
+    buf *b = &c->out;
+    bool load = a->rows > 0;
+    resp_w_map(b, c->proto, load ? 4 : 2);
+    resp_w_kv_str(b, "status", a->status);
+    if (load) {
+        resp_w_kv_int(b, "rows", a->rows);
+        resp_w_kv_int(b, "ms", a->ms);
+    }
+    resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
+    ok(gw, c, a->lsn);
+}
+
+/* LIST.ADD <list> <bank> <account> [SCORE n] [TTL s] [CASE c] | LIST.DEL <list> <bank> <account> */
+static int cmd_list_change(gateway *gw, client *c, resp_cmd *cmd, uint16_t type) {
+    int bit = list_arg(gw, c, &cmd->argv[1]);
+    if (bit < 0) return 1;
+    char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
+    if (!check_key(gw, c, &cmd->argv[2], &cmd->argv[3], bank, account)) return 1;
+    opt o[] = {{"SCORE"}, {"TTL"}, {"CASE"}};
+    char why[128];
+    if (parse_opts(cmd, 4, o, type == REC_LIST_ADD ? 3 : 0, why, sizeof why)) {
+        reply_err(gw, c, "ERR SYNTAX", "%s", why);
+        return 1;
+    }
+    int64_t score = 0, ttl = 0;
+    const char *e = NULL;
+    if (o[0].set && (field_int_parse(o[0].val.p, o[0].val.len, &score) != 0 || score < 0 || score > 100)) {
+        reply_err(gw, c, "ERR SYNTAX", "SCORE must be an integer 0-100");
+        return 1;
+    }
+    if (o[1].set && field_ttl_parse(o[1].val.p, o[1].val.len, &ttl, &e) != 0) {
+        reply_err(gw, c, "ERR SYNTAX", "TTL: %s", e);
+        return 1;
+    }
+    if (o[2].set && !field_ident_ok(o[2].val.p, o[2].val.len, CASE_LEN_MAX)) {
+        reply_err(gw, c, "ERR SYNTAX", "CASE must be 1-64 printable characters without spaces");
+        return 1;
+    }
+    list_answer a;
+    if (lists_change(gw, type, bit, bank, account, (uint8_t)score, ttl, o[2].set ? as_str(o[2].val) : (rec_str){0},
+                     c->agent ? c->agent->name : "", &a) == -EAGAIN)
+        return 0;
+    w_list_answer(gw, c, &a);
+    return 1;
+}
+
+static int cmd_list_add(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    return cmd_list_change(gw, c, cmd, REC_LIST_ADD);
+}
+
+static int cmd_list_del(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    return cmd_list_change(gw, c, cmd, REC_LIST_DEL);
+}
+
+/* LIST.LOAD <list> <path> | LIST.LOAD <list> - <csv> */
+static int cmd_list_load(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    int bit = list_arg(gw, c, &cmd->argv[1]);
+    if (bit < 0) return 1;
+    const resp_arg *src = &cmd->argv[2];
+    bool inline_csv = src->len == 1 && src->p[0] == '-';
+    if (inline_csv != (cmd->argc == 4)) {
+        reply_err(gw, c, "ERR SYNTAX", "LIST.LOAD <list> <path> | LIST.LOAD <list> - <csv>");
+        return 1;
+    }
+    char path[4096];
+    if (!inline_csv) {
+        if (src->len == 0 || src->len >= sizeof path || memchr(src->p, 0, src->len)) {
+            reply_err(gw, c, "ERR SYNTAX", "bad path");
+            return 1;
+        }
+        memcpy(path, src->p, src->len);
+        path[src->len] = 0;
+    }
+    list_answer a;
+    if (lists_load(gw, c, bit, inline_csv ? NULL : path, inline_csv ? cmd->argv[3].p : NULL,
+                   inline_csv ? cmd->argv[3].len : 0, c->agent ? c->agent->name : "", &a) == -EAGAIN)
+        return 0;
+    if (a.code) {
+        reply_err(gw, c, a.code, "%s", a.why);
+        return 1;
+    }
+    LOGI(gw, "LIST.LOAD %s: %u rows by %s in %lld ms", lists_name(gw, (unsigned)bit), a.rows,
+         c->agent ? c->agent->name : "?", (long long)a.ms);
+    w_list_answer(gw, c, &a);
+    return 1;
+}
+
+/* LIST.INFO [<list>] */
+static int cmd_list_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    const lists_state *ls = &gw->ls;
+    const sgl_header *h = ls->t.h;
+    uint64_t cap = ls->t.mask + 1, count = atomic_load(&h->count);
+    char lf[32];
+    snprintf(lf, sizeof lf, "%.4f", (double)(count + atomic_load(&h->tombstones)) / (double)cap);
+    buf *b = &c->out;
+    if (cmd->argc == 2) {
+        int bit = list_arg(gw, c, &cmd->argv[1]);
+        if (bit < 0) return 1;
+        resp_w_map(b, c->proto, 6);
+        resp_w_kv_str(b, "list", ls->names[bit]);
+        resp_w_kv_int(b, "entries", (int64_t)h->list_count[bit]);
+        resp_w_kv_int(b, "auto_stop", (ls->auto_stop_mask >> bit) & 1);
+        resp_w_kv_int(b, "capacity", (int64_t)cap);
+        resp_w_kv_int(b, "generation", (int64_t)ls->generation);
+        resp_w_kv_str(b, "load_factor", lf);
+    } else {
+        resp_w_map(b, c->proto, 7);
+        resp_w_kv_str(b, "shm", gw->cfg.shm_name);
+        resp_w_kv_int(b, "capacity", (int64_t)cap);
+        resp_w_kv_int(b, "entries", (int64_t)count);
+        resp_w_kv_int(b, "tombstones", (int64_t)atomic_load(&h->tombstones));
+        resp_w_kv_int(b, "generation", (int64_t)ls->generation);
+        resp_w_kv_str(b, "load_factor", lf);
+        resp_w_str(b, "lists");
+        resp_w_map(b, c->proto, ls->nlists);
+        for (uint32_t i = 0; i < ls->nlists; i++) resp_w_kv_int(b, ls->names[i], (int64_t)h->list_count[i]);
+    }
+    ok(gw, c, 0);
     return 1;
 }
 
@@ -575,6 +746,10 @@ static const cmd_def commands[] = {
     {"STATUS", cmd_status, PERM_STATUS, 2, 2},
     {"CASE", cmd_case, PERM_STATUS, 2, 2},
     {"CHECK", cmd_check, PERM_CHECK, 3, 3},
+    {"LIST.ADD", cmd_list_add, PERM_LIST, 4, 10},
+    {"LIST.DEL", cmd_list_del, PERM_LIST, 4, 4},
+    {"LIST.LOAD", cmd_list_load, PERM_LIST, 3, 4},
+    {"LIST.INFO", cmd_list_info, PERM_STATUS | PERM_LIST, 1, 2},
     {"MCHECK", cmd_mcheck, PERM_CHECK, 3, RESP_ARGS_MAX},
     {"AUTH", cmd_auth, 0, 2, 3},
     {"HELLO", cmd_hello, 0, 1, 7},

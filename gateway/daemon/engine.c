@@ -20,7 +20,7 @@
 #define RESULT_RECORD_BYTES 512
 
 const char *answer_name(int a) {
-    static const char *n[] = {"ACCEPTED", "DUPLICATE", "MERGED", "HELD", "RELEASED", "EXTENDED"};
+    static const char *n[] = {"ACCEPTED", "DUPLICATE", "MERGED", "HELD", "RELEASED", "EXTENDED", "CONFIRMED"};
     return (unsigned)a < sizeof n / sizeof n[0] ? n[a] : "?";
 }
 
@@ -29,9 +29,11 @@ static void refuse(engine_answer *a, const char *code, const char *fmt, const ch
     snprintf(a->why, sizeof a->why, fmt, arg);
 }
 
+static bool is_list_record(uint16_t type) { return type >= REC_LIST_ADD && type <= REC_LIST_LOAD_COMMIT; }
+
 /* Journal a record and apply it. The caller has checked journal and table room, so a failure
  * here means memory and disk disagree: stop rather than acknowledge a divergent state. */
-static int64_t commit(gateway *gw, order_rec *r) {
+int64_t engine_commit(gateway *gw, order_rec *r) {
     int n = record_encode(r, gw->recbuf, JOURNAL_RECORD_BYTES_MAX - sizeof(journal_rec_hdr));
     if (n < 0) {
         LOGE(gw, "record does not fit JOURNAL_RECORD_BYTES_MAX (type %s)", record_type_name(r->type));
@@ -40,12 +42,17 @@ static int64_t commit(gateway *gw, order_rec *r) {
     int64_t lsn = journal_append(&gw->j, r->type, gw->recbuf, (uint32_t)n);
     if (lsn < 0) return lsn;
     char err[256];
-    if (orders_apply(&gw->o, r, (uint64_t)lsn, err, sizeof err) != 0) {
+    int rc = is_list_record(r->type) ? lists_apply(gw, r, true, err, sizeof err)
+                                     : orders_apply(&gw->o, r, (uint64_t)lsn, err, sizeof err);
+    if (rc != 0) {
         LOGE(gw, "journaled record %lld cannot be applied: %s", (long long)lsn, err);
         abort();
     }
+    /* Readers of the shared-memory lists see FROZEN as soon as the order table does. */
+    if (!is_list_record(r->type)) lists_sync_order(gw, (uint32_t)r->order_no);
     return lsn;
 }
+#define commit engine_commit
 
 static uint64_t fp_str(uint64_t h, rec_str s) { return XXH3_64bits_withSeed(s.p ? s.p : "", s.len, h ^ (s.len + 1)); }
 
@@ -144,10 +151,22 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
         refuse(a, "ERR TOOBIG", "%s", "order table full (raise [gateway] max_orders)");
         return 0;
     }
+    sg_verdict v;
+    lists_lookup(gw, rq->bank, rq->account, &v);
+    bool held = (v.mask & gw->ls.protected_mask) != 0;
+    char names[SGL_LISTS_MAX * SGL_LIST_NAME_MAX];
+    size_t nl = 0;
+    names[0] = 0;
+    for (uint64_t m = v.mask; m; m &= m - 1) {
+        const char *nm = lists_name(gw, (unsigned)__builtin_ctzll(m));
+        nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s%s", nl ? "," : "", nm);
+    }
     r.type = REC_ORDER;
     r.order_no = orders_next_no(o);
     r.kind = rq->kind;
-    r.state = ST_ACCEPTED;
+    /* A protected account (payroll, public bodies) waits for a supervisor's CONFIRM. */
+    r.state = held ? ST_HELD : ST_ACCEPTED;
+    r.list = (rec_str){names, (uint32_t)nl};
     r.parent_no = rq->parent_no;
     r.level = rq->level;
     r.bank = (rec_str){rq->bank, (uint32_t)strlen(rq->bank)};
@@ -159,6 +178,12 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     r.expires_at_ms = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    if (held) {
+        a->status = ANS_HELD;
+        a->order_no = (uint32_t)r.order_no;
+        a->lsn = (uint64_t)lsn;
+        return 0;
+    }
     outbox_push(gw, (uint64_t)lsn, (uint32_t)r.order_no, rq->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
     a->status = ANS_ACCEPTED;
     a->order_no = (uint32_t)r.order_no;
@@ -234,6 +259,53 @@ int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const ch
     a->order_no = no;
     a->lsn = (uint64_t)lsn;
     return 0;
+}
+
+int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a) {
+    memset(a, 0, sizeof *a);
+    order *ord = orders_get(&gw->o, no);
+    if (ord->state != ST_HELD || !order_is_live(ord, gw->now_ms)) {
+        char id[32];
+        order_id_format(id, sizeof id, no);
+        a->code = "ERR STATE";
+        snprintf(a->why, sizeof a->why, "order %s is %s, not HELD", id, order_state_name(ord->state));
+        return 0;
+    }
+    if (!journal_room(gw)) return -EAGAIN;
+    order_rec r = {.type = REC_CONFIRM, .order_no = no, .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
+    int64_t lsn = commit(gw, &r);
+    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    outbox_push(gw, (uint64_t)lsn, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+    a->status = ANS_CONFIRMED;
+    a->order_no = no;
+    a->lsn = (uint64_t)lsn;
+    return 0;
+}
+
+void engine_auto_stop(gateway *gw, const char *bank, const char *account, const sg_verdict *v) {
+    uint64_t hit = v->mask & gw->ls.auto_stop_mask;
+    if (!hit || v->frozen) return;
+    order_req rq = {.kind = KIND_STOP, .agent = "auto"};
+    snprintf(rq.bank, sizeof rq.bank, "%s", bank);
+    snprintf(rq.account, sizeof rq.account, "%s", account);
+    /* The request id makes it once per account, across restarts too: a second hit is a
+     * DUPLICATE that changes nothing. */
+    char rid[REQUEST_ID_LEN_MAX + 1], case_id[CASE_LEN_MAX + 1];
+    int n = snprintf(rid, sizeof rid, "auto:%s:%s", bank, account);
+    rq.request_id = (rec_str){rid, (uint32_t)n};
+    const char *entry_case = lists_case_str(gw, v->case_ref);
+    n = entry_case[0] ? snprintf(case_id, sizeof case_id, "%s", entry_case)
+                      : snprintf(case_id, sizeof case_id, "AUTO-%s", lists_name(gw, (unsigned)__builtin_ctzll(hit)));
+    rq.case_id = (rec_str){case_id, (uint32_t)(n < (int)sizeof case_id ? n : (int)sizeof case_id - 1)};
+    snprintf(rq.currency, sizeof rq.currency, "%s", gw->cfg.currency);
+    engine_answer a;
+    if (engine_order(gw, &rq, &a) == -EAGAIN) return; /* journal full: the next hit tries again */
+    if (a.code) {
+        LOGW(gw, "auto_stop %s/%s refused: %s %s", bank, account, a.code, a.why);
+    } else if (a.status == ANS_ACCEPTED || a.status == ANS_HELD) {
+        gw->ls.auto_stops++;
+        LOGI(gw, "auto_stop: SG-%u on %s/%s (list hit)", a.order_no, bank, account);
+    }
 }
 
 static int commit_state(gateway *gw, uint32_t no, uint8_t st) {
@@ -376,7 +448,9 @@ static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *
         LOGE(gw, "journal record %llu (%s): malformed payload", (unsigned long long)lsn, record_type_name(type));
         return 1;
     }
-    if (orders_apply(&gw->o, &r, lsn, err, sizeof err) != 0) {
+    int rc = is_list_record(type) ? lists_apply(gw, &r, false, err, sizeof err)
+                                  : orders_apply(&gw->o, &r, lsn, err, sizeof err);
+    if (rc != 0) {
         LOGE(gw, "journal record %llu (%s): %s", (unsigned long long)lsn, record_type_name(type), err);
         return 2;
     }

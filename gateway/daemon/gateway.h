@@ -21,6 +21,8 @@
 #include "buf.h"
 #include "config.h"
 #include "journal.h"
+#include "lists_table.h"
+#include "htab.h"
 #include "orders.h"
 #include "resp.h"
 
@@ -123,6 +125,53 @@ typedef struct metrics {
     } conns[16];
 } metrics;
 
+/* ---- fraud lists (lists.c, docs/lists.md) ---- */
+#define LIST_CASES_MAX (1 << 20)     /* distinct case references on list entries */
+#define LIST_CSV_LINE_MAX 512        /* bytes of one LIST.LOAD line */
+#define LIST_LOAD_ROWS_MAX (64 << 20) /* rows of one LIST.LOAD */
+#define LIST_SWEEP_SLOTS 65536       /* slots the expiry sweep visits per tick */
+#define MCHECK_BATCH_MAX 512         /* pairs of one MCHECK */
+
+typedef struct list_staged {
+    sgl_key key;
+    uint8_t score;
+    uint32_t case_ref;
+} list_staged;
+
+typedef struct list_live_load {
+    bool active, begun;
+    uint32_t client_idx, client_gen;
+    uint32_t next_row;
+    int64_t t0_ns;
+} list_live_load;
+
+typedef struct lists_state {
+    lists_table t;
+    uint32_t nlists;
+    char names[SGL_LISTS_MAX][SGL_LIST_NAME_MAX];
+    uint64_t auto_stop_mask, protected_mask;
+    uint64_t generation;
+    char **cases; /* [1..ncases] */
+    uint32_t ncases;
+    htab case_idx;
+    list_staged *stage; /* rows of the load between BEGIN and COMMIT */
+    uint32_t nstage, stage_cap;
+    int stage_bit;
+    uint64_t stage_load_id;
+    list_live_load live;
+    uint64_t sweep_pos;
+    uint64_t loads, expired, auto_stops, frozen_dropped, replay_skipped;
+} lists_state;
+
+typedef struct list_answer {
+    const char *status; /* ADDED UPDATED DELETED ABSENT LOADED */
+    uint64_t lsn;
+    uint32_t rows;
+    int64_t ms;
+    const char *code;
+    char why[256];
+} list_answer;
+
 enum gw_phase { PHASE_RECOVERING = 0, PHASE_RUNNING, PHASE_DRAINING };
 
 typedef struct gateway {
@@ -135,6 +184,7 @@ typedef struct gateway {
     server srv;
     outbox ob;
     metrics m;
+    lists_state ls;
     auth_hash *agent_auth; /* parallel to cfg.agents */
     int phase;
     bool stop_requested, reload_requested;
@@ -179,7 +229,7 @@ typedef struct order_req {
     uint32_t parent_no, level;
 } order_req;
 
-enum answer_status { ANS_ACCEPTED = 0, ANS_DUPLICATE, ANS_MERGED, ANS_HELD, ANS_RELEASED, ANS_EXTENDED };
+enum answer_status { ANS_ACCEPTED = 0, ANS_DUPLICATE, ANS_MERGED, ANS_HELD, ANS_RELEASED, ANS_EXTENDED, ANS_CONFIRMED };
 const char *answer_name(int a);
 
 typedef struct engine_answer {
@@ -202,6 +252,31 @@ void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);
 void engine_on_result(gateway *gw, plugin_inst *p, const sg_result *r);
 bool engine_room(gateway *gw);
+
+/* Journal one record and apply it (orders or lists); the lsn, or -EAGAIN / -errno. */
+int64_t engine_commit(gateway *gw, order_rec *r);
+/* Confirm a HELD order (supervisor): 0 with a filled, or -EAGAIN. */
+int engine_confirm(gateway *gw, uint32_t order_no, const char *agent, engine_answer *a);
+/* CHECK-triggered STOP on an auto_stop list hit (once per account, agent "auto"). */
+void engine_auto_stop(gateway *gw, const char *bank, const char *account, const sg_verdict *v);
+
+/* lists.c */
+int lists_init(gateway *gw, char *err, size_t errcap);
+int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t errcap);
+int lists_start(gateway *gw, char *err, size_t errcap);
+void lists_close(gateway *gw);
+int lists_bit(const gateway *gw, const char *name, size_t len);
+const char *lists_name(const gateway *gw, unsigned bit);
+const char *lists_case_str(const gateway *gw, uint32_t ref);
+bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict *v);
+void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool frozen);
+void lists_sync_order(gateway *gw, uint32_t order_no);
+void lists_tick(gateway *gw);
+int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
+                 int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a);
+int lists_load(gateway *gw, const client *c, int bit, const char *path, const char *inline_csv, size_t inline_len,
+               const char *agent, list_answer *a);
+void lists_client_gone(gateway *gw, const client *c);
 
 /* router.c */
 int router_init(gateway *gw, const char *argv0, char *err, size_t errcap);

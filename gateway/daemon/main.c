@@ -140,6 +140,7 @@ static void run_loop(gateway *gw) {
         gw->now_ms = clock_now_ms();
         engine_tick(gw);
         server_reap_idle(gw);
+        lists_tick(gw);
         router_poll_due(gw, clock_now_us());
         journal_flush(&gw->j, clock_mono_ns());
         if (gw->stop_requested && gw->phase != PHASE_DRAINING) {
@@ -244,8 +245,17 @@ int main(int argc, char **argv) {
         LOGE(gw, "%s", err);
         return 1;
     }
+    if (lists_init(gw, err, sizeof err) != 0) {
+        LOGE(gw, "lists: %s", err);
+        return 1;
+    }
     if (engine_recover(gw, err, sizeof err) != 0) {
         LOGE(gw, "journal: %s", err);
+        return 1;
+    }
+    /* Published only now: the table readers see is the replayed one, never a partial one. */
+    if (lists_start(gw, err, sizeof err) != 0) {
+        LOGE(gw, "lists: %s", err);
         return 1;
     }
     journal_attach(&gw->j, &gw->ring, on_durable, gw);
@@ -261,6 +271,7 @@ int main(int argc, char **argv) {
     run_loop(gw);
     LOGI(gw, "stopped: durable lsn %llu, %u orders", (unsigned long long)gw->j.durable_lsn, gw->o.n);
     router_shutdown(gw);
+    lists_close(gw);
     journal_close(&gw->j);
     metrics_close(gw);
     io_uring_queue_exit(&gw->ring);

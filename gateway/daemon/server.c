@@ -102,6 +102,7 @@ static void arm_send(gateway *gw, client *c) {
 }
 
 static void client_release(gateway *gw, client *c) {
+    lists_client_gone(gw, c);
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_close(sqe, c->fd);
     io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));

@@ -1,0 +1,268 @@
+#include "lists_table.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+static void attach(lists_table *t, uint8_t *base, size_t size) {
+    t->base = base;
+    t->size = size;
+    t->h = (sgl_header *)base;
+    t->slots = (sgl_slot *)(base + SGL_HDR_BYTES);
+    t->mask = t->h->capacity - 1;
+}
+
+int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const char names[][SGL_LIST_NAME_MAX],
+                uint32_t nlists, uint64_t generation, char *err, size_t errcap) {
+    memset(t, 0, sizeof *t);
+    if (capacity < SGL_CAPACITY_MIN || capacity > SGL_CAPACITY_MAX || (capacity & (capacity - 1)) != 0 ||
+        nlists > SGL_LISTS_MAX) {
+        snprintf(err, errcap, "list table capacity %llu is not a power of two in [%u, %u]",
+                 (unsigned long long)capacity, SGL_CAPACITY_MIN, SGL_CAPACITY_MAX);
+        return -EINVAL;
+    }
+    snprintf(t->path, sizeof t->path, "/dev/shm/%s", shm_name);
+    /* Unique per table: during a rebuild the old table's build file may still exist. */
+    snprintf(t->build, sizeof t->build, "/dev/shm/%s.build-%d-%llu", shm_name, (int)getpid(),
+             (unsigned long long)generation);
+    unlink(t->build); /* a build file of a crashed earlier writer with our pid */
+    int fd = open(t->build, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errcap, "%s: %s", t->build, strerror(errno));
+        return -errno;
+    }
+    size_t size = SGL_HDR_BYTES + capacity * SGL_SLOT_BYTES;
+    /* posix_fallocate, not ftruncate: a tmpfs that cannot hold the table must fail here, at
+     * build time, not with SIGBUS on the first write. */
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc != 0) {
+        snprintf(err, errcap, "%s: cannot allocate %zu bytes: %s", t->build, size, strerror(rc));
+        close(fd);
+        unlink(t->build);
+        return -rc;
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errcap, "%s: mmap: %s", t->build, strerror(errno));
+        unlink(t->build);
+        return -errno;
+    }
+    sgl_header *h = p;
+    memcpy(h->magic, SGL_MAGIC, 8);
+    h->version = SGL_VERSION;
+    h->hdr_bytes = SGL_HDR_BYTES;
+    h->slot_bytes = SGL_SLOT_BYTES;
+    h->nlists = nlists;
+    h->capacity = capacity;
+    h->created_ms = clock_now_ms();
+    h->writer_pid = (int32_t)getpid();
+    atomic_store(&h->generation, generation);
+    for (uint32_t i = 0; i < nlists; i++) snprintf(h->list_names[i], SGL_LIST_NAME_MAX, "%s", names[i]);
+    attach(t, p, size);
+    return 0;
+}
+
+int ltab_publish(lists_table *t, lists_table *old, char *err, size_t errcap) {
+    assert(!t->published);
+    /* A previous writer's table (we restarted) or a foreign file: readers of a valid one must
+     * be told to move; anything else is simply replaced. */
+    bool old_mapped = old && old->base;
+    int ofd = old_mapped ? -1 : open(t->path, O_RDWR | O_CLOEXEC);
+    if (rename(t->build, t->path) != 0) {
+        snprintf(err, errcap, "publish %s: %s", t->path, strerror(errno));
+        if (ofd >= 0) close(ofd);
+        return -errno;
+    }
+    t->published = true;
+    if (old_mapped) {
+        atomic_store_explicit(&old->h->superseded, 1, memory_order_release);
+        ltab_close(old, false);
+    } else if (ofd >= 0) {
+        struct stat st;
+        if (fstat(ofd, &st) == 0 && (size_t)st.st_size >= SGL_HDR_BYTES) {
+            void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, ofd, 0);
+            if (p != MAP_FAILED) {
+                if (sgl_map_validate(p, (size_t)st.st_size) == 0)
+                    atomic_store_explicit(&((sgl_header *)p)->superseded, 1, memory_order_release);
+                munmap(p, (size_t)st.st_size);
+            }
+        }
+        close(ofd);
+    }
+    return 0;
+}
+
+void ltab_close(lists_table *t, bool unlink_build) {
+    if (t->base) munmap(t->base, t->size);
+    if (unlink_build && !t->published && t->build[0]) unlink(t->build);
+    memset(t, 0, sizeof *t);
+}
+
+sgl_map ltab_map(const lists_table *t) {
+    return (sgl_map){.base = t->base, .size = t->size, .h = t->h, .slots = t->slots, .mask = t->mask};
+}
+
+/* The writer is the only one changing slots, so it reads them plainly (relaxed). */
+static bool key_eq(const sgl_slot *s, const sgl_key *k) {
+    for (int w = 0; w < SGL_KEY_WORDS; w++)
+        if (atomic_load_explicit(&s->key[w], memory_order_relaxed) != k->w[w]) return false;
+    return true;
+}
+
+/* Index of key's slot, or -1 with *free_slot the first reusable slot on its probe path. */
+static int64_t find(const lists_table *t, const sgl_key *k, int64_t *free_slot) {
+    uint64_t i = sgl_hash(k) & t->mask;
+    *free_slot = -1;
+    for (uint64_t probe = 0; probe <= t->mask; probe++, i = (i + 1) & t->mask) {
+        const sgl_slot *s = &t->slots[i];
+        uint32_t state = SGL_W0_STATE(atomic_load_explicit(&s->w0, memory_order_relaxed));
+        if (state == SGL_STATE_EMPTY) {
+            if (*free_slot < 0) *free_slot = (int64_t)i;
+            return -1;
+        }
+        if (state == SGL_STATE_TOMB) {
+            if (*free_slot < 0) *free_slot = (int64_t)i;
+            continue;
+        }
+        if (key_eq(s, k)) return (int64_t)i;
+    }
+    return -1;
+}
+
+bool ltab_get(const lists_table *t, const sgl_key *k, ltab_entry *e) {
+    int64_t fs;
+    int64_t i = find(t, k, &fs);
+    if (i < 0) return false;
+    const sgl_slot *s = &t->slots[i];
+    uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
+    uint64_t ext = atomic_load_explicit(&s->ext, memory_order_relaxed);
+    e->mask = atomic_load_explicit(&s->mask, memory_order_relaxed);
+    e->score = SGL_W0_SCORE(w0);
+    e->frozen = SGL_W0_FROZEN(w0);
+    e->expires_s = (uint32_t)ext;
+    e->case_ref = (uint32_t)(ext >> 32);
+    return true;
+}
+
+/* Seqlock write (Boehm, "Can seqlocks get along with programming language memory models?"):
+ * odd seq, release fence, data, even seq with release. */
+static void slot_write(sgl_slot *s, uint32_t state, const sgl_key *k, const ltab_entry *e) {
+    uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
+    uint32_t seq = SGL_W0_SEQ(w0);
+    atomic_store_explicit(&s->w0, SGL_W0(seq + 1, (uint32_t)w0), memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->mask, e ? e->mask : 0, memory_order_relaxed);
+    atomic_store_explicit(&s->ext, e ? ((uint64_t)e->case_ref << 32 | e->expires_s) : 0, memory_order_relaxed);
+    for (int w = 0; w < SGL_KEY_WORDS; w++) atomic_store_explicit(&s->key[w], k->w[w], memory_order_relaxed);
+    uint32_t meta = SGL_META(state, e && e->frozen, e ? e->score : 0);
+    atomic_store_explicit(&s->w0, SGL_W0(seq + 2, meta), memory_order_release);
+}
+
+static void count_lists(sgl_header *h, uint64_t before, uint64_t after) {
+    for (uint64_t diff = before ^ after; diff; diff &= diff - 1) {
+        int bit = __builtin_ctzll(diff);
+        if (after & (1ULL << bit)) h->list_count[bit]++;
+        else h->list_count[bit]--;
+    }
+}
+
+bool ltab_room(const lists_table *t, uint64_t n) {
+    uint64_t used = atomic_load(&t->h->count) + atomic_load(&t->h->tombstones);
+    return used + n <= (t->mask + 1) * LISTS_LOAD_FACTOR_PCT / 100;
+}
+
+bool ltab_needs_compaction(const lists_table *t) {
+    return atomic_load(&t->h->tombstones) > (t->mask + 1) / 8;
+}
+
+int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_ms) {
+    int64_t fs;
+    int64_t i = find(t, k, &fs);
+    bool keep = e->mask != 0 || e->frozen;
+    sgl_header *h = t->h;
+    if (i >= 0) {
+        sgl_slot *s = &t->slots[i];
+        uint64_t before = atomic_load_explicit(&s->mask, memory_order_relaxed);
+        if (keep) {
+            slot_write(s, SGL_STATE_USED, k, e);
+        } else {
+            slot_write(s, SGL_STATE_TOMB, k, NULL);
+            atomic_fetch_sub(&h->count, 1);
+            atomic_fetch_add(&h->tombstones, 1);
+        }
+        count_lists(h, before, keep ? e->mask : 0);
+    } else {
+        if (!keep) return 0;
+        assert(fs >= 0);
+        bool reuse = SGL_W0_STATE(atomic_load_explicit(&t->slots[fs].w0, memory_order_relaxed)) == SGL_STATE_TOMB;
+        if (!reuse && !ltab_room(t, 1)) return -ENOSPC;
+        slot_write(&t->slots[fs], SGL_STATE_USED, k, e);
+        atomic_fetch_add(&h->count, 1);
+        if (reuse) atomic_fetch_sub(&h->tombstones, 1);
+        count_lists(h, 0, e->mask);
+    }
+    atomic_store(&h->updated_ms, now_ms);
+    return 0;
+}
+
+void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms) {
+    sgl_header *h = t->h;
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        sgl_slot *s = &t->slots[i];
+        uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
+        uint64_t mask = atomic_load_explicit(&s->mask, memory_order_relaxed);
+        if (SGL_W0_STATE(w0) != SGL_STATE_USED || !(mask & bit_mask)) continue;
+        /* Straight at the slot: a find() per entry made replaying big loads memory-bound. */
+        sgl_key k;
+        for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&s->key[w], memory_order_relaxed);
+        uint64_t ext = atomic_load_explicit(&s->ext, memory_order_relaxed);
+        ltab_entry e = {.mask = mask & ~bit_mask, .score = SGL_W0_SCORE(w0), .frozen = SGL_W0_FROZEN(w0),
+                        .expires_s = (uint32_t)ext, .case_ref = (uint32_t)(ext >> 32)};
+        if (!e.mask) e.score = 0, e.case_ref = 0, e.expires_s = 0;
+        count_lists(h, mask, e.mask);
+        if (e.mask || e.frozen) {
+            slot_write(s, SGL_STATE_USED, &k, &e);
+        } else {
+            slot_write(s, SGL_STATE_TOMB, &k, NULL);
+            atomic_fetch_sub(&h->count, 1);
+            atomic_fetch_add(&h->tombstones, 1);
+        }
+    }
+    atomic_store(&h->updated_ms, now_ms);
+}
+
+int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int64_t now_s, int64_t now_ms) {
+    for (uint64_t i = 0; i <= src->mask; i++) {
+        const sgl_slot *s = &src->slots[i];
+        uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
+        if (SGL_W0_STATE(w0) != SGL_STATE_USED) continue;
+        sgl_key k;
+        for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&s->key[w], memory_order_relaxed);
+        uint64_t ext = atomic_load_explicit(&s->ext, memory_order_relaxed);
+        ltab_entry e = {.mask = atomic_load_explicit(&s->mask, memory_order_relaxed) & ~clear_mask,
+                        .score = SGL_W0_SCORE(w0),
+                        .frozen = SGL_W0_FROZEN(w0),
+                        .expires_s = (uint32_t)ext,
+                        .case_ref = (uint32_t)(ext >> 32)};
+        if (e.expires_s && (int64_t)e.expires_s <= now_s) {
+            e.mask = 0;
+            e.expires_s = 0;
+        }
+        if (e.mask == 0) {
+            e.score = 0;
+            e.case_ref = 0;
+            e.expires_s = 0;
+        }
+        int rc = ltab_put(dst, &k, &e, now_ms);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}

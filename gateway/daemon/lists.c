@@ -1,0 +1,606 @@
+/*
+ * lists: the gateway's side of the fraud lists (SPEC §3, §5; docs/lists.md). Owns the one
+ * writable shared-memory table, applies journaled list records to it (the same function
+ * live and at replay), keeps each account's "frozen" bit in step with the order table,
+ * parses and journals LIST.LOAD in chunks, and answers CHECK with the reader's own lookup.
+ *
+ * Order of things for a live change is the engine's: journal_append -> apply -> reply held
+ * until durable. A bulk load is BEGIN, ROWS..., COMMIT; only COMMIT changes the table (built
+ * aside, published by rename), so replay of a load cut by a crash changes nothing.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "account.h"
+#include "clock.h"
+#include "gateway.h"
+
+#define PROTECTED_LIST "protected"
+
+static int64_t now_s(const gateway *gw) { return gw->now_ms / 1000; }
+
+int lists_bit(const gateway *gw, const char *name, size_t len) {
+    const lists_state *ls = &gw->ls;
+    for (uint32_t i = 0; i < ls->nlists; i++)
+        if (strlen(ls->names[i]) == len && !memcmp(ls->names[i], name, len)) return (int)i;
+    return -1;
+}
+
+const char *lists_name(const gateway *gw, unsigned bit) { return bit < gw->ls.nlists ? gw->ls.names[bit] : "?"; }
+
+/* --- case references ------------------------------------------------------------------ */
+
+static bool case_eq(const void *ctx, uint32_t val, const void *key) {
+    const lists_state *ls = ctx;
+    const rec_str *k = key;
+    const char *s = ls->cases[val];
+    return strlen(s) == k->len && !memcmp(s, k->p, k->len);
+}
+
+/* 0 for "no case", else a stable reference; -1 when the case table is full. */
+static int64_t case_intern(lists_state *ls, rec_str c) {
+    if (c.len == 0) return 0;
+    uint64_t h = XXH3_64bits(c.p, c.len);
+    htab_slot *s = htab_lookup(&ls->case_idx, h, &c, case_eq, ls);
+    if (s->val) return s->val;
+    if (ls->ncases + 1 >= LIST_CASES_MAX) return -1;
+    char *copy = strndup(c.p, c.len);
+    if (!copy) return -1;
+    uint32_t ref = ++ls->ncases;
+    ls->cases[ref] = copy;
+    if (htab_fill(&ls->case_idx, s, h, ref) != 0) {
+        ls->ncases--;
+        free(copy);
+        return -1;
+    }
+    return ref;
+}
+
+const char *lists_case_str(const gateway *gw, uint32_t ref) {
+    return ref && ref <= gw->ls.ncases ? gw->ls.cases[ref] : "";
+}
+
+/* --- setup ---------------------------------------------------------------------------- */
+
+int lists_init(gateway *gw, char *err, size_t errcap) {
+    lists_state *ls = &gw->ls;
+    memset(ls, 0, sizeof *ls);
+    const config *c = &gw->cfg;
+    bool have_protected = false;
+    for (uint32_t i = 0; i < c->nlists; i++) {
+        snprintf(ls->names[ls->nlists], SGL_LIST_NAME_MAX, "%s", c->lists[i].name);
+        if (c->lists[i].auto_stop) ls->auto_stop_mask |= 1ULL << ls->nlists;
+        if (!strcmp(c->lists[i].name, PROTECTED_LIST)) have_protected = true;
+        ls->nlists++;
+    }
+    /* protected is special (SPEC §3): always there, whether declared or not. */
+    if (!have_protected) {
+        if (ls->nlists == SGL_LISTS_MAX) {
+            snprintf(err, errcap, "at most %d lists including '%s'", SGL_LISTS_MAX - 1, PROTECTED_LIST);
+            return -1;
+        }
+        snprintf(ls->names[ls->nlists++], SGL_LIST_NAME_MAX, "%s", PROTECTED_LIST);
+    }
+    ls->protected_mask = 1ULL << lists_bit(gw, PROTECTED_LIST, strlen(PROTECTED_LIST));
+    ls->auto_stop_mask &= ~ls->protected_mask; /* a protected account is never auto-stopped */
+    ls->cases = calloc(LIST_CASES_MAX, sizeof *ls->cases);
+    if (!ls->cases || htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
+        snprintf(err, errcap, "out of memory for list case references");
+        return -1;
+    }
+    /* Generations only grow, across restarts too, so a reader never mistakes a new table
+     * for the one it had. */
+    ls->generation = (uint64_t)clock_now_ms() << 8;
+    return ltab_create(&ls->t, c->shm_name, c->list_capacity, (const char(*)[SGL_LIST_NAME_MAX])ls->names,
+                       ls->nlists, ++ls->generation, err, errcap) == 0
+               ? 0
+               : -1;
+}
+
+void lists_close(gateway *gw) {
+    lists_state *ls = &gw->ls;
+    /* The published table stays in /dev/shm: readers keep screening while we restart. */
+    ltab_close(&ls->t, true);
+    free(ls->stage);
+    if (ls->cases)
+        for (uint32_t i = 1; i <= ls->ncases; i++) free(ls->cases[i]);
+    free(ls->cases);
+    htab_free(&ls->case_idx);
+    memset(ls, 0, sizeof *ls);
+}
+
+/* --- the frozen bit --------------------------------------------------------------------- */
+
+void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool frozen) {
+    sgl_key k;
+    if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return;
+    ltab_entry e = {0};
+    bool had = ltab_get(&gw->ls.t, &k, &e);
+    if (had && e.frozen == frozen) return;
+    if (!had && !frozen) return;
+    e.frozen = frozen;
+    if (ltab_put(&gw->ls.t, &k, &e, gw->now_ms) != 0) {
+        /* CHECK over RESP still says FROZEN (it asks the order table); in-process readers
+         * would not: loud, because list_capacity is too small. */
+        gw->ls.frozen_dropped++;
+        LOGW(gw, "list table full: frozen mark for %s/%s not published (raise list_capacity)", bank, account);
+    }
+}
+
+void lists_sync_order(gateway *gw, uint32_t order_no) {
+    const order *ord = orders_get(&gw->o, order_no);
+    if (!ord) return;
+    bool live = orders_live_on_account(&gw->o, ord->bank, ord->account, gw->now_ms) != NULL;
+    lists_set_frozen(gw, ord->bank, ord->account, live);
+}
+
+/* --- staged rows (a load between BEGIN and COMMIT) -------------------------------------- */
+
+static int stage_push(lists_state *ls, const sgl_key *k, uint8_t score, uint32_t case_ref) {
+    if (ls->nstage == ls->stage_cap) {
+        uint32_t cap = ls->stage_cap ? ls->stage_cap * 2 : 4096;
+        void *v = realloc(ls->stage, cap * sizeof *ls->stage);
+        if (!v) return -ENOMEM;
+        ls->stage = v;
+        ls->stage_cap = cap;
+    }
+    ls->stage[ls->nstage++] = (list_staged){.key = *k, .score = score, .case_ref = case_ref};
+    return 0;
+}
+
+static void stage_reset(lists_state *ls) {
+    ls->nstage = 0;
+    ls->stage_load_id = 0;
+    ls->stage_bit = -1;
+}
+
+/* Build a new table aside from the current one, minus clear_bit (-1: none), plus the staged
+ * rows on clear_bit; make it current (published when the current one is). */
+static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errcap) {
+    lists_state *ls = &gw->ls;
+    if (!ls->t.published && with_stage) {
+        /* Replay: nobody reads this table yet, so change it in place; building a copy per
+         * journaled load made replaying a few big loads take seconds. */
+        ltab_clear_bit(&ls->t, 1ULL << bit, gw->now_ms);
+        for (uint32_t i = 0; i < ls->nstage; i++) {
+            const list_staged *r = &ls->stage[i];
+            ltab_entry e = {0};
+            ltab_get(&ls->t, &r->key, &e);
+            e.mask |= 1ULL << bit;
+            e.score = r->score;
+            if (r->case_ref) e.case_ref = r->case_ref;
+            e.expires_s = 0;
+            if (ltab_put(&ls->t, &r->key, &e, gw->now_ms) != 0) {
+                snprintf(err, errcap, "list table full (%llu slots; raise list_capacity)",
+                         (unsigned long long)(ls->t.mask + 1));
+                return -1;
+            }
+        }
+        return 0;
+    }
+    lists_table nt;
+    if (ltab_create(&nt, gw->cfg.shm_name, gw->cfg.list_capacity, (const char(*)[SGL_LIST_NAME_MAX])ls->names,
+                    ls->nlists, ls->generation + 1, err, errcap) != 0)
+        return -1;
+    int rc = ltab_copy(&nt, &ls->t, bit >= 0 ? 1ULL << bit : 0, now_s(gw), gw->now_ms);
+    for (uint32_t i = 0; rc == 0 && with_stage && i < ls->nstage; i++) {
+        const list_staged *r = &ls->stage[i];
+        ltab_entry e = {0};
+        ltab_get(&nt, &r->key, &e);
+        e.mask |= 1ULL << bit;
+        e.score = r->score;
+        if (r->case_ref) e.case_ref = r->case_ref;
+        e.expires_s = 0; /* loaded entries stay until deleted or reloaded */
+        rc = ltab_put(&nt, &r->key, &e, gw->now_ms);
+    }
+    if (rc != 0) {
+        snprintf(err, errcap, "list table full (%llu slots; raise list_capacity)",
+                 (unsigned long long)(nt.mask + 1));
+        ltab_close(&nt, true);
+        return -1;
+    }
+    if (ls->t.published) {
+        if (ltab_publish(&nt, &ls->t, err, errcap) != 0) {
+            ltab_close(&nt, true);
+            return -1;
+        }
+    } else {
+        ltab_close(&ls->t, true);
+    }
+    ls->t = nt;
+    ls->generation++;
+    return 0;
+}
+
+/* --- applying records (live and replay) -------------------------------------------------- */
+
+int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t errcap) {
+    lists_state *ls = &gw->ls;
+    int bit = lists_bit(gw, r->list.p ? r->list.p : "", r->list.len);
+    if (bit < 0) {
+        /* The list was removed from the config since: its records no longer mean anything. */
+        if (!live) ls->replay_skipped++;
+        return 0;
+    }
+    switch (r->type) {
+    case REC_LIST_ADD:
+    case REC_LIST_DEL: {
+        sgl_key k;
+        if (sgl_pack(r->bank.p, r->bank.len, r->account.p, r->account.len, &k) != 0) {
+            snprintf(err, errcap, "malformed account in list record");
+            return -1;
+        }
+        ltab_entry e = {0};
+        ltab_get(&ls->t, &k, &e);
+        if (r->type == REC_LIST_ADD) {
+            int64_t ref = case_intern(ls, r->case_id);
+            if (ref < 0) {
+                snprintf(err, errcap, "list case table full (%d cases)", LIST_CASES_MAX);
+                return -1;
+            }
+            e.mask |= 1ULL << bit;
+            e.score = r->score;
+            if (ref) e.case_ref = (uint32_t)ref;
+            e.expires_s = r->expires_at_ms > 0 ? (uint32_t)((r->expires_at_ms + 999) / 1000) : 0;
+        } else {
+            e.mask &= ~(1ULL << bit);
+            if (!e.mask) e.score = 0, e.case_ref = 0, e.expires_s = 0;
+        }
+        if (ltab_put(&ls->t, &k, &e, gw->now_ms) != 0) {
+            snprintf(err, errcap, "list table full (raise list_capacity)");
+            return -1;
+        }
+        return 0;
+    }
+    case REC_LIST_LOAD_BEGIN:
+        if (live) return 0; /* the live path staged the rows while parsing */
+        stage_reset(ls);
+        ls->stage_load_id = r->load_id;
+        ls->stage_bit = bit;
+        return 0;
+    case REC_LIST_LOAD_ROWS: {
+        if (live || ls->stage_load_id != r->load_id) return 0;
+        size_t off = 0;
+        list_row row;
+        int n;
+        while ((n = record_row_next(r->rows, &off, &row)) == 1) {
+            sgl_key k;
+            int64_t ref = case_intern(ls, row.case_id);
+            if (sgl_pack(row.bank.p, row.bank.len, row.account.p, row.account.len, &k) != 0 || ref < 0 ||
+                stage_push(ls, &k, row.score, (uint32_t)ref) != 0) {
+                snprintf(err, errcap, "list load row cannot be staged");
+                return -1;
+            }
+        }
+        if (n < 0) {
+            snprintf(err, errcap, "malformed rows in list load record");
+            return -1;
+        }
+        return 0;
+    }
+    case REC_LIST_LOAD_COMMIT: {
+        if (ls->stage_load_id != r->load_id || ls->stage_bit != bit || ls->nstage != r->row_count) {
+            snprintf(err, errcap, "list load %llu commit without its rows (%u staged, %u committed)",
+                     (unsigned long long)r->load_id, ls->nstage, r->row_count);
+            return -1;
+        }
+        int rc = rebuild(gw, bit, true, err, errcap);
+        stage_reset(ls);
+        return rc;
+    }
+    default: snprintf(err, errcap, "not a list record (%u)", r->type); return -1;
+    }
+}
+
+int lists_start(gateway *gw, char *err, size_t errcap) {
+    lists_state *ls = &gw->ls;
+    stage_reset(ls); /* a load the crash cut before its COMMIT: dropped, never acknowledged */
+    for (uint32_t no = 1; no <= gw->o.n; no++) {
+        const order *ord = &gw->o.v[no];
+        if (order_is_live(ord, gw->now_ms) && orders_live_on_account(&gw->o, ord->bank, ord->account, gw->now_ms) == ord)
+            lists_set_frozen(gw, ord->bank, ord->account, true);
+    }
+    if (ls->replay_skipped)
+        LOGW(gw, "lists: %llu journaled list records name lists no longer declared; skipped",
+             (unsigned long long)ls->replay_skipped);
+    if (ltab_needs_compaction(&ls->t) && rebuild(gw, -1, false, err, errcap) != 0) return -1;
+    if (ltab_publish(&ls->t, NULL, err, errcap) != 0) return -1;
+    LOGI(gw, "lists: /dev/shm/%s published: %llu entries in %llu slots, generation %llu", gw->cfg.shm_name,
+         (unsigned long long)atomic_load(&ls->t.h->count), (unsigned long long)(ls->t.mask + 1),
+         (unsigned long long)ls->generation);
+    return 0;
+}
+
+/* --- lookups ---------------------------------------------------------------------------- */
+
+bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict *v) {
+    memset(v, 0, sizeof *v);
+    sgl_key k;
+    if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return false;
+    sgl_map m = ltab_map(&gw->ls.t);
+    return sgl_lookup(&m, &k, sgl_hash(&k), now_s(gw), v) == 1;
+}
+
+void lists_tick(gateway *gw) {
+    lists_state *ls = &gw->ls;
+    if (!ls->t.published) return;
+    /* Expired entries already read as unlisted (readers compare expires_at); this sweep only
+     * gives their slots back, a slice per tick so no tick is long. */
+    int64_t ns = now_s(gw);
+    for (uint32_t n = 0; n < LIST_SWEEP_SLOTS; n++) {
+        uint64_t i = ls->sweep_pos++ & ls->t.mask;
+        const sgl_slot *s = &ls->t.slots[i];
+        uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
+        uint32_t exp = (uint32_t)atomic_load_explicit(&s->ext, memory_order_relaxed);
+        if (SGL_W0_STATE(w0) != SGL_STATE_USED || exp == 0 || (int64_t)exp > ns) continue;
+        sgl_key k;
+        for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&s->key[w], memory_order_relaxed);
+        ltab_entry e;
+        if (!ltab_get(&ls->t, &k, &e)) continue;
+        e.mask = 0, e.score = 0, e.case_ref = 0, e.expires_s = 0;
+        ltab_put(&ls->t, &k, &e, gw->now_ms);
+        ls->expired++;
+    }
+    if (ltab_needs_compaction(&ls->t) && !ls->live.active) {
+        char err[256];
+        if (rebuild(gw, -1, false, err, sizeof err) != 0) LOGW(gw, "lists: compaction failed: %s", err);
+    }
+}
+
+/* --- live changes ------------------------------------------------------------------------- */
+
+static bool room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_RECORD_BYTES_MAX); }
+
+int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
+                 int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a) {
+    memset(a, 0, sizeof *a);
+    if (!room(gw)) return -EAGAIN;
+    sgl_key k;
+    if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) {
+        a->code = "ERR BADACCOUNT";
+        snprintf(a->why, sizeof a->why, "malformed account");
+        return 0;
+    }
+    ltab_entry e = {0};
+    bool had = ltab_get(&gw->ls.t, &k, &e) && (e.mask & (1ULL << bit));
+    if (type == REC_LIST_ADD && !had && !ltab_room(&gw->ls.t, 1)) {
+        a->code = "ERR TOOBIG";
+        snprintf(a->why, sizeof a->why, "list table full (%llu slots; raise list_capacity)",
+                 (unsigned long long)(gw->ls.t.mask + 1));
+        return 0;
+    }
+    if (type == REC_LIST_DEL && !had) {
+        a->status = "ABSENT";
+        return 0; /* nothing to change, nothing to journal */
+    }
+    order_rec r = {.type = type,
+                   .list = {gw->ls.names[bit], (uint32_t)strlen(gw->ls.names[bit])},
+                   .bank = {bank, (uint32_t)strlen(bank)},
+                   .account = {account, (uint32_t)strlen(account)},
+                   .score = score,
+                   .case_id = case_id,
+                   .expires_at_ms = ttl_s > 0 ? gw->now_ms + ttl_s * 1000 : 0,
+                   .agent = {agent, (uint32_t)strlen(agent)},
+                   .ts_ms = gw->now_ms};
+    int64_t lsn = engine_commit(gw, &r);
+    if (lsn < 0) {
+        if (lsn == -EAGAIN) return -EAGAIN;
+        a->code = "ERR BUSY";
+        snprintf(a->why, sizeof a->why, "journal: %s", strerror((int)-lsn));
+        return 0;
+    }
+    a->status = type == REC_LIST_DEL ? "DELETED" : had ? "UPDATED" : "ADDED";
+    a->lsn = (uint64_t)lsn;
+    return 0;
+}
+
+/* --- LIST.LOAD ---------------------------------------------------------------------------- */
+
+static void trim(const char **p, size_t *n) {
+    while (*n && (**p == ' ' || **p == '\t')) (*p)++, (*n)--;
+    while (*n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t' || (*p)[*n - 1] == '\r')) (*n)--;
+}
+
+/* Parse the whole CSV into the stage; nothing else changes. 0, or -1 with the refusal. */
+static int parse_csv(gateway *gw, const char *data, size_t size, list_answer *a) {
+    lists_state *ls = &gw->ls;
+    uint32_t line = 0;
+    size_t pos = 0;
+    while (pos < size) {
+        line++;
+        const char *l = data + pos;
+        const char *nl = memchr(l, '\n', size - pos);
+        size_t n = nl ? (size_t)(nl - l) : size - pos;
+        pos += n + (nl ? 1 : 0);
+        if (n > LIST_CSV_LINE_MAX) {
+            a->code = "ERR SYNTAX";
+            snprintf(a->why, sizeof a->why, "line %u: longer than %d bytes", line, LIST_CSV_LINE_MAX);
+            return -1;
+        }
+        trim(&l, &n);
+        if (n == 0 || l[0] == '#') continue; /* blank lines and comments */
+        const char *f[5];
+        size_t fl[5];
+        int nf = 0;
+        const char *s = l, *end = l + n;
+        while (nf < 5) {
+            const char *comma = memchr(s, ',', (size_t)(end - s));
+            f[nf] = s;
+            fl[nf] = (size_t)((comma ? comma : end) - s);
+            trim(&f[nf], &fl[nf]);
+            nf++;
+            if (!comma) break;
+            s = comma + 1;
+        }
+        const char *why = NULL;
+        char bank[BANK_LEN_MAX + 1], acct[ACCOUNT_LEN_MAX + 1];
+        int64_t score = 0;
+        if (nf < 2 || nf > 4) why = "expected bank,account[,score[,case]]";
+        else if (account_bank_normalise(f[0], fl[0], bank, &why) != 0) (void)0;
+        else if (account_normalise(f[1], fl[1], acct, &why) != 0) (void)0;
+        else if (nf >= 3 && fl[2] && (field_int_parse(f[2], fl[2], &score) != 0 || score < 0 || score > 100))
+            why = "score must be an integer 0-100";
+        else if (nf == 4 && (fl[3] == 0 || !field_ident_ok(f[3], fl[3], CASE_LEN_MAX)))
+            why = "case must be 1-64 printable characters";
+        if (why) {
+            a->code = "ERR SYNTAX";
+            snprintf(a->why, sizeof a->why, "line %u: %s", line, why);
+            return -1;
+        }
+        sgl_key k;
+        sgl_pack(bank, strlen(bank), acct, strlen(acct), &k);
+        int64_t ref = nf == 4 ? case_intern(ls, (rec_str){f[3], (uint32_t)fl[3]}) : 0;
+        if (ref < 0 || stage_push(ls, &k, (uint8_t)score, (uint32_t)ref) != 0) {
+            a->code = "ERR TOOBIG";
+            snprintf(a->why, sizeof a->why, "line %u: out of memory for the load", line);
+            return -1;
+        }
+        if (ls->nstage > LIST_LOAD_ROWS_MAX) {
+            a->code = "ERR TOOBIG";
+            snprintf(a->why, sizeof a->why, "more than %d rows", LIST_LOAD_ROWS_MAX);
+            return -1;
+        }
+    }
+    if (ls->nstage == 0) {
+        a->code = "ERR SYNTAX";
+        snprintf(a->why, sizeof a->why, "empty file: no rows (remove entries with LIST.DEL)");
+        return -1;
+    }
+    return 0;
+}
+
+static int read_source(gateway *gw, const char *path, const char *inline_csv, size_t inline_len, list_answer *a) {
+    if (inline_csv) return parse_csv(gw, inline_csv, inline_len, a);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        a->code = "ERR NOTFOUND";
+        snprintf(a->why, sizeof a->why, "cannot read %s: %s", path, fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        a->code = "ERR SYNTAX";
+        snprintf(a->why, sizeof a->why, "empty file: no rows (remove entries with LIST.DEL)");
+        return -1;
+    }
+    /* Mapped, not read: the loop parses straight from the page cache. */
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        a->code = "ERR NOTFOUND";
+        snprintf(a->why, sizeof a->why, "cannot map %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = parse_csv(gw, p, (size_t)st.st_size, a);
+    munmap(p, (size_t)st.st_size);
+    return rc;
+}
+
+void lists_client_gone(gateway *gw, const client *c) {
+    lists_state *ls = &gw->ls;
+    if (ls->live.active && ls->live.client_idx == c->idx && ls->live.client_gen == c->gen) {
+        /* BEGIN and some ROWS may be journaled; without a COMMIT replay ignores them. */
+        LOGW(gw, "LIST.LOAD of list %s abandoned: the client went away after %u of %u rows", ls->names[ls->stage_bit],
+             ls->live.next_row, ls->nstage);
+        ls->live.active = false;
+        stage_reset(ls);
+    }
+}
+
+int lists_load(gateway *gw, const client *c, int bit, const char *path, const char *inline_csv, size_t inline_len,
+               const char *agent, list_answer *a) {
+    lists_state *ls = &gw->ls;
+    memset(a, 0, sizeof *a);
+    bool mine = ls->live.active && ls->live.client_idx == c->idx && ls->live.client_gen == c->gen;
+    if (ls->live.active && !mine) {
+        a->code = "ERR BUSY";
+        snprintf(a->why, sizeof a->why, "another LIST.LOAD is in progress");
+        return 0;
+    }
+    if (!mine) {
+        stage_reset(ls);
+        int64_t t0 = clock_mono_ns();
+        if (read_source(gw, path, inline_csv, inline_len, a) != 0) {
+            stage_reset(ls);
+            return 0;
+        }
+        /* Room: everything else stays, this list's entries are replaced. */
+        uint64_t keep = atomic_load(&ls->t.h->count) - ls->t.h->list_count[bit];
+        if (!ltab_room(&ls->t, 0) || keep + ls->nstage > (ls->t.mask + 1) * LISTS_LOAD_FACTOR_PCT / 100) {
+            a->code = "ERR TOOBIG";
+            snprintf(a->why, sizeof a->why, "%u rows do not fit the list table (%llu slots; raise list_capacity)",
+                     ls->nstage, (unsigned long long)(ls->t.mask + 1));
+            stage_reset(ls);
+            return 0;
+        }
+        ls->live = (list_live_load){.active = true, .client_idx = c->idx, .client_gen = c->gen, .t0_ns = t0};
+        ls->stage_bit = bit;
+        ls->stage_load_id = ++ls->generation; /* unique, and never reused after a restart */
+    }
+    order_rec r = {.list = {ls->names[bit], (uint32_t)strlen(ls->names[bit])},
+                   .load_id = ls->stage_load_id,
+                   .agent = {agent, (uint32_t)strlen(agent)},
+                   .ts_ms = gw->now_ms};
+    /* Journal BEGIN, the rows in record-sized chunks, COMMIT: as many as the open batch
+     * takes now; the rest after the next fsync (the client is re-dispatched). */
+    if (!ls->live.begun) {
+        if (!room(gw)) return -EAGAIN;
+        r.type = REC_LIST_LOAD_BEGIN;
+        r.row_count = ls->nstage;
+        int64_t lsn = engine_commit(gw, &r);
+        if (lsn < 0) goto journal_failed;
+        ls->live.begun = true;
+    }
+    uint8_t blob[JOURNAL_RECORD_BYTES_MAX - 256];
+    while (ls->live.next_row < ls->nstage) {
+        if (!room(gw)) return -EAGAIN;
+        size_t len = 0;
+        uint32_t first = ls->live.next_row, i = first;
+        for (; i < ls->nstage; i++) {
+            char bank[SGL_BANK_SYMS + 1], acct[SGL_ACCOUNT_SYMS + 1];
+            sgl_unpack(&ls->stage[i].key, bank, acct);
+            const char *cs = lists_case_str(gw, ls->stage[i].case_ref);
+            list_row row = {.bank = {bank, (uint32_t)strlen(bank)},
+                            .account = {acct, (uint32_t)strlen(acct)},
+                            .case_id = {cs, (uint32_t)strlen(cs)},
+                            .score = ls->stage[i].score};
+            if (record_row_put(blob, sizeof blob, &len, &row) != 0) break;
+        }
+        assert(i > first);
+        r.type = REC_LIST_LOAD_ROWS;
+        r.rows = (rec_str){(const char *)blob, (uint32_t)len};
+        r.row_count = i - first;
+        int64_t lsn = engine_commit(gw, &r);
+        if (lsn < 0) goto journal_failed;
+        ls->live.next_row = i;
+    }
+    if (!room(gw)) return -EAGAIN;
+    r.type = REC_LIST_LOAD_COMMIT;
+    r.rows = (rec_str){0};
+    r.row_count = ls->nstage;
+    uint32_t rows = ls->nstage;
+    int64_t lsn = engine_commit(gw, &r); /* applies: builds and publishes the new table */
+    if (lsn < 0) goto journal_failed;
+    ls->live.active = false;
+    ls->loads++;
+    a->status = "LOADED";
+    a->lsn = (uint64_t)lsn;
+    a->rows = rows;
+    a->ms = (clock_mono_ns() - ls->live.t0_ns) / 1000000;
+    return 0;
+journal_failed:
+    ls->live.active = false;
+    stage_reset(ls);
+    a->code = "ERR BUSY";
+    snprintf(a->why, sizeof a->why, "journal refused the load; nothing changed");
+    return 0;
+}

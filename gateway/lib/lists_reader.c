@@ -1,0 +1,173 @@
+/*
+ * lists_reader: libstopgate's lock-free reader of the shared-memory list table
+ * (include/stopgate/lists.h, layout in lists_layout.h, reasoning in docs/lists.md).
+ * The gateway's own CHECK calls sgl_lookup() on the table it writes, so the gateway and
+ * every in-process screener judge an account with the same code.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "lists_lookup.h"
+#include <stopgate/lists.h>
+
+_Static_assert(SG_LISTS_MAX == SGL_LISTS_MAX, "public and layout list limits agree");
+
+struct sg_lists {
+    char path[PATH_MAX];
+    sgl_map map;
+};
+
+int sgl_map_validate(const void *base, size_t size) {
+    if (size < SGL_HDR_BYTES) return -EBADMSG;
+    const sgl_header *h = base;
+    if (memcmp(h->magic, SGL_MAGIC, 8) != 0) return -EBADMSG;
+    if (h->version != SGL_VERSION) return -EPROTO;
+    if (h->hdr_bytes != SGL_HDR_BYTES || h->slot_bytes != SGL_SLOT_BYTES) return -EBADMSG;
+    uint64_t cap = h->capacity;
+    if (cap < SGL_CAPACITY_MIN || cap > SGL_CAPACITY_MAX || (cap & (cap - 1)) != 0) return -EBADMSG;
+    if (size != SGL_HDR_BYTES + cap * SGL_SLOT_BYTES) return -EBADMSG; /* truncated or padded */
+    if (h->nlists > SGL_LISTS_MAX) return -EBADMSG;
+    return 0;
+}
+
+static int map_path(const char *path, sgl_map *m) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    if ((size_t)st.st_size < SGL_HDR_BYTES) {
+        close(fd);
+        return -EBADMSG;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return -errno;
+    int rc = sgl_map_validate(p, (size_t)st.st_size);
+    if (rc != 0) {
+        munmap(p, (size_t)st.st_size);
+        return rc;
+    }
+    m->base = p;
+    m->size = (size_t)st.st_size;
+    m->h = p;
+    m->slots = (const sgl_slot *)((const uint8_t *)p + SGL_HDR_BYTES);
+    m->mask = m->h->capacity - 1;
+    return 0;
+}
+
+static void unmap(sgl_map *m) {
+    if (m->base) munmap((void *)m->base, m->size);
+    memset(m, 0, sizeof *m);
+}
+
+sg_lists *sg_lists_open(const char *shm_name) {
+    if (!shm_name || !*shm_name || strchr(shm_name, '/') || strlen(shm_name) > NAME_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    sg_lists *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    snprintf(l->path, sizeof l->path, "/dev/shm/%s", shm_name);
+    int rc = map_path(l->path, &l->map);
+    if (rc != 0) {
+        free(l);
+        errno = -rc;
+        return NULL;
+    }
+    return l;
+}
+
+void sg_lists_close(sg_lists *l) {
+    if (!l) return;
+    unmap(&l->map);
+    free(l);
+}
+
+/* The writer replaced the table (bulk load, restart): follow it. When the new file cannot be
+ * mapped yet (the writer is between unlink and rename, or rebuilding), keep answering from
+ * the old mapping: stale by at most the writer's rebuild, never torn. */
+static void follow_writer(sg_lists *l) {
+    if (!atomic_load_explicit(&l->map.h->superseded, memory_order_acquire)) return;
+    sgl_map fresh;
+    if (map_path(l->path, &fresh) != 0) return;
+    if (fresh.h == NULL || atomic_load_explicit(&fresh.h->superseded, memory_order_acquire)) {
+        unmap(&fresh);
+        return;
+    }
+    unmap(&l->map);
+    l->map = fresh;
+}
+
+int64_t sgl_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec;
+}
+
+int sg_lists_check(const sg_lists *cl, const char *bank, const char *account, sg_verdict *out) {
+    sg_lists *l = (sg_lists *)cl; /* re-mapping is the handle's own business (see lists.h) */
+    memset(out, 0, sizeof *out);
+    if (!bank || !account) return -EINVAL;
+    sgl_key k;
+    if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return -EINVAL;
+    follow_writer(l);
+    int rc = sgl_lookup(&l->map, &k, sgl_hash(&k), sgl_now_s(), out);
+    return rc < 0 ? rc : 0;
+}
+
+#define BATCH 16 /* lookups whose first slot is prefetched together */
+
+void sg_lists_check_many(const sg_lists *cl, size_t n, const char *const *banks, const char *const *accounts,
+                         sg_verdict *out, int *rc) {
+    sg_lists *l = (sg_lists *)cl;
+    follow_writer(l);
+    int64_t now_s = sgl_now_s();
+    sgl_key keys[BATCH];
+    uint64_t hashes[BATCH];
+    for (size_t base = 0; base < n; base += BATCH) {
+        size_t m = n - base < BATCH ? n - base : BATCH;
+        for (size_t i = 0; i < m; i++) {
+            size_t j = base + i;
+            memset(&out[j], 0, sizeof out[j]);
+            if (!banks[j] || !accounts[j] ||
+                sgl_pack(banks[j], strlen(banks[j]), accounts[j], strlen(accounts[j]), &keys[i]) != 0) {
+                rc[j] = -EINVAL;
+                hashes[i] = 0;
+                continue;
+            }
+            rc[j] = 0;
+            hashes[i] = sgl_hash(&keys[i]);
+            __builtin_prefetch(&l->map.slots[hashes[i] & l->map.mask]);
+        }
+        for (size_t i = 0; i < m; i++) {
+            size_t j = base + i;
+            if (rc[j] != 0) continue;
+            int r = sgl_lookup(&l->map, &keys[i], hashes[i], now_s, &out[j]);
+            rc[j] = r < 0 ? r : 0;
+        }
+    }
+}
+
+const char *sg_lists_name(const sg_lists *l, unsigned bit) {
+    if (bit >= SGL_LISTS_MAX || bit >= l->map.h->nlists) return NULL;
+    const char *n = l->map.h->list_names[bit];
+    return n[0] ? n : NULL;
+}
+
+uint64_t sg_lists_generation(const sg_lists *l) {
+    return atomic_load_explicit(&l->map.h->generation, memory_order_acquire);
+}
