@@ -81,6 +81,25 @@ static void render(gateway *gw, buf *b) {
     buf_printf(b, "# TYPE stopgate_checks_total counter\nstopgate_checks_total %llu\n", (unsigned long long)m->checks);
     buf_printf(b, "# TYPE stopgate_check_hits_total counter\nstopgate_check_hits_total %llu\n",
                (unsigned long long)m->check_hits);
+    const lists_state *ls = &gw->ls;
+    if (ls->t.h) {
+        buf_printf(b, "# TYPE stopgate_list_entries gauge\n");
+        for (uint32_t i = 0; i < ls->nlists; i++)
+            buf_printf(b, "stopgate_list_entries{list=\"%s\"} %llu\n", ls->names[i],
+                       (unsigned long long)ls->t.h->list_count[i]);
+        buf_printf(b, "# TYPE stopgate_list_table_used gauge\nstopgate_list_table_used %llu\n",
+                   (unsigned long long)atomic_load(&ls->t.h->count));
+        buf_printf(b, "# TYPE stopgate_list_table_capacity gauge\nstopgate_list_table_capacity %llu\n",
+                   (unsigned long long)(ls->t.mask + 1));
+        buf_printf(b, "# TYPE stopgate_list_generation gauge\nstopgate_list_generation %llu\n",
+                   (unsigned long long)ls->generation);
+    }
+    buf_printf(b, "# TYPE stopgate_list_loads_total counter\nstopgate_list_loads_total %llu\n",
+               (unsigned long long)ls->loads);
+    buf_printf(b, "# TYPE stopgate_list_auto_stops_total counter\nstopgate_list_auto_stops_total %llu\n",
+               (unsigned long long)ls->auto_stops);
+    buf_printf(b, "# TYPE stopgate_list_frozen_dropped_total counter\nstopgate_list_frozen_dropped_total %llu\n",
+               (unsigned long long)ls->frozen_dropped);
     buf_printf(b, "# HELP stopgate_bank_results_ignored_total Bank results that changed nothing.\n"
                   "# TYPE stopgate_bank_results_ignored_total counter\n"
                   "stopgate_bank_results_ignored_total{why=\"duplicate\"} %llu\n"

@@ -6,6 +6,7 @@
  * connect.
  */
 #include <errno.h>
+#include <linux/limits.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -487,13 +488,51 @@ int main(int argc, char **argv) {
         } else {
             return usage("list add|del|load|info");
         }
-        for (int k = 0; k < npos; k++) av[ac++] = pos[k];
+        char abs_path[PATH_MAX];
+        char *csv = NULL;
+        if (!strcmp(ra[0], "load")) {
+            /* The gateway opens the file itself (it may be millions of rows): give it a path
+             * that does not depend on our working directory. '-' sends stdin inline instead. */
+            av[ac++] = pos[0];
+            if (!strcmp(pos[1], "-")) {
+                size_t len = 0, cap = 0;
+                for (;;) {
+                    if (len == cap) {
+                        cap = cap ? cap * 2 : 65536;
+                        char *n = realloc(csv, cap + 1);
+                        if (!n) {
+                            free(csv);
+                            fprintf(stderr, "stopctl: out of memory reading stdin\n");
+                            return EXIT_USAGE;
+                        }
+                        csv = n;
+                    }
+                    size_t got = fread(csv + len, 1, cap - len, stdin);
+                    if (got == 0) break;
+                    len += got;
+                }
+                if (!csv) csv = strdup("");
+                csv[len] = 0;
+                av[ac++] = "-";
+                av[ac++] = csv;
+            } else {
+                if (!realpath(pos[1], abs_path)) {
+                    fprintf(stderr, "stopctl: %s: %s\n", pos[1], strerror(errno));
+                    return EXIT_USAGE;
+                }
+                av[ac++] = abs_path;
+            }
+        } else {
+            for (int k = 0; k < npos; k++) av[ac++] = pos[k];
+        }
         for (int k = 0; k < 3; k++)
             if (f[k].value) {
                 av[ac++] = f[k].name;
                 av[ac++] = f[k].value;
             }
-        return cmd_simple(&o, ac, av, true);
+        int rc = cmd_simple(&o, ac, av, true);
+        free(csv);
+        return rc;
     }
     return usage("unknown command");
 }
