@@ -84,12 +84,17 @@ int field_amount_parse(const char *s, size_t len, int64_t *out, const char **why
             return -1;
         }
     }
+    /* Digits only (account.h): field_int_parse() also takes a sign, and an amount has none -
+     * "+5" and "-0" are refused like "-5", not read as 5 and 0. */
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            *why = s[0] == '-' ? "amount must not be negative"
+                               : "amount must be a non-negative integer in minor units (digits only)";
+            return -1;
+        }
+    }
     if (field_int_parse(s, len, &v) != 0) {
         *why = "amount must be a non-negative integer in minor units";
-        return -1;
-    }
-    if (v < 0) {
-        *why = "amount must not be negative";
         return -1;
     }
     if (v > AMOUNT_MINOR_MAX) {

@@ -63,6 +63,7 @@ bool auth_verify(auth_hash *h, const char *secret, size_t len) {
 
 void auth_random_secret(char *out, size_t len) {
     static const char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    if (len == 0) return; /* no room even for the NUL: out[len - 1] would be out[-1] */
     for (size_t i = 0; i + 1 < len; i++) out[i] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
     out[len - 1] = 0;
 }

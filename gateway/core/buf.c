@@ -48,10 +48,24 @@ int buf_printf(buf *b, const char *fmt, ...) {
     va_end(ap);
     if (n < 0) return -EINVAL;
     if ((size_t)n < sizeof tmp) return buf_append(b, tmp, (size_t)n);
-    int rc = buf_reserve(b, (size_t)n + 1);
+    /* Only the n bytes of output count against cap_max, as in buf_append: vsnprintf's NUL
+     * must not turn output that ends exactly at the cap into -ENOBUFS. */
+    int rc = buf_reserve(b, (size_t)n);
     if (rc) return rc;
     va_start(ap, fmt);
-    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    if (b->cap - b->len > (size_t)n) {
+        vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    } else {
+        /* No room for the NUL in place: format aside (rare: only at the cap's very edge). */
+        char *t = malloc((size_t)n + 1);
+        if (!t) {
+            va_end(ap);
+            return -ENOMEM;
+        }
+        vsnprintf(t, (size_t)n + 1, fmt, ap);
+        memcpy(b->data + b->len, t, (size_t)n);
+        free(t);
+    }
     va_end(ap);
     b->len += (size_t)n;
     return 0;

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -70,24 +71,37 @@ int config_parse_addr(const char *s, cfg_addr *out) {
     return 0;
 }
 
+/* Longest config line, newline included. Paths (journal_dir, log_file, plugin_dir) may be up
+ * to 4095 bytes, so libinih's default 200-byte line buffer is far too small. */
+#define CONFIG_LINE_MAX 8192
+/* libinih keeps a section name in a 50-byte buffer and silently truncates a longer one. */
+#define INI_SECTION_MAX 49
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 typedef struct parse_ctx {
     config *c;
     FILE *f;
-    int line;
+    int line;                      /* physical line being parsed (1-based) */
+    char *buf;                     /* that line, whole, as read by getline() */
+    size_t buf_cap, len, pos;      /* pos: how much of it has been handed to inih */
+    bool stop;                     /* a line inih must not see: end the parse there */
+    bool prev_name;                /* inih's prev_name: an indented line continues a value */
+    char sec[INI_SECTION_MAX + 1]; /* the section the reader is in */
+    int sec_line;                  /* its [header]'s line, 0 = none (no header, or refused) */
+    bool sec_keys;                 /* the handler has seen a key of it */
+    int err_line;                  /* line of the first error, 0 = none */
     char err[512];
 } parse_ctx;
 
-/* inih hands us no line numbers (Debian builds it without INI_HANDLER_LINENO), so the
- * reader counts them: the handler runs right after the line it is about was read. */
-static char *counting_reader(char *str, int num, void *stream) {
-    parse_ctx *p = stream;
-    char *r = fgets(str, num, p->f);
-    if (r && strchr(r, '\n')) p->line++;
-    return r;
-}
-
+/* Keeps the reason of the first bad line only: libinih goes on after a handler error and
+ * reports the line of the first one, so a later reason would be shown with the wrong line.
+ * "First" is by line: an empty section is judged when it ends, after later lines were read. */
 static int fail(parse_ctx *p, const char *fmt, const char *a, const char *b) {
-    snprintf(p->err, sizeof p->err, fmt, a, b);
+    if (p->err_line == 0 || p->line < p->err_line) {
+        snprintf(p->err, sizeof p->err, fmt, a, b);
+        p->err_line = p->line;
+    }
     return 0;
 }
 
@@ -172,10 +186,115 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     return 1;
 }
 
+/* The entry of [agent name], created (and its name checked) on first sight. NULL on error. */
+static cfg_agent *agent_get(parse_ctx *p, const char *name) {
+    config *c = p->c;
+    for (uint32_t i = 0; i < c->nagents; i++)
+        if (!strcmp(c->agents[i].name, name)) return &c->agents[i];
+    if (!field_ident_ok(name, strlen(name), AGENT_LEN_MAX)) {
+        fail(p, "bad agent name '%s'%s", name, "");
+        return NULL;
+    }
+    if (c->nagents == AGENTS_MAX) {
+        fail(p, "too many agents (max %s)%s", "1024", "");
+        return NULL;
+    }
+    cfg_agent *a = &c->agents[c->nagents++];
+    memset(a, 0, sizeof *a);
+    copy_val(a->name, sizeof a->name, name);
+    a->role = ROLE_AGENT;
+    a->line = p->line;
+    return a;
+}
+
+/* The entry of [list name]: the section alone declares the list. NULL on error. */
+static cfg_list *list_get(parse_ctx *p, const char *name) {
+    config *c = p->c;
+    for (uint32_t i = 0; i < c->nlists; i++)
+        if (!strcmp(c->lists[i].name, name)) return &c->lists[i];
+    if (c->nlists == sizeof c->lists / sizeof c->lists[0]) {
+        fail(p, "too many lists (max %s)%s", "64", "");
+        return NULL;
+    }
+    if (!field_ident_ok(name, strlen(name), sizeof c->lists[0].name - 1)) {
+        fail(p, "bad list name '%s'%s", name, "");
+        return NULL;
+    }
+    cfg_list *l = &c->lists[c->nlists++];
+    memset(l, 0, sizeof *l);
+    copy_val(l->name, sizeof l->name, name);
+    l->line = p->line;
+    return l;
+}
+
+/* The entry of [plugin name], of the type its name says until a type key. NULL on error. */
+static cfg_plugin *plugin_get(parse_ctx *p, const char *name) {
+    config *c = p->c;
+    for (uint32_t i = 0; i < c->nplugins; i++)
+        if (!strcmp(c->plugins[i].name, name)) return &c->plugins[i];
+    if (c->nplugins == PLUGINS_MAX) {
+        fail(p, "too many plugin sections%s%s", "", "");
+        return NULL;
+    }
+    if (!field_ident_ok(name, strlen(name), sizeof c->plugins[0].name - 1)) {
+        fail(p, "bad plugin name '%s'%s", name, "");
+        return NULL;
+    }
+    cfg_plugin *pl = &c->plugins[c->nplugins++];
+    memset(pl, 0, sizeof *pl);
+    copy_val(pl->name, sizeof pl->name, name);
+    copy_val(pl->type, sizeof pl->type, name);
+    pl->line = p->line;
+    return pl;
+}
+
+/* Fill *r (not yet counted) from the pattern of [route pat]. false on error. */
+static bool route_pattern(parse_ctx *p, const char *pat, cfg_route *r) {
+    memset(r, 0, sizeof *r);
+    r->line = p->line;
+    if (!strcmp(pat, "default")) {
+        r->is_default = true;
+        return true;
+    }
+    size_t n = strlen(pat);
+    const char *why;
+    if (n > 1 && pat[n - 1] == '*') {
+        r->prefix = true;
+        n--;
+    }
+    if (account_bank_normalise(pat, n, r->pattern, &why) != 0)
+        return fail(p, "bad route '%s': %s", pat, why);
+    return true;
+}
+
+/* A section that ended without a single key: libinih never calls the handler for it, so
+ * this is its only check. The same entries are made and names checked as for a section with
+ * keys; a section that means nothing without keys is refused rather than ignored. */
+static void empty_section(parse_ctx *p, const char *section) {
+    if (!strcmp(section, "gateway") || !strcmp(section, "cascade") || !strcmp(section, "dpdk"))
+        return;
+    if (!strncmp(section, "agent ", 6)) {
+        /* Kept, so config_finish() refuses it for its missing secret_hash: dropping it could
+         * leave a config with no agents, i.e. with the all-powerful development agent. */
+        agent_get(p, section + 6);
+    } else if (!strncmp(section, "list ", 5)) {
+        list_get(p, section + 5);
+    } else if (!strncmp(section, "plugin ", 7)) {
+        plugin_get(p, section + 7);
+    } else if (!strncmp(section, "route ", 6)) {
+        /* Ignoring it would send that bank's instructions to the default route instead. */
+        cfg_route r;
+        if (route_pattern(p, section + 6, &r)) fail(p, "[%s] has no plugin%s", section, "");
+    } else {
+        fail(p, "unknown section [%s]%s", section, "");
+    }
+}
+
 static int handler(void *user, const char *section, const char *k, const char *v) {
     parse_ctx *p = user;
     config *c = p->c;
     int64_t x;
+    p->sec_keys = true;
     if (!strcmp(section, "gateway")) return gateway_key(p, k, v);
     if (!strcmp(section, "cascade")) {
         if (!strcmp(k, "max_depth")) {
@@ -206,18 +325,8 @@ static int handler(void *user, const char *section, const char *k, const char *v
     }
     if (!strncmp(section, "agent ", 6)) {
         const char *name = section + 6;
-        cfg_agent *a = NULL;
-        for (uint32_t i = 0; i < c->nagents; i++)
-            if (!strcmp(c->agents[i].name, name)) a = &c->agents[i];
-        if (!a) {
-            if (!field_ident_ok(name, strlen(name), AGENT_LEN_MAX)) return fail(p, "bad agent name '%s'%s", name, "");
-            if (c->nagents == AGENTS_MAX) return fail(p, "too many agents (max %s)%s", "1024", "");
-            a = &c->agents[c->nagents++];
-            memset(a, 0, sizeof *a);
-            copy_val(a->name, sizeof a->name, name);
-            a->role = ROLE_AGENT;
-            a->line = p->line;
-        }
+        cfg_agent *a = agent_get(p, name);
+        if (!a) return 0;
         if (!strcmp(k, "role")) {
             static const struct { const char *n; role r; } roles[] = {
                 {"agent", ROLE_AGENT}, {"supervisor", ROLE_SUPERVISOR}, {"ops", ROLE_OPS},
@@ -237,18 +346,8 @@ static int handler(void *user, const char *section, const char *k, const char *v
         return fail(p, "unknown key '%s' in [%s]", k, section);
     }
     if (!strncmp(section, "list ", 5)) {
-        const char *name = section + 5;
-        cfg_list *l = NULL;
-        for (uint32_t i = 0; i < c->nlists; i++)
-            if (!strcmp(c->lists[i].name, name)) l = &c->lists[i];
-        if (!l) {
-            if (c->nlists == 64) return fail(p, "too many lists (max %s)%s", "64", "");
-            if (!field_ident_ok(name, strlen(name), sizeof l->name - 1)) return fail(p, "bad list name '%s'%s", name, "");
-            l = &c->lists[c->nlists++];
-            memset(l, 0, sizeof *l);
-            copy_val(l->name, sizeof l->name, name);
-            l->line = p->line;
-        }
+        cfg_list *l = list_get(p, section + 5);
+        if (!l) return 0;
         if (!strcmp(k, "auto_stop")) {
             if (!parse_bool(v, &l->auto_stop)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
             return 1;
@@ -256,43 +355,18 @@ static int handler(void *user, const char *section, const char *k, const char *v
         return fail(p, "unknown key '%s' in [%s]", k, section);
     }
     if (!strncmp(section, "route ", 6)) {
-        const char *pat = section + 6;
         if (strcmp(k, "plugin") != 0) return fail(p, "unknown key '%s' in [%s]", k, section);
         if (c->nroutes == ROUTES_MAX) return fail(p, "too many routes%s%s", "", "");
         cfg_route *r = &c->routes[c->nroutes];
-        memset(r, 0, sizeof *r);
-        r->line = p->line;
-        if (!strcmp(pat, "default")) {
-            r->is_default = true;
-        } else {
-            size_t n = strlen(pat);
-            const char *why;
-            if (n > 1 && pat[n - 1] == '*') {
-                r->prefix = true;
-                n--;
-            }
-            if (account_bank_normalise(pat, n, r->pattern, &why) != 0)
-                return fail(p, "bad route '%s': %s", pat, why);
-        }
+        if (!route_pattern(p, section + 6, r)) return 0;
         if (!field_ident_ok(v, strlen(v), sizeof r->plugin - 1)) return fail(p, "bad plugin name '%s'%s", v, "");
         copy_val(r->plugin, sizeof r->plugin, v);
         c->nroutes++;
         return 1;
     }
     if (!strncmp(section, "plugin ", 7)) {
-        const char *name = section + 7;
-        cfg_plugin *pl = NULL;
-        for (uint32_t i = 0; i < c->nplugins; i++)
-            if (!strcmp(c->plugins[i].name, name)) pl = &c->plugins[i];
-        if (!pl) {
-            if (c->nplugins == PLUGINS_MAX) return fail(p, "too many plugin sections%s%s", "", "");
-            if (!field_ident_ok(name, strlen(name), sizeof pl->name - 1)) return fail(p, "bad plugin name '%s'%s", name, "");
-            pl = &c->plugins[c->nplugins++];
-            memset(pl, 0, sizeof *pl);
-            copy_val(pl->name, sizeof pl->name, name);
-            copy_val(pl->type, sizeof pl->type, name);
-            pl->line = p->line;
-        }
+        cfg_plugin *pl = plugin_get(p, section + 7);
+        if (!pl) return 0;
         if (!strcmp(k, "type")) {
             if (!field_ident_ok(v, strlen(v), sizeof pl->type - 1) || strchr(v, '/'))
                 return fail(p, "bad plugin type '%s'%s", v, "");
@@ -310,6 +384,96 @@ static int handler(void *user, const char *section, const char *k, const char *v
     return fail(p, "unknown section [%s]%s", section, "");
 }
 
+/* Judge the section the reader was in if it had no key; called when it ends. */
+static void section_end(parse_ctx *p) {
+    if (p->sec_line && !p->sec_keys) {
+        int line = p->line;
+        p->line = p->sec_line; /* errors and entries name the [header]'s line */
+        empty_section(p, p->sec);
+        p->line = line;
+    }
+    p->sec_line = 0;
+}
+
+/* libinih's whitespace and inline comments (default settings): a ';' after whitespace. */
+static size_t ini_find(const char *s, size_t i, size_t end, const char *chars) {
+    bool was_space = false;
+    for (; i < end; i++) {
+        if (chars && strchr(chars, s[i])) break;
+        if (was_space && s[i] == ';') break;
+        was_space = isspace((unsigned char)s[i]);
+    }
+    return i;
+}
+
+/* Follow the section structure the way libinih (default settings) reads the line in p->buf:
+ * inih calls the handler only for keys, so a section without keys is seen only here. */
+static void track_line(parse_ctx *p) {
+    const char *s = p->buf;
+    size_t b = 0, e = p->len;
+    if (p->line == 1 && e >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3)) b = 3; /* UTF-8 BOM */
+    while (e > b && isspace((unsigned char)s[e - 1])) e--;
+    while (b < e && isspace((unsigned char)s[b])) b++;
+    if (b == e || s[b] == ';' || s[b] == '#') return; /* blank or comment */
+    if (p->prev_name && b > 0) return;                 /* indented: continues a value */
+    if (s[b] == '[') {
+        size_t k = ini_find(s, b + 1, e, "]");
+        if (k == e || s[k] != ']') return; /* no ']': inih reports the syntax error */
+        section_end(p);
+        p->prev_name = false;
+        size_t n = k - (b + 1);
+        if (n > INI_SECTION_MAX) {
+            fail(p, "section name too long (at most %s bytes)%s", STR(INI_SECTION_MAX), "");
+            return;
+        }
+        memcpy(p->sec, s + b + 1, n);
+        p->sec[n] = 0;
+        p->sec_line = p->line;
+        p->sec_keys = false;
+        return;
+    }
+    size_t k = ini_find(s, b, e, "=:");
+    if (k < e) p->prev_name = k > b; /* else: no '=', inih reports the syntax error */
+}
+
+/* The reader libinih pulls lines from. inih hands the handler no line numbers (Debian builds
+ * it without INI_HANDLER_LINENO), so the reader counts them: the handler runs right after the
+ * line it is about was read. Each physical line is read whole, checked, and then handed out
+ * in pieces of the size inih asks for. */
+static char *counting_reader(char *str, int num, void *stream) {
+    parse_ctx *p = stream;
+    if (num < 1) return NULL;
+    if (p->pos == p->len) {
+        if (p->stop) return NULL;
+        ssize_t n = getline(&p->buf, &p->buf_cap, p->f);
+        if (n <= 0) return NULL;
+        p->line++;
+        p->len = (size_t)n;
+        p->pos = 0;
+        /* inih would split a longer line into two, or cut it at a NUL, and then count lines
+         * differently from us: refuse it here and end the parse. */
+        bool bad = true;
+        if (p->len > CONFIG_LINE_MAX)
+            fail(p, "line too long (at most %s bytes)%s", STR(CONFIG_LINE_MAX), "");
+        else if (memchr(p->buf, 0, p->len))
+            fail(p, "NUL byte in line%s%s", "", "");
+        else
+            bad = false;
+        if (bad) {
+            p->stop = true;
+            p->len = p->pos = 0;
+            return NULL;
+        }
+        track_line(p);
+    }
+    size_t take = p->len - p->pos;
+    if (take > (size_t)num - 1) take = (size_t)num - 1;
+    memcpy(str, p->buf + p->pos, take);
+    str[take] = 0;
+    p->pos += take;
+    return str;
+}
+
 int config_load(config *c, const char *path, char *err, size_t errcap) {
     parse_ctx p = {.c = c};
     p.f = fopen(path, "r");
@@ -318,13 +482,38 @@ int config_load(config *c, const char *path, char *err, size_t errcap) {
         return -1;
     }
     snprintf(c->path, sizeof c->path, "%s", path);
+    /* Debian's libinih takes its line buffer settings at run time: a heap buffer that grows
+     * up to CONFIG_LINE_MAX, so the reader never has to hand a line out in two reads. */
+    bool use_stack = ini_use_stack, allow_realloc = ini_allow_realloc;
+    int max_line = ini_max_line;
+    ini_use_stack = false;
+    ini_allow_realloc = true;
+    ini_max_line = CONFIG_LINE_MAX + 1; /* room for the '\0' */
     int rc = ini_parse_stream(counting_reader, &p, handler, &p);
+    ini_use_stack = use_stack;
+    ini_allow_realloc = allow_realloc;
+    ini_max_line = max_line;
+    section_end(&p); /* the last section */
+    int read_errno = ferror(p.f) ? errno : 0;
     fclose(p.f);
-    if (rc != 0) {
-        if (p.err[0])
-            snprintf(err, errcap, "%s:%d: %s", path, rc > 0 ? rc : p.line, p.err);
-        else
-            snprintf(err, errcap, "%s:%d: syntax error", path, rc > 0 ? rc : p.line);
+    free(p.buf);
+    if (rc < 0) {
+        snprintf(err, errcap, "%s: out of memory while parsing", path);
+        return -1;
+    }
+    if (read_errno) {
+        snprintf(err, errcap, "%s: %s", path, strerror(read_errno));
+        return -1;
+    }
+    /* rc is inih's first bad line: a handler error there left our reason for it. Errors
+     * only the reader sees (an empty section, a long line) inih does not count, so the
+     * earlier of the two wins. A bad line of ours after rc means rc was a syntax error. */
+    if (p.err_line && (rc == 0 || p.err_line <= rc)) {
+        snprintf(err, errcap, "%s:%d: %s", path, p.err_line, p.err);
+        return -1;
+    }
+    if (rc > 0) {
+        snprintf(err, errcap, "%s:%d: syntax error", path, rc);
         return -1;
     }
     return 0;

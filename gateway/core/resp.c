@@ -34,7 +34,8 @@ static long read_len_line(const char *in, size_t len, int64_t *out) {
     return len >= 24 ? -1 : 0;
 }
 
-static resp_status parse_inline(char *in, size_t len, resp_cmd *cmd, size_t *consumed) {
+static resp_status parse_inline(char *in, size_t len, resp_cmd *cmd, size_t *consumed,
+                                resp_skip *skip) {
     char *nl = memchr(in, '\n', len < RESP_INLINE_BYTES_MAX ? len : RESP_INLINE_BYTES_MAX);
     if (!nl) {
         if (len >= RESP_INLINE_BYTES_MAX) {
@@ -56,6 +57,10 @@ static resp_status parse_inline(char *in, size_t len, resp_cmd *cmd, size_t *con
         if (cmd->argc == RESP_ARGS_MAX) {
             cmd->error = "too many arguments";
             *consumed = line_len + 1;
+            /* The whole line goes with *consumed: nothing is left to skip, and the caller
+             * must not resume a skip left over from an earlier command. */
+            skip->bytes_left = 0;
+            skip->args_left = 0;
             return RESP_TOOBIG;
         }
         cmd->argv[cmd->argc].p = in + s;
@@ -70,7 +75,7 @@ resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, re
     cmd->argc = 0;
     cmd->error = NULL;
     if (len == 0) return RESP_INCOMPLETE;
-    if (in[0] != '*') return parse_inline(in, len, cmd, consumed);
+    if (in[0] != '*') return parse_inline(in, len, cmd, consumed, skip);
 
     int64_t n;
     long used = read_len_line(in, len, &n);

@@ -4,9 +4,11 @@
  * Parsing is zero-copy and restartable: resp_parse() looks at the unconsumed input of one
  * client and either returns one complete command whose arguments point into that input,
  * or says it needs more bytes. It never allocates and never reads past len. Limits
- * (RESP_ARGS_MAX, RESP_BULK_BYTES_MAX, RESP_INLINE_BYTES_MAX) are enforced here: an
- * over-limit command is reported as RESP_TOOBIG together with a resp_skip that tells the
- * caller how to discard the rest of it, so the connection stays usable.
+ * (RESP_ARGS_MAX, RESP_BULK_BYTES_MAX, RESP_INLINE_BYTES_MAX) are enforced here: a command
+ * with too many arguments or too large a bulk is reported as RESP_TOOBIG together with a
+ * resp_skip that tells the caller how to discard the rest of it, so the connection stays
+ * usable. An inline line with no newline in its first RESP_INLINE_BYTES_MAX bytes has no end
+ * in sight to skip to, so it is RESP_PROTO (the connection is closed), as in Redis.
  *
  * The writer appends replies to a buf in the client's protocol (2 or 3).
  */
@@ -43,7 +45,8 @@ typedef struct resp_cmd {
 } resp_cmd;
 
 /* Parse one command from in[0..len). On RESP_OK and RESP_TOOBIG, *consumed is how many
- * bytes to drop now; on RESP_TOOBIG also fill *skip for what follows. */
+ * bytes to drop now; on RESP_TOOBIG *skip is always filled for what follows (all zero when
+ * nothing does, e.g. an inline command with too many words). */
 resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, resp_skip *skip);
 
 /* Feed input to an active skip. Returns bytes consumed; sets *done when the command is gone.
