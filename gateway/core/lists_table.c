@@ -15,7 +15,8 @@ static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->base = base;
     t->size = size;
     t->h = (sgl_header *)base;
-    t->slots = (sgl_slot *)(base + SGL_HDR_BYTES);
+    t->tags = (_Atomic uint8_t *)(base + SGL_HDR_BYTES);
+    t->slots = (sgl_slot *)(base + SGL_HDR_BYTES + t->h->capacity);
     t->mask = t->h->capacity - 1;
 }
 
@@ -38,7 +39,7 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
         snprintf(err, errcap, "%s: %s", t->build, strerror(errno));
         return -errno;
     }
-    size_t size = SGL_HDR_BYTES + capacity * SGL_SLOT_BYTES;
+    size_t size = sgl_file_bytes(capacity);
     /* posix_fallocate, not ftruncate: a tmpfs that cannot hold the table must fail here, at
      * build time, not with SIGBUS on the first write. */
     int rc = posix_fallocate(fd, 0, (off_t)size);
@@ -56,6 +57,7 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
         return -errno;
     }
     sgl_header *h = p;
+    h->capacity = capacity;
     memcpy(h->magic, SGL_MAGIC, 8);
     h->version = SGL_VERSION;
     h->hdr_bytes = SGL_HDR_BYTES;
@@ -107,7 +109,7 @@ void ltab_close(lists_table *t, bool unlink_build) {
 }
 
 sgl_map ltab_map(const lists_table *t) {
-    return (sgl_map){.base = t->base, .size = t->size, .h = t->h, .slots = t->slots, .mask = t->mask};
+    return (sgl_map){.base = t->base, .size = t->size, .h = t->h, .tags = t->tags, .slots = t->slots, .mask = t->mask};
 }
 
 /* The writer is the only one changing slots, so it reads them plainly (relaxed). */
@@ -117,22 +119,24 @@ static bool key_eq(const sgl_slot *s, const sgl_key *k) {
     return true;
 }
 
-/* Index of key's slot, or -1 with *free_slot the first reusable slot on its probe path. */
+/* Index of key's slot, or -1 with *free_slot the first reusable slot on its probe path. The
+ * writer walks the same tags readers do; tags and slot states always agree for it. */
 static int64_t find(const lists_table *t, const sgl_key *k, int64_t *free_slot) {
-    uint64_t i = sgl_hash(k) & t->mask;
+    uint64_t hash = sgl_hash(k);
+    uint8_t fp = sgl_fp(hash);
+    uint64_t i = hash & t->mask;
     *free_slot = -1;
     for (uint64_t probe = 0; probe <= t->mask; probe++, i = (i + 1) & t->mask) {
-        const sgl_slot *s = &t->slots[i];
-        uint32_t state = SGL_W0_STATE(atomic_load_explicit(&s->w0, memory_order_relaxed));
-        if (state == SGL_STATE_EMPTY) {
+        uint8_t tag = atomic_load_explicit(&t->tags[i], memory_order_relaxed);
+        if (tag == SGL_TAG_EMPTY) {
             if (*free_slot < 0) *free_slot = (int64_t)i;
             return -1;
         }
-        if (state == SGL_STATE_TOMB) {
+        if (tag == SGL_TAG_TOMB) {
             if (*free_slot < 0) *free_slot = (int64_t)i;
             continue;
         }
-        if (key_eq(s, k)) return (int64_t)i;
+        if (tag == fp && key_eq(&t->slots[i], k)) return (int64_t)i;
     }
     return -1;
 }
@@ -154,6 +158,15 @@ bool ltab_get(const lists_table *t, const sgl_key *k, ltab_entry *e) {
 
 /* Seqlock write (Boehm, "Can seqlocks get along with programming language memory models?"):
  * odd seq, release fence, data, even seq with release. */
+static void slot_write(sgl_slot *s, uint32_t state, const sgl_key *k, const ltab_entry *e);
+
+/* The slot first, then its tag (release): a reader that finds the tag finds the slot whole. */
+static void slot_set(lists_table *t, uint64_t i, uint32_t state, const sgl_key *k, const ltab_entry *e) {
+    slot_write(&t->slots[i], state, k, e);
+    uint8_t tag = state == SGL_STATE_USED ? sgl_fp(sgl_hash(k)) : SGL_TAG_TOMB;
+    atomic_store_explicit(&t->tags[i], tag, memory_order_release);
+}
+
 static void slot_write(sgl_slot *s, uint32_t state, const sgl_key *k, const ltab_entry *e) {
     uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
     uint32_t seq = SGL_W0_SEQ(w0);
@@ -192,9 +205,9 @@ int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_
         sgl_slot *s = &t->slots[i];
         uint64_t before = atomic_load_explicit(&s->mask, memory_order_relaxed);
         if (keep) {
-            slot_write(s, SGL_STATE_USED, k, e);
+            slot_set(t, (uint64_t)i, SGL_STATE_USED, k, e);
         } else {
-            slot_write(s, SGL_STATE_TOMB, k, NULL);
+            slot_set(t, (uint64_t)i, SGL_STATE_TOMB, k, NULL);
             atomic_fetch_sub(&h->count, 1);
             atomic_fetch_add(&h->tombstones, 1);
         }
@@ -204,7 +217,7 @@ int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_
         assert(fs >= 0);
         bool reuse = SGL_W0_STATE(atomic_load_explicit(&t->slots[fs].w0, memory_order_relaxed)) == SGL_STATE_TOMB;
         if (!reuse && !ltab_room(t, 1)) return -ENOSPC;
-        slot_write(&t->slots[fs], SGL_STATE_USED, k, e);
+        slot_set(t, (uint64_t)fs, SGL_STATE_USED, k, e);
         atomic_fetch_add(&h->count, 1);
         if (reuse) atomic_fetch_sub(&h->tombstones, 1);
         count_lists(h, 0, e->mask);
@@ -229,9 +242,9 @@ void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms) {
         if (!e.mask) e.score = 0, e.case_ref = 0, e.expires_s = 0;
         count_lists(h, mask, e.mask);
         if (e.mask || e.frozen) {
-            slot_write(s, SGL_STATE_USED, &k, &e);
+            slot_set(t, i, SGL_STATE_USED, &k, &e);
         } else {
-            slot_write(s, SGL_STATE_TOMB, &k, NULL);
+            slot_set(t, i, SGL_STATE_TOMB, &k, NULL);
             atomic_fetch_sub(&h->count, 1);
             atomic_fetch_add(&h->tombstones, 1);
         }

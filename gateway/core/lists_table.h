@@ -30,6 +30,7 @@ typedef struct lists_table {
     uint8_t *base;
     size_t size;
     sgl_header *h;
+    _Atomic uint8_t *tags;
     sgl_slot *slots;
     uint64_t mask;
     bool published;

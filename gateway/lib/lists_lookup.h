@@ -15,6 +15,7 @@ typedef struct sgl_map {
     const void *base;
     size_t size;
     const sgl_header *h;
+    const _Atomic uint8_t *tags;
     const sgl_slot *slots;
     uint64_t mask;
 } sgl_map;
@@ -28,37 +29,59 @@ static inline uint64_t sgl_hash(const sgl_key *k) { return XXH3_64bits(k->w, siz
 int sgl_map_validate(const void *base, size_t size);
 int64_t sgl_now_s(void);
 
-/* 1 found (out filled), 0 absent, -EBUSY when a slot stayed locked (writer died mid-write). */
-static inline int sgl_lookup(const sgl_map *m, const sgl_key *k, uint64_t hash, int64_t now_s, sg_verdict *out) {
-    uint64_t i = hash & m->mask;
-    for (uint64_t probe = 0; probe <= m->mask; probe++, i = (i + 1) & m->mask) {
-        const sgl_slot *s = &m->slots[i];
-        uint64_t w0, mask, ext, key[SGL_KEY_WORDS];
-        unsigned spins = 0;
-        for (;;) {
-            w0 = atomic_load_explicit(&s->w0, memory_order_acquire);
-            if (SGL_W0_SEQ(w0) & 1u) {
-                if (++spins > SGL_SPIN_MAX) return -EBUSY;
-                continue;
-            }
-            mask = atomic_load_explicit(&s->mask, memory_order_relaxed);
-            ext = atomic_load_explicit(&s->ext, memory_order_relaxed);
-            for (int w = 0; w < SGL_KEY_WORDS; w++) key[w] = atomic_load_explicit(&s->key[w], memory_order_relaxed);
-            atomic_thread_fence(memory_order_acquire);
-            if (atomic_load_explicit(&s->w0, memory_order_relaxed) == w0) break;
-            if (++spins > SGL_SPIN_MAX) return -EBUSY;
+/* Next slot on the probe chain at *i whose tag is fp (advancing *i and the probe count *p), or
+ * -1 when an empty tag ends the chain. */
+static inline int64_t sgl_tag_next(const sgl_map *m, uint8_t fp, uint64_t *i, uint64_t *p) {
+    for (; *p <= m->mask; (*p)++, *i = (*i + 1) & m->mask) {
+        uint8_t t = atomic_load_explicit(&m->tags[*i], memory_order_acquire);
+        if (t == SGL_TAG_EMPTY) return -1;
+        if (t == fp) {
+            int64_t hit = (int64_t)*i;
+            (*p)++;
+            *i = (*i + 1) & m->mask;
+            return hit;
         }
-        uint32_t state = SGL_W0_STATE(w0);
-        if (state == SGL_STATE_EMPTY) return 0;
-        if (state != SGL_STATE_USED) continue;
-        if (memcmp(key, k->w, sizeof key) != 0) continue;
-        uint32_t expires_s = (uint32_t)ext;
-        bool expired = expires_s != 0 && (int64_t)expires_s <= now_s;
-        out->mask = expired ? 0 : mask;
-        out->score = expired ? 0 : SGL_W0_SCORE(w0);
-        out->frozen = SGL_W0_FROZEN(w0);
-        out->case_ref = expired ? 0 : (uint32_t)(ext >> 32);
-        return 1;
+    }
+    return -1;
+}
+
+/* Read slot idx under its seqlock: 1 when it holds key k (out filled), 0 when not, -EBUSY
+ * when it stayed locked (a writer died in the middle of writing it). */
+static inline int sgl_slot_match(const sgl_map *m, uint64_t idx, const sgl_key *k, int64_t now_s, sg_verdict *out) {
+    const sgl_slot *s = &m->slots[idx];
+    uint64_t w0, mask, ext, key[SGL_KEY_WORDS];
+    unsigned spins = 0;
+    for (;;) {
+        w0 = atomic_load_explicit(&s->w0, memory_order_acquire);
+        if (SGL_W0_SEQ(w0) & 1u) {
+            if (++spins > SGL_SPIN_MAX) return -EBUSY;
+            continue;
+        }
+        mask = atomic_load_explicit(&s->mask, memory_order_relaxed);
+        ext = atomic_load_explicit(&s->ext, memory_order_relaxed);
+        for (int w = 0; w < SGL_KEY_WORDS; w++) key[w] = atomic_load_explicit(&s->key[w], memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&s->w0, memory_order_relaxed) == w0) break;
+        if (++spins > SGL_SPIN_MAX) return -EBUSY;
+    }
+    if (SGL_W0_STATE(w0) != SGL_STATE_USED || memcmp(key, k->w, sizeof key) != 0) return 0;
+    uint32_t expires_s = (uint32_t)ext;
+    bool expired = expires_s != 0 && (int64_t)expires_s <= now_s;
+    out->mask = expired ? 0 : mask;
+    out->score = expired ? 0 : SGL_W0_SCORE(w0);
+    out->frozen = SGL_W0_FROZEN(w0);
+    out->case_ref = expired ? 0 : (uint32_t)(ext >> 32);
+    return 1;
+}
+
+/* 1 found (out filled), 0 absent, -EBUSY (see sgl_slot_match). */
+static inline int sgl_lookup(const sgl_map *m, const sgl_key *k, uint64_t hash, int64_t now_s, sg_verdict *out) {
+    uint64_t i = hash & m->mask, p = 0;
+    uint8_t fp = sgl_fp(hash);
+    int64_t idx;
+    while ((idx = sgl_tag_next(m, fp, &i, &p)) >= 0) {
+        int r = sgl_slot_match(m, (uint64_t)idx, k, now_s, out);
+        if (r != 0) return r;
     }
     return 0;
 }

@@ -35,7 +35,7 @@ int sgl_map_validate(const void *base, size_t size) {
     if (h->hdr_bytes != SGL_HDR_BYTES || h->slot_bytes != SGL_SLOT_BYTES) return -EBADMSG;
     uint64_t cap = h->capacity;
     if (cap < SGL_CAPACITY_MIN || cap > SGL_CAPACITY_MAX || (cap & (cap - 1)) != 0) return -EBADMSG;
-    if (size != SGL_HDR_BYTES + cap * SGL_SLOT_BYTES) return -EBADMSG; /* truncated or padded */
+    if (size != sgl_file_bytes(cap)) return -EBADMSG; /* truncated or padded */
     if (h->nlists > SGL_LISTS_MAX) return -EBADMSG;
     return 0;
 }
@@ -53,7 +53,7 @@ static int map_path(const char *path, sgl_map *m) {
         close(fd);
         return -EBADMSG;
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return -errno;
     int rc = sgl_map_validate(p, (size_t)st.st_size);
@@ -64,7 +64,8 @@ static int map_path(const char *path, sgl_map *m) {
     m->base = p;
     m->size = (size_t)st.st_size;
     m->h = p;
-    m->slots = (const sgl_slot *)((const uint8_t *)p + SGL_HDR_BYTES);
+    m->tags = (const _Atomic uint8_t *)((const uint8_t *)p + SGL_HDR_BYTES);
+    m->slots = (const sgl_slot *)((const uint8_t *)p + SGL_HDR_BYTES + m->h->capacity);
     m->mask = m->h->capacity - 1;
     return 0;
 }
@@ -129,34 +130,51 @@ int sg_lists_check(const sg_lists *cl, const char *bank, const char *account, sg
     return rc < 0 ? rc : 0;
 }
 
-#define BATCH 16 /* lookups whose first slot is prefetched together */
+#define BATCH 32 /* lookups whose memory accesses are overlapped */
 
+/* Three passes over a batch so the cache misses of different lookups overlap: hash all and
+ * prefetch their tag lines; walk the tags and prefetch each candidate slot; then read the
+ * slots. A lookup whose first candidate is not its key finishes with the plain walk. */
 void sg_lists_check_many(const sg_lists *cl, size_t n, const char *const *banks, const char *const *accounts,
                          sg_verdict *out, int *rc) {
     sg_lists *l = (sg_lists *)cl;
     follow_writer(l);
+    const sgl_map *m = &l->map;
     int64_t now_s = sgl_now_s();
     sgl_key keys[BATCH];
-    uint64_t hashes[BATCH];
+    uint64_t hashes[BATCH], pos[BATCH], probes[BATCH];
+    int64_t cand[BATCH];
     for (size_t base = 0; base < n; base += BATCH) {
-        size_t m = n - base < BATCH ? n - base : BATCH;
-        for (size_t i = 0; i < m; i++) {
+        size_t b = n - base < BATCH ? n - base : BATCH;
+        for (size_t i = 0; i < b; i++) {
             size_t j = base + i;
             memset(&out[j], 0, sizeof out[j]);
             if (!banks[j] || !accounts[j] ||
                 sgl_pack(banks[j], strlen(banks[j]), accounts[j], strlen(accounts[j]), &keys[i]) != 0) {
                 rc[j] = -EINVAL;
-                hashes[i] = 0;
                 continue;
             }
             rc[j] = 0;
             hashes[i] = sgl_hash(&keys[i]);
-            __builtin_prefetch(&l->map.slots[hashes[i] & l->map.mask]);
+            pos[i] = hashes[i] & m->mask;
+            probes[i] = 0;
+            __builtin_prefetch((const void *)&m->tags[pos[i]]);
         }
-        for (size_t i = 0; i < m; i++) {
+        for (size_t i = 0; i < b; i++) {
+            if (rc[base + i] != 0) continue;
+            cand[i] = sgl_tag_next(m, sgl_fp(hashes[i]), &pos[i], &probes[i]);
+            if (cand[i] >= 0) __builtin_prefetch(&m->slots[cand[i]]);
+        }
+        for (size_t i = 0; i < b; i++) {
             size_t j = base + i;
-            if (rc[j] != 0) continue;
-            int r = sgl_lookup(&l->map, &keys[i], hashes[i], now_s, &out[j]);
+            if (rc[j] != 0 || cand[i] < 0) continue;
+            int r = sgl_slot_match(m, (uint64_t)cand[i], &keys[i], now_s, &out[j]);
+            if (r == 0) { /* a fingerprint collision: walk on */
+                uint8_t fp = sgl_fp(hashes[i]);
+                int64_t idx;
+                while ((idx = sgl_tag_next(m, fp, &pos[i], &probes[i])) >= 0)
+                    if ((r = sgl_slot_match(m, (uint64_t)idx, &keys[i], now_s, &out[j])) != 0) break;
+            }
             rc[j] = r < 0 ? r : 0;
         }
     }

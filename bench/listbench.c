@@ -1,0 +1,228 @@
+/*
+ * listbench: in-process CHECK on a large fraud-list table, against DPDK's rte_hash with the
+ * same keys in the same run (issue 5 (a); docs/PERFORMANCE.md).
+ *
+ *   listbench [--entries N] [--lookups M] [--runs R] [--json FILE]
+ *
+ * Builds a table of N entries with the gateway's own writer (lists_table.c) in /dev/shm,
+ * opens it through libstopgate's reader, and times random lookups, half hits and half
+ * misses: sg_lists_check one at a time and sg_lists_check_many in batches of 64. Then the
+ * same keys in an rte_hash (CRC32 hash, fixed 48-byte keys, pre-normalised: rte_hash's best
+ * case, while stopgate normalises and packs the raw strings inside every check), looked up
+ * with rte_hash_lookup_bulk in batches of 64. Prints ns per lookup (median of the runs).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "lists_table.h"
+#include <stopgate/lists.h>
+
+#ifdef HAVE_DPDK
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#endif
+
+#define BATCH 64
+#define KEY_BYTES 48
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint64_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static void account_of(uint64_t i, char out[24]) { snprintf(out, 24, "AC%012llu", (unsigned long long)i); }
+
+int main(int argc, char **argv) {
+    uint64_t entries = 10000000, lookups = 20000000;
+    int runs = 5;
+    const char *json = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--entries") && i + 1 < argc) entries = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--lookups") && i + 1 < argc) lookups = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else {
+            fprintf(stderr, "usage: listbench [--entries N] [--lookups M] [--runs R] [--json FILE]\n");
+            return 2;
+        }
+    }
+    if (entries < 1000 || lookups < BATCH || runs < 1 || runs > 50) {
+        fprintf(stderr, "listbench: entries >= 1000, lookups >= %d, runs 1..50\n", BATCH);
+        return 2;
+    }
+    uint64_t cap = SGL_CAPACITY_MIN;
+    while (cap * LISTS_LOAD_FACTOR_PCT / 100 < entries) cap *= 2;
+    char shm[64], err[256];
+    snprintf(shm, sizeof shm, "sgbench-%d", (int)getpid());
+    const char names[1][SGL_LIST_NAME_MAX] = {"mule"};
+    lists_table t;
+    if (ltab_create(&t, shm, cap, names, 1, 1, err, sizeof err) != 0) {
+        fprintf(stderr, "listbench: %s\n", err);
+        return 1;
+    }
+    int64_t t0 = clock_mono_ns();
+    for (uint64_t i = 0; i < entries; i++) {
+        char acct[24];
+        account_of(i, acct);
+        sgl_key k;
+        sgl_pack("BENCH", 5, acct, strlen(acct), &k);
+        ltab_entry e = {.mask = 1, .score = (uint8_t)(i % 101)};
+        if (ltab_put(&t, &k, &e, 0) != 0) {
+            fprintf(stderr, "listbench: table full at %llu\n", (unsigned long long)i);
+            return 1;
+        }
+    }
+    double build_s = (double)(clock_mono_ns() - t0) / 1e9;
+    if (ltab_publish(&t, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "listbench: %s\n", err);
+        return 1;
+    }
+    sg_lists *l = sg_lists_open(shm);
+    if (!l) {
+        perror("sg_lists_open");
+        return 1;
+    }
+    /* The query stream: random keys, every other one a miss (an index past the table). */
+    uint32_t nq = 1u << 20;
+    char (*accts)[24] = malloc((size_t)nq * 24);
+    const char **banks = malloc(nq * sizeof *banks), **aptr = malloc(nq * sizeof *aptr);
+    uint8_t *keys48 = calloc(nq, KEY_BYTES);
+    bool *hit = malloc(nq);
+    if (!accts || !banks || !aptr || !keys48 || !hit) return 1;
+    for (uint32_t i = 0; i < nq; i++) {
+        hit[i] = (i & 1) == 0;
+        uint64_t idx = rng() % entries + (hit[i] ? 0 : entries);
+        account_of(idx, accts[i]);
+        banks[i] = "BENCH";
+        aptr[i] = accts[i];
+        memcpy(keys48 + (size_t)i * KEY_BYTES, "BENCH", 5);
+        memcpy(keys48 + (size_t)i * KEY_BYTES + 12, accts[i], strlen(accts[i]));
+    }
+    double single[50], many[50];
+    sg_verdict out[BATCH];
+    int rc[BATCH];
+    uint64_t found = 0;
+    for (int r = 0; r < runs; r++) {
+        uint64_t n1 = lookups / 4; /* one at a time is slower: fewer of them */
+        t0 = clock_mono_ns();
+        for (uint64_t i = 0; i < n1; i++) {
+            uint32_t q = (uint32_t)(i & (nq - 1));
+            sg_verdict v;
+            if (sg_lists_check(l, banks[q], aptr[q], &v) == 0 && v.mask) found++;
+        }
+        single[r] = (double)(clock_mono_ns() - t0) / (double)n1;
+        t0 = clock_mono_ns();
+        for (uint64_t i = 0; i < lookups; i += BATCH) {
+            uint32_t q = (uint32_t)(i & (nq - 1));
+            sg_lists_check_many(l, BATCH, banks + q, aptr + q, out, rc);
+            for (int j = 0; j < BATCH; j++) found += out[j].mask != 0;
+        }
+        many[r] = (double)(clock_mono_ns() - t0) / (double)lookups;
+    }
+    /* Correctness guard: exactly the hits were found. */
+    for (uint32_t i = 0; i < 4096; i++) {
+        sg_verdict v;
+        sg_lists_check(l, banks[i], aptr[i], &v);
+        if ((v.mask != 0) != hit[i] || (hit[i] && v.score != (uint8_t)(strtoull(aptr[i] + 2, NULL, 10) % 101))) {
+            fprintf(stderr, "listbench: wrong verdict for %s\n", aptr[i]);
+            return 1;
+        }
+    }
+    double med_single = median(single, runs), med_many = median(many, runs);
+    printf("stopgate table: %llu entries, %llu slots (%.0f MiB), built in %.2f s\n", (unsigned long long)entries,
+           (unsigned long long)cap, (double)cap * 64 / 1048576.0, build_s);
+    printf("sg_lists_check        %7.1f ns/lookup (median of %d)\n", med_single, runs);
+    printf("sg_lists_check_many   %7.1f ns/lookup (batches of %d)\n", med_many, BATCH);
+    double med_rte = 0;
+#ifdef HAVE_DPDK
+    char *eal[] = {argv[0], "--no-huge", "--no-pci", "-m", "4096", "--log-level", "1", "--no-telemetry",
+                   "--file-prefix", shm};
+    if (rte_eal_init((int)(sizeof eal / sizeof eal[0]), eal) < 0) {
+        fprintf(stderr, "listbench: rte_eal_init failed\n");
+        return 1;
+    }
+    struct rte_hash_parameters hp = {.name = "listbench", .entries = (uint32_t)entries, .key_len = KEY_BYTES,
+                                     .hash_func = rte_hash_crc, .hash_func_init_val = 0, .socket_id = 0};
+    struct rte_hash *h = rte_hash_create(&hp);
+    if (!h) {
+        fprintf(stderr, "listbench: rte_hash_create: %s\n", rte_strerror(rte_errno));
+        return 1;
+    }
+    t0 = clock_mono_ns();
+    for (uint64_t i = 0; i < entries; i++) {
+        uint8_t key[KEY_BYTES] = {0};
+        char acct[24];
+        account_of(i, acct);
+        memcpy(key, "BENCH", 5);
+        memcpy(key + 12, acct, strlen(acct));
+        if (rte_hash_add_key_data(h, key, (void *)(uintptr_t)(i % 101 + 1)) != 0) {
+            fprintf(stderr, "listbench: rte_hash full at %llu\n", (unsigned long long)i);
+            return 1;
+        }
+    }
+    double rte_build = (double)(clock_mono_ns() - t0) / 1e9;
+    double rte[50];
+    const void *kp[BATCH];
+    void *data[BATCH];
+    for (int r = 0; r < runs; r++) {
+        t0 = clock_mono_ns();
+        for (uint64_t i = 0; i < lookups; i += BATCH) {
+            uint32_t q = (uint32_t)(i & (nq - 1));
+            for (int j = 0; j < BATCH; j++) kp[j] = keys48 + (size_t)(q + (uint32_t)j) * KEY_BYTES;
+            uint64_t hits = 0;
+            rte_hash_lookup_bulk_data(h, kp, BATCH, &hits, data);
+            found += (uint64_t)__builtin_popcountll(hits);
+        }
+        rte[r] = (double)(clock_mono_ns() - t0) / (double)lookups;
+    }
+    med_rte = median(rte, runs);
+    printf("rte_hash (built in %.2f s)\n", rte_build);
+    printf("rte_hash_lookup_bulk  %7.1f ns/lookup (batches of %d)\n", med_rte, BATCH);
+    printf("ratio rte_hash/stopgate (bulk) = %.2f  (>= 1.0: stopgate as fast or faster)\n", med_rte / med_many);
+    rte_hash_free(h);
+    rte_eal_cleanup();
+#else
+    printf("rte_hash: not built (libdpdk-dev missing)\n");
+#endif
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (!f) {
+            perror(json);
+            return 1;
+        }
+        fprintf(f,
+                "{\"entries\": %llu, \"slots\": %llu, \"check_ns\": %.1f, \"check_many_ns\": %.1f, "
+                "\"rte_hash_bulk_ns\": %.1f, \"ratio\": %.3f}\n",
+                (unsigned long long)entries, (unsigned long long)cap, med_single, med_many, med_rte,
+                med_rte > 0 ? med_rte / med_many : 0.0);
+        fclose(f);
+    }
+    if (found == 0) return 1; /* keeps the lookups from being optimised away */
+    sg_lists_close(l);
+    ltab_close(&t, false);
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/%s", shm);
+    unlink(path);
+    return 0;
+}
