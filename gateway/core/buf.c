@@ -11,11 +11,20 @@ void buf_init(buf *b, size_t cap_max) {
     b->len = 0;
     b->cap = 0;
     b->cap_max = cap_max;
+    b->pinned = false;
+    b->retired = NULL;
 }
 
 void buf_free(buf *b) {
     free(b->data);
+    free(b->retired);
     buf_init(b, b->cap_max);
+}
+
+void buf_unpin(buf *b) {
+    b->pinned = false;
+    free(b->retired);
+    b->retired = NULL;
 }
 
 int buf_reserve(buf *b, size_t n) {
@@ -25,6 +34,18 @@ int buf_reserve(buf *b, size_t n) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need) cap *= 2;
     if (cap > b->cap_max) cap = b->cap_max;
+    if (b->pinned) {
+        /* Move, but keep the block the pending send reads from. A second growth during the
+         * same send frees the intermediate block: nobody reads that one. */
+        uint8_t *p = malloc(cap);
+        if (!p) return -ENOMEM;
+        if (b->len) memcpy(p, b->data, b->len);
+        if (b->retired) free(b->data);
+        else b->retired = b->data;
+        b->data = p;
+        b->cap = cap;
+        return 0;
+    }
     uint8_t *p = realloc(b->data, cap);
     if (!p) return -ENOMEM;
     b->data = p;

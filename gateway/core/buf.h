@@ -14,6 +14,10 @@ typedef struct buf {
     size_t len;
     size_t cap;
     size_t cap_max;
+    /* While pinned (the kernel may still read data: an io_uring send in flight), growing
+     * must not free the old block: it is kept in retired until buf_unpin(). */
+    bool pinned;
+    uint8_t *retired;
 } buf;
 
 void buf_init(buf *b, size_t cap_max);
@@ -24,5 +28,7 @@ int buf_append(buf *b, const void *p, size_t n);
 int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drop the first n bytes (consumed). */
 void buf_consume(buf *b, size_t n);
+static inline void buf_pin(buf *b) { b->pinned = true; }
+void buf_unpin(buf *b);
 static inline void buf_reset(buf *b) { b->len = 0; }
 #endif

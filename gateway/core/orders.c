@@ -375,6 +375,11 @@ static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, s
         else
             p->first_child = ord->no;
         p->last_child = ord->no;
+        /* A cascade child belongs to every case of its parent (SPEC §3), as they stand now. */
+        for (uint32_t l = p->cases_head; l && ord->ncases < ORDER_CASES_MAX; l = o->links[l].next) {
+            const case_ent *pc = &o->cases[o->links[l].val];
+            if (add_case(o, ord, (rec_str){pc->id, (uint32_t)strlen(pc->id)}, err, errcap)) return -1;
+        }
     }
     if (sched_push(&o->expiry, ord->expires_at_ms, ord->no)) {
         snprintf(err, errcap, "out of memory (expiry schedule)");
@@ -470,8 +475,14 @@ uint32_t orders_next_overdue(orders *o, int64_t now_ms) {
         sched_ent e = sched_pop(&o->overdue);
         order *ord = &o->v[e.no];
         if (ord->state == ST_SENT && ord->at_ms[ST_SENT] + o->bank_deadline_ms == e.t_ms) return e.no;
+        if (ord->state == ST_OVERDUE && ord->resend_at_ms == e.t_ms) return e.no; /* time to ask again */
     }
     return 0;
+}
+
+int orders_schedule_resend(orders *o, order *ord, int64_t at_ms) {
+    ord->resend_at_ms = at_ms;
+    return sched_push(&o->overdue, at_ms, ord->no);
 }
 
 int64_t orders_next_due_ms(const orders *o) {

@@ -51,6 +51,7 @@ typedef struct order {
     uint32_t request_idx;
     uint32_t reason_off, order_reason_off, note_off, doc_off, onward_off; /* strpool, 0 = none */
     uint32_t lists_off; /* comma-separated lists the account was on when ordered */
+    int64_t resend_at_ms; /* OVERDUE: when the instruction is sent again (not journaled) */
     uint16_t ncases;
     uint8_t kind, state, answer_state, onward_count, attempts;
     char bank[BANK_LEN_MAX + 1];
@@ -128,6 +129,8 @@ bool order_has_case(const orders *o, const order *ord, const char *id, uint32_t 
 /* Pop the next order whose expiry / bank deadline has passed and that is still in a state
  * the event applies to. Returns its number, 0 when none. */
 uint32_t orders_next_expired(orders *o, int64_t now_ms);
+/* Ask orders_next_overdue() to return this OVERDUE order again at at_ms (re-send back-off). */
+int orders_schedule_resend(orders *o, order *ord, int64_t at_ms);
 uint32_t orders_next_overdue(orders *o, int64_t now_ms);
 /* Earliest time something in the schedules is due, or INT64_MAX. */
 int64_t orders_next_due_ms(const orders *o);

@@ -4,7 +4,9 @@
  * writes exactly one reply followed by server_reply_done() with the lsn the reply depends on.
  * Every refusal carries a stable code as its first word and a human reason.
  */
+#include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -329,11 +331,26 @@ static void w_status(gateway *gw, client *c, const order *ord) {
         const sg_onward *ow = orders_onward(o, ord);
         resp_w_str(b, "onward");
         resp_w_array(b, ord->onward_count);
+        char id[32];
+        order_id_format(id, sizeof id, ord->no);
         for (uint32_t i = 0; i < ord->onward_count; i++) {
-            resp_w_map(b, c->proto, 3);
+            /* What the cascade made of it: the child order (or the live order it merged
+             * into), or why it was skipped. */
+            char nb[BANK_LEN_MAX + 1], na[ACCOUNT_LEN_MAX + 1], rid[REQUEST_ID_LEN_MAX + 1];
+            const char *skip = engine_onward_skip(gw, ord, &ow[i], nb, na);
+            int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
+            const request *rq = skip ? NULL : orders_find_request(o, rid, (uint32_t)rl);
+            resp_w_map(b, c->proto, 5);
             resp_w_kv_str(b, "bank", ow[i].bank);
             resp_w_kv_str(b, "account", ow[i].account);
             resp_w_kv_int(b, "amount", ow[i].amount_minor);
+            resp_w_str(b, "child");
+            if (rq) w_order_id(b, rq->order_no);
+            else resp_w_null(b, c->proto);
+            resp_w_str(b, "skipped");
+            if (skip) resp_w_str(b, skip);
+            else if (!rq) resp_w_str(b, "pending");
+            else resp_w_null(b, c->proto);
         }
     }
     for (int s = 0; s < ST__COUNT; s++)
@@ -349,6 +366,11 @@ static int cmd_status(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     w_status(gw, c, ord);
     ok(gw, c, ord->last_lsn);
     return 1;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
@@ -371,12 +393,44 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     resp_w_kv_str(b, "case", ce->id);
     resp_w_str(b, "orders");
     resp_w_array(b, ce->count);
-    for (uint32_t l = ce->orders_head; l; l = o->links[l].next) {
-        const order *ord = &o->v[o->links[l].val];
-        w_status(gw, c, ord);
-        if (ord->last_lsn > lsn) lsn = ord->last_lsn;
-        frozen += ord->frozen_minor;
+    /* Roots first, each followed by its cascade subtree (depth first): the tree as an agent
+     * reads it. The case's orders in ascending number, for membership tests. */
+    uint32_t *in = malloc(ce->count * sizeof *in), *stack = malloc(ce->count * sizeof *stack);
+    if (!in || !stack) {
+        free(in);
+        free(stack);
+        reply_err(gw, c, "ERR BUSY", "out of memory");
+        return 1;
     }
+    uint32_t n = 0;
+    for (uint32_t l = ce->orders_head; l; l = o->links[l].next) in[n++] = o->links[l].val;
+    qsort(in, n, sizeof *in, cmp_u32);
+    uint32_t written = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const order *root = &o->v[in[i]];
+        if (root->parent_no && bsearch(&root->parent_no, in, n, sizeof *in, cmp_u32)) continue;
+        uint32_t sp = 0;
+        stack[sp++] = root->no;
+        while (sp && written < n) {
+            const order *ord = &o->v[stack[--sp]];
+            w_status(gw, c, ord);
+            written++;
+            if (ord->last_lsn > lsn) lsn = ord->last_lsn;
+            frozen += ord->frozen_minor;
+            /* Push children in reverse so the first child comes out first. */
+            uint32_t mark = sp;
+            for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling)
+                if (sp < n && bsearch(&ch, in, n, sizeof *in, cmp_u32)) stack[sp++] = ch;
+            for (uint32_t x = mark, y = sp ? sp - 1 : 0; x < y; x++, y--) {
+                uint32_t t = stack[x];
+                stack[x] = stack[y];
+                stack[y] = t;
+            }
+        }
+    }
+    free(in);
+    free(stack);
+    assert(written == ce->count);
     resp_w_kv_int(b, "frozen_total", frozen);
     ok(gw, c, lsn);
     return 1;

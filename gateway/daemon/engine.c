@@ -16,6 +16,7 @@
 #include "gateway.h"
 
 #define RELEASE_INSTR_BIT (1ULL << 62) /* instruction ids of RELEASE instructions */
+#define RESEND_BACKOFF_MAX_MS (5 * 60 * 1000) /* an OVERDUE instruction is re-sent at least this often */
 /* Room kept in the open journal batch for one plugin poll's results. */
 #define RESULT_RECORD_BYTES 512
 
@@ -261,6 +262,65 @@ int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const ch
     return 0;
 }
 
+/* Why onward transfer i of a FUNDS_MOVED order gets no child STOP, or NULL when it does.
+ * Pure function of the journaled answer and the config, so STATUS can say it later too. */
+const char *engine_onward_skip(gateway *gw, const order *parent, const sg_onward *w, char bank[BANK_LEN_MAX + 1],
+                               char account[ACCOUNT_LEN_MAX + 1]) {
+    const char *why;
+    if (account_bank_normalise(w->bank, strlen(w->bank), bank, &why) != 0) return "invalid bank";
+    if (account_normalise(w->account, strlen(w->account), account, &why) != 0) return "invalid account";
+    if (w->amount_minor < 0 || w->amount_minor > AMOUNT_MINOR_MAX) return "invalid amount";
+    if (w->amount_minor < gw->cfg.cascade_min_amount) return "below min_amount";
+    if (parent->level + 1 > gw->cfg.cascade_max_depth) return "max_depth";
+    if (!router_route(gw, bank)) return "unknown bank";
+    return NULL;
+}
+
+/* Follow the money: one child STOP per onward transfer that qualifies. The request id
+ * "cascade:SG-<parent>:<i>" makes this idempotent, so it is simply run again after a restart
+ * (or when the journal had no room) and finishes a cascade without duplicates. */
+int engine_cascade(gateway *gw, uint32_t parent_no) {
+    order *p = orders_get(&gw->o, parent_no);
+    if (!p || p->state != ST_FUNDS_MOVED) return 0;
+    const sg_onward *ow = orders_onward(&gw->o, p);
+    char pid[32];
+    order_id_format(pid, sizeof pid, parent_no);
+    for (uint32_t i = 0; i < p->onward_count; i++) {
+        order_req rq = {.kind = KIND_STOP, .agent = "cascade", .parent_no = parent_no, .level = p->level + 1};
+        const char *why = engine_onward_skip(gw, p, &ow[i], rq.bank, rq.account);
+        if (why) continue;
+        char rid[REQUEST_ID_LEN_MAX + 1];
+        int n = snprintf(rid, sizeof rid, "cascade:%s:%u", pid, i + 1);
+        rq.request_id = (rec_str){rid, (uint32_t)n};
+        const char *case_id = p->cases_head ? gw->o.cases[gw->o.links[p->cases_head].val].id : "";
+        rq.case_id = (rec_str){case_id, (uint32_t)strlen(case_id)};
+        rq.amount_minor = ow[i].amount_minor;
+        memcpy(rq.currency, p->currency, sizeof rq.currency);
+        rq.currency_given = true;
+        engine_answer a;
+        if (engine_order(gw, &rq, &a) == -EAGAIN) {
+            /* No journal room now: the tick runs this cascade again (done ones are DUPLICATE). */
+            if (gw->cascade_retry_len < CASCADE_RETRY_MAX) gw->cascade_retry[gw->cascade_retry_len++] = parent_no;
+            return -EAGAIN;
+        }
+        if (a.code) LOGW(gw, "cascade %s -> %s/%s refused: %s %s", pid, rq.bank, rq.account, a.code, a.why);
+        else if (a.status == ANS_ACCEPTED || a.status == ANS_MERGED)
+            LOGI(gw, "cascade: %s moved %lld to %s/%s: SG-%u %s (level %u)", pid, (long long)rq.amount_minor, rq.bank,
+                 rq.account, a.order_no, answer_name(a.status), rq.level);
+    }
+    return 0;
+}
+
+static int commit_state(gateway *gw, uint32_t no, uint8_t st);
+
+void engine_on_delivered(gateway *gw, plugin_inst *p, uint64_t instruction_id) {
+    p->delivered++;
+    if (instruction_id & RELEASE_INSTR_BIT) return;
+    order *ord = orders_get(&gw->o, instruction_id);
+    /* A re-send of an order already SENT (or answered) changes nothing. */
+    if (ord && ord->state == ST_ACCEPTED && journal_room(gw)) commit_state(gw, ord->no, ST_SENT);
+}
+
 int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a) {
     memset(a, 0, sizeof *a);
     order *ord = orders_get(&gw->o, no);
@@ -349,6 +409,13 @@ static int send_one(gateway *gw, const outbox_ent *e) {
     };
     int rc = p->ops->submit(p->state, &ins);
     if (rc == -EAGAIN) return -EAGAIN;
+    if (rc == SG_SUBMIT_QUEUED) {
+        /* The plugin confirms delivery later (host->delivered): SENT is journaled then. */
+        p->submitted++;
+        p->next_poll_us = 0;
+        if (ord->attempts < 255) ord->attempts++;
+        return 0;
+    }
     p->submitted++;
     p->next_poll_us = 0; /* poll soon: the plugin may want a timer for this instruction */
     if (rc != 0) {
@@ -382,11 +449,24 @@ bool engine_room(gateway *gw) {
 
 void engine_tick(gateway *gw) {
     uint32_t no;
+    if (gw->cascade_retry_len && journal_room(gw)) {
+        uint32_t n = gw->cascade_retry_len;
+        gw->cascade_retry_len = 0;
+        for (uint32_t i = 0; i < n; i++) engine_cascade(gw, gw->cascade_retry[i]);
+    }
     while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) commit_state(gw, no, ST_EXPIRED);
     while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms))) {
-        LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms, OVERDUE", no, gw->o.v[no].bank,
-             (long long)gw->o.bank_deadline_ms);
-        commit_state(gw, no, ST_OVERDUE);
+        order *ord = &gw->o.v[no];
+        if (ord->state == ST_SENT) {
+            LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms, OVERDUE", no, ord->bank,
+                 (long long)gw->o.bank_deadline_ms);
+            commit_state(gw, no, ST_OVERDUE);
+        }
+        /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
+         * RESEND_BACKOFF_MAX_MS. The bank dedupes; its first answer settles the order. */
+        outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+        int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
+        orders_schedule_resend(&gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
     }
     outbox_drain(gw);
 }
@@ -396,47 +476,50 @@ static const uint8_t result_state[] = {
     [SG_RESULT_REJECTED] = ST_REJECTED,   [SG_RESULT_FUNDS_MOVED] = ST_FUNDS_MOVED,
 };
 
-void engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
+uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     p->results++;
-    if (res->instruction_id & RELEASE_INSTR_BIT) return;
+    if (res->instruction_id & RELEASE_INSTR_BIT) return 0;
     order *ord = orders_get(&gw->o, res->instruction_id);
     if (!ord) {
         gw->m.results_unknown++;
         LOGW(gw, "plugin %s: result for unknown instruction %llu ignored", p->name,
              (unsigned long long)res->instruction_id);
-        return;
+        return 0;
     }
     if (!awaiting_answer(ord)) {
         gw->m.results_dup++; /* at-least-once delivery: a repeat answer changes nothing */
-        return;
+        return 0;
     }
     if (res->status < SG_RESULT_CONFIRMED || res->status > SG_RESULT_FUNDS_MOVED || res->frozen_minor < 0 ||
         res->frozen_minor > AMOUNT_MINOR_MAX || res->onward_count > SG_ONWARD_MAX) {
         gw->m.results_bad++;
         LOGW(gw, "plugin %s: malformed result for SG-%u ignored", p->name, ord->no);
-        return;
+        return 0;
     }
     order_rec r = {.type = REC_STATE, .order_no = ord->no, .state = result_state[res->status],
                    .frozen_minor = res->frozen_minor, .ts_ms = gw->now_ms};
     size_t rl = res->reason ? strlen(res->reason) : 0;
     r.reason = (rec_str){res->reason, (uint32_t)(rl > REASON_LEN_MAX ? REASON_LEN_MAX : rl)};
+    /* Every onward transfer is kept as the bank sent it (printable bytes only), valid or not:
+     * the cascade decides per entry, and STATUS shows what it decided and why. */
     for (uint32_t i = 0; i < res->onward_count; i++) {
         const sg_onward *w = &res->onward[i];
-        sg_onward *d = &r.onward[r.onward_count];
-        const char *why;
-        if (account_bank_normalise(w->bank, strnlen(w->bank, sizeof w->bank), d->bank, &why) != 0 ||
-            account_normalise(w->account, strnlen(w->account, sizeof w->account), d->account, &why) != 0 ||
-            w->amount_minor < 0 || w->amount_minor > AMOUNT_MINOR_MAX) {
-            LOGW(gw, "SG-%u: onward transfer %u from bank %s skipped: %s", ord->no, i + 1, p->name, why);
-            continue;
-        }
+        sg_onward *d = &r.onward[r.onward_count++];
+        size_t bl = strnlen(w->bank, sizeof w->bank - 1), al = strnlen(w->account, sizeof w->account - 1);
+        for (size_t k = 0; k < bl; k++) d->bank[k] = (w->bank[k] > ' ' && w->bank[k] < 127) ? w->bank[k] : '?';
+        for (size_t k = 0; k < al; k++)
+            d->account[k] = (w->account[k] >= ' ' && w->account[k] < 127) ? w->account[k] : '?';
         d->amount_minor = w->amount_minor;
-        r.onward_count++;
     }
-    if (commit(gw, &r) < 0) {
+    int64_t lsn = commit(gw, &r);
+    if (lsn >= 0) {
+        if (r.state == ST_FUNDS_MOVED) engine_cascade(gw, ord->no);
+        return (uint64_t)lsn;
+    } else {
         /* The poll only runs with room for its results; reaching here is a segment-creation
          * failure. The bank's answer is lost for now; OVERDUE re-sends will ask again. */
         LOGE(gw, "SG-%u: could not journal the bank's answer", ord->no);
+        return 0;
     }
 }
 
@@ -480,4 +563,11 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
     }
     if (resend) LOGI(gw, "outbox: %u instructions without a bank answer will be sent again", resend);
     return 0;
+}
+
+void engine_finish_cascades(gateway *gw) {
+    /* A cascade the crash interrupted: its missing children are created now, the ones that
+     * exist answer DUPLICATE. Needs the journal attached, hence not in engine_recover. */
+    for (uint32_t no = 1; no <= gw->o.n; no++)
+        if (gw->o.v[no].state == ST_FUNDS_MOVED) engine_cascade(gw, no);
 }

@@ -185,6 +185,9 @@ typedef struct gateway {
     outbox ob;
     metrics m;
     lists_state ls;
+#define CASCADE_RETRY_MAX 4096
+    uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
+    uint32_t cascade_retry_len;
     auth_hash *agent_auth; /* parallel to cfg.agents */
     int phase;
     bool stop_requested, reload_requested;
@@ -250,7 +253,9 @@ int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t tt
 int engine_recover(gateway *gw, char *err, size_t errcap);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);
-void engine_on_result(gateway *gw, plugin_inst *p, const sg_result *r);
+/* A bank's answer: journaled (returns its lsn) or ignored (returns 0, counted). */
+uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *r);
+void engine_on_delivered(gateway *gw, plugin_inst *p, uint64_t instruction_id);
 bool engine_room(gateway *gw);
 
 /* Journal one record and apply it (orders or lists); the lsn, or -EAGAIN / -errno. */
@@ -259,6 +264,17 @@ int64_t engine_commit(gateway *gw, order_rec *r);
 int engine_confirm(gateway *gw, uint32_t order_no, const char *agent, engine_answer *a);
 /* CHECK-triggered STOP on an auto_stop list hit (once per account, agent "auto"). */
 void engine_auto_stop(gateway *gw, const char *bank, const char *account, const sg_verdict *v);
+
+/* Create the child STOPs of a FUNDS_MOVED order (idempotent); -EAGAIN when queued for later. */
+int engine_cascade(gateway *gw, uint32_t parent_no);
+void engine_finish_cascades(gateway *gw);
+/* NULL when onward transfer w of parent gets a child STOP, else why not (bank and account
+ * are filled with the normalised values when valid). */
+const char *engine_onward_skip(gateway *gw, const order *parent, const sg_onward *w, char bank[BANK_LEN_MAX + 1],
+                               char account[ACCOUNT_LEN_MAX + 1]);
+
+/* reload.c: SIGHUP. 0, or -1 with the reason (nothing changed). */
+int gateway_reload(gateway *gw, char *err, size_t errcap);
 
 /* lists.c */
 int lists_init(gateway *gw, char *err, size_t errcap);

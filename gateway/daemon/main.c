@@ -76,7 +76,9 @@ static void on_signal(gateway *gw, int res) {
         struct signalfd_siginfo si;
         memcpy(&si, gw->sigbuf, sizeof si);
         if (si.ssi_signo == SIGHUP) {
-            LOGI(gw, "SIGHUP: reload is not supported yet; configuration unchanged");
+            char err[1024];
+            if (gateway_reload(gw, err, sizeof err) != 0)
+                LOGE(gw, "SIGHUP: reload refused, configuration unchanged: %s", err);
         } else {
             LOGI(gw, "signal %u: draining", si.ssi_signo);
             gw->stop_requested = true;
@@ -197,6 +199,13 @@ int main(int argc, char **argv) {
                 return 1;
             }
         }
+        /* Plugin sections are the plugins' to judge: load and initialise each, then drop it. */
+        glog_open(&gw->log, "");
+        if (router_init(gw, argv[0], err, sizeof err) != 0) {
+            fprintf(stderr, "stopgated: %s\n", err);
+            return 1;
+        }
+        router_shutdown(gw);
         printf("%s: configuration ok\n", conf ? conf : "(embedded defaults)");
         return 0;
     }
@@ -251,14 +260,17 @@ int main(int argc, char **argv) {
     }
     if (engine_recover(gw, err, sizeof err) != 0) {
         LOGE(gw, "journal: %s", err);
+        lists_close(gw); /* removes the table being built; the published one stays */
         return 1;
     }
     /* Published only now: the table readers see is the replayed one, never a partial one. */
     if (lists_start(gw, err, sizeof err) != 0) {
         LOGE(gw, "lists: %s", err);
+        lists_close(gw);
         return 1;
     }
     journal_attach(&gw->j, &gw->ring, on_durable, gw);
+    engine_finish_cascades(gw);
     if (server_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "listen: %s", err);
         return 1;

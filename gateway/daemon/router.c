@@ -22,14 +22,17 @@
 #define SG_PLUGIN_INSTALL_DIR "/usr/local/lib/stopgate/plugins"
 #endif
 
-static void host_result(void *ctx, const sg_result *r) {
+static uint64_t host_result(void *ctx, const sg_result *r) {
     plugin_inst *p = ctx;
-    engine_on_result(p->gw, p, r);
+    return engine_on_result(p->gw, p, r);
 }
 static void host_delivered(void *ctx, uint64_t id) {
     plugin_inst *p = ctx;
-    (void)id;
-    p->delivered++;
+    engine_on_delivered(p->gw, p, id);
+}
+static uint64_t host_durable_lsn(void *ctx) {
+    plugin_inst *p = ctx;
+    return p->gw->j.durable_lsn;
 }
 static void host_log(void *ctx, sg_log_level lvl, const char *msg) {
     plugin_inst *p = ctx;
@@ -124,7 +127,7 @@ int router_init(gateway *gw, const char *argv0, char *err, size_t errcap) {
         }
         p->so = h;
         p->host = (sg_host){.ctx = p, .result = host_result, .delivered = host_delivered, .log = host_log,
-                            .now_us = host_now_us};
+                            .now_us = host_now_us, .durable_lsn = host_durable_lsn};
         char perr[SG_PLUGIN_ERR_MAX] = "";
         int bad_line = 0;
         if (p->ops->init(&p->host, cp->kv, cp->nkv, &p->state, perr, &bad_line) != 0) {

@@ -97,6 +97,7 @@ static void arm_send(gateway *gw, client *c) {
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_send(sqe, c->fd, c->out.data, n, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->gen, c->idx));
+    buf_pin(&c->out); /* replies appended meanwhile must not free what the kernel reads */
     c->send_inflight = true;
     c->ops_inflight++;
 }
@@ -244,7 +245,12 @@ static void after_io(gateway *gw, client *c) {
         client_close(gw, c);
         return;
     }
-    if (!c->close_after_flush) arm_recv(gw, c);
+    if (!c->close_after_flush) {
+        arm_recv(gw, c);
+        /* arm_recv may have queued a final error (query buffer full): send it now, since
+         * with no receive armed nothing else would wake this client. */
+        if (c->close_after_flush) arm_send(gw, c);
+    }
 }
 
 static void on_accept(gateway *gw, int res, uint32_t flags) {
@@ -304,6 +310,7 @@ void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int r
         if (!c->closing && !c->blocked) process_input(gw, c);
     } else if (kind == UD_SEND) {
         c->send_inflight = false;
+        buf_unpin(&c->out);
         if (res < 0) {
             client_close(gw, c);
             return;

@@ -28,11 +28,12 @@
 extern "C" {
 #endif
 
-#define SG_PLUGIN_ABI_VERSION 1u
+#define SG_PLUGIN_ABI_VERSION 2u
 #define SG_PLUGIN_ENTRY_SYMBOL "sg_plugin_entry"
 #define SG_PLUGIN_ERR_MAX 256 /* bytes of an init error message, NUL included */
 #define SG_ONWARD_MAX 16      /* onward transfers one FUNDS_MOVED result may carry */
 #define SG_POLL_RESULTS_MAX 1024 /* results one poll() may deliver; the rest wait for the next */
+#define SG_SUBMIT_QUEUED 1       /* submit(): accepted, delivery confirmed later by host->delivered */
 
 typedef enum sg_instruction_kind {
     SG_INSTR_STOP = 1,    /* emergency stop-payment */
@@ -92,13 +93,18 @@ typedef enum sg_log_level { SG_LOG_DEBUG = 0, SG_LOG_INFO = 1, SG_LOG_WARN = 2, 
 /* What the gateway gives a plugin instance at init. */
 typedef struct sg_host {
     void *ctx; /* pass back as the first argument of every callback */
-    /* A bank's answer. The gateway journals it before it acts on it. */
-    void (*result)(void *ctx, const sg_result *result);
+    /* A bank's answer. The gateway journals it before it acts on it and returns the journal
+     * position of that record (0: ignored - unknown, duplicate or malformed, counted and
+     * logged). A transport that must acknowledge answers only once they are durable keeps
+     * the position and compares it with durable_lsn(). */
+    uint64_t (*result)(void *ctx, const sg_result *result);
     /* The instruction is in the bank's hands (e.g. the XADD succeeded): stop re-sending. */
     void (*delivered)(void *ctx, uint64_t instruction_id);
     void (*log)(void *ctx, sg_log_level level, const char *message);
     /* Wall clock in unix microseconds, as the gateway sees it. */
     int64_t (*now_us)(void *ctx);
+    /* Everything up to this journal position is on disk. */
+    uint64_t (*durable_lsn)(void *ctx);
 } sg_host;
 
 typedef struct sg_plugin_ops {
@@ -108,8 +114,9 @@ typedef struct sg_plugin_ops {
      * (prefixed by nothing; the gateway adds file:line when bad_line is set >0). */
     int (*init)(const sg_host *host, const sg_plugin_kv *kv, size_t kv_count, void **state,
                 char err[SG_PLUGIN_ERR_MAX], int *bad_line);
-    /* Take one instruction. 0 = taken; -EAGAIN = queue full, the gateway retries later.
-     * Never blocks. */
+    /* Take one instruction. 0 = taken and in the bank's hands (the order becomes SENT);
+     * SG_SUBMIT_QUEUED = taken, host->delivered() will say when the bank has it (SENT then);
+     * -EAGAIN = queue full, the gateway retries later. Never blocks. */
     int (*submit)(void *state, const sg_instruction *instruction);
     /* fd the gateway watches for readability, or -1 when the plugin is timer-driven only. */
     int (*event_fd)(void *state);

@@ -12,6 +12,8 @@
 
 #include <stopgate/plugin.h>
 
+#include "sim_rules.h"
+
 #define SIM_QUEUE_MAX 65536 /* instructions waiting for their answer */
 
 typedef struct pending {
@@ -78,50 +80,16 @@ static int sim_init(const sg_host *host, const sg_plugin_kv *kv, size_t n, void 
     return 0;
 }
 
-/* Account with its last four characters replaced by a prefix letter and digits. */
-static void onward_to(sg_onward *o, const char *bank, const char *account, char c, int n, int64_t amount) {
-    size_t len = strlen(account);
-    snprintf(o->bank, sizeof o->bank, "%s", bank);
-    snprintf(o->account, sizeof o->account, "%.*s%c00%d", (int)(len - 4), account, c, n);
-    o->amount_minor = amount;
-}
-
 /* Decide the answer for one instruction. Returns 0 when the bank never answers. */
 static int decide(const sim *s, const sg_instruction *in, pending *p) {
-    size_t len = strlen(in->account);
-    const char *tail = len >= 4 ? in->account + len - 4 : "";
-    int64_t q = (in->amount_minor == 0 || in->amount_minor > s->balance) ? s->balance : in->amount_minor;
+    sim_answer a;
+    if (!sim_decide(in->bank, in->account, in->amount_minor, s->balance, &a)) return 0;
     p->instruction_id = in->instruction_id;
-    p->reason = "";
-    p->onward_count = 0;
-    p->frozen = 0;
-    if (!strcmp(tail, "0001")) {
-        p->status = SG_RESULT_PARTIAL;
-        p->frozen = q / 2;
-    } else if (!strcmp(tail, "0002")) {
-        p->status = SG_RESULT_NOT_FOUND;
-    } else if (!strcmp(tail, "0003")) {
-        p->status = SG_RESULT_REJECTED;
-        p->reason = "ACCOUNT_CLOSED";
-    } else if (!strcmp(tail, "0004")) {
-        return 0;
-    } else if ((tail[0] == 'M' || tail[0] == 'S') && tail[1] == '0' && tail[2] == '0' && tail[3] >= '1' &&
-               tail[3] <= '9') {
-        int n = tail[3] - '0';
-        p->status = SG_RESULT_FUNDS_MOVED;
-        if (tail[0] == 'M') {
-            onward_to(&p->onward[0], in->bank, in->account, 'M', n - 1, q);
-            p->onward_count = 1;
-        } else {
-            int64_t ninety = q * 9 / 10;
-            onward_to(&p->onward[0], in->bank, in->account, 'S', n - 1, ninety);
-            onward_to(&p->onward[1], in->bank, in->account, 'T', 0, q / 10);
-            p->onward_count = 2;
-        }
-    } else {
-        p->status = SG_RESULT_CONFIRMED;
-        p->frozen = q;
-    }
+    p->status = a.status;
+    p->frozen = a.frozen;
+    p->reason = a.reason;
+    p->onward_count = a.onward_count;
+    memcpy(p->onward, a.onward, sizeof a.onward);
     return 1;
 }
 
@@ -152,7 +120,7 @@ static int64_t sim_poll(void *state, int64_t now_us) {
         s->head = (s->head + 1) % SIM_QUEUE_MAX;
         s->len--;
         delivered++;
-        s->host.result(s->host.ctx, &r);
+        (void)s->host.result(s->host.ctx, &r);
     }
     return s->len ? now_us : -1;
 }
