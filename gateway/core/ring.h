@@ -23,6 +23,8 @@ enum ud_kind {
     UD_METRICS_SEND,
     UD_SIGNAL,
     UD_IGNORE,
+    UD_UDP_RECV,
+    UD_UDP_SEND,
 };
 
 static inline uint64_t ud_make(unsigned kind, uint32_t aux, uint32_t idx) {

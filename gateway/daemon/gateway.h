@@ -25,6 +25,9 @@
 #include "htab.h"
 #include "orders.h"
 #include "resp.h"
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <stopgate/frame.h>
 
 /* ---- logging ---- */
 typedef struct glog {
@@ -172,6 +175,53 @@ typedef struct list_answer {
     char why[256];
 } list_answer;
 
+/* ---- kernel UDP fast path (udp.c) ---- */
+#define UDP_RECV_SLOTS 256 /* recvmsg operations kept armed */
+#define UDP_SEND_SLOTS 4096 /* reply datagrams in flight or waiting for durability */
+
+enum udp_drop { UDP_DROP_MALFORMED, UDP_DROP_UNKNOWN_AGENT, UDP_DROP_BAD_MAC, UDP_DROP_REPLAY, UDP_DROP_NO_BUFFER,
+                UDP_DROP__COUNT };
+enum udp_tx_state { UDP_TX_FREE, UDP_TX_WAITING, UDP_TX_SENDING };
+
+typedef struct udp_slot {
+    struct sockaddr_in peer;
+    struct iovec iov;
+    struct msghdr msg;
+    uint8_t buf[SG_FRAME_BYTES_MAX + 1]; /* one more: a datagram over the limit shows as too long */
+} udp_slot;
+
+typedef struct udp_tx_slot {
+    struct sockaddr_in peer;
+    struct iovec iov;
+    struct msghdr msg;
+    uint64_t lsn;  /* send once durable */
+    uint32_t next; /* waiting list, 1-based */
+    uint32_t len;
+    int state;
+    uint8_t buf[SG_FRAME_BYTES_MAX];
+} udp_tx_slot;
+
+typedef struct udp_agent {
+    uint32_t id;    /* sg_frame_agent_id(name) */
+    uint32_t agent; /* index in cfg.agents */
+    uint8_t key[SG_FRAME_KEY_BYTES];
+    sg_replay replay;
+} udp_agent;
+
+typedef struct udp_state {
+    int fd;
+    uint32_t epoch;
+    udp_slot *rx;
+    udp_tx_slot *tx;
+    uint32_t *tx_free, ntx_free;
+    uint32_t wait_head, wait_tail;
+    udp_agent *agents; /* sorted by id */
+    uint32_t nagents;
+    uint64_t rx_frames, tx_frames, rx_errors, tx_errors, checks, stops, hellos, msg_errors, malformed_msgs,
+        epoch_refused;
+    uint64_t drops[UDP_DROP__COUNT];
+} udp_state;
+
 enum gw_phase { PHASE_RECOVERING = 0, PHASE_RUNNING, PHASE_DRAINING };
 
 typedef struct gateway {
@@ -185,6 +235,7 @@ typedef struct gateway {
     outbox ob;
     metrics m;
     lists_state ls;
+    udp_state udp;
 #define CASCADE_RETRY_MAX 4096
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
     uint32_t cascade_retry_len;
@@ -272,6 +323,15 @@ void engine_finish_cascades(gateway *gw);
  * are filled with the normalised values when valid). */
 const char *engine_onward_skip(gateway *gw, const order *parent, const sg_onward *w, char bank[BANK_LEN_MAX + 1],
                                char account[ACCOUNT_LEN_MAX + 1]);
+
+/* udp.c */
+int udp_init(gateway *gw, char *err, size_t errcap);
+int udp_agents_build(gateway *gw, char *err, size_t errcap);
+void udp_on_cqe(gateway *gw, unsigned kind, uint32_t idx, int res);
+void udp_on_durable(gateway *gw, uint64_t durable_lsn);
+bool udp_drained(const gateway *gw);
+void udp_close(gateway *gw);
+const char *udp_drop_name(int why);
 
 /* reload.c: SIGHUP. 0, or -1 with the reason (nothing changed). */
 int gateway_reload(gateway *gw, char *err, size_t errcap);

@@ -90,6 +90,7 @@ static void on_signal(gateway *gw, int res) {
 static void on_durable(void *ctx, uint64_t lsn) {
     gateway *gw = ctx;
     server_on_durable(gw, lsn);
+    udp_on_durable(gw, lsn);
     engine_on_durable(gw, lsn);
 }
 
@@ -106,6 +107,8 @@ static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     case UD_METRICS_RECV:
     case UD_METRICS_SEND: metrics_on_cqe(gw, kind, ud_idx(ud), cqe->res, cqe->flags); break;
     case UD_SIGNAL: on_signal(gw, cqe->res); break;
+    case UD_UDP_RECV:
+    case UD_UDP_SEND: udp_on_cqe(gw, kind, ud_idx(ud), cqe->res); break;
     default: break;
     }
 }
@@ -151,7 +154,7 @@ static void run_loop(gateway *gw) {
             server_stop_accepting(gw);
         }
         if (gw->phase == PHASE_DRAINING) {
-            if (journal_idle(&gw->j) && server_drained(gw)) break;
+            if (journal_idle(&gw->j) && server_drained(gw) && udp_drained(gw)) break;
             if (gw->now_ms > drain_deadline) {
                 LOGW(gw, "drain timed out after %d ms; exiting with durable state only", DRAIN_TIMEOUT_MS);
                 break;
@@ -275,14 +278,21 @@ int main(int argc, char **argv) {
         LOGE(gw, "listen: %s", err);
         return 1;
     }
+    if (udp_init(gw, err, sizeof err) != 0) {
+        LOGE(gw, "udp: %s", err);
+        lists_close(gw);
+        return 1;
+    }
     server_arm_accept(gw);
     arm_signals(gw);
     gw->phase = PHASE_RUNNING;
+    if (gw->udp.fd >= 0) LOGI(gw, "udp: frames on %s:%u (epoch %u)", gw->cfg.udp.host, gw->cfg.udp.port, gw->udp.epoch);
     LOGI(gw, "ready: listening on %s:%u (metrics %s:%u, journal %s)", gw->cfg.listen.host, gw->cfg.listen.port,
          gw->cfg.metrics.enabled ? gw->cfg.metrics.host : "off", gw->cfg.metrics.port, gw->cfg.journal_dir);
     run_loop(gw);
     LOGI(gw, "stopped: durable lsn %llu, %u orders", (unsigned long long)gw->j.durable_lsn, gw->o.n);
     router_shutdown(gw);
+    udp_close(gw);
     lists_close(gw);
     journal_close(&gw->j);
     metrics_close(gw);

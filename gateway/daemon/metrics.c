@@ -81,6 +81,24 @@ static void render(gateway *gw, buf *b) {
     buf_printf(b, "# TYPE stopgate_checks_total counter\nstopgate_checks_total %llu\n", (unsigned long long)m->checks);
     buf_printf(b, "# TYPE stopgate_check_hits_total counter\nstopgate_check_hits_total %llu\n",
                (unsigned long long)m->check_hits);
+    const udp_state *u = &gw->udp;
+    buf_printf(b, "# HELP stopgate_udp_frames_total UDP datagrams received and replies sent.\n"
+                  "# TYPE stopgate_udp_frames_total counter\n"
+                  "stopgate_udp_frames_total{dir=\"rx\"} %llu\nstopgate_udp_frames_total{dir=\"tx\"} %llu\n",
+               (unsigned long long)u->rx_frames, (unsigned long long)u->tx_frames);
+    buf_printf(b, "# HELP stopgate_udp_dropped_total UDP datagrams dropped unanswered, by reason.\n"
+                  "# TYPE stopgate_udp_dropped_total counter\n");
+    for (int i = 0; i < UDP_DROP__COUNT; i++)
+        buf_printf(b, "stopgate_udp_dropped_total{why=\"%s\"} %llu\n", udp_drop_name(i), (unsigned long long)u->drops[i]);
+    buf_printf(b, "# TYPE stopgate_udp_messages_total counter\n"
+                  "stopgate_udp_messages_total{type=\"check\"} %llu\nstopgate_udp_messages_total{type=\"stop\"} %llu\n"
+                  "stopgate_udp_messages_total{type=\"hello\"} %llu\n",
+               (unsigned long long)u->checks, (unsigned long long)u->stops, (unsigned long long)u->hellos);
+    buf_printf(b, "# TYPE stopgate_udp_errors_total counter\n"
+                  "stopgate_udp_errors_total{why=\"message\"} %llu\nstopgate_udp_errors_total{why=\"malformed_message\"} %llu\n"
+                  "stopgate_udp_errors_total{why=\"epoch\"} %llu\nstopgate_udp_errors_total{why=\"io\"} %llu\n",
+               (unsigned long long)u->msg_errors, (unsigned long long)u->malformed_msgs,
+               (unsigned long long)u->epoch_refused, (unsigned long long)(u->rx_errors + u->tx_errors));
     const lists_state *ls = &gw->ls;
     if (ls->t.h) {
         buf_printf(b, "# TYPE stopgate_list_entries gauge\n");

@@ -108,6 +108,8 @@ int gateway_reload(gateway *gw, char *err, size_t errcap) {
             dropped += !a;
         }
         if (dropped) LOGW(gw, "reload: %u connections lost their agent and must AUTH again", dropped);
+        if (gw->udp.fd >= 0 && udp_agents_build(gw, err, errcap) != 0)
+            LOGE(gw, "reload: UDP agents not updated: %s", err);
     } else {
         LOGW(gw, "reload: the file declares no agents; keeping the current ones");
     }
