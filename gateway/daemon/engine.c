@@ -74,6 +74,17 @@ static uint64_t fingerprint_order(const order_req *rq) {
 
 static bool journal_room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_RECORD_BYTES_MAX - 64); }
 
+/* The disk refuses our writes (full, I/O error): the batch in flight is being retried, and
+ * new requests are refused with a reason instead of queueing behind it - an agent must know
+ * at once that this order is NOT taken, and read-only commands keep being answered. */
+bool engine_journal_failing(const gateway *gw, engine_answer *a) {
+    if (gw->j.last_error == 0) return false;
+    a->code = "ERR BUSY";
+    snprintf(a->why, sizeof a->why, "journal cannot write (%s); nothing was accepted, retry later",
+             strerror(gw->j.last_error));
+    return true;
+}
+
 static void outbox_push(gateway *gw, uint64_t lsn, uint32_t no, uint8_t kind) {
     outbox *ob = &gw->ob;
     if (ob->len == ob->cap) {
@@ -117,6 +128,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
         refuse(a, "ERR UNKNOWNBANK", "no route for bank %s (add a [route] or [route default])", rq->bank);
         return 0;
     }
+    if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     int64_t now = gw->now_ms;
     order *live = orders_live_on_account(o, rq->bank, rq->account, now);
@@ -231,6 +243,7 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, const 
     memset(a, 0, sizeof *a);
     uint64_t fp = fingerprint_simple(REQ_RELEASE, no, 0, reason);
     if (!lifecycle_front(gw, rid, REQ_RELEASE, no, fp, a)) return 0;
+    if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_RELEASE, .order_no = no, .request_id = rid, .fingerprint = fp, .reason = reason,
                    .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
@@ -248,6 +261,7 @@ int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const ch
     memset(a, 0, sizeof *a);
     uint64_t fp = fingerprint_simple(REQ_EXTEND, no, ttl_s, (rec_str){0});
     if (!lifecycle_front(gw, rid, REQ_EXTEND, no, fp, a)) return 0;
+    if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order *ord = orders_get(&gw->o, no);
     int64_t exp = gw->now_ms + ttl_s * 1000;
@@ -331,6 +345,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
         snprintf(a->why, sizeof a->why, "order %s is %s, not HELD", id, order_state_name(ord->state));
         return 0;
     }
+    if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_CONFIRM, .order_no = no, .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
     int64_t lsn = commit(gw, &r);

@@ -236,6 +236,7 @@ typedef struct gateway {
     metrics m;
     lists_state ls;
     udp_state udp;
+    int journal_error_logged; /* last journal errno reported in the log */
 #define CASCADE_RETRY_MAX 4096
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
     uint32_t cascade_retry_len;
@@ -309,6 +310,8 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *r);
 void engine_on_delivered(gateway *gw, plugin_inst *p, uint64_t instruction_id);
 bool engine_room(gateway *gw);
 
+/* True (and a filled with ERR BUSY and the reason) while journal writes fail. */
+bool engine_journal_failing(const gateway *gw, engine_answer *a);
 /* Journal one record and apply it (orders or lists); the lsn, or -EAGAIN / -errno. */
 int64_t engine_commit(gateway *gw, order_rec *r);
 /* Confirm a HELD order (supervisor): 0 with a filled, or -EAGAIN. */

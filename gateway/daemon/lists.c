@@ -20,6 +20,7 @@
 
 #include "account.h"
 #include "clock.h"
+#include "csvload.h"
 #include "gateway.h"
 
 #define PROTECTED_LIST "protected"
@@ -364,6 +365,12 @@ static bool room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_RECORD_B
 int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
                  int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a) {
     memset(a, 0, sizeof *a);
+    engine_answer ea = {0};
+    if (engine_journal_failing(gw, &ea)) {
+        a->code = ea.code;
+        snprintf(a->why, sizeof a->why, "%s", ea.why);
+        return 0;
+    }
     if (!room(gw)) return -EAGAIN;
     sgl_key k;
     if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) {
@@ -406,71 +413,40 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
 
 /* --- LIST.LOAD ---------------------------------------------------------------------------- */
 
-static void trim(const char **p, size_t *n) {
-    while (*n && (**p == ' ' || **p == '\t')) (*p)++, (*n)--;
-    while (*n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t' || (*p)[*n - 1] == '\r')) (*n)--;
+/* One valid CSV row (csvload.c did the parsing and validation) into the stage. */
+typedef struct csv_stage_ctx {
+    lists_state *ls;
+    list_answer *a;
+} csv_stage_ctx;
+
+static int csv_stage_row(void *ctx, const csv_row *row) {
+    csv_stage_ctx *x = ctx;
+    lists_state *ls = x->ls;
+    sgl_key k;
+    sgl_pack(row->bank, strlen(row->bank), row->account, strlen(row->account), &k);
+    int64_t ref = row->case_id ? case_intern(ls, (rec_str){row->case_id, row->case_len}) : 0;
+    if (ref < 0 || stage_push(ls, &k, row->score, (uint32_t)ref) != 0) {
+        x->a->code = "ERR TOOBIG";
+        snprintf(x->a->why, sizeof x->a->why, "line %u: out of memory for the load", row->line);
+        return 1;
+    }
+    if (ls->nstage > LIST_LOAD_ROWS_MAX) {
+        x->a->code = "ERR TOOBIG";
+        snprintf(x->a->why, sizeof x->a->why, "more than %d rows", LIST_LOAD_ROWS_MAX);
+        return 1;
+    }
+    return 0;
 }
+
+_Static_assert(LIST_CSV_LINE_MAX == CSV_LINE_MAX, "LIST.LOAD line limit is csvload's");
 
 /* Parse the whole CSV into the stage; nothing else changes. 0, or -1 with the refusal. */
 static int parse_csv(gateway *gw, const char *data, size_t size, list_answer *a) {
     lists_state *ls = &gw->ls;
-    uint32_t line = 0;
-    size_t pos = 0;
-    while (pos < size) {
-        line++;
-        const char *l = data + pos;
-        const char *nl = memchr(l, '\n', size - pos);
-        size_t n = nl ? (size_t)(nl - l) : size - pos;
-        pos += n + (nl ? 1 : 0);
-        if (n > LIST_CSV_LINE_MAX) {
-            a->code = "ERR SYNTAX";
-            snprintf(a->why, sizeof a->why, "line %u: longer than %d bytes", line, LIST_CSV_LINE_MAX);
-            return -1;
-        }
-        trim(&l, &n);
-        if (n == 0 || l[0] == '#') continue; /* blank lines and comments */
-        const char *f[5];
-        size_t fl[5];
-        int nf = 0;
-        const char *s = l, *end = l + n;
-        while (nf < 5) {
-            const char *comma = memchr(s, ',', (size_t)(end - s));
-            f[nf] = s;
-            fl[nf] = (size_t)((comma ? comma : end) - s);
-            trim(&f[nf], &fl[nf]);
-            nf++;
-            if (!comma) break;
-            s = comma + 1;
-        }
-        const char *why = NULL;
-        char bank[BANK_LEN_MAX + 1], acct[ACCOUNT_LEN_MAX + 1];
-        int64_t score = 0;
-        if (nf < 2 || nf > 4) why = "expected bank,account[,score[,case]]";
-        else if (account_bank_normalise(f[0], fl[0], bank, &why) != 0) (void)0;
-        else if (account_normalise(f[1], fl[1], acct, &why) != 0) (void)0;
-        else if (nf >= 3 && fl[2] && (field_int_parse(f[2], fl[2], &score) != 0 || score < 0 || score > 100))
-            why = "score must be an integer 0-100";
-        else if (nf == 4 && (fl[3] == 0 || !field_ident_ok(f[3], fl[3], CASE_LEN_MAX)))
-            why = "case must be 1-64 printable characters";
-        if (why) {
-            a->code = "ERR SYNTAX";
-            snprintf(a->why, sizeof a->why, "line %u: %s", line, why);
-            return -1;
-        }
-        sgl_key k;
-        sgl_pack(bank, strlen(bank), acct, strlen(acct), &k);
-        int64_t ref = nf == 4 ? case_intern(ls, (rec_str){f[3], (uint32_t)fl[3]}) : 0;
-        if (ref < 0 || stage_push(ls, &k, (uint8_t)score, (uint32_t)ref) != 0) {
-            a->code = "ERR TOOBIG";
-            snprintf(a->why, sizeof a->why, "line %u: out of memory for the load", line);
-            return -1;
-        }
-        if (ls->nstage > LIST_LOAD_ROWS_MAX) {
-            a->code = "ERR TOOBIG";
-            snprintf(a->why, sizeof a->why, "more than %d rows", LIST_LOAD_ROWS_MAX);
-            return -1;
-        }
-    }
+    csv_stage_ctx x = {ls, a};
+    int rc = csv_parse(data, size, csv_stage_row, &x, a->why, sizeof a->why, NULL);
+    if (rc < 0) a->code = "ERR SYNTAX";
+    if (rc != 0) return -1;
     if (ls->nstage == 0) {
         a->code = "ERR SYNTAX";
         snprintf(a->why, sizeof a->why, "empty file: no rows (remove entries with LIST.DEL)");
@@ -530,6 +506,12 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
         return 0;
     }
     if (!mine) {
+        engine_answer ea = {0};
+        if (engine_journal_failing(gw, &ea)) {
+            a->code = ea.code;
+            snprintf(a->why, sizeof a->why, "%s", ea.why);
+            return 0;
+        }
         stage_reset(ls);
         int64_t t0 = clock_mono_ns();
         if (read_source(gw, path, inline_csv, inline_len, a) != 0) {

@@ -148,6 +148,15 @@ static void run_loop(gateway *gw) {
         lists_tick(gw);
         router_poll_due(gw, clock_now_us());
         journal_flush(&gw->j, clock_mono_ns());
+        if (gw->j.last_error != gw->journal_error_logged) {
+            /* One line per change of state, not per retry. */
+            if (gw->j.last_error)
+                LOGE(gw, "journal: write failed: %s; new orders refused with ERR BUSY, retrying every 100 ms",
+                     strerror(gw->j.last_error));
+            else
+                LOGI(gw, "journal: writing again; orders accepted");
+            gw->journal_error_logged = gw->j.last_error;
+        }
         if (gw->stop_requested && gw->phase != PHASE_DRAINING) {
             gw->phase = PHASE_DRAINING;
             drain_deadline = gw->now_ms + DRAIN_TIMEOUT_MS;
