@@ -15,6 +15,26 @@
 
 #define RETRY_DELAY_NS (100LL * 1000 * 1000)
 
+#ifdef SG_FAULT_INJECTION
+#include <signal.h>
+/* Crash points, compiled only into test builds (meson -Dfault_injection=true):
+ * SG_FAULT=<point>:<N> makes the N-th pass through <point> true (tests/stress/
+ * test_fault_points.py). Points: journal_after_write (a batch's write CQE seen, its
+ * fdatasync not yet), journal_mid_roll (next segment created, its header not yet
+ * written), journal_torn_write (half of a batch's first extent written, then death),
+ * journal_torn_roll (the same, for a batch that rolls into a new segment). */
+static bool fault_hit(const char *point) {
+    static long seen;
+    const char *f = getenv("SG_FAULT");
+    size_t n = strlen(point);
+    if (!f || strncmp(f, point, n) != 0 || f[n] != ':') return false;
+    return ++seen == strtol(f + n + 1, NULL, 10);
+}
+#define FAULT_KILL(point) (fault_hit(point) ? (void)raise(SIGKILL) : (void)0)
+#else
+#define FAULT_KILL(point) ((void)0)
+#endif
+
 static int mkdir_p(const char *path) {
     char tmp[4096];
     size_t n = strlen(path);
@@ -311,6 +331,7 @@ static void batch_put(journal *j, journal_batch *b, const void *p, uint32_t n) {
 static int roll(journal *j, journal_batch *b) {
     int fd = seg_create(j, j->seg_seq + 1);
     if (fd < 0) return fd;
+    FAULT_KILL("journal_mid_roll");
     assert(j->n_retired < JOURNAL_RETIRED_MAX);
     /* The old fd is referenced at most by the open batch (and the one in flight): close it
      * once the open batch has completed. */
@@ -356,6 +377,14 @@ static void submit_batch(journal *j, journal_batch *b, int64_t now_ns) {
     uint32_t op = 0;
     for (uint32_t i = 0; i < b->n_ext; i++) {
         const journal_ext *e = &b->ext[i];
+#ifdef SG_FAULT_INJECTION
+        if (i == 0 && e->len >= 16 &&
+            (fault_hit("journal_torn_write") || (b->n_ext > 1 && fault_hit("journal_torn_roll")))) {
+            /* An odd length: records are 8-byte multiples, so this always ends inside one. */
+            if (pwrite(e->fd, b->data + e->buf_off, (e->len / 2) | 1, e->file_off) < 0) abort();
+            raise(SIGKILL);
+        }
+#endif
         struct io_uring_sqe *sqe = ring_sqe(j->ring);
         io_uring_prep_write(sqe, e->fd, b->data + e->buf_off, e->len, e->file_off);
         sqe->flags |= IOSQE_IO_LINK;
@@ -400,6 +429,8 @@ void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns) {
         if (res < 0 || (uint32_t)res != want) {
             j->cqe_failed = true;
             j->last_error = res < 0 ? -res : EIO;
+        } else {
+            FAULT_KILL("journal_after_write");
         }
     } else if (res < 0) {
         j->cqe_failed = true;

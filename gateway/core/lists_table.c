@@ -226,7 +226,7 @@ int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_
     return 0;
 }
 
-void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms) {
+void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms, ltab_expiry_fn expiry, void *ctx) {
     sgl_header *h = t->h;
     for (uint64_t i = 0; i <= t->mask; i++) {
         sgl_slot *s = &t->slots[i];
@@ -240,6 +240,7 @@ void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms) {
         ltab_entry e = {.mask = mask & ~bit_mask, .score = SGL_W0_SCORE(w0), .frozen = SGL_W0_FROZEN(w0),
                         .expires_s = (uint32_t)ext, .case_ref = (uint32_t)(ext >> 32)};
         if (!e.mask) e.score = 0, e.case_ref = 0, e.expires_s = 0;
+        else if (expiry) e.expires_s = expiry(ctx, &k, e.mask);
         count_lists(h, mask, e.mask);
         if (e.mask || e.frozen) {
             slot_set(t, i, SGL_STATE_USED, &k, &e);
@@ -252,7 +253,8 @@ void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms) {
     atomic_store(&h->updated_ms, now_ms);
 }
 
-int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int64_t now_s, int64_t now_ms) {
+int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int64_t now_s, int64_t now_ms,
+              ltab_expiry_fn expiry, void *ctx) {
     for (uint64_t i = 0; i <= src->mask; i++) {
         const sgl_slot *s = &src->slots[i];
         uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
@@ -265,6 +267,8 @@ int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int
                         .frozen = SGL_W0_FROZEN(w0),
                         .expires_s = (uint32_t)ext,
                         .case_ref = (uint32_t)(ext >> 32)};
+        if (expiry && e.mask && (clear_mask & atomic_load_explicit(&s->mask, memory_order_relaxed)))
+            e.expires_s = expiry(ctx, &k, e.mask);
         if (e.expires_s && (int64_t)e.expires_s <= now_s) {
             e.mask = 0;
             e.expires_s = 0;

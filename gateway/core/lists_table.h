@@ -55,10 +55,13 @@ bool ltab_room(const lists_table *t, uint64_t n);
 /* Copy every used entry of src into dst (built aside), optionally clearing list bits
  * (clear_mask) and dropping entries expired before now_s. Entries left with nothing are not
  * copied. -ENOSPC when dst is too small. */
-int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int64_t now_s, int64_t now_ms);
+/* The published expiry of an entry whose lists are `mask` (the owner knows per-list TTLs). */
+typedef uint32_t (*ltab_expiry_fn)(void *ctx, const sgl_key *k, uint64_t mask);
+int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int64_t now_s, int64_t now_ms,
+              ltab_expiry_fn expiry, void *ctx);
 /* Clear list bits in place (entries left with nothing are deleted). For a table no reader
  * sees yet: in place, readers could see a list half cleared. */
-void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms);
+void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms, ltab_expiry_fn expiry, void *ctx);
 /* Deleted slots worth a rebuild? */
 bool ltab_needs_compaction(const lists_table *t);
 /* A read-only view for sgl_lookup. */

@@ -359,7 +359,8 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
 
 void engine_auto_stop(gateway *gw, const char *bank, const char *account, const sg_verdict *v) {
     uint64_t hit = v->mask & gw->ls.auto_stop_mask;
-    if (!hit || v->frozen) return;
+    /* A protected account (payroll, public bodies) is never stopped without a supervisor. */
+    if (!hit || v->frozen || (v->mask & gw->ls.protected_mask)) return;
     order_req rq = {.kind = KIND_STOP, .agent = "auto"};
     snprintf(rq.bank, sizeof rq.bank, "%s", bank);
     snprintf(rq.account, sizeof rq.account, "%s", account);
@@ -493,6 +494,14 @@ static const uint8_t result_state[] = {
 
 uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     p->results++;
+    /* Malformed first: a bad answer is counted as such whatever instruction it names. */
+    if (res->status < SG_RESULT_CONFIRMED || res->status > SG_RESULT_FUNDS_MOVED || res->frozen_minor < 0 ||
+        res->frozen_minor > AMOUNT_MINOR_MAX || res->onward_count > SG_ONWARD_MAX) {
+        gw->m.results_bad++;
+        LOGW(gw, "plugin %s: malformed result for instruction %llu ignored", p->name,
+             (unsigned long long)res->instruction_id);
+        return 0;
+    }
     if (res->instruction_id & RELEASE_INSTR_BIT) return 0;
     order *ord = orders_get(&gw->o, res->instruction_id);
     if (!ord) {
@@ -503,12 +512,6 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     }
     if (!awaiting_answer(ord)) {
         gw->m.results_dup++; /* at-least-once delivery: a repeat answer changes nothing */
-        return 0;
-    }
-    if (res->status < SG_RESULT_CONFIRMED || res->status > SG_RESULT_FUNDS_MOVED || res->frozen_minor < 0 ||
-        res->frozen_minor > AMOUNT_MINOR_MAX || res->onward_count > SG_ONWARD_MAX) {
-        gw->m.results_bad++;
-        LOGW(gw, "plugin %s: malformed result for SG-%u ignored", p->name, ord->no);
         return 0;
     }
     order_rec r = {.type = REC_STATE, .order_no = ord->no, .state = result_state[res->status],
@@ -572,6 +575,8 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
     for (uint32_t no = 1; no <= gw->o.n; no++) {
         order *ord = &gw->o.v[no];
         if (awaiting_answer(ord) && order_is_live(ord, gw->now_ms)) {
+            /* Attempts are not journaled; a SENT order was sent at least once before. */
+            if (ord->state != ST_ACCEPTED && ord->attempts == 0) ord->attempts = 1;
             outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
             resend++;
         }

@@ -141,6 +141,12 @@ typedef struct list_staged {
     uint32_t case_ref;
 } list_staged;
 
+typedef struct list_ttl {
+    sgl_key key;
+    uint32_t expires_s;
+    uint8_t bit, state; /* state: 0 empty, 1 used, 2 deleted */
+} list_ttl;
+
 typedef struct list_live_load {
     bool active, begun;
     uint32_t client_idx, client_gen;
@@ -162,6 +168,8 @@ typedef struct lists_state {
     int stage_bit;
     uint64_t stage_load_id;
     list_live_load live;
+    list_ttl *ttl; /* expiries of (list, account) memberships that have one; open addressing */
+    uint32_t ttl_cap, ttl_used, ttl_live;
     uint64_t sweep_pos;
     uint64_t loads, expired, auto_stops, frozen_dropped, replay_skipped;
 } lists_state;
@@ -208,6 +216,11 @@ typedef struct udp_agent {
     sg_replay replay;
 } udp_agent;
 
+/* Message counts of one transport (udp_answer() adds to the caller's). */
+typedef struct udp_msg_counts {
+    uint64_t checks, stops, msg_errors, malformed_msgs;
+} udp_msg_counts;
+
 typedef struct udp_state {
     int fd;
     uint32_t epoch;
@@ -217,8 +230,8 @@ typedef struct udp_state {
     uint32_t wait_head, wait_tail;
     udp_agent *agents; /* sorted by id */
     uint32_t nagents;
-    uint64_t rx_frames, tx_frames, rx_errors, tx_errors, checks, stops, hellos, msg_errors, malformed_msgs,
-        epoch_refused;
+    uint64_t rx_frames, tx_frames, rx_errors, tx_errors, hellos, epoch_refused;
+    udp_msg_counts mc;
     uint64_t drops[UDP_DROP__COUNT];
 } udp_state;
 
@@ -236,6 +249,7 @@ typedef struct gateway {
     metrics m;
     lists_state ls;
     udp_state udp;
+    struct dpdk_state *dpdk; /* dpdk.c; NULL unless [dpdk] enabled = yes */
     int journal_error_logged; /* last journal errno reported in the log */
 #define CASCADE_RETRY_MAX 4096
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
@@ -335,6 +349,55 @@ void udp_on_durable(gateway *gw, uint64_t durable_lsn);
 bool udp_drained(const gateway *gw);
 void udp_close(gateway *gw);
 const char *udp_drop_name(int why);
+/* Answer the messages (CHECK, STOP, PING) of an authenticated request frame: the reply frame
+ * (MAC'd with key, header epoch `epoch`) into out; its length, or 0 when it cannot be built.
+ * *lsn is raised to the journal position its STOPs need durable before it may be sent.
+ * Loop thread only (the engine). Used by kernel UDP and by the DPDK path's order side. */
+size_t udp_answer(gateway *gw, const cfg_agent *agent, const uint8_t key[SG_FRAME_KEY_BYTES], const uint8_t *dgram,
+                  size_t len, const sg_frame_hdr *h, uint32_t epoch, uint8_t *out, size_t cap, uint64_t *lsn,
+                  udp_msg_counts *mc);
+
+/* fastpath.c: the checks every frame goes through before its messages, and the replies that
+ * need none of them. No gateway state: kernel UDP, the DPDK lcore and dpdkbench share them. */
+enum udp_auth { UDP_AUTH_OK, UDP_AUTH_HELLO, UDP_AUTH_EPOCH, UDP_AUTH_BAD_MAC, UDP_AUTH_REPLAY };
+/* Size, magic, version, length, count, not a reply: 0, or -1 (malformed). */
+int udp_frame_header(const uint8_t *dgram, size_t len, sg_frame_hdr *h);
+udp_agent *udp_agent_find(udp_agent *v, uint32_t n, uint32_t id);
+/* HELLO (no MAC needed), else MAC, epoch, then the replay window (updated when new). */
+int udp_frame_auth(const uint8_t *dgram, size_t len, const sg_frame_hdr *h, const uint8_t key[SG_FRAME_KEY_BYTES],
+                   sg_replay *replay, uint32_t epoch);
+size_t udp_hello_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t epoch, uint64_t opslimit,
+                       uint64_t memlimit, const uint8_t salt[16]);
+/* A reply with no messages and a frame-level status (SG_FE_EPOCH, SG_FE_TOOBIG). */
+size_t udp_status_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t epoch, uint16_t status,
+                        const uint8_t key[SG_FRAME_KEY_BYTES]);
+
+/* dpdk.c: the DPDK fast path ([dpdk] enabled = yes; docs/protocol.md "DPDK"). Built only
+ * with libdpdk (HAVE_DPDK); without it the stubs below refuse `enabled = yes`. */
+#ifdef HAVE_DPDK
+int dpdk_start(gateway *gw, char *err, size_t errcap);
+void dpdk_on_cqe(gateway *gw, int res);
+void dpdk_on_durable(gateway *gw, uint64_t durable_lsn);
+bool dpdk_drained(const gateway *gw);
+/* Agents or auto_stop lists changed (SIGHUP): the order side's agent table and a new
+ * snapshot for the lcore. */
+void dpdk_agents_changed(gateway *gw);
+void dpdk_metrics(gateway *gw, buf *b);
+void dpdk_stop(gateway *gw);
+#else
+static inline int dpdk_start(gateway *gw, char *err, size_t errcap) {
+    if (!gw->cfg.dpdk_enabled) return 0;
+    snprintf(err, errcap, "[dpdk] enabled = yes, but this stopgated was built without DPDK (libdpdk-dev was "
+                          "not found at build time): install it and rebuild, or set [dpdk] enabled = no");
+    return -1;
+}
+static inline void dpdk_on_cqe(gateway *gw, int res) { (void)gw, (void)res; }
+static inline void dpdk_on_durable(gateway *gw, uint64_t durable_lsn) { (void)gw, (void)durable_lsn; }
+static inline bool dpdk_drained(const gateway *gw) { (void)gw; return true; }
+static inline void dpdk_agents_changed(gateway *gw) { (void)gw; }
+static inline void dpdk_metrics(gateway *gw, buf *b) { (void)gw, (void)b; }
+static inline void dpdk_stop(gateway *gw) { (void)gw; }
+#endif
 
 /* reload.c: SIGHUP. 0, or -1 with the reason (nothing changed). */
 int gateway_reload(gateway *gw, char *err, size_t errcap);

@@ -10,7 +10,9 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,25 @@ const char *lists_case_str(const gateway *gw, uint32_t ref) {
 
 /* --- setup ---------------------------------------------------------------------------- */
 
+/* Tables a killed writer was building (<name>.build-<pid>-<gen>) stay in /dev/shm, each as
+ * large as the table: remove those whose writer is gone. */
+static void remove_stale_builds(gateway *gw) {
+    char prefix[128];
+    int n = snprintf(prefix, sizeof prefix, "%s.build-", gw->cfg.shm_name);
+    DIR *d = opendir("/dev/shm");
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, prefix, (size_t)n) != 0) continue;
+        long pid = strtol(de->d_name + n, NULL, 10);
+        if (pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+        char path[512];
+        snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
+        if (unlink(path) == 0) LOGW(gw, "lists: removed %s, left by a writer that died while building it", path);
+    }
+    closedir(d);
+}
+
 int lists_init(gateway *gw, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
     memset(ls, 0, sizeof *ls);
@@ -99,6 +120,7 @@ int lists_init(gateway *gw, char *err, size_t errcap) {
         snprintf(err, errcap, "out of memory for list case references");
         return -1;
     }
+    remove_stale_builds(gw);
     /* Generations only grow, across restarts too, so a reader never mistakes a new table
      * for the one it had. */
     ls->generation = (uint64_t)clock_now_ms() << 8;
@@ -113,6 +135,7 @@ void lists_close(gateway *gw) {
     /* The published table stays in /dev/shm: readers keep screening while we restart. */
     ltab_close(&ls->t, true);
     free(ls->stage);
+    free(ls->ttl);
     if (ls->cases)
         for (uint32_t i = 1; i <= ls->ncases; i++) free(ls->cases[i]);
     free(ls->cases);
@@ -145,6 +168,88 @@ void lists_sync_order(gateway *gw, uint32_t order_no) {
     lists_set_frozen(gw, ord->bank, ord->account, live);
 }
 
+/* --- per-list expiries ---------------------------------------------------------------------
+ * The shared table holds one expiry per account, but an account may be on `mule` for an
+ * hour and on `protected` for good. The gateway keeps the expiry of every (list, account)
+ * membership that has one; an entry publishes 0 (never) when any of its lists is permanent,
+ * else the latest of its expiries; the sweep ends only the memberships that expired. */
+
+static uint64_t ttl_hash(const sgl_key *k, unsigned bit) { return XXH3_64bits_withSeed(k->w, sizeof k->w, bit + 1); }
+
+static list_ttl *ttl_slot(const lists_state *ls, const sgl_key *k, unsigned bit, list_ttl **free_slot) {
+    if (free_slot) *free_slot = NULL;
+    if (!ls->ttl_cap) return NULL;
+    uint64_t mask = ls->ttl_cap - 1;
+    for (uint64_t i = ttl_hash(k, bit) & mask, n = 0; n < ls->ttl_cap; n++, i = (i + 1) & mask) {
+        list_ttl *t = &ls->ttl[i];
+        if (t->state == 0) {
+            if (free_slot && !*free_slot) *free_slot = t;
+            return NULL;
+        }
+        if (t->state == 2) {
+            if (free_slot && !*free_slot) *free_slot = t;
+            continue;
+        }
+        if (t->bit == bit && !memcmp(t->key.w, k->w, sizeof k->w)) return t;
+    }
+    return NULL;
+}
+
+static int ttl_grow(lists_state *ls) {
+    uint32_t cap = ls->ttl_cap ? ls->ttl_cap * 2 : 1024;
+    list_ttl *old = ls->ttl, *v = calloc(cap, sizeof *v);
+    uint32_t old_cap = ls->ttl_cap;
+    if (!v) return -ENOMEM;
+    ls->ttl = v;
+    ls->ttl_cap = cap;
+    ls->ttl_used = 0;
+    for (uint32_t i = 0; i < old_cap; i++) {
+        if (old[i].state != 1) continue;
+        list_ttl *fs;
+        ttl_slot(ls, &old[i].key, old[i].bit, &fs);
+        *fs = old[i];
+        ls->ttl_used++;
+    }
+    free(old);
+    return 0;
+}
+
+/* Remember (expires_s > 0) or forget (0) the expiry of one membership. */
+static int ttl_set(lists_state *ls, const sgl_key *k, unsigned bit, uint32_t expires_s) {
+    list_ttl *fs, *t = ttl_slot(ls, k, bit, &fs);
+    if (t) {
+        if (expires_s) t->expires_s = expires_s;
+        else t->state = 2, ls->ttl_live--;
+        return 0;
+    }
+    if (!expires_s) return 0;
+    if ((ls->ttl_used + 1) * 4 > ls->ttl_cap * 3) {
+        if (ttl_grow(ls) != 0) return -ENOMEM;
+        ttl_slot(ls, k, bit, &fs);
+    }
+    if (fs->state == 0) ls->ttl_used++;
+    *fs = (list_ttl){.key = *k, .bit = (uint8_t)bit, .state = 1, .expires_s = expires_s};
+    ls->ttl_live++;
+    return 0;
+}
+
+static void ttl_forget_bit(lists_state *ls, unsigned bit) {
+    for (uint32_t i = 0; i < ls->ttl_cap; i++)
+        if (ls->ttl[i].state == 1 && ls->ttl[i].bit == bit) ls->ttl[i].state = 2, ls->ttl_live--;
+}
+
+/* What the shared table shows as the expiry of an entry on `mask`. */
+static uint32_t entry_expiry(void *ctx, const sgl_key *k, uint64_t mask) {
+    const lists_state *ls = ctx;
+    uint32_t latest = 0;
+    for (uint64_t m = mask; m; m &= m - 1) {
+        const list_ttl *t = ttl_slot(ls, k, (unsigned)__builtin_ctzll(m), NULL);
+        if (!t) return 0; /* a permanent membership: the entry never expires */
+        if (t->expires_s > latest) latest = t->expires_s;
+    }
+    return latest;
+}
+
 /* --- staged rows (a load between BEGIN and COMMIT) -------------------------------------- */
 
 static int stage_push(lists_state *ls, const sgl_key *k, uint8_t score, uint32_t case_ref) {
@@ -167,25 +272,40 @@ static void stage_reset(lists_state *ls) {
 
 /* Build a new table aside from the current one, minus clear_bit (-1: none), plus the staged
  * rows on clear_bit; make it current (published when the current one is). */
+static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errcap);
+
+/* Put the staged rows on list `bit` of table t (after the bit was cleared). */
+static int put_stage(gateway *gw, lists_table *t, int bit) {
+    lists_state *ls = &gw->ls;
+    for (uint32_t i = 0; i < ls->nstage; i++) {
+        const list_staged *r = &ls->stage[i];
+        ltab_entry e = {0};
+        ltab_get(t, &r->key, &e);
+        e.score = e.mask && e.score > r->score ? e.score : r->score; /* the highest while listed */
+        e.mask |= 1ULL << bit;
+        if (r->case_ref) e.case_ref = r->case_ref;
+        e.expires_s = entry_expiry(ls, &r->key, e.mask); /* loaded rows are permanent: 0 */
+        if (ltab_put(t, &r->key, &e, gw->now_ms) != 0) return -ENOSPC;
+    }
+    return 0;
+}
+
+/* Build a new table aside from the current one, minus list `bit` (-1: none; the copy also
+ * drops deleted slots and expired entries), plus the staged rows on `bit` when with_stage;
+ * make it current (published when the current one is). */
 static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
+    if (with_stage) ttl_forget_bit(ls, (unsigned)bit); /* the list becomes exactly the rows */
     if (!ls->t.published && with_stage) {
         /* Replay: nobody reads this table yet, so change it in place; building a copy per
-         * journaled load made replaying a few big loads take seconds. */
-        ltab_clear_bit(&ls->t, 1ULL << bit, gw->now_ms);
-        for (uint32_t i = 0; i < ls->nstage; i++) {
-            const list_staged *r = &ls->stage[i];
-            ltab_entry e = {0};
-            ltab_get(&ls->t, &r->key, &e);
-            e.mask |= 1ULL << bit;
-            e.score = r->score;
-            if (r->case_ref) e.case_ref = r->case_ref;
-            e.expires_s = 0;
-            if (ltab_put(&ls->t, &r->key, &e, gw->now_ms) != 0) {
-                snprintf(err, errcap, "list table full (%llu slots; raise list_capacity)",
-                         (unsigned long long)(ls->t.mask + 1));
-                return -1;
-            }
+         * journaled load made replaying a few big loads take seconds. Compact first when
+         * deleted slots stand in the way. */
+        ltab_clear_bit(&ls->t, 1ULL << bit, gw->now_ms, entry_expiry, ls);
+        if (!ltab_room(&ls->t, ls->nstage) && rebuild(gw, -1, false, err, errcap) != 0) return -1;
+        if (put_stage(gw, &ls->t, bit) != 0) {
+            snprintf(err, errcap, "list table full (%llu slots; raise list_capacity)",
+                     (unsigned long long)(ls->t.mask + 1));
+            return -1;
         }
         return 0;
     }
@@ -193,17 +313,8 @@ static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errc
     if (ltab_create(&nt, gw->cfg.shm_name, gw->cfg.list_capacity, (const char(*)[SGL_LIST_NAME_MAX])ls->names,
                     ls->nlists, ls->generation + 1, err, errcap) != 0)
         return -1;
-    int rc = ltab_copy(&nt, &ls->t, bit >= 0 ? 1ULL << bit : 0, now_s(gw), gw->now_ms);
-    for (uint32_t i = 0; rc == 0 && with_stage && i < ls->nstage; i++) {
-        const list_staged *r = &ls->stage[i];
-        ltab_entry e = {0};
-        ltab_get(&nt, &r->key, &e);
-        e.mask |= 1ULL << bit;
-        e.score = r->score;
-        if (r->case_ref) e.case_ref = r->case_ref;
-        e.expires_s = 0; /* loaded entries stay until deleted or reloaded */
-        rc = ltab_put(&nt, &r->key, &e, gw->now_ms);
-    }
+    int rc = ltab_copy(&nt, &ls->t, bit >= 0 ? 1ULL << bit : 0, now_s(gw), gw->now_ms, entry_expiry, ls);
+    if (rc == 0 && with_stage) rc = put_stage(gw, &nt, bit);
     if (rc != 0) {
         snprintf(err, errcap, "list table full (%llu slots; raise list_capacity)",
                  (unsigned long long)(nt.mask + 1));
@@ -249,17 +360,28 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
                 snprintf(err, errcap, "list case table full (%d cases)", LIST_CASES_MAX);
                 return -1;
             }
+            uint32_t exp = r->expires_at_ms > 0 ? (uint32_t)((r->expires_at_ms + 999) / 1000) : 0;
+            if (ttl_set(ls, &k, (unsigned)bit, exp) != 0) {
+                snprintf(err, errcap, "out of memory for list expiries");
+                return -1;
+            }
+            /* The highest score given while listed (include/stopgate/lists.h). */
+            e.score = e.mask && e.score > r->score ? e.score : r->score;
             e.mask |= 1ULL << bit;
-            e.score = r->score;
             if (ref) e.case_ref = (uint32_t)ref;
-            e.expires_s = r->expires_at_ms > 0 ? (uint32_t)((r->expires_at_ms + 999) / 1000) : 0;
         } else {
+            ttl_set(ls, &k, (unsigned)bit, 0);
             e.mask &= ~(1ULL << bit);
-            if (!e.mask) e.score = 0, e.case_ref = 0, e.expires_s = 0;
+            if (!e.mask) e.score = 0, e.case_ref = 0;
         }
+        e.expires_s = e.mask ? entry_expiry(ls, &k, e.mask) : 0;
         if (ltab_put(&ls->t, &k, &e, gw->now_ms) != 0) {
-            snprintf(err, errcap, "list table full (raise list_capacity)");
-            return -1;
+            /* Deleted slots count against the load factor: compact, then try once more. */
+            /* The rebuild also drops expired entries (the sweep does not run during replay). */
+            if (rebuild(gw, -1, false, err, errcap) != 0 || ltab_put(&ls->t, &k, &e, gw->now_ms) != 0) {
+                snprintf(err, errcap, "list table full (raise list_capacity)");
+                return -1;
+            }
         }
         return 0;
     }
@@ -303,6 +425,8 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
     }
 }
 
+static void lists_sweep(gateway *gw, uint32_t budget);
+
 int lists_start(gateway *gw, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
     stage_reset(ls); /* a load the crash cut before its COMMIT: dropped, never acknowledged */
@@ -314,6 +438,7 @@ int lists_start(gateway *gw, char *err, size_t errcap) {
     if (ls->replay_skipped)
         LOGW(gw, "lists: %llu journaled list records name lists no longer declared; skipped",
              (unsigned long long)ls->replay_skipped);
+    lists_sweep(gw, ls->ttl_cap); /* memberships that expired while we were down */
     if (ltab_needs_compaction(&ls->t) && rebuild(gw, -1, false, err, errcap) != 0) return -1;
     if (ltab_publish(&ls->t, NULL, err, errcap) != 0) return -1;
     LOGI(gw, "lists: /dev/shm/%s published: %llu entries in %llu slots, generation %llu", gw->cfg.shm_name,
@@ -332,26 +457,32 @@ bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict
     return sgl_lookup(&m, &k, sgl_hash(&k), now_s(gw), v) == 1;
 }
 
-void lists_tick(gateway *gw) {
+static void lists_sweep(gateway *gw, uint32_t budget) {
     lists_state *ls = &gw->ls;
-    if (!ls->t.published) return;
-    /* Expired entries already read as unlisted (readers compare expires_at); this sweep only
-     * gives their slots back, a slice per tick so no tick is long. */
-    int64_t ns = now_s(gw);
-    for (uint32_t n = 0; n < LIST_SWEEP_SLOTS; n++) {
-        uint64_t i = ls->sweep_pos++ & ls->t.mask;
-        const sgl_slot *s = &ls->t.slots[i];
-        uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
-        uint32_t exp = (uint32_t)atomic_load_explicit(&s->ext, memory_order_relaxed);
-        if (SGL_W0_STATE(w0) != SGL_STATE_USED || exp == 0 || (int64_t)exp > ns) continue;
-        sgl_key k;
-        for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&s->key[w], memory_order_relaxed);
+    uint32_t ns = (uint32_t)now_s(gw);
+    for (uint32_t n = 0; n < budget && n < ls->ttl_cap; n++) {
+        list_ttl *t = &ls->ttl[ls->sweep_pos++ & (ls->ttl_cap - 1)];
+        if (t->state != 1 || t->expires_s > ns) continue;
+        sgl_key k = t->key;
+        unsigned bit = t->bit;
+        t->state = 2;
+        ls->ttl_live--;
         ltab_entry e;
         if (!ltab_get(&ls->t, &k, &e)) continue;
-        e.mask = 0, e.score = 0, e.case_ref = 0, e.expires_s = 0;
+        e.mask &= ~(1ULL << bit);
+        if (!e.mask) e.score = 0, e.case_ref = 0;
+        e.expires_s = e.mask ? entry_expiry(ls, &k, e.mask) : 0;
         ltab_put(&ls->t, &k, &e, gw->now_ms);
         ls->expired++;
     }
+}
+
+void lists_tick(gateway *gw) {
+    lists_state *ls = &gw->ls;
+    if (!ls->t.published) return;
+    /* Expired memberships already read as unlisted where they were an entry's last (readers
+     * compare its expiry); this sweep ends them one by one, a slice per tick. */
+    lists_sweep(gw, LIST_SWEEP_SLOTS);
     if (ltab_needs_compaction(&ls->t) && !ls->live.active) {
         char err[256];
         if (rebuild(gw, -1, false, err, sizeof err) != 0) LOGW(gw, "lists: compaction failed: %s", err);
@@ -380,6 +511,11 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
     }
     ltab_entry e = {0};
     bool had = ltab_get(&gw->ls.t, &k, &e) && (e.mask & (1ULL << bit));
+    if (type == REC_LIST_ADD && !had && !ltab_room(&gw->ls.t, 1) && atomic_load(&gw->ls.t.h->tombstones)) {
+        /* Deleted slots count against the load factor until a rebuild drops them. */
+        char err[256];
+        if (rebuild(gw, -1, false, err, sizeof err) != 0) LOGW(gw, "lists: compaction failed: %s", err);
+    }
     if (type == REC_LIST_ADD && !had && !ltab_room(&gw->ls.t, 1)) {
         a->code = "ERR TOOBIG";
         snprintf(a->why, sizeof a->why, "list table full (%llu slots; raise list_capacity)",
@@ -484,6 +620,29 @@ static int read_source(gateway *gw, const char *path, const char *inline_csv, si
     return rc;
 }
 
+/* Entries after replacing list `bit` by the staged rows: those kept for another list or a
+ * frozen mark, plus one per staged account not among them (duplicates counted twice: the
+ * estimate errs on the side of refusing). Fits the load factor? */
+static bool load_fits(gateway *gw, int bit) {
+    lists_state *ls = &gw->ls;
+    uint64_t other = ~(1ULL << bit), kept = 0, fresh = 0;
+    int64_t ns = now_s(gw);
+    for (uint64_t i = 0; i <= ls->t.mask; i++) {
+        const sgl_slot *s = &ls->t.slots[i];
+        uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
+        if (SGL_W0_STATE(w0) != SGL_STATE_USED) continue;
+        uint32_t exp = (uint32_t)atomic_load_explicit(&s->ext, memory_order_relaxed);
+        bool listed = (atomic_load_explicit(&s->mask, memory_order_relaxed) & other) && !(exp && exp <= ns);
+        kept += listed || SGL_W0_FROZEN(w0);
+    }
+    for (uint32_t i = 0; i < ls->nstage; i++) {
+        ltab_entry e;
+        bool stays = ltab_get(&ls->t, &ls->stage[i].key, &e) && ((e.mask & other) || e.frozen);
+        fresh += !stays;
+    }
+    return kept + fresh <= (ls->t.mask + 1) * LISTS_LOAD_FACTOR_PCT / 100;
+}
+
 void lists_client_gone(gateway *gw, const client *c) {
     lists_state *ls = &gw->ls;
     if (ls->live.active && ls->live.client_idx == c->idx && ls->live.client_gen == c->gen) {
@@ -518,9 +677,9 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
             stage_reset(ls);
             return 0;
         }
-        /* Room: everything else stays, this list's entries are replaced. */
-        uint64_t keep = atomic_load(&ls->t.h->count) - ls->t.h->list_count[bit];
-        if (!ltab_room(&ls->t, 0) || keep + ls->nstage > (ls->t.mask + 1) * LISTS_LOAD_FACTOR_PCT / 100) {
+        /* Room, exactly as the COMMIT's build will need it (a COMMIT that did not fit would
+         * leave a journaled load the gateway cannot apply). */
+        if (!load_fits(gw, bit)) {
             a->code = "ERR TOOBIG";
             snprintf(a->why, sizeof a->why, "%u rows do not fit the list table (%llu slots; raise list_capacity)",
                      ls->nstage, (unsigned long long)(ls->t.mask + 1));

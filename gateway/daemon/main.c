@@ -91,6 +91,7 @@ static void on_durable(void *ctx, uint64_t lsn) {
     gateway *gw = ctx;
     server_on_durable(gw, lsn);
     udp_on_durable(gw, lsn);
+    dpdk_on_durable(gw, lsn);
     engine_on_durable(gw, lsn);
 }
 
@@ -109,6 +110,7 @@ static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     case UD_SIGNAL: on_signal(gw, cqe->res); break;
     case UD_UDP_RECV:
     case UD_UDP_SEND: udp_on_cqe(gw, kind, ud_idx(ud), cqe->res); break;
+    case UD_DPDK: dpdk_on_cqe(gw, cqe->res); break;
     default: break;
     }
 }
@@ -163,7 +165,7 @@ static void run_loop(gateway *gw) {
             server_stop_accepting(gw);
         }
         if (gw->phase == PHASE_DRAINING) {
-            if (journal_idle(&gw->j) && server_drained(gw) && udp_drained(gw)) break;
+            if (journal_idle(&gw->j) && server_drained(gw) && udp_drained(gw) && dpdk_drained(gw)) break;
             if (gw->now_ms > drain_deadline) {
                 LOGW(gw, "drain timed out after %d ms; exiting with durable state only", DRAIN_TIMEOUT_MS);
                 break;
@@ -202,6 +204,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "stopgated: libsodium failed to initialise\n");
         return 1;
     }
+#ifndef HAVE_DPDK
+    if (gw->cfg.dpdk_enabled) {
+        fprintf(stderr, "stopgated: %s: [dpdk] enabled = yes, but this stopgated was built without DPDK "
+                        "(libdpdk-dev was not found at build time): install it and rebuild, or set "
+                        "[dpdk] enabled = no\n", conf ? conf : "(embedded defaults)");
+        return 1;
+    }
+#endif
     if (check_only) {
         for (uint32_t i = 0; i < gw->cfg.nagents; i++) {
             auth_hash h;
@@ -292,6 +302,12 @@ int main(int argc, char **argv) {
         lists_close(gw);
         return 1;
     }
+    if (dpdk_start(gw, err, sizeof err) != 0) {
+        LOGE(gw, "dpdk: %s", err);
+        udp_close(gw);
+        lists_close(gw);
+        return 1;
+    }
     server_arm_accept(gw);
     arm_signals(gw);
     gw->phase = PHASE_RUNNING;
@@ -302,6 +318,7 @@ int main(int argc, char **argv) {
     LOGI(gw, "stopped: durable lsn %llu, %u orders", (unsigned long long)gw->j.durable_lsn, gw->o.n);
     router_shutdown(gw);
     udp_close(gw);
+    dpdk_stop(gw);
     lists_close(gw);
     journal_close(&gw->j);
     metrics_close(gw);

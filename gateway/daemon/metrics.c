@@ -93,12 +93,13 @@ static void render(gateway *gw, buf *b) {
     buf_printf(b, "# TYPE stopgate_udp_messages_total counter\n"
                   "stopgate_udp_messages_total{type=\"check\"} %llu\nstopgate_udp_messages_total{type=\"stop\"} %llu\n"
                   "stopgate_udp_messages_total{type=\"hello\"} %llu\n",
-               (unsigned long long)u->checks, (unsigned long long)u->stops, (unsigned long long)u->hellos);
+               (unsigned long long)u->mc.checks, (unsigned long long)u->mc.stops, (unsigned long long)u->hellos);
     buf_printf(b, "# TYPE stopgate_udp_errors_total counter\n"
                   "stopgate_udp_errors_total{why=\"message\"} %llu\nstopgate_udp_errors_total{why=\"malformed_message\"} %llu\n"
                   "stopgate_udp_errors_total{why=\"epoch\"} %llu\nstopgate_udp_errors_total{why=\"io\"} %llu\n",
-               (unsigned long long)u->msg_errors, (unsigned long long)u->malformed_msgs,
+               (unsigned long long)u->mc.msg_errors, (unsigned long long)u->mc.malformed_msgs,
                (unsigned long long)u->epoch_refused, (unsigned long long)(u->rx_errors + u->tx_errors));
+    dpdk_metrics(gw, b);
     const lists_state *ls = &gw->ls;
     if (ls->t.h) {
         buf_printf(b, "# TYPE stopgate_list_entries gauge\n");

@@ -115,6 +115,7 @@ int gateway_reload(gateway *gw, char *err, size_t errcap) {
     }
     LOGI(gw, "SIGHUP: configuration reloaded from %s: %u agents, %u routes, %u lists (%u new)", gw->cfg.path,
          gw->cfg.nagents, gw->cfg.nroutes, ls->nlists, added);
+    dpdk_agents_changed(gw); /* the DPDK lcore's agents and auto_stop lists */
     rc = 0;
 out:
     free(auth);

@@ -206,16 +206,56 @@ static int do_stop(gateway *gw, const cfg_agent *agent, const sg_msg *m, sg_repl
 
 static void drop(gateway *gw, int why) { gw->udp.drops[why]++; }
 
+size_t udp_answer(gateway *gw, const cfg_agent *agent, const uint8_t key[SG_FRAME_KEY_BYTES], const uint8_t *dgram,
+                  size_t len, const sg_frame_hdr *h, uint32_t epoch, uint8_t *out, size_t cap, uint64_t *lsn,
+                  udp_msg_counts *mc) {
+    unsigned perms = role_perms(agent->role);
+    sg_frame_writer w;
+    sg_frame_hdr rh = {.flags = SG_FRAME_REPLY, .agent_id = h->agent_id, .seq = h->seq, .epoch = epoch};
+    sg_frame_begin(&w, out, cap, &rh);
+    sg_frame_reader rd;
+    sg_frame_read_begin(&rd, dgram, len, h);
+    sg_msg m;
+    int rc;
+    while ((rc = sg_frame_next_msg(&rd, &m)) == 1) {
+        sg_reply r = {.type = (uint8_t)(m.type | 0x80)};
+        switch (m.type) {
+        case SG_MSG_CHECK:
+            if (!(perms & PERM_CHECK)) r.err = SG_FE_NOPERM;
+            else do_check(gw, &m, &r);
+            mc->checks++;
+            break;
+        case SG_MSG_STOP:
+            if (!(perms & PERM_ORDER)) r.err = SG_FE_NOPERM;
+            else if (gw->phase == PHASE_DRAINING) r.err = SG_FE_BUSY;
+            else if (do_stop(gw, agent, &m, &r, lsn) == -EAGAIN) r.err = SG_FE_BUSY; /* client retries, same id */
+            mc->stops++;
+            break;
+        case SG_MSG_PING: break;
+        default: r.err = SG_FE_SYNTAX; break;
+        }
+        if (r.err) mc->msg_errors++;
+        sg_frame_add_reply(&w, &r);
+    }
+    if (rc < 0) {
+        /* A message that lies about its lengths: the rest of the frame cannot be trusted.
+         * The answer says so, with the replies of the messages before it. */
+        mc->malformed_msgs++;
+        uint16_t st = SG_FE_SYNTAX;
+        if (!w.overflow) memcpy(out + 24, &st, sizeof st); /* the header's status field */
+    }
+    return sg_frame_finish(&w, key);
+}
+
 static void handle(gateway *gw, udp_slot *s, size_t len) {
     udp_state *u = &gw->udp;
     u->rx_frames++;
     sg_frame_hdr h;
-    if (sg_frame_parse_hdr(s->buf, len, &h) != 0 || (h.flags & SG_FRAME_REPLY)) {
+    if (udp_frame_header(s->buf, len, &h) != 0) {
         drop(gw, UDP_DROP_MALFORMED);
         return;
     }
-    udp_agent key = {.id = h.agent_id};
-    udp_agent *ag = bsearch(&key, u->agents, u->nagents, sizeof key, cmp_agent);
+    udp_agent *ag = udp_agent_find(u->agents, u->nagents, h.agent_id);
     if (!ag) {
         drop(gw, UDP_DROP_UNKNOWN_AGENT);
         return;
@@ -224,87 +264,32 @@ static void handle(gateway *gw, udp_slot *s, size_t len) {
         drop(gw, UDP_DROP_NO_BUFFER);
         return;
     }
-    const cfg_agent *agent = &gw->cfg.agents[ag->agent];
-    sg_frame_reader rd;
-    sg_msg m;
-    /* HELLO: unauthenticated by nature (the client has no key yet); it learns only what
-     * stopctl hash-secret already made public in spirit: salt and Argon2 limits. */
-    bool hello = false;
-    if (h.count == 1) {
-        sg_frame_read_begin(&rd, s->buf, len, &h);
-        hello = sg_frame_next_msg(&rd, &m) == 1 && m.type == SG_MSG_HELLO;
-    }
-    if (!hello) {
-        if (!sg_frame_verify(s->buf, len, ag->key)) {
-            drop(gw, UDP_DROP_BAD_MAC);
-            return;
-        }
+    int auth = udp_frame_auth(s->buf, len, &h, ag->key, &ag->replay, u->epoch);
+    if (auth == UDP_AUTH_BAD_MAC || auth == UDP_AUTH_REPLAY) {
+        drop(gw, auth == UDP_AUTH_BAD_MAC ? UDP_DROP_BAD_MAC : UDP_DROP_REPLAY);
+        return;
     }
     uint32_t ti = u->tx_free[--u->ntx_free];
     udp_tx_slot *t = &u->tx[ti];
     t->peer = s->peer;
     t->lsn = 0;
-    sg_frame_writer w;
-    sg_frame_hdr rh = {.flags = SG_FRAME_REPLY, .agent_id = h.agent_id, .seq = h.seq, .epoch = u->epoch};
-    if (hello) {
-        sg_frame_begin(&w, t->buf, sizeof t->buf, &rh);
+    if (auth == UDP_AUTH_HELLO) {
         const auth_hash *ah = &gw->agent_auth[ag->agent];
-        sg_reply r = {.type = SG_MSG_HELLO | 0x80, .epoch = u->epoch, .opslimit = ah->opslimit,
-                      .memlimit = ah->memlimit};
-        memcpy(r.salt, ah->salt, sizeof r.salt);
-        sg_frame_add_reply(&w, &r);
-        t->len = sg_frame_finish(&w, NULL);
+        t->len = (uint32_t)udp_hello_reply(t->buf, sizeof t->buf, &h, u->epoch, ah->opslimit, ah->memlimit, ah->salt);
         u->hellos++;
         send_slot(gw, ti);
         return;
     }
-    if (h.epoch != u->epoch) {
+    if (auth == UDP_AUTH_EPOCH) {
         /* Signed for an earlier run of the gateway: tell the client to HELLO again. */
-        rh.status = SG_FE_EPOCH;
-        sg_frame_begin(&w, t->buf, sizeof t->buf, &rh);
-        t->len = sg_frame_finish(&w, ag->key);
+        t->len = (uint32_t)udp_status_reply(t->buf, sizeof t->buf, &h, u->epoch, SG_FE_EPOCH, ag->key);
         u->epoch_refused++;
         send_slot(gw, ti);
         return;
     }
-    if (!sg_replay_check(&ag->replay, h.seq)) {
-        u->tx_free[u->ntx_free++] = ti;
-        drop(gw, UDP_DROP_REPLAY);
-        return;
-    }
-    unsigned perms = role_perms(agent->role);
-    sg_frame_begin(&w, t->buf, sizeof t->buf, &rh);
-    sg_frame_read_begin(&rd, s->buf, len, &h);
-    int rc;
     uint64_t lsn = 0;
-    while ((rc = sg_frame_next_msg(&rd, &m)) == 1) {
-        sg_reply r = {.type = (uint8_t)(m.type | 0x80)};
-        switch (m.type) {
-        case SG_MSG_CHECK:
-            if (!(perms & PERM_CHECK)) r.err = SG_FE_NOPERM;
-            else do_check(gw, &m, &r);
-            u->checks++;
-            break;
-        case SG_MSG_STOP:
-            if (!(perms & PERM_ORDER)) r.err = SG_FE_NOPERM;
-            else if (gw->phase == PHASE_DRAINING) r.err = SG_FE_BUSY;
-            else if (do_stop(gw, agent, &m, &r, &lsn) == -EAGAIN) r.err = SG_FE_BUSY; /* client retries, same id */
-            u->stops++;
-            break;
-        case SG_MSG_PING: break;
-        default: r.err = SG_FE_SYNTAX; break;
-        }
-        if (r.err) u->msg_errors++;
-        sg_frame_add_reply(&w, &r);
-    }
-    if (rc < 0) {
-        /* A message that lies about its lengths: the rest of the frame cannot be trusted.
-         * The answer says so, with the replies of the messages before it. */
-        u->malformed_msgs++;
-        uint16_t st = SG_FE_SYNTAX;
-        memcpy(t->buf + 24, &st, sizeof st); /* the header's status field */
-    }
-    t->len = sg_frame_finish(&w, ag->key);
+    t->len = (uint32_t)udp_answer(gw, &gw->cfg.agents[ag->agent], ag->key, s->buf, len, &h, u->epoch, t->buf,
+                                  sizeof t->buf, &lsn, &u->mc);
     if (t->len == 0) { /* cannot happen: a reply is never larger than its request allows */
         u->tx_free[u->ntx_free++] = ti;
         drop(gw, UDP_DROP_NO_BUFFER);

@@ -5,6 +5,7 @@
 #ifndef SG_LISTS_LOOKUP_H
 #define SG_LISTS_LOOKUP_H
 #include <errno.h>
+#include <sys/types.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -12,6 +13,8 @@
 #include <stopgate/lists.h>
 
 typedef struct sgl_map {
+    dev_t dev; /* of the file mapped (readers re-map when the name points elsewhere) */
+    ino_t ino;
     const void *base;
     size_t size;
     const sgl_header *h;

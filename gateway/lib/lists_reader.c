@@ -25,6 +25,9 @@ _Static_assert(SG_LISTS_MAX == SGL_LISTS_MAX, "public and layout list limits agr
 struct sg_lists {
     char path[PATH_MAX];
     sgl_map map;
+    dev_t dev;
+    ino_t ino;
+    int64_t checked_s; /* when the path was last compared with our mapping */
 };
 
 int sgl_map_validate(const void *base, size_t size) {
@@ -61,6 +64,8 @@ static int map_path(const char *path, sgl_map *m) {
         munmap(p, (size_t)st.st_size);
         return rc;
     }
+    m->dev = st.st_dev;
+    m->ino = st.st_ino;
     m->base = p;
     m->size = (size_t)st.st_size;
     m->h = p;
@@ -102,7 +107,15 @@ void sg_lists_close(sg_lists *l) {
  * mapped yet (the writer is between unlink and rename, or rebuilding), keep answering from
  * the old mapping: stale by at most the writer's rebuild, never torn. */
 static void follow_writer(sg_lists *l) {
-    if (!atomic_load_explicit(&l->map.h->superseded, memory_order_acquire)) return;
+    if (!atomic_load_explicit(&l->map.h->superseded, memory_order_acquire)) {
+        /* A writer that started after our file was deleted or replaced by hand cannot flag
+         * it: once a second, compare the name's inode with ours. */
+        int64_t now = sgl_now_s();
+        if (now == l->checked_s) return;
+        l->checked_s = now;
+        struct stat st;
+        if (stat(l->path, &st) != 0 || (st.st_dev == l->map.dev && st.st_ino == l->map.ino)) return;
+    }
     sgl_map fresh;
     if (map_path(l->path, &fresh) != 0) return;
     if (fresh.h == NULL || atomic_load_explicit(&fresh.h->superseded, memory_order_acquire)) {

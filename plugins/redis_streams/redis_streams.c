@@ -32,11 +32,13 @@
 
 #include <stopgate/plugin.h>
 
+#include "result_parse.h"
+
 #define RS_QUEUE_MAX 65536      /* instructions waiting for their XADD */
 #define RS_RESULTS_MAX 8192     /* results read, waiting for the loop thread */
 #define RS_ACKS_MAX 65536       /* results waiting for durability, then for their XACK */
 #define RS_BANKS_MAX 256        /* banks whose results stream is read */
-#define RS_BATCH 256            /* commands pipelined per round trip */
+#define RS_BATCH 1024           /* commands pipelined per round trip */
 #define RS_FIELD_MAX 96
 #define RS_ENTRY_ID_MAX 48
 
@@ -271,82 +273,23 @@ static void *writer_main(void *arg) {
 
 /* --- the reader: XREADGROUP ---------------------------------------------------------------- */
 
-static const char *field(const redisReply *kv, const char *name, size_t *len) {
+/* A result entry -> rr (result_parse.c does the parsing). Fields are the string name/value
+ * pairs of the entry's array; a pair with a non-string member is skipped. false with
+ * rr->why when it is malformed (it is acknowledged and ignored; the gateway counts it). */
+_Static_assert(RS_FIELD_MAX > RS_REASON_MAX, "rs_result.reason holds a whole kept reason");
+static bool parse_result(const redisReply *kv, rs_result *rr) {
+    rs_field local[16], *f = local;
+    size_t pairs = kv->elements / 2, n = 0;
+    if (pairs > sizeof local / sizeof local[0] && !(f = malloc(pairs * sizeof *f)))
+        return snprintf(rr->why, sizeof rr->why, "out of memory"), false;
     for (size_t i = 0; i + 1 < kv->elements; i += 2) {
         const redisReply *k = kv->element[i], *v = kv->element[i + 1];
-        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING && !strcmp(k->str, name)) {
-            *len = v->len;
-            return v->str;
-        }
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+            f[n++] = (rs_field){k->str, k->len, v->str, v->len};
     }
-    return NULL;
-}
-
-static bool parse_i64(const char *p, size_t len, int64_t lo, int64_t hi, int64_t *out) {
-    if (!p || len == 0 || len > 19) return false;
-    int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9') return false;
-        v = v * 10 + (p[i] - '0');
-    }
-    if (v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static const struct {
-    const char *name;
-    sg_result_status st;
-} statuses[] = {{"CONFIRMED", SG_RESULT_CONFIRMED}, {"PARTIAL", SG_RESULT_PARTIAL}, {"NOT_FOUND", SG_RESULT_NOT_FOUND},
-                {"REJECTED", SG_RESULT_REJECTED},   {"FUNDS_MOVED", SG_RESULT_FUNDS_MOVED}};
-
-/* A result entry -> rr. false with rr->why when it is malformed (it is acknowledged and
- * ignored; the gateway counts it). */
-static bool parse_result(const redisReply *kv, rs_result *rr) {
-    size_t n;
-    const char *v;
-    int64_t x;
-    if (!(v = field(kv, "instruction_id", &n)) || !parse_i64(v, n, 1, INT64_MAX, &x))
-        return snprintf(rr->why, sizeof rr->why, "missing or bad instruction_id"), false;
-    rr->r.instruction_id = (uint64_t)x;
-    if (!(v = field(kv, "status", &n))) return snprintf(rr->why, sizeof rr->why, "missing status"), false;
-    rr->r.status = 0;
-    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
-        if (strlen(statuses[i].name) == n && !memcmp(v, statuses[i].name, n)) rr->r.status = statuses[i].st;
-    if (!rr->r.status) return snprintf(rr->why, sizeof rr->why, "unknown status '%.*s'", (int)(n > 20 ? 20 : n), v), false;
-    rr->r.frozen_minor = 0;
-    if ((v = field(kv, "frozen", &n)) && !parse_i64(v, n, 0, 100000000000000000LL, &rr->r.frozen_minor))
-        return snprintf(rr->why, sizeof rr->why, "bad frozen amount"), false;
-    rr->reason[0] = 0;
-    if ((v = field(kv, "reason", &n))) snprintf(rr->reason, sizeof rr->reason, "%.*s", (int)(n < 64 ? n : 64), v);
-    rr->r.reason = rr->reason;
-    rr->r.onward_count = 0;
-    rr->r.onward = rr->onward;
-    if ((v = field(kv, "onward", &n)) && n > 0) {
-        /* BANK:ACCOUNT:AMOUNT,... */
-        const char *p = v, *end = v + n;
-        while (p < end) {
-            const char *comma = memchr(p, ',', (size_t)(end - p));
-            const char *e = comma ? comma : end;
-            const char *c1 = memchr(p, ':', (size_t)(e - p));
-            const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(e - c1 - 1)) : NULL;
-            if (!c1 || !c2 || rr->r.onward_count == SG_ONWARD_MAX)
-                return snprintf(rr->why, sizeof rr->why, "bad onward triple (BANK:ACCOUNT:AMOUNT)"), false;
-            sg_onward *o = &rr->onward[rr->r.onward_count];
-            memset(o, 0, sizeof *o);
-            size_t bl = (size_t)(c1 - p), al = (size_t)(c2 - c1 - 1);
-            if (bl == 0 || bl >= sizeof o->bank || al == 0 || al >= sizeof o->account ||
-                !parse_i64(c2 + 1, (size_t)(e - c2 - 1), 0, 100000000000000000LL, &o->amount_minor))
-                return snprintf(rr->why, sizeof rr->why, "bad onward triple (BANK:ACCOUNT:AMOUNT)"), false;
-            memcpy(o->bank, p, bl);
-            memcpy(o->account, c1 + 1, al);
-            rr->r.onward_count++;
-            p = comma ? comma + 1 : end;
-        }
-    }
-    if (rr->r.status == SG_RESULT_FUNDS_MOVED && rr->r.onward_count == 0)
-        return snprintf(rr->why, sizeof rr->why, "FUNDS_MOVED without onward"), false;
-    return true;
+    bool ok = rs_parse_result(f, n, &rr->r, rr->onward, rr->reason, rr->why, sizeof rr->why);
+    if (f != local) free(f);
+    return ok;
 }
 
 static void *reader_main(void *arg) {

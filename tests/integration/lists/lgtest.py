@@ -395,3 +395,38 @@ class Gateway(object):
         if agent:
             c.auth(agent, secret)
         return c
+
+
+class Peek(object):
+    """An in-process reader's view: `lists_hammer --peek SHM`, one libstopgate handle kept open
+    for the life of this object (so it shows whether a handle follows the writer)."""
+
+    def __init__(self, shm):
+        self.p = spawn([HAMMER, "--peek", shm], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.opened = self.p.stdout.readline().strip()
+
+    def _ask(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        out = self.p.stdout.readline()
+        if not out:
+            raise AssertionError("lists_hammer --peek died (rc %r)" % self.p.poll())
+        return out.strip()
+
+    def check(self, bank, account):
+        """{'gen', 'rc', 'mask', 'score', 'frozen', 'case', 'lists': [names]}"""
+        out = self._ask("check %s %s" % (bank, account))
+        d = dict(kv.split("=", 1) for kv in out.split())
+        r = {k: int(v) for k, v in d.items() if k != "lists"}
+        r["lists"] = [] if d["lists"] == "-" else d["lists"].split(",")
+        return r
+
+    def reopen(self):
+        return self._ask("reopen")
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(10)
+        except Exception:
+            pass

@@ -18,6 +18,7 @@
  *     disappears).
  *
  * usage: lists_hammer SHM_NAME SECONDS N_MULE N_SUSPECT
+ *        lists_hammer --peek SHM_NAME   (see peek() below)
  * Accounts: bank HAMR, accounts M<i> (0 <= i < N_MULE), S<i> (0 <= i < N_SUSPECT) and the
  * hot H0..H7 (on mule, added and deleted by the driver back to back).
  * Prints one line "hammer: checks=... batches=... mule_hits=... suspect_hits=...
@@ -97,9 +98,52 @@ static void verify(const bits *b, const char *acct, int rc, const sg_verdict *v)
     if ((v->mask & b->suspect) && acct[0] != 'S') violation("%s on suspect (%llu %llu)", acct, 0, 0);
 }
 
+/* --peek SHM: one long-lived handle, driven by lines on stdin (the tests' in-process view):
+ *   check BANK ACCOUNT -> gen=G rc=R mask=M score=S frozen=F case=C lists=a,b|-
+ *   reopen             -> opened gen=G | open-error ERRNO
+ * A handle that stays open across the gateway's publishes and restarts shows whether the
+ * reader follows the writer. */
+static int peek(const char *shm) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    sg_lists *l = sg_lists_open(shm);
+    if (l) printf("opened gen=%llu\n", (unsigned long long)sg_lists_generation(l));
+    else printf("open-error %d\n", errno);
+    char line[256], bank[64], acct[128];
+    while (fgets(line, sizeof line, stdin)) {
+        if (!strncmp(line, "reopen", 6)) {
+            sg_lists_close(l);
+            l = sg_lists_open(shm);
+            if (l) printf("opened gen=%llu\n", (unsigned long long)sg_lists_generation(l));
+            else printf("open-error %d\n", errno);
+        } else if (sscanf(line, "check %63s %127s", bank, acct) == 2) {
+            if (!l) {
+                printf("no-handle\n");
+                continue;
+            }
+            sg_verdict v;
+            int rc = sg_lists_check(l, bank, acct, &v);
+            printf("gen=%llu rc=%d mask=%llu score=%u frozen=%d case=%u lists=", (unsigned long long)sg_lists_generation(l),
+                   rc, (unsigned long long)v.mask, (unsigned)v.score, v.frozen ? 1 : 0, (unsigned)v.case_ref);
+            const char *sep = "";
+            for (unsigned i = 0; i < SG_LISTS_MAX; i++)
+                if (v.mask & (1ull << i)) {
+                    const char *n = sg_lists_name(l, i);
+                    printf("%s%s", sep, n ? n : "?");
+                    sep = ",";
+                }
+            printf("%s\n", *sep ? "" : "-");
+        } else {
+            printf("bad-command\n");
+        }
+    }
+    sg_lists_close(l);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--peek")) return peek(argv[2]);
     if (argc != 5) {
-        fprintf(stderr, "usage: lists_hammer SHM_NAME SECONDS N_MULE N_SUSPECT\n");
+        fprintf(stderr, "usage: lists_hammer SHM_NAME SECONDS N_MULE N_SUSPECT | lists_hammer --peek SHM_NAME\n");
         return 2;
     }
     const char *shm = argv[1];
@@ -230,5 +274,12 @@ int main(int argc, char **argv) {
            empty_batches, violations);
     fflush(stdout);
     sg_lists_close(l);
+    for (long i = 0; i < nm; i++) free(macct[i]);
+    for (long i = 0; i < ns; i++) free(sacct[i]);
+    free(macct);
+    free(sacct);
+    free(sbank);
+    free(sv);
+    free(src);
     return violations == 0 && checks > 0 ? 0 : 1;
 }

@@ -325,7 +325,8 @@ class Lists(unittest.TestCase):
         self.assertEqual(o["lists"], ["watch"])
         # no case on the entry: AUTO-<list>
         cs = todict(ops.ok("CASE", "AUTO-watch"))
-        self.assertEqual([todict(x)["account"] for x in cs["orders"]], ["AUTO02"])
+        self.assertEqual([todict(x)["account"] for x in cs["orders"] if todict(x)["account"].startswith("AUTO")],
+                         ["AUTO02"])
         # the account is FROZEN now, with that order
         v = check(scr, "ABANK", "AUTO01")
         self.assertEqual((v["verdict"], v["order_id"]), ("FROZEN", o["order_id"]))
@@ -338,18 +339,18 @@ class Lists(unittest.TestCase):
         self.assertEqual(orders_total(ops), n0 + 2)
 
     def test_auto_stop_spares_protected_accounts(self):
+        # docs/lists.md and lists.c: "A protected account is never auto-stopped". An account on
+        # an auto_stop list and on protected: CHECK hits issue no order (not even a HELD one,
+        # which would already make every screener see the payroll account as FROZEN).
         ops, scr = self.ops, self.screen
         ops.ok("LIST.ADD", "watch", "ABANK", "PROTAUTO1")
         ops.ok("LIST.ADD", "protected", "ABANK", "PROTAUTO1")
+        n0 = orders_total(ops)
         for _ in range(3):
-            scr.ok("CHECK", "ABANK", "PROTAUTO1")
-        # docs/lists.md: "A protected account is never auto-stopped": nothing may reach the bank
-        cs = ops.call("CASE", "AUTO-watch")
-        if not isinstance(cs, RespError):
-            for o in (todict(x) for x in todict(cs)["orders"]):
-                if o["account"] == "PROTAUTO1":
-                    self.assertEqual(o["state"], "HELD")
-                    self.assertNotIn("sent_at", o)
+            v = check(scr, "ABANK", "PROTAUTO1")
+        self.assertEqual(sorted(v["lists"]), ["protected", "watch"])
+        self.assertEqual(orders_total(ops), n0, "an auto_stop hit on a protected account issued an order")
+        self.assertEqual(v["verdict"], "LISTED")
 
     # -- LIST.LOAD -----------------------------------------------------------------------------------------
 
@@ -362,7 +363,7 @@ class Lists(unittest.TestCase):
                "\n"
                "lbank , l-0002 , 42\r\n"
                "LBANK,L 0003,77,CASE-L3\n"
-               "LBANK,BOTH01,55,\n"
+               "LBANK,BOTH01,55\n"
                "   \n"
                "LBANK,L0004,,CASE-L4")  # no final newline
         path = write(os.path.join(self.gw.dir, "suspect-1.csv"), csv)
@@ -473,6 +474,164 @@ class Lists(unittest.TestCase):
         self.assertEqual(todict(ops.ok("LIST.ADD", "mule", "TBANK", "TTL01"))["status"], "ADDED")
 
 
+    def test_ttl_on_one_list_keeps_the_others(self):
+        # An account's TTL'd listing on one list must not take its permanent listings on
+        # other lists with it when it expires (nor may a load of another list make the TTL'd
+        # listing permanent).
+        ops, scr = self.ops, self.screen
+        ops.ok("LIST.ADD", "protected", "XBANK", "PROTX1")  # permanent
+        ops.ok("LIST.ADD", "mule", "XBANK", "PROTX1", "SCORE", "60", "TTL", "1")  # for one second
+        ops.ok("LIST.ADD", "mule", "XBANK", "TTLMULE2", "SCORE", "61", "TTL", "1")
+        ops.ok("LIST.LOAD", "suspect", "-", "XBANK,TTLMULE2,41\n")
+        self.assertEqual(sorted(check(scr, "XBANK", "PROTX1")["lists"]), ["mule", "protected"])
+        self.assertEqual(sorted(check(scr, "XBANK", "TTLMULE2")["lists"]), ["mule", "suspect"])
+        time.sleep(2.2)
+        with self.subTest("TTL on mule expired: the permanent protected listing stays"):
+            self.assertEqual(check(scr, "XBANK", "PROTX1")["lists"], ["protected"])
+            a = todict(self.agent.ok("STOP", "x-prot-1", "BANK", "XBANK", "ACCOUNT", "PROTX1", "CASE", "X"))
+            self.assertEqual(a["status"], "HELD", "a protected account was sent to the bank unconfirmed")
+        with self.subTest("a load of suspect does not make a TTL'd mule listing permanent"):
+            self.assertEqual(check(scr, "XBANK", "TTLMULE2")["lists"], ["suspect"])
+
+    def test_reader_sees_frozen_bit(self):
+        # Readers see FROZEN too (issue 5 item 1): the shared table's frozen bit follows the
+        # order table: set by a STOP, cleared by RELEASE and by the order's expiry.
+        ops, ag = self.ops, self.agent
+        peek = lgtest.Peek(self.gw.shm_name)
+        try:
+            ops.ok("LIST.ADD", "mule", "FBANK", "FRZLIST1", "SCORE", "45")
+            self.assertEqual(peek.check("FBANK", "FRZLIST1")["frozen"], 0)
+            a = todict(ag.ok("STOP", "fb-1", "BANK", "FBANK", "ACCOUNT", "FRZLIST1", "CASE", "FB"))
+            b = todict(ag.ok("STOP", "fb-2", "BANK", "FBANK", "ACCOUNT", "FRZNOLIST", "CASE", "FB", "TTL", "1"))
+            v = peek.check("FBANK", "FRZLIST1")
+            self.assertEqual((v["frozen"], v["lists"], v["score"]), (1, ["mule"], 45))
+            v = peek.check("fbank", "frz-nolist")
+            self.assertEqual((v["frozen"], v["lists"], v["mask"]), (1, [], 0))
+            ag.ok("RELEASE", "fb-rel-1", a["order_id"])
+            wait_until(lambda: peek.check("FBANK", "FRZLIST1")["frozen"] == 0, what="frozen bit cleared on RELEASE")
+            self.assertEqual(peek.check("FBANK", "FRZLIST1")["lists"], ["mule"])
+            # the TTL'd STOP expires: no longer frozen, for CHECK and for readers
+            wait_until(lambda: check(self.screen, "FBANK", "FRZNOLIST")["verdict"] == "CLEAR", timeout=6,
+                       what="STOP expiry")
+            wait_until(lambda: peek.check("FBANK", "FRZNOLIST")["frozen"] == 0, timeout=3,
+                       what="frozen bit cleared on expiry")
+            self.assertEqual(todict(ag.ok("STATUS", b["order_id"]))["state"], "EXPIRED")
+            # the reader's generation is the one LIST.INFO reports
+            self.assertEqual(peek.check("FBANK", "X")["gen"], todict(ops.ok("LIST.INFO"))["generation"])
+        finally:
+            peek.close()
+
+
+class Capacity(unittest.TestCase):
+    """A small table (list_capacity = 1024: at most 768 entries at the 75 % load factor)."""
+
+    def gateway(self, tag):
+        gw = lgtest.Gateway(tag, lists={"mule": False, "suspect": False}, dev_secret="cap-secret",
+                            gateway={"list_capacity": "1024"})
+        gw.start()
+        self.addCleanup(gw.kill9)
+        return gw, gw.client("dev", "cap-secret")
+
+    def test_full_table_answers_toobig(self):
+        gw, c = self.gateway("capfull")
+        r = todict(c.ok("LIST.LOAD", "mule", "-", "".join("CBANK,C%d\n" % i for i in range(768))))
+        self.assertEqual(r["rows"], 768)
+        info = todict(c.ok("LIST.INFO"))
+        self.assertEqual((info["capacity"], info["entries"], info["load_factor"]), (1024, 768, "0.7500"))
+        err(c.call("LIST.ADD", "mule", "CBANK", "C768"), "ERR TOOBIG")
+        err(c.call("LIST.ADD", "suspect", "CBANK", "NEW1"), "ERR TOOBIG")
+        err(c.call("LIST.LOAD", "suspect", "-", "CBANK,NEW1\n"), "ERR TOOBIG")
+        err(c.call("LIST.LOAD", "mule", "-", "".join("CBANK,D%d\n" % i for i in range(769))), "ERR TOOBIG")
+        self.assertEqual(list_entries(c, "mule"), 768)
+        self.assertEqual(check(c, "CBANK", "C5")["verdict"], "LISTED")
+        self.assertEqual(check(c, "CBANK", "D5")["verdict"], "CLEAR")
+        # an existing entry can still change; a full list table never blocks orders
+        self.assertEqual(todict(c.ok("LIST.ADD", "mule", "CBANK", "C1", "SCORE", "9"))["status"], "UPDATED")
+        a = todict(c.ok("STOP", "cap-1", "BANK", "CBANK", "ACCOUNT", "NOTLISTED", "CASE", "CAP"))
+        self.assertEqual(a["status"], "ACCEPTED")
+        self.assertEqual(check(c, "CBANK", "NOTLISTED")["verdict"], "FROZEN")
+        # replacing the list with fewer rows makes room again
+        self.assertEqual(todict(c.ok("LIST.LOAD", "mule", "-", "CBANK,C1\n"))["rows"], 1)
+        self.assertEqual(todict(c.ok("LIST.ADD", "suspect", "CBANK", "NEW1"))["status"], "ADDED")
+        c.close()
+
+    def test_deleted_entries_do_not_eat_capacity(self):
+        # 760 added, 100 deleted: 660 entries; 100 more must fit (760 <= 768).
+        gw, c = self.gateway("captomb")
+        reps = c.pipeline([("LIST.ADD", "mule", "TBANK", "T%d" % i) for i in range(760)])
+        self.assertFalse([r for r in reps if isinstance(r, RespError)])
+        reps = c.pipeline([("LIST.DEL", "mule", "TBANK", "T%d" % i) for i in range(100)])
+        self.assertFalse([r for r in reps if isinstance(r, RespError)])
+        self.assertEqual(list_entries(c, "mule"), 660)
+        reps = c.pipeline([("LIST.ADD", "mule", "TBANK", "U%d" % i) for i in range(100)])
+        refused = [r.line for r in reps if isinstance(r, RespError)]
+        info = todict(c.ok("LIST.INFO"))
+        self.assertEqual(len(refused), 0, "%d of 100 ADDs refused (%s) with %d entries and %d tombstones in a table "
+                         "for 768" % (len(refused), refused[:1], info["entries"], info["tombstones"]))
+        c.close()
+
+    def test_load_overlapping_other_lists_fits(self):
+        # 400 accounts on mule; loading the same 400 into suspect adds no entry.
+        gw, c = self.gateway("capoverlap")
+        rows = "".join("OBANK,O%d\n" % i for i in range(400))
+        self.assertEqual(todict(c.ok("LIST.LOAD", "mule", "-", rows))["rows"], 400)
+        r = c.call("LIST.LOAD", "suspect", "-", rows)
+        self.assertFalse(isinstance(r, RespError), "400 rows already in the table refused: %r" % (r,))
+        self.assertEqual(todict(c.ok("LIST.INFO"))["entries"], 400)
+        self.assertEqual(sorted(check(c, "OBANK", "O7")["lists"]), ["mule", "suspect"])
+        c.close()
+
+    def test_restart_after_deletes_and_readds(self):
+        # Live, the gateway compacts deleted slots; the journal replay at start must fit what
+        # the live table held, or the gateway cannot start again.
+        gw, c = self.gateway("capreplay")
+        c.pipeline([("LIST.ADD", "mule", "RBANK", "A%d" % i) for i in range(700)])
+        c.pipeline([("LIST.DEL", "mule", "RBANK", "A%d" % i) for i in range(700)])
+        wait_until(lambda: todict(c.ok("LIST.INFO"))["tombstones"] == 0, what="compaction")
+        reps = c.pipeline([("LIST.ADD", "mule", "RBANK", "N%d" % i) for i in range(700)])
+        self.assertFalse([r for r in reps if isinstance(r, RespError)][:1])
+        c.close()
+        gw.kill9()
+        gw.start()  # AssertionError with the log when the replay is refused
+        c = gw.client("dev", "cap-secret")
+        self.assertEqual(list_entries(c, "mule"), 700)
+        self.assertEqual(check(c, "RBANK", "N699")["verdict"], "LISTED")
+        self.assertEqual(check(c, "RBANK", "A1")["verdict"], "CLEAR")
+        c.close()
+
+    def test_restart_after_two_loads(self):
+        # Two loads of 700 different rows: live, each builds a fresh table; the replay must
+        # not run out of room on the first load's deleted slots.
+        gw, c = self.gateway("caploads")
+        self.assertEqual(todict(c.ok("LIST.LOAD", "suspect", "-", "".join("LBANK,A%d\n" % i for i in range(700))))
+                         ["rows"], 700)
+        self.assertEqual(todict(c.ok("LIST.LOAD", "suspect", "-", "".join("LBANK,N%d\n" % i for i in range(700))))
+                         ["rows"], 700)
+        c.close()
+        gw.kill9()
+        gw.start()
+        c = gw.client("dev", "cap-secret")
+        self.assertEqual(list_entries(c, "suspect"), 700)
+        self.assertEqual(check(c, "LBANK", "N5")["verdict"], "LISTED")
+        self.assertEqual(check(c, "LBANK", "A5")["verdict"], "CLEAR")
+        c.close()
+
+    def test_restart_after_entries_expired(self):
+        # The same with TTLs: expired entries were swept live, the replay must not keep them.
+        gw, c = self.gateway("capttl")
+        c.pipeline([("LIST.ADD", "mule", "EBANK", "A%d" % i, "TTL", "1") for i in range(700)])
+        wait_until(lambda: (lambda i: i["entries"] == 0 and i["tombstones"] == 0)(todict(c.ok("LIST.INFO"))),
+                   timeout=10, what="expiry sweep and compaction")
+        reps = c.pipeline([("LIST.ADD", "mule", "EBANK", "N%d" % i) for i in range(700)])
+        self.assertFalse([r for r in reps if isinstance(r, RespError)][:1])
+        c.close()
+        gw.kill9()
+        gw.start()
+        c = gw.client("dev", "cap-secret")
+        self.assertEqual(list_entries(c, "mule"), 700)
+        c.close()
+
+
 class BigLoad(unittest.TestCase):
     def test_load_one_million_rows(self):
         n = 1000000
@@ -511,6 +670,27 @@ class BigLoad(unittest.TestCase):
         reps = [todict(x) for x in ops.ok("MCHECK", *args)]
         self.assertEqual([(x["verdict"], x["score"]) for x in reps], [("LISTED", i % 101) for i in sample])
         ops.close()
+
+        # kill -9 while the table is being built aside (replaying the 1M rows): the next start
+        # must not leave the dead writer's 128 MiB build file in /dev/shm for ever.
+        gw.kill9()
+
+        def build_files():
+            return sorted(f for f in os.listdir("/dev/shm") if f.startswith(gw.shm_name + ".build-"))
+
+        self.assertEqual(build_files(), [])
+        p = lgtest.spawn([lgtest.STOPGATED, "-c", gw.conf_path], stdout=lgtest.subprocess.DEVNULL,
+                         stderr=lgtest.subprocess.DEVNULL, cwd=gw.dir,
+                         env=dict(os.environ, STOPGATE_PLUGIN_PATH=os.path.join(lgtest.BUILD_ROOT, "plugins")))
+        wait_until(lambda: build_files() or p.poll() is not None, timeout=10, interval=0.002, what="a build file")
+        p.kill()
+        p.wait()
+        left = build_files()
+        if not left:
+            self.skipTest("the gateway finished its start before it could be killed mid-build")
+        gw.start(timeout=60)
+        self.assertEqual(build_files(), [], "build files of dead writers left in /dev/shm (%d MiB each)" %
+                         (os.path.getsize(gw.shm_path) >> 20))
         self.assertEqual(gw.stop(), 0)
 
 
@@ -560,20 +740,48 @@ class Persistence(unittest.TestCase):
         ops.close()
         ag.close()
 
-        def reader_view():
-            """What an in-process reader sees in /dev/shm (through the hammer's library)."""
-            return os.path.getsize(gw.shm_path)
+        size = os.path.getsize(gw.shm_path)
+        peek = lgtest.Peek(gw.shm_name)  # a reader that stays open through the restarts
+        self.addCleanup(peek.close)
 
-        size = reader_view()
-        gen = lambda: todict(login(gw, "olga").ok("LIST.INFO"))["generation"]  # noqa: E731
+        def reader_view():
+            p = lgtest.Peek(gw.shm_name)
+            try:
+                return {a: (lambda v: (v["lists"], v["score"], v["frozen"]))(p.check("PBANK", a)) for a in accounts}
+            finally:
+                p.close()
+
+        shm_want = reader_view()
+        self.assertEqual(shm_want["P0001"], (["mule"], 71, 0))
+        self.assertEqual(shm_want["FRZ01"], ([], 0, 1))
+        self.assertEqual(shm_want["W0001"], (["watch"], 0, 1))
+        self.assertEqual(shm_want["GONE01"], ([], 0, 0))
+
+        def gen():
+            c = login(gw, "olga")
+            try:
+                return todict(c.ok("LIST.INFO"))["generation"]
+            finally:
+                c.close()
         g0 = gen()
 
         # 1. kill -9 and restart
         gw.kill9()
         gw.start()
         self.assertEqual(snapshot(), want, "lists after kill -9")
+        self.assertEqual(reader_view(), shm_want, "the shared table after kill -9 (frozen bits too)")
         g1 = gen()
         self.assertGreater(g1, g0, "a restart publishes a newer generation")
+        # the reader that stayed open follows the restarted gateway
+        c = login(gw, "olga")
+        c.ok("LIST.ADD", "mule", "PBANK", "AFTER01", "SCORE", "15")
+        c.close()
+        v = peek.check("PBANK", "AFTER01")
+        self.assertEqual((v["gen"], v["lists"], v["score"]), (g1, ["mule"], 15))
+        self.assertEqual(peek.check("PBANK", "FRZ01")["frozen"], 1)
+        c = login(gw, "olga")
+        c.ok("LIST.DEL", "mule", "PBANK", "AFTER01")
+        c.close()
         # more hits on the auto_stop account after the restart: still no second STOP
         c = login(gw, "scott")
         c.ok("CHECK", "PBANK", "W0001")
@@ -587,6 +795,7 @@ class Persistence(unittest.TestCase):
         self.assertTrue(os.path.exists(gw.shm_path))
         self.assertEqual(os.path.getsize(gw.shm_path), size)
         self.assertEqual(snapshot(), want, "lists after the shm file was removed")
+        self.assertEqual(reader_view(), shm_want, "the shared table rebuilt after its file was removed")
 
         # 3. truncated /dev/shm file (replaced while stopped)
         gw.kill9()
@@ -598,6 +807,7 @@ class Persistence(unittest.TestCase):
         gw.start()
         self.assertEqual(os.path.getsize(gw.shm_path), size)
         self.assertEqual(snapshot(), want, "lists after a truncated shm file")
+        self.assertEqual(reader_view(), shm_want, "the shared table rebuilt over a truncated file")
         self.assertIsNotNone(re.search(r"lists: /dev/shm/\S+ published", gw.log_since_start()))
 
         # 4. a foreign file of the right size under the name
@@ -607,9 +817,98 @@ class Persistence(unittest.TestCase):
             f.write(os.urandom(size))
         gw.start()
         self.assertEqual(snapshot(), want, "lists after a foreign shm file")
+        self.assertEqual(reader_view(), shm_want, "the shared table rebuilt over a foreign file")
         with open(gw.shm_path, "rb") as f:
             self.assertEqual(f.read(8), b"SGLISTS1")
         self.assertEqual(gw.stop(), 0)
+
+    def test_open_reader_follows_a_table_rebuilt_after_its_file_was_removed(self):
+        # A payment system's reader stays up while ops restart the gateway and (SPEC §5 / issue
+        # 5) the /dev/shm file is removed meanwhile: the gateway rebuilds it from the journal;
+        # the reader must move to the new table, not keep screening a deleted one forever.
+        gw = lgtest.Gateway("follow", lists={"mule": False}, dev_secret="follow-secret")
+        gw.start()
+        self.addCleanup(gw.kill9)
+        c = gw.client("dev", "follow-secret")
+        c.ok("LIST.ADD", "mule", "RBANK", "OLD01", "SCORE", "20")
+        c.close()
+        peek = lgtest.Peek(gw.shm_name)
+        self.addCleanup(peek.close)
+        self.assertEqual(peek.check("RBANK", "OLD01")["lists"], ["mule"])
+        self.assertEqual(gw.stop(), 0)
+        os.unlink(gw.shm_path)
+        gw.start()
+        c = gw.client("dev", "follow-secret")
+        c.ok("LIST.ADD", "mule", "RBANK", "NEW01", "SCORE", "21")
+        c.ok("LIST.DEL", "mule", "RBANK", "OLD01")
+        gen = todict(c.ok("LIST.INFO"))["generation"]
+        c.close()
+        fresh = lgtest.Peek(gw.shm_name)
+        self.addCleanup(fresh.close)
+        self.assertEqual(fresh.check("RBANK", "NEW01")["lists"], ["mule"])  # a new handle: fine
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and peek.check("RBANK", "NEW01")["lists"] != ["mule"]:
+            time.sleep(0.05)
+        v = peek.check("RBANK", "NEW01")
+        self.assertEqual((v["gen"], v["lists"]), (gen, ["mule"]), "the open handle still reads the removed table")
+        self.assertEqual(peek.check("RBANK", "OLD01")["lists"], [])
+
+    def test_open_reader_follows_a_restart_with_a_bigger_table(self):
+        gw = lgtest.Gateway("grow", lists={"mule": False}, dev_secret="grow-secret")
+        gw.start()
+        self.addCleanup(gw.kill9)
+        c = gw.client("dev", "grow-secret")
+        c.ok("LIST.ADD", "mule", "GBANK", "G01", "SCORE", "30")
+        c.close()
+        peek = lgtest.Peek(gw.shm_name)
+        self.addCleanup(peek.close)
+        g0 = peek.check("GBANK", "G01")["gen"]
+        size0 = os.path.getsize(gw.shm_path)
+        self.assertEqual(gw.stop(), 0)
+        gw.gateway_opts["list_capacity"] = "131072"
+        gw.write_config()
+        gw.start()
+        self.assertGreater(os.path.getsize(gw.shm_path), size0)
+        c = gw.client("dev", "grow-secret")
+        c.ok("LIST.ADD", "mule", "GBANK", "G02", "SCORE", "31")
+        self.assertEqual(todict(c.ok("LIST.INFO"))["capacity"], 131072)
+        c.close()
+        v = peek.check("GBANK", "G02")
+        self.assertGreater(v["gen"], g0)
+        self.assertEqual((v["lists"], v["score"]), (["mule"], 31))
+        self.assertEqual(peek.check("GBANK", "G01")["score"], 30)
+
+    def test_sighup_declares_a_new_list(self):
+        gw = lgtest.Gateway("hup", lists={"mule": False}, dev_secret="hup-secret")
+        gw.start()
+        self.addCleanup(gw.kill9)
+        c = gw.client("dev", "hup-secret")
+        c.ok("LIST.ADD", "mule", "HBANK", "H01", "SCORE", "10")
+        err(c.call("LIST.ADD", "fresh", "HBANK", "H01"), "ERR NOTFOUND")
+        gw.lists["fresh"] = False
+        gw.write_config()
+        gw.proc.send_signal(lgtest.signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in gw.log_since_start(), what="SIGHUP reload")
+        self.assertEqual(todict(c.ok("LIST.ADD", "fresh", "HBANK", "H01", "SCORE", "20"))["status"], "ADDED")
+        self.assertEqual(sorted(check(c, "HBANK", "H01")["lists"]), ["fresh", "mule"])
+        peek = lgtest.Peek(gw.shm_name)
+        self.addCleanup(peek.close)
+        self.assertEqual(sorted(peek.check("HBANK", "H01")["lists"]), ["fresh", "mule"])
+        # removing a declared list needs a restart: the reload is refused, the list stays
+        del gw.lists["fresh"]
+        gw.write_config()
+        gw.proc.send_signal(lgtest.signal.SIGHUP)
+        wait_until(lambda: "reload refused" in gw.log_since_start(), what="refused reload")
+        self.assertEqual(todict(c.ok("LIST.INFO", "fresh"))["entries"], 1)
+        c.close()
+        # restarted with the list declared again: journaled entries come back on it
+        gw.lists["fresh"] = False
+        gw.write_config()
+        gw.kill9()
+        gw.start()
+        c = gw.client("dev", "hup-secret")
+        self.assertEqual(sorted(check(c, "HBANK", "H01")["lists"]), ["fresh", "mule"])
+        c.close()
 
 
 if __name__ == "__main__":

@@ -117,11 +117,8 @@ class ListsConcurrency(unittest.TestCase):
             # while they are being written.
             c = gw.client("dev", SECRET)
             try:
-                cmds = []
-                for i in range(8):
-                    acct = "H%d" % i
-                    cmds.append(("LIST.ADD", "mule", "HAMR", acct, "SCORE", check_score(acct)))
-                    cmds.append(("LIST.DEL", "mule", "HAMR", acct))
+                cmds = [("LIST.ADD", "mule", "HAMR", "H%d" % i, "SCORE", check_score("H%d" % i)) for i in range(8)]
+                cmds += [("LIST.DEL", "mule", "HAMR", "H%d" % i) for i in range(8)]
                 cmds = cmds * 25
                 while not stop.is_set():
                     for cmd, rep in zip(cmds, c.pipeline(cmds)):

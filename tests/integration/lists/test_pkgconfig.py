@@ -98,9 +98,9 @@ class PkgConfig(unittest.TestCase):
 
         env = dict(os.environ)
         env["PKG_CONFIG_PATH"] = os.path.dirname(pcs[0])
-        env["PKG_CONFIG_LIBDIR"] = os.path.dirname(pcs[0]) + ":" + ":".join(
-            d for d in ("/usr/lib/x86_64-linux-gnu/pkgconfig", "/usr/lib/pkgconfig", "/usr/share/pkgconfig",
-                        "/usr/local/lib/pkgconfig", "/usr/local/lib/x86_64-linux-gnu/pkgconfig") if os.path.isdir(d))
+        # the installed stopgate.pc first, then the system's (libxxhash, libsodium: Requires.private)
+        system_pc = run(["pkg-config", "--variable", "pc_path", "pkg-config"]).strip()
+        env["PKG_CONFIG_LIBDIR"] = os.path.dirname(pcs[0]) + (":" + system_pc if system_pc else "")
         env["PKG_CONFIG_SYSROOT_DIR"] = dest
         flags = run(["pkg-config", "--cflags", "--libs", "stopgate"], env=env).split()
         self.assertIn("-lstopgate", flags)
@@ -113,8 +113,15 @@ class PkgConfig(unittest.TestCase):
         exe = os.path.join(tmp, "reader")
         with open(src, "w") as f:
             f.write(READER_C)
-        # exactly the documented line: cc reader.c $(pkg-config --cflags --libs stopgate)
-        run(["cc", "-std=c11", "-Wall", "-Werror", "-o", exe, src] + flags, env=env)
+        # exactly the documented line: cc reader.c $(pkg-config --cflags --libs stopgate), plus
+        # the sanitizers when this build's library carries them (a -Db_sanitize build)
+        san = []
+        needed = subprocess.run(["ldd", sorted(libs)[0]], capture_output=True, text=True).stdout
+        if "libasan" in needed:
+            san.append("-fsanitize=address")
+        if "libubsan" in needed:
+            san.append("-fsanitize=undefined")
+        run(["cc", "-std=c11", "-Wall", "-Werror", "-o", exe, src] + san + flags, env=env)
 
         gw = lgtest.Gateway("pkgconfig", lists={"mule": False, "suspect": False}, dev_secret=SECRET)
         gw.start()

@@ -100,7 +100,9 @@ int main(int argc, char **argv) {
     agent_id = sg_frame_agent_id(argv[3]);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    seq = (uint64_t)ts.tv_sec * 1000000;
+    /* Microseconds: a later run (even within the same second) starts above an earlier one's
+     * sequence numbers, which the gateway's replay window remembers. */
+    seq = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
     uint8_t buf[SG_FRAME_BYTES_MAX];
     sg_frame_writer w;
     for (int i = 4; i < argc; i++) {

@@ -1,0 +1,163 @@
+/*
+ * fsynclat: the floor under a durable acknowledgement - the latency of appending one small
+ * record to a file and making it durable, through io_uring exactly as the gateway's journal
+ * does it (a write linked to an fdatasync, IOSQE_IO_LINK, one submit, two completions).
+ *
+ *   fsynclat [-d DIR] [-n ITERATIONS] [-s BYTES] [-w WARMUP] [-t THINK_US]
+ *
+ * Creates a scratch file in DIR (default .), appends BYTES (default 256) per iteration at
+ * the end of the file (the file grows, as a journal segment does, so each fdatasync also
+ * commits the new size), times each write+fdatasync pair from submit to the second
+ * completion, removes the file, and prints one line:
+ *
+ *   fsynclat: n=2000 bytes=256 p50_us=812.3 p90_us=... p99_us=... max_us=... mean_us=...
+ *
+ * Percentiles are nearest-rank over the timed iterations (the WARMUP ones are not counted).
+ * -t pauses THINK_US after each iteration (default 0: back to back), to compare with a paced
+ * client (stoplat --think-us): an idle device can answer its first flush more slowly.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of a sorted array, in microseconds. */
+static double pct_us(const int64_t *v, size_t n, double p) {
+    size_t k = (size_t)((p / 100.0) * (double)n + 0.999999);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    return (double)v[k - 1] / 1e3;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: fsynclat [-d DIR] [-n ITERATIONS] [-s BYTES] [-w WARMUP] [-t THINK_US]\n");
+    exit(2);
+}
+
+static long arg_long(const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) usage();
+    return v;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = ".";
+    long n = 2000, bytes = 256, warmup = 50, think_us = 0;
+    int opt;
+    while ((opt = getopt(argc, argv, "d:n:s:w:t:h")) != -1) {
+        switch (opt) {
+        case 'd': dir = optarg; break;
+        case 'n': n = arg_long(optarg, 1, 10000000); break;
+        case 's': bytes = arg_long(optarg, 1, 1 << 20); break;
+        case 'w': warmup = arg_long(optarg, 0, 1000000); break;
+        case 't': think_us = arg_long(optarg, 0, 10000000); break;
+        default: usage();
+        }
+    }
+    if (optind != argc) usage();
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fsynclat.%ld.tmp", dir, (long)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "fsynclat: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    /* The directory entry durable first, as the journal does for a new segment. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+
+    struct io_uring ring;
+    int rc = io_uring_queue_init(8, &ring, 0);
+    if (rc < 0) {
+        fprintf(stderr, "fsynclat: io_uring_queue_init: %s\n", strerror(-rc));
+        unlink(path);
+        return 1;
+    }
+    uint8_t *buf = malloc((size_t)bytes);
+    int64_t *lat = malloc(sizeof *lat * (size_t)n);
+    if (!buf || !lat) {
+        fprintf(stderr, "fsynclat: out of memory\n");
+        unlink(path);
+        return 1;
+    }
+    memset(buf, 'j', (size_t)bytes);
+
+    uint64_t off = 0;
+    int status = 0;
+    for (long i = -warmup; i < n; i++) {
+        int64_t t0 = mono_ns();
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_write(sqe, fd, buf, (unsigned)bytes, off);
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, 1);
+        sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sqe, 2);
+        rc = io_uring_submit_and_wait(&ring, 2);
+        if (rc < 0) {
+            fprintf(stderr, "fsynclat: io_uring_submit_and_wait: %s\n", strerror(-rc));
+            status = 1;
+            break;
+        }
+        for (int k = 0; k < 2; k++) {
+            struct io_uring_cqe *cqe;
+            rc = io_uring_wait_cqe(&ring, &cqe);
+            if (rc < 0) {
+                fprintf(stderr, "fsynclat: io_uring_wait_cqe: %s\n", strerror(-rc));
+                status = 1;
+                break;
+            }
+            uint64_t ud = io_uring_cqe_get_data64(cqe);
+            if (cqe->res < 0 || (ud == 1 && cqe->res != bytes)) {
+                fprintf(stderr, "fsynclat: %s failed: %s\n", ud == 1 ? "write" : "fdatasync",
+                        cqe->res < 0 ? strerror(-cqe->res) : "short write");
+                status = 1;
+            }
+            io_uring_cqe_seen(&ring, cqe);
+        }
+        if (status) break;
+        int64_t t1 = mono_ns();
+        off += (uint64_t)bytes;
+        if (i >= 0) lat[i] = t1 - t0;
+        if (think_us) {
+            struct timespec ts = {.tv_sec = think_us / 1000000, .tv_nsec = (think_us % 1000000) * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    io_uring_queue_exit(&ring);
+    close(fd);
+    unlink(path);
+    if (status) return status;
+
+    double sum = 0;
+    for (long i = 0; i < n; i++) sum += (double)lat[i];
+    qsort(lat, (size_t)n, sizeof *lat, cmp_i64);
+    printf("fsynclat: n=%ld bytes=%ld think_us=%ld p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f\n", n, bytes, think_us,
+           pct_us(lat, (size_t)n, 50), pct_us(lat, (size_t)n, 90), pct_us(lat, (size_t)n, 99),
+           (double)lat[n - 1] / 1e3, sum / (double)n / 1e3);
+    free(lat);
+    free(buf);
+    return 0;
+}

@@ -1,0 +1,201 @@
+/*
+ * sb_ctl: stopbench's blocking control-plane client: dial, one command and its reply, with
+ * timeouts and a reason on every failure (never exit: the caller decides the exit status and
+ * still writes its JSON report). Used for AUTH, LIST.LOAD / SADD, INFO and STATUS; the
+ * timed requests go through sb_resp.c's non-blocking engine instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sb_ctl.h"
+
+static int wait_fd(int fd, short ev, int64_t deadline_ns) {
+    for (;;) {
+        int64_t left = deadline_ns - sb_now_ns();
+        if (left <= 0) return 0;
+        struct pollfd p = {.fd = fd, .events = ev};
+        int r = poll(&p, 1, (int)((left + 999999) / 1000000));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r > 0) return 1;
+    }
+}
+
+int sb_dial(const char *host, const char *port, int timeout_ms, char *err, size_t errcap) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc) {
+        snprintf(err, errcap, "%s:%s: %s", host, port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, last = 0;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            last = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        int w = wait_fd(fd, POLLOUT, sb_now_ns() + (int64_t)timeout_ms * 1000000);
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (w <= 0) soerr = w == 0 ? ETIMEDOUT : errno;
+        else getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        if (soerr) {
+            last = soerr;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        snprintf(err, errcap, "cannot connect to %s:%s: %s", host, port, strerror(last ? last : ECONNREFUSED));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int sb_send_all(int fd, const char *p, size_t n, int timeout_ms, char *err, size_t errcap) {
+    int64_t deadline = sb_now_ns() + (int64_t)timeout_ms * 1000000;
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            p += k;
+            n -= (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_fd(fd, POLLOUT, deadline) <= 0) {
+                snprintf(err, errcap, "send timed out after %d ms", timeout_ms);
+                return -1;
+            }
+            continue;
+        }
+        snprintf(err, errcap, "send: %s", k < 0 ? strerror(errno) : "closed");
+        return -1;
+    }
+    return 0;
+}
+
+long sb_read_reply(int fd, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap) {
+    int64_t deadline = sb_now_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        if (b->len) {
+            long r = sb_reply_scan(b->p, b->len, ri);
+            if (r < 0) {
+                snprintf(err, errcap, "malformed reply");
+                return -1;
+            }
+            if (r > 0) return r;
+        }
+        if (b->len == b->cap) {
+            size_t cap = b->cap ? b->cap * 2 : 65536;
+            char *p = realloc(b->p, cap);
+            if (!p) {
+                snprintf(err, errcap, "out of memory");
+                return -1;
+            }
+            b->p = p;
+            b->cap = cap;
+        }
+        ssize_t k = recv(fd, b->p + b->len, b->cap - b->len, MSG_DONTWAIT);
+        if (k > 0) {
+            b->len += (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int w = wait_fd(fd, POLLIN, deadline);
+            if (w == 0) {
+                snprintf(err, errcap, "no reply within %d ms", timeout_ms);
+                return -1;
+            }
+            if (w < 0) {
+                snprintf(err, errcap, "poll: %s", strerror(errno));
+                return -1;
+            }
+            continue;
+        }
+        snprintf(err, errcap, "connection closed by the server%s%s", k < 0 ? ": " : "", k < 0 ? strerror(errno) : "");
+        return -1;
+    }
+}
+
+void sb_rbuf_consume(sb_rbuf *b, size_t n) {
+    memmove(b->p, b->p + n, b->len - n);
+    b->len -= n;
+}
+
+void sb_rbuf_free(sb_rbuf *b) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+long sb_call(int fd, const char *req, size_t len, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err,
+             size_t errcap) {
+    if (sb_send_all(fd, req, len, timeout_ms, err, errcap) != 0) return -1;
+    return sb_read_reply(fd, b, ri, timeout_ms, err, errcap);
+}
+
+int sb_cmd_append(sb_cmdbuf *c, int argc, const char *const *argv, const size_t *lens) {
+    size_t need = 16;
+    for (int i = 0; i < argc; i++) need += 24 + (lens ? lens[i] : strlen(argv[i]));
+    if (c->len + need > c->cap) {
+        size_t cap = c->cap ? c->cap : 4096;
+        while (cap < c->len + need) cap *= 2;
+        char *p = realloc(c->p, cap);
+        if (!p) return -1;
+        c->p = p;
+        c->cap = cap;
+    }
+    c->len += (size_t)snprintf(c->p + c->len, c->cap - c->len, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++) {
+        size_t l = lens ? lens[i] : strlen(argv[i]);
+        c->len += (size_t)snprintf(c->p + c->len, c->cap - c->len, "$%zu\r\n", l);
+        memcpy(c->p + c->len, argv[i], l);
+        c->len += l;
+        memcpy(c->p + c->len, "\r\n", 2);
+        c->len += 2;
+    }
+    return 0;
+}
+
+void sb_cmdbuf_free(sb_cmdbuf *c) {
+    free(c->p);
+    memset(c, 0, sizeof *c);
+}
+
+void sb_reply_error_text(const sb_reply_info *ri, char *out, size_t cap) {
+    size_t n = ri->err_len < cap - 1 ? ri->err_len : cap - 1;
+    memcpy(out, ri->err_p, n);
+    out[n] = 0;
+}
+
+long long sb_info_field(const char *text, size_t n, const char *key) {
+    size_t kl = strlen(key);
+    const char *p = text, *end = text + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        if ((size_t)(le - p) > kl && !memcmp(p, key, kl) && p[kl] == ':') return strtoll(p + kl + 1, NULL, 10);
+        p = nl ? nl + 1 : end;
+    }
+    return -1;
+}

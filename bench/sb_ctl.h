@@ -1,0 +1,36 @@
+/*
+ * sb_ctl: stopbench's blocking control-plane client (see sb_ctl.c). Every function returns
+ * a failure with its reason in err; none exits.
+ */
+#ifndef SB_CTL_H
+#define SB_CTL_H
+
+#include "sb.h"
+
+typedef struct sb_rbuf {
+    char *p;
+    size_t len, cap;
+} sb_rbuf;
+
+typedef struct sb_cmdbuf {
+    char *p;
+    size_t len, cap;
+} sb_cmdbuf;
+
+/* A connected TCP socket (non-blocking, TCP_NODELAY), or -1. */
+int sb_dial(const char *host, const char *port, int timeout_ms, char *err, size_t errcap);
+int sb_send_all(int fd, const char *p, size_t n, int timeout_ms, char *err, size_t errcap);
+/* Wait for one complete reply in b: its length (the caller consumes it), or -1. */
+long sb_read_reply(int fd, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap);
+long sb_call(int fd, const char *req, size_t len, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err,
+             size_t errcap);
+void sb_rbuf_consume(sb_rbuf *b, size_t n);
+void sb_rbuf_free(sb_rbuf *b);
+/* Append a command (argv with lengths, or NUL-terminated when lens is NULL). 0 or -1 (memory). */
+int sb_cmd_append(sb_cmdbuf *c, int argc, const char *const *argv, const size_t *lens);
+void sb_cmdbuf_free(sb_cmdbuf *c);
+void sb_reply_error_text(const sb_reply_info *ri, char *out, size_t cap);
+/* The value of "key:value" in an INFO text, or -1. */
+long long sb_info_field(const char *text, size_t n, const char *key);
+
+#endif

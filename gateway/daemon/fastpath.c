@@ -1,0 +1,66 @@
+/*
+ * fastpath: the checks every UDP frame goes through before any of its messages is looked at
+ * (docs/protocol.md "Binary UDP frames"), and the replies that need no message of the frame
+ * (HELLO, a frame-level status). Shared by kernel UDP (udp.c), the DPDK lcore (dpdk_path.c)
+ * and bench/dpdkbench.c, so both transports judge a datagram with the same code. No gateway
+ * state: safe on any thread; the replay window passed in belongs to the caller's thread.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+int udp_frame_header(const uint8_t *d, size_t len, sg_frame_hdr *h) {
+    if (sg_frame_parse_hdr(d, len, h) != 0 || (h->flags & SG_FRAME_REPLY)) return -1;
+    return 0;
+}
+
+static int cmp_agent(const void *a, const void *b) {
+    uint32_t x = ((const udp_agent *)a)->id, y = ((const udp_agent *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+udp_agent *udp_agent_find(udp_agent *v, uint32_t n, uint32_t id) {
+    if (!v || n == 0) return NULL;
+    udp_agent key = {.id = id};
+    return bsearch(&key, v, n, sizeof key, cmp_agent);
+}
+
+int udp_frame_auth(const uint8_t *d, size_t len, const sg_frame_hdr *h, const uint8_t key[SG_FRAME_KEY_BYTES],
+                   sg_replay *replay, uint32_t epoch) {
+    /* HELLO: unauthenticated by nature (the client has no key yet); it learns only what
+     * stopctl hash-secret already made public in spirit: salt and Argon2 limits. */
+    bool hello = false;
+    if (h->count == 1) {
+        sg_frame_reader rd;
+        sg_msg m;
+        sg_frame_read_begin(&rd, d, len, h);
+        hello = sg_frame_next_msg(&rd, &m) == 1 && m.type == SG_MSG_HELLO;
+    }
+    if (!hello && !sg_frame_verify(d, len, key)) return UDP_AUTH_BAD_MAC;
+    if (hello) return UDP_AUTH_HELLO;
+    /* Signed for an earlier run of the gateway (or the other transport): re-HELLO. */
+    if (h->epoch != epoch) return UDP_AUTH_EPOCH;
+    if (!sg_replay_check(replay, h->seq)) return UDP_AUTH_REPLAY;
+    return UDP_AUTH_OK;
+}
+
+size_t udp_hello_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t epoch, uint64_t opslimit,
+                       uint64_t memlimit, const uint8_t salt[16]) {
+    sg_frame_writer w;
+    sg_frame_hdr rh = {.flags = SG_FRAME_REPLY, .agent_id = h->agent_id, .seq = h->seq, .epoch = epoch};
+    sg_frame_begin(&w, out, cap, &rh);
+    sg_reply r = {.type = SG_MSG_HELLO | 0x80, .epoch = epoch, .opslimit = opslimit, .memlimit = memlimit};
+    memcpy(r.salt, salt, sizeof r.salt);
+    sg_frame_add_reply(&w, &r);
+    return sg_frame_finish(&w, NULL);
+}
+
+size_t udp_status_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t epoch, uint16_t status,
+                        const uint8_t key[SG_FRAME_KEY_BYTES]) {
+    sg_frame_writer w;
+    sg_frame_hdr rh = {.flags = SG_FRAME_REPLY, .agent_id = h->agent_id, .seq = h->seq, .epoch = epoch,
+                       .status = status};
+    sg_frame_begin(&w, out, cap, &rh);
+    return sg_frame_finish(&w, key);
+}

@@ -1,0 +1,213 @@
+# ops/bench-stopbench.sh — the stopbench part of ./ops/bench (issue 6, SPEC §8). Sourced by
+# ops/bench after its own sections, never run alone: it uses ops/bench's helpers (gw_start,
+# gw_stop, rd_start, rd_stop, record, sg_log), variables (QUICK, WORK, RESULTS, BENCH_BIN,
+# SECRET, BANK) and its cleanup trap. Every figure comes from build/bench/stopbench, which
+# drives Redis too (--target redis), so both sides of a row share one generator:
+#
+#   (f) the generator's own ceiling: stopbench PING/s against Redis vs redis-benchmark PING/s
+#       on the same redis-server (50 connections, pipeline 16)
+#   (g) durable STOP/s at 50 connections vs Redis SET/s (appendfsync always), and their p99
+#   (h) CHECK over RESP, 50 connections, pipeline 16, 50 % hits on a pre-loaded list vs Redis
+#       SISMEMBER on the same keys (the same members pre-loaded with SADD)
+#   (i) open loop: STOPs at 50 % and 90 % of (g)'s measured peak, p99 (Redis SET likewise at
+#       50 % / 90 % of its own peak)
+#   (j) kernel UDP CHECK (16 per datagram) vs (h)'s RESP CHECK, throughput and p99; the 6,077
+#       burst over UDP (all acknowledged)
+#   (k) the 6,077 burst with stopbench --burst on a fresh gateway: acked, and at the bank
+#       (every order SENT or later, from INFO); Redis: 6,077 pipelined SETs
+#   (l) in-process CHECK ns (libstopgate, sg_lists_check_many) vs DPDK rte_hash_lookup_bulk,
+#       build/bench/listbench (10 M entries; --quick: 2 M)
+# The JSON report of every run goes to bench/results/<stamp>/stopbench/, the plots of the
+# stopgate side to bench/results/<stamp>/plots/.
+# shellcheck shell=bash disable=SC2154  # variables and helpers come from ops/bench
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    echo "ops/bench-stopbench.sh is part of ./ops/bench: run ./ops/bench" >&2
+    exit 2
+fi
+
+if ((QUICK)); then
+    SB_RUNS=1 SB_DUR=3 SB_LIST=100000 SB_LB_ENTRIES=2000000 SB_LB_ARGS=(--lookups 2000000 --runs 3) SB_BURSTS=2
+else
+    SB_RUNS=3 SB_DUR=10 SB_LIST=1000000 SB_LB_ENTRIES=10000000 SB_LB_ARGS=() SB_BURSTS=5
+fi
+SB_JSON="$RESULTS/stopbench"
+SB_PLOTS="$RESULTS/plots"
+mkdir -p "$SB_JSON" "$SB_PLOTS"
+cp "$BUILD_BENCH/stopbench" "$BUILD_BENCH/listbench" "$BENCH_BIN/"
+# Both link libstopgate (the frame codec, the list reader); their run path is $ORIGIN/../gateway.
+mkdir -p "$WORK/gateway"
+cp -L "$SG_ROOT/build/gateway/libstopgate.so.0" "$WORK/gateway/"
+STOPBENCH="$BENCH_BIN/stopbench"
+
+# jget FILE PYTHON_EXPR: a value of a stopbench JSON report (d is the report).
+jget() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# sb NAME ARGS...: one stopbench run against the suite's gateway (or Redis with --target redis),
+# report in $SB_JSON/NAME.json. Exit 0 and 4 (an open-loop rate not sustained: the report says
+# so, and the figure is what was measured) are results; anything else stops the suite.
+sb() {
+    local name="$1" rc=0
+    shift
+    env -u REDISCLI_AUTH STOPGATE_SECRET="$SECRET" timeout 900 "$STOPBENCH" -h 127.0.0.1 --quiet \
+        --json "$SB_JSON/$name.json" "$@" 2>"$SB_JSON/$name.err" || rc=$?
+    if ((rc != 0 && rc != 4)); then
+        echo "ops/bench: stopbench $name failed ($rc): $(tail -n 3 "$SB_JSON/$name.err")" >&2
+        return 1
+    fi
+    ((rc == 0)) || sg_warn "stopbench $name: $(tail -n 1 "$SB_JSON/$name.err")"
+    [[ -f "$SB_JSON/$name.json" ]] || { echo "ops/bench: stopbench $name wrote no report" >&2; return 1; }
+}
+
+free_udp_port() {
+    python3 -c 'import socket; s = socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The suite's gateway: UDP on, the list the CHECKs hit, room for every STOP of (g) and (i).
+SB_UDP_PORT="$(free_udp_port)"
+GW_UDP="127.0.0.1:$SB_UDP_PORT"
+GW_EXTRA_CONF=$'\n[list mule]\nauto_stop = no\n'
+sg_log "stopbench suite: a stopgated with UDP and list mule, a redis-server (appendfsync always)"
+gw_start stopbench "$WORK/journal-stopbench" $((QUICK ? 2097152 : 8388608))
+SB_GW_PORT="$GW_PORT"
+rd_start redis-stopbench "$WORK/redis-stopbench"
+SB_RD_PORT="$RD_PORT"
+gw=(-p "$SB_GW_PORT")
+rd=(--target redis -p "$SB_RD_PORT")
+
+# --- (f) -------------------------------------------------------------------------------------
+sg_log "(f) the generator's ceiling: stopbench vs redis-benchmark, PING, 50 connections x 16, same redis"
+for ((r = 1; r <= SB_RUNS; r++)); do
+    sb "ping-redis-$r" "${rd[@]}" --op ping -c 50 -P 16 --duration "$SB_DUR" || exit 1
+    s="$(jget "$SB_JSON/ping-redis-$r.json" 'd["throughput"]')"
+    n="$(python3 -c "print(max(100000, int($s * $SB_DUR)))")"
+    p="$(rb_run -p "$SB_RD_PORT" -c 50 -P 16 -n "$n" --csv -t ping_mbulk)" ||
+        { echo "ops/bench: redis-benchmark PING failed" >&2; exit 1; }
+    record stopbench_ping_per_s stopgate "$r" "$s"
+    record stopbench_ping_per_s peer "$r" "$p"
+    printf '    run %d: stopbench %9.0f PING/s   redis-benchmark %9.0f PING/s\n' "$r" "$s" "$p" >&2
+done
+
+# --- (g) -------------------------------------------------------------------------------------
+sg_log "(g) durable STOP/s at 50 connections vs Redis SET/s (appendfsync always), ${SB_DUR} s each"
+for ((r = 1; r <= SB_RUNS; r++)); do
+    sb "stop-50c-$r" "${gw[@]}" --op stop -c 50 --duration "$SB_DUR" --plot "$SB_PLOTS/stop-50c-$r.svg" || exit 1
+    sb "set-50c-$r" "${rd[@]}" --op stop -c 50 --duration "$SB_DUR" || exit 1
+    for side in stopgate peer; do
+        f="$SB_JSON/stop-50c-$r.json"
+        [[ $side == peer ]] && f="$SB_JSON/set-50c-$r.json"
+        record stop_per_s_50c_sb "$side" "$r" "$(jget "$f" 'd["throughput"]')"
+        record stop_p99_us_50c_sb "$side" "$r" "$(jget "$f" 'd["latency_us"]["p99"]')"
+    done
+    printf '    run %d: stopgate %8.0f STOP/s p99 %7.0f us   redis %8.0f SET/s p99 %7.0f us\n' "$r" \
+        "$(jget "$SB_JSON/stop-50c-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/stop-50c-$r.json" 'd["latency_us"]["p99"]')" \
+        "$(jget "$SB_JSON/set-50c-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/set-50c-$r.json" 'd["latency_us"]["p99"]')" >&2
+done
+# The peaks the open loop of (i) is scaled to: the median of the runs.
+SB_PEAK_SG="$(python3 -c "import statistics, json; print(statistics.median(json.load(open('$SB_JSON/stop-50c-%d.json' % r))['throughput'] for r in range(1, $SB_RUNS + 1)))")"
+SB_PEAK_RD="$(python3 -c "import statistics, json; print(statistics.median(json.load(open('$SB_JSON/set-50c-%d.json' % r))['throughput'] for r in range(1, $SB_RUNS + 1)))")"
+
+# --- (h) -------------------------------------------------------------------------------------
+sg_log "(h) CHECK over RESP, 50 connections x 16, 50 % hits on $SB_LIST listed accounts vs Redis SISMEMBER"
+sb preload-list "${gw[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
+sb preload-set "${rd[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
+for ((r = 1; r <= SB_RUNS; r++)); do
+    sb "check-resp-$r" "${gw[@]}" --op check -c 50 -P 16 --list-size "$SB_LIST" --hit-ratio 0.5 \
+        --duration "$SB_DUR" --plot "$SB_PLOTS/check-resp-$r.svg" || exit 1
+    sb "sismember-$r" "${rd[@]}" --op check -c 50 -P 16 --list-size "$SB_LIST" --hit-ratio 0.5 \
+        --duration "$SB_DUR" || exit 1
+    for side in stopgate peer; do
+        f="$SB_JSON/check-resp-$r.json"
+        [[ $side == peer ]] && f="$SB_JSON/sismember-$r.json"
+        record check_per_s_resp_50c_p16 "$side" "$r" "$(jget "$f" 'd["throughput"]')"
+        record check_p99_us_resp_50c_p16 "$side" "$r" "$(jget "$f" 'd["latency_us"]["p99"]')"
+    done
+    printf '    run %d: stopgate %9.0f CHECK/s (hits %s)   redis %9.0f SISMEMBER/s (hits %s)\n' "$r" \
+        "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-resp-$r.json" 'd["hit_ratio"]["observed"]')" \
+        "$(jget "$SB_JSON/sismember-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/sismember-$r.json" 'd["hit_ratio"]["observed"]')" >&2
+done
+
+# --- (i) -------------------------------------------------------------------------------------
+sg_log "(i) open loop: STOPs at 50 % and 90 % of the peak of (g) ($SB_PEAK_SG/s), Redis SET at 50/90 % of its own"
+for pct in 50 90; do
+    for ((r = 1; r <= SB_RUNS; r++)); do
+        rs="$(python3 -c "print(max(1, round($SB_PEAK_SG * $pct / 100)))")"
+        rr="$(python3 -c "print(max(1, round($SB_PEAK_RD * $pct / 100)))")"
+        sb "stop-open$pct-$r" "${gw[@]}" --op stop -c 50 --rate "$rs" --duration "$SB_DUR" \
+            --plot "$SB_PLOTS/stop-open$pct-$r.svg" || exit 1
+        sb "set-open$pct-$r" "${rd[@]}" --op stop -c 50 --rate "$rr" --duration "$SB_DUR" || exit 1
+        for side in stopgate peer; do
+            f="$SB_JSON/stop-open$pct-$r.json"
+            [[ $side == peer ]] && f="$SB_JSON/set-open$pct-$r.json"
+            record "stop_open${pct}_p99_us" "$side" "$r" "$(jget "$f" 'd["latency_us"]["p99"]')"
+            record "stop_open${pct}_per_s" "$side" "$r" "$(jget "$f" 'd["throughput"]')"
+        done
+        printf '    run %d at %d%%: stopgate %7s/s offered, p50 %7.0f p99 %7.0f us (%s)   redis %7s/s, p99 %7.0f us\n' \
+            "$r" "$pct" "$rs" "$(jget "$SB_JSON/stop-open$pct-$r.json" 'd["latency_us"]["p50"]')" \
+            "$(jget "$SB_JSON/stop-open$pct-$r.json" 'd["latency_us"]["p99"]')" \
+            "$(jget "$SB_JSON/stop-open$pct-$r.json" '"sustained" if d["open_loop"]["sustained"] else "NOT sustained"')" \
+            "$rr" "$(jget "$SB_JSON/set-open$pct-$r.json" 'd["latency_us"]["p99"]')" >&2
+    done
+done
+
+# --- (j) -------------------------------------------------------------------------------------
+sg_log "(j) kernel UDP CHECK, 16 flows x 16 datagrams x 16 CHECKs, vs (h)'s RESP CHECK; the 6,077 burst over UDP"
+for ((r = 1; r <= SB_RUNS; r++)); do
+    sb "check-udp-$r" "${gw[@]}" --transport udp --udp-port "$SB_UDP_PORT" --op check -c 16 -P 16 --batch 16 \
+        --list-size "$SB_LIST" --hit-ratio 0.5 --duration "$SB_DUR" --plot "$SB_PLOTS/check-udp-$r.svg" || exit 1
+    record check_per_s_udp stopgate "$r" "$(jget "$SB_JSON/check-udp-$r.json" 'd["throughput"]')"
+    record check_per_s_udp peer "$r" "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')"
+    record check_p99_us_udp stopgate "$r" "$(jget "$SB_JSON/check-udp-$r.json" 'd["latency_us"]["p99"]')"
+    record check_p99_us_udp peer "$r" "$(jget "$SB_JSON/check-resp-$r.json" 'd["latency_us"]["p99"]')"
+    printf '    run %d: UDP %9.0f CHECK/s p99 %6.0f us (retries %s)   RESP %9.0f CHECK/s p99 %6.0f us\n' "$r" \
+        "$(jget "$SB_JSON/check-udp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-udp-$r.json" 'd["latency_us"]["p99"]')" \
+        "$(jget "$SB_JSON/check-udp-$r.json" 'd["udp"]["retries"]')" \
+        "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-resp-$r.json" 'd["latency_us"]["p99"]')" >&2
+done
+gw_stop
+rd_stop
+
+# --- (k) -------------------------------------------------------------------------------------
+sg_log "(k) stopbench --burst $BURST_N, $SB_BURSTS times, each on a fresh gateway: acked, at the bank; over UDP: acked"
+rd_start redis-burst "$WORK/redis-burst"
+for ((r = 1; r <= SB_BURSTS; r++)); do
+    gw_start "sbburst-$r" "$WORK/journal-sbburst-$r" 1048576
+    plot=()
+    ((r == 1)) && plot=(--plot "$SB_PLOTS/burst-resp.svg")
+    sb "burst-resp-$r" -p "$GW_PORT" --burst "$BURST_N" --bank "$BANK" "${plot[@]}" || exit 1
+    gw_stop
+    rm -rf "$WORK/journal-sbburst-$r"
+    gw_start "sbburst-udp-$r" "$WORK/journal-sbburst-udp-$r" 1048576
+    plot=()
+    ((r == 1)) && plot=(--plot "$SB_PLOTS/burst-udp.svg")
+    sb "burst-udp-$r" -p "$GW_PORT" --transport udp --udp-port "$SB_UDP_PORT" --burst "$BURST_N" --batch 64 \
+        --bank "$BANK" "${plot[@]}" || exit 1
+    gw_stop
+    rm -rf "$WORK/journal-sbburst-udp-$r"
+    sb "burst-redis-$r" --target redis -p "$RD_PORT" --burst "$BURST_N" || exit 1
+    f="$SB_JSON/burst-resp-$r.json"
+    record burst6077_acked_ms_sb stopgate "$r" "$(jget "$f" 'd["burst_acked_ms"]')"
+    record burst6077_acked_ms_sb peer "$r" "$(jget "$SB_JSON/burst-redis-$r.json" 'd["burst_acked_ms"]')"
+    record burst6077_at_bank_ms stopgate "$r" "$(jget "$f" 'd["burst_at_bank_ms"]')"
+    record burst6077_udp_acked_ms stopgate "$r" "$(jget "$SB_JSON/burst-udp-$r.json" 'd["burst_acked_ms"]')"
+    record burst6077_udp_acked_ms peer "$r" "$(jget "$f" 'd["burst_acked_ms"]')"
+    printf '    run %d: RESP acked %6.1f ms, at the bank %6.1f ms   UDP acked %6.1f ms   redis SETs acked %6.1f ms\n' "$r" \
+        "$(jget "$f" 'd["burst_acked_ms"]')" "$(jget "$f" 'd["burst_at_bank_ms"]')" \
+        "$(jget "$SB_JSON/burst-udp-$r.json" 'd["burst_acked_ms"]')" "$(jget "$SB_JSON/burst-redis-$r.json" 'd["burst_acked_ms"]')" >&2
+done
+rd_stop
+unset GW_UDP GW_EXTRA_CONF
+
+# --- (l) -------------------------------------------------------------------------------------
+sg_log "(l) in-process CHECK: libstopgate vs DPDK rte_hash, $SB_LB_ENTRIES entries (build/bench/listbench)"
+timeout 900 "$BENCH_BIN/listbench" --entries "$SB_LB_ENTRIES" "${SB_LB_ARGS[@]}" --json "$SB_JSON/listbench.json" \
+    >"$SB_JSON/listbench.txt" 2>&1 || { echo "ops/bench: listbench failed: $(tail -n 3 "$SB_JSON/listbench.txt")" >&2; exit 1; }
+sed 's/^/    /' "$SB_JSON/listbench.txt" >&2
+record check_ns_inprocess_bulk stopgate 1 "$(jget "$SB_JSON/listbench.json" 'd["check_many_ns"]')"
+rte="$(jget "$SB_JSON/listbench.json" 'd["rte_hash_bulk_ns"]')"
+if python3 -c "import sys; sys.exit(0 if float('$rte') > 0 else 1)"; then
+    record check_ns_inprocess_bulk peer 1 "$rte"
+else
+    sg_warn "(l): listbench was built without DPDK: no rte_hash figure"
+fi
+record check_ns_inprocess_single stopgate 1 "$(jget "$SB_JSON/listbench.json" 'd["check_ns"]')"
