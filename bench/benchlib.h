@@ -1,6 +1,6 @@
 /*
- * benchlib: the little RESP client the bench tools share (burst, stoplat). Header-only,
- * everything static inline: each tool takes what it uses.
+ * benchlib: what the bench tools share - a little RESP client (burst, stoplat), argument
+ * parsing and percentiles. Header-only, everything static inline: each tool takes what it uses.
  */
 #ifndef SG_BENCHLIB_H
 #define SG_BENCHLIB_H
@@ -220,6 +220,44 @@ static inline double bench_pct(const int64_t *v, size_t n, double p, double div)
     if (k < 1) k = 1;
     if (k > n) k = n;
     return (double)v[k - 1] / div;
+}
+
+/* A whole number in [lo, hi] from a command-line argument, or usage(). */
+static inline long long bench_arg_ll(const char *s, long long lo, long long hi, void (*usage)(void)) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) usage();
+    return v;
+}
+
+/* The options burst and stoplat share: where the gateway is, who to log in as, the bank of
+ * the STOPs and the digits that make this run's request ids and accounts unique. */
+typedef struct bench_opts {
+    const char *host, *port, *agent, *bank;
+    char tag[16];
+} bench_opts;
+
+static inline void bench_opts_init(bench_opts *o) {
+    *o = (bench_opts){.host = "127.0.0.1", .port = "7379", .agent = "dev", .bank = "ICBC"};
+}
+
+/* Takes option a with value v if it is one of the shared ones (1), else 0. */
+static inline int bench_opt(bench_opts *o, const char *a, const char *v, void (*usage)(void)) {
+    if (!strcmp(a, "-h")) o->host = v;
+    else if (!strcmp(a, "-p")) o->port = v;
+    else if (!strcmp(a, "--agent")) o->agent = v;
+    else if (!strcmp(a, "--bank")) o->bank = v;
+    else if (!strcmp(a, "--tag")) {
+        if (strlen(v) == 0 || strlen(v) > 12 || strspn(v, "0123456789") != strlen(v)) usage();
+        snprintf(o->tag, sizeof o->tag, "%s", v);
+    } else return 0;
+    return 1;
+}
+
+/* After parsing: a tag if none was given. */
+static inline void bench_opts_finish(bench_opts *o) {
+    if (!*o->tag) snprintf(o->tag, sizeof o->tag, "%010lld", (long long)((mono_ns() / 1000 + getpid()) % 10000000000LL));
 }
 
 static inline int bench_cmp_i64(const void *a, const void *b) {

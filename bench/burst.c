@@ -59,19 +59,13 @@ static void usage(void) {
     exit(2);
 }
 
-static long long arg_ll(const char *s, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) usage();
-    return v;
-}
+static long long arg_ll(const char *s, long long lo, long long hi) { return bench_arg_ll(s, lo, hi, usage); }
 
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1", *port = "7379", *agent = "dev", *bank = "ICBC";
+    bench_opts o;
+    bench_opts_init(&o);
     long long n = 6077, timeout_ms = 10000, poll_us = 100;
     int redis = 0;
-    char tag[32] = "";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -81,21 +75,16 @@ int main(int argc, char **argv) {
         }
         if (!v) usage();
         i++;
-        if (!strcmp(a, "-h")) host = v;
-        else if (!strcmp(a, "-p")) port = v;
-        else if (!strcmp(a, "--agent")) agent = v;
-        else if (!strcmp(a, "--bank")) bank = v;
-        else if (!strcmp(a, "-n")) n = arg_ll(v, 1, 1000000);
+        if (bench_opt(&o, a, v, usage)) continue;
+        if (!strcmp(a, "-n")) n = arg_ll(v, 1, 1000000);
         else if (!strcmp(a, "--timeout-ms")) timeout_ms = arg_ll(v, 1, 3600000);
         else if (!strcmp(a, "--poll-us")) poll_us = arg_ll(v, 0, 1000000);
-        else if (!strcmp(a, "--tag")) {
-            if (strlen(v) == 0 || strlen(v) > 12 || strspn(v, "0123456789") != strlen(v)) usage();
-            snprintf(tag, sizeof tag, "%s", v);
-        } else usage();
+        else usage();
     }
     const char *secret = getenv("STOPGATE_SECRET");
     if (!redis && (!secret || !*secret)) die("set STOPGATE_SECRET to the agent's secret");
-    if (!*tag) snprintf(tag, sizeof tag, "%010lld", (long long)((mono_ns() / 1000 + getpid()) % 10000000000LL));
+    bench_opts_finish(&o);
+    const char *host = o.host, *port = o.port, *agent = o.agent, *bank = o.bank, *tag = o.tag;
 
     /* Connections and AUTH first: not part of the burst. */
     int c1 = connect_to(host, port), c2 = -1;

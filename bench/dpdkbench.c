@@ -180,6 +180,7 @@ int main(int argc, char **argv) {
     snap->v[0].id = sg_frame_agent_id("bench");
     snap->v[0].can_check = true;
     memcpy(snap->v[0].key, key, sizeof key);
+    udp_mac_init(&snap->v[0].mac, key);
     c->snap = snap;
 
     /* Request templates: B CHECKs each, hit_pct of them listed keys. */

@@ -26,37 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array, in microseconds. */
-static double pct_us(const int64_t *v, size_t n, double p) {
-    size_t k = (size_t)((p / 100.0) * (double)n + 0.999999);
-    if (k < 1) k = 1;
-    if (k > n) k = n;
-    return (double)v[k - 1] / 1e3;
-}
+#define BENCH_TOOL "fsynclat"
+#include "benchlib.h"
 
 static void usage(void) {
     fprintf(stderr, "usage: fsynclat [-d DIR] [-n ITERATIONS] [-s BYTES] [-w WARMUP] [-t THINK_US]\n");
     exit(2);
 }
 
-static long arg_long(const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) usage();
-    return v;
-}
+static long arg_long(const char *s, long lo, long hi) { return (long)bench_arg_ll(s, lo, hi, usage); }
 
 int main(int argc, char **argv) {
     const char *dir = ".";
@@ -153,9 +131,9 @@ int main(int argc, char **argv) {
 
     double sum = 0;
     for (long i = 0; i < n; i++) sum += (double)lat[i];
-    qsort(lat, (size_t)n, sizeof *lat, cmp_i64);
+    qsort(lat, (size_t)n, sizeof *lat, bench_cmp_i64);
     printf("fsynclat: n=%ld bytes=%ld think_us=%ld p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f\n", n, bytes, think_us,
-           pct_us(lat, (size_t)n, 50), pct_us(lat, (size_t)n, 90), pct_us(lat, (size_t)n, 99),
+           bench_pct(lat, (size_t)n, 50, 1e3), bench_pct(lat, (size_t)n, 90, 1e3), bench_pct(lat, (size_t)n, 99, 1e3),
            (double)lat[n - 1] / 1e3, sum / (double)n / 1e3);
     free(lat);
     free(buf);

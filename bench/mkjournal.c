@@ -31,6 +31,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#define BENCH_TOOL "mkjournal"
+#include "benchlib.h"
 #include "clock.h"
 #include "journal.h"
 #include "orders.h"
@@ -47,13 +49,7 @@ static void usage(void) {
     exit(2);
 }
 
-static long long arg_ll(const char *s, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) usage();
-    return v;
-}
+static long long arg_ll(const char *s, long long lo, long long hi) { return bench_arg_ll(s, lo, hi, usage); }
 
 /* The fields of order i (1-based), shared by the journal and the Redis peer. */
 typedef struct fake_order {

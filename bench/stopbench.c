@@ -675,6 +675,7 @@ int main(int argc, char **argv) {
     if (!rc && o.burst && o.transport == TR_RESP) {
         rc = run_burst(&o, &res, err, sizeof err);
         finish(&o, &res, rc, err);
+        sb_stats_free(&res.all);
         return res.exit_code;
     }
     int *fds = calloc((size_t)o.connections, sizeof *fds);
@@ -711,5 +712,7 @@ int main(int argc, char **argv) {
     }
     finish(&o, &res, rc, err);
     free(fds);
+    free(g_run.w);
+    sb_stats_free(&res.all);
     return res.exit_code;
 }

@@ -59,6 +59,9 @@ sb() {
     [[ -f "$SB_JSON/$name.json" ]] || { echo "ops/bench: stopbench $name wrote no report" >&2; return 1; }
 }
 
+# sb_section TITLE: ops/bench's section() (which also times the section before), or a log line.
+sb_section() { if declare -F section >/dev/null; then section "$1"; else sg_log "$1"; fi; }
+
 free_udp_port() {
     python3 -c 'import socket; s = socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -67,7 +70,7 @@ free_udp_port() {
 SB_UDP_PORT="$(free_udp_port)"
 GW_UDP="127.0.0.1:$SB_UDP_PORT"
 GW_EXTRA_CONF=$'\n[list mule]\nauto_stop = no\n'
-sg_log "stopbench suite: a stopgated with UDP and list mule, a redis-server (appendfsync always)"
+sb_section "stopbench suite: a stopgated with UDP and list mule, a redis-server (appendfsync always)"
 gw_start stopbench "$WORK/journal-stopbench" $((QUICK ? 2097152 : 8388608))
 SB_GW_PORT="$GW_PORT"
 rd_start redis-stopbench "$WORK/redis-stopbench"
@@ -76,7 +79,7 @@ gw=(-p "$SB_GW_PORT")
 rd=(--target redis -p "$SB_RD_PORT")
 
 # --- (f) -------------------------------------------------------------------------------------
-sg_log "(f) the generator's ceiling: stopbench vs redis-benchmark, PING, 50 connections x 16, same redis"
+sb_section "(f) the generator's ceiling: stopbench vs redis-benchmark, PING, 50 connections x 16, same redis"
 for ((r = 1; r <= SB_RUNS; r++)); do
     sb "ping-redis-$r" "${rd[@]}" --op ping -c 50 -P 16 --duration "$SB_DUR" || exit 1
     s="$(jget "$SB_JSON/ping-redis-$r.json" 'd["throughput"]')"
@@ -89,7 +92,7 @@ for ((r = 1; r <= SB_RUNS; r++)); do
 done
 
 # --- (g) -------------------------------------------------------------------------------------
-sg_log "(g) durable STOP/s at 50 connections vs Redis SET/s (appendfsync always), ${SB_DUR} s each"
+sb_section "(g) durable STOP/s at 50 connections vs Redis SET/s (appendfsync always), ${SB_DUR} s each"
 for ((r = 1; r <= SB_RUNS; r++)); do
     sb "stop-50c-$r" "${gw[@]}" --op stop -c 50 --duration "$SB_DUR" --plot "$SB_PLOTS/stop-50c-$r.svg" || exit 1
     sb "set-50c-$r" "${rd[@]}" --op stop -c 50 --duration "$SB_DUR" || exit 1
@@ -108,7 +111,7 @@ SB_PEAK_SG="$(python3 -c "import statistics, json; print(statistics.median(json.
 SB_PEAK_RD="$(python3 -c "import statistics, json; print(statistics.median(json.load(open('$SB_JSON/set-50c-%d.json' % r))['throughput'] for r in range(1, $SB_RUNS + 1)))")"
 
 # --- (h) -------------------------------------------------------------------------------------
-sg_log "(h) CHECK over RESP, 50 connections x 16, 50 % hits on $SB_LIST listed accounts vs Redis SISMEMBER"
+sb_section "(h) CHECK over RESP, 50 connections x 16, 50 % hits on $SB_LIST listed accounts vs Redis SISMEMBER"
 sb preload-list "${gw[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
 sb preload-set "${rd[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
 for ((r = 1; r <= SB_RUNS; r++)); do
@@ -128,7 +131,7 @@ for ((r = 1; r <= SB_RUNS; r++)); do
 done
 
 # --- (i) -------------------------------------------------------------------------------------
-sg_log "(i) open loop: STOPs at 50 % and 90 % of the peak of (g) ($SB_PEAK_SG/s), Redis SET at 50/90 % of its own"
+sb_section "(i) open loop: STOPs at 50 % and 90 % of the peak of (g) ($SB_PEAK_SG/s), Redis SET at 50/90 % of its own"
 for pct in 50 90; do
     for ((r = 1; r <= SB_RUNS; r++)); do
         rs="$(python3 -c "print(max(1, round($SB_PEAK_SG * $pct / 100)))")"
@@ -151,7 +154,7 @@ for pct in 50 90; do
 done
 
 # --- (j) -------------------------------------------------------------------------------------
-sg_log "(j) kernel UDP CHECK, 16 flows x 16 datagrams x 16 CHECKs, vs (h)'s RESP CHECK; the 6,077 burst over UDP"
+sb_section "(j) kernel UDP CHECK, 16 flows x 16 datagrams x 16 CHECKs, vs (h)'s RESP CHECK; the 6,077 burst over UDP"
 for ((r = 1; r <= SB_RUNS; r++)); do
     sb "check-udp-$r" "${gw[@]}" --transport udp --udp-port "$SB_UDP_PORT" --op check -c 16 -P 16 --batch 16 \
         --list-size "$SB_LIST" --hit-ratio 0.5 --duration "$SB_DUR" --plot "$SB_PLOTS/check-udp-$r.svg" || exit 1
@@ -168,7 +171,7 @@ gw_stop
 rd_stop
 
 # --- (k) -------------------------------------------------------------------------------------
-sg_log "(k) stopbench --burst $BURST_N, $SB_BURSTS times, each on a fresh gateway: acked, at the bank; over UDP: acked"
+sb_section "(k) stopbench --burst $BURST_N, $SB_BURSTS times, each on a fresh gateway: acked, at the bank; over UDP: acked"
 rd_start redis-burst "$WORK/redis-burst"
 for ((r = 1; r <= SB_BURSTS; r++)); do
     gw_start "sbburst-$r" "$WORK/journal-sbburst-$r" 1048576
@@ -199,7 +202,7 @@ rd_stop
 unset GW_UDP GW_EXTRA_CONF
 
 # --- (l) -------------------------------------------------------------------------------------
-sg_log "(l) in-process CHECK: libstopgate vs DPDK rte_hash, $SB_LB_ENTRIES entries (build/bench/listbench)"
+sb_section "(l) in-process CHECK: libstopgate vs DPDK rte_hash, $SB_LB_ENTRIES entries (build/bench/listbench)"
 timeout 900 "$BENCH_BIN/listbench" --entries "$SB_LB_ENTRIES" "${SB_LB_ARGS[@]}" --json "$SB_JSON/listbench.json" \
     >"$SB_JSON/listbench.txt" 2>&1 || { echo "ops/bench: listbench failed: $(tail -n 3 "$SB_JSON/listbench.txt")" >&2; exit 1; }
 sed 's/^/    /' "$SB_JSON/listbench.txt" >&2

@@ -68,27 +68,14 @@ static int seg_is_empty(journal *j, uint64_t seq, char *err, size_t errcap) {
         snprintf(err, errcap, "%s/%s: %s", j->dir, name, strerror(errno));
         return -1;
     }
-    uint8_t buf[16384];
-    off_t off = (off_t)sizeof(journal_seg_hdr);
-    for (;;) {
-        ssize_t n = pread(fd, buf, sizeof buf, off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            snprintf(err, errcap, "%s/%s: read: %s", j->dir, name, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        if (n == 0) break;
-        for (ssize_t i = 0; i < n; i++) {
-            if (buf[i]) {
-                close(fd);
-                return 0;
-            }
-        }
-        off += n;
+    int e = journal_fd_empty_after_header(fd);
+    if (e < 0) {
+        snprintf(err, errcap, "%s/%s: read: %s", j->dir, name, strerror(-e));
+        close(fd);
+        return -1;
     }
     close(fd);
-    return 1;
+    return e;
 }
 
 /* Replays one segment file; later[0..n_later) are the segments after it. Returns 0 (go on),

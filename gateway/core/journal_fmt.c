@@ -1,6 +1,8 @@
 #include "journal_fmt.h"
 
+
 #include <dirent.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,4 +187,20 @@ int journal_list_segments(const char *dir, uint64_t **seqs) {
     qsort(v, n, sizeof *v, cmp_u64);
     *seqs = v;
     return (int)n;
+}
+
+int journal_fd_empty_after_header(int fd) {
+    uint8_t buf[16384];
+    off_t off = (off_t)sizeof(journal_seg_hdr);
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (n == 0) return 1;
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i]) return 0;
+        off += n;
+    }
 }

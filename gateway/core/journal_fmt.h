@@ -79,6 +79,11 @@ typedef int (*journal_record_fn)(void *ctx, uint16_t type, uint64_t lsn, const u
 int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
                          void *ctx, journal_scan_result *res);
 
+/* Does the segment file open on fd hold nothing but zeros past its header (a segment a roll
+ * created whose batch never reached the disk)? 1 yes, 0 no, -errno. Shared by recovery and
+ * `stopctl journal verify`, so both call the same torn roll a torn tail. */
+int journal_fd_empty_after_header(int fd);
+
 /* Segment file name for a sequence number: "%016llu.sgj". */
 void journal_seg_name(char *out, size_t cap, uint64_t seq);
 /* Parse a segment file name. 0 and *seq, or -1. */

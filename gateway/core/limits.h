@@ -28,6 +28,7 @@
 #define CLIENT_QUERY_BYTES_MAX (4 * 1024 * 1024) /* unparsed input held per client */
 #define CLIENT_OUTPUT_BYTES_MAX (64 * 1024 * 1024) /* replies queued per client */
 #define CLIENT_RECV_CHUNK 65536
+#define CLIENT_RECV_FIRST 1024 /* a new client's first receive; grows to a chunk when filled */
 #define CLIENTS_MAX_LIMIT 100000 /* upper bound for [gateway] max_clients */
 
 /* Journal (SPEC §7). */

@@ -75,6 +75,7 @@ static dp_snap *build_snap(gateway *gw) {
         a->id = sg_frame_agent_id(gw->cfg.agents[i].name);
         a->can_check = (role_perms(gw->cfg.agents[i].role) & PERM_CHECK) != 0;
         sg_frame_key(ah->key, a->key);
+        udp_mac_init(&a->mac, a->key);
         a->opslimit = ah->opslimit;
         a->memlimit = ah->memlimit;
         memcpy(a->salt, ah->salt, sizeof a->salt);

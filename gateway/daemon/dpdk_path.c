@@ -292,7 +292,7 @@ int dp_send_udp(dp_ctx *c, struct rte_mbuf *m, const struct rte_ether_addr *peer
         uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
         put_eth_ip(c, p, peer_mac, peer_ip, UDP_LEN + n, c->ip_id++, 0);
         memcpy(p + ETH_LEN + IP_LEN, &u, UDP_LEN);
-        memcpy(p + HDRS_LEN, payload, n);
+        if (payload != p + HDRS_LEN) memcpy(p + HDRS_LEN, payload, n); /* else written in place */
         set_len(m, HDRS_LEN + n);
         tx_push(c, m, true);
         return 0;
@@ -447,11 +447,12 @@ static void lookup_all(dp_ctx *c, uint32_t n) {
 
 enum { ANSWERED, TO_ORDER };
 
-/* The messages of an authenticated frame: answered into c->scratch (*outlen), or TO_ORDER
- * when one is a STOP (the order side answers the whole frame). Same replies as udp_answer()
- * except FROZEN: from the table's frozen bit, order_no 0. */
-static int answer(dp_ctx *c, const dp_agent *ag, const uint8_t *d, size_t len, const sg_frame_hdr *h,
-                  size_t *outlen) {
+/* The messages of an authenticated frame: answered into out (*outlen), or TO_ORDER when one
+ * is a STOP (the order side answers the whole frame). Same replies as udp_answer() except
+ * FROZEN: from the table's frozen bit, order_no 0. out may overlap the request: every message
+ * is parsed (and its key packed) before the first reply byte is written. */
+static int answer(dp_ctx *c, const dp_agent *ag, const uint8_t *d, size_t len, const sg_frame_hdr *h, uint8_t *out,
+                  size_t cap, size_t *outlen) {
     sg_frame_reader rd;
     sg_frame_read_begin(&rd, d, len, h);
     uint32_t n = 0;
@@ -474,7 +475,7 @@ static int answer(dp_ctx *c, const dp_agent *ag, const uint8_t *d, size_t len, c
     lookup_all(c, n);
     sg_frame_writer w;
     sg_frame_hdr rh = {.flags = SG_FRAME_REPLY, .agent_id = h->agent_id, .seq = h->seq, .epoch = c->epoch};
-    sg_frame_begin(&w, c->scratch, sizeof c->scratch, &rh);
+    sg_frame_begin(&w, out, cap, &rh);
     uint64_t checks = 0, hits = 0, errors = 0, pings = 0;
     for (uint32_t i = 0; i < n; i++) {
         const sg_msg *m = &c->m[i];
@@ -505,13 +506,14 @@ static int answer(dp_ctx *c, const dp_agent *ag, const uint8_t *d, size_t len, c
     if (rc < 0) {
         dp_count(c, DP_C_MALFORMED_MSGS, 1);
         uint16_t st = SG_FE_SYNTAX;
-        if (!w.overflow) memcpy(c->scratch + 24, &st, sizeof st); /* the header's status field */
+        if (!w.overflow) memcpy(out + 24, &st, sizeof st); /* the header's status field */
     }
     dp_count(c, DP_C_CHECKS, checks);
     if (hits) dp_count(c, DP_C_CHECK_HITS, hits);
     if (errors) dp_count(c, DP_C_MSG_ERRORS, errors);
     if (pings) dp_count(c, DP_C_PINGS, pings);
-    *outlen = sg_frame_finish(&w, ag->key);
+    *outlen = sg_frame_finish(&w, NULL);
+    if (*outlen) udp_mac_sign(&ag->mac, out, *outlen);
     return ANSWERED;
 }
 
@@ -531,19 +533,30 @@ static void on_frame(dp_ctx *c, struct rte_mbuf *m, const struct rte_ether_addr 
         why = UDP_DROP_UNKNOWN_AGENT;
         goto dropped;
     }
-    switch (udp_frame_auth(d, len, &h, ag->key, &ag->replay, c->epoch)) {
+    /* The reply goes where dp_send_udp() puts a datagram's payload in this mbuf, written
+     * straight there (no copy) when it answers messages. */
+    uint8_t *out = (uint8_t *)m->buf_addr + RTE_PKTMBUF_HEADROOM + HDRS_LEN;
+    size_t cap = (size_t)m->buf_len - RTE_PKTMBUF_HEADROOM - HDRS_LEN;
+    switch (udp_frame_auth(d, len, &h, &ag->mac, &ag->replay, c->epoch)) {
     case UDP_AUTH_BAD_MAC: why = UDP_DROP_BAD_MAC; goto dropped;
     case UDP_AUTH_REPLAY: why = UDP_DROP_REPLAY; goto dropped;
     case UDP_AUTH_HELLO:
         n = udp_hello_reply(c->scratch, sizeof c->scratch, &h, c->epoch, ag->opslimit, ag->memlimit, ag->salt);
         dp_count(c, DP_C_HELLOS, 1);
+        out = c->scratch;
         break;
     case UDP_AUTH_EPOCH:
         n = udp_status_reply(c->scratch, sizeof c->scratch, &h, c->epoch, SG_FE_EPOCH, ag->key);
         dp_count(c, DP_C_EPOCH, 1);
+        out = c->scratch;
         break;
     default:
-        if (answer(c, ag, d, len, &h, &n) == TO_ORDER) {
+        if (cap > SG_FRAME_BYTES_MAX) cap = SG_FRAME_BYTES_MAX;
+        if (m->nb_segs != 1 || cap < SG_FRAME_HDR_BYTES + SG_FRAME_MAC_BYTES) {
+            out = c->scratch;
+            cap = sizeof c->scratch;
+        }
+        if (answer(c, ag, d, len, &h, out, cap, &n) == TO_ORDER) {
             dp_msg t = {.kind = DP_MSG_FRAME, .peer_mac = *peer_mac, .peer_ip = peer_ip, .peer_port = peer_port};
             if (!hand_over(c, &t, d, len)) drop(c, UDP_DROP_NO_BUFFER); /* the client retries, same request id */
             rte_pktmbuf_free(m);
@@ -556,7 +569,7 @@ static void on_frame(dp_ctx *c, struct rte_mbuf *m, const struct rte_ether_addr 
         goto dropped;
     }
     struct rte_ether_addr mac = *peer_mac; /* the headers are about to be overwritten */
-    dp_send_udp(c, m, &mac, peer_ip, peer_port, c->scratch, n);
+    dp_send_udp(c, m, &mac, peer_ip, peer_port, out, n);
     return;
 dropped:
     drop(c, why);

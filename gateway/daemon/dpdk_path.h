@@ -84,6 +84,7 @@ typedef struct dp_agent {
     uint32_t id; /* sg_frame_agent_id(name) */
     bool can_check;
     uint8_t key[SG_FRAME_KEY_BYTES];
+    udp_mac mac; /* the same key, keyed state */
     uint64_t opslimit, memlimit; /* for the HELLO reply */
     uint8_t salt[16];
     sg_replay replay; /* lcore-owned; carried over when a new snapshot comes */

@@ -26,6 +26,7 @@
 #include "orders.h"
 #include "resp.h"
 #include <netinet/in.h>
+#include <sodium.h>
 #include <sys/socket.h>
 #include <stopgate/frame.h>
 
@@ -61,6 +62,8 @@ typedef struct client {
     resp_skip skip;
     uint32_t ops_inflight;
     int64_t last_active_ms;
+    uint32_t recv_asked; /* bytes the armed receive may fill */
+    bool recv_grown;     /* a receive filled its buffer: use full chunks from now on */
     uint32_t next_waiting; /* intrusive list of clients with replies held for durability */
     uint32_t next_blocked; /* intrusive list of clients waiting for journal room */
 } client;
@@ -209,10 +212,18 @@ typedef struct udp_tx_slot {
     uint8_t buf[SG_FRAME_BYTES_MAX];
 } udp_tx_slot;
 
+/* An agent's frame MAC with BLAKE2b already keyed (fastpath.c): the key block is compressed
+ * once per agent instead of once per frame. Bytes of a crypto_generichash_state (copied to an
+ * aligned one for each use), so it may sit in any struct. */
+typedef struct udp_mac {
+    uint8_t st[sizeof(crypto_generichash_state)];
+} udp_mac;
+
 typedef struct udp_agent {
     uint32_t id;    /* sg_frame_agent_id(name) */
     uint32_t agent; /* index in cfg.agents */
     uint8_t key[SG_FRAME_KEY_BYTES];
+    udp_mac mac;    /* the same key, keyed state */
     sg_replay replay;
 } udp_agent;
 
@@ -364,8 +375,13 @@ enum udp_auth { UDP_AUTH_OK, UDP_AUTH_HELLO, UDP_AUTH_EPOCH, UDP_AUTH_BAD_MAC, U
 int udp_frame_header(const uint8_t *dgram, size_t len, sg_frame_hdr *h);
 udp_agent *udp_agent_find(udp_agent *v, uint32_t n, uint32_t id);
 /* HELLO (no MAC needed), else MAC, epoch, then the replay window (updated when new). */
-int udp_frame_auth(const uint8_t *dgram, size_t len, const sg_frame_hdr *h, const uint8_t key[SG_FRAME_KEY_BYTES],
-                   sg_replay *replay, uint32_t epoch);
+int udp_frame_auth(const uint8_t *dgram, size_t len, const sg_frame_hdr *h, const udp_mac *mac, sg_replay *replay,
+                   uint32_t epoch);
+/* The frame MAC (docs/protocol.md) from a keyed state: the same bytes as sg_frame_verify() and
+ * sg_frame_finish() with the key. sign writes the last SG_FRAME_MAC_BYTES of the datagram. */
+void udp_mac_init(udp_mac *m, const uint8_t key[SG_FRAME_KEY_BYTES]);
+bool udp_mac_verify(const udp_mac *m, const uint8_t *dgram, size_t len);
+void udp_mac_sign(const udp_mac *m, uint8_t *dgram, size_t len);
 size_t udp_hello_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t epoch, uint64_t opslimit,
                        uint64_t memlimit, const uint8_t salt[16]);
 /* A reply with no messages and a frame-level status (SG_FE_EPOCH, SG_FE_TOOBIG). */

@@ -6,6 +6,7 @@
  * dispatch every completion; run the timers; send the journal's open batch (group commit).
  * SIGTERM/SIGINT: stop accepting, answer what is durable, sync, exit 0.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -202,6 +203,12 @@ int main(int argc, char **argv) {
     }
     if (auth_init() != 0) {
         fprintf(stderr, "stopgated: libsodium failed to initialise\n");
+        return 1;
+    }
+    struct in_addr dpdk_ip;
+    if (gw->cfg.dpdk_enabled && inet_pton(AF_INET, gw->cfg.dpdk_ip, &dpdk_ip) != 1) {
+        fprintf(stderr, "stopgated: %s: [dpdk] ip = '%s' is not an IPv4 address (the address the DPDK port "
+                        "answers on)\n", conf ? conf : "(embedded defaults)", gw->cfg.dpdk_ip);
         return 1;
     }
 #ifndef HAVE_DPDK

@@ -49,6 +49,7 @@ int udp_agents_build(gateway *gw, char *err, size_t errcap) {
         v[i].id = sg_frame_agent_id(gw->cfg.agents[i].name);
         v[i].agent = i;
         sg_frame_key(gw->agent_auth[i].key, v[i].key);
+        udp_mac_init(&v[i].mac, v[i].key);
     }
     qsort(v, n, sizeof *v, cmp_agent);
     for (uint32_t i = 1; i < n; i++)
@@ -264,7 +265,7 @@ static void handle(gateway *gw, udp_slot *s, size_t len) {
         drop(gw, UDP_DROP_NO_BUFFER);
         return;
     }
-    int auth = udp_frame_auth(s->buf, len, &h, ag->key, &ag->replay, u->epoch);
+    int auth = udp_frame_auth(s->buf, len, &h, &ag->mac, &ag->replay, u->epoch);
     if (auth == UDP_AUTH_BAD_MAC || auth == UDP_AUTH_REPLAY) {
         drop(gw, auth == UDP_AUTH_BAD_MAC ? UDP_DROP_BAD_MAC : UDP_DROP_REPLAY);
         return;

@@ -388,9 +388,20 @@ static int cmd_journal(const char *what, const char *dir, bool json) {
             break;
         }
         if (!res.clean) {
+            /* Later segments holding nothing past their header are a roll whose batch never
+             * reached the disk: still a torn tail, as recovery judges it. */
+            bool later_records = false;
+            for (int k = i + 1; k < n && !later_records; k++) {
+                char lname[64], lpath[4200];
+                journal_seg_name(lname, sizeof lname, seqs[k]);
+                snprintf(lpath, sizeof lpath, "%s/%s", dir, lname);
+                int lfd = open(lpath, O_RDONLY | O_CLOEXEC);
+                later_records = lfd < 0 || journal_fd_empty_after_header(lfd) != 1;
+                if (lfd >= 0) close(lfd);
+            }
             fprintf(stderr, "BAD %s offset %zu: %s%s\n", name, res.bad_offset, res.why,
-                    res.valid_after_bad || i + 1 < n ? " (valid records follow: corruption, not a torn tail)"
-                                                     : " (torn tail: the gateway cuts it at start)");
+                    res.valid_after_bad || later_records ? " (valid records follow: corruption, not a torn tail)"
+                                                         : " (torn tail: the gateway cuts it at start)");
             rc = EXIT_REFUSED;
             break;
         }

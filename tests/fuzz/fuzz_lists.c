@@ -9,8 +9,9 @@
  *   - a table of 1024 or 2048 slots filled from the table bytes (once, or repeated; header
  *     taken from them or not), its header made to pass validation unless flags say
  *     otherwise, then sgl_lookup with the input key and with keys found in the slots.
- *     Slots whose seqlock reads "writer inside" make a lookup spin SGL_SPIN_MAX times and
- *     give -EBUSY: slow, so they are kept only when flags ask for it.
+ *     A slot whose seqlock reads "writer inside" (odd) makes a lookup spin SGL_SPIN_MAX
+ *     times and give -EBUSY: ~10 ms of traced compares, so every seqlock is made even
+ *     except, when flags 16 and 128 are both set, the first used slot's.
  *   - the public reader (sg_lists_open/check/check_many/name/generation/close) on that
  *     table, and on the raw bytes, written as /dev/shm/sgfuzz-lists-<pid>.
  */
@@ -31,11 +32,16 @@ enum {
     F_HEADER = 2,      /* the bytes start at the header (else at the tag array) */
     F_KEEP_NLISTS = 4, /* keep the bytes' nlists (may be invalid) */
     F_PUBLIC = 8,      /* also through sg_lists_open on a /dev/shm file */
-    F_ODD_SEQ = 16,    /* keep slots the writer "holds" (slow: spins) */
+    F_ODD_SEQ = 16,    /* with bit 7 too: one slot the writer "holds" (slow: spins) */
     F_BIG = 32,        /* 2048 slots */
 };
 
 static char shm_name[64];
+
+/* The tables, static: a fresh 70-135 KiB heap block per run is an mmap and page faults
+ * under ASan, most of a run's cost; globals get ASan redzones after them all the same. */
+static _Alignas(64) uint8_t table_small[SGL_HDR_BYTES + 1024 + 1024 * SGL_SLOT_BYTES];
+static _Alignas(64) uint8_t table_big[SGL_HDR_BYTES + 2048 + 2048 * SGL_SLOT_BYTES];
 
 static void write_shm(const void *p, size_t n) {
     char path[128];
@@ -52,9 +58,11 @@ static void remove_shm(void) {
     unlink(path);
 }
 
-static void check_verdict(int rc, const sg_verdict *v) {
+/* 1 when the lookup gave up on a held slot. */
+static int check_verdict(int rc, const sg_verdict *v) {
     if (rc != 0 && rc != 1 && rc != -EBUSY) abort();
     (void)v;
+    return rc == -EBUSY;
 }
 
 static void public_api(const char *bank, const char *acct) {
@@ -119,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* A table of the right size made from the bytes. */
     uint64_t cap = (flags & F_BIG) ? 2048 : 1024;
     size_t fsize = (size_t)sgl_file_bytes(cap);
-    uint8_t *t = aligned_alloc(64, fsize);
+    uint8_t *t = (flags & F_BIG) ? table_big : table_small;
     memset(t, 0, fsize);
     if (tn) {
         size_t at = (flags & F_HEADER) ? 0 : SGL_HDR_BYTES;
@@ -137,11 +145,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     h->capacity = cap;
     if (!(flags & F_KEEP_NLISTS)) h->nlists %= SGL_LISTS_MAX + 1;
     sgl_slot *slots = (sgl_slot *)(t + SGL_HDR_BYTES + cap);
-    if (!(flags & F_ODD_SEQ))
-        for (uint64_t i = 0; i < cap; i++) {
-            uint64_t w0 = atomic_load_explicit(&slots[i].w0, memory_order_relaxed);
-            atomic_store_explicit(&slots[i].w0, w0 & ~(1ULL << 32), memory_order_relaxed);
+    bool keep_odd = (flags & F_ODD_SEQ) && (flags & 0x80);
+    for (uint64_t i = 0; i < cap; i++) {
+        if (keep_odd && t[SGL_HDR_BYTES + i] >= 2) {
+            /* This one stays as the bytes say, tagged so that a lookup of its key stops at it. */
+            keep_odd = false;
+            sgl_key k;
+            for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&slots[i].key[w], memory_order_relaxed);
+            t[SGL_HDR_BYTES + i] = sgl_fp(sgl_hash(&k));
+            continue;
         }
+        uint64_t w0 = atomic_load_explicit(&slots[i].w0, memory_order_relaxed);
+        atomic_store_explicit(&slots[i].w0, w0 & ~(1ULL << 32), memory_order_relaxed);
+    }
     if (sgl_map_validate(t, fsize - 1) == 0) abort(); /* truncated by one byte */
     int trc = sgl_map_validate(t, fsize);
     if (trc != 0 && (flags & F_KEEP_NLISTS) == 0) abort();
@@ -150,14 +166,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                      .slots = slots, .mask = cap - 1};
         int64_t now_s = 1700000000 + (int64_t)(flags >> 6) * 1000000000;
         sg_verdict v;
-        if (have_key) check_verdict(sgl_lookup(&m, &key, sgl_hash(&key), now_s, &v), &v);
+        int busy = 0; /* one -EBUSY (a ~10 ms spin) per input is enough */
+        if (have_key) busy = check_verdict(sgl_lookup(&m, &key, sgl_hash(&key), now_s, &v), &v);
         /* Keys the table holds: a hit is possible when the slot sits on its probe chain. */
         int tried = 0;
-        for (uint64_t i = 0; i < cap && tried < 8; i++) {
+        for (uint64_t i = 0; i < cap && tried < 8 && !busy; i++) {
             if (t[SGL_HDR_BYTES + i] < 2) continue;
             sgl_key k;
             for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&slots[i].key[w], memory_order_relaxed);
-            check_verdict(sgl_lookup(&m, &k, sgl_hash(&k), now_s, &v), &v);
+            busy = check_verdict(sgl_lookup(&m, &k, sgl_hash(&k), now_s, &v), &v);
             tried++;
         }
     }
@@ -168,7 +185,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         write_shm(raw, tn); /* foreign or truncated */
         public_api(bank, acct);
     }
-    free(t);
     free(raw);
     free(acct);
     free(bank);

@@ -160,7 +160,8 @@ def lists_seeds(table=None):
     names = bytearray(b"A" * 4096)
     struct.pack_into("<IIIIQ", names, 8, 2, 4096, 64, 64, 1024)
     seed("fuzz_lists", "names-unterminated", lists_prefix(2 | 4 | 8, b"B1", b"A1") + bytes(names))
-    seed("fuzz_lists", "repeat-slots", lists_prefix(1 | 8 | 16, b"B1", b"A1") + bytes(range(64)))
+    # flags 16 + 128: one slot keeps its odd seqlock (a writer that died inside it)
+    seed("fuzz_lists", "repeat-slots", lists_prefix(1 | 8 | 16 | 128, b"B1", b"A1") + bytes(range(1, 65)))
     if table:
         # A real table, whole (the 4096-byte header, tags, slots): flags 2|4|8.
         seed("fuzz_lists", "gateway-table", lists_prefix(2 | 4 | 8, b"ICBK", b"6222000011110001") + table)

@@ -354,6 +354,23 @@ class Dpdk(GatewayCase):
                   'stopgate_dpdk_frames_total{dir="rx"}', 'stopgate_dpdk_frames_total{dir="tx"}'):
             self.assertGreater(m[k], 0, k)
 
+    def test_08_sighup_agents_reach_the_lcore(self):
+        gw = self.gw
+        self.assertEqual(probe(GW_IP, DPDK_PORT, "newbie", "newbie-s3cret", "hello"), [{"timeout": True}])
+        self.assertEqual(self.dpdk("check", "DPB9 ACCT1", agent="bert")[1]["replies"][0]["err"], 5)  # NOPERM
+        gw.agents["newbie"] = ("screen", "newbie-s3cret")
+        del gw.agents["bert"]
+        gw.write_config()
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "SIGHUP: configuration reloaded" in gw.log_since_start(), timeout=10, what="the reload")
+        out = probe(GW_IP, DPDK_PORT, "newbie", "newbie-s3cret", "hello", "check", "DPB9 ACCT1", "stop",
+                    self.rid("nb"), "DPB9", "ACCT1", "C", 1)
+        self.assertReplyOk(out[1], 1)
+        self.assertEqual((out[1]["replies"][0]["err"], out[1]["replies"][0]["code"]), (0, 0))
+        self.assertEqual(out[2]["replies"][0]["err"], 5)  # a screen agent: NOPERM for STOP
+        self.assertEqual(self.dpdk("check", "DPB9 ACCT1", agent="bert"), [{"timeout": True}] * 2)  # removed
+        self.assertReplyOk(self.dpdk("ping")[1], 1)  # the others keep working
+
 
 if __name__ == "__main__":
     try:
