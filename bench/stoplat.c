@@ -11,11 +11,14 @@
  * shows what a STOP costs when the gateway's own follow-up journal records (SENT, the bank's
  * answer) are already durable when it arrives. Prints one line:
  *
- *   stoplat: n=2000 think_us=0 p50_us=... p90_us=... p99_us=... max_us=... mean_us=... errors=0
+ *   stoplat: n=2000 think_us=0 p50_us=... p90_us=... p99_us=... max_us=... mean_us=... errors=0 other=0
+ *
+ * other counts answers that were not ACCEPTED (DUPLICATE when a --tag is reused: answered
+ * from memory, not a durable write).
  *
  * Percentiles are nearest-rank. --dump writes one line per timed STOP, "start_us latency_us"
  * (start relative to the first), to find what the slow ones have in common (e.g. a period).
- * Exit status 1 if any STOP was refused.
+ * Exit status 1 if any STOP was refused or not ACCEPTED.
  */
 #define BENCH_TOOL "stoplat"
 #include "benchlib.h"
@@ -55,8 +58,8 @@ int main(int argc, char **argv) {
     auth(fd, &in, agent, secret);
     int64_t *lat = malloc(sizeof *lat * (size_t)n), *start = malloc(sizeof *start * (size_t)n);
     if (!lat || !start) die("out of memory");
-    long long errors = 0;
-    char first_err[160] = "";
+    long long errors = 0, other = 0;
+    char first_err[160] = "", other_status[24] = "";
     char rid[64], acct[64], cs[64];
     snprintf(cs, sizeof cs, "LAT-%s", tag);
     for (long long i = -warmup; i < n; i++) {
@@ -71,7 +74,11 @@ int main(int argc, char **argv) {
         send_all(fd, out.p, out.len);
         read_reply(fd, &in, &ri);
         int64_t t1 = mono_ns();
-        if (ri.err && !errors++) snprintf(first_err, sizeof first_err, "%s", ri.errmsg);
+        if (ri.err) {
+            if (!errors++) snprintf(first_err, sizeof first_err, "%s", ri.errmsg);
+        } else if (strcmp(ri.status, "ACCEPTED") != 0 && !other++) {
+            snprintf(other_status, sizeof other_status, "%s", ri.status);
+        }
         if (i >= 0) {
             lat[i] = t1 - t0;
             start[i] = t0;
@@ -93,12 +100,14 @@ int main(int argc, char **argv) {
     double sum = 0;
     for (long long i = 0; i < n; i++) sum += (double)lat[i];
     qsort(lat, (size_t)n, sizeof *lat, bench_cmp_i64);
-    printf("stoplat: n=%lld think_us=%lld p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f errors=%lld\n",
+    printf("stoplat: n=%lld think_us=%lld p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f errors=%lld other=%lld\n",
            n, think_us, bench_pct(lat, (size_t)n, 50, 1e3), bench_pct(lat, (size_t)n, 90, 1e3),
-           bench_pct(lat, (size_t)n, 99, 1e3), (double)lat[n - 1] / 1e3, sum / (double)n / 1e3, errors);
+           bench_pct(lat, (size_t)n, 99, 1e3), (double)lat[n - 1] / 1e3, sum / (double)n / 1e3, errors, other);
     if (errors) fprintf(stderr, "stoplat: %lld STOPs refused, the first: %s\n", errors, first_err);
+    /* A DUPLICATE (a --tag used before) is answered from memory: not a durable-write latency. */
+    if (other) fprintf(stderr, "stoplat: %lld answers were not ACCEPTED (e.g. %s)\n", other, other_status);
     free(lat);
     free(in.p);
     free(out.p);
-    return errors ? 1 : 0;
+    return errors || other ? 1 : 0;
 }

@@ -40,6 +40,8 @@ int sgl_map_validate(const void *base, size_t size) {
     if (cap < SGL_CAPACITY_MIN || cap > SGL_CAPACITY_MAX || (cap & (cap - 1)) != 0) return -EBADMSG;
     if (size != sgl_file_bytes(cap)) return -EBADMSG; /* truncated or padded */
     if (h->nlists > SGL_LISTS_MAX) return -EBADMSG;
+    for (uint32_t i = 0; i < h->nlists; i++)
+        if (!memchr(h->list_names[i], 0, SGL_LIST_NAME_MAX)) return -EBADMSG;
     return 0;
 }
 
@@ -196,7 +198,8 @@ void sg_lists_check_many(const sg_lists *cl, size_t n, const char *const *banks,
 const char *sg_lists_name(const sg_lists *l, unsigned bit) {
     if (bit >= SGL_LISTS_MAX || bit >= l->map.h->nlists) return NULL;
     const char *n = l->map.h->list_names[bit];
-    return n[0] ? n : NULL;
+    /* A foreign or damaged table may not terminate its names: never hand out such a one. */
+    return n[0] && memchr(n, 0, SGL_LIST_NAME_MAX) ? n : NULL;
 }
 
 uint64_t sg_lists_generation(const sg_lists *l) {

@@ -78,7 +78,9 @@ static void public_api(const char *bank, const char *acct) {
     for (unsigned bit = 0; bit <= SG_LISTS_MAX; bit++) {
         const char *n = sg_lists_name(l, bit);
         /* A careful caller's read: the name field is SGL_LIST_NAME_MAX bytes. */
-        if (n) (void)strnlen(n, SGL_LIST_NAME_MAX);
+        /* sg_lists_name must never hand out an unterminated name (regression seed
+         * corpus/fuzz_lists/names-unterminated). */
+        if (n && strnlen(n, SGL_LIST_NAME_MAX) == SGL_LIST_NAME_MAX) abort();
     }
     (void)sg_lists_generation(l);
     sg_lists_close(l);
@@ -158,9 +160,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint64_t w0 = atomic_load_explicit(&slots[i].w0, memory_order_relaxed);
         atomic_store_explicit(&slots[i].w0, w0 & ~(1ULL << 32), memory_order_relaxed);
     }
+    /* Names must be terminated for a table to validate (sg_lists_name hands them out). */
+    bool terminated = true;
+    for (uint32_t i = 0; i < h->nlists && i < SGL_LISTS_MAX; i++)
+        terminated &= memchr(h->list_names[i], 0, SGL_LIST_NAME_MAX) != NULL;
     if (sgl_map_validate(t, fsize - 1) == 0) abort(); /* truncated by one byte */
     int trc = sgl_map_validate(t, fsize);
-    if (trc != 0 && (flags & F_KEEP_NLISTS) == 0) abort();
+    if (trc != 0 && (flags & F_KEEP_NLISTS) == 0 && terminated) abort();
+    if (trc == 0 && !terminated) abort();
     if (trc == 0) {
         sgl_map m = {.base = t, .size = fsize, .h = h, .tags = (const _Atomic uint8_t *)(t + SGL_HDR_BYTES),
                      .slots = slots, .mask = cap - 1};
