@@ -19,7 +19,7 @@
 #       build/bench/listbench (10 M entries; --quick: 2 M)
 # The JSON report of every run goes to bench/results/<stamp>/stopbench/, the plots of the
 # stopgate side to bench/results/<stamp>/plots/.
-# shellcheck shell=bash disable=SC2154  # variables and helpers come from ops/bench
+# shellcheck shell=bash disable=SC2154,SC2034  # variables and helpers come from, and go to, ops/bench
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     echo "ops/bench-stopbench.sh is part of ./ops/bench: run ./ops/bench" >&2

@@ -124,39 +124,9 @@ int dp_port_init(dp_ctx *c, uint16_t port, char *err, size_t errcap) {
 
 /* --- the list table, mapped like libstopgate's reader does --------------------------------- */
 
-static int map_path(const char *path, sgl_map *m) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || (size_t)st.st_size < SGL_HDR_BYTES) {
-        close(fd);
-        return -EBADMSG;
-    }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) return -errno;
-    int rc = sgl_map_validate(p, (size_t)st.st_size);
-    if (rc != 0) {
-        munmap(p, (size_t)st.st_size);
-        return rc;
-    }
-    m->base = p;
-    m->size = (size_t)st.st_size;
-    m->h = p;
-    m->tags = (const _Atomic uint8_t *)((const uint8_t *)p + SGL_HDR_BYTES);
-    m->slots = (const sgl_slot *)((const uint8_t *)p + SGL_HDR_BYTES + m->h->capacity);
-    m->mask = m->h->capacity - 1;
-    return 0;
-}
-
-static void unmap(sgl_map *m) {
-    if (m->base) munmap((void *)m->base, m->size);
-    memset(m, 0, sizeof *m);
-}
-
 int dp_lists_open(dp_ctx *c, const char *shm_name, char *err, size_t errcap) {
     snprintf(c->shm_path, sizeof c->shm_path, "/dev/shm/%s", shm_name);
-    int rc = map_path(c->shm_path, &c->map);
+    int rc = sgl_map_open(c->shm_path, &c->map);
     if (rc != 0) {
         snprintf(err, errcap, "cannot map the list table %s: %s", c->shm_path, strerror(-rc));
         return -1;
@@ -164,19 +134,19 @@ int dp_lists_open(dp_ctx *c, const char *shm_name, char *err, size_t errcap) {
     return 0;
 }
 
-void dp_lists_close(dp_ctx *c) { unmap(&c->map); }
+void dp_lists_close(dp_ctx *c) { sgl_map_close(&c->map); }
 
 /* The gateway republished the table (bulk load, compaction): follow it, as libstopgate's
  * reader does. Until the new file maps, answers come from the old one: stale, never torn. */
 static void follow_lists(dp_ctx *c) {
     if (!atomic_load_explicit(&c->map.h->superseded, memory_order_acquire)) return;
     sgl_map fresh;
-    if (map_path(c->shm_path, &fresh) != 0) return;
+    if (sgl_map_open(c->shm_path, &fresh) != 0) return;
     if (atomic_load_explicit(&fresh.h->superseded, memory_order_acquire)) {
-        unmap(&fresh);
+        sgl_map_close(&fresh);
         return;
     }
-    unmap(&c->map);
+    sgl_map_close(&c->map);
     c->map = fresh;
 }
 

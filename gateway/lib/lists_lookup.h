@@ -31,6 +31,9 @@ static inline uint64_t sgl_hash(const sgl_key *k) { return XXH3_64bits(k->w, siz
 /* Check a mapping's header and size. 0, -EBADMSG (foreign, truncated), -EPROTO (version). */
 int sgl_map_validate(const void *base, size_t size);
 int64_t sgl_now_s(void);
+/* Map a table file read-only (MAP_POPULATE) and validate it. 0 or a negative errno. */
+int sgl_map_open(const char *path, sgl_map *m);
+void sgl_map_close(sgl_map *m);
 
 /* Next slot on the probe chain at *i whose tag is fp (advancing *i and the probe count *p), or
  * -1 when an empty tag ends the chain. */

@@ -45,7 +45,7 @@ int sgl_map_validate(const void *base, size_t size) {
     return 0;
 }
 
-static int map_path(const char *path, sgl_map *m) {
+int sgl_map_open(const char *path, sgl_map *m) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct stat st;
@@ -77,7 +77,7 @@ static int map_path(const char *path, sgl_map *m) {
     return 0;
 }
 
-static void unmap(sgl_map *m) {
+void sgl_map_close(sgl_map *m) {
     if (m->base) munmap((void *)m->base, m->size);
     memset(m, 0, sizeof *m);
 }
@@ -90,7 +90,7 @@ sg_lists *sg_lists_open(const char *shm_name) {
     sg_lists *l = calloc(1, sizeof *l);
     if (!l) return NULL;
     snprintf(l->path, sizeof l->path, "/dev/shm/%s", shm_name);
-    int rc = map_path(l->path, &l->map);
+    int rc = sgl_map_open(l->path, &l->map);
     if (rc != 0) {
         free(l);
         errno = -rc;
@@ -101,7 +101,7 @@ sg_lists *sg_lists_open(const char *shm_name) {
 
 void sg_lists_close(sg_lists *l) {
     if (!l) return;
-    unmap(&l->map);
+    sgl_map_close(&l->map);
     free(l);
 }
 
@@ -119,12 +119,12 @@ static void follow_writer(sg_lists *l) {
         if (stat(l->path, &st) != 0 || (st.st_dev == l->map.dev && st.st_ino == l->map.ino)) return;
     }
     sgl_map fresh;
-    if (map_path(l->path, &fresh) != 0) return;
+    if (sgl_map_open(l->path, &fresh) != 0) return;
     if (fresh.h == NULL || atomic_load_explicit(&fresh.h->superseded, memory_order_acquire)) {
-        unmap(&fresh);
+        sgl_map_close(&fresh);
         return;
     }
-    unmap(&l->map);
+    sgl_map_close(&l->map);
     l->map = fresh;
 }
 
