@@ -106,6 +106,7 @@ void hdr_visit(const hdr *h, hdr_visit_fn fn, void *ctx) {
     for (uint32_t i = 0; i < HDR_BUCKETS && cum < h->total; i++) {
         if (!h->counts[i]) continue;
         cum += h->counts[i];
-        fn(ctx, representative(h, i), h->counts[i], cum);
+        /* The last bucket holds the max: the curve ends on the exact value. */
+        fn(ctx, cum == h->total ? h->max : representative(h, i), h->counts[i], cum);
     }
 }

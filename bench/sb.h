@@ -7,7 +7,9 @@
  *   sb_resp.c     the RESP/TCP engine: one epoll loop per thread, closed or open loop
  *   sb_udp.c      the UDP engine: libstopgate's frames, many datagrams in flight, by seq
  *   sb_burst.c    --burst N: N STOPs at once on one connection, acked and at the bank
+ *   sb_ctl.c      the blocking control-plane client (AUTH, LIST.LOAD / SADD, INFO, STATUS)
  *   sb_report.c   merging the threads, the text summary, the JSON report, the gnuplot plot
+ *   hdr.c         the latency histogram; sb_sched.h the open-loop schedule
  *
  * Threads share nothing mutable but a few atomics (the stop flag, progress counters, the UDP
  * sequence number): each worker owns its connections, buffers, histograms and counters, and

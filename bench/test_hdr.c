@@ -157,6 +157,33 @@ static void test_edges(void) {
     hdr_free(&h);
 }
 
+typedef struct visit_ctx {
+    uint64_t calls, sum, last_value, last_cum;
+    int ordered;
+} visit_ctx;
+
+static void visit(void *ctx, uint64_t value, uint64_t count, uint64_t cum) {
+    visit_ctx *v = ctx;
+    if (v->calls && (value < v->last_value || cum != v->last_cum + count)) v->ordered = 0;
+    v->calls++;
+    v->sum += count;
+    v->last_value = value;
+    v->last_cum = cum;
+}
+
+/* The walk the plots use: buckets in value order, cumulative counts adding up to the total. */
+static void test_visit(void) {
+    hdr h;
+    hdr_init(&h);
+    for (uint64_t i = 0; i < 50000; i++) hdr_record(&h, (next_rand() % 1000) * (next_rand() % 1000) + 1);
+    visit_ctx v = {.ordered = 1};
+    hdr_visit(&h, visit, &v);
+    CHECK(v.ordered, "visit in value order with running cumulative counts");
+    CHECK(v.sum == h.total && v.last_cum == h.total, "visit covers every value");
+    CHECK(v.last_value == h.max, "the last bucket stands for the max");
+    hdr_free(&h);
+}
+
 static void test_schedule(void) {
     const double rates[] = {1000, 12345.5, 250000};
     const uint64_t conns_list[] = {1, 7, 50};
@@ -193,6 +220,7 @@ int main(void) {
     test_distributions();
     test_merge();
     test_edges();
+    test_visit();
     test_schedule();
     if (failures) {
         fprintf(stderr, "test_hdr: %d failures\n", failures);

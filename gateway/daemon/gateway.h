@@ -175,6 +175,8 @@ typedef struct lists_state {
     uint32_t ttl_cap, ttl_used, ttl_live;
     uint64_t sweep_pos;
     uint64_t loads, expired, auto_stops, frozen_dropped, replay_skipped;
+    uint64_t frozen_dropped_logged; /* frozen_dropped when the last warning may be logged */
+    int64_t frozen_log_next_ms;
 } lists_state;
 
 typedef struct list_answer {

@@ -156,8 +156,11 @@ void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool f
     if (ltab_put(&gw->ls.t, &k, &e, gw->now_ms) != 0) {
         /* CHECK over RESP still says FROZEN (it asks the order table); in-process readers
          * would not: loud, because list_capacity is too small. */
-        gw->ls.frozen_dropped++;
-        LOGW(gw, "list table full: frozen mark for %s/%s not published (raise list_capacity)", bank, account);
+        /* Once per burst of them, not per order: the metric counts every one. */
+        if (gw->ls.frozen_dropped++ == gw->ls.frozen_dropped_logged)
+            LOGW(gw, "list table full: frozen mark for %s/%s not published (raise list_capacity); "
+                     "stopgate_list_frozen_dropped_total counts the others",
+                 bank, account);
     }
 }
 
@@ -479,6 +482,10 @@ static void lists_sweep(gateway *gw, uint32_t budget) {
 
 void lists_tick(gateway *gw) {
     lists_state *ls = &gw->ls;
+    if (gw->now_ms >= ls->frozen_log_next_ms) { /* at most one such warning a minute */
+        ls->frozen_dropped_logged = ls->frozen_dropped;
+        ls->frozen_log_next_ms = gw->now_ms + 60000;
+    }
     if (!ls->t.published) return;
     /* Expired memberships already read as unlisted where they were an entry's last (readers
      * compare its expiry); this sweep ends them one by one, a slice per tick. */
