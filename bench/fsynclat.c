@@ -3,7 +3,7 @@
  * record to a file and making it durable, through io_uring exactly as the gateway's journal
  * does it (a write linked to an fdatasync, IOSQE_IO_LINK, one submit, two completions).
  *
- *   fsynclat [-d DIR] [-n ITERATIONS] [-s BYTES] [-w WARMUP] [-t THINK_US]
+ *   fsynclat [-d DIR] [-n ITERATIONS] [-s BYTES] [-w WARMUP] [-t THINK_US] [-z]
  *
  * Creates a scratch file in DIR (default .), appends BYTES (default 256) per iteration at
  * the end of the file (the file grows, as a journal segment does, so each fdatasync also
@@ -15,6 +15,9 @@
  * Percentiles are nearest-rank over the timed iterations (the WARMUP ones are not counted).
  * -t pauses THINK_US after each iteration (default 0: back to back), to compare with a paced
  * client (stoplat --think-us): an idle device can answer its first flush more slowly.
+ * -z writes the whole file with zeros and syncs it first, then overwrites it in place: the
+ * file size no longer changes, so fdatasync has no inode to write (what a journal with
+ * pre-zeroed segments would pay; the journal's scanner treats a zero tail as empty).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +33,7 @@
 #include "benchlib.h"
 
 static void usage(void) {
-    fprintf(stderr, "usage: fsynclat [-d DIR] [-n ITERATIONS] [-s BYTES] [-w WARMUP] [-t THINK_US]\n");
+    fprintf(stderr, "usage: fsynclat [-d DIR] [-n ITERATIONS] [-s BYTES] [-w WARMUP] [-t THINK_US] [-z]\n");
     exit(2);
 }
 
@@ -39,14 +42,16 @@ static long arg_long(const char *s, long lo, long hi) { return (long)bench_arg_l
 int main(int argc, char **argv) {
     const char *dir = ".";
     long n = 2000, bytes = 256, warmup = 50, think_us = 0;
+    int prezero = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "d:n:s:w:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "d:n:s:w:t:zh")) != -1) {
         switch (opt) {
         case 'd': dir = optarg; break;
         case 'n': n = arg_long(optarg, 1, 10000000); break;
         case 's': bytes = arg_long(optarg, 1, 1 << 20); break;
         case 'w': warmup = arg_long(optarg, 0, 1000000); break;
         case 't': think_us = arg_long(optarg, 0, 10000000); break;
+        case 'z': prezero = 1; break;
         default: usage();
         }
     }
@@ -82,6 +87,25 @@ int main(int argc, char **argv) {
     }
     memset(buf, 'j', (size_t)bytes);
 
+    if (prezero) {
+        static const uint8_t zeros[1 << 16];
+        uint64_t total = (uint64_t)(n + warmup) * (uint64_t)bytes;
+        for (uint64_t done = 0; done < total;) {
+            size_t k = total - done < sizeof zeros ? (size_t)(total - done) : sizeof zeros;
+            ssize_t w = pwrite(fd, zeros, k, (off_t)done);
+            if (w <= 0) {
+                fprintf(stderr, "fsynclat: zero-filling %s: %s\n", path, strerror(errno));
+                unlink(path);
+                return 1;
+            }
+            done += (uint64_t)w;
+        }
+        if (fsync(fd) != 0) {
+            fprintf(stderr, "fsynclat: fsync %s: %s\n", path, strerror(errno));
+            unlink(path);
+            return 1;
+        }
+    }
     uint64_t off = 0;
     int status = 0;
     for (long i = -warmup; i < n; i++) {
@@ -132,7 +156,7 @@ int main(int argc, char **argv) {
     double sum = 0;
     for (long i = 0; i < n; i++) sum += (double)lat[i];
     qsort(lat, (size_t)n, sizeof *lat, bench_cmp_i64);
-    printf("fsynclat: n=%ld bytes=%ld think_us=%ld p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f\n", n, bytes, think_us,
+    printf("fsynclat: n=%ld bytes=%ld think_us=%ld prezeroed=%d p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f\n", n, bytes, think_us, prezero,
            bench_pct(lat, (size_t)n, 50, 1e3), bench_pct(lat, (size_t)n, 90, 1e3), bench_pct(lat, (size_t)n, 99, 1e3),
            (double)lat[n - 1] / 1e3, sum / (double)n / 1e3);
     free(lat);

@@ -338,7 +338,14 @@ int64_t journal_append(journal *j, uint16_t type, const void *payload, uint32_t 
     assert(payload_len + sizeof(journal_rec_hdr) <= JOURNAL_RECORD_BYTES_MAX);
     if (!journal_has_room(j, payload_len)) return -EAGAIN;
     journal_batch *b = &j->batch[j->open_idx];
-    if (b->len == 0) b->seq = ++j->batch_seq;
+    bool lazy = j->next_lazy;
+    j->next_lazy = false;
+    if (b->len == 0) {
+        b->seq = ++j->batch_seq;
+        b->urgent = false;
+        b->opened_ns = clock_mono_ns();
+    }
+    if (!lazy) b->urgent = true;
     uint32_t len = journal_rec_len(payload_len);
     if (j->seg_off + len > j->segment_bytes && j->seg_off > sizeof(journal_seg_hdr)) {
         if (b->n_ext + 1 > JOURNAL_EXTENTS_MAX) return -EAGAIN;
@@ -383,6 +390,11 @@ static void submit_batch(journal *j, journal_batch *b, int64_t now_ns) {
     }
 }
 
+int64_t journal_lazy_deadline_ns(const journal *j) {
+    const journal_batch *b = &j->batch[j->open_idx];
+    return b->len && !b->urgent ? b->opened_ns + JOURNAL_LAZY_NS : 0;
+}
+
 void journal_flush(journal *j, int64_t now_ns) {
     if (j->inflight) return;
     if (j->retry_at_ns) {
@@ -394,6 +406,7 @@ void journal_flush(journal *j, int64_t now_ns) {
     }
     journal_batch *b = &j->batch[j->open_idx];
     if (b->len == 0) return;
+    if (!b->urgent && now_ns - b->opened_ns < JOURNAL_LAZY_NS && !j->flush_all) return;
     j->open_idx ^= 1;
     submit_batch(j, b, now_ns);
 }

@@ -32,6 +32,8 @@ typedef struct journal_batch {
     uint8_t *data; /* JOURNAL_BUF_BYTES */
     uint32_t len;
     uint32_t records;
+    bool urgent;       /* holds a record someone waits for (a reply, an instruction) */
+    int64_t opened_ns; /* when its first record arrived */
     uint64_t last_lsn;
     uint64_t seq;
     journal_ext ext[JOURNAL_EXTENTS_MAX];
@@ -82,6 +84,8 @@ typedef struct journal {
     int64_t retry_at_ns;
     int64_t submit_ns;
     uint64_t batch_seq;
+    bool next_lazy; /* the next journal_append is a record nobody waits for */
+    bool flush_all; /* draining: lazy batches go at once */
     struct {
         int fd;
         uint64_t after_seq;
@@ -104,8 +108,16 @@ bool journal_has_room(const journal *j, uint32_t payload_len);
  * waits for the next on_durable and tries again), or -EIO/-errno when a segment cannot be
  * created. */
 int64_t journal_append(journal *j, uint16_t type, const void *payload, uint32_t payload_len);
-/* Submit the open batch if nothing is in flight and no retry is pending. */
+/* Mark the next append as lazy: nobody waits for it (SENT marks, bank answers), so it may
+ * wait up to JOURNAL_LAZY_NS for a record that someone does wait for, instead of costing an
+ * fdatasync of its own (which the next orders would queue behind). */
+static inline void journal_lazy_next(journal *j) { j->next_lazy = true; }
+#define JOURNAL_LAZY_NS (2 * 1000 * 1000)
+/* Submit the open batch if nothing is in flight and no retry is pending (and it is urgent or
+ * has waited JOURNAL_LAZY_NS). */
 void journal_flush(journal *j, int64_t now_ns);
+/* When a lazy open batch must be flushed at the latest (0: nothing pending). */
+int64_t journal_lazy_deadline_ns(const journal *j);
 /* A completion with kind UD_JOURNAL. */
 void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns);
 /* Nothing appended that is not yet durable. */

@@ -49,7 +49,9 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
         unlink(t->build);
         return -rc;
     }
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* Populated: otherwise every first write to a page (a new account's frozen mark during a
+     * burst) takes a page fault; they were half of a 6,077 burst's CPU. */
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
         snprintf(err, errcap, "%s: mmap: %s", t->build, strerror(errno));

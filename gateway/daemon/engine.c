@@ -386,6 +386,9 @@ void engine_auto_stop(gateway *gw, const char *bank, const char *account, const 
 
 static int commit_state(gateway *gw, uint32_t no, uint8_t st) {
     order_rec r = {.type = REC_STATE, .order_no = no, .state = st, .ts_ms = gw->now_ms};
+    /* SENT, OVERDUE, EXPIRED: nobody waits for these to be durable (a SENT lost in a crash
+     * only means the instruction is sent again): let them ride the next batch. */
+    journal_lazy_next(&gw->j);
     int64_t lsn = commit(gw, &r);
     return lsn < 0 ? (int)lsn : 0;
 }
@@ -529,6 +532,9 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
             d->account[k] = (w->account[k] >= ' ' && w->account[k] < 127) ? w->account[k] : '?';
         d->amount_minor = w->amount_minor;
     }
+    /* Lazy too: an answer lost in a crash is asked for again (the instruction is re-sent),
+     * and transports that acknowledge answers wait for durability themselves. */
+    journal_lazy_next(&gw->j);
     int64_t lsn = commit(gw, &r);
     if (lsn >= 0) {
         if (r.state == ST_FUNDS_MOVED) engine_cascade(gw, ord->no);

@@ -135,7 +135,8 @@ typedef struct metrics {
 #define LIST_CASES_MAX (1 << 20)     /* distinct case references on list entries */
 #define LIST_CSV_LINE_MAX 512        /* bytes of one LIST.LOAD line */
 #define LIST_LOAD_ROWS_MAX (64 << 20) /* rows of one LIST.LOAD */
-#define LIST_SWEEP_SLOTS 65536       /* slots the expiry sweep visits per tick */
+#define LIST_SWEEP_SLOTS 65536       /* expiry records the sweep visits per tick */
+#define LIST_TICK_MS 50              /* how often the sweep runs */
 #define MCHECK_BATCH_MAX 512         /* pairs of one MCHECK */
 
 typedef struct list_staged {
@@ -177,6 +178,7 @@ typedef struct lists_state {
     uint64_t loads, expired, auto_stops, frozen_dropped, replay_skipped;
     uint64_t frozen_dropped_logged; /* frozen_dropped when the last warning may be logged */
     int64_t frozen_log_next_ms;
+    int64_t next_tick_ms;
 } lists_state;
 
 typedef struct list_answer {

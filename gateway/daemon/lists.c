@@ -486,6 +486,10 @@ void lists_tick(gateway *gw) {
         ls->frozen_dropped_logged = ls->frozen_dropped;
         ls->frozen_log_next_ms = gw->now_ms + 60000;
     }
+    /* The sweep and compaction check run every LIST_TICK_MS, not on every loop pass: a
+     * burst's loop turns must not each pay for a slice of the table. */
+    if (gw->now_ms < ls->next_tick_ms) return;
+    ls->next_tick_ms = gw->now_ms + LIST_TICK_MS;
     if (!ls->t.published) return;
     /* Expired memberships already read as unlisted where they were an entry's last (readers
      * compare its expiry); this sweep ends them one by one, a slice per tick. */

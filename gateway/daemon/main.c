@@ -124,6 +124,11 @@ static int64_t wait_us(gateway *gw) {
     int64_t p = router_next_poll_us(gw);
     if (p < next) next = p;
     if (gw->j.retry_at_ns) next = now_us + 1000;
+    int64_t lazy_ns = journal_lazy_deadline_ns(&gw->j);
+    if (lazy_ns) {
+        int64_t lazy_us = now_us + (lazy_ns - clock_mono_ns()) / 1000;
+        if (lazy_us < next) next = lazy_us;
+    }
     return next > now_us ? next - now_us : 0;
 }
 
@@ -162,6 +167,7 @@ static void run_loop(gateway *gw) {
         }
         if (gw->stop_requested && gw->phase != PHASE_DRAINING) {
             gw->phase = PHASE_DRAINING;
+            gw->j.flush_all = true;
             drain_deadline = gw->now_ms + DRAIN_TIMEOUT_MS;
             server_stop_accepting(gw);
         }
