@@ -399,7 +399,7 @@ int sb_report_plot(const sb_opts *o, const sb_result *r, const char *path) {
     fprintf(g, "EOD\n");
     fprintf(g, "set multiplot layout 2,1 title \"%s\" noenhanced\n", title);
     /* Tic labels are gnuplot format strings: a literal % is %% there, hence %%%% here. */
-    fprintf(g, "set grid\nset key top left noenhanced\nset logscale x 10\n"
+    fprintf(g, "set grid\nset key bottom right noenhanced\nset logscale x 10\n"
                "set xtics (\"0%%%%\" 1, \"90%%%%\" 10, \"99%%%%\" 100, \"99.9%%%%\" 1000, \"99.99%%%%\" 10000, "
                "\"99.999%%%%\" 100000, \"99.9999%%%%\" 1000000)\n"
                "set xlabel 'percentile'\nset ylabel 'latency (us)'\nset yrange [0:*]\n");
@@ -412,7 +412,7 @@ int sb_report_plot(const sb_opts *o, const sb_result *r, const char *path) {
         if (kinds > 1 && r->all.lat[k].total) fprintf(g, ", $lat_%s with lines title '%s'", kind_names[k], kind_names[k]);
     fprintf(g, "\nunset logscale x\nset xtics autofreq\nset yrange [0:*]\n");
     if (o->burst) {
-        fprintf(g, "set xlabel 'time since the burst started (ms)'\nset ylabel 'orders answered'\n"
+        fprintf(g, "set key top left\nset xlabel 'time since the burst started (ms)'\nset ylabel 'orders answered'\n"
                    "set title 'answers as they arrive (group commits)'\n");
         if (r->burst.at_bank_ms >= 0)
             fprintf(g, "set arrow from %f, graph 0 to %f, graph 1 nohead dt 2\n"
@@ -420,7 +420,7 @@ int sb_report_plot(const sb_opts *o, const sb_result *r, const char *path) {
                     r->burst.at_bank_ms, r->burst.at_bank_ms, r->burst.at_bank_ms);
         fprintf(g, "plot $tput with steps lw 2 title 'answered (cumulative)'");
     } else {
-        fprintf(g, "set xlabel 'time (s)'\nset ylabel 'answered per second'\n"
+        fprintf(g, "set key bottom center\nset xlabel 'time (s)'\nset ylabel 'answered per second'\n"
                    "set title 'throughput over time (%g s bins)'\n",
                 bin_s);
         fprintf(g, "plot $tput with steps lw 2 title 'answered/s'");

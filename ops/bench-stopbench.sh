@@ -17,8 +17,9 @@
 #       (every order SENT or later, from INFO); Redis: 6,077 pipelined SETs
 #   (l) in-process CHECK ns (libstopgate, sg_lists_check_many) vs DPDK rte_hash_lookup_bulk,
 #       build/bench/listbench (10 M entries; --quick: 2 M)
-# The JSON report of every run goes to bench/results/<stamp>/stopbench/, the plots of the
-# stopgate side to bench/results/<stamp>/plots/.
+# They run in the order f, h, j, g, i, k, l: the CHECK rows before the STOP rows, which leave
+# a frozen mark in the list table for every live order. The JSON report of every run goes to
+# bench/results/<stamp>/stopbench/, the plots of the stopgate side to .../plots/.
 # shellcheck shell=bash disable=SC2154,SC2034  # variables and helpers come from, and go to, ops/bench
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -69,12 +70,14 @@ free_udp_port() {
     python3 -c 'import socket; s = socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The suite's gateway: UDP on, the list the CHECKs hit, room for every STOP of (g) and (i).
+# The suite's gateway: UDP on, the list the CHECKs hit, room for every STOP of (g) and (i), and a
+# list table that holds the pre-loaded list (at most 75 % of list_capacity) plus their frozen marks.
 SB_UDP_PORT="$(free_udp_port)"
 GW_UDP="127.0.0.1:$SB_UDP_PORT"
+GW_EXTRA_GATEWAY="list_capacity = $((QUICK ? 1048576 : 4194304))"
 GW_EXTRA_CONF=$'\n[list mule]\nauto_stop = no\n'
 sb_section "stopbench suite: a stopgated with UDP and list mule, a redis-server (appendfsync always)"
-gw_start stopbench "$WORK/journal-stopbench" $((QUICK ? 2097152 : 8388608))
+gw_start stopbench "$WORK/journal-stopbench" $((QUICK ? 2097152 : 4194304))
 SB_GW_PORT="$GW_PORT"
 rd_start redis-stopbench "$WORK/redis-stopbench"
 SB_RD_PORT="$RD_PORT"
@@ -94,25 +97,8 @@ for ((r = 1; r <= SB_RUNS; r++)); do
     printf '    run %d: stopbench %9.0f PING/s   redis-benchmark %9.0f PING/s\n' "$r" "$s" "$p" >&2
 done
 
-# --- (g) -------------------------------------------------------------------------------------
-sb_section "(g) durable STOP/s at 50 connections vs Redis SET/s (appendfsync always), ${SB_DUR} s each"
-for ((r = 1; r <= SB_RUNS; r++)); do
-    sb "stop-50c-$r" "${gw[@]}" --op stop -c 50 --duration "$SB_DUR" --plot "$SB_PLOTS/stop-50c-$r.svg" || exit 1
-    sb "set-50c-$r" "${rd[@]}" --op stop -c 50 --duration "$SB_DUR" || exit 1
-    for side in stopgate peer; do
-        f="$SB_JSON/stop-50c-$r.json"
-        [[ $side == peer ]] && f="$SB_JSON/set-50c-$r.json"
-        record stop_per_s_50c_sb "$side" "$r" "$(jget "$f" 'd["throughput"]')"
-        record stop_p99_us_50c_sb "$side" "$r" "$(jget "$f" 'd["latency_us"]["p99"]')"
-    done
-    printf '    run %d: stopgate %8.0f STOP/s p99 %7.0f us   redis %8.0f SET/s p99 %7.0f us\n' "$r" \
-        "$(jget "$SB_JSON/stop-50c-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/stop-50c-$r.json" 'd["latency_us"]["p99"]')" \
-        "$(jget "$SB_JSON/set-50c-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/set-50c-$r.json" 'd["latency_us"]["p99"]')" >&2
-done
-# The peaks the open loop of (i) is scaled to: the median of the runs.
-SB_PEAK_SG="$(python3 -c "import statistics, json; print(statistics.median(json.load(open('$SB_JSON/stop-50c-%d.json' % r))['throughput'] for r in range(1, $SB_RUNS + 1)))")"
-SB_PEAK_RD="$(python3 -c "import statistics, json; print(statistics.median(json.load(open('$SB_JSON/set-50c-%d.json' % r))['throughput'] for r in range(1, $SB_RUNS + 1)))")"
-
+# The CHECK rows run before the STOP rows: every live order also takes a slot of the list table
+# (its frozen mark), and (g) and (i) leave a few hundred thousand of them.
 # --- (h) -------------------------------------------------------------------------------------
 sb_section "(h) CHECK over RESP, 50 connections x 16, 50 % hits on $SB_LIST listed accounts vs Redis SISMEMBER"
 sb preload-list "${gw[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
@@ -132,6 +118,39 @@ for ((r = 1; r <= SB_RUNS; r++)); do
         "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-resp-$r.json" 'd["hit_ratio"]["observed"]')" \
         "$(jget "$SB_JSON/sismember-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/sismember-$r.json" 'd["hit_ratio"]["observed"]')" >&2
 done
+
+# --- (j) -------------------------------------------------------------------------------------
+sb_section "(j) kernel UDP CHECK, 16 flows x 16 datagrams x 16 CHECKs, vs (h)'s RESP CHECK"
+for ((r = 1; r <= SB_RUNS; r++)); do
+    sb "check-udp-$r" "${gw[@]}" --transport udp --udp-port "$SB_UDP_PORT" --op check -c 16 -P 16 --batch 16 \
+        --list-size "$SB_LIST" --hit-ratio 0.5 --duration "$SB_DUR" --plot "$SB_PLOTS/check-udp-$r.svg" || exit 1
+    record check_per_s_udp stopgate "$r" "$(jget "$SB_JSON/check-udp-$r.json" 'd["throughput"]')"
+    record check_per_s_udp peer "$r" "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')"
+    record check_p99_us_udp stopgate "$r" "$(jget "$SB_JSON/check-udp-$r.json" 'd["latency_us"]["p99"]')"
+    record check_p99_us_udp peer "$r" "$(jget "$SB_JSON/check-resp-$r.json" 'd["latency_us"]["p99"]')"
+    printf '    run %d: UDP %9.0f CHECK/s p99 %6.0f us (retries %s)   RESP %9.0f CHECK/s p99 %6.0f us\n' "$r" \
+        "$(jget "$SB_JSON/check-udp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-udp-$r.json" 'd["latency_us"]["p99"]')" \
+        "$(jget "$SB_JSON/check-udp-$r.json" 'd["udp"]["retries"]')" \
+        "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-resp-$r.json" 'd["latency_us"]["p99"]')" >&2
+done
+# --- (g) -------------------------------------------------------------------------------------
+sb_section "(g) durable STOP/s at 50 connections vs Redis SET/s (appendfsync always), ${SB_DUR} s each"
+for ((r = 1; r <= SB_RUNS; r++)); do
+    sb "stop-50c-$r" "${gw[@]}" --op stop -c 50 --duration "$SB_DUR" --plot "$SB_PLOTS/stop-50c-$r.svg" || exit 1
+    sb "set-50c-$r" "${rd[@]}" --op stop -c 50 --duration "$SB_DUR" || exit 1
+    for side in stopgate peer; do
+        f="$SB_JSON/stop-50c-$r.json"
+        [[ $side == peer ]] && f="$SB_JSON/set-50c-$r.json"
+        record stop_per_s_50c_sb "$side" "$r" "$(jget "$f" 'd["throughput"]')"
+        record stop_p99_us_50c_sb "$side" "$r" "$(jget "$f" 'd["latency_us"]["p99"]')"
+    done
+    printf '    run %d: stopgate %8.0f STOP/s p99 %7.0f us   redis %8.0f SET/s p99 %7.0f us\n' "$r" \
+        "$(jget "$SB_JSON/stop-50c-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/stop-50c-$r.json" 'd["latency_us"]["p99"]')" \
+        "$(jget "$SB_JSON/set-50c-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/set-50c-$r.json" 'd["latency_us"]["p99"]')" >&2
+done
+# The peaks the open loop of (i) is scaled to: the median of the runs.
+SB_PEAK_SG="$(python3 -c "import statistics, json; print(statistics.median(json.load(open('$SB_JSON/stop-50c-%d.json' % r))['throughput'] for r in range(1, $SB_RUNS + 1)))")"
+SB_PEAK_RD="$(python3 -c "import statistics, json; print(statistics.median(json.load(open('$SB_JSON/set-50c-%d.json' % r))['throughput'] for r in range(1, $SB_RUNS + 1)))")"
 
 # --- (i) -------------------------------------------------------------------------------------
 sb_section "(i) open loop: STOPs at 50 % and 90 % of the peak of (g) ($SB_PEAK_SG/s), Redis SET at 50/90 % of its own"
@@ -156,22 +175,9 @@ for pct in 50 90; do
     done
 done
 
-# --- (j) -------------------------------------------------------------------------------------
-sb_section "(j) kernel UDP CHECK, 16 flows x 16 datagrams x 16 CHECKs, vs (h)'s RESP CHECK; the 6,077 burst over UDP"
-for ((r = 1; r <= SB_RUNS; r++)); do
-    sb "check-udp-$r" "${gw[@]}" --transport udp --udp-port "$SB_UDP_PORT" --op check -c 16 -P 16 --batch 16 \
-        --list-size "$SB_LIST" --hit-ratio 0.5 --duration "$SB_DUR" --plot "$SB_PLOTS/check-udp-$r.svg" || exit 1
-    record check_per_s_udp stopgate "$r" "$(jget "$SB_JSON/check-udp-$r.json" 'd["throughput"]')"
-    record check_per_s_udp peer "$r" "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')"
-    record check_p99_us_udp stopgate "$r" "$(jget "$SB_JSON/check-udp-$r.json" 'd["latency_us"]["p99"]')"
-    record check_p99_us_udp peer "$r" "$(jget "$SB_JSON/check-resp-$r.json" 'd["latency_us"]["p99"]')"
-    printf '    run %d: UDP %9.0f CHECK/s p99 %6.0f us (retries %s)   RESP %9.0f CHECK/s p99 %6.0f us\n' "$r" \
-        "$(jget "$SB_JSON/check-udp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-udp-$r.json" 'd["latency_us"]["p99"]')" \
-        "$(jget "$SB_JSON/check-udp-$r.json" 'd["udp"]["retries"]')" \
-        "$(jget "$SB_JSON/check-resp-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-resp-$r.json" 'd["latency_us"]["p99"]')" >&2
-done
 gw_stop
 rd_stop
+unset GW_EXTRA_GATEWAY GW_EXTRA_CONF # the bursts' gateways are configured as (c)'s, plus UDP
 
 # --- (k) -------------------------------------------------------------------------------------
 sb_section "(k) stopbench --burst $BURST_N, $SB_BURSTS times, each on a fresh gateway: acked, at the bank; over UDP: acked"
@@ -202,7 +208,7 @@ for ((r = 1; r <= SB_BURSTS; r++)); do
         "$(jget "$SB_JSON/burst-udp-$r.json" 'd["burst_acked_ms"]')" "$(jget "$SB_JSON/burst-redis-$r.json" 'd["burst_acked_ms"]')" >&2
 done
 rd_stop
-unset GW_UDP GW_EXTRA_CONF
+unset GW_UDP
 
 # --- (l) -------------------------------------------------------------------------------------
 sb_section "(l) in-process CHECK: libstopgate vs DPDK rte_hash, $SB_LB_ENTRIES entries (build/bench/listbench)"
