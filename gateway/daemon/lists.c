@@ -504,15 +504,19 @@ void lists_tick(gateway *gw) {
 
 static bool room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_RECORD_BYTES_MAX); }
 
+/* The engine's full-disk refusal, as a list answer. */
+static bool journal_refuses(gateway *gw, list_answer *a) {
+    engine_answer ea = {0};
+    if (!engine_journal_failing(gw, &ea)) return false;
+    a->code = ea.code;
+    snprintf(a->why, sizeof a->why, "%s", ea.why);
+    return true;
+}
+
 int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
                  int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a) {
     memset(a, 0, sizeof *a);
-    engine_answer ea = {0};
-    if (engine_journal_failing(gw, &ea)) {
-        a->code = ea.code;
-        snprintf(a->why, sizeof a->why, "%s", ea.why);
-        return 0;
-    }
+    if (journal_refuses(gw, a)) return 0;
     if (!room(gw)) return -EAGAIN;
     sgl_key k;
     if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) {
@@ -676,12 +680,7 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
         return 0;
     }
     if (!mine) {
-        engine_answer ea = {0};
-        if (engine_journal_failing(gw, &ea)) {
-            a->code = ea.code;
-            snprintf(a->why, sizeof a->why, "%s", ea.why);
-            return 0;
-        }
+        if (journal_refuses(gw, a)) return 0;
         stage_reset(ls);
         int64_t t0 = clock_mono_ns();
         if (read_source(gw, path, inline_csv, inline_len, a) != 0) {

@@ -51,6 +51,11 @@ typedef struct bank_count {
 } bank_count;
 #define BANKS_SHOWN_MAX 256
 
+/* One unlabelled counter or gauge: "# TYPE name type" and its value. */
+static void w_metric(buf *b, const char *type, const char *name, unsigned long long v) {
+    buf_printf(b, "# TYPE %s %s\n%s %llu\n", name, type, name, v);
+}
+
 static void render(gateway *gw, buf *b) {
     metrics *m = &gw->m;
     journal_stats *js = &gw->j.stats;
@@ -66,21 +71,15 @@ static void render(gateway *gw, buf *b) {
     for (int a = 0; a <= ANS_EXTENDED; a++)
         buf_printf(b, "stopgate_order_answers_total{status=\"%s\"} %llu\n", answer_name(a),
                    (unsigned long long)m->answers[a]);
-    buf_printf(b, "# TYPE stopgate_commands_total counter\nstopgate_commands_total %llu\n",
-               (unsigned long long)m->commands);
-    buf_printf(b, "# TYPE stopgate_errors_total counter\nstopgate_errors_total %llu\n", (unsigned long long)m->errors);
-    buf_printf(b, "# TYPE stopgate_protocol_errors_total counter\nstopgate_protocol_errors_total %llu\n",
-               (unsigned long long)m->protocol_errors);
+    w_metric(b, "counter", "stopgate_commands_total", m->commands);
+    w_metric(b, "counter", "stopgate_errors_total", m->errors);
+    w_metric(b, "counter", "stopgate_protocol_errors_total", m->protocol_errors);
     buf_printf(b, "# TYPE stopgate_connections gauge\nstopgate_connections %u\n", gw->srv.count);
-    buf_printf(b, "# TYPE stopgate_connections_total counter\nstopgate_connections_total %llu\n",
-               (unsigned long long)m->connections_total);
-    buf_printf(b, "# TYPE stopgate_connections_rejected_total counter\nstopgate_connections_rejected_total %llu\n",
-               (unsigned long long)m->connections_rejected);
-    buf_printf(b, "# TYPE stopgate_connections_idle_closed_total counter\nstopgate_connections_idle_closed_total %llu\n",
-               (unsigned long long)m->idle_closed);
-    buf_printf(b, "# TYPE stopgate_checks_total counter\nstopgate_checks_total %llu\n", (unsigned long long)m->checks);
-    buf_printf(b, "# TYPE stopgate_check_hits_total counter\nstopgate_check_hits_total %llu\n",
-               (unsigned long long)m->check_hits);
+    w_metric(b, "counter", "stopgate_connections_total", m->connections_total);
+    w_metric(b, "counter", "stopgate_connections_rejected_total", m->connections_rejected);
+    w_metric(b, "counter", "stopgate_connections_idle_closed_total", m->idle_closed);
+    w_metric(b, "counter", "stopgate_checks_total", m->checks);
+    w_metric(b, "counter", "stopgate_check_hits_total", m->check_hits);
     const udp_state *u = &gw->udp;
     buf_printf(b, "# HELP stopgate_udp_frames_total UDP datagrams received and replies sent.\n"
                   "# TYPE stopgate_udp_frames_total counter\n"
@@ -106,19 +105,13 @@ static void render(gateway *gw, buf *b) {
         for (uint32_t i = 0; i < ls->nlists; i++)
             buf_printf(b, "stopgate_list_entries{list=\"%s\"} %llu\n", ls->names[i],
                        (unsigned long long)ls->t.h->list_count[i]);
-        buf_printf(b, "# TYPE stopgate_list_table_used gauge\nstopgate_list_table_used %llu\n",
-                   (unsigned long long)atomic_load(&ls->t.h->count));
-        buf_printf(b, "# TYPE stopgate_list_table_capacity gauge\nstopgate_list_table_capacity %llu\n",
-                   (unsigned long long)(ls->t.mask + 1));
-        buf_printf(b, "# TYPE stopgate_list_generation gauge\nstopgate_list_generation %llu\n",
-                   (unsigned long long)ls->generation);
+        w_metric(b, "gauge", "stopgate_list_table_used", atomic_load(&ls->t.h->count));
+        w_metric(b, "gauge", "stopgate_list_table_capacity", (ls->t.mask + 1));
+        w_metric(b, "gauge", "stopgate_list_generation", ls->generation);
     }
-    buf_printf(b, "# TYPE stopgate_list_loads_total counter\nstopgate_list_loads_total %llu\n",
-               (unsigned long long)ls->loads);
-    buf_printf(b, "# TYPE stopgate_list_auto_stops_total counter\nstopgate_list_auto_stops_total %llu\n",
-               (unsigned long long)ls->auto_stops);
-    buf_printf(b, "# TYPE stopgate_list_frozen_dropped_total counter\nstopgate_list_frozen_dropped_total %llu\n",
-               (unsigned long long)ls->frozen_dropped);
+    w_metric(b, "counter", "stopgate_list_loads_total", ls->loads);
+    w_metric(b, "counter", "stopgate_list_auto_stops_total", ls->auto_stops);
+    w_metric(b, "counter", "stopgate_list_frozen_dropped_total", ls->frozen_dropped);
     buf_printf(b, "# HELP stopgate_bank_results_ignored_total Bank results that changed nothing.\n"
                   "# TYPE stopgate_bank_results_ignored_total counter\n"
                   "stopgate_bank_results_ignored_total{why=\"duplicate\"} %llu\n"
@@ -129,14 +122,10 @@ static void render(gateway *gw, buf *b) {
     buf_printf(b, "# HELP stopgate_journal_fsyncs_total fdatasync calls that made records durable.\n"
                   "# TYPE stopgate_journal_fsyncs_total counter\nstopgate_journal_fsyncs_total %llu\n",
                (unsigned long long)js->fsyncs);
-    buf_printf(b, "# TYPE stopgate_journal_records_total counter\nstopgate_journal_records_total %llu\n",
-               (unsigned long long)js->records);
-    buf_printf(b, "# TYPE stopgate_journal_bytes_total counter\nstopgate_journal_bytes_total %llu\n",
-               (unsigned long long)js->bytes);
-    buf_printf(b, "# TYPE stopgate_journal_write_errors_total counter\nstopgate_journal_write_errors_total %llu\n",
-               (unsigned long long)js->write_errors);
-    buf_printf(b, "# TYPE stopgate_journal_durable_lsn gauge\nstopgate_journal_durable_lsn %llu\n",
-               (unsigned long long)gw->j.durable_lsn);
+    w_metric(b, "counter", "stopgate_journal_records_total", js->records);
+    w_metric(b, "counter", "stopgate_journal_bytes_total", js->bytes);
+    w_metric(b, "counter", "stopgate_journal_write_errors_total", js->write_errors);
+    w_metric(b, "gauge", "stopgate_journal_durable_lsn", gw->j.durable_lsn);
     buf_printf(b, "# HELP stopgate_journal_records_per_fsync Records made durable by one group commit.\n"
                   "# TYPE stopgate_journal_records_per_fsync histogram\n");
     uint64_t cum = 0, lim = 1;
