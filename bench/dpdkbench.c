@@ -120,8 +120,7 @@ int main(int argc, char **argv) {
     }
 
     /* The list table, built with the gateway's writer. */
-    uint64_t cap = SGL_CAPACITY_MIN;
-    while (cap * LISTS_LOAD_FACTOR_PCT / 100 < entries) cap *= 2;
+    uint64_t cap = ltab_capacity_for(entries);
     char shm[64], err[512];
     snprintf(shm, sizeof shm, "dpdkbench-%d", (int)getpid());
     const char names[1][SGL_LIST_NAME_MAX] = {"mule"};

@@ -71,8 +71,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "listbench: entries >= 1000, lookups >= %d, runs 1..50\n", BATCH);
         return 2;
     }
-    uint64_t cap = SGL_CAPACITY_MIN;
-    while (cap * LISTS_LOAD_FACTOR_PCT / 100 < entries) cap *= 2;
+    uint64_t cap = ltab_capacity_for(entries);
     char shm[64], err[256];
     snprintf(shm, sizeof shm, "sgbench-%d", (int)getpid());
     const char names[1][SGL_LIST_NAME_MAX] = {"mule"};

@@ -50,6 +50,12 @@ bool ltab_get(const lists_table *t, const sgl_key *k, ltab_entry *e);
 /* Set the entry of key; an entry with no list and not frozen is deleted. 0, -ENOSPC when
  * the table is full (load factor). */
 int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_ms);
+/* The smallest capacity (slots) that holds `entries` within the load factor. */
+static inline uint64_t ltab_capacity_for(uint64_t entries) {
+    uint64_t cap = SGL_CAPACITY_MIN;
+    while (cap * LISTS_LOAD_FACTOR_PCT / 100 < entries) cap *= 2;
+    return cap;
+}
 /* Room for n more entries? */
 bool ltab_room(const lists_table *t, uint64_t n);
 /* Copy every used entry of src into dst (built aside), optionally clearing list bits
