@@ -15,12 +15,16 @@ fi
 # Everything a clean Debian bookworm needs to build, test and demo stopgate. One list, so
 # ops/quickstart, ops/test and CI cannot drift apart. libclang-rt-14-dev carries the
 # sanitizer and libFuzzer runtimes clang needs for the fuzz targets; redis-server and
-# redis-tools are the peer for the redis_streams plugin tests and redis-cli for humans.
+# redis-tools are the peer for the redis_streams plugin tests and redis-cli for humans;
+# dpdk-dev builds the kernel-bypass path that integration-dpdk drives (meson finds libdpdk
+# as optional, so without it the build silently lacks DPDK and that test fails); iproute2
+# gives `ip netns` for it; gnuplot-nox draws stopbench's plots.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 SG_PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
     liburing-dev libxxhash-dev libhiredis-dev libcmocka-dev libinih-dev libsodium-dev
     libjansson-dev redis-server redis-tools python3
+    dpdk-dev iproute2 gnuplot-nox
 )
 
 # The repository root, whatever directory the script was started from.
