@@ -16,6 +16,8 @@ fi
 # ops/quickstart, ops/test and CI cannot drift apart. libclang-rt-14-dev carries the
 # sanitizer and libFuzzer runtimes clang needs for the fuzz targets; redis-server and
 # redis-tools are the peer for the redis_streams plugin tests and redis-cli for humans.
+# libsystemd-dev gives stopgated sd_notify (Type=notify); systemd brings systemd-analyze, with
+# which integration-least_privilege judges the shipped unit.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 SG_PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
