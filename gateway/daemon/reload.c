@@ -300,8 +300,7 @@ int gateway_reload(gateway *gw, char *err, size_t errcap) {
     if (config_load(nc, gw->cfg.path, err, errcap) != 0 || config_finish(nc, err, errcap) != 0) goto out;
     if (reload_check(gw, nc, &auth, err, errcap) != 0) goto out;
     /* Everything checked: apply. */
-    static char restart[RELOAD_RESTART_NOTE_MAX]; /* loop thread only; too big for its stack */
-    restart[0] = 0;
+    char restart[RELOAD_RESTART_NOTE_MAX] = "";
     uint32_t nrestart = restart_changes(&gw->cfg, nc, restart, sizeof restart);
     uint32_t added = reload_lists(gw, nc);
     reload_live_keys(gw, nc);
