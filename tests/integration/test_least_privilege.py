@@ -13,7 +13,6 @@ Least privilege (SPEC §11, issue 15 item 4):
 The user switches need root (else those tests are skipped, saying so); systemd-analyze comes
 with the Debian package systemd (ops/lib.sh).
 """
-import ctypes
 import grp
 import os
 import pwd
@@ -28,7 +27,7 @@ import unittest
 import sgtest
 from sgtest import STOPGATED, Client, Gateway, todict, wait_until
 
-LIBSTOPGATE = os.environ.get("LIBSTOPGATE") or os.path.join(sgtest.ROOT, "build", "gateway", "libstopgate.so")
+HAMMER = os.environ.get("HAMMER") or os.path.join(sgtest.ROOT, "build", "tests", "integration", "lists", "lists_hammer")
 UNIT = os.environ.get("STOPGATED_UNIT") or os.path.join(sgtest.ROOT, "build", "ops", "stopgated.service")
 IS_ROOT = os.geteuid() == 0
 
@@ -36,6 +35,27 @@ IS_ROOT = os.geteuid() == 0
 def nobody():
     p = pwd.getpwnam("nobody")
     return p.pw_uid, p.pw_gid
+
+
+def raw_open(path):
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+        return 0
+    except PermissionError:
+        return 13
+
+
+def peek_as(uid, gid, groups, shm_name):
+    """A libstopgate reader (lists_hammer --peek) run with these ids: its output for one CHECK."""
+
+    def drop():
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
+
+    p = subprocess.run([HAMMER, "--peek", shm_name], input="check LPBANK LP0001\n", capture_output=True,
+                       text=True, timeout=30, preexec_fn=drop)
+    return p.stdout + p.stderr
 
 
 def in_child_as(uid, gid, groups, fn):
@@ -89,26 +109,14 @@ class ShmAccess(unittest.TestCase):
         st1 = self.assert_mode_group(path, 1)
         self.assertNotEqual((st0.st_ino, st0.st_dev), (st1.st_ino, st1.st_dev), "LIST.LOAD published no new file")
 
-        lib = ctypes.CDLL(LIBSTOPGATE, use_errno=True)
-        lib.sg_lists_open.restype = ctypes.c_void_p
-        lib.sg_lists_open.argtypes = [ctypes.c_char_p]
-        name = gw.shm_name.encode()
-
-        def reader():
-            return 0 if lib.sg_lists_open(name) else 1
-
-        def raw_open():
-            try:
-                os.close(os.open(path, os.O_RDONLY))
-                return 0
-            except PermissionError:
-                return 13
-
         # nobody, not in the group: refused, by libstopgate and by a plain open.
-        self.assertEqual(in_child_as(uid, ngid, [], reader), 1, "a user outside shm_group opened the lists")
-        self.assertEqual(in_child_as(uid, ngid, [], raw_open), 13)
+        out = peek_as(uid, ngid, [], gw.shm_name)
+        self.assertIn("open-error 13", out, "a user outside shm_group opened the lists")
+        self.assertEqual(in_child_as(uid, ngid, [], lambda: raw_open(path)), 13)
         # nobody with the group as a supplementary one: a working reader.
-        self.assertEqual(in_child_as(uid, ngid, [1], reader), 0, "a reader in shm_group could not open the lists")
+        out = peek_as(uid, ngid, [1], gw.shm_name)
+        self.assertIn("opened gen=", out)
+        self.assertRegex(out, r"rc=0 mask=\d+ .*lists=mule", "a reader in shm_group could not screen")
         gw.close()
 
     @unittest.skipUnless(IS_ROOT, "needs root to start the gateway as another user")
