@@ -70,6 +70,8 @@ typedef struct cfg_list {
     int line;
 } cfg_list;
 
+/* A new key also goes into gateway/daemon/reload.c: reload_live_keys() when a reload may
+ * apply it, else k_restart_keys, so a reload names it as needing a restart. */
 typedef struct config {
     char path[4096]; /* "" = embedded defaults */
     cfg_addr listen, udp, metrics;
