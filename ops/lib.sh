@@ -18,13 +18,18 @@ fi
 # redis-tools are the peer for the redis_streams plugin tests and redis-cli for humans;
 # dpdk-dev builds the kernel-bypass path that integration-dpdk drives (meson finds libdpdk
 # as optional, so without it the build silently lacks DPDK and that test fails); iproute2
-# gives `ip netns` for it; gnuplot-nox draws stopbench's plots.
+# gives `ip netns` for it; gnuplot-nox draws stopbench's plots. libsystemd-dev gives
+# stopgated sd_notify (Type=notify); systemd brings systemd-analyze, with which
+# integration-least_privilege judges the shipped unit. libssl-dev and openssl: TLS on RESP
+# and the test certificates. etcd-server, etcd-client and libcurl4-openssl-dev: the
+# cluster (SPEC §10) and its tests against a real 3-member etcd.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 SG_PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
     liburing-dev libxxhash-dev libhiredis-dev libcmocka-dev libinih-dev libsodium-dev
     libjansson-dev redis-server redis-tools python3
-    dpdk-dev iproute2 gnuplot-nox
+    dpdk-dev iproute2 gnuplot-nox libsystemd-dev systemd libssl-dev openssl
+    etcd-server etcd-client libcurl4-openssl-dev
 )
 
 # The repository root, whatever directory the script was started from.

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ void config_defaults(config *c) {
     config_parse_addr("127.0.0.1:9379", &c->metrics);
     snprintf(c->journal_dir, sizeof c->journal_dir, "./var/journal");
     snprintf(c->shm_name, sizeof c->shm_name, "stopgate-lists");
+    c->shm_gid = -1;
     c->list_capacity = 1u << 20;
     snprintf(c->currency, sizeof c->currency, "CNY");
     c->stop_ttl_s = 172800;
@@ -79,6 +81,13 @@ int config_parse_addr(const char *s, cfg_addr *out) {
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
+/* One (section, key) the file has set, to refuse a second setting of it. */
+typedef struct seen_key {
+    uint64_t hash;
+    int line;
+    char *name; /* "section\nkey" */
+} seen_key;
+
 typedef struct parse_ctx {
     config *c;
     FILE *f;
@@ -87,6 +96,9 @@ typedef struct parse_ctx {
     size_t buf_cap, len, pos;      /* pos: how much of it has been handed to inih */
     bool stop;                     /* a line inih must not see: end the parse there */
     bool prev_name;                /* inih's prev_name: an indented line continues a value */
+    bool continued;                /* the line being parsed continues the previous value */
+    seen_key *seen;                /* every key set so far, in file order */
+    size_t nseen, seen_cap;
     char sec[INI_SECTION_MAX + 1]; /* the section the reader is in */
     int sec_line;                  /* its [header]'s line, 0 = none (no header, or refused) */
     bool sec_keys;                 /* the handler has seen a key of it */
@@ -126,6 +138,23 @@ static bool copy_val(char *dst, size_t cap, const char *v) {
     return true;
 }
 
+/* A group name or number; resolved now so a typo is refused with its line, not at start. */
+static int shm_group_parse(const char *v, config *c) {
+    int64_t gid;
+    if (!*v || strlen(v) >= sizeof c->shm_group) return -1;
+    if (field_int_parse(v, strlen(v), &gid) != 0) {
+        struct group gr, *res = NULL;
+        char buf[4096];
+        if (getgrnam_r(v, &gr, buf, sizeof buf, &res) != 0 || !res) return -1;
+        gid = res->gr_gid;
+    } else if (gid < 0 || gid > UINT32_MAX - 1) {
+        return -1;
+    }
+    copy_val(c->shm_group, sizeof c->shm_group, v);
+    c->shm_gid = gid;
+    return 0;
+}
+
 #define RANGE(lo, hi)                                                                                  \
     do {                                                                                               \
         if (!parse_i64(v, lo, hi, &x)) return fail(p, "bad value for %s: '%s' (integer " #lo ".." #hi ")", k, v); \
@@ -148,6 +177,8 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
         if (!field_ident_ok(v, strlen(v), sizeof c->shm_name - 1) || strchr(v, '/'))
             return fail(p, "bad value for %s: '%s' (a name without '/')", k, v);
         copy_val(c->shm_name, sizeof c->shm_name, v);
+    } else if (!strcmp(k, "shm_group")) {
+        if (shm_group_parse(v, c) != 0) return fail(p, "bad value for %s: '%s' (no such group)", k, v);
     } else if (!strcmp(k, "currency")) {
         const char *why;
         if (field_currency_parse(v, strlen(v), c->currency, &why) != 0) return fail(p, "bad value for %s: '%s' (3-letter ISO 4217 code)", k, v);
@@ -290,11 +321,53 @@ static void empty_section(parse_ctx *p, const char *section) {
     }
 }
 
+static uint64_t fnv1a(const char *s, uint64_t h) {
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* A key set twice in one section (the same [section] may appear more than once) would leave
+ * the reader guessing which value runs: refused, naming both lines. A linear scan: a config
+ * holds a few thousand keys at most (AGENTS_MAX agents of two keys), read once per load. */
+static bool duplicate_key(parse_ctx *p, const char *section, const char *k) {
+    if (p->continued) return false; /* a continuation line hands inih's handler the key again */
+    uint64_t h = fnv1a(k, fnv1a("\n", fnv1a(section, 0xcbf29ce484222325ULL)));
+    size_t slen = strlen(section);
+    for (size_t i = 0; i < p->nseen; i++) {
+        const char *n = p->seen[i].name;
+        if (p->seen[i].hash != h || strncmp(n, section, slen) || n[slen] != '\n' || strcmp(n + slen + 1, k)) continue;
+        char first[16];
+        snprintf(first, sizeof first, "%d", p->seen[i].line);
+        fail(p, "duplicate key '%s' (first set at line %s)", k, first);
+        return true;
+    }
+    if (p->nseen == p->seen_cap) {
+        size_t cap = p->seen_cap ? p->seen_cap * 2 : 64;
+        seen_key *v = realloc(p->seen, cap * sizeof *v);
+        if (!v) {
+            fail(p, "out of memory%s%s", "", "");
+            return true;
+        }
+        p->seen = v;
+        p->seen_cap = cap;
+    }
+    size_t n = slen + 1 + strlen(k) + 1;
+    char *name = malloc(n);
+    if (!name) {
+        fail(p, "out of memory%s%s", "", "");
+        return true;
+    }
+    snprintf(name, n, "%s\n%s", section, k);
+    p->seen[p->nseen++] = (seen_key){.hash = h, .line = p->line, .name = name};
+    return false;
+}
+
 static int handler(void *user, const char *section, const char *k, const char *v) {
     parse_ctx *p = user;
     config *c = p->c;
     int64_t x;
     p->sec_keys = true;
+    if (duplicate_key(p, section, k)) return 0;
     if (!strcmp(section, "gateway")) return gateway_key(p, k, v);
     if (!strcmp(section, "cascade")) {
         if (!strcmp(k, "max_depth")) {
@@ -414,8 +487,12 @@ static void track_line(parse_ctx *p) {
     if (p->line == 1 && e >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3)) b = 3; /* UTF-8 BOM */
     while (e > b && isspace((unsigned char)s[e - 1])) e--;
     while (b < e && isspace((unsigned char)s[b])) b++;
+    p->continued = false;
     if (b == e || s[b] == ';' || s[b] == '#') return; /* blank or comment */
-    if (p->prev_name && b > 0) return;                 /* indented: continues a value */
+    if (p->prev_name && b > 0) {                       /* indented: continues a value */
+        p->continued = true;
+        return;
+    }
     if (s[b] == '[') {
         size_t k = ini_find(s, b + 1, e, "]");
         if (k == e || s[k] != ']') return; /* no ']': inih reports the syntax error */
@@ -497,6 +574,8 @@ int config_load(config *c, const char *path, char *err, size_t errcap) {
     int read_errno = ferror(p.f) ? errno : 0;
     fclose(p.f);
     free(p.buf);
+    for (size_t i = 0; i < p.nseen; i++) free(p.seen[i].name);
+    free(p.seen);
     if (rc < 0) {
         snprintf(err, errcap, "%s: out of memory while parsing", path);
         return -1;

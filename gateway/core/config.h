@@ -70,11 +70,15 @@ typedef struct cfg_list {
     int line;
 } cfg_list;
 
+/* A new key also goes into gateway/daemon/reload.c: reload_live_keys() when a reload may
+ * apply it, else k_restart_keys, so a reload names it as needing a restart. */
 typedef struct config {
     char path[4096]; /* "" = embedded defaults */
     cfg_addr listen, udp, metrics;
     char journal_dir[4096];
     char shm_name[64];
+    char shm_group[64]; /* group of the shared-memory lists, "" = the gateway's primary group */
+    int64_t shm_gid;    /* its gid, resolved when the file is read; -1 = primary group */
     uint64_t list_capacity; /* slots of the shared-memory list table, a power of two */
     char currency[4];
     int64_t stop_ttl_s, freeze_ttl_s, bank_deadline_ms;

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "account.h"
 
@@ -17,10 +18,20 @@ static int refuse(char *why, size_t whycap, uint32_t *bad_line, uint32_t line, c
     return -1;
 }
 
+/* The column names of a header line, in order: bank,account[,score[,case]], any case. */
+static bool is_header(const char *const *f, const size_t *fl, int nf) {
+    static const char *const names[] = {"bank", "account", "score", "case"};
+    if (nf < 2 || nf > 4) return false;
+    for (int i = 0; i < nf; i++)
+        if (fl[i] != strlen(names[i]) || strncasecmp(f[i], names[i], fl[i]) != 0) return false;
+    return true;
+}
+
 int csv_parse(const char *data, size_t size, csv_row_fn fn, void *ctx, char *why, size_t whycap,
               uint32_t *bad_line) {
     uint32_t line = 0;
     size_t pos = 0;
+    bool first = true; /* no row (nor header) seen yet */
     while (pos < size) {
         line++;
         const char *l = data + pos;
@@ -47,6 +58,11 @@ int csv_parse(const char *data, size_t size, csv_row_fn fn, void *ctx, char *why
             if (!comma) break;
             s = comma + 1;
         }
+        bool header = is_header(f, fl, nf), was_first = first;
+        first = false;
+        if (header && was_first) continue;
+        /* Elsewhere it is no row either: "BANK"/"ACCOUNT" would pass as a bank and an account. */
+        if (header) return refuse(why, whycap, bad_line, line, "a header line may only be the first line");
         const char *reason = NULL;
         csv_row row = {.line = line};
         int64_t score = 0;

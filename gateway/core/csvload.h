@@ -5,9 +5,10 @@
  *
  * A line is at most CSV_LINE_MAX bytes (its '\n' not counted). Spaces, tabs and a trailing
  * '\r' around the line and around each field are trimmed; blank lines and lines starting
- * with '#' are skipped. Lines are numbered from 1, skipped ones included, and a refusal
- * reads "line N: reason". An input without a single row is not refused here (the caller
- * decides what an empty load means).
+ * with '#' are skipped, and so is a header `bank,account[,score[,case]]` (any case) when it is
+ * the first line that is neither; anywhere else a header is refused. Lines are numbered
+ * from 1, skipped ones included, and a refusal reads "line N: reason". An input without a
+ * single row is not refused here (the caller decides what an empty load means).
  */
 #ifndef SG_CSVLOAD_H
 #define SG_CSVLOAD_H

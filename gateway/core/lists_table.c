@@ -34,10 +34,16 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
     snprintf(t->build, sizeof t->build, "/dev/shm/%s.build-%d-%llu", shm_name, (int)getpid(),
              (unsigned long long)generation);
     unlink(t->build); /* a build file of a crashed earlier writer with our pid */
-    int fd = open(t->build, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errcap, "%s: %s", t->build, strerror(errno));
-        return -errno;
+    int fd = open(t->build, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, LTAB_FILE_MODE);
+    /* Explicitly, whatever the umask: readers in the table's group need the group bit. */
+    if (fd < 0 || fchmod(fd, LTAB_FILE_MODE) != 0) {
+        int e = errno;
+        snprintf(err, errcap, "%s: %s", t->build, strerror(e));
+        if (fd >= 0) {
+            close(fd);
+            unlink(t->build);
+        }
+        return -e;
     }
     size_t size = sgl_file_bytes(capacity);
     /* posix_fallocate, not ftruncate: a tmpfs that cannot hold the table must fail here, at
@@ -71,6 +77,20 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
     atomic_store(&h->generation, generation);
     for (uint32_t i = 0; i < nlists; i++) snprintf(h->list_names[i], SGL_LIST_NAME_MAX, "%s", names[i]);
     attach(t, p, size);
+    return 0;
+}
+
+int ltab_set_group(lists_table *t, int64_t gid, char *err, size_t errcap) {
+    assert(!t->published);
+    struct stat st;
+    /* No chown when it has the group already: the shipped unit's seccomp filter denies it. */
+    if (gid < 0 || (stat(t->build, &st) == 0 && st.st_gid == (gid_t)gid)) return 0;
+    if (chown(t->build, (uid_t)-1, (gid_t)gid) != 0) {
+        int e = errno;
+        snprintf(err, errcap, "%s: cannot give it to group %lld: %s%s", t->build, (long long)gid, strerror(e),
+                 e == EPERM ? " (the gateway's user must be a member of shm_group)" : "");
+        return -e;
+    }
     return 0;
 }
 

@@ -15,6 +15,9 @@
 #include "lists_lookup.h"
 
 #define LISTS_LOAD_FACTOR_PCT 75 /* inserts refused beyond this share of used+deleted slots */
+/* Owner writes, its group reads (libstopgate readers are put in [gateway] shm_group), others
+ * nothing: the lists name accounts under investigation (SPEC §11). */
+#define LTAB_FILE_MODE 0640
 
 typedef struct ltab_entry {
     uint64_t mask;
@@ -36,10 +39,13 @@ typedef struct lists_table {
     bool published;
 } lists_table;
 
-/* Create an empty table aside (not yet visible to readers). names[nlists] become the bit
- * names. 0 or -errno (err filled). */
+/* Create an empty table aside (not yet visible to readers), mode LTAB_FILE_MODE. names[nlists]
+ * become the bit names. 0 or -errno (err filled). */
 int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const char names[][SGL_LIST_NAME_MAX],
                 uint32_t nlists, uint64_t generation, char *err, size_t errcap);
+/* Give the table built aside to group gid (-1: keep the creator's primary group) before it
+ * is published, so readers never see it with another group. 0 or -errno (err filled). */
+int ltab_set_group(lists_table *t, int64_t gid, char *err, size_t errcap);
 /* Make t the table readers see: rename over /dev/shm/<name>, mark `old` (if any, mapped or
  * a previous writer's file) superseded, unmap old. 0 or -errno. */
 int ltab_publish(lists_table *t, lists_table *old, char *err, size_t errcap);

@@ -98,6 +98,7 @@ typedef struct plugin_inst {
 typedef struct router {
     plugin_inst plugins[PLUGINS_MAX];
     uint32_t nplugins;
+    const char *argv0; /* where plugins are looked for beside the binary (router_check_plugin) */
 } router;
 
 /* ---- outbox: instructions waiting for durability or for the plugin to take them ---- */
@@ -421,6 +422,13 @@ static inline void dpdk_stop(gateway *gw) { (void)gw; }
 
 /* reload.c: SIGHUP. 0, or -1 with the reason (nothing changed). */
 int gateway_reload(gateway *gw, char *err, size_t errcap);
+/* The checks of a loaded config beyond the parser's that need no plugin: agents' secrets, the
+ * [dpdk] section. Start, --check-config and SIGHUP all run them. 0, or -1 with err. */
+int gateway_config_check_static(const config *c, char *err, size_t errcap);
+/* The static checks and every [plugin] section judged by its plugin (router_check_plugin);
+ * sections equal to those of `running` (NULL: none) are skipped. 0, or -1 with err. */
+int gateway_config_check(const config *c, const config *running, const char *argv0, const glog *log, char *err,
+                         size_t errcap);
 
 /* lists.c */
 int lists_init(gateway *gw, char *err, size_t errcap);
@@ -442,6 +450,12 @@ void lists_client_gone(gateway *gw, const client *c);
 
 /* router.c */
 int router_init(gateway *gw, const char *argv0, char *err, size_t errcap);
+/* Judge [plugin] sections without an event loop (--check-config, SIGHUP): load each plugin,
+ * init() it on the section with a host that takes nothing, and shut it down again. 0, or -1
+ * with err = "file:line: reason". */
+int router_check(const config *c, const char *argv0, const glog *log, char *err, size_t errcap);
+int router_check_plugin(const config *c, const cfg_plugin *cp, const char *argv0, const glog *log, char *err,
+                        size_t errcap);
 plugin_inst *router_route(gateway *gw, const char *bank);
 void router_on_cqe(gateway *gw, uint32_t idx, int res, uint32_t flags);
 void router_poll_due(gateway *gw, int64_t now_us);

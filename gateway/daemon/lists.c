@@ -91,6 +91,20 @@ static void remove_stale_builds(gateway *gw) {
     closedir(d);
 }
 
+/* Every table the gateway builds, at start and for each bulk change: mode 0640, group
+ * [gateway] shm_group, before readers can see it. 0 or -1 with err. */
+static int create_table(gateway *gw, lists_table *t, uint64_t generation, char *err, size_t errcap) {
+    const config *c = &gw->cfg;
+    if (ltab_create(t, c->shm_name, c->list_capacity, (const char(*)[SGL_LIST_NAME_MAX])gw->ls.names, gw->ls.nlists,
+                    generation, err, errcap) != 0)
+        return -1;
+    if (ltab_set_group(t, c->shm_gid, err, errcap) != 0) {
+        ltab_close(t, true);
+        return -1;
+    }
+    return 0;
+}
+
 int lists_init(gateway *gw, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
     memset(ls, 0, sizeof *ls);
@@ -124,10 +138,7 @@ int lists_init(gateway *gw, char *err, size_t errcap) {
     /* Generations only grow, across restarts too, so a reader never mistakes a new table
      * for the one it had. */
     ls->generation = (uint64_t)clock_now_ms() << 8;
-    return ltab_create(&ls->t, c->shm_name, c->list_capacity, (const char(*)[SGL_LIST_NAME_MAX])ls->names,
-                       ls->nlists, ++ls->generation, err, errcap) == 0
-               ? 0
-               : -1;
+    return create_table(gw, &ls->t, ++ls->generation, err, errcap);
 }
 
 void lists_close(gateway *gw) {
@@ -313,9 +324,7 @@ static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errc
         return 0;
     }
     lists_table nt;
-    if (ltab_create(&nt, gw->cfg.shm_name, gw->cfg.list_capacity, (const char(*)[SGL_LIST_NAME_MAX])ls->names,
-                    ls->nlists, ls->generation + 1, err, errcap) != 0)
-        return -1;
+    if (create_table(gw, &nt, ls->generation + 1, err, errcap) != 0) return -1;
     int rc = ltab_copy(&nt, &ls->t, bit >= 0 ? 1ULL << bit : 0, now_s(gw), gw->now_ms, entry_expiry, ls);
     if (rc == 0 && with_stage) rc = put_stage(gw, &nt, bit);
     if (rc != 0) {

@@ -14,10 +14,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "gateway.h"
+#include "notify.h"
 #include "ring.h"
 
 #define RING_ENTRIES 4096
@@ -66,6 +68,32 @@ static int setup_agents(gateway *gw) {
     return 0;
 }
 
+/* The config holds every agent's secret hash (and plugin passwords): say so when other users
+ * may read or change it. Group read is the intended way to share it (root:stopgate 0640). */
+static void warn_config_mode(gateway *gw) {
+    struct stat st;
+    if (!gw->cfg.path[0] || stat(gw->cfg.path, &st) != 0) return;
+    mode_t loose = st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP);
+    if (loose)
+        LOGW(gw, "%s is %s by other users (mode %04o) and holds the agents' key material: chmod o-rwx,g-w %s",
+             gw->cfg.path, (loose & (S_IWOTH | S_IWGRP)) ? "writable" : "readable", (unsigned)(st.st_mode & 07777),
+             gw->cfg.path);
+}
+
+/* --check-config: every check a start makes, plugin sections judged by their plugins, without
+ * an event loop (nothing is armed on a ring, no journal is opened). */
+static int check_config(gateway *gw, const char *argv0) {
+    char err[1024];
+    glog_open(&gw->log, "");
+    warn_config_mode(gw);
+    if (gateway_config_check(&gw->cfg, NULL, argv0, &gw->log, err, sizeof err) != 0) {
+        fprintf(stderr, "stopgated: %s\n", err);
+        return 1;
+    }
+    printf("%s: configuration ok\n", gw->cfg.path[0] ? gw->cfg.path : "(embedded defaults)");
+    return 0;
+}
+
 static void arm_signals(gateway *gw) {
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_read(sqe, gw->signal_fd, gw->sigbuf, sizeof(struct signalfd_siginfo), 0);
@@ -78,8 +106,13 @@ static void on_signal(gateway *gw, int res) {
         memcpy(&si, gw->sigbuf, sizeof si);
         if (si.ssi_signo == SIGHUP) {
             char err[1024];
-            if (gateway_reload(gw, err, sizeof err) != 0)
+            notify_reloading();
+            if (gateway_reload(gw, err, sizeof err) != 0) {
                 LOGE(gw, "SIGHUP: reload refused, configuration unchanged: %s", err);
+                notify_ready("running; the last reload was refused (see the log)");
+            } else {
+                notify_ready("running; configuration reloaded");
+            }
         } else {
             LOGI(gw, "signal %u: draining", si.ssi_signo);
             gw->stop_requested = true;
@@ -170,6 +203,7 @@ static void run_loop(gateway *gw) {
             gw->j.flush_all = true;
             drain_deadline = gw->now_ms + DRAIN_TIMEOUT_MS;
             server_stop_accepting(gw);
+            notify_stopping("draining: answering what is durable, then exiting");
         }
         if (gw->phase == PHASE_DRAINING) {
             if (journal_idle(&gw->j) && server_drained(gw) && udp_drained(gw) && dpdk_drained(gw)) break;
@@ -211,42 +245,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "stopgated: libsodium failed to initialise\n");
         return 1;
     }
-    struct in_addr dpdk_ip;
-    if (gw->cfg.dpdk_enabled && inet_pton(AF_INET, gw->cfg.dpdk_ip, &dpdk_ip) != 1) {
-        fprintf(stderr, "stopgated: %s: [dpdk] ip = '%s' is not an IPv4 address (the address the DPDK port "
-                        "answers on)\n", conf ? conf : "(embedded defaults)", gw->cfg.dpdk_ip);
+    if (check_only) return check_config(gw, argv[0]);
+    if (gateway_config_check_static(&gw->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "stopgated: %s\n", err);
         return 1;
-    }
-#ifndef HAVE_DPDK
-    if (gw->cfg.dpdk_enabled) {
-        fprintf(stderr, "stopgated: %s: [dpdk] enabled = yes, but this stopgated was built without DPDK "
-                        "(libdpdk-dev was not found at build time): install it and rebuild, or set "
-                        "[dpdk] enabled = no\n", conf ? conf : "(embedded defaults)");
-        return 1;
-    }
-#endif
-    if (check_only) {
-        for (uint32_t i = 0; i < gw->cfg.nagents; i++) {
-            auth_hash h;
-            if (auth_parse(gw->cfg.agents[i].secret_hash, &h) != 0) {
-                fprintf(stderr, "stopgated: %s:%d: agent %s: bad secret_hash\n", gw->cfg.path, gw->cfg.agents[i].line,
-                        gw->cfg.agents[i].name);
-                return 1;
-            }
-        }
-        /* Plugin sections are the plugins' to judge: load and initialise each, then drop it. */
-        glog_open(&gw->log, "");
-        if (router_init(gw, argv[0], err, sizeof err) != 0) {
-            fprintf(stderr, "stopgated: %s\n", err);
-            return 1;
-        }
-        router_shutdown(gw);
-        printf("%s: configuration ok\n", conf ? conf : "(embedded defaults)");
-        return 0;
     }
     glog_open(&gw->log, gw->cfg.log_file);
+    warn_config_mode(gw);
     gw->started_ms = gw->now_ms = clock_now_ms();
     gw->phase = PHASE_RECOVERING;
+    notify_status("recovering: replaying the journal");
     signal(SIGPIPE, SIG_IGN);
     sigset_t mask;
     sigemptyset(&mask);
@@ -327,6 +335,9 @@ int main(int argc, char **argv) {
     if (gw->udp.fd >= 0) LOGI(gw, "udp: frames on %s:%u (epoch %u)", gw->cfg.udp.host, gw->cfg.udp.port, gw->udp.epoch);
     LOGI(gw, "ready: listening on %s:%u (metrics %s:%u, journal %s)", gw->cfg.listen.host, gw->cfg.listen.port,
          gw->cfg.metrics.enabled ? gw->cfg.metrics.host : "off", gw->cfg.metrics.port, gw->cfg.journal_dir);
+    char status[256];
+    snprintf(status, sizeof status, "accepting on %.64s:%u", gw->cfg.listen.host, gw->cfg.listen.port);
+    notify_ready(status); /* after the accept is armed: the first submit makes it live */
     run_loop(gw);
     LOGI(gw, "stopped: durable lsn %llu, %u orders", (unsigned long long)gw->j.durable_lsn, gw->o.n);
     router_shutdown(gw);

@@ -64,10 +64,10 @@ static void *try_open(const char *dir, const char *type, char *tried, size_t cap
     return NULL;
 }
 
-static void *find_plugin(gateway *gw, const char *argv0, const char *type, char *tried, size_t cap) {
+static void *find_plugin(const config *c, const char *argv0, const char *type, char *tried, size_t cap) {
     void *h;
     tried[0] = 0;
-    if (gw->cfg.plugin_dir[0]) return try_open(gw->cfg.plugin_dir, type, tried, cap);
+    if (c->plugin_dir[0]) return try_open(c->plugin_dir, type, tried, cap);
     const char *env = getenv("STOPGATE_PLUGIN_PATH");
     if (env && *env) {
         char tmp[4096];
@@ -95,9 +95,45 @@ static void *find_plugin(gateway *gw, const char *argv0, const char *type, char 
     return NULL;
 }
 
+/* dlopen the plugin of [plugin cp->name] and check its ABI. 0, or -1 with err. */
+static int plugin_open(const config *c, const char *argv0, const cfg_plugin *cp, const sg_plugin_ops **ops,
+                       void **so, char *err, size_t errcap) {
+    char tried[2048];
+    void *h = find_plugin(c, argv0, cp->type, tried, sizeof tried);
+    if (!h) {
+        snprintf(err, errcap, "%s:%d: plugin '%s' not found (tried %s)", c->path[0] ? c->path : "defaults", cp->line,
+                 cp->type, tried);
+        return -1;
+    }
+    sg_plugin_entry_fn entry = (sg_plugin_entry_fn)dlsym(h, SG_PLUGIN_ENTRY_SYMBOL);
+    if (!entry || !(*ops = entry())) {
+        snprintf(err, errcap, "plugin '%s': no %s symbol", cp->type, SG_PLUGIN_ENTRY_SYMBOL);
+        return -1;
+    }
+    if ((*ops)->abi_version != SG_PLUGIN_ABI_VERSION) {
+        snprintf(err, errcap, "plugin '%s' has ABI version %u, the gateway needs %u", cp->type, (*ops)->abi_version,
+                 SG_PLUGIN_ABI_VERSION);
+        return -1;
+    }
+    *so = h;
+    return 0;
+}
+
+/* init() of one instance; 0, or -1 with err = "file:line: [plugin NAME]: reason". */
+static int plugin_start(const config *c, const cfg_plugin *cp, const sg_plugin_ops *ops, const sg_host *host,
+                        void **state, char *err, size_t errcap) {
+    char perr[SG_PLUGIN_ERR_MAX] = "";
+    int bad_line = 0;
+    if (ops->init(host, cp->kv, cp->nkv, state, perr, &bad_line) == 0) return 0;
+    snprintf(err, errcap, "%s:%d: [plugin %s]: %s", c->path[0] ? c->path : "defaults",
+             bad_line > 0 ? bad_line : cp->line, cp->name, perr);
+    return -1;
+}
+
 int router_init(gateway *gw, const char *argv0, char *err, size_t errcap) {
     router *rt = &gw->rt;
     memset(rt, 0, sizeof *rt);
+    rt->argv0 = argv0;
     for (uint32_t i = 0; i < gw->cfg.nplugins; i++) {
         const cfg_plugin *cp = &gw->cfg.plugins[i];
         plugin_inst *p = &rt->plugins[rt->nplugins];
@@ -108,33 +144,12 @@ int router_init(gateway *gw, const char *argv0, char *err, size_t errcap) {
         memcpy(p->name, cp->name, sizeof cp->name);
         p->gw = gw;
         p->idx = rt->nplugins;
-        char tried[2048];
-        void *h = find_plugin(gw, argv0, cp->type, tried, sizeof tried);
-        if (!h) {
-            snprintf(err, errcap, "%s:%d: plugin '%s' not found (tried %s)", gw->cfg.path[0] ? gw->cfg.path : "defaults",
-                     cp->line, cp->type, tried);
-            return -1;
-        }
-        sg_plugin_entry_fn entry = (sg_plugin_entry_fn)dlsym(h, SG_PLUGIN_ENTRY_SYMBOL);
-        if (!entry || !(p->ops = entry())) {
-            snprintf(err, errcap, "plugin '%s': no %s symbol", cp->type, SG_PLUGIN_ENTRY_SYMBOL);
-            return -1;
-        }
-        if (p->ops->abi_version != SG_PLUGIN_ABI_VERSION) {
-            snprintf(err, errcap, "plugin '%s' has ABI version %u, the gateway needs %u", cp->type,
-                     p->ops->abi_version, SG_PLUGIN_ABI_VERSION);
-            return -1;
-        }
+        void *h;
+        if (plugin_open(&gw->cfg, argv0, cp, &p->ops, &h, err, errcap) != 0) return -1;
         p->so = h;
         p->host = (sg_host){.ctx = p, .result = host_result, .delivered = host_delivered, .log = host_log,
                             .now_us = host_now_us, .durable_lsn = host_durable_lsn};
-        char perr[SG_PLUGIN_ERR_MAX] = "";
-        int bad_line = 0;
-        if (p->ops->init(&p->host, cp->kv, cp->nkv, &p->state, perr, &bad_line) != 0) {
-            snprintf(err, errcap, "%s:%d: [plugin %s]: %s", gw->cfg.path[0] ? gw->cfg.path : "defaults",
-                     bad_line > 0 ? bad_line : cp->line, cp->name, perr);
-            return -1;
-        }
+        if (plugin_start(&gw->cfg, cp, p->ops, &p->host, &p->state, err, errcap) != 0) return -1;
         p->event_fd = p->ops->event_fd ? p->ops->event_fd(p->state) : -1;
         p->next_poll_us = -1;
         rt->nplugins++;
@@ -148,6 +163,47 @@ int router_init(gateway *gw, const char *argv0, char *err, size_t errcap) {
         io_uring_sqe_set_data64(sqe, ud_make(UD_PLUGIN, 0, i));
         p->poll_armed = true;
     }
+    return 0;
+}
+
+/* The host of an instance started only to be judged: it takes nothing from the bank (no
+ * submit, no poll ever runs) and logs under the instance's name. */
+typedef struct check_ctx {
+    const glog *log;
+    const char *name;
+} check_ctx;
+
+static uint64_t check_result(void *ctx, const sg_result *r) {
+    (void)ctx, (void)r;
+    return 0;
+}
+static void check_delivered(void *ctx, uint64_t id) { (void)ctx, (void)id; }
+static uint64_t check_durable_lsn(void *ctx) {
+    (void)ctx;
+    return 0;
+}
+static void check_log(void *ctx, sg_log_level lvl, const char *msg) {
+    const check_ctx *x = ctx;
+    if (lvl < SG_LOG_WARN) return;
+    glog_write(x->log, lvl >= SG_LOG_ERROR ? "ERROR" : "WARN ", "plugin %s (check): %s", x->name, msg);
+}
+
+int router_check_plugin(const config *c, const cfg_plugin *cp, const char *argv0, const glog *log, char *err,
+                        size_t errcap) {
+    const sg_plugin_ops *ops;
+    void *so, *state = NULL;
+    if (plugin_open(c, argv0, cp, &ops, &so, err, errcap) != 0) return -1;
+    check_ctx x = {.log = log, .name = cp->name};
+    sg_host host = {.ctx = &x, .result = check_result, .delivered = check_delivered, .log = check_log,
+                    .now_us = host_now_us, .durable_lsn = check_durable_lsn};
+    if (plugin_start(c, cp, ops, &host, &state, err, errcap) != 0) return -1;
+    if (ops->shutdown) ops->shutdown(state);
+    return 0;
+}
+
+int router_check(const config *c, const char *argv0, const glog *log, char *err, size_t errcap) {
+    for (uint32_t i = 0; i < c->nplugins; i++)
+        if (router_check_plugin(c, &c->plugins[i], argv0, log, err, errcap) != 0) return -1;
     return 0;
 }
 

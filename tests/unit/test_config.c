@@ -342,6 +342,13 @@ static const bad_case k_bad[] = {
     {"[gateway]\nlisten = 127.0.0.1:7379\n[cascade]\nmax_depth = 5\n\n\n; x\n[gateway]\nstop_ttl = "
      "-5\n",
      9, "stop_ttl"},
+    /* Issue 15 item 12: a key set twice in one section, even across repeats of the section. */
+    {"[gateway]\nstop_ttl = 10\nstop_ttl = 20\n", 3, "duplicate key 'stop_ttl' (first set at line 2)"},
+    {"[agent a]\nrole = ops\n[gateway]\nstop_ttl = 1\n[agent a]\nrole = agent\n", 6, "duplicate key 'role'"},
+    {"[plugin sim]\nbalance = 1\nlatency_us = 5\nbalance = 2\n", 4, "duplicate key 'balance'"},
+    {"[cascade]\nmax_depth = 1\n; comment\n\nmax_depth = 1\n", 5, "duplicate key 'max_depth'"},
+    {"[gateway]\nshm_group = sg-no-such-group-xyz\n", 2, "shm_group"},
+    {"[gateway]\nshm_group = -3\n", 2, "shm_group"},
 };
 
 static void test_bad_lines(void **state) {
@@ -532,6 +539,31 @@ static void test_overlay_and_repeat_sections(void **state) {
     assert_int_equal(g_c->bank_deadline_ms, 5000); /* untouched keys keep their defaults */
 }
 
+/* The same key in two different sections, or in sections of the same kind, is no duplicate;
+ * nor is the continuation line of a multi-line value. */
+static void test_same_key_elsewhere_ok(void **state) {
+    (void)state;
+    load_ok("[agent a]\nrole = ops\nsecret_hash = sg1$a\n[agent b]\nrole = ops\nsecret_hash = sg1$b\n"
+            "[plugin sim]\nbalance = 5\n[plugin sim2]\ntype = sim\nbalance = 6\n");
+    assert_int_equal(g_c->nagents, 2);
+    load_ok("[dpdk]\neal = -l 1\n  --no-pci\nport = 7000\n");
+    assert_int_equal(g_c->dpdk_port, 7000);
+}
+
+/* [gateway] shm_group: a group name or number, resolved when the file is read (issue 15
+ * item 4); unset means the gateway's primary group. */
+static void test_shm_group(void **state) {
+    (void)state;
+    load_ok("[gateway]\nlisten = 127.0.0.1:1\n");
+    assert_int_equal(g_c->shm_gid, -1);
+    assert_string_equal(g_c->shm_group, "");
+    load_ok("[gateway]\nshm_group = root\n");
+    assert_int_equal(g_c->shm_gid, 0);
+    assert_string_equal(g_c->shm_group, "root");
+    load_ok("[gateway]\nshm_group = 12345\n");
+    assert_int_equal(g_c->shm_gid, 12345);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -553,6 +585,8 @@ int main(void) {
         T(test_parse_addr),
         T(test_roles),
         T(test_overlay_and_repeat_sections),
+        T(test_same_key_elsewhere_ok),
+        T(test_shm_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

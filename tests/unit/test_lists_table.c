@@ -763,6 +763,27 @@ static void write_shm(const char *name, const void *data, size_t n) {
     close(fd);
 }
 
+/* Issue 15 item 4: a table is mode 0640 whatever the umask (0644 let every local user read
+ * the accounts under investigation), and keeps the group it was given once published. */
+static void test_file_mode_and_group(void **state) {
+    (void)state;
+    char name[64], err[256] = "";
+    shm_name(name, sizeof name);
+    mode_t old_umask = umask(077);
+    lists_table t;
+    make_table(&t, name, 1);
+    umask(old_umask);
+    gid_t gid = getgid() == 0 ? 12345 : getgid(); /* root may give it away; others only to their groups */
+    assert_int_equal(ltab_set_group(&t, (int64_t)gid, err, sizeof err), 0);
+    publish(&t, NULL);
+    struct stat st;
+    assert_int_equal(stat(t.path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(st.st_gid, gid);
+    ltab_close(&t, true);
+    cleanup_shm(name);
+}
+
 static void test_bad_files(void **state) {
     (void)state;
     char name[64], path[300];
@@ -958,6 +979,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_expiry, remove_my_shm),
         cmocka_unit_test_teardown(test_key_packing, remove_my_shm),
         cmocka_unit_test_teardown(test_bad_files, remove_my_shm),
+        cmocka_unit_test_teardown(test_file_mode_and_group, remove_my_shm),
         cmocka_unit_test_teardown(test_check_many, remove_my_shm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
