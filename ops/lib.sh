@@ -21,6 +21,7 @@ SG_PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
     liburing-dev libxxhash-dev libhiredis-dev libcmocka-dev libinih-dev libsodium-dev
     libjansson-dev redis-server redis-tools python3
+    etcd-server etcd-client libcurl4-openssl-dev
 )
 
 # The repository root, whatever directory the script was started from.
