@@ -236,6 +236,7 @@ static void slot_clear(slot *s, etcd_kind kind, uint64_t cookie) {
     memset(&s->res, 0, sizeof s->res);
     s->res.kind = kind;
     s->res.cookie = cookie;
+    s->res.endpoint = -1;
     s->kind = kind;
     s->failed = 0;
     s->maybe_applied = false;
@@ -604,6 +605,7 @@ static void slot_attempt(etcd_client *c, uint32_t i, int64_t now) {
     curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(total < c->connect_timeout_ms ? total : c->connect_timeout_ms));
     s->state = S_RUNNING;
+    s->res.endpoint = s->ep;
     s->res.attempts++;
     STAT_ADD(c, attempts, 1);
     if (curl_multi_add_handle(c->multi, s->easy) != CURLM_OK) {
@@ -790,6 +792,7 @@ static line_rc watch_line(etcd_client *c, watch *w, const char *p, size_t n) {
     slot *s = &c->slots[i];
     s->res.revision = j_i64(json_object_get(r, "header"), "revision");
     s->res.created = created;
+    s->res.endpoint = w->ep;
     if (created && w->cur_rev == 0) w->cur_rev = w->skip_rev = s->res.revision + 1; /* "from now" */
     if (buf_reserve(&s->arena, n + 1) < 0 || watch_take_events(w, s, events) < 0) {
         snprintf(w->why, sizeof w->why, "malformed watch event batch");
@@ -906,6 +909,7 @@ static void watch_xfer_done(etcd_client *c, watch *w, CURLcode code) {
     uint32_t i = watch_slot(c, w); /* tell the owner when there is room; counted regardless */
     if (i != UINT32_MAX) {
         c->slots[i].res.revision = w->cur_rev;
+        c->slots[i].res.endpoint = w->ep;
         set_msg(&c->slots[i].res, ETCD_E_UNAVAILABLE, "%s; reconnecting from revision %" PRId64, w->why,
                 w->cur_rev);
         slot_publish(c, i);

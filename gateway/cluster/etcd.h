@@ -184,6 +184,7 @@ typedef struct etcd_result {
     int64_t sent_mono_ms;     /* CLOCK_MONOTONIC ms when the first attempt started */
     int64_t done_mono_ms;
     uint32_t attempts;
+    int endpoint; /* index in the config's list of the member that answered last, or -1 */
 } etcd_result;
 
 typedef struct etcd_config {
