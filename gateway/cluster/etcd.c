@@ -238,6 +238,7 @@ static void slot_clear(slot *s, etcd_kind kind, uint64_t cookie) {
     s->res.cookie = cookie;
     s->res.endpoint = -1;
     s->kind = kind;
+    buf_reset(&s->arena);
     s->failed = 0;
     s->maybe_applied = false;
 }
@@ -712,10 +713,7 @@ static void watch_end(etcd_client *c, watch *w, etcd_err err, int64_t compact_re
     s->res.compact_revision = compact_rev;
     s->res.revision = w->cur_rev;
     set_msg(&s->res, err, "%s", why);
-    slot_publish(c, w->final_slot);
-    pthread_mutex_lock(&c->mu);
-    w->ctl = W_DEAD;
-    pthread_mutex_unlock(&c->mu);
+    slot_publish(c, w->final_slot); /* W_DEAD only once its transfer is out of the multi */
 }
 
 /* Decode the events this watch has not delivered yet into slot s; advance the cursor only
@@ -929,16 +927,18 @@ static void watches_service(etcd_client *c, int64_t now, int64_t *wake) {
             if (w->connected) curl_multi_remove_handle(c->multi, w->easy);
             w->connected = false;
             watch_end(c, w, ETCD_E_CANCELED, 0, "watch cancelled by its owner");
-            pthread_mutex_lock(&c->mu);
-            w->ctl = W_DEAD;
-            pthread_mutex_unlock(&c->mu);
-            continue;
         }
-        if (w->blocked && watch_drain(c, w)) {
+        if (!w->ended && w->blocked && watch_drain(c, w)) {
             w->blocked = false;
             curl_easy_pause(w->easy, CURLPAUSE_CONT); /* may call watch_write at once */
         }
         if (w->connected && (w->abort_conn || w->ended)) watch_xfer_done(c, w, CURLE_WRITE_ERROR);
+        if (w->ended && !w->connected) {
+            pthread_mutex_lock(&c->mu);
+            w->ctl = W_DEAD; /* watch_start may reuse it: nothing of it is left in curl */
+            pthread_mutex_unlock(&c->mu);
+            continue;
+        }
         if (!w->connected && !w->ended) {
             if (now >= w->reconnect_at) watch_connect(c, w, now);
             else if (w->reconnect_at < *wake) *wake = w->reconnect_at;
@@ -957,11 +957,12 @@ static void lease_lost(etcd_client *c, lease *l, const char *why) {
     set_msg(&s->res, ETCD_E_LEASE_LOST, "lease %" PRId64 ": %s", l->id, why);
     if (l->inflight) curl_multi_remove_handle(c->multi, l->easy);
     l->inflight = false;
+    uint32_t fs = l->final_slot; /* the entry may be reused as soon as it is L_FREE */
     pthread_mutex_lock(&c->mu);
     l->valid = false;
     l->ctl = L_FREE;
     pthread_mutex_unlock(&c->mu);
-    slot_publish(c, l->final_slot);
+    slot_publish(c, fs);
 }
 
 static void lease_send(etcd_client *c, lease *l, int64_t now) {

@@ -10,7 +10,8 @@ etcdcluster: a real etcd cluster on loopback for stopgate's cluster tests (Pytho
 Members run `etcd` from $ETCD or PATH with short --heartbeat-interval/--election-timeout so
 elections take well under a second. Every member is killed and every data dir removed at
 exit: atexit, SIGTERM/SIGINT/SIGHUP (meson's timeout), and PR_SET_PDEATHSIG in the child
-should this process die by SIGKILL. ETCDCLUSTER_KEEP=1 keeps the dirs (logs) for a look.
+should this process die by SIGKILL. ETCDCLUSTER_KEEP=1 keeps the dirs (logs) for a look;
+ETCDCLUSTER_DIR=DIR makes them under DIR (e.g. /dev/shm) instead of $TMPDIR.
 
 Run by hand: `python3 tests/integration/etcdcluster.py` starts a cluster, prints the
 endpoints and waits for Ctrl-C.
@@ -100,7 +101,8 @@ class EtcdCluster:
     def __init__(self, size=3, heartbeat_ms=25, election_ms=250):
         if not os.access(ETCD, os.X_OK):
             raise RuntimeError("no etcd binary (%s): apt-get install etcd-server" % ETCD)
-        self.dir = tempfile.mkdtemp(prefix="sg-etcd-")
+        # ETCDCLUSTER_DIR=/dev/shm puts the members' data (and fsyncs) on tmpfs.
+        self.dir = tempfile.mkdtemp(prefix="sg-etcd-", dir=os.environ.get("ETCDCLUSTER_DIR"))
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         ports = free_ports(2 * size)
