@@ -6,8 +6,9 @@
  * prints ("CTL kill9 1", "CTL restart 1", ...), answering "ok" on our stdin once done.
  *
  *   etcd_client_test                     the checks; exit 0 when all hold
- *   etcd_client_test --bench N BYTES     N fenced txns with a BYTES value, one at a time:
- *                                        latency p50/p99/max (docs/cluster.md)
+ *   etcd_client_test --bench N BYTES [DEPTH]   N fenced txns with a BYTES value, DEPTH in
+ *                                        flight (default 1): latency p50/p99/max, txn/s
+ *                                        (docs/cluster.md)
  */
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -483,37 +484,67 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int bench(etcd_client *c, int n, size_t bytes) {
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* n fenced txns with a `bytes` value, `depth` in flight at once (1: one after the other, as
+ * a log that commits batch after batch). Latency from submit to completion, on the owner. */
+static int bench(etcd_client *c, int n, size_t bytes, int depth) {
     const char *lk = "/bench/leader";
-    etcd_request del = {.kind = ETCD_DELETE};
+    etcd_request del = {.kind = ETCD_DELETE, .deadline_ms = 10000};
     del.op = (etcd_op){.kind = ETCD_OP_DELETE, .key = "/bench/", .key_len = 7, .range_end = "/bench0", .range_end_len = 7};
     run(c, &del);
     got g = put(c, lk, "gw-a", 4, 0);
     OK(g);
     int64_t epoch = g.revision;
     uint8_t *val = malloc(bytes);
-    int64_t *lat_us = malloc(sizeof *lat_us * (size_t)n);
-    if (!val || !lat_us) return 1;
+    int64_t *lat_us = calloc((size_t)n, sizeof *lat_us), *sent_us = calloc((size_t)n, sizeof *sent_us);
+    if (!val || !lat_us || !sent_us || depth < 1 || depth > 32) return 1;
     for (size_t i = 0; i < bytes; i++) val[i] = (uint8_t)(i * 31);
-    for (int i = 0; i < n; i++) {
-        char key[48];
-        snprintf(key, sizeof key, "/bench/log/%016d", i);
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        got f = fenced_put(c, lk, epoch, key, val, bytes);
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        if (f.err != ETCD_OK || !f.succeeded) {
-            printf("FAIL bench txn %d: %s %s\n", i, etcd_strerror(f.err), f.msg);
-            return 1;
+    int sent = 0, done = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (done < n) {
+        while (sent < n && sent - done < depth) {
+            char key[48];
+            snprintf(key, sizeof key, "/bench/log/%016d", sent);
+            etcd_compare cmp = {.key = lk, .key_len = strlen(lk), .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = epoch};
+            etcd_op op = {.kind = ETCD_OP_PUT, .key = key, .key_len = strlen(key), .value = val, .value_len = bytes};
+            etcd_request r = {.kind = ETCD_TXN, .compares = &cmp, .compare_count = 1, .success = &op, .success_count = 1};
+            char err[256];
+            sent_us[sent] = mono_us();
+            if (etcd_submit(c, &r, (uint64_t)sent + 1, err, sizeof err) < 0) {
+                printf("FAIL bench submit: %s\n", err);
+                return 1;
+            }
+            sent++;
         }
-        lat_us[i] = (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+        struct pollfd p = {.fd = etcd_event_fd(c), .events = POLLIN};
+        poll(&p, 1, 100);
+        const etcd_result *out[64];
+        size_t k = etcd_poll(c, out, 64);
+        for (size_t j = 0; j < k; j++) {
+            if (out[j]->err != ETCD_OK || !out[j]->succeeded) {
+                printf("FAIL bench txn: %s %s\n", etcd_strerror(out[j]->err), out[j]->msg);
+                return 1;
+            }
+            lat_us[done++] = mono_us() - sent_us[out[j]->cookie - 1];
+        }
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     qsort(lat_us, (size_t)n, sizeof *lat_us, cmp_i64);
-    printf("bench: %d fenced txns, %zu-byte value, 3 members on loopback: p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
-           n, bytes, lat_us[n / 2] / 1000.0, lat_us[(size_t)n * 99 / 100] / 1000.0, lat_us[n - 1] / 1000.0);
+    printf("bench: %d fenced txns, %zu-byte value, %d in flight, 3 members on loopback: p50 %.2f ms  p99 %.2f ms  "
+           "max %.2f ms  %.0f txn/s  %.1f MB/s\n",
+           n, bytes, depth, lat_us[n / 2] / 1000.0, lat_us[(size_t)n * 99 / 100] / 1000.0, lat_us[n - 1] / 1000.0,
+           n / secs, (double)n * (double)bytes / secs / 1e6);
     run(c, &del);
     free(val);
     free(lat_us);
+    free(sent_us);
     return 0;
 }
 
@@ -533,8 +564,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     int rc;
-    if (argc == 4 && strcmp(argv[1], "--bench") == 0) {
-        rc = bench(c, atoi(argv[2]), (size_t)atol(argv[3]));
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "--bench") == 0) {
+        rc = bench(c, atoi(argv[2]), (size_t)atol(argv[3]), argc == 5 ? atoi(argv[4]) : 1);
     } else {
         test_binary_round_trip(c);
         test_request_limit(c);
