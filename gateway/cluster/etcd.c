@@ -1051,11 +1051,13 @@ static void leases_service(etcd_client *c, int64_t now, int64_t *wake) {
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
-static void xfers_done(etcd_client *c) {
+/* Thread: hand every finished transfer to its owner. Returns how many finished. */
+static int xfers_done(etcd_client *c) {
     CURLMsg *m;
-    int left;
+    int left, n = 0;
     while ((m = curl_multi_info_read(c->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
+        n++;
         CURL *e = m->easy_handle;
         CURLcode code = m->data.result; /* m is invalid once the handle is removed */
         xfer *x = NULL;
@@ -1065,6 +1067,7 @@ static void xfers_done(etcd_client *c) {
         else if (x->kind == X_WATCH) watch_xfer_done(c, &c->watches[x->idx], code);
         else lease_xfer_done(c, &c->leases[x->idx], code);
     }
+    return n;
 }
 
 /* Thread: start what the owner queued, and retries that are due. */
@@ -1106,7 +1109,9 @@ static void *thread_main(void *arg) {
         leases_service(c, now, &wake);
         int running = 0;
         curl_multi_perform(c->multi, &running);
-        xfers_done(c);
+        /* A finished transfer may have scheduled a retry or a reconnect the wake time above
+         * does not know about: go round once more before sleeping. */
+        if (xfers_done(c) > 0) continue;
         now = etcd_mono_ms();
         int wait = wake > now ? (int)(wake - now) : 0;
         curl_multi_poll(c->multi, NULL, 0, wait, NULL); /* also ends at curl's own timers */
