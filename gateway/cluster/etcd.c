@@ -39,11 +39,23 @@
 
 #define RETRY_BACKOFF_MS_MAX 200  /* pause between rounds over every member, at most */
 #define WATCH_BACKOFF_MS_MAX 1000 /* between reconnects of a watch that keeps failing */
-#define WATCH_SLOTS_RESERVE (ETCD_INFLIGHT_MAX / 4) /* left free for requests by watches */
-#define POLL_WAIT_MS_MAX 1000     /* the thread looks at its timers at least this often */
+#define WATCH_SLOTS_RESERVE  (ETCD_INFLIGHT_MAX / 4) /* left free for requests by watches */
+#define POLL_WAIT_MS_MAX     1000 /* the thread looks at its timers at least this often */
 
-typedef enum slot_state { S_FREE, S_OWNER, S_QUEUED, S_RUNNING, S_WAIT, S_DONE, S_LENT } slot_state;
-typedef enum xfer_kind { X_SLOT = 1, X_WATCH, X_LEASE } xfer_kind;
+typedef enum slot_state {
+    S_FREE,
+    S_OWNER,
+    S_QUEUED,
+    S_RUNNING,
+    S_WAIT,
+    S_DONE,
+    S_LENT
+} slot_state;
+typedef enum xfer_kind {
+    X_SLOT = 1,
+    X_WATCH,
+    X_LEASE
+} xfer_kind;
 
 /* What CURLOPT_PRIVATE points at: which slot, watch or lease a transfer belongs to. */
 typedef struct xfer {
@@ -76,7 +88,13 @@ typedef struct slot {
     bool maybe_applied; /* an attempt reached etcd and its answer was lost */
 } slot;
 
-typedef enum watch_ctl { W_FREE, W_START, W_RUN, W_CANCEL, W_DEAD } watch_ctl;
+typedef enum watch_ctl {
+    W_FREE,
+    W_START,
+    W_RUN,
+    W_CANCEL,
+    W_DEAD
+} watch_ctl;
 
 typedef struct watch {
     etcd_client *c;
@@ -87,10 +105,10 @@ typedef struct watch {
     size_t key_len, end_len;
     /* thread only */
     bool connected, blocked, abort_conn, ended;
-    int64_t cur_rev;   /* revision of the last event delivered (or the start when none) */
-    uint32_t cur_n;    /* events of cur_rev delivered */
-    int64_t skip_rev;  /* this connection started at skip_rev ... */
-    uint32_t skip_n;   /* ... whose first skip_n events were delivered already */
+    int64_t cur_rev;  /* revision of the last event delivered (or the start when none) */
+    uint32_t cur_n;   /* events of cur_rev delivered */
+    int64_t skip_rev; /* this connection started at skip_rev ... */
+    uint32_t skip_n;  /* ... whose first skip_n events were delivered already */
     int ep;
     int64_t reconnect_at, connected_at;
     uint32_t backoff_ms;
@@ -103,7 +121,12 @@ typedef struct watch {
     char why[ETCD_ERR_MSG_MAX];
 } watch;
 
-typedef enum lease_ctl { L_FREE, L_START, L_RUN, L_STOP } lease_ctl;
+typedef enum lease_ctl {
+    L_FREE,
+    L_START,
+    L_RUN,
+    L_STOP
+} lease_ctl;
 
 typedef struct lease {
     lease_ctl ctl; /* under mu, with valid/valid_until */
@@ -188,7 +211,8 @@ const char *etcd_strerror(etcd_err e) {
     return "unknown error";
 }
 
-static int fail(char *err, size_t cap, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t cap, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t cap, int code, const char *fmt, ...) {
     if (err && cap) {
         va_list ap;
@@ -256,7 +280,8 @@ static void slot_publish(etcd_client *c, uint32_t i) {
     wake_owner(c);
 }
 
-static void set_msg(etcd_result *r, etcd_err err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_msg(etcd_result *r, etcd_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void set_msg(etcd_result *r, etcd_err err, const char *fmt, ...) {
     va_list ap;
     r->err = err;
@@ -287,11 +312,14 @@ static int enc_op_fields(buf *b, const etcd_op *op) {
                               enc_b64(b, "range_end", op->range_end, op->range_end_len) < 0))
         return -1;
     if (op->kind == ETCD_OP_PUT) {
-        if (buf_append(b, ",", 1) < 0 || enc_b64(b, "value", op->value, op->value_len) < 0) return -1;
-        if (op->lease && (buf_append(b, ",", 1) < 0 || enc_i64(b, "lease", op->lease) < 0)) return -1;
+        if (buf_append(b, ",", 1) < 0 || enc_b64(b, "value", op->value, op->value_len) < 0)
+            return -1;
+        if (op->lease && (buf_append(b, ",", 1) < 0 || enc_i64(b, "lease", op->lease) < 0))
+            return -1;
     }
     if (op->kind == ETCD_OP_RANGE) {
-        if (op->limit && (buf_append(b, ",", 1) < 0 || enc_i64(b, "limit", op->limit) < 0)) return -1;
+        if (op->limit && (buf_append(b, ",", 1) < 0 || enc_i64(b, "limit", op->limit) < 0))
+            return -1;
         if (op->revision && (buf_append(b, ",", 1) < 0 || enc_i64(b, "revision", op->revision) < 0))
             return -1;
     }
@@ -344,7 +372,8 @@ static int encode_request(buf *b, const etcd_request *r, const char **path) {
         static const char *paths[] = {"/v3/kv/range", "/v3/kv/put", "/v3/kv/deleterange"};
         *path = paths[r->op.kind];
         if (buf_append(b, "{", 1) < 0 || enc_op_fields(b, &r->op) < 0) return -1;
-        if ((r->flags & ETCD_F_SERIALIZABLE) && buf_printf(b, ",\"serializable\":true") < 0) return -1;
+        if ((r->flags & ETCD_F_SERIALIZABLE) && buf_printf(b, ",\"serializable\":true") < 0)
+            return -1;
         return buf_append(b, "}", 1);
     }
     case ETCD_TXN: *path = "/v3/kv/txn"; return enc_txn(b, r);
@@ -353,7 +382,8 @@ static int encode_request(buf *b, const etcd_request *r, const char **path) {
         return buf_printf(b, "{\"revision\":\"%" PRId64 "\",\"physical\":true}", r->revision);
     case ETCD_LEASE_GRANT:
         *path = "/v3/lease/grant";
-        return buf_printf(b, "{\"TTL\":\"%" PRId64 "\",\"ID\":\"%" PRId64 "\"}", r->ttl_s, r->lease_id);
+        return buf_printf(b, "{\"TTL\":\"%" PRId64 "\",\"ID\":\"%" PRId64 "\"}", r->ttl_s,
+                          r->lease_id);
     case ETCD_LEASE_REVOKE:
         *path = "/v3/lease/revoke";
         return buf_printf(b, "{\"ID\":\"%" PRId64 "\"}", r->lease_id);
@@ -403,7 +433,8 @@ static const char *request_invalid(const etcd_request *r) {
     case ETCD_PUT:
     case ETCD_DELETE: {
         static const etcd_op_kind want[] = {ETCD_OP_RANGE, ETCD_OP_PUT, ETCD_OP_DELETE};
-        if (r->op.kind != want[r->kind - ETCD_RANGE]) return "op.kind does not match the request kind";
+        if (r->op.kind != want[r->kind - ETCD_RANGE])
+            return "op.kind does not match the request kind";
         return op_valid(&r->op, true) ? NULL : "empty key, or a length without its bytes";
     }
     case ETCD_TXN:
@@ -449,7 +480,8 @@ static int j_bytes(buf *arena, const json_t *o, const char *name, const uint8_t 
     if (!json_is_string(v)) return -1;
     size_t bin = 0;
     if (sodium_base642bin(arena->data + arena->len, arena->cap - arena->len, json_string_value(v),
-                          json_string_length(v), NULL, &bin, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
+                          json_string_length(v), NULL, &bin, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0)
         return -1;
     arena->len += bin;
     *n = bin;
@@ -544,10 +576,12 @@ static void decode_answer(slot *s) {
     case ETCD_LEASE_KEEPALIVE:
         r->lease_id = j_i64(body, "ID");
         r->ttl_s = j_i64(body, "TTL");
-        if (json_is_string(json_object_get(body, "error")) && json_string_length(json_object_get(body, "error")))
+        if (json_is_string(json_object_get(body, "error")) &&
+            json_string_length(json_object_get(body, "error")))
             set_msg(r, ETCD_E_SERVER, "%s", json_string_value(json_object_get(body, "error")));
         else if (r->ttl_s <= 0)
-            set_msg(r, ETCD_E_LEASE_LOST, "lease %" PRId64 " unknown to etcd (expired or revoked)", r->lease_id);
+            set_msg(r, ETCD_E_LEASE_LOST, "lease %" PRId64 " unknown to etcd (expired or revoked)",
+                    r->lease_id);
         break;
     default: break;
     }
@@ -563,8 +597,10 @@ static void decode_error(const buf *b, long http, int *code, char *msg, size_t c
     const json_t *m = json_object_get(root, "message");
     if (!m) m = json_object_get(root, "error");
     *code = (int)j_i64(root, "code");
-    if (json_is_string(m)) snprintf(msg, cap, "%s", json_string_value(m));
-    else snprintf(msg, cap, "HTTP %ld", http);
+    if (json_is_string(m))
+        snprintf(msg, cap, "%s", json_string_value(m));
+    else
+        snprintf(msg, cap, "HTTP %ld", http);
     json_decref(root);
 }
 
@@ -594,7 +630,8 @@ static void slot_attempt(etcd_client *c, uint32_t i, int64_t now) {
     int64_t left = s->deadline_mono_ms - now;
     assert(left > 0);
     int64_t total = left;
-    if ((s->flags & ETCD_F_IDEMPOTENT) && total > c->attempt_timeout_ms) total = c->attempt_timeout_ms;
+    if ((s->flags & ETCD_F_IDEMPOTENT) && total > c->attempt_timeout_ms)
+        total = c->attempt_timeout_ms;
     s->ep = c->ep_cur;
     buf_reset(&s->resp);
     easy_common(c, s->easy, &s->x, s->curl_err, s->ep, s->path);
@@ -623,7 +660,8 @@ static void failover(etcd_client *c, int ep) {
 
 /* Thread: an attempt failed in transport (or etcd said it is unavailable). Retry on the next
  * member when that is safe and time is left, else complete with the error. */
-static void slot_transport_fail(etcd_client *c, uint32_t i, bool sent, bool timed_out, const char *why) {
+static void slot_transport_fail(etcd_client *c, uint32_t i, bool sent, bool timed_out,
+                                const char *why) {
     slot *s = &c->slots[i];
     int64_t now = etcd_mono_ms();
     /* curl's timer may fire a millisecond early: a timeout that close is the deadline's */
@@ -634,7 +672,8 @@ static void slot_transport_fail(etcd_client *c, uint32_t i, bool sent, bool time
     bool safe = !sent || (s->flags & ETCD_F_IDEMPOTENT);
     if (safe && now < s->deadline_mono_ms) {
         /* A whole round of members failed: pause a little instead of spinning. */
-        int64_t pause = s->failed % (uint32_t)c->nep ? 0 : 25 * (int64_t)(s->failed / (uint32_t)c->nep);
+        int64_t pause =
+            s->failed % (uint32_t)c->nep ? 0 : 25 * (int64_t)(s->failed / (uint32_t)c->nep);
         if (pause > RETRY_BACKOFF_MS_MAX) pause = RETRY_BACKOFF_MS_MAX;
         s->retry_at_ms = now + pause;
         s->state = S_WAIT;
@@ -642,7 +681,8 @@ static void slot_transport_fail(etcd_client *c, uint32_t i, bool sent, bool time
     }
     s->res.unsure = s->maybe_applied;
     if (now >= s->deadline_mono_ms)
-        set_msg(&s->res, ETCD_E_TIMEOUT, "deadline of %" PRIu32 " ms passed after %" PRIu32 " attempts (last: %s: %s)",
+        set_msg(&s->res, ETCD_E_TIMEOUT,
+                "deadline of %" PRIu32 " ms passed after %" PRIu32 " attempts (last: %s: %s)",
                 s->deadline_ms, s->res.attempts, c->ep[s->ep], why);
     else
         set_msg(&s->res, ETCD_E_UNAVAILABLE, "%s: %s", c->ep[s->ep], why);
@@ -651,7 +691,8 @@ static void slot_transport_fail(etcd_client *c, uint32_t i, bool sent, bool time
 
 static bool grpc_unavailable_safe(const char *msg) {
     /* Refused before etcd proposed anything: safe to send to another member. */
-    return strstr(msg, "no leader") || strstr(msg, "not capable") || strstr(msg, "too many requests");
+    return strstr(msg, "no leader") || strstr(msg, "not capable") ||
+           strstr(msg, "too many requests");
 }
 
 /* Thread: an attempt of a slot ended. */
@@ -664,12 +705,14 @@ static void slot_xfer_done(etcd_client *c, uint32_t i, CURLcode code) {
     curl_easy_getinfo(s->easy, CURLINFO_SIZE_UPLOAD_T, &up);
     if (code == CURLE_WRITE_ERROR) {
         s->res.unsure = true;
-        set_msg(&s->res, ETCD_E_PROTOCOL, "answer over ETCD_RESPONSE_BYTES_MAX (%d bytes)", ETCD_RESPONSE_BYTES_MAX);
+        set_msg(&s->res, ETCD_E_PROTOCOL, "answer over ETCD_RESPONSE_BYTES_MAX (%d bytes)",
+                ETCD_RESPONSE_BYTES_MAX);
         slot_publish(c, i);
         return;
     }
     if (code != CURLE_OK) {
-        slot_transport_fail(c, i, up > 0, code == CURLE_OPERATION_TIMEDOUT, s->curl_err[0] ? s->curl_err : curl_easy_strerror(code));
+        slot_transport_fail(c, i, up > 0, code == CURLE_OPERATION_TIMEDOUT,
+                            s->curl_err[0] ? s->curl_err : curl_easy_strerror(code));
         return;
     }
     if (http == 200) {
@@ -686,8 +729,10 @@ static void slot_xfer_done(etcd_client *c, uint32_t i, CURLcode code) {
     }
     s->res.grpc_code = grpc;
     s->res.unsure = s->maybe_applied || grpc == 14 || grpc == 4; /* unavailable, deadline */
-    if (grpc == 11 && strstr(msg, "compacted")) set_msg(&s->res, ETCD_E_COMPACTED, "%s", msg);
-    else set_msg(&s->res, ETCD_E_SERVER, "%s (grpc code %d)", msg, grpc);
+    if (grpc == 11 && strstr(msg, "compacted"))
+        set_msg(&s->res, ETCD_E_COMPACTED, "%s", msg);
+    else
+        set_msg(&s->res, ETCD_E_SERVER, "%s (grpc code %d)", msg, grpc);
     slot_publish(c, i);
 }
 
@@ -704,7 +749,8 @@ static uint32_t watch_slot(etcd_client *c, const watch *w) {
 }
 
 /* Thread: the watch's last completion, in its reserved slot. */
-static void watch_end(etcd_client *c, watch *w, etcd_err err, int64_t compact_rev, const char *why) {
+static void watch_end(etcd_client *c, watch *w, etcd_err err, int64_t compact_rev,
+                      const char *why) {
     if (w->ended) return;
     w->ended = true;
     slot *s = &c->slots[w->final_slot];
@@ -746,7 +792,11 @@ static int watch_take_events(watch *w, slot *s, const json_t *events) {
     return 0;
 }
 
-typedef enum line_rc { LINE_OK, LINE_BLOCKED, LINE_ABORT } line_rc;
+typedef enum line_rc {
+    LINE_OK,
+    LINE_BLOCKED,
+    LINE_ABORT
+} line_rc;
 
 /* Thread: one message of the watch stream. */
 static line_rc watch_line(etcd_client *c, watch *w, const char *p, size_t n) {
@@ -765,8 +815,9 @@ static line_rc watch_line(etcd_client *c, watch *w, const char *p, size_t n) {
     int64_t compact = j_i64(r, "compact_revision");
     if (json_is_true(json_object_get(r, "canceled")) || compact > 0) {
         if (compact > 0) {
-            snprintf(w->why, sizeof w->why, "watch from revision %" PRId64 ": etcd compacted up to %" PRId64,
-                     w->skip_rev, compact);
+            snprintf(w->why, sizeof w->why,
+                     "watch from revision %" PRId64 ": etcd compacted up to %" PRId64, w->skip_rev,
+                     compact);
             watch_end(c, w, ETCD_E_COMPACTED, compact, w->why);
         } else {
             const json_t *why = json_object_get(r, "cancel_reason");
@@ -838,7 +889,7 @@ static bool watch_drain(etcd_client *c, watch *w) {
 static size_t watch_write(char *p, size_t size, size_t n, void *arg) {
     watch *w = arg;
     etcd_client *c = w->c;
-    if (w->abort_conn || w->ended) return 0; /* ends the transfer */
+    if (w->abort_conn || w->ended) return 0;     /* ends the transfer */
     if (w->blocked) return CURL_WRITEFUNC_PAUSE; /* curl keeps these bytes for later */
     if (buf_append(&w->line, p, size * n) < 0) {
         snprintf(w->why, sizeof w->why, "watch message over ETCD_WATCH_MESSAGE_BYTES_MAX");
@@ -860,8 +911,12 @@ static void watch_connect(etcd_client *c, watch *w, int64_t now) {
     w->why[0] = 0;
     int rc = buf_append(&w->body, "{\"create_request\":{", 19);
     if (rc == 0) rc = enc_b64(&w->body, "key", w->key, w->key_len);
-    if (rc == 0 && w->end_len) rc = buf_append(&w->body, ",", 1) < 0 ? -1 : enc_b64(&w->body, "range_end", w->end, w->end_len);
-    if (rc == 0 && w->cur_rev) rc = buf_append(&w->body, ",", 1) < 0 ? -1 : enc_i64(&w->body, "start_revision", w->cur_rev);
+    if (rc == 0 && w->end_len)
+        rc = buf_append(&w->body, ",", 1) < 0 ? -1
+                                              : enc_b64(&w->body, "range_end", w->end, w->end_len);
+    if (rc == 0 && w->cur_rev)
+        rc =
+            buf_append(&w->body, ",", 1) < 0 ? -1 : enc_i64(&w->body, "start_revision", w->cur_rev);
     if (rc == 0) rc = buf_printf(&w->body, ",\"fragment\":true}}");
     if (rc < 0) {
         watch_end(c, w, ETCD_E_NOMEM, 0, "watch request: out of memory");
@@ -896,20 +951,24 @@ static void watch_xfer_done(etcd_client *c, watch *w, CURLcode code) {
     if (w->ended) return;
     if (!w->why[0])
         snprintf(w->why, sizeof w->why, "watch stream to %.100s ended: %.120s", c->ep[w->ep],
-                 code == CURLE_OK ? "closed by etcd" : w->curl_err[0] ? w->curl_err : curl_easy_strerror(code));
+                 code == CURLE_OK ? "closed by etcd"
+                 : w->curl_err[0] ? w->curl_err
+                                  : curl_easy_strerror(code));
     failover(c, w->ep);
     STAT_ADD(c, watch_reconnects, 1);
     /* A stream that lived a while starts over quickly; one that keeps failing backs off. */
-    if (now - w->connected_at > 1000) w->backoff_ms = 0;
-    else w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 25;
+    if (now - w->connected_at > 1000)
+        w->backoff_ms = 0;
+    else
+        w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 25;
     if (w->backoff_ms > WATCH_BACKOFF_MS_MAX) w->backoff_ms = WATCH_BACKOFF_MS_MAX;
     w->reconnect_at = now + w->backoff_ms;
     uint32_t i = watch_slot(c, w); /* tell the owner when there is room; counted regardless */
     if (i != UINT32_MAX) {
         c->slots[i].res.revision = w->cur_rev;
         c->slots[i].res.endpoint = w->ep;
-        set_msg(&c->slots[i].res, ETCD_E_UNAVAILABLE, "%s; reconnecting from revision %" PRId64, w->why,
-                w->cur_rev);
+        set_msg(&c->slots[i].res, ETCD_E_UNAVAILABLE, "%s; reconnecting from revision %" PRId64,
+                w->why, w->cur_rev);
         slot_publish(c, i);
     }
 }
@@ -940,8 +999,10 @@ static void watches_service(etcd_client *c, int64_t now, int64_t *wake) {
             continue;
         }
         if (!w->connected && !w->ended) {
-            if (now >= w->reconnect_at) watch_connect(c, w, now);
-            else if (w->reconnect_at < *wake) *wake = w->reconnect_at;
+            if (now >= w->reconnect_at)
+                watch_connect(c, w, now);
+            else if (w->reconnect_at < *wake)
+                *wake = w->reconnect_at;
         }
     }
 }
@@ -979,8 +1040,9 @@ static void lease_send(etcd_client *c, lease *l, int64_t now) {
     curl_easy_setopt(l->easy, CURLOPT_WRITEFUNCTION, write_buf);
     curl_easy_setopt(l->easy, CURLOPT_WRITEDATA, &l->resp);
     curl_easy_setopt(l->easy, CURLOPT_TIMEOUT_MS, (long)l->interval_ms);
-    curl_easy_setopt(l->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(l->interval_ms < c->connect_timeout_ms ? l->interval_ms : c->connect_timeout_ms));
+    curl_easy_setopt(
+        l->easy, CURLOPT_CONNECTTIMEOUT_MS,
+        (long)(l->interval_ms < c->connect_timeout_ms ? l->interval_ms : c->connect_timeout_ms));
     l->sent_at = now;
     l->inflight = curl_multi_add_handle(c->multi, l->easy) == CURLM_OK;
     if (!l->inflight) l->next_at = now + l->interval_ms / 4;
@@ -994,7 +1056,9 @@ static void lease_xfer_done(etcd_client *c, lease *l, CURLcode code) {
     curl_multi_remove_handle(c->multi, l->easy);
     l->inflight = false;
     curl_easy_getinfo(l->easy, CURLINFO_RESPONSE_CODE, &http);
-    json_t *root = code == CURLE_OK && http == 200 ? json_loadb((const char *)l->resp.data, l->resp.len, 0, NULL) : NULL;
+    json_t *root = code == CURLE_OK && http == 200
+                       ? json_loadb((const char *)l->resp.data, l->resp.len, 0, NULL)
+                       : NULL;
     const json_t *r = json_object_get(root, "result");
     int64_t ttl = j_i64(r, "TTL");
     json_decref(root);
@@ -1063,9 +1127,12 @@ static int xfers_done(etcd_client *c) {
         xfer *x = NULL;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
         assert(x);
-        if (x->kind == X_SLOT) slot_xfer_done(c, x->idx, code);
-        else if (x->kind == X_WATCH) watch_xfer_done(c, &c->watches[x->idx], code);
-        else lease_xfer_done(c, &c->leases[x->idx], code);
+        if (x->kind == X_SLOT)
+            slot_xfer_done(c, x->idx, code);
+        else if (x->kind == X_WATCH)
+            watch_xfer_done(c, &c->watches[x->idx], code);
+        else
+            lease_xfer_done(c, &c->leases[x->idx], code);
     }
     return n;
 }
@@ -1088,11 +1155,15 @@ static void slots_service(etcd_client *c, int64_t now, int64_t *wake) {
         if (s->state != S_WAIT) continue; /* S_WAIT is thread-only: no lock needed */
         if (now >= s->deadline_mono_ms) {
             s->res.unsure = s->maybe_applied;
-            set_msg(&s->res, ETCD_E_TIMEOUT, "deadline of %" PRIu32 " ms passed after %" PRIu32 " attempts, no member answered",
+            set_msg(&s->res, ETCD_E_TIMEOUT,
+                    "deadline of %" PRIu32 " ms passed after %" PRIu32
+                    " attempts, no member answered",
                     s->deadline_ms, s->res.attempts);
             slot_publish(c, i);
-        } else if (now >= s->retry_at_ms) slot_attempt(c, i, now);
-        else if (s->retry_at_ms < *wake) *wake = s->retry_at_ms;
+        } else if (now >= s->retry_at_ms)
+            slot_attempt(c, i, now);
+        else if (s->retry_at_ms < *wake)
+            *wake = s->retry_at_ms;
     }
 }
 
@@ -1136,10 +1207,15 @@ static int parse_endpoints(etcd_client *c, const char *list, char *err, size_t e
         if (!*p) break;
         size_t n = strcspn(p, ", ");
         while (n && p[n - 1] == '/') n--;
-        if (c->nep == ETCD_ENDPOINTS_MAX) return fail(err, errcap, ETCD_E_INVALID, "more than %d etcd endpoints", ETCD_ENDPOINTS_MAX);
-        if (n >= ETCD_ENDPOINT_LEN_MAX) return fail(err, errcap, ETCD_E_INVALID, "etcd endpoint longer than %d bytes", ETCD_ENDPOINT_LEN_MAX - 1);
+        if (c->nep == ETCD_ENDPOINTS_MAX)
+            return fail(err, errcap, ETCD_E_INVALID, "more than %d etcd endpoints",
+                        ETCD_ENDPOINTS_MAX);
+        if (n >= ETCD_ENDPOINT_LEN_MAX)
+            return fail(err, errcap, ETCD_E_INVALID, "etcd endpoint longer than %d bytes",
+                        ETCD_ENDPOINT_LEN_MAX - 1);
         if (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0)
-            return fail(err, errcap, ETCD_E_INVALID, "etcd endpoint '%.*s': want http://host:port", (int)n, p);
+            return fail(err, errcap, ETCD_E_INVALID, "etcd endpoint '%.*s': want http://host:port",
+                        (int)n, p);
         memcpy(c->ep[c->nep], p, n);
         c->ep[c->nep++][n] = 0;
         p += strcspn(p, ",");
@@ -1174,9 +1250,11 @@ static int client_alloc(etcd_client *c) {
         if (!(l->easy = curl_easy_init())) return -1;
     }
     c->hdr_json = curl_slist_append(NULL, "Content-Type: application/json");
-    c->hdr_json = c->hdr_json ? curl_slist_append(c->hdr_json, "Expect:") : NULL; /* no 100-continue wait */
+    c->hdr_json =
+        c->hdr_json ? curl_slist_append(c->hdr_json, "Expect:") : NULL; /* no 100-continue wait */
     c->hdr_watch = curl_slist_append(NULL, "Content-Type: application/json");
-    c->hdr_watch = c->hdr_watch ? curl_slist_append(c->hdr_watch, "Grpc-Metadata-hasleader: true") : NULL;
+    c->hdr_watch =
+        c->hdr_watch ? curl_slist_append(c->hdr_watch, "Grpc-Metadata-hasleader: true") : NULL;
     c->hdr_watch = c->hdr_watch ? curl_slist_append(c->hdr_watch, "Expect:") : NULL;
     c->multi = curl_multi_init();
     c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1265,14 +1343,15 @@ int etcd_submit(etcd_client *c, const etcd_request *r, uint64_t cookie, char *er
         pthread_mutex_lock(&c->mu);
         c->stats.refused_too_large++;
         pthread_mutex_unlock(&c->mu);
-        return fail(err, errcap, ETCD_E_TOO_LARGE, "request of up to %zu bytes, etcd takes %d", bytes,
-                    ETCD_REQUEST_BYTES_MAX);
+        return fail(err, errcap, ETCD_E_TOO_LARGE, "request of up to %zu bytes, etcd takes %d",
+                    bytes, ETCD_REQUEST_BYTES_MAX);
     }
     pthread_mutex_lock(&c->mu);
     uint32_t i = slot_take_locked(c, 0);
     if (i == UINT32_MAX) c->stats.refused_full++;
     pthread_mutex_unlock(&c->mu);
-    if (i == UINT32_MAX) return fail(err, errcap, ETCD_E_FULL, "%d etcd requests outstanding", ETCD_INFLIGHT_MAX);
+    if (i == UINT32_MAX)
+        return fail(err, errcap, ETCD_E_FULL, "%d etcd requests outstanding", ETCD_INFLIGHT_MAX);
     slot *s = &c->slots[i];
     slot_clear(s, r->kind, cookie);
     s->flags = r->flags;
@@ -1312,14 +1391,15 @@ size_t etcd_poll(etcd_client *c, const etcd_result **out, size_t max) {
     }
     more = c->done.len > 0;
     pthread_mutex_unlock(&c->mu);
-    if (more) wake_owner(c); /* what did not fit comes at the next wake-up */
+    if (more) wake_owner(c);                   /* what did not fit comes at the next wake-up */
     if (released) curl_multi_wakeup(c->multi); /* a paused watch may go on */
     return n;
 }
 
 int etcd_watch_start(etcd_client *c, const void *key, size_t key_len, const void *range_end,
                      size_t range_end_len, int64_t start_revision, uint64_t cookie) {
-    if (!key || !key_len || (range_end_len && !range_end) || start_revision < 0) return -ETCD_E_INVALID;
+    if (!key || !key_len || (range_end_len && !range_end) || start_revision < 0)
+        return -ETCD_E_INVALID;
     pthread_mutex_lock(&c->mu);
     int k = 0;
     while (k < ETCD_WATCHES_MAX && c->watches[k].ctl != W_FREE && c->watches[k].ctl != W_DEAD) k++;

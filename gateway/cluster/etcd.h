@@ -78,7 +78,7 @@ typedef enum etcd_kind {
 } etcd_kind;
 
 enum {
-    ETCD_F_IDEMPOTENT = 1u << 0, /* applying twice is harmless: retry after unknown outcome */
+    ETCD_F_IDEMPOTENT = 1u << 0,   /* applying twice is harmless: retry after unknown outcome */
     ETCD_F_SERIALIZABLE = 1u << 1, /* range: answer from the member's own state, no quorum */
 };
 
@@ -102,12 +102,16 @@ typedef struct etcd_compare {
     size_t key_len;
     etcd_cmp_target target;
     etcd_cmp_result result;
-    int64_t number; /* VERSION, CREATE, MOD, LEASE */
+    int64_t number;    /* VERSION, CREATE, MOD, LEASE */
     const void *value; /* VALUE */
     size_t value_len;
 } etcd_compare;
 
-typedef enum etcd_op_kind { ETCD_OP_RANGE = 0, ETCD_OP_PUT = 1, ETCD_OP_DELETE = 2 } etcd_op_kind;
+typedef enum etcd_op_kind {
+    ETCD_OP_RANGE = 0,
+    ETCD_OP_PUT = 1,
+    ETCD_OP_DELETE = 2
+} etcd_op_kind;
 
 /* One operation: a request of its own (RANGE/PUT/DELETE) or one branch op of a txn. */
 typedef struct etcd_op {
@@ -125,16 +129,16 @@ typedef struct etcd_op {
 
 typedef struct etcd_request {
     etcd_kind kind;
-    unsigned flags;       /* ETCD_F_* */
-    uint32_t deadline_ms; /* 0: the config's */
-    etcd_op op;           /* RANGE, PUT, DELETE */
+    unsigned flags;               /* ETCD_F_* */
+    uint32_t deadline_ms;         /* 0: the config's */
+    etcd_op op;                   /* RANGE, PUT, DELETE */
     const etcd_compare *compares; /* TXN: all must hold for `success` to run */
     size_t compare_count;
     const etcd_op *success, *failure;
     size_t success_count, failure_count;
-    int64_t lease_id;   /* LEASE_GRANT (0: etcd picks), LEASE_REVOKE, LEASE_KEEPALIVE */
-    int64_t ttl_s;      /* LEASE_GRANT */
-    int64_t revision;   /* COMPACT */
+    int64_t lease_id; /* LEASE_GRANT (0: etcd picks), LEASE_REVOKE, LEASE_KEEPALIVE */
+    int64_t ttl_s;    /* LEASE_GRANT */
+    int64_t revision; /* COMPACT */
 } etcd_request;
 
 /* A key-value as etcd returns it. Bytes are not NUL-terminated. */
@@ -162,24 +166,24 @@ typedef struct etcd_result {
     uint64_t cookie; /* the caller's, from submit / watch_start / keep_start */
     etcd_kind kind;
     etcd_err err;
-    bool unsure;       /* err != OK and the request may have been applied all the same */
-    int grpc_code;     /* ETCD_E_SERVER: etcd's gRPC status code */
+    bool unsure;                /* err != OK and the request may have been applied all the same */
+    int grpc_code;              /* ETCD_E_SERVER: etcd's gRPC status code */
     char msg[ETCD_ERR_MSG_MAX]; /* "" when err == ETCD_OK */
-    int64_t revision;  /* header.revision of the answer */
-    int64_t raft_term; /* header.raft_term */
-    bool succeeded;    /* TXN: the compares held */
-    const etcd_kv *kvs; /* RANGE; TXN: every range response's keys, see ops */
+    int64_t revision;           /* header.revision of the answer */
+    int64_t raft_term;          /* header.raft_term */
+    bool succeeded;             /* TXN: the compares held */
+    const etcd_kv *kvs;         /* RANGE; TXN: every range response's keys, see ops */
     size_t kv_count;
-    int64_t count;     /* RANGE: keys in the range (more than kv_count when limited) */
-    bool more;         /* RANGE: limit cut the answer */
-    int64_t deleted;   /* DELETE */
+    int64_t count;             /* RANGE: keys in the range (more than kv_count when limited) */
+    bool more;                 /* RANGE: limit cut the answer */
+    int64_t deleted;           /* DELETE */
     const etcd_op_result *ops; /* TXN: responses of the branch that ran */
     size_t op_count;
-    int64_t lease_id, ttl_s; /* LEASE_GRANT, LEASE_KEEPALIVE */
+    int64_t lease_id, ttl_s;  /* LEASE_GRANT, LEASE_KEEPALIVE */
     const etcd_event *events; /* WATCH: in revision order */
     size_t event_count;
-    bool created;      /* WATCH: the stream is (re)established; revision = etcd's then */
-    bool final;        /* WATCH / kept lease: no more completions for this cookie */
+    bool created;             /* WATCH: the stream is (re)established; revision = etcd's then */
+    bool final;               /* WATCH / kept lease: no more completions for this cookie */
     int64_t compact_revision; /* ETCD_E_COMPACTED */
     int64_t sent_mono_ms;     /* CLOCK_MONOTONIC ms when the first attempt started */
     int64_t done_mono_ms;

@@ -66,8 +66,9 @@ static void *fake_main(void *arg) {
             continue;
         }
         char head[256];
-        int hn = snprintf(head, sizeof head,
-                          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
+        int hn = snprintf(
+            head, sizeof head,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
         ssize_t w = send(fd, head, (size_t)hn, MSG_NOSIGNAL);
         w = send(fd, s, strlen(s), MSG_NOSIGNAL);
         (void)w;
@@ -108,7 +109,10 @@ static int dead_port(void) {
 
 static etcd_client *client(const char *eps, uint32_t deadline_ms) {
     char err[256] = "";
-    etcd_config cfg = {.endpoints = eps, .deadline_ms = deadline_ms, .attempt_timeout_ms = 200, .connect_timeout_ms = 100};
+    etcd_config cfg = {.endpoints = eps,
+                       .deadline_ms = deadline_ms,
+                       .attempt_timeout_ms = 200,
+                       .connect_timeout_ms = 100};
     etcd_client *c = etcd_create(&cfg, err, sizeof err);
     if (!c) fail_msg("etcd_create: %s", err);
     return c;
@@ -137,8 +141,9 @@ static void test_config_refused(void **state) {
     cfg.endpoints = " , ";
     assert_null(etcd_create(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "no etcd endpoint"));
-    cfg.endpoints = "http://a:1,http://a:2,http://a:3,http://a:4,http://a:5,http://a:6,http://a:7,http://a:8,"
-                    "http://a:9,http://a:10";
+    cfg.endpoints =
+        "http://a:1,http://a:2,http://a:3,http://a:4,http://a:5,http://a:6,http://a:7,http://a:8,"
+        "http://a:9,http://a:10";
     assert_null(etcd_create(&cfg, err, sizeof err));
     assert_non_null(strstr(err, "more than"));
 }
@@ -156,13 +161,15 @@ static void test_prefix_end(void **state) {
 static void test_request_bound(void **state) {
     (void)state;
     static uint8_t v[1000];
-    etcd_op op = {.kind = ETCD_OP_PUT, .key = "/k", .key_len = 2, .value = v, .value_len = sizeof v};
+    etcd_op op = {
+        .kind = ETCD_OP_PUT, .key = "/k", .key_len = 2, .value = v, .value_len = sizeof v};
     etcd_request r = {.kind = ETCD_PUT, .op = op};
     size_t one = etcd_request_bytes(&r);
     assert_true(one >= 2 + sizeof v + 4); /* at least the bytes and their framing */
     etcd_op ops[3] = {op, op, op};
     etcd_compare cmp = {.key = "/leader", .key_len = 7, .target = ETCD_CMP_CREATE, .number = 5};
-    etcd_request t = {.kind = ETCD_TXN, .compares = &cmp, .compare_count = 1, .success = ops, .success_count = 3};
+    etcd_request t = {
+        .kind = ETCD_TXN, .compares = &cmp, .compare_count = 1, .success = ops, .success_count = 3};
     assert_true(etcd_request_bytes(&t) >= 3 * (one - 64) + 7);
 }
 
@@ -173,7 +180,8 @@ static void test_refusals_before_sending(void **state) {
     etcd_client *c = client(eps, 5000);
     static uint8_t big[ETCD_REQUEST_BYTES_MAX];
     etcd_request r = {.kind = ETCD_PUT};
-    r.op = (etcd_op){.kind = ETCD_OP_PUT, .key = "/k", .key_len = 2, .value = big, .value_len = sizeof big};
+    r.op = (etcd_op){
+        .kind = ETCD_OP_PUT, .key = "/k", .key_len = 2, .value = big, .value_len = sizeof big};
     assert_int_equal(etcd_submit(c, &r, 1, err, sizeof err), -ETCD_E_TOO_LARGE);
     r.op.key_len = 0;
     r.op.value_len = 1;
@@ -182,14 +190,16 @@ static void test_refusals_before_sending(void **state) {
     r.kind = ETCD_RANGE; /* op.kind says put */
     assert_int_equal(etcd_submit(c, &r, 1, err, sizeof err), -ETCD_E_INVALID);
     etcd_op ops[ETCD_TXN_OPS_MAX + 1];
-    for (int i = 0; i <= ETCD_TXN_OPS_MAX; i++) ops[i] = (etcd_op){.kind = ETCD_OP_DELETE, .key = "/k", .key_len = 2};
+    for (int i = 0; i <= ETCD_TXN_OPS_MAX; i++)
+        ops[i] = (etcd_op){.kind = ETCD_OP_DELETE, .key = "/k", .key_len = 2};
     etcd_request t = {.kind = ETCD_TXN, .success = ops, .success_count = ETCD_TXN_OPS_MAX + 1};
     assert_int_equal(etcd_submit(c, &t, 1, err, sizeof err), -ETCD_E_INVALID);
     /* The pool: ETCD_INFLIGHT_MAX outstanding, then FULL at once (the dead port keeps them
      * retrying until their 5 s deadline). */
     r.kind = ETCD_PUT;
     r.op.value_len = 1;
-    for (int i = 0; i < ETCD_INFLIGHT_MAX; i++) assert_int_equal(etcd_submit(c, &r, (uint64_t)i, err, sizeof err), 0);
+    for (int i = 0; i < ETCD_INFLIGHT_MAX; i++)
+        assert_int_equal(etcd_submit(c, &r, (uint64_t)i, err, sizeof err), 0);
     int64_t t0 = etcd_mono_ms();
     assert_int_equal(etcd_submit(c, &r, 999, err, sizeof err), -ETCD_E_FULL);
     assert_true(etcd_mono_ms() - t0 < 50);
@@ -247,7 +257,7 @@ static void test_silent_member_unsure(void **state) {
     assert_int_equal(etcd_submit(c, &g, 2, NULL, 0), 0);
     assert_int_equal(wait_results(c, out, 4, 3000), 1);
     assert_int_equal(out[0]->err, ETCD_OK); /* connection 1 is silent too: after its 200 ms */
-    assert_int_equal(out[0]->attempts, 2); /* share, connection 2 answers */
+    assert_int_equal(out[0]->attempts, 2);  /* share, connection 2 answers */
     assert_int_equal(out[0]->kv_count, 1);
     assert_int_equal(out[0]->kvs[0].value_len, 1);
     assert_int_equal(out[0]->kvs[0].value[0], 'v');
@@ -266,13 +276,15 @@ static void test_watch_resume_split_revision(void **state) {
                   "{\"result\":{\"header\":{\"revision\":\"9\"},\"fragment\":true,\"events\":["
                   "{\"kv\":{\"key\":\"L3cvYQ==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}},"
                   "{\"kv\":{\"key\":\"L3cvYg==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}}]}}\n";
-    f.script[1] = "{\"result\":{\"header\":{\"revision\":\"10\"},\"created\":true}}\n"
-                  "{\"result\":{\"header\":{\"revision\":\"10\"},\"events\":["
-                  "{\"kv\":{\"key\":\"L3cvYQ==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}},"
-                  "{\"kv\":{\"key\":\"L3cvYg==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}},"
-                  "{\"kv\":{\"key\":\"L3cvYw==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}},"
-                  "{\"type\":\"DELETE\",\"kv\":{\"key\":\"L3cvZA==\",\"mod_revision\":\"10\"}}]}}\n";
-    f.script[2] = "{\"result\":{\"header\":{\"revision\":\"10\"},\"canceled\":true,\"compact_revision\":\"10\"}}\n";
+    f.script[1] =
+        "{\"result\":{\"header\":{\"revision\":\"10\"},\"created\":true}}\n"
+        "{\"result\":{\"header\":{\"revision\":\"10\"},\"events\":["
+        "{\"kv\":{\"key\":\"L3cvYQ==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}},"
+        "{\"kv\":{\"key\":\"L3cvYg==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}},"
+        "{\"kv\":{\"key\":\"L3cvYw==\",\"mod_revision\":\"9\",\"value\":\"MQ==\"}},"
+        "{\"type\":\"DELETE\",\"kv\":{\"key\":\"L3cvZA==\",\"mod_revision\":\"10\"}}]}}\n";
+    f.script[2] = "{\"result\":{\"header\":{\"revision\":\"10\"},\"canceled\":true,\"compact_"
+                  "revision\":\"10\"}}\n";
     fake_start(&f);
     char eps[64];
     snprintf(eps, sizeof eps, "http://127.0.0.1:%d", f.port);
@@ -289,8 +301,10 @@ static void test_watch_resume_split_revision(void **state) {
             assert_int_equal(out[i]->cookie, 77);
             created += out[i]->created;
             for (size_t k = 0; k < out[i]->event_count && ngot < 8; k++) {
-                snprintf(got[ngot], sizeof got[ngot], "%c%.*s@%d", out[i]->events[k].is_delete ? '-' : '+',
-                         (int)out[i]->events[k].kv.key_len - 3, (const char *)out[i]->events[k].kv.key + 3,
+                snprintf(got[ngot], sizeof got[ngot], "%c%.*s@%d",
+                         out[i]->events[k].is_delete ? '-' : '+',
+                         (int)out[i]->events[k].kv.key_len - 3,
+                         (const char *)out[i]->events[k].kv.key + 3,
                          (int)out[i]->events[k].kv.mod_revision);
                 ngot++;
             }

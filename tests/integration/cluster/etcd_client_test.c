@@ -51,7 +51,7 @@ typedef struct got {
 } got;
 
 #define WATCH_COOKIE_BASE 1000000u
-#define EVENTS_MAX 4096
+#define EVENTS_MAX        4096
 typedef struct seen {
     char key[64];
     int64_t rev;
@@ -103,7 +103,8 @@ static void keep(got *g, const etcd_result *r) {
     g->endpoint = r->endpoint;
     g->attempts = r->attempts;
     if (r->kv_count) {
-        g->value_len = r->kvs[0].value_len < sizeof g->value ? r->kvs[0].value_len : sizeof g->value;
+        g->value_len =
+            r->kvs[0].value_len < sizeof g->value ? r->kvs[0].value_len : sizeof g->value;
         memcpy(g->value, r->kvs[0].value, g->value_len);
         g->create_revision = r->kvs[0].create_revision;
         g->mod_revision = r->kvs[0].mod_revision;
@@ -115,7 +116,8 @@ static void dispatch(const etcd_result *r) {
     if (r->cookie >= WATCH_COOKIE_BASE && r->kind == ETCD_WATCH) {
         for (size_t k = 0; k < r->event_count && T.nevents < EVENTS_MAX; k++) {
             seen *s = &T.events[T.nevents++];
-            size_t n = r->events[k].kv.key_len < sizeof s->key - 1 ? r->events[k].kv.key_len : sizeof s->key - 1;
+            size_t n = r->events[k].kv.key_len < sizeof s->key - 1 ? r->events[k].kv.key_len
+                                                                   : sizeof s->key - 1;
             memcpy(s->key, r->events[k].kv.key, n);
             s->key[n] = 0;
             s->rev = r->events[k].kv.mod_revision;
@@ -176,7 +178,12 @@ static got run(etcd_client *c, const etcd_request *r) {
 
 static got put(etcd_client *c, const char *key, const void *val, size_t len, int64_t lease) {
     etcd_request r = {.kind = ETCD_PUT, .flags = ETCD_F_IDEMPOTENT};
-    r.op = (etcd_op){.kind = ETCD_OP_PUT, .key = key, .key_len = strlen(key), .value = val, .value_len = len, .lease = lease};
+    r.op = (etcd_op){.kind = ETCD_OP_PUT,
+                     .key = key,
+                     .key_len = strlen(key),
+                     .value = val,
+                     .value_len = len,
+                     .lease = lease};
     return run(c, &r);
 }
 
@@ -189,8 +196,8 @@ static got get(etcd_client *c, const void *key, size_t key_len) {
 static void ok_at(const got *g, const char *what, int line) {
     if (g->err == ETCD_OK) return;
     failures++;
-    printf("FAIL %s:%d: %s: %s: %s (unsure=%d, %u attempts, %" PRId64 " ms)\n", __FILE__, line, what,
-           etcd_strerror(g->err), g->msg, g->unsure, g->attempts, g->done_ms - g->sent_ms);
+    printf("FAIL %s:%d: %s: %s: %s (unsure=%d, %u attempts, %" PRId64 " ms)\n", __FILE__, line,
+           what, etcd_strerror(g->err), g->msg, g->unsure, g->attempts, g->done_ms - g->sent_ms);
 }
 #define OK(expr)                                                                                   \
     do {                                                                                           \
@@ -205,7 +212,11 @@ static void test_binary_round_trip(etcd_client *c) {
     uint8_t val[1024];
     for (size_t i = 0; i < sizeof val; i++) val[i] = (uint8_t)(i * 7 + 3);
     etcd_request r = {.kind = ETCD_PUT};
-    r.op = (etcd_op){.kind = ETCD_OP_PUT, .key = key, .key_len = sizeof key, .value = val, .value_len = sizeof val};
+    r.op = (etcd_op){.kind = ETCD_OP_PUT,
+                     .key = key,
+                     .key_len = sizeof key,
+                     .value = val,
+                     .value_len = sizeof val};
     got g = run(c, &r);
     OK(g);
     g = get(c, key, sizeof key);
@@ -215,7 +226,8 @@ static void test_binary_round_trip(etcd_client *c) {
     got e = put(c, "/b/empty", "", 0, 0);
     OK(e);
     e = get(c, "/b/empty", 8);
-    CHECK(e.kv_count == 1 && e.value_len == 0, "empty value: %zu kvs, %zu bytes", e.kv_count, e.value_len);
+    CHECK(e.kv_count == 1 && e.value_len == 0, "empty value: %zu kvs, %zu bytes", e.kv_count,
+          e.value_len);
     printf("ok binary put/range round trip\n");
 }
 
@@ -223,14 +235,16 @@ static void test_request_limit(etcd_client *c) {
     static uint8_t big[ETCD_REQUEST_BYTES_MAX];
     memset(big, 'x', sizeof big);
     etcd_request r = {.kind = ETCD_PUT};
-    r.op = (etcd_op){.kind = ETCD_OP_PUT, .key = "/big", .key_len = 4, .value = big, .value_len = sizeof big};
+    r.op = (etcd_op){
+        .kind = ETCD_OP_PUT, .key = "/big", .key_len = 4, .value = big, .value_len = sizeof big};
     char err[256] = "";
     etcd_stats before, after;
     etcd_stats_get(c, &before);
     int rc = etcd_submit(c, &r, 77, err, sizeof err);
     etcd_stats_get(c, &after);
     CHECK(rc == -ETCD_E_TOO_LARGE, "rc %d (%s)", rc, err);
-    CHECK(after.submitted == before.submitted && after.refused_too_large == before.refused_too_large + 1,
+    CHECK(after.submitted == before.submitted &&
+              after.refused_too_large == before.refused_too_large + 1,
           "a refused request was counted as sent");
     /* Just under the limit as the client counts it: etcd takes it, so the bound is honest. */
     r.op.value_len = ETCD_REQUEST_BYTES_MAX - (etcd_request_bytes(&r) - sizeof big);
@@ -238,39 +252,65 @@ static void test_request_limit(etcd_client *c) {
     r.deadline_ms = 5000;
     got g = run(c, &r);
     OK(g);
-    printf("ok request over ETCD_REQUEST_BYTES_MAX refused before sending; %zu-byte value at the limit accepted\n",
+    printf("ok request over ETCD_REQUEST_BYTES_MAX refused before sending; %zu-byte value at the "
+           "limit accepted\n",
            r.op.value_len);
 }
 
 /* The cluster log's fencing (docs/cluster.md): a log put is conditional on the leader key
  * still being the one this member created (its create_revision = the epoch). */
-static got fenced_put(etcd_client *c, const char *leader_key, int64_t epoch, const char *log_key, const void *val,
-                      size_t len) {
-    etcd_compare cmp = {.key = leader_key, .key_len = strlen(leader_key), .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = epoch};
-    etcd_op ok = {.kind = ETCD_OP_PUT, .key = log_key, .key_len = strlen(log_key), .value = val, .value_len = len};
+static got fenced_put(etcd_client *c, const char *leader_key, int64_t epoch, const char *log_key,
+                      const void *val, size_t len) {
+    etcd_compare cmp = {.key = leader_key,
+                        .key_len = strlen(leader_key),
+                        .target = ETCD_CMP_CREATE,
+                        .result = ETCD_CMP_EQUAL,
+                        .number = epoch};
+    etcd_op ok = {.kind = ETCD_OP_PUT,
+                  .key = log_key,
+                  .key_len = strlen(log_key),
+                  .value = val,
+                  .value_len = len};
     etcd_op no = {.kind = ETCD_OP_RANGE, .key = leader_key, .key_len = strlen(leader_key)};
-    etcd_request r = {.kind = ETCD_TXN, .compares = &cmp, .compare_count = 1, .success = &ok, .success_count = 1,
-                      .failure = &no, .failure_count = 1};
+    etcd_request r = {.kind = ETCD_TXN,
+                      .compares = &cmp,
+                      .compare_count = 1,
+                      .success = &ok,
+                      .success_count = 1,
+                      .failure = &no,
+                      .failure_count = 1};
     return run(c, &r);
 }
 
 static void test_fencing_txn(etcd_client *c) {
     const char *lk = "/f/leader";
     /* Campaign: create the leader key only if absent (version == 0). */
-    etcd_compare absent = {.key = lk, .key_len = strlen(lk), .target = ETCD_CMP_VERSION, .result = ETCD_CMP_EQUAL, .number = 0};
-    etcd_op mine = {.kind = ETCD_OP_PUT, .key = lk, .key_len = strlen(lk), .value = "gw-a", .value_len = 4};
+    etcd_compare absent = {.key = lk,
+                           .key_len = strlen(lk),
+                           .target = ETCD_CMP_VERSION,
+                           .result = ETCD_CMP_EQUAL,
+                           .number = 0};
+    etcd_op mine = {
+        .kind = ETCD_OP_PUT, .key = lk, .key_len = strlen(lk), .value = "gw-a", .value_len = 4};
     etcd_op who = {.kind = ETCD_OP_RANGE, .key = lk, .key_len = strlen(lk)};
-    etcd_request camp = {.kind = ETCD_TXN, .compares = &absent, .compare_count = 1, .success = &mine, .success_count = 1,
-                         .failure = &who, .failure_count = 1};
+    etcd_request camp = {.kind = ETCD_TXN,
+                         .compares = &absent,
+                         .compare_count = 1,
+                         .success = &mine,
+                         .success_count = 1,
+                         .failure = &who,
+                         .failure_count = 1};
     got g = run(c, &camp);
     OK(g);
     CHECK(g.succeeded, "campaign on an absent key lost");
     int64_t epoch = g.revision; /* the txn's revision is the key's create_revision */
     got l = get(c, lk, strlen(lk));
-    CHECK(l.create_revision == epoch, "epoch %" PRId64 " vs create_revision %" PRId64, epoch, l.create_revision);
+    CHECK(l.create_revision == epoch, "epoch %" PRId64 " vs create_revision %" PRId64, epoch,
+          l.create_revision);
     got again = run(c, &camp);
     CHECK(again.err == ETCD_OK && !again.succeeded && again.op_count == 1 && again.kv_count == 1,
-          "second campaign: err %d succeeded %d ops %zu kvs %zu", again.err, again.succeeded, again.op_count, again.kv_count);
+          "second campaign: err %d succeeded %d ops %zu kvs %zu", again.err, again.succeeded,
+          again.op_count, again.kv_count);
 
     got f = fenced_put(c, lk, epoch, "/f/log/1", "batch-1", 7);
     OK(f);
@@ -285,7 +325,8 @@ static void test_fencing_txn(etcd_client *c) {
     f = fenced_put(c, lk, epoch, "/f/log/2", "batch-2", 7);
     OK(f);
     CHECK(!f.succeeded, "a deposed leader's fenced put went through");
-    CHECK(f.kv_count == 1 && f.create_revision == g.revision && f.value_len == 4 && memcmp(f.value, "gw-b", 4) == 0,
+    CHECK(f.kv_count == 1 && f.create_revision == g.revision && f.value_len == 4 &&
+              memcmp(f.value, "gw-b", 4) == 0,
           "the failure branch should show the new holder");
     got log2 = get(c, "/f/log/2", 8);
     CHECK(log2.err == ETCD_OK && log2.kv_count == 0, "the fenced-out log key exists");
@@ -305,7 +346,8 @@ static void test_lease(etcd_client *c) {
     got k = get(c, "/l/alive", 8);
     CHECK(k.kv_count == 1, "a kept lease's key vanished");
     int64_t until = 0;
-    CHECK(etcd_lease_valid_until(c, id, &until) && until > etcd_mono_ms(), "lease validity not known/future");
+    CHECK(etcd_lease_valid_until(c, id, &until) && until > etcd_mono_ms(),
+          "lease validity not known/future");
     CHECK(T.lease_lost == 0, "kept lease reported lost");
     etcd_lease_keep_stop(c, id);
     int64_t stopped = etcd_mono_ms();
@@ -318,7 +360,8 @@ static void test_lease(etcd_client *c) {
     etcd_request ka = {.kind = ETCD_LEASE_KEEPALIVE, .lease_id = id};
     got a = run(c, &ka);
     CHECK(a.err == ETCD_E_LEASE_LOST, "keep-alive of an expired lease: %s", etcd_strerror(a.err));
-    printf("ok lease kept past its TTL; deleted %" PRId64 " ms after keep-alives stopped\n", etcd_mono_ms() - stopped);
+    printf("ok lease kept past its TTL; deleted %" PRId64 " ms after keep-alives stopped\n",
+           etcd_mono_ms() - stopped);
 }
 
 static int64_t watch_prefix(etcd_client *c, const char *prefix, int64_t from) {
@@ -335,7 +378,11 @@ static int64_t watch_prefix(etcd_client *c, const char *prefix, int64_t from) {
 
 static void put_async(etcd_client *c, const char *key) {
     etcd_request r = {.kind = ETCD_PUT, .flags = ETCD_F_IDEMPOTENT, .deadline_ms = 5000};
-    r.op = (etcd_op){.kind = ETCD_OP_PUT, .key = key, .key_len = strlen(key), .value = key, .value_len = strlen(key)};
+    r.op = (etcd_op){.kind = ETCD_OP_PUT,
+                     .key = key,
+                     .key_len = strlen(key),
+                     .value = key,
+                     .value_len = strlen(key)};
     uint64_t cookie;
     CHECK(submit(c, &r, &cookie) == 0, "submit");
 }
@@ -347,16 +394,69 @@ static void put3(etcd_client *c, int i) {
     etcd_op ops[3];
     for (int j = 0; j < 3; j++) {
         snprintf(k[j], sizeof k[j], "/w/%03d", i + j);
-        ops[j] = (etcd_op){.kind = ETCD_OP_PUT, .key = k[j], .key_len = strlen(k[j]), .value = "t", .value_len = 1};
+        ops[j] = (etcd_op){.kind = ETCD_OP_PUT,
+                           .key = k[j],
+                           .key_len = strlen(k[j]),
+                           .value = "t",
+                           .value_len = 1};
     }
     /* Right after the kill etcd may be electing a leader: a proposal forwarded to the dead
      * one is lost and its outcome unknown, so the txn is sent again (the same three puts
      * twice are harmless) until one member answers. */
-    etcd_request r = {.kind = ETCD_TXN, .flags = ETCD_F_IDEMPOTENT, .deadline_ms = 5000, .success = ops, .success_count = 3};
+    etcd_request r = {.kind = ETCD_TXN,
+                      .flags = ETCD_F_IDEMPOTENT,
+                      .deadline_ms = 5000,
+                      .success = ops,
+                      .success_count = 3};
     OK(run(c, &r));
 }
 
-static void test_watch_failover(etcd_client *c) {
+/* The watch's events against etcd's own account of what happened under /w/: a put retried
+ * after its member died may have been applied twice (ETCD_F_IDEMPOTENT), so each key's
+ * version says how many events it must have, and its mod_revision which one came last. */
+static void check_watch_history(etcd_client *c, int want, int64_t from) {
+    char key[32];
+    int64_t versions = 0, last_rev[128] = {0};
+    int64_t t = etcd_mono_ms() + 8000;
+    for (int i = 0; i < want; i++) {
+        snprintf(key, sizeof key, "/w/%03d", i);
+        got g;
+        do {
+            pump(c, 20);
+            g = get(c, key, strlen(key));
+        } while (g.kv_count == 0 && etcd_mono_ms() < t); /* its put may still be retrying */
+        CHECK(g.kv_count == 1, "%s never written", key);
+        versions += g.version;
+        last_rev[i] = g.mod_revision;
+    }
+    while (T.nevents < (size_t)versions && etcd_mono_ms() < t) pump(c, 50);
+    pump(c, 200); /* anything beyond would be a duplicate */
+    CHECK(T.nevents == (size_t)versions, "watch saw %zu events, etcd holds %" PRId64, T.nevents,
+          versions);
+    int64_t seen_last[128] = {0};
+    for (size_t k = 0; k < T.nevents; k++) {
+        int idx = atoi(T.events[k].key + 3);
+        CHECK(idx >= 0 && idx < want, "unexpected key %s", T.events[k].key);
+        CHECK(T.events[k].rev >= from, "event before the start revision");
+        CHECK(k == 0 || T.events[k].rev >= T.events[k - 1].rev, "revision went back at event %zu",
+              k);
+        for (size_t j = 0; j < k; j++)
+            CHECK(T.events[j].rev != T.events[k].rev ||
+                      strcmp(T.events[j].key, T.events[k].key) != 0,
+                  "event %s@%" PRId64 " delivered twice", T.events[k].key, T.events[k].rev);
+        CHECK(k == 0 || T.events[k].rev > T.events[k - 1].rev ||
+                  idx == atoi(T.events[k - 1].key + 3) + 1,
+              "two events of one revision out of txn order");
+        if (idx >= 0 && idx < 128) seen_last[idx] = T.events[k].rev;
+    }
+    for (int i = 0; i < want; i++)
+        CHECK(seen_last[i] == last_rev[i], "/w/%03d: last event at %" PRId64 ", etcd has %" PRId64,
+              i, seen_last[i], last_rev[i]);
+}
+
+/* A watch from revision R, the member it is connected to killed (-9) amid concurrent puts and
+ * a txn. Returns the killed member. */
+static int test_watch_across_kill(etcd_client *c) {
     got base = put(c, "/w-start", "x", 1, 0);
     OK(base);
     int64_t from = base.revision + 1;
@@ -384,65 +484,36 @@ static void test_watch_failover(etcd_client *c) {
         snprintf(key, sizeof key, "/w/%03d", want);
         put_async(c, key);
     }
-    /* etcd's own account of what happened under /w/: a put retried after its member died
-     * may have been applied twice (ETCD_F_IDEMPOTENT), so each key's version says how many
-     * events it must have, and its mod_revision which one came last. */
-    int64_t versions = 0, last_rev[128] = {0};
-    int64_t t = etcd_mono_ms() + 8000;
-    for (int i = 0; i < want; i++) {
-        snprintf(key, sizeof key, "/w/%03d", i);
-        got g;
-        do {
-            pump(c, 20);
-            g = get(c, key, strlen(key));
-        } while (g.kv_count == 0 && etcd_mono_ms() < t); /* its put may still be retrying */
-        CHECK(g.kv_count == 1, "%s never written", key);
-        versions += g.version;
-        last_rev[i] = g.mod_revision;
-    }
-    while (T.nevents < (size_t)versions && etcd_mono_ms() < t) pump(c, 50);
-    pump(c, 200); /* anything beyond would be a duplicate */
-    CHECK(T.nevents == (size_t)versions, "watch saw %zu events, etcd holds %" PRId64, T.nevents, versions);
-    int64_t seen_last[128] = {0};
-    for (size_t k = 0; k < T.nevents; k++) {
-        int idx = atoi(T.events[k].key + 3);
-        CHECK(idx >= 0 && idx < want, "unexpected key %s", T.events[k].key);
-        CHECK(T.events[k].rev >= from, "event before the start revision");
-        CHECK(k == 0 || T.events[k].rev >= T.events[k - 1].rev, "revision went back at event %zu", k);
-        for (size_t j = 0; j < k; j++)
-            CHECK(T.events[j].rev != T.events[k].rev || strcmp(T.events[j].key, T.events[k].key) != 0,
-                  "event %s@%" PRId64 " delivered twice", T.events[k].key, T.events[k].rev);
-        CHECK(k == 0 || T.events[k].rev > T.events[k - 1].rev || idx == atoi(T.events[k - 1].key + 3) + 1,
-              "two events of one revision out of txn order");
-        if (idx >= 0 && idx < 128) seen_last[idx] = T.events[k].rev;
-    }
-    for (int i = 0; i < want; i++)
-        CHECK(seen_last[i] == last_rev[i], "/w/%03d: last event at %" PRId64 ", etcd has %" PRId64, i, seen_last[i],
-              last_rev[i]);
+    check_watch_history(c, want, from);
     etcd_stats st;
     etcd_stats_get(c, &st);
     CHECK(st.watch_reconnects >= 1, "the watch never reconnected (was it on the killed member?)");
-    printf("ok watch from revision %" PRId64 ": %zu events (%d keys), each once and in order, across kill -9 of member %d "
+    printf("ok watch from revision %" PRId64
+           ": %zu events (%d keys), each once and in order, across kill -9 of member %d "
            "after %zu events (%" PRIu64 " reconnects)\n",
            from, T.nevents, want, victim, before_kill, st.watch_reconnects);
+    etcd_watch_cancel(c, id);
+    int64_t t = etcd_mono_ms() + 2000;
+    while (!T.watch_last.final && etcd_mono_ms() < t) pump(c, 50);
+    CHECK(T.watch_last.final && T.watch_last.err == ETCD_E_CANCELED, "cancelled watch did not end");
+    return victim;
+}
 
-    /* One member down: requests keep succeeding. */
+static void test_member_loss(etcd_client *c, int victim) {
+    /* One member down (victim): requests keep succeeding. */
     for (int i = 0; i < 10; i++) {
         got g = put(c, "/one-down", "v", 1, 0);
         OK(g);
     }
     OK(get(c, "/one-down", 9));
     printf("ok with member %d down, puts and ranges succeed\n", victim);
-    etcd_watch_cancel(c, id);
-    t = etcd_mono_ms() + 2000;
-    while (!T.watch_last.final && etcd_mono_ms() < t) pump(c, 50);
-    CHECK(T.watch_last.final && T.watch_last.err == ETCD_E_CANCELED, "cancelled watch did not end");
 
     /* Two down: no quorum. Requests fail with a timeout at their deadline, never hang. */
     int second = (victim + 1) % 3;
     ctl("kill9 %d", second);
     etcd_request r = {.kind = ETCD_PUT, .deadline_ms = 1500};
-    r.op = (etcd_op){.kind = ETCD_OP_PUT, .key = "/two-down", .key_len = 9, .value = "v", .value_len = 1};
+    r.op = (etcd_op){
+        .kind = ETCD_OP_PUT, .key = "/two-down", .key_len = 9, .value = "v", .value_len = 1};
     got g = run(c, &r);
     int64_t took = g.done_ms - g.sent_ms;
     CHECK(g.err == ETCD_E_TIMEOUT, "no quorum: %s: %s", etcd_strerror(g.err), g.msg);
@@ -450,8 +521,8 @@ static void test_watch_failover(etcd_client *c) {
     etcd_request rg = {.kind = ETCD_RANGE, .flags = ETCD_F_IDEMPOTENT, .deadline_ms = 1000};
     rg.op = (etcd_op){.kind = ETCD_OP_RANGE, .key = "/one-down", .key_len = 9};
     got gr = run(c, &rg);
-    CHECK(gr.err == ETCD_E_TIMEOUT && gr.done_ms - gr.sent_ms <= 1200, "no quorum range: %s in %" PRId64 " ms",
-          etcd_strerror(gr.err), gr.done_ms - gr.sent_ms);
+    CHECK(gr.err == ETCD_E_TIMEOUT && gr.done_ms - gr.sent_ms <= 1200,
+          "no quorum range: %s in %" PRId64 " ms", etcd_strerror(gr.err), gr.done_ms - gr.sent_ms);
     printf("ok with two members down: put -> %s after %" PRId64 " ms (deadline 1500), unsure=%d\n",
            etcd_strerror(g.err), took, g.unsure);
     ctl("restart %d", second);
@@ -459,7 +530,11 @@ static void test_watch_failover(etcd_client *c) {
     g = put(c, "/two-down", "back", 4, 0);
     OK(g);
     printf("ok after restart, requests succeed again\n");
+}
 
+static void test_frozen_member(etcd_client *c) {
+    got g = put(c, "/two-down", "back", 4, 0);
+    OK(g);
     /* A frozen member (SIGSTOP) accepts connections and answers nothing: an idempotent
      * request moves on after attempt_timeout_ms and succeeds on another member. */
     int frozen = g.endpoint;
@@ -469,8 +544,8 @@ static void test_watch_failover(etcd_client *c) {
     got f = run(c, &rf); /* 700 ms on the frozen member, then (if it led) an election */
     OK(f);
     CHECK(f.endpoint != frozen && f.attempts >= 2,
-          "range with member %d frozen: answered by %d after %u attempts in %" PRId64 " ms", frozen, f.endpoint,
-          f.attempts, f.done_ms - f.sent_ms);
+          "range with member %d frozen: answered by %d after %u attempts in %" PRId64 " ms", frozen,
+          f.endpoint, f.attempts, f.done_ms - f.sent_ms);
     CHECK(f.value_len == 4 && memcmp(f.value, "back", 4) == 0, "wrong value read");
     ctl("cont %d", frozen);
     printf("ok with member %d frozen, an idempotent range fails over in %" PRId64 " ms\n", frozen,
@@ -495,13 +570,18 @@ static int64_t mono_us(void) {
 static int bench(etcd_client *c, int n, size_t bytes, int depth) {
     const char *lk = "/bench/leader";
     etcd_request del = {.kind = ETCD_DELETE, .deadline_ms = 10000};
-    del.op = (etcd_op){.kind = ETCD_OP_DELETE, .key = "/bench/", .key_len = 7, .range_end = "/bench0", .range_end_len = 7};
+    del.op = (etcd_op){.kind = ETCD_OP_DELETE,
+                       .key = "/bench/",
+                       .key_len = 7,
+                       .range_end = "/bench0",
+                       .range_end_len = 7};
     run(c, &del);
     got g = put(c, lk, "gw-a", 4, 0);
     OK(g);
     int64_t epoch = g.revision;
     uint8_t *val = malloc(bytes);
-    int64_t *lat_us = calloc((size_t)n, sizeof *lat_us), *sent_us = calloc((size_t)n, sizeof *sent_us);
+    int64_t *lat_us = calloc((size_t)n, sizeof *lat_us),
+            *sent_us = calloc((size_t)n, sizeof *sent_us);
     if (!val || !lat_us || !sent_us || depth < 1 || depth > 32) return 1;
     for (size_t i = 0; i < bytes; i++) val[i] = (uint8_t)(i * 31);
     int sent = 0, done = 0;
@@ -511,9 +591,21 @@ static int bench(etcd_client *c, int n, size_t bytes, int depth) {
         while (sent < n && sent - done < depth) {
             char key[48];
             snprintf(key, sizeof key, "/bench/log/%016d", sent);
-            etcd_compare cmp = {.key = lk, .key_len = strlen(lk), .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = epoch};
-            etcd_op op = {.kind = ETCD_OP_PUT, .key = key, .key_len = strlen(key), .value = val, .value_len = bytes};
-            etcd_request r = {.kind = ETCD_TXN, .compares = &cmp, .compare_count = 1, .success = &op, .success_count = 1};
+            etcd_compare cmp = {.key = lk,
+                                .key_len = strlen(lk),
+                                .target = ETCD_CMP_CREATE,
+                                .result = ETCD_CMP_EQUAL,
+                                .number = epoch};
+            etcd_op op = {.kind = ETCD_OP_PUT,
+                          .key = key,
+                          .key_len = strlen(key),
+                          .value = val,
+                          .value_len = bytes};
+            etcd_request r = {.kind = ETCD_TXN,
+                              .compares = &cmp,
+                              .compare_count = 1,
+                              .success = &op,
+                              .success_count = 1};
             char err[256];
             sent_us[sent] = mono_us();
             if (etcd_submit(c, &r, (uint64_t)sent + 1, err, sizeof err) < 0) {
@@ -537,10 +629,11 @@ static int bench(etcd_client *c, int n, size_t bytes, int depth) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     qsort(lat_us, (size_t)n, sizeof *lat_us, cmp_i64);
-    printf("bench: %d fenced txns, %zu-byte value, %d in flight, 3 members on loopback: p50 %.2f ms  p99 %.2f ms  "
+    printf("bench: %d fenced txns, %zu-byte value, %d in flight, 3 members on loopback: p50 %.2f "
+           "ms  p99 %.2f ms  "
            "max %.2f ms  %.0f txn/s  %.1f MB/s\n",
-           n, bytes, depth, lat_us[n / 2] / 1000.0, lat_us[(size_t)n * 99 / 100] / 1000.0, lat_us[n - 1] / 1000.0,
-           n / secs, (double)n * (double)bytes / secs / 1e6);
+           n, bytes, depth, lat_us[n / 2] / 1000.0, lat_us[(size_t)n * 99 / 100] / 1000.0,
+           lat_us[n - 1] / 1000.0, n / secs, (double)n * (double)bytes / secs / 1e6);
     run(c, &del);
     free(val);
     free(lat_us);
@@ -557,7 +650,10 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     curl_global_init(CURL_GLOBAL_DEFAULT); /* once per process, before any client thread */
     char err[256];
-    etcd_config cfg = {.endpoints = eps, .deadline_ms = 2000, .attempt_timeout_ms = 700, .connect_timeout_ms = 200};
+    etcd_config cfg = {.endpoints = eps,
+                       .deadline_ms = 2000,
+                       .attempt_timeout_ms = 700,
+                       .connect_timeout_ms = 200};
     etcd_client *c = etcd_create(&cfg, err, sizeof err);
     if (!c) {
         printf("FAIL etcd_create: %s\n", err);
@@ -571,12 +667,15 @@ int main(int argc, char **argv) {
         test_request_limit(c);
         test_fencing_txn(c);
         test_lease(c);
-        test_watch_failover(c);
+        test_member_loss(c, test_watch_across_kill(c));
+        test_frozen_member(c);
         etcd_stats st;
         etcd_stats_get(c, &st);
-        printf("stats: submitted %" PRIu64 " completed %" PRIu64 " failed %" PRIu64 " attempts %" PRIu64
-               " failovers %" PRIu64 " watch_events %" PRIu64 " keepalives_ok %" PRIu64 "\n",
-               st.submitted, st.completed, st.failed, st.attempts, st.failovers, st.watch_events, st.keepalives_ok);
+        printf("stats: submitted %" PRIu64 " completed %" PRIu64 " failed %" PRIu64
+               " attempts %" PRIu64 " failovers %" PRIu64 " watch_events %" PRIu64
+               " keepalives_ok %" PRIu64 "\n",
+               st.submitted, st.completed, st.failed, st.attempts, st.failovers, st.watch_events,
+               st.keepalives_ok);
         rc = failures ? 1 : 0;
         printf("%s: %d failure(s)\n", rc ? "FAILED" : "PASSED", failures);
     }
