@@ -554,8 +554,12 @@ static void decode_answer(slot *s) {
     etcd_result *r = &s->res;
     json_error_t je;
     json_t *root = json_loadb((const char *)s->resp.data, s->resp.len, 0, &je);
-    if (!root || buf_reserve(&s->arena, s->resp.len + 1) < 0) {
-        set_msg(r, root ? ETCD_E_NOMEM : ETCD_E_PROTOCOL, "unparseable answer: %s", je.text);
+    if (!root) {
+        set_msg(r, ETCD_E_PROTOCOL, "unparseable answer from %s: %s", s->path, je.text);
+        return;
+    }
+    if (buf_reserve(&s->arena, s->resp.len + 1) < 0) { /* decoded bytes never outgrow base64 */
+        set_msg(r, ETCD_E_NOMEM, "out of memory decoding a %zu-byte answer", s->resp.len);
         json_decref(root);
         return;
     }
