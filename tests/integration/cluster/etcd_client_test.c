@@ -552,6 +552,42 @@ static void test_frozen_member(etcd_client *c) {
            f.done_ms - f.sent_ms);
 }
 
+/* Compaction through /v3/kv/compaction; a watch or a read from before it is told so, with
+ * the revision etcd compacted up to (the cluster's "member behind the trimmed log"). */
+static void test_compaction(etcd_client *c) {
+    got g = put(c, "/c/k", "v", 1, 0);
+    OK(g);
+    int64_t rev = g.revision;
+    etcd_request cr = {.kind = ETCD_COMPACT, .flags = ETCD_F_IDEMPOTENT, .revision = rev};
+    OK(run(c, &cr));
+    etcd_request old = {.kind = ETCD_RANGE, .flags = ETCD_F_IDEMPOTENT};
+    old.op = (etcd_op){.kind = ETCD_OP_RANGE, .key = "/c/k", .key_len = 4, .revision = rev - 1};
+    got o = run(c, &old);
+    CHECK(o.err == ETCD_E_COMPACTED, "range at a compacted revision: %s: %s", etcd_strerror(o.err),
+          o.msg);
+    memset(&T.watch_last, 0, sizeof T.watch_last);
+    int id = etcd_watch_start(c, "/c/", 3, "/c0", 3, 2, WATCH_COOKIE_BASE);
+    CHECK(id >= 0, "watch_start %d", id);
+    int64_t t = etcd_mono_ms() + 3000;
+    while (!T.watch_last.final && etcd_mono_ms() < t) pump(c, 50);
+    CHECK(T.watch_last.final && T.watch_last.err == ETCD_E_COMPACTED &&
+              T.watch_last.compact_revision == rev,
+          "watch from revision 2 after compaction at %" PRId64 ": final %d %s compact %" PRId64,
+          rev, T.watch_last.final, etcd_strerror(T.watch_last.err), T.watch_last.compact_revision);
+    /* A revoked lease: its keep-alive says lost. */
+    etcd_request gr = {.kind = ETCD_LEASE_GRANT, .ttl_s = 30};
+    got l = run(c, &gr);
+    OK(l);
+    etcd_request rv = {.kind = ETCD_LEASE_REVOKE, .lease_id = l.lease_id};
+    OK(run(c, &rv));
+    etcd_request ka = {.kind = ETCD_LEASE_KEEPALIVE, .lease_id = l.lease_id};
+    got a = run(c, &ka);
+    CHECK(a.err == ETCD_E_LEASE_LOST, "keep-alive of a revoked lease: %s", etcd_strerror(a.err));
+    printf("ok compaction at %" PRId64 ": old read and watch get ETCD_E_COMPACTED; revoked lease "
+           "is lost\n",
+           rev);
+}
+
 /* ---- the latency figure ---------------------------------------------------------------- */
 
 static int cmp_i64(const void *a, const void *b) {
@@ -669,6 +705,7 @@ int main(int argc, char **argv) {
         test_lease(c);
         test_member_loss(c, test_watch_across_kill(c));
         test_frozen_member(c);
+        test_compaction(c);
         etcd_stats st;
         etcd_stats_get(c, &st);
         printf("stats: submitted %" PRIu64 " completed %" PRIu64 " failed %" PRIu64
