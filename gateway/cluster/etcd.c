@@ -1506,9 +1506,9 @@ void etcd_stats_get(etcd_client *c, etcd_stats *out) {
 }
 
 size_t etcd_prefix_end(const void *prefix, size_t prefix_len, uint8_t *end, size_t cap) {
-    const uint8_t *p = prefix;
-    size_t n = prefix_len < cap ? prefix_len : cap;
-    memcpy(end, p, n);
+    assert(prefix_len <= cap); /* a cut prefix would widen the range: a caller's bug */
+    size_t n = prefix_len;
+    memcpy(end, prefix, n);
     while (n > 0) {
         if (end[n - 1] < 0xff) {
             end[n - 1]++;

@@ -248,8 +248,9 @@ const char *etcd_strerror(etcd_err e);
 /* CLOCK_MONOTONIC in ms: the clock of sent_mono_ms and lease validity. */
 int64_t etcd_mono_ms(void);
 
-/* Helper: the range_end that makes [key, end) every key with this prefix. Returns its
- * length (<= prefix_len); 0 when the prefix is all 0xff (then use "\0" = to the end). */
+/* Helper: the range_end that makes [key, end) every key with this prefix (cap >= prefix_len).
+ * Returns its length (<= prefix_len); 0 when the prefix is all 0xff (then use "\0" = to the
+ * end). */
 size_t etcd_prefix_end(const void *prefix, size_t prefix_len, uint8_t *end, size_t cap);
 
 #endif
