@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <sodium.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,11 +16,11 @@
 
 /* ---- a scripted fake member: connection k gets script[k] as its whole answer ------------- */
 
-#define FAKE_CONNS 8
+#define FAKE_CONNS 48
 typedef struct fake {
     int lfd, port;
     const char *script[FAKE_CONNS]; /* NULL: read the request, then never answer */
-    char body[FAKE_CONNS][2048];    /* the request bodies received */
+    char body[FAKE_CONNS][1024];    /* the request bodies received (cut) */
     int served;
     bool stop;
     pthread_t thr;
@@ -333,6 +334,50 @@ static void test_watch_resume_split_revision(void **state) {
     fake_stop(&f);
 }
 
+/* One slot carries request after request: its decode buffer is reused, not grown per answer
+ * (it once grew until ETCD_RESPONSE_BYTES_MAX and then failed every answer with NOMEM). An
+ * answer that is not JSON is a protocol error with a message. */
+static void test_slot_reuse_and_garbage(void **state) {
+    (void)state;
+    enum {
+        VALUE_BYTES = 1024 * 1024,
+        ROUNDS = 40 /* 20 MiB decoded on each of the two slots it alternates between */
+    };
+    static uint8_t val[VALUE_BYTES];
+    memset(val, 'z', sizeof val);
+    size_t b64 = sodium_base64_ENCODED_LEN(VALUE_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    char *answer = malloc(b64 + 256);
+    assert_non_null(answer);
+    int n = snprintf(answer, 256,
+                     "{\"header\":{\"revision\":\"3\"},\"kvs\":[{\"key\":\"L2s=\",\"value\":\"");
+    sodium_bin2base64(answer + n, b64, val, VALUE_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    strcat(answer, "\"}],\"count\":\"1\"}");
+    fake f = {0};
+    for (int i = 0; i < ROUNDS; i++) f.script[i] = answer;
+    f.script[ROUNDS] = "this is not json";
+    fake_start(&f);
+    char eps[64];
+    snprintf(eps, sizeof eps, "http://127.0.0.1:%d", f.port);
+    etcd_client *c = client(eps, 5000);
+    etcd_request g = {.kind = ETCD_RANGE, .flags = ETCD_F_IDEMPOTENT};
+    g.op = (etcd_op){.kind = ETCD_OP_RANGE, .key = "/k", .key_len = 2};
+    const etcd_result *out[4];
+    for (int i = 0; i <= ROUNDS; i++) {
+        assert_int_equal(etcd_submit(c, &g, (uint64_t)i, NULL, 0), 0);
+        assert_int_equal(wait_results(c, out, 4, 5000), 1);
+        if (i == ROUNDS) break;
+        assert_int_equal(out[0]->err, ETCD_OK);
+        assert_int_equal(out[0]->kv_count, 1);
+        assert_int_equal(out[0]->kvs[0].value_len, VALUE_BYTES);
+        assert_memory_equal(out[0]->kvs[0].value, val, VALUE_BYTES);
+    }
+    assert_int_equal(out[0]->err, ETCD_E_PROTOCOL);
+    assert_non_null(strstr(out[0]->msg, "unparseable answer"));
+    etcd_destroy(c);
+    fake_stop(&f);
+    free(answer);
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
@@ -343,6 +388,7 @@ int main(void) {
         cmocka_unit_test(test_dead_members_deadline),
         cmocka_unit_test(test_silent_member_unsure),
         cmocka_unit_test(test_watch_resume_split_revision),
+        cmocka_unit_test(test_slot_reuse_and_garbage),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
