@@ -8,7 +8,8 @@
  * from ONE owner thread (the gateway's event loop) and never blocks on the network: it
  * takes a mutex held only for queue pushes and pops. Completions wake the owner through
  * etcd_event_fd() (an eventfd, non-blocking, readable when etcd_poll() has something);
- * etcd_poll() drains it itself, so an io_uring multishot POLLIN on it is all the loop needs.
+ * etcd_poll() drains it itself, so an io_uring multishot POLLIN on it is all the loop needs
+ * (an io_uring read of the eventfd works too: etcd_poll() looks at its queue regardless).
  *
  * Ownership. etcd_submit() copies (encodes) everything it is given before it returns; the
  * caller's buffers are free again at once. A result from etcd_poll() is owned by the client
