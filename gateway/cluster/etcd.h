@@ -4,7 +4,8 @@
  * keep-alive kept by the client itself) and long-lived watches, against several members.
  *
  * Threading. etcd_create() starts one thread of the client's own, which does all network
- * I/O (libcurl multi interface; JSON with jansson). Every other etcd_* function is called
+ * I/O (libcurl multi interface; JSON with jansson). Every other etcd_* function but the pure
+ * helpers at the end (request_bytes, strerror, mono_ms, prefix_end) is called
  * from ONE owner thread (the gateway's event loop) and never blocks on the network: it
  * takes a mutex held only for queue pushes and pops. Completions wake the owner through
  * etcd_event_fd() (an eventfd, non-blocking, readable when etcd_poll() has something);
