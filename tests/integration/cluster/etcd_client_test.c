@@ -9,6 +9,7 @@
  *   etcd_client_test --bench N BYTES [DEPTH]   N fenced txns with a BYTES value, DEPTH in
  *                                        flight (default 1): latency p50/p99/max, txn/s
  *                                        (docs/cluster.md)
+ *   etcd_client_test --watch-lag N BYTES  N puts, each timed until its watch event arrives
  */
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -677,6 +678,54 @@ static int bench(etcd_client *c, int n, size_t bytes, int depth) {
     return 0;
 }
 
+/* Put -> watch event lag: n puts one after another, each timed from its submit to the
+ * arrival of its event on a watch of the prefix (what a follower's log watch will see). */
+static int watch_lag(etcd_client *c, int n, size_t bytes) {
+    int64_t *lag_us = calloc((size_t)n, sizeof *lag_us);
+    uint8_t *val = calloc(1, bytes + 1);
+    if (!lag_us || !val) return 1;
+    uint8_t end[8];
+    size_t end_len = etcd_prefix_end("/lag/", 5, end, sizeof end);
+    if (etcd_watch_start(c, "/lag/", 5, end, end_len, 0, WATCH_COOKIE_BASE + 1) < 0) return 1;
+    const etcd_result *out[64];
+    bool created = false;
+    for (int64_t t = etcd_mono_ms() + 3000; !created && etcd_mono_ms() < t;) {
+        struct pollfd p = {.fd = etcd_event_fd(c), .events = POLLIN};
+        poll(&p, 1, 50);
+        size_t k = etcd_poll(c, out, 64);
+        for (size_t j = 0; j < k; j++) created |= out[j]->created;
+    }
+    for (int i = 0; i < n && created; i++) {
+        etcd_request r = {.kind = ETCD_PUT};
+        r.op = (etcd_op){
+            .kind = ETCD_OP_PUT, .key = "/lag/k", .key_len = 6, .value = val, .value_len = bytes};
+        int64_t t0 = mono_us();
+        if (etcd_submit(c, &r, 1, NULL, 0) < 0) return 1;
+        bool arrived = false;
+        while (!arrived && mono_us() - t0 < 5000000) {
+            struct pollfd p = {.fd = etcd_event_fd(c), .events = POLLIN};
+            poll(&p, 1, 50);
+            size_t k = etcd_poll(c, out, 64);
+            for (size_t j = 0; j < k; j++)
+                if (out[j]->kind == ETCD_WATCH && out[j]->event_count > 0) arrived = true;
+        }
+        if (!arrived) {
+            printf("FAIL watch lag: event %d never arrived\n", i);
+            return 1;
+        }
+        lag_us[i] = mono_us() - t0;
+    }
+    if (!created) return 1;
+    qsort(lag_us, (size_t)n, sizeof *lag_us, cmp_i64);
+    printf("watch-lag: %d puts of %zu bytes, submit -> event on the watch, 3 members on loopback: "
+           "p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+           n, bytes, lag_us[n / 2] / 1000.0, lag_us[(size_t)n * 99 / 100] / 1000.0,
+           lag_us[n - 1] / 1000.0);
+    free(lag_us);
+    free(val);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *eps = getenv("ETCD_ENDPOINTS");
     if (!eps) {
@@ -698,6 +747,8 @@ int main(int argc, char **argv) {
     int rc;
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "--bench") == 0) {
         rc = bench(c, atoi(argv[2]), (size_t)atol(argv[3]), argc == 5 ? atoi(argv[4]) : 1);
+    } else if (argc == 4 && strcmp(argv[1], "--watch-lag") == 0) {
+        rc = watch_lag(c, atoi(argv[2]), (size_t)atol(argv[3]));
     } else {
         test_binary_round_trip(c);
         test_request_limit(c);
