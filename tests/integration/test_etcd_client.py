@@ -7,7 +7,8 @@ in $ETCD_ENDPOINTS, and serves its control lines ("CTL kill9 N", "CTL restart N"
 prints "ok ..." per check and "FAIL ..." per broken assertion; its exit status is the result.
 
     python3 tests/integration/test_etcd_client.py                     # the checks
-    python3 tests/integration/test_etcd_client.py --bench 1000 65536   # fenced-txn latency
+    python3 tests/integration/test_etcd_client.py --bench 1000 65536 [DEPTH]   # fenced-txn latency
+    python3 tests/integration/test_etcd_client.py --watch-lag 500 300          # put -> watch event
 """
 import os
 import subprocess
