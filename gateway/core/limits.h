@@ -50,4 +50,16 @@
 /* Authentication. */
 #define SECRET_LEN_MAX 256 /* AUTH secrets and STOPGATE_DEV_SECRET; longer is refused */
 
+/* Cluster: the etcd client (gateway/cluster/etcd.h, SPEC §10, docs/cluster.md). */
+#define ETCD_REQUEST_BYTES_MAX (1536 * 1024) /* etcd's --max-request-bytes default (1.5 MiB) */
+#define ETCD_RESPONSE_BYTES_MAX (16 * 1024 * 1024) /* one answer; read long ranges with limit */
+#define ETCD_WATCH_MESSAGE_BYTES_MAX (4 * 1024 * 1024) /* one watch message (fragmented) */
+#define ETCD_INFLIGHT_MAX 256  /* requests queued, running or handed out, per client */
+#define ETCD_TXN_OPS_MAX 128   /* etcd's --max-txn-ops default */
+#define ETCD_ENDPOINTS_MAX 9   /* members one client knows */
+#define ETCD_ENDPOINT_LEN_MAX 256
+#define ETCD_WATCHES_MAX 4     /* long-lived watch streams per client */
+#define ETCD_LEASES_MAX 4      /* leases one client keeps alive */
+#define ETCD_ERR_MSG_MAX 256   /* bytes of a result's message, NUL included */
+
 #endif
