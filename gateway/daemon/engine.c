@@ -80,8 +80,8 @@ static bool journal_room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_
 bool engine_journal_failing(const gateway *gw, engine_answer *a) {
     if (gw->j.last_error == 0) return false;
     a->code = "ERR BUSY";
-    snprintf(a->why, sizeof a->why, "journal cannot write (%s); nothing was accepted, retry later",
-             strerror(gw->j.last_error));
+    snprintf(a->why, sizeof a->why, "journal cannot write (%s: %s); not acknowledged, retry with the same request_id",
+             strerrorname_np(gw->j.last_error), strerror(gw->j.last_error));
     return true;
 }
 

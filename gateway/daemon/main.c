@@ -159,11 +159,12 @@ static void run_loop(gateway *gw) {
         if (gw->j.last_error != gw->journal_error_logged) {
             /* One line per change of state, not per retry. */
             if (gw->j.last_error)
-                LOGE(gw, "journal: write failed: %s; new orders refused with ERR BUSY, retrying every 100 ms",
-                     strerror(gw->j.last_error));
+                LOGE(gw, "journal: write failed: %s: %s; new orders refused with ERR BUSY, retrying every 100 ms",
+                     strerrorname_np(gw->j.last_error), strerror(gw->j.last_error));
             else
                 LOGI(gw, "journal: writing again; orders accepted");
             gw->journal_error_logged = gw->j.last_error;
+            if (gw->j.last_error) server_on_journal_failed(gw);
         }
         if (gw->stop_requested && gw->phase != PHASE_DRAINING) {
             gw->phase = PHASE_DRAINING;
