@@ -167,7 +167,9 @@ void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool f
 void lists_sync_order(gateway *gw, uint32_t order_no) {
     const order *ord = orders_get(&gw->o, order_no);
     if (!ord) return;
-    bool live = orders_live_on_account(&gw->o, ord->bank, ord->account, gw->now_ms) != NULL;
+    /* Readers of the table see only durable state, as CHECK does (durview.h). */
+    order tmp;
+    bool live = durview_live_on_account(&gw->dv, &gw->o, ord->bank, ord->account, gw->now_ms, &tmp) != NULL;
     lists_set_frozen(gw, ord->bank, ord->account, live);
 }
 

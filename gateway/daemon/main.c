@@ -90,10 +90,10 @@ static void on_signal(gateway *gw, int res) {
 
 static void on_durable(void *ctx, uint64_t lsn) {
     gateway *gw = ctx;
+    engine_on_durable(gw, lsn); /* first: the durable view the replies' readers see */
     server_on_durable(gw, lsn);
     udp_on_durable(gw, lsn);
     dpdk_on_durable(gw, lsn);
-    engine_on_durable(gw, lsn);
 }
 
 static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
@@ -271,7 +271,8 @@ int main(int argc, char **argv) {
         LOGE(gw, "io_uring_queue_init: %s", strerror(-rc));
         return 1;
     }
-    if (orders_init(&gw->o, gw->cfg.max_orders, gw->cfg.bank_deadline_ms) != 0) {
+    if (orders_init(&gw->o, gw->cfg.max_orders, gw->cfg.bank_deadline_ms) != 0 ||
+        durview_init(&gw->dv, gw->cfg.max_orders, DURVIEW_ENTRIES_MAX) != 0) {
         LOGE(gw, "cannot reserve tables for max_orders=%u", gw->cfg.max_orders);
         return 1;
     }
@@ -338,6 +339,7 @@ int main(int argc, char **argv) {
     metrics_close(gw);
     io_uring_queue_exit(&gw->ring);
     orders_free(&gw->o);
+    durview_free(&gw->dv);
     config_free(&gw->cfg);
     free(gw->agent_auth);
     free(gw->cmd);

@@ -138,7 +138,9 @@ static uint16_t err_code(const char *code) {
     return SG_FE_SYNTAX;
 }
 
-static void do_check(gateway *gw, const sg_msg *m, sg_reply *r) {
+/* A read: durable state (durview.h), unless a STOP earlier in the same frame waits for the
+ * disk - then the state after it, and the reply waits until all of it is durable (*lsn). */
+static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
     char bank[BANK_LEN_MAX + 1], acct[ACCOUNT_LEN_MAX + 1];
     const char *why;
     if (account_bank_normalise(m->bank, m->bank_len, bank, &why) != 0 ||
@@ -148,14 +150,20 @@ static void do_check(gateway *gw, const sg_msg *m, sg_reply *r) {
     }
     sg_verdict v;
     lists_lookup(gw, bank, acct, &v);
-    order *live = orders_live_on_account(&gw->o, bank, acct, gw->now_ms);
+    order tmp;
+    bool rlive = *lsn > gw->j.durable_lsn && gw->j.last_error == 0;
+    const order *live = rlive ? orders_live_on_account(&gw->o, bank, acct, gw->now_ms)
+                              : durview_live_on_account(&gw->dv, &gw->o, bank, acct, gw->now_ms, &tmp);
+    if (rlive) *lsn = journal_last_lsn(&gw->j);
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
     r->code = live ? SG_V_FROZEN : v.mask ? SG_V_LISTED : SG_V_CLEAR;
     r->score = v.score;
     r->mask = v.mask;
     r->order_no = live ? live->no : 0;
-    v.frozen = live != NULL;
+    /* The auto-stop is a write: it goes by every order taken, durable or not. */
+    v.frozen = (v.mask & gw->ls.auto_stop_mask) ? orders_live_on_account(&gw->o, bank, acct, gw->now_ms) != NULL
+                                                 : live != NULL;
     engine_auto_stop(gw, bank, acct, &v);
 }
 
@@ -223,7 +231,7 @@ size_t udp_answer(gateway *gw, const cfg_agent *agent, const uint8_t key[SG_FRAM
         switch (m.type) {
         case SG_MSG_CHECK:
             if (!(perms & PERM_CHECK)) r.err = SG_FE_NOPERM;
-            else do_check(gw, &m, &r);
+            else do_check(gw, &m, &r, lsn);
             mc->checks++;
             break;
         case SG_MSG_STOP:
