@@ -363,13 +363,16 @@ static void w_status(gateway *gw, client *c, const order *ord, bool live) {
     if (ord->answer_state) resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]);
 }
 
-/* Reads (STATUS, CASE, CHECK, MCHECK) show durable state (SPEC §9, durview.h) and are
- * answered at once, never held behind a journal write. One exception keeps a pipeline
- * coherent: while this connection's own writes still wait for the disk (their answers are
- * held), a read shows the state after them - it is "live" - and its answer is held until
- * everything appended so far is durable, so it still never shows what the disk lacks. If
- * the disk fails meanwhile, the held answers all become ERR BUSY. */
-static bool read_live(const gateway *gw, const client *c) { return server_writes_pending(c) && gw->j.last_error == 0; }
+/* Reads (STATUS, CASE, CHECK, MCHECK) never show a client what the disk does not hold
+ * (SPEC §9). While the journal writes, a read shows the order table as it is ("live") and
+ * its answer is held, like a write's, until what it shows is durable - at most one
+ * fdatasync, and a read right after a write (any connection's, an auto-stop's) sees it.
+ * While the journal fails, that wait could be endless: reads then show the durable view
+ * (durview.h) and are answered at once; the answers already held become ERR BUSY
+ * (server_on_journal_failed). */
+static bool read_live(const gateway *gw) { return gw->j.last_error == 0; }
+/* STATUS and CASE show an order's children and cascade requests too: wait for everything
+ * appended so far (they are not on the hot path). */
 static uint64_t read_lsn(gateway *gw, bool live) { return live ? journal_last_lsn(&gw->j) : 0; }
 
 static const order *read_get(gateway *gw, bool live, uint64_t no, order *tmp) {
@@ -387,7 +390,7 @@ static const order *read_order(gateway *gw, client *c, bool live, const resp_arg
 static int cmd_status(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
     order tmp;
-    bool live = read_live(gw, c);
+    bool live = read_live(gw);
     const order *ord = read_order(gw, c, live, &cmd->argv[1], &tmp);
     if (!ord) return 1;
     w_status(gw, c, ord, live);
@@ -438,7 +441,7 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         reply_err(gw, c, "ERR BUSY", "out of memory");
         return 1;
     }
-    bool live = read_live(gw, c);
+    bool live = read_live(gw);
     uint32_t n = ce ? case_read_orders(gw, live, ce, in) : 0;
     if (n == 0) { /* no order of it is durable yet: the case does not exist for reads */
         free(in);
@@ -487,13 +490,17 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
-static void w_check(gateway *gw, client *c, const char *bank, const char *account, bool rlive) {
+/* One CHECK answer; returns the lsn it depends on (the account's latest order, live reads). */
+static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *account, bool rlive) {
     buf *b = &c->out;
     sg_verdict v;
     lists_lookup(gw, bank, account, &v);
-    /* FROZEN comes from the order table as reads see it: the truth the shared bit mirrors. */
+    /* FROZEN comes from the order table as reads see it: the truth the shared bit mirrors.
+     * Only the account's latest order decides it, so its last record is all to wait for. */
     order tmp;
-    const order *live = rlive ? orders_live_on_account(&gw->o, bank, account, gw->now_ms)
+    const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, account) : NULL;
+    uint64_t lsn = latest ? latest->last_lsn : 0;
+    const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
                               : durview_live_on_account(&gw->dv, &gw->o, bank, account, gw->now_ms, &tmp);
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
@@ -509,6 +516,7 @@ static void w_check(gateway *gw, client *c, const char *bank, const char *accoun
     v.frozen = (v.mask & gw->ls.auto_stop_mask) ? orders_live_on_account(&gw->o, bank, account, gw->now_ms) != NULL
                                                  : live != NULL;
     engine_auto_stop(gw, bank, account, &v);
+    return lsn;
 }
 
 static bool check_key(gateway *gw, client *c, const resp_arg *bank, const resp_arg *acct, char *bo, char *ao) {
@@ -524,9 +532,8 @@ static int cmd_check(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
     char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
     if (!check_key(gw, c, &cmd->argv[1], &cmd->argv[2], bank, account)) return 1;
-    bool live = read_live(gw, c);
-    w_check(gw, c, bank, account, live);
-    ok(gw, c, read_lsn(gw, live));
+    uint64_t lsn = w_check(gw, c, bank, account, read_live(gw));
+    ok(gw, c, lsn);
     return 1;
 }
 
@@ -552,15 +559,17 @@ static int cmd_mcheck(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
             return 1;
         }
     }
-    bool live = read_live(gw, c);
+    bool live = read_live(gw);
+    uint64_t lsn = 0;
     resp_w_array(&c->out, pairs);
     for (uint32_t i = 0; i < pairs; i++) {
         const char *e;
         account_bank_normalise(cmd->argv[1 + 2 * i].p, cmd->argv[1 + 2 * i].len, bank, &e);
         account_normalise(cmd->argv[2 + 2 * i].p, cmd->argv[2 + 2 * i].len, account, &e);
-        w_check(gw, c, bank, account, live);
+        uint64_t l = w_check(gw, c, bank, account, live);
+        if (l > lsn) lsn = l;
     }
-    ok(gw, c, read_lsn(gw, live));
+    ok(gw, c, lsn);
     return 1;
 }
 

@@ -296,8 +296,6 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
 /* The journal has started failing: every reply waiting for a record not yet durable is
  * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
 void server_on_journal_failed(gateway *gw);
-/* Does c have a reply waiting for the disk (a write of its own not yet answered)? */
-bool server_writes_pending(const client *c);
 void server_kick_all(gateway *gw);
 /* Close clients idle longer than [gateway] idle_timeout (0 = never); sweeps once a second. */
 void server_reap_idle(gateway *gw);

@@ -137,10 +137,6 @@ static void client_close(gateway *gw, client *c) {
 
 static bool marks_pending(const client *c) { return c->marks_len > 0; }
 
-/* A leading mark is released as soon as its lsn is durable, so any mark left waits for the
- * disk: a write of this connection not yet answered. */
-bool server_writes_pending(const client *c) { return marks_pending(c); }
-
 /* Advance what may be sent: every leading mark whose lsn is durable. */
 static void release_marks(gateway *gw, client *c) {
     int64_t now_ns = 0;

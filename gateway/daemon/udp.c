@@ -138,8 +138,9 @@ static uint16_t err_code(const char *code) {
     return SG_FE_SYNTAX;
 }
 
-/* A read: durable state (durview.h), unless a STOP earlier in the same frame waits for the
- * disk - then the state after it, and the reply waits until all of it is durable (*lsn). */
+/* A read, as RESP CHECK (commands.c read_live): while the journal writes, the order table as
+ * it is, the reply held (*lsn) until the account's latest order is durable; while it fails,
+ * the durable view (durview.h), at once. */
 static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
     char bank[BANK_LEN_MAX + 1], acct[ACCOUNT_LEN_MAX + 1];
     const char *why;
@@ -151,10 +152,11 @@ static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
     sg_verdict v;
     lists_lookup(gw, bank, acct, &v);
     order tmp;
-    bool rlive = *lsn > gw->j.durable_lsn && gw->j.last_error == 0;
-    const order *live = rlive ? orders_live_on_account(&gw->o, bank, acct, gw->now_ms)
+    bool rlive = gw->j.last_error == 0;
+    const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, acct) : NULL;
+    const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
                               : durview_live_on_account(&gw->dv, &gw->o, bank, acct, gw->now_ms, &tmp);
-    if (rlive) *lsn = journal_last_lsn(&gw->j);
+    if (latest && latest->last_lsn > *lsn) *lsn = latest->last_lsn;
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
     r->code = live ? SG_V_FROZEN : v.mask ? SG_V_LISTED : SG_V_CLEAR;
