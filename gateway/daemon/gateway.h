@@ -291,7 +291,9 @@ void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int r
 void server_on_durable(gateway *gw, uint64_t durable_lsn);
 void server_stop_accepting(gateway *gw);
 bool server_drained(gateway *gw);
-/* Queue a reply that may go once lsn is durable (0 = at once, after earlier replies). */
+/* Queue a reply that may go once lsn is durable (0 = at once, after earlier replies). A
+ * reply that did not fit the output buffer (c->out.overflowed) is replaced by ERR TOOBIG,
+ * one that would wait for a journal that cannot write by ERR BUSY: refused whole. */
 void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
 /* The journal has started failing: every reply waiting for a record not yet durable is
  * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
