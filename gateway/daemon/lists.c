@@ -681,6 +681,13 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
         snprintf(a->why, sizeof a->why, "another LIST.LOAD is in progress");
         return 0;
     }
+    if (mine && journal_refuses(gw, a)) {
+        /* Re-run when the journal started failing mid-load: answer now (SPEC §9, bounded
+         * time) instead of waiting for space. Without its COMMIT the load changes nothing. */
+        ls->live.active = false;
+        stage_reset(ls);
+        return 0;
+    }
     if (!mine) {
         if (journal_refuses(gw, a)) return 0;
         stage_reset(ls);
