@@ -87,12 +87,15 @@ void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t l
     }
     dv->len++;
     uint32_t no = e->no;
-    if (dv->last[no]) dv->v[dv->last[no] - 1].next = idx + 1;
-    else dv->first[no] = idx + 1;
+    if (dv->last[no])
+        dv->v[dv->last[no] - 1].next = idx + 1;
+    else
+        dv->first[no] = idx + 1;
     dv->last[no] = idx + 1;
 }
 
-void durview_advance(durview *dv, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no), void *ctx) {
+void durview_advance(durview *dv, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
+                     void *ctx) {
     while (dv->len && dv->v[dv->head].lsn <= durable_lsn) {
         durview_ent *e = &dv->v[dv->head];
         uint32_t no = e->no;
@@ -126,8 +129,8 @@ const order *durview_order(const durview *dv, orders *o, uint64_t no, order *tmp
     return tmp;
 }
 
-const order *durview_live_on_account(const durview *dv, orders *o, const char *bank, const char *account,
-                                     int64_t now_ms, order *tmp) {
+const order *durview_live_on_account(const durview *dv, orders *o, const char *bank,
+                                     const char *account, int64_t now_ms, order *tmp) {
     const order *ord = orders_latest_on_account(o, bank, account);
     /* Orders created on the account since the last durable record do not exist yet: the
      * one before them (possibly released or expired since, durably or not) is the answer. */

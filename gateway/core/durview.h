@@ -55,13 +55,16 @@ typedef struct durview {
 int durview_init(durview *dv, uint32_t max_orders, uint32_t cap);
 void durview_free(durview *dv);
 /* Room for n more records? Checked (with journal room) before a record is journaled. */
-static inline bool durview_room(const durview *dv, uint32_t n) { return dv->len + n <= dv->cap; }
+static inline bool durview_room(const durview *dv, uint32_t n) {
+    return dv->len + n <= dv->cap;
+}
 /* Before orders_apply() of a live record r at lsn: remember what reads still show. The
  * caller has checked durview_room(); list records are not for here. */
 void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t lsn);
 /* Records up to durable_lsn are on disk: drop their entries, calling fn(ctx, order_no) for
  * each (after the drop) so the caller can publish the order's new durable state. */
-void durview_advance(durview *dv, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no), void *ctx);
+void durview_advance(durview *dv, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
+                     void *ctx);
 /* The order as reads show it: NULL when it does not exist for reads (unknown, or its
  * creation not durable); the order itself when every record of it is durable; else tmp,
  * filled with the order as of its last durable record. */
@@ -69,6 +72,6 @@ const order *durview_order(const durview *dv, orders *o, uint64_t no, order *tmp
 /* Does order no exist for reads (its creation durable)? */
 bool durview_exists(const durview *dv, uint64_t no);
 /* The order durably live on the account at now_ms (a view as durview_order), or NULL. */
-const order *durview_live_on_account(const durview *dv, orders *o, const char *bank, const char *account,
-                                     int64_t now_ms, order *tmp);
+const order *durview_live_on_account(const durview *dv, orders *o, const char *bank,
+                                     const char *account, int64_t now_ms, order *tmp);
 #endif

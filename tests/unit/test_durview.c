@@ -27,7 +27,9 @@ static int teardown(void **state) {
     return 0;
 }
 
-static rec_str rs(const char *s) { return (rec_str){s, s ? (uint32_t)strlen(s) : 0}; }
+static rec_str rs(const char *s) {
+    return (rec_str){s, s ? (uint32_t)strlen(s) : 0};
+}
 
 static order_rec mk_order(uint64_t no, const char *rid, const char *acct, const char *case_id) {
     order_rec r;
@@ -87,7 +89,11 @@ static void test_answer_not_durable(void **state) {
     durview_advance(&g_dv, 1, NULL, NULL);
     order_rec s = {.type = REC_STATE, .order_no = 1, .state = ST_SENT, .ts_ms = T0 + 1};
     commit(&s, 2);
-    order_rec a = {.type = REC_STATE, .order_no = 1, .state = ST_CONFIRMED, .frozen_minor = 40000, .ts_ms = T0 + 2,
+    order_rec a = {.type = REC_STATE,
+                   .order_no = 1,
+                   .state = ST_CONFIRMED,
+                   .frozen_minor = 40000,
+                   .ts_ms = T0 + 2,
                    .reason = rs("OK")};
     commit(&a, 3);
     const order *v = durview_order(&g_dv, &g_o, 1, &tmp);
@@ -140,8 +146,13 @@ static void test_merge_cases_and_children(void **state) {
     order_rec r = mk_order(1, "r1", "ACC1", "C1");
     commit(&r, 1);
     durview_advance(&g_dv, 1, NULL, NULL);
-    order_rec m = {.type = REC_MERGE, .order_no = 1, .request_id = rs("m1"), .case_id = rs("C2"),
-                   .amount_minor = 0, .expires_at_ms = T0 + 2 * HOUR, .ts_ms = T0 + 1};
+    order_rec m = {.type = REC_MERGE,
+                   .order_no = 1,
+                   .request_id = rs("m1"),
+                   .case_id = rs("C2"),
+                   .amount_minor = 0,
+                   .expires_at_ms = T0 + 2 * HOUR,
+                   .ts_ms = T0 + 1};
     commit(&m, 2);
     order_rec ch = mk_order(2, "child", "ACC2", "C1");
     ch.parent_no = 1;
@@ -151,7 +162,7 @@ static void test_merge_cases_and_children(void **state) {
     assert_int_equal(v->ncases, 1);
     assert_int_equal(v->amount_minor, 50000);
     assert_int_equal(v->expires_at_ms, T0 + HOUR);
-    assert_int_equal(v->first_child, 2); /* the link exists ... */
+    assert_int_equal(v->first_child, 2);    /* the link exists ... */
     assert_false(durview_exists(&g_dv, 2)); /* ... but the child does not for reads */
     assert_int_equal(orders_get(&g_o, 1)->ncases, 2);
 }
@@ -173,15 +184,19 @@ static void test_room_and_reuse(void **state) {
         assert_true(durview_room(&g_dv, 8));
     }
     order tmp;
-    for (uint32_t no = 1; no <= 24; no++) assert_ptr_equal(durview_order(&g_dv, &g_o, no, &tmp), orders_get(&g_o, no));
+    for (uint32_t no = 1; no <= 24; no++)
+        assert_ptr_equal(durview_order(&g_dv, &g_o, no, &tmp), orders_get(&g_o, no));
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        T(test_creation_not_durable), T(test_answer_not_durable), T(test_previous_order_on_account),
-        T(test_merge_cases_and_children), T(test_room_and_reuse),
+        T(test_creation_not_durable),
+        T(test_answer_not_durable),
+        T(test_previous_order_on_account),
+        T(test_merge_cases_and_children),
+        T(test_room_and_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
