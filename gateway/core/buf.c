@@ -13,6 +13,7 @@ void buf_init(buf *b, size_t cap_max) {
     b->cap_max = cap_max;
     b->pinned = false;
     b->retired = NULL;
+    b->overflowed = false;
 }
 
 void buf_free(buf *b) {
@@ -28,7 +29,11 @@ void buf_unpin(buf *b) {
 }
 
 int buf_reserve(buf *b, size_t n) {
-    if (n > b->cap_max || b->len > b->cap_max - n) return -ENOBUFS;
+    /* A refusal sticks until the reply is rolled back (buf_truncate). */
+    if (b->overflowed || n > b->cap_max || b->len > b->cap_max - n) {
+        b->overflowed = true;
+        return -ENOBUFS;
+    }
     size_t need = b->len + n;
     if (need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;

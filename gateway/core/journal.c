@@ -421,6 +421,20 @@ static void rpf_count(journal_stats *s, uint64_t records) {
     s->rpf_buckets[k]++;
 }
 
+/* A write that wrote only part of an extent does not say why: a full disk shows as a short
+ * write. Write the rest the way write(2) users learn it - the next write returns the error -
+ * so the log and the ERR BUSY reason name ENOSPC, not a made-up EIO. Error path only; the
+ * batch is rewritten whole either way. */
+static int short_write_errno(const journal_ext *e, const uint8_t *data, uint32_t done) {
+    while (done < e->len) {
+        ssize_t n = pwrite(e->fd, data + e->buf_off + done, e->len - done, (off_t)(e->file_off + done));
+        if (n < 0) return errno == EINTR ? EIO : errno;
+        if (n == 0) return EIO;
+        done += (uint32_t)n;
+    }
+    return EIO; /* the rest went through: a transient short write */
+}
+
 void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns) {
     assert(j->inflight);
     journal_batch *b = &j->batch[j->open_idx ^ 1];
@@ -428,7 +442,7 @@ void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns) {
         uint32_t want = b->ext[op / 2].len;
         if (res < 0 || (uint32_t)res != want) {
             j->cqe_failed = true;
-            j->last_error = res < 0 ? -res : EIO;
+            j->last_error = res < 0 ? -res : short_write_errno(&b->ext[op / 2], b->data, (uint32_t)res);
         } else {
             FAULT_KILL("journal_after_write");
         }

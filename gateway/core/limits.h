@@ -40,6 +40,9 @@
 
 /* Orders. */
 #define ORDERS_MAX_LIMIT (64u * 1024 * 1024)
+/* Order records journaled but not yet durable that reads must look past (durview.h); more
+ * wait for the next durable batch, like a full journal batch. ~72 bytes each, reserved. */
+#define DURVIEW_ENTRIES_MAX (256u * 1024)
 
 /* Plugins and routes. */
 #define PLUGINS_MAX 16

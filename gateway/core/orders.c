@@ -195,12 +195,15 @@ const case_ent *orders_find_case(const orders *o, const char *id, uint32_t len) 
     return s->val ? &o->cases[s->val] : NULL;
 }
 
-order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms) {
+order *orders_latest_on_account(orders *o, const char *bank, const char *account) {
     akey k = {bank, account};
     htab_slot *s = htab_lookup(&o->acct_idx, acct_hash(bank, account), &k, acct_eq, o);
-    if (!s->val) return NULL;
-    order *ord = &o->v[s->val];
-    return order_is_live(ord, now_ms) ? ord : NULL;
+    return s->val ? &o->v[s->val] : NULL;
+}
+
+order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms) {
+    order *ord = orders_latest_on_account(o, bank, account);
+    return ord && order_is_live(ord, now_ms) ? ord : NULL;
 }
 
 bool order_has_case(const orders *o, const order *ord, const char *id, uint32_t len) {

@@ -121,6 +121,8 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
 static inline order *orders_get(orders *o, uint64_t no) { return (no >= 1 && no <= o->n) ? &o->v[no] : NULL; }
 static inline uint64_t orders_next_no(const orders *o) { return (uint64_t)o->n + 1; }
 const request *orders_find_request(const orders *o, const char *id, uint32_t len);
+/* Latest order on the account, live or not; NULL when it never had one. */
+order *orders_latest_on_account(orders *o, const char *bank, const char *account);
 /* Latest order on the account if it is live at now_ms, else NULL. */
 order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms);
 const case_ent *orders_find_case(const orders *o, const char *id, uint32_t len);

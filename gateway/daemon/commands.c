@@ -290,7 +290,7 @@ static const char *ts_keys[ST__COUNT] = {
 };
 
 /* The STATUS map of one order (SPEC §4.1). */
-static void w_status(gateway *gw, client *c, const order *ord) {
+static void w_status(gateway *gw, client *c, const order *ord, bool live) {
     buf *b = &c->out;
     orders *o = &gw->o;
     size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0);
@@ -309,16 +309,20 @@ static void w_status(gateway *gw, client *c, const order *ord) {
     resp_w_kv_str(b, "currency", ord->currency);
     resp_w_str(b, "cases");
     resp_w_array(b, ord->ncases);
-    for (uint32_t l = ord->cases_head; l; l = o->links[l].next) resp_w_str(b, o->cases[o->links[l].val].id);
+    /* The list only grows: a durable view (durview.h) holds its first ncases. */
+    uint32_t k = 0;
+    for (uint32_t l = ord->cases_head; l && k < ord->ncases; l = o->links[l].next, k++)
+        resp_w_str(b, o->cases[o->links[l].val].id);
     resp_w_kv_str(b, "agent", ord->agent);
     resp_w_str(b, "parent");
     if (ord->parent_no) w_order_id(b, ord->parent_no);
     else resp_w_null(b, c->proto);
     uint32_t nchild = 0;
-    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) nchild++;
+    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) nchild += live || durview_exists(&gw->dv, ch);
     resp_w_str(b, "children");
     resp_w_array(b, nchild);
-    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) w_order_id(b, ch);
+    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling)
+        if (live || durview_exists(&gw->dv, ch)) w_order_id(b, ch);
     resp_w_kv_int(b, "level", ord->level);
     resp_w_str(b, "lists");
     w_csv_names(b, orders_str(o, ord->lists_off));
@@ -340,6 +344,7 @@ static void w_status(gateway *gw, client *c, const order *ord) {
             const char *skip = engine_onward_skip(gw, ord, &ow[i], nb, na);
             int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
             const request *rq = skip ? NULL : orders_find_request(o, rid, (uint32_t)rl);
+            if (rq && !live && rq->lsn > gw->j.durable_lsn) rq = NULL; /* not durable yet: pending */
             resp_w_map(b, c->proto, 5);
             resp_w_kv_str(b, "bank", ow[i].bank);
             resp_w_kv_str(b, "account", ow[i].account);
@@ -358,19 +363,66 @@ static void w_status(gateway *gw, client *c, const order *ord) {
     if (ord->answer_state) resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]);
 }
 
+/* Reads (STATUS, CASE, CHECK, MCHECK) never show a client what the disk does not hold
+ * (SPEC §9). While the journal writes, a read shows the order table as it is ("live") and
+ * its answer is held, like a write's, until what it shows is durable - at most one
+ * fdatasync, and a read right after a write (any connection's, an auto-stop's) sees it.
+ * While the journal fails, that wait could be endless: reads then show the durable view
+ * (durview.h) and are answered at once; the answers already held become ERR BUSY
+ * (server_on_journal_failed). */
+static bool read_live(const gateway *gw) { return gw->j.last_error == 0; }
+/* STATUS and CASE show an order's children and cascade requests too: wait for everything
+ * appended so far (they are not on the hot path). */
+static uint64_t read_lsn(gateway *gw, bool live) { return live ? journal_last_lsn(&gw->j) : 0; }
+
+static const order *read_get(gateway *gw, bool live, uint64_t no, order *tmp) {
+    return live ? orders_get(&gw->o, no) : durview_order(&gw->dv, &gw->o, no, tmp);
+}
+
+/* An order as reads show it, or NULL answered NOTFOUND. */
+static const order *read_order(gateway *gw, client *c, bool live, const resp_arg *a, order *tmp) {
+    uint64_t n = order_id_parse(a->p, a->len);
+    const order *ord = n ? read_get(gw, live, n, tmp) : NULL;
+    if (!ord) reply_err(gw, c, "ERR NOTFOUND", "no order '%.*s'", (int)(a->len > 32 ? 32 : a->len), a->p);
+    return ord;
+}
+
 static int cmd_status(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
-    uint32_t no;
-    if (!parse_order_id(gw, c, &cmd->argv[1], &no)) return 1;
-    const order *ord = orders_get(&gw->o, no);
-    w_status(gw, c, ord);
-    ok(gw, c, ord->last_lsn);
+    order tmp;
+    bool live = read_live(gw);
+    const order *ord = read_order(gw, c, live, &cmd->argv[1], &tmp);
+    if (!ord) return 1;
+    w_status(gw, c, ord, live);
+    ok(gw, c, read_lsn(gw, live));
     return 1;
+}
+
+/* Is the order (a durable view) in case ci as of its durable state? Its case list only
+ * grows, and the view holds how many of them are durable. */
+static bool view_in_case(const orders *o, const order *view, uint32_t ci) {
+    uint32_t k = 0;
+    for (uint32_t l = view->cases_head; l && k < view->ncases; l = o->links[l].next, k++)
+        if (o->links[l].val == ci) return true;
+    return false;
 }
 
 static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The orders of case ce as reads show them, in ascending number, into in[]; their count. */
+static uint32_t case_read_orders(gateway *gw, bool live, const case_ent *ce, uint32_t *in) {
+    orders *o = &gw->o;
+    uint32_t ci = (uint32_t)(ce - o->cases), n = 0;
+    order tmp;
+    for (uint32_t l = ce->orders_head; l; l = o->links[l].next) {
+        const order *v = read_get(gw, live, o->links[l].val, &tmp);
+        if (v && view_in_case(o, v, ci)) in[n++] = v->no;
+    }
+    qsort(in, n, sizeof *in, cmp_u32);
+    return n;
 }
 
 static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
@@ -381,41 +433,43 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         return 1;
     }
     const case_ent *ce = orders_find_case(&gw->o, a->p, a->len);
-    if (!ce) {
-        reply_err(gw, c, "ERR NOTFOUND", "no case '%.*s'", (int)a->len, a->p);
-        return 1;
-    }
-    orders *o = &gw->o;
-    uint64_t lsn = 0;
-    int64_t frozen = 0;
-    buf *b = &c->out;
-    resp_w_map(b, c->proto, 3);
-    resp_w_kv_str(b, "case", ce->id);
-    resp_w_str(b, "orders");
-    resp_w_array(b, ce->count);
-    /* Roots first, each followed by its cascade subtree (depth first): the tree as an agent
-     * reads it. The case's orders in ascending number, for membership tests. */
-    uint32_t *in = malloc(ce->count * sizeof *in), *stack = malloc(ce->count * sizeof *stack);
-    if (!in || !stack) {
+    /* The case's orders in ascending number, for membership tests; the stack for the walk. */
+    uint32_t *in = ce ? malloc(ce->count * sizeof *in) : NULL, *stack = ce ? malloc(ce->count * sizeof *stack) : NULL;
+    if (ce && (!in || !stack)) {
         free(in);
         free(stack);
         reply_err(gw, c, "ERR BUSY", "out of memory");
         return 1;
     }
-    uint32_t n = 0;
-    for (uint32_t l = ce->orders_head; l; l = o->links[l].next) in[n++] = o->links[l].val;
-    qsort(in, n, sizeof *in, cmp_u32);
+    bool live = read_live(gw);
+    uint32_t n = ce ? case_read_orders(gw, live, ce, in) : 0;
+    if (n == 0) { /* no order of it is durable yet: the case does not exist for reads */
+        free(in);
+        free(stack);
+        reply_err(gw, c, "ERR NOTFOUND", "no case '%.*s'", (int)a->len, a->p);
+        return 1;
+    }
+    orders *o = &gw->o;
+    int64_t frozen = 0;
+    buf *b = &c->out;
+    resp_w_map(b, c->proto, 3);
+    resp_w_kv_str(b, "case", ce->id);
+    resp_w_str(b, "orders");
+    resp_w_array(b, n);
+    /* Roots first, each followed by its cascade subtree (depth first): the tree as an agent
+     * reads it. */
     uint32_t written = 0;
+    order tmp;
     for (uint32_t i = 0; i < n; i++) {
         const order *root = &o->v[in[i]];
         if (root->parent_no && bsearch(&root->parent_no, in, n, sizeof *in, cmp_u32)) continue;
         uint32_t sp = 0;
         stack[sp++] = root->no;
         while (sp && written < n) {
-            const order *ord = &o->v[stack[--sp]];
-            w_status(gw, c, ord);
+            const order *ord = read_get(gw, live, stack[--sp], &tmp);
+            assert(ord); /* in[] holds only orders that exist for reads */
+            w_status(gw, c, ord, live);
             written++;
-            if (ord->last_lsn > lsn) lsn = ord->last_lsn;
             frozen += ord->frozen_minor;
             /* Push children in reverse so the first child comes out first. */
             uint32_t mark = sp;
@@ -430,18 +484,24 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     }
     free(in);
     free(stack);
-    assert(written == ce->count);
+    assert(written == n);
     resp_w_kv_int(b, "frozen_total", frozen);
-    ok(gw, c, lsn);
+    ok(gw, c, read_lsn(gw, live));
     return 1;
 }
 
-static void w_check(gateway *gw, client *c, const char *bank, const char *account) {
+/* One CHECK answer; returns the lsn it depends on (the account's latest order, live reads). */
+static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *account, bool rlive) {
     buf *b = &c->out;
     sg_verdict v;
     lists_lookup(gw, bank, account, &v);
-    /* FROZEN comes from the order table itself: it is the truth the shared bit mirrors. */
-    order *live = orders_live_on_account(&gw->o, bank, account, gw->now_ms);
+    /* FROZEN comes from the order table as reads see it: the truth the shared bit mirrors.
+     * Only the account's latest order decides it, so its last record is all to wait for. */
+    order tmp;
+    const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, account) : NULL;
+    uint64_t lsn = latest ? latest->last_lsn : 0;
+    const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
+                              : durview_live_on_account(&gw->dv, &gw->o, bank, account, gw->now_ms, &tmp);
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
     resp_w_map(b, c->proto, 4);
@@ -452,8 +512,11 @@ static void w_check(gateway *gw, client *c, const char *bank, const char *accoun
     resp_w_str(b, "order_id");
     if (live) w_order_id(b, live->no);
     else resp_w_null(b, c->proto);
-    v.frozen = live != NULL;
+    /* The auto-stop is a write: it goes by every order taken, durable or not. */
+    v.frozen = (v.mask & gw->ls.auto_stop_mask) ? orders_live_on_account(&gw->o, bank, account, gw->now_ms) != NULL
+                                                 : live != NULL;
     engine_auto_stop(gw, bank, account, &v);
+    return lsn;
 }
 
 static bool check_key(gateway *gw, client *c, const resp_arg *bank, const resp_arg *acct, char *bo, char *ao) {
@@ -469,8 +532,8 @@ static int cmd_check(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
     char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
     if (!check_key(gw, c, &cmd->argv[1], &cmd->argv[2], bank, account)) return 1;
-    w_check(gw, c, bank, account);
-    ok(gw, c, 0);
+    uint64_t lsn = w_check(gw, c, bank, account, read_live(gw));
+    ok(gw, c, lsn);
     return 1;
 }
 
@@ -496,14 +559,17 @@ static int cmd_mcheck(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
             return 1;
         }
     }
+    bool live = read_live(gw);
+    uint64_t lsn = 0;
     resp_w_array(&c->out, pairs);
     for (uint32_t i = 0; i < pairs; i++) {
         const char *e;
         account_bank_normalise(cmd->argv[1 + 2 * i].p, cmd->argv[1 + 2 * i].len, bank, &e);
         account_normalise(cmd->argv[2 + 2 * i].p, cmd->argv[2 + 2 * i].len, account, &e);
-        w_check(gw, c, bank, account);
+        uint64_t l = w_check(gw, c, bank, account, live);
+        if (l > lsn) lsn = l;
     }
-    ok(gw, c, 0);
+    ok(gw, c, lsn);
     return 1;
 }
 

@@ -35,6 +35,8 @@ static bool is_list_record(uint16_t type) { return type >= REC_LIST_ADD && type 
 /* Journal a record and apply it. The caller has checked journal and table room, so a failure
  * here means memory and disk disagree: stop rather than acknowledge a divergent state. */
 int64_t engine_commit(gateway *gw, order_rec *r) {
+    bool list = is_list_record(r->type);
+    if (!list && !durview_room(&gw->dv, 1)) return -EAGAIN;
     int n = record_encode(r, gw->recbuf, JOURNAL_RECORD_BYTES_MAX - sizeof(journal_rec_hdr));
     if (n < 0) {
         LOGE(gw, "record does not fit JOURNAL_RECORD_BYTES_MAX (type %s)", record_type_name(r->type));
@@ -43,14 +45,14 @@ int64_t engine_commit(gateway *gw, order_rec *r) {
     int64_t lsn = journal_append(&gw->j, r->type, gw->recbuf, (uint32_t)n);
     if (lsn < 0) return lsn;
     char err[256];
-    int rc = is_list_record(r->type) ? lists_apply(gw, r, true, err, sizeof err)
-                                     : orders_apply(&gw->o, r, (uint64_t)lsn, err, sizeof err);
+    /* Reads keep showing the order as it was until this record is durable; the frozen mark
+     * in shared memory follows in engine_on_durable. */
+    if (!list) durview_before_apply(&gw->dv, &gw->o, r, (uint64_t)lsn);
+    int rc = list ? lists_apply(gw, r, true, err, sizeof err) : orders_apply(&gw->o, r, (uint64_t)lsn, err, sizeof err);
     if (rc != 0) {
         LOGE(gw, "journaled record %lld cannot be applied: %s", (long long)lsn, err);
         abort();
     }
-    /* Readers of the shared-memory lists see FROZEN as soon as the order table does. */
-    if (!is_list_record(r->type)) lists_sync_order(gw, (uint32_t)r->order_no);
     return lsn;
 }
 #define commit engine_commit
@@ -72,7 +74,9 @@ static uint64_t fingerprint_order(const order_req *rq) {
     return h;
 }
 
-static bool journal_room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_RECORD_BYTES_MAX - 64); }
+static bool journal_room(gateway *gw) {
+    return journal_has_room(&gw->j, JOURNAL_RECORD_BYTES_MAX - 64) && durview_room(&gw->dv, 1);
+}
 
 /* The disk refuses our writes (full, I/O error): the batch in flight is being retried, and
  * new requests are refused with a reason instead of queueing behind it - an agent must know
@@ -80,8 +84,8 @@ static bool journal_room(gateway *gw) { return journal_has_room(&gw->j, JOURNAL_
 bool engine_journal_failing(const gateway *gw, engine_answer *a) {
     if (gw->j.last_error == 0) return false;
     a->code = "ERR BUSY";
-    snprintf(a->why, sizeof a->why, "journal cannot write (%s); nothing was accepted, retry later",
-             strerror(gw->j.last_error));
+    snprintf(a->why, sizeof a->why, "journal cannot write (%s: %s); not acknowledged, retry with the same request_id",
+             strerrorname_np(gw->j.last_error), strerror(gw->j.last_error));
     return true;
 }
 
@@ -457,13 +461,19 @@ static void outbox_drain(gateway *gw) {
     }
 }
 
+static void publish_durable(void *ctx, uint32_t no) { lists_sync_order(ctx, no); }
+
 void engine_on_durable(gateway *gw, uint64_t durable_lsn) {
-    (void)durable_lsn;
+    /* First: replies and instructions released by this batch may be followed at once by
+     * reads, which must see it. Readers of the shared-memory lists see an order's frozen
+     * mark change only now that the record changing it is durable. */
+    durview_advance(&gw->dv, durable_lsn, publish_durable, gw);
     outbox_drain(gw);
 }
 
 bool engine_room(gateway *gw) {
-    return journal_has_room(&gw->j, SG_POLL_RESULTS_MAX * RESULT_RECORD_BYTES);
+    return journal_has_room(&gw->j, SG_POLL_RESULTS_MAX * RESULT_RECORD_BYTES) &&
+           durview_room(&gw->dv, SG_POLL_RESULTS_MAX);
 }
 
 void engine_tick(gateway *gw) {

@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "config.h"
+#include "durview.h"
 #include "journal.h"
 #include "lists_table.h"
 #include "htab.h"
@@ -66,6 +67,7 @@ typedef struct client {
     bool recv_grown;     /* a receive filled its buffer: use full chunks from now on */
     uint32_t next_waiting; /* intrusive list of clients with replies held for durability */
     uint32_t next_blocked; /* intrusive list of clients waiting for journal room */
+    bool input_held;       /* process_input stopped for output room with commands unread */
 } client;
 
 typedef struct server {
@@ -259,6 +261,7 @@ typedef struct gateway {
     struct io_uring ring;
     journal j;
     orders o;
+    durview dv; /* the orders as reads show them: durable state only (durview.h) */
     router rt;
     server srv;
     outbox ob;
@@ -289,8 +292,13 @@ void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int r
 void server_on_durable(gateway *gw, uint64_t durable_lsn);
 void server_stop_accepting(gateway *gw);
 bool server_drained(gateway *gw);
-/* Queue a reply that may go once lsn is durable (0 = at once, after earlier replies). */
+/* Queue a reply that may go once lsn is durable (0 = at once, after earlier replies). A
+ * reply that did not fit the output buffer (c->out.overflowed) is replaced by ERR TOOBIG,
+ * one that would wait for a journal that cannot write by ERR BUSY: refused whole. */
 void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
+/* The journal has started failing: every reply waiting for a record not yet durable is
+ * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
+void server_on_journal_failed(gateway *gw);
 void server_kick_all(gateway *gw);
 /* Close clients idle longer than [gateway] idle_timeout (0 = never); sweeps once a second. */
 void server_reap_idle(gateway *gw);

@@ -178,7 +178,9 @@ void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool f
 void lists_sync_order(gateway *gw, uint32_t order_no) {
     const order *ord = orders_get(&gw->o, order_no);
     if (!ord) return;
-    bool live = orders_live_on_account(&gw->o, ord->bank, ord->account, gw->now_ms) != NULL;
+    /* Readers of the table see only durable state, as CHECK does (durview.h). */
+    order tmp;
+    bool live = durview_live_on_account(&gw->dv, &gw->o, ord->bank, ord->account, gw->now_ms, &tmp) != NULL;
     lists_set_frozen(gw, ord->bank, ord->account, live);
 }
 
@@ -686,6 +688,13 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
     if (ls->live.active && !mine) {
         a->code = "ERR BUSY";
         snprintf(a->why, sizeof a->why, "another LIST.LOAD is in progress");
+        return 0;
+    }
+    if (mine && journal_refuses(gw, a)) {
+        /* Re-run when the journal started failing mid-load: answer now (SPEC §9, bounded
+         * time) instead of waiting for space. Without its COMMIT the load changes nothing. */
+        ls->live.active = false;
+        stage_reset(ls);
         return 0;
     }
     if (!mine) {

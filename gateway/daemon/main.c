@@ -123,10 +123,10 @@ static void on_signal(gateway *gw, int res) {
 
 static void on_durable(void *ctx, uint64_t lsn) {
     gateway *gw = ctx;
+    engine_on_durable(gw, lsn); /* first: the durable view the replies' readers see */
     server_on_durable(gw, lsn);
     udp_on_durable(gw, lsn);
     dpdk_on_durable(gw, lsn);
-    engine_on_durable(gw, lsn);
 }
 
 static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
@@ -192,11 +192,12 @@ static void run_loop(gateway *gw) {
         if (gw->j.last_error != gw->journal_error_logged) {
             /* One line per change of state, not per retry. */
             if (gw->j.last_error)
-                LOGE(gw, "journal: write failed: %s; new orders refused with ERR BUSY, retrying every 100 ms",
-                     strerror(gw->j.last_error));
+                LOGE(gw, "journal: write failed: %s: %s; new orders refused with ERR BUSY, retrying every 100 ms",
+                     strerrorname_np(gw->j.last_error), strerror(gw->j.last_error));
             else
                 LOGI(gw, "journal: writing again; orders accepted");
             gw->journal_error_logged = gw->j.last_error;
+            if (gw->j.last_error) server_on_journal_failed(gw);
         }
         if (gw->stop_requested && gw->phase != PHASE_DRAINING) {
             gw->phase = PHASE_DRAINING;
@@ -278,7 +279,8 @@ int main(int argc, char **argv) {
         LOGE(gw, "io_uring_queue_init: %s", strerror(-rc));
         return 1;
     }
-    if (orders_init(&gw->o, gw->cfg.max_orders, gw->cfg.bank_deadline_ms) != 0) {
+    if (orders_init(&gw->o, gw->cfg.max_orders, gw->cfg.bank_deadline_ms) != 0 ||
+        durview_init(&gw->dv, gw->cfg.max_orders, DURVIEW_ENTRIES_MAX) != 0) {
         LOGE(gw, "cannot reserve tables for max_orders=%u", gw->cfg.max_orders);
         return 1;
     }
@@ -348,6 +350,7 @@ int main(int argc, char **argv) {
     metrics_close(gw);
     io_uring_queue_exit(&gw->ring);
     orders_free(&gw->o);
+    durview_free(&gw->dv);
     config_free(&gw->cfg);
     free(gw->agent_auth);
     free(gw->cmd);

@@ -8,6 +8,7 @@
  * ever promises something the disk does not hold yet.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -152,7 +153,52 @@ static void release_marks(gateway *gw, client *c) {
     }
 }
 
+/* Where the reply being written began: every reply ends in server_reply_done(), so that is
+ * the end of the last mark, or what may be sent when no mark is pending. */
+static uint64_t reply_start(const client *c) {
+    return c->marks_len ? c->marks[(c->marks_head + c->marks_len - 1) % c->marks_cap].end : c->sendable_abs;
+}
+
+/* The reply written since start is replaced by an error (a reply is refused whole). */
+static void replace_reply(gateway *gw, client *c, uint64_t start, const char *code, const char *why) {
+    assert(start >= c->out_base && start <= c->out_base + c->out.len);
+    buf_truncate(&c->out, (size_t)(start - c->out_base));
+    gw->m.errors++;
+    resp_w_error(&c->out, code, "%s", why);
+    if (c->out.overflowed) {
+        /* Not even the error fits (cannot happen while process_input stops at half the
+         * buffer): end the connection rather than let replies and requests fall out of step. */
+        buf_truncate(&c->out, (size_t)(start - c->out_base));
+        c->close_after_flush = true;
+    }
+}
+
+/* The reason every answer that depends on a record the journal cannot write gets. */
+static void journal_busy_why(const gateway *gw, char *why, size_t cap) {
+    engine_answer a;
+    if (engine_journal_failing(gw, &a)) snprintf(why, cap, "%s", a.why);
+    else snprintf(why, cap, "journal cannot write; not acknowledged, retry with the same request_id");
+}
+
 void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) {
+    if (c->out.overflowed) {
+        char why[200];
+        snprintf(why, sizeof why, "reply does not fit the %d-byte output buffer (%zu bytes of earlier replies "
+                 "unread); ask for less",
+                 CLIENT_OUTPUT_BYTES_MAX, (size_t)(reply_start(c) - c->out_base));
+        replace_reply(gw, c, reply_start(c), "ERR TOOBIG", why);
+        lsn = 0;
+        t_recv_ns = 0;
+    } else if (lsn > gw->j.durable_lsn && gw->j.last_error) {
+        /* It would wait for a write that keeps failing: answer now that it is not taken.
+         * The record may still become durable; a retry with the same request_id then says
+         * DUPLICATE with the same order, else it is accepted afresh. */
+        char why[256];
+        journal_busy_why(gw, why, sizeof why);
+        replace_reply(gw, c, reply_start(c), "ERR BUSY", why);
+        lsn = 0;
+        t_recv_ns = 0;
+    }
     uint64_t end = c->out_base + c->out.len;
     if (lsn <= gw->j.durable_lsn && !marks_pending(c)) {
         c->sendable_abs = end;
@@ -186,6 +232,7 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
  * protocol error (answered, then the connection closes). */
 static void process_input(gateway *gw, client *c) {
     size_t off = 0;
+    c->input_held = false;
     while (!c->closing && !c->close_after_flush) {
         if (c->skipping) {
             int done;
@@ -232,12 +279,20 @@ static void process_input(gateway *gw, client *c) {
             break;
         }
         off += used;
-        if (c->out.len > CLIENT_OUTPUT_BYTES_MAX / 2) break; /* let the client read first */
+        if (c->out.len > CLIENT_OUTPUT_BYTES_MAX / 2) {
+            /* Let the client read first; after_io() resumes once the output has drained,
+             * whether or not more input arrives. */
+            c->input_held = off < c->in.len;
+            break;
+        }
     }
     buf_consume(&c->in, off);
 }
 
 static void after_io(gateway *gw, client *c) {
+    if (c->input_held && !c->blocked && !c->closing && !c->close_after_flush &&
+        c->out.len <= CLIENT_OUTPUT_BYTES_MAX / 2)
+        process_input(gw, c);
     arm_send(gw, c);
     if (c->close_after_flush && !c->send_inflight && c->sendable_abs == c->out_base + c->out.len &&
         !marks_pending(c)) {
@@ -349,6 +404,48 @@ void server_on_durable(gateway *gw, uint64_t durable_lsn) {
         if (!c->closing) process_input(gw, c);
         after_io(gw, c);
     }
+}
+
+/* Rewrite the unsent tail of c's output: every pending reply that waits for a record not
+ * yet durable becomes ERR BUSY, the others keep their bytes; order is kept. */
+static void fail_pending_replies(gateway *gw, client *c, const char *why) {
+    uint64_t start = c->sendable_abs, old_end = c->out_base + c->out.len;
+    size_t tail_len = (size_t)(old_end - start);
+    uint8_t *tail = malloc(tail_len ? tail_len : 1); /* once per client per disk failure */
+    if (!tail) {
+        c->close_after_flush = true;
+        return;
+    }
+    memcpy(tail, c->out.data + (start - c->out_base), tail_len);
+    buf_truncate(&c->out, (size_t)(start - c->out_base));
+    uint64_t seg = start;
+    for (uint32_t i = 0; i < c->marks_len; i++) {
+        reply_mark *m = &c->marks[(c->marks_head + i) % c->marks_cap];
+        if (m->lsn > gw->j.durable_lsn) {
+            gw->m.errors++;
+            resp_w_error(&c->out, "ERR BUSY", "%s", why);
+            m->lsn = 0;
+            m->t_recv_ns = 0;
+        } else {
+            buf_append(&c->out, tail + (seg - start), (size_t)(m->end - seg));
+        }
+        seg = m->end;
+        m->end = c->out_base + c->out.len;
+    }
+    buf_append(&c->out, tail + (seg - start), (size_t)(old_end - seg)); /* a reply being written */
+    free(tail);
+    if (c->out.overflowed) c->close_after_flush = true; /* cannot happen: errors are short */
+}
+
+void server_on_journal_failed(gateway *gw) {
+    char why[256];
+    journal_busy_why(gw, why, sizeof why);
+    for (uint32_t link = gw->srv.waiting_head; link; link = gw->srv.clients[link - 1].next_waiting) {
+        client *c = &gw->srv.clients[link - 1];
+        if (!c->closing) fail_pending_replies(gw, c, why);
+    }
+    /* The rewritten replies have lsn 0 now: what leads may go. */
+    server_on_durable(gw, gw->j.durable_lsn);
 }
 
 void server_kick_all(gateway *gw) {

@@ -138,7 +138,10 @@ static uint16_t err_code(const char *code) {
     return SG_FE_SYNTAX;
 }
 
-static void do_check(gateway *gw, const sg_msg *m, sg_reply *r) {
+/* A read, as RESP CHECK (commands.c read_live): while the journal writes, the order table as
+ * it is, the reply held (*lsn) until the account's latest order is durable; while it fails,
+ * the durable view (durview.h), at once. */
+static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
     char bank[BANK_LEN_MAX + 1], acct[ACCOUNT_LEN_MAX + 1];
     const char *why;
     if (account_bank_normalise(m->bank, m->bank_len, bank, &why) != 0 ||
@@ -148,14 +151,21 @@ static void do_check(gateway *gw, const sg_msg *m, sg_reply *r) {
     }
     sg_verdict v;
     lists_lookup(gw, bank, acct, &v);
-    order *live = orders_live_on_account(&gw->o, bank, acct, gw->now_ms);
+    order tmp;
+    bool rlive = gw->j.last_error == 0;
+    const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, acct) : NULL;
+    const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
+                              : durview_live_on_account(&gw->dv, &gw->o, bank, acct, gw->now_ms, &tmp);
+    if (latest && latest->last_lsn > *lsn) *lsn = latest->last_lsn;
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
     r->code = live ? SG_V_FROZEN : v.mask ? SG_V_LISTED : SG_V_CLEAR;
     r->score = v.score;
     r->mask = v.mask;
     r->order_no = live ? live->no : 0;
-    v.frozen = live != NULL;
+    /* The auto-stop is a write: it goes by every order taken, durable or not. */
+    v.frozen = (v.mask & gw->ls.auto_stop_mask) ? orders_live_on_account(&gw->o, bank, acct, gw->now_ms) != NULL
+                                                 : live != NULL;
     engine_auto_stop(gw, bank, acct, &v);
 }
 
@@ -223,7 +233,7 @@ size_t udp_answer(gateway *gw, const cfg_agent *agent, const uint8_t key[SG_FRAM
         switch (m.type) {
         case SG_MSG_CHECK:
             if (!(perms & PERM_CHECK)) r.err = SG_FE_NOPERM;
-            else do_check(gw, &m, &r);
+            else do_check(gw, &m, &r, lsn);
             mc->checks++;
             break;
         case SG_MSG_STOP:

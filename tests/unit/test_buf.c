@@ -54,6 +54,8 @@ static void test_cap_enforced(void **state) {
     /* One byte past the cap: refused, nothing appended (no partial write). */
     assert_int_equal(buf_append(&b, big, 1001), -ENOBUFS);
     assert_int_equal(b.len, 0);
+    assert_true(b.overflowed);
+    buf_truncate(&b, 0); /* the writer rolls back what it began */
     /* Exactly the cap: fine. */
     assert_int_equal(buf_append(&b, big, 1000), 0);
     assert_int_equal(b.len, 1000);
@@ -63,6 +65,30 @@ static void test_cap_enforced(void **state) {
     assert_int_equal(buf_reserve(&b, 1), -ENOBUFS);
     /* A reserve so large that len + n would wrap must be refused, not overflow. */
     assert_int_equal(buf_reserve(&b, SIZE_MAX), -ENOBUFS);
+    buf_free(&b);
+}
+
+/* A reply that does not fit is never left with a hole: once an append is refused, every
+ * later one is too (even a small one that would fit) until the writer rolls back. */
+static void test_refusal_sticks_until_truncate(void **state) {
+    (void)state;
+    buf b;
+    buf_init(&b, 100);
+    char big[80];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(buf_append(&b, "head", 4), 0);
+    size_t start = b.len;
+    assert_int_equal(buf_append(&b, big, 80), 0);
+    assert_int_equal(buf_append(&b, big, 80), -ENOBUFS);
+    assert_true(b.overflowed);
+    assert_int_equal(buf_append(&b, "y", 1), -ENOBUFS);
+    assert_int_equal(buf_printf(&b, "%d", 7), -ENOBUFS);
+    assert_int_equal(b.len, 84);
+    buf_truncate(&b, start);
+    assert_false(b.overflowed);
+    assert_int_equal(b.len, 4);
+    assert_int_equal(buf_append(&b, "-ERR\r\n", 6), 0);
+    assert_memory_equal(b.data, "head-ERR\r\n", 10);
     buf_free(&b);
 }
 
@@ -139,6 +165,7 @@ int main(void) {
         cmocka_unit_test(test_append_and_grow),
         cmocka_unit_test(test_append_zero_bytes),
         cmocka_unit_test(test_cap_enforced),
+        cmocka_unit_test(test_refusal_sticks_until_truncate),
         cmocka_unit_test(test_printf_short_and_long),
         cmocka_unit_test(test_printf_respects_cap),
         cmocka_unit_test(test_printf_long_exactly_at_cap),

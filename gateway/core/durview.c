@@ -1,0 +1,142 @@
+#include "durview.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "mem.h"
+
+int durview_init(durview *dv, uint32_t max_orders, uint32_t cap) {
+    memset(dv, 0, sizeof *dv);
+    if (cap == 0 || max_orders == 0) return -EINVAL;
+    dv->cap = cap;
+    dv->max_orders = max_orders;
+    /* Reserved, touched as used: the ring restarts at 0 whenever it empties, so a gateway
+     * whose batches are small keeps only its first pages resident. */
+    dv->v = mem_reserve((size_t)cap * sizeof *dv->v);
+    dv->first = mem_reserve(((size_t)max_orders + 1) * sizeof *dv->first);
+    dv->last = mem_reserve(((size_t)max_orders + 1) * sizeof *dv->last);
+    if (!dv->v || !dv->first || !dv->last) return -ENOMEM;
+    return 0;
+}
+
+void durview_free(durview *dv) {
+    if (dv->v) mem_release(dv->v, (size_t)dv->cap * sizeof *dv->v);
+    if (dv->first) mem_release(dv->first, ((size_t)dv->max_orders + 1) * sizeof *dv->first);
+    if (dv->last) mem_release(dv->last, ((size_t)dv->max_orders + 1) * sizeof *dv->last);
+    memset(dv, 0, sizeof *dv);
+}
+
+static void snap_take(durview_snap *s, const order *ord) {
+    s->amount_minor = ord->amount_minor;
+    s->frozen_minor = ord->frozen_minor;
+    s->expires_at_ms = ord->expires_at_ms;
+    s->reason_off = ord->reason_off;
+    s->doc_off = ord->doc_off;
+    s->onward_off = ord->onward_off;
+    s->ncases = ord->ncases;
+    s->at_mask = 0;
+    for (int st = 0; st < ST__COUNT; st++)
+        if (ord->at_ms[st]) s->at_mask |= (uint16_t)(1u << st);
+    s->state = ord->state;
+    s->answer_state = ord->answer_state;
+    s->onward_count = ord->onward_count;
+}
+
+static void snap_put(order *ord, const durview_snap *s) {
+    ord->amount_minor = s->amount_minor;
+    ord->frozen_minor = s->frozen_minor;
+    ord->expires_at_ms = s->expires_at_ms;
+    ord->reason_off = s->reason_off;
+    ord->doc_off = s->doc_off;
+    ord->onward_off = s->onward_off;
+    ord->ncases = s->ncases;
+    for (int st = 0; st < ST__COUNT; st++)
+        if (!(s->at_mask & (1u << st))) ord->at_ms[st] = 0;
+    ord->state = s->state;
+    ord->answer_state = s->answer_state;
+    ord->onward_count = s->onward_count;
+}
+
+_Static_assert(ST__COUNT <= 16, "at_mask has a bit per state");
+
+void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t lsn) {
+    assert(dv->len < dv->cap);
+    assert(r->order_no >= 1 && r->order_no <= dv->max_orders);
+    if (dv->len == 0) dv->head = 0;
+    uint32_t idx = (dv->head + dv->len) % dv->cap;
+    durview_ent *e = &dv->v[idx];
+    memset(e, 0, sizeof *e);
+    e->lsn = lsn;
+    e->no = (uint32_t)r->order_no;
+    if (r->type == REC_ORDER) {
+        char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
+        size_t bl = r->bank.len < BANK_LEN_MAX ? r->bank.len : BANK_LEN_MAX;
+        size_t al = r->account.len < ACCOUNT_LEN_MAX ? r->account.len : ACCOUNT_LEN_MAX;
+        memcpy(bank, r->bank.p, bl);
+        bank[bl] = 0;
+        memcpy(account, r->account.p, al);
+        account[al] = 0;
+        const order *prev = orders_latest_on_account(o, bank, account);
+        e->created = true;
+        e->prev_on_account = prev ? prev->no : 0;
+    } else {
+        const order *ord = orders_get(o, r->order_no);
+        assert(ord);
+        snap_take(&e->s, ord);
+    }
+    dv->len++;
+    uint32_t no = e->no;
+    if (dv->last[no])
+        dv->v[dv->last[no] - 1].next = idx + 1;
+    else
+        dv->first[no] = idx + 1;
+    dv->last[no] = idx + 1;
+}
+
+void durview_advance(durview *dv, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
+                     void *ctx) {
+    while (dv->len && dv->v[dv->head].lsn <= durable_lsn) {
+        durview_ent *e = &dv->v[dv->head];
+        uint32_t no = e->no;
+        assert(dv->first[no] == dv->head + 1); /* lsn order: an order's oldest entry goes first */
+        dv->first[no] = e->next;
+        if (!e->next) dv->last[no] = 0;
+        dv->head = (dv->head + 1) % dv->cap;
+        dv->len--;
+        if (fn) fn(ctx, no);
+    }
+}
+
+static const durview_ent *oldest(const durview *dv, uint64_t no) {
+    if (no == 0 || no > dv->max_orders || !dv->first[no]) return NULL;
+    return &dv->v[dv->first[no] - 1];
+}
+
+bool durview_exists(const durview *dv, uint64_t no) {
+    const durview_ent *e = oldest(dv, no);
+    return !e || !e->created;
+}
+
+const order *durview_order(const durview *dv, orders *o, uint64_t no, order *tmp) {
+    const order *ord = orders_get(o, no);
+    if (!ord) return NULL;
+    const durview_ent *e = oldest(dv, no);
+    if (!e) return ord;
+    if (e->created) return NULL;
+    *tmp = *ord;
+    snap_put(tmp, &e->s);
+    return tmp;
+}
+
+const order *durview_live_on_account(const durview *dv, orders *o, const char *bank,
+                                     const char *account, int64_t now_ms, order *tmp) {
+    const order *ord = orders_latest_on_account(o, bank, account);
+    /* Orders created on the account since the last durable record do not exist yet: the
+     * one before them (possibly released or expired since, durably or not) is the answer. */
+    for (const durview_ent *e; ord && (e = oldest(dv, ord->no)) && e->created;)
+        ord = e->prev_on_account ? orders_get(o, e->prev_on_account) : NULL;
+    if (!ord) return NULL;
+    const order *v = durview_order(dv, o, ord->no, tmp);
+    return v && order_is_live(v, now_ms) ? v : NULL;
+}
