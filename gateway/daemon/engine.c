@@ -476,9 +476,12 @@ void engine_tick(gateway *gw) {
     while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) commit_state(gw, no, ST_EXPIRED);
     while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms))) {
         order *ord = &gw->o.v[no];
-        if (ord->state == ST_SENT) {
-            LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms, OVERDUE", no, ord->bank,
-                 (long long)gw->o.bank_deadline_ms);
+        if (ord->state == ST_ACCEPTED || ord->state == ST_SENT) {
+            /* Not yet delivered counts too: the plugin keeps retrying what it holds, and the
+             * agent must see that the bank does not have it in time. */
+            LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms%s, OVERDUE", no, ord->bank,
+                 (long long)gw->o.bank_deadline_ms,
+                 ord->state == ST_ACCEPTED ? " (not yet delivered to the bank)" : "");
             commit_state(gw, no, ST_OVERDUE);
         }
         /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
