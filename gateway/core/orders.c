@@ -452,6 +452,7 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
         if (add_request(o, r, REQ_RELEASE, ord->no, lsn, err, errcap)) return -1;
         set_state(o, ord, ST_RELEASED, r->ts_ms);
         if (r->reason.len && !ord->reason_off) ord->reason_off = sp_put(o, r->reason);
+        if (r->doc.len) ord->release_doc_off = sp_put(o, r->doc);
         ord->last_lsn = lsn;
         return 0;
     case REC_EXTEND:

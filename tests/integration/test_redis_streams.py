@@ -731,6 +731,10 @@ class RedisOutage(RedisCase):
 
 
 class GatewayKill(RedisCase):
+    # Undelivered orders go OVERDUE past the deadline (delivered or not): keep them ACCEPTED
+    # for the length of this test, however slow the restart.
+    GATEWAY = {"bank_deadline_ms": "60000"}
+
     def test_kill9_with_undelivered_instructions(self):
         t = tag()
         gw = self.gw
