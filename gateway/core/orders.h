@@ -55,6 +55,7 @@ typedef struct order {
     int64_t resend_at_ms; /* ACCEPTED/SENT: bank deadline; OVERDUE: next re-send (not journaled) */
     uint16_t ncases;
     uint8_t kind, state, answer_state, onward_count, attempts;
+    bool in_plugin; /* taken by a queueing plugin, delivery not yet confirmed (not journaled) */
     char bank[BANK_LEN_MAX + 1];
     char account[ACCOUNT_LEN_MAX + 1];
     char currency[4];

@@ -380,6 +380,7 @@ void engine_on_delivered(gateway *gw, plugin_inst *p, uint64_t instruction_id) {
     p->delivered++;
     if (instruction_id & RELEASE_INSTR_BIT) return;
     order *ord = orders_get(&gw->o, instruction_id);
+    if (ord) ord->in_plugin = false;
     /* A re-send of an order already SENT (or answered) changes nothing. */
     if (ord && ord->state == ST_ACCEPTED && journal_room(gw)) commit_state(gw, ord->no, ST_SENT);
 }
@@ -482,6 +483,7 @@ static int send_one(gateway *gw, const outbox_ent *e) {
         p->submitted++;
         p->next_poll_us = 0;
         if (ord->attempts < 255) ord->attempts++;
+        if (e->kind != SG_INSTR_RELEASE) ord->in_plugin = true;
         return 0;
     }
     p->submitted++;
@@ -515,6 +517,28 @@ bool engine_room(gateway *gw) {
     return journal_has_room(&gw->j, SG_POLL_RESULTS_MAX * RESULT_RECORD_BYTES);
 }
 
+/* An order's bank deadline, or its next re-send time, has come. */
+static void overdue_one(gateway *gw, order *ord) {
+    if (ord->state == ST_ACCEPTED || ord->state == ST_SENT) {
+        /* Not yet delivered counts too: the agent must see that the bank does not have it in
+         * time, whatever the reason (Redis down or refusing writes). */
+        LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms%s, OVERDUE", ord->no, ord->bank,
+             (long long)gw->o.bank_deadline_ms, ord->state == ST_ACCEPTED ? " (not yet delivered to the bank)" : "");
+        commit_state(gw, ord->no, ST_OVERDUE);
+    }
+    /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
+     * RESEND_BACKOFF_MAX_MS; the bank dedupes, its first answer settles the order. Not before
+     * the order's newest record is durable (it can go OVERDUE while its own record still
+     * waits for a full disk, and the bank must never hear of an order the journal could
+     * forget). Not while a plugin still holds it undelivered: a plugin never drops what it
+     * took (docs/plugins.md), and a second copy would only queue behind the first and slow
+     * the catch-up when the bank side returns. */
+    if (!ord->in_plugin)
+        outbox_push(gw, ord->last_lsn, ord->no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+    int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
+    orders_schedule_resend(&gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
+}
+
 void engine_tick(gateway *gw) {
     uint32_t no;
     if (gw->cascade_retry_len && journal_room(gw)) {
@@ -523,25 +547,7 @@ void engine_tick(gateway *gw) {
         for (uint32_t i = 0; i < n; i++) engine_cascade(gw, gw->cascade_retry[i]);
     }
     while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) commit_state(gw, no, ST_EXPIRED);
-    while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms))) {
-        order *ord = &gw->o.v[no];
-        if (ord->state == ST_ACCEPTED || ord->state == ST_SENT) {
-            /* Not yet delivered counts too: the plugin keeps retrying what it holds, and the
-             * agent must see that the bank does not have it in time. */
-            LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms%s, OVERDUE", no, ord->bank,
-                 (long long)gw->o.bank_deadline_ms,
-                 ord->state == ST_ACCEPTED ? " (not yet delivered to the bank)" : "");
-            commit_state(gw, no, ST_OVERDUE);
-        }
-        /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
-         * RESEND_BACKOFF_MAX_MS. The bank dedupes; its first answer settles the order. */
-        /* Not before the order's newest record is durable: an order can now go OVERDUE while
-         * its own record still waits for the disk (a full disk), and the bank must never hear
-         * of an order the journal could forget. */
-        outbox_push(gw, ord->last_lsn, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
-        int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
-        orders_schedule_resend(&gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
-    }
+    while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms))) overdue_one(gw, &gw->o.v[no]);
     outbox_drain(gw);
 }
 
