@@ -536,11 +536,13 @@ static cfg_plugin *plugin_named(config *c, const char *name) {
 int config_finish(config *c, char *err, size_t errcap) {
     /* A default lifetime past the maximum would refuse every order that gives no TTL. */
     if (c->stop_ttl_s > c->stop_ttl_max_s || c->freeze_ttl_s > c->freeze_ttl_max_s) {
-        snprintf(err, errcap, "%s: [gateway] %s = %lld is past %s = %lld", c->path[0] ? c->path : "defaults",
+        snprintf(err, errcap, "%s: [gateway] %s = %lld is past %s = %lld",
+                 c->path[0] ? c->path : "defaults",
                  c->stop_ttl_s > c->stop_ttl_max_s ? "stop_ttl" : "freeze_ttl",
                  (long long)(c->stop_ttl_s > c->stop_ttl_max_s ? c->stop_ttl_s : c->freeze_ttl_s),
                  c->stop_ttl_s > c->stop_ttl_max_s ? "stop_ttl_max" : "freeze_ttl_max",
-                 (long long)(c->stop_ttl_s > c->stop_ttl_max_s ? c->stop_ttl_max_s : c->freeze_ttl_max_s));
+                 (long long)(c->stop_ttl_s > c->stop_ttl_max_s ? c->stop_ttl_max_s
+                                                               : c->freeze_ttl_max_s));
         return -1;
     }
     bool has_default = false;

@@ -486,7 +486,8 @@ uint32_t orders_next_overdue(orders *o, int64_t now_ms) {
         order *ord = &o->v[e.no];
         /* ACCEPTED/SENT: the deadline passed; OVERDUE: time to ask again. Stale entries
          * (answered, released, rescheduled) are skipped. */
-        bool waiting = ord->state == ST_ACCEPTED || ord->state == ST_SENT || ord->state == ST_OVERDUE;
+        bool waiting =
+            ord->state == ST_ACCEPTED || ord->state == ST_SENT || ord->state == ST_OVERDUE;
         if (waiting && ord->resend_at_ms == e.t_ms) return e.no;
     }
     return 0;

@@ -305,7 +305,8 @@ static const char *ts_keys[ST__COUNT] = {
 static void w_status(gateway *gw, client *c, const order *ord) {
     buf *b = &c->out;
     orders *o = &gw->o;
-    size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0) + (ord->release_doc_off ? 1 : 0);
+    size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0) +
+               (ord->release_doc_off ? 1 : 0);
     for (int s = 0; s < ST__COUNT; s++)
         if (ts_keys[s] && ord->at_ms[s]) n++;
     resp_w_map(b, c->proto, n);

@@ -117,7 +117,8 @@ static bool ttl_allowed(gateway *gw, uint8_t kind, int64_t ttl_s, engine_answer 
     int64_t max_s = kind == KIND_FREEZE ? gw->cfg.freeze_ttl_max_s : gw->cfg.stop_ttl_max_s;
     if (ttl_s <= max_s) return true;
     a->code = "ERR SYNTAX";
-    snprintf(a->why, sizeof a->why, "TTL %lld s is past the %s maximum of %lld s ([gateway] %s); nothing was changed",
+    snprintf(a->why, sizeof a->why,
+             "TTL %lld s is past the %s maximum of %lld s ([gateway] %s); nothing was changed",
              (long long)ttl_s, order_kind_name(kind), (long long)max_s,
              kind == KIND_FREEZE ? "freeze_ttl_max" : "stop_ttl_max");
     return false;
@@ -266,12 +267,15 @@ static bool may_undo(const order *ord, uint8_t op, const engine_actor *who, bool
     if (!who->supervisor) {
         a->code = "NOPERM";
         if (strcmp(ord->agent, who->name) != 0)
-            snprintf(a->why, sizeof a->why, "order %s was given by %s: an agent may %s only its own orders", id,
+            snprintf(a->why, sizeof a->why,
+                     "order %s was given by %s: an agent may %s only its own orders", id,
                      ord->agent, verb);
         else if (ord->state == ST_HELD)
-            snprintf(a->why, sizeof a->why, "order %s is HELD: only a supervisor may %s or CONFIRM it", id, verb);
+            snprintf(a->why, sizeof a->why,
+                     "order %s is HELD: only a supervisor may %s or CONFIRM it", id, verb);
         else if (freeze_release)
-            snprintf(a->why, sizeof a->why, "order %s is a judicial FREEZE: only a supervisor may release it (DOC)", id);
+            snprintf(a->why, sizeof a->why,
+                     "order %s is a judicial FREEZE: only a supervisor may release it (DOC)", id);
         else
             a->code = NULL;
         return a->code == NULL;
@@ -284,17 +288,24 @@ static bool may_undo(const order *ord, uint8_t op, const engine_actor *who, bool
     return true;
 }
 
-int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_str doc, const engine_actor *who,
-                   engine_answer *a) {
+int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_str doc,
+                   const engine_actor *who, engine_answer *a) {
     memset(a, 0, sizeof *a);
     uint64_t fp = fingerprint_simple(REQ_RELEASE, no, 0, reason);
-    if (doc.len) fp = fp_str(fp, doc); /* without DOC: the fingerprint of journals before DOC existed */
+    if (doc.len)
+        fp = fp_str(fp, doc); /* without DOC: the fingerprint of journals before DOC existed */
     if (!lifecycle_front(gw, rid, REQ_RELEASE, no, fp, a)) return 0;
     if (!may_undo(orders_get(&gw->o, no), REQ_RELEASE, who, doc.len > 0, a)) return 0;
     if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
-    order_rec r = {.type = REC_RELEASE, .order_no = no, .request_id = rid, .fingerprint = fp, .reason = reason,
-                   .doc = doc, .ts_ms = gw->now_ms, .agent = {who->name, (uint32_t)strlen(who->name)}};
+    order_rec r = {.type = REC_RELEASE,
+                   .order_no = no,
+                   .request_id = rid,
+                   .fingerprint = fp,
+                   .reason = reason,
+                   .doc = doc,
+                   .ts_ms = gw->now_ms,
+                   .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
     /* The bank lifts its hold too; its acknowledgement changes nothing here. */
@@ -305,17 +316,23 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_st
     return 0;
 }
 
-int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const engine_actor *who, engine_answer *a) {
+int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const engine_actor *who,
+                  engine_answer *a) {
     memset(a, 0, sizeof *a);
     uint64_t fp = fingerprint_simple(REQ_EXTEND, no, ttl_s, (rec_str){0});
     if (!lifecycle_front(gw, rid, REQ_EXTEND, no, fp, a)) return 0;
     order *ord = orders_get(&gw->o, no);
-    if (!may_undo(ord, REQ_EXTEND, who, false, a) || !ttl_allowed(gw, ord->kind, ttl_s, a)) return 0;
+    if (!may_undo(ord, REQ_EXTEND, who, false, a) || !ttl_allowed(gw, ord->kind, ttl_s, a))
+        return 0;
     if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     int64_t exp = gw->now_ms + ttl_s * 1000;
-    order_rec r = {.type = REC_EXTEND, .order_no = no, .request_id = rid, .fingerprint = fp,
-                   .expires_at_ms = exp > ord->expires_at_ms ? exp : ord->expires_at_ms, .ts_ms = gw->now_ms,
+    order_rec r = {.type = REC_EXTEND,
+                   .order_no = no,
+                   .request_id = rid,
+                   .fingerprint = fp,
+                   .expires_at_ms = exp > ord->expires_at_ms ? exp : ord->expires_at_ms,
+                   .ts_ms = gw->now_ms,
                    .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
@@ -523,7 +540,8 @@ static void overdue_one(gateway *gw, order *ord) {
         /* Not yet delivered counts too: the agent must see that the bank does not have it in
          * time, whatever the reason (Redis down or refusing writes). */
         LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms%s, OVERDUE", ord->no, ord->bank,
-             (long long)gw->o.bank_deadline_ms, ord->state == ST_ACCEPTED ? " (not yet delivered to the bank)" : "");
+             (long long)gw->o.bank_deadline_ms,
+             ord->state == ST_ACCEPTED ? " (not yet delivered to the bank)" : "");
         commit_state(gw, ord->no, ST_OVERDUE);
     }
     /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
@@ -534,9 +552,11 @@ static void overdue_one(gateway *gw, order *ord) {
      * took (docs/plugins.md), and a second copy would only queue behind the first and slow
      * the catch-up when the bank side returns. */
     if (!ord->in_plugin)
-        outbox_push(gw, ord->last_lsn, ord->no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+        outbox_push(gw, ord->last_lsn, ord->no,
+                    ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
     int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
-    orders_schedule_resend(&gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
+    orders_schedule_resend(
+        &gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
 }
 
 void engine_tick(gateway *gw) {
@@ -547,7 +567,8 @@ void engine_tick(gateway *gw) {
         for (uint32_t i = 0; i < n; i++) engine_cascade(gw, gw->cascade_retry[i]);
     }
     while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) commit_state(gw, no, ST_EXPIRED);
-    while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms))) overdue_one(gw, &gw->o.v[no]);
+    while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms)))
+        overdue_one(gw, &gw->o.v[no]);
     outbox_drain(gw);
 }
 

@@ -336,8 +336,8 @@ typedef struct engine_actor {
 } engine_actor;
 int engine_release(gateway *gw, rec_str request_id, uint32_t order_no, rec_str reason, rec_str doc,
                    const engine_actor *who, engine_answer *a);
-int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t ttl_s, const engine_actor *who,
-                  engine_answer *a);
+int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t ttl_s,
+                  const engine_actor *who, engine_answer *a);
 int engine_recover(gateway *gw, char *err, size_t errcap);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);

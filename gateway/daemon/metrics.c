@@ -65,7 +65,8 @@ static void render_plugin_stats(buf *b, plugin_inst *p) {
     size_t n = p->ops->stats(p->state, st, SG_PLUGIN_STATS_MAX);
     assert(n <= SG_PLUGIN_STATS_MAX);
     for (size_t i = 0; i < n; i++)
-        buf_printf(b, "stopgate_plugin_%s{plugin=\"%s\"} %llu\n", st[i].name, p->name, (unsigned long long)st[i].value);
+        buf_printf(b, "stopgate_plugin_%s{plugin=\"%s\"} %llu\n", st[i].name, p->name,
+                   (unsigned long long)st[i].value);
 }
 
 static void render(gateway *gw, buf *b) {

@@ -28,13 +28,13 @@
 extern "C" {
 #endif
 
-#define SG_PLUGIN_ABI_VERSION 3u
+#define SG_PLUGIN_ABI_VERSION  3u
 #define SG_PLUGIN_ENTRY_SYMBOL "sg_plugin_entry"
 #define SG_PLUGIN_ERR_MAX 256 /* bytes of an init error message, NUL included */
 #define SG_ONWARD_MAX 16      /* onward transfers one FUNDS_MOVED result may carry */
 #define SG_POLL_RESULTS_MAX 1024 /* results one poll() may deliver; the rest wait for the next */
 #define SG_SUBMIT_QUEUED 1       /* submit(): accepted, delivery confirmed later by host->delivered */
-#define SG_PLUGIN_STATS_MAX 16   /* counters one stats() call may report */
+#define SG_PLUGIN_STATS_MAX    16      /* counters one stats() call may report */
 
 typedef enum sg_instruction_kind {
     SG_INSTR_STOP = 1,    /* emergency stop-payment */

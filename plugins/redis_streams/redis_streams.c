@@ -44,9 +44,9 @@
 #define RS_BATCH 1024           /* commands pipelined per round trip */
 #define RS_FIELD_MAX 96
 #define RS_ENTRY_ID_MAX 48
-#define RS_BACKOFF_MIN_MS 50     /* first retry after a refusal or a lost connection */
-#define RS_REFUSED_LOG_MS 5000   /* at most one "refused" WARN per this interval */
-#define RS_ERR_TEXT_MAX 128      /* bytes of Redis's error text kept for the log */
+#define RS_BACKOFF_MIN_MS 50   /* first retry after a refusal or a lost connection */
+#define RS_REFUSED_LOG_MS 5000 /* at most one "refused" WARN per this interval */
+#define RS_ERR_TEXT_MAX   128  /* bytes of Redis's error text kept for the log */
 
 typedef struct rs_instr {
     uint64_t id;
@@ -116,10 +116,10 @@ typedef struct rs {
 typedef struct rs_retry {
     int backoff_ms;
     unsigned seed;
-    uint64_t streak;          /* refusals since Redis last accepted a whole round */
-    int64_t streak_start_ms;  /* CLOCK_MONOTONIC */
-    int64_t last_log_ms;      /* 0 = nothing logged in this streak */
-    uint64_t unlogged;        /* refusals since the last log line */
+    uint64_t streak;         /* refusals since Redis last accepted a whole round */
+    int64_t streak_start_ms; /* CLOCK_MONOTONIC */
+    int64_t last_log_ms;     /* 0 = nothing logged in this streak */
+    uint64_t unlogged;       /* refusals since the last log line */
 } rs_retry;
 
 static void wake_loop(rs *s) {
@@ -219,7 +219,11 @@ static int bank_index_locked(rs *s, const char *bank) {
 }
 
 /* Outcome of one pipelined command. */
-enum { RS_NO_REPLY = 0, RS_OK, RS_REFUSED };
+enum {
+    RS_NO_REPLY = 0,
+    RS_OK,
+    RS_REFUSED
+};
 
 /* Move work from the shared queues into the writer's batch, behind what it still holds
  * (held instructions first keeps each bank's order). false when asked to stop. */
@@ -233,23 +237,26 @@ static bool writer_take(rs *s, rs_instr *batch, uint32_t *nbatch, rs_ack *acks, 
         s->q_head = (s->q_head + 1) % RS_QUEUE_MAX;
         s->q_len--;
     }
-    while (!stop && *nacks < RS_BATCH && s->acks_out_len) acks[(*nacks)++] = s->acks_out[--s->acks_out_len];
+    while (!stop && *nacks < RS_BATCH && s->acks_out_len)
+        acks[(*nacks)++] = s->acks_out[--s->acks_out_len];
     s->held = *nbatch;
     pthread_mutex_unlock(&s->mu);
     return !stop;
 }
 
-static void writer_append(rs *s, redisContext *c, const rs_instr *batch, uint32_t nbatch, const rs_ack *acks,
-                          uint32_t nacks) {
+static void writer_append(rs *s, redisContext *c, const rs_instr *batch, uint32_t nbatch,
+                          const rs_ack *acks, uint32_t nacks) {
     for (uint32_t i = 0; i < nbatch; i++) {
         const rs_instr *in = &batch[i];
         char stream[128], id[24];
         stream_name(s, in->bank, "instructions", stream, sizeof stream);
         snprintf(id, sizeof id, "%" PRIu64, in->id);
-        const char *argv[] = {"XADD", stream, "*", "instruction_id", id, "order_id", in->order_id, "kind",
-                              in->kind, "bank", in->bank, "account", in->account, "amount", in->amount,
-                              "currency", in->currency, "case", in->case_id, "reason", in->reason,
-                              "expires_at", in->expires, "parent", in->parent, "attempt", in->attempt};
+        const char *argv[] = {"XADD",     stream,       "*",         "instruction_id", id,
+                              "order_id", in->order_id, "kind",      in->kind,         "bank",
+                              in->bank,   "account",    in->account, "amount",         in->amount,
+                              "currency", in->currency, "case",      in->case_id,      "reason",
+                              in->reason, "expires_at", in->expires, "parent",         in->parent,
+                              "attempt",  in->attempt};
         redisAppendCommandArgv(c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
     }
     for (uint32_t i = 0; i < nacks; i++) {
@@ -271,7 +278,8 @@ static bool writer_collect(redisContext *c, uint32_t n, uint8_t *st, char err[RS
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) return false;
         st[i] = r->type == REDIS_REPLY_ERROR ? RS_REFUSED : RS_OK;
-        if (st[i] == RS_REFUSED && !err[0]) snprintf(err, RS_ERR_TEXT_MAX, "%s", r->str ? r->str : "?");
+        if (st[i] == RS_REFUSED && !err[0])
+            snprintf(err, RS_ERR_TEXT_MAX, "%s", r->str ? r->str : "?");
         freeReplyObject(r);
     }
     return true;
@@ -300,7 +308,8 @@ static uint32_t writer_settle_instrs(rs *s, rs_instr *batch, uint32_t *nbatch, c
     pthread_mutex_lock(&s->mu);
     /* Wait for the loop thread rather than lose a delivery notice. */
     while (!s->stop && s->delivered_len + ndone > RS_QUEUE_MAX) pthread_cond_wait(&s->room, &s->mu);
-    for (uint32_t i = 0; i < ndone && s->delivered_len < RS_QUEUE_MAX; i++) s->delivered[s->delivered_len++] = done[i];
+    for (uint32_t i = 0; i < ndone && s->delivered_len < RS_QUEUE_MAX; i++)
+        s->delivered[s->delivered_len++] = done[i];
     s->xadd_refused += refused;
     s->held = kept;
     pthread_mutex_unlock(&s->mu);
@@ -335,7 +344,8 @@ static void note_refused(rs *s, rs_retry *rt, uint32_t nadd, uint32_t nack, cons
     pthread_mutex_unlock(&s->mu);
     if (rt->last_log_ms && now - rt->last_log_ms < RS_REFUSED_LOG_MS) return;
     tlog(s, SG_LOG_WARN,
-         "redis_streams writer: Redis refused %" PRIu64 " commands (%u XADD, %u XACK this round): %s; "
+         "redis_streams writer: Redis refused %" PRIu64
+         " commands (%u XADD, %u XACK this round): %s; "
          "%u instructions kept, retrying with back-off",
          rt->unlogged, nadd, nack, err, held);
     rt->last_log_ms = now;
@@ -344,7 +354,8 @@ static void note_refused(rs *s, rs_retry *rt, uint32_t nadd, uint32_t nack, cons
 
 static void note_accepted(rs *s, rs_retry *rt) {
     if (rt->streak == 0) return;
-    tlog(s, SG_LOG_INFO, "redis_streams writer: Redis accepts writes again after %" PRIu64 " refusals over %.1f s",
+    tlog(s, SG_LOG_INFO,
+         "redis_streams writer: Redis accepts writes again after %" PRIu64 " refusals over %.1f s",
          rt->streak, (mono_ms() - rt->streak_start_ms) / 1000.0);
     rt->streak = 0;
 }
@@ -421,11 +432,12 @@ static bool parse_result(const redisReply *kv, rs_result *rr) {
 
 /* Redis answered the reader with an error (LOADING after a restart, NOGROUP, ...): say so at
  * most every RS_REFUSED_LOG_MS, and back off instead of asking again at once. */
-static void reader_refused(rs *s, int *backoff, unsigned *seed, int64_t *last_log_ms, const char *what,
-                           const char *err) {
+static void reader_refused(rs *s, int *backoff, unsigned *seed, int64_t *last_log_ms,
+                           const char *what, const char *err) {
     int64_t now = mono_ms();
     if (!*last_log_ms || now - *last_log_ms >= RS_REFUSED_LOG_MS) {
-        tlog(s, SG_LOG_WARN, "redis_streams reader: %s refused: %.120s; retrying with back-off", what, err);
+        tlog(s, SG_LOG_WARN, "redis_streams reader: %s refused: %.120s; retrying with back-off",
+             what, err);
         *last_log_ms = now;
     }
     backoff_wait(s, backoff, seed);
@@ -711,7 +723,8 @@ static int64_t rs_poll(void *state, int64_t now_us) {
         s->res_head = (s->res_head + 1) % RS_RESULTS_MAX;
         s->res_len--;
     }
-    if (nr || nd) pthread_cond_broadcast(&s->room); /* the reader and the writer may wait for room */
+    if (nr || nd)
+        pthread_cond_broadcast(&s->room); /* the reader and the writer may wait for room */
     nlog = s->nlog;
     memcpy(logs, s->logbuf, sizeof logs);
     memcpy(levels, s->loglevel, sizeof levels);
@@ -789,11 +802,16 @@ static size_t rs_stats(void *state, sg_plugin_stat *out, size_t cap) {
     rs *s = state;
     pthread_mutex_lock(&s->mu);
     sg_plugin_stat v[] = {
-        {"xadd_refused_total", "XADDs Redis answered with an error (kept and retried).", s->xadd_refused, true},
-        {"xack_refused_total", "XACKs Redis answered with an error (kept and retried).", s->xack_refused, true},
-        {"retry_rounds_total", "Rounds retried after a refusal, each after a back-off.", s->retry_rounds, true},
-        {"queued", "Instructions taken and not yet confirmed by Redis.", (uint64_t)s->q_len + s->held, false},
-        {"malformed_results_total", "Result entries acknowledged and ignored as malformed.", s->malformed, true},
+        {"xadd_refused_total", "XADDs Redis answered with an error (kept and retried).",
+         s->xadd_refused, true},
+        {"xack_refused_total", "XACKs Redis answered with an error (kept and retried).",
+         s->xack_refused, true},
+        {"retry_rounds_total", "Rounds retried after a refusal, each after a back-off.",
+         s->retry_rounds, true},
+        {"queued", "Instructions taken and not yet confirmed by Redis.",
+         (uint64_t)s->q_len + s->held, false},
+        {"malformed_results_total", "Result entries acknowledged and ignored as malformed.",
+         s->malformed, true},
     };
     pthread_mutex_unlock(&s->mu);
     size_t n = sizeof v / sizeof v[0] < cap ? sizeof v / sizeof v[0] : cap;

@@ -330,7 +330,8 @@ static void test_state_and_overdue(void **state) {
     s = mk_state(2, ST_CONFIRMED, T0 + 300);
     s.frozen_minor = 50000;
     apply_ok(&s, 6);
-    uint32_t a = orders_next_overdue(&g_o, T0 + DEADLINE_MS), b = orders_next_overdue(&g_o, T0 + DEADLINE_MS);
+    uint32_t a = orders_next_overdue(&g_o, T0 + DEADLINE_MS),
+             b = orders_next_overdue(&g_o, T0 + DEADLINE_MS);
     assert_int_equal(a + b, 4);
     assert_true(a == 1 || a == 3);
     assert_int_equal(orders_next_overdue(&g_o, T0 + DEADLINE_MS), 0); /* popped once */
@@ -483,7 +484,8 @@ static void test_extend(void **state) {
     /* live past the old expiry, and the old schedule entry is stale */
     assert_ptr_equal(orders_live_on_account(&g_o, "BANK", "ACCT1", T0 + 2 * HOUR), o);
     assert_int_equal(orders_next_expired(&g_o, T0 + 2 * HOUR), 0);
-    assert_int_equal(orders_next_overdue(&g_o, T0 + 2 * HOUR), 1); /* no bank answer: its deadline */
+    assert_int_equal(orders_next_overdue(&g_o, T0 + 2 * HOUR),
+                     1); /* no bank answer: its deadline */
     assert_true(orders_next_due_ms(&g_o) == T0 + 10 * HOUR);
     assert_int_equal(orders_next_expired(&g_o, T0 + 10 * HOUR), 1);
     apply_bad(&e, 3); /* same request_id */
