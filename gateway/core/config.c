@@ -46,6 +46,8 @@ void config_defaults(config *c) {
     snprintf(c->currency, sizeof c->currency, "CNY");
     c->stop_ttl_s = 172800;
     c->freeze_ttl_s = 15552000;
+    c->stop_ttl_max_s = 2592000;    /* 30 days */
+    c->freeze_ttl_max_s = 31536000; /* 365 days */
     c->bank_deadline_ms = 5000;
     c->max_clients = 10000;
     c->segment_bytes = 64ULL * 1024 * 1024;
@@ -188,6 +190,12 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     } else if (!strcmp(k, "freeze_ttl")) {
         RANGE(1, TTL_S_MAX);
         c->freeze_ttl_s = x;
+    } else if (!strcmp(k, "stop_ttl_max")) {
+        RANGE(1, TTL_S_MAX);
+        c->stop_ttl_max_s = x;
+    } else if (!strcmp(k, "freeze_ttl_max")) {
+        RANGE(1, TTL_S_MAX);
+        c->freeze_ttl_max_s = x;
     } else if (!strcmp(k, "bank_deadline_ms")) {
         RANGE(1, 86400000);
         c->bank_deadline_ms = x;
@@ -605,6 +613,17 @@ static cfg_plugin *plugin_named(config *c, const char *name) {
 }
 
 int config_finish(config *c, char *err, size_t errcap) {
+    /* A default lifetime past the maximum would refuse every order that gives no TTL. */
+    if (c->stop_ttl_s > c->stop_ttl_max_s || c->freeze_ttl_s > c->freeze_ttl_max_s) {
+        snprintf(err, errcap, "%s: [gateway] %s = %lld is past %s = %lld",
+                 c->path[0] ? c->path : "defaults",
+                 c->stop_ttl_s > c->stop_ttl_max_s ? "stop_ttl" : "freeze_ttl",
+                 (long long)(c->stop_ttl_s > c->stop_ttl_max_s ? c->stop_ttl_s : c->freeze_ttl_s),
+                 c->stop_ttl_s > c->stop_ttl_max_s ? "stop_ttl_max" : "freeze_ttl_max",
+                 (long long)(c->stop_ttl_s > c->stop_ttl_max_s ? c->stop_ttl_max_s
+                                                               : c->freeze_ttl_max_s));
+        return -1;
+    }
     bool has_default = false;
     for (uint32_t i = 0; i < c->nroutes; i++) has_default |= c->routes[i].is_default;
     if (c->nroutes == 0 && !has_default) {

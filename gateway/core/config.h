@@ -82,6 +82,7 @@ typedef struct config {
     uint64_t list_capacity; /* slots of the shared-memory list table, a power of two */
     char currency[4];
     int64_t stop_ttl_s, freeze_ttl_s, bank_deadline_ms;
+    int64_t stop_ttl_max_s, freeze_ttl_max_s; /* no TTL or EXTEND past these (SPEC §4.2) */
     bool allow_anonymous_check;
     uint32_t max_clients;
     uint64_t segment_bytes;

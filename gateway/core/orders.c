@@ -325,6 +325,15 @@ static void set_state(orders *o, order *ord, uint8_t st, int64_t ts) {
     if (!ord->at_ms[st]) ord->at_ms[st] = ts;
 }
 
+/* The bank's deadline runs from the moment the order is due to the bank (accepted, or
+ * confirmed by a supervisor), not from its delivery: an instruction a plugin cannot hand
+ * over (Redis down or refusing writes) must go OVERDUE too. A function of journaled times
+ * only, so replay schedules the same deadline. */
+static int schedule_deadline(orders *o, order *ord, int64_t from_ms) {
+    ord->resend_at_ms = from_ms + o->bank_deadline_ms;
+    return sched_push(&o->overdue, ord->resend_at_ms, ord->no);
+}
+
 static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
     if (r->order_no != (uint64_t)o->n + 1 || o->n >= o->max_orders) {
         snprintf(err, errcap, "order number %llu out of sequence (have %u)", (unsigned long long)r->order_no, o->n);
@@ -388,6 +397,10 @@ static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, s
         snprintf(err, errcap, "out of memory (expiry schedule)");
         return -1;
     }
+    if (ord->state == ST_ACCEPTED && schedule_deadline(o, ord, r->ts_ms)) {
+        snprintf(err, errcap, "out of memory (overdue schedule)");
+        return -1;
+    }
     return 0;
 }
 
@@ -423,10 +436,6 @@ static int apply_state(orders *o, order *ord, const order_rec *r, uint64_t lsn, 
             ord->onward_count = (uint8_t)r->onward_count;
         }
     }
-    if (r->state == ST_SENT && sched_push(&o->overdue, r->ts_ms + o->bank_deadline_ms, ord->no)) {
-        snprintf(err, errcap, "out of memory (overdue schedule)");
-        return -1;
-    }
     ord->last_lsn = lsn;
     return 0;
 }
@@ -446,6 +455,7 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
         if (add_request(o, r, REQ_RELEASE, ord->no, lsn, err, errcap)) return -1;
         set_state(o, ord, ST_RELEASED, r->ts_ms);
         if (r->reason.len && !ord->reason_off) ord->reason_off = sp_put(o, r->reason);
+        if (r->doc.len) ord->release_doc_off = sp_put(o, r->doc);
         ord->last_lsn = lsn;
         return 0;
     case REC_EXTEND:
@@ -456,7 +466,7 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
     case REC_CONFIRM:
         set_state(o, ord, ST_ACCEPTED, r->ts_ms);
         ord->last_lsn = lsn;
-        return 0;
+        return schedule_deadline(o, ord, r->ts_ms);
     default: snprintf(err, errcap, "unknown record type %u", r->type); return -1;
     }
 }
@@ -477,8 +487,11 @@ uint32_t orders_next_overdue(orders *o, int64_t now_ms) {
     while (o->overdue.n && o->overdue.v[0].t_ms <= now_ms) {
         sched_ent e = sched_pop(&o->overdue);
         order *ord = &o->v[e.no];
-        if (ord->state == ST_SENT && ord->at_ms[ST_SENT] + o->bank_deadline_ms == e.t_ms) return e.no;
-        if (ord->state == ST_OVERDUE && ord->resend_at_ms == e.t_ms) return e.no; /* time to ask again */
+        /* ACCEPTED/SENT: the deadline passed; OVERDUE: time to ask again. Stale entries
+         * (answered, released, rescheduled) are skipped. */
+        bool waiting =
+            ord->state == ST_ACCEPTED || ord->state == ST_SENT || ord->state == ST_OVERDUE;
+        if (waiting && ord->resend_at_ms == e.t_ms) return e.no;
     }
     return 0;
 }

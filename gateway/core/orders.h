@@ -51,9 +51,11 @@ typedef struct order {
     uint32_t request_idx;
     uint32_t reason_off, order_reason_off, note_off, doc_off, onward_off; /* strpool, 0 = none */
     uint32_t lists_off; /* comma-separated lists the account was on when ordered */
-    int64_t resend_at_ms; /* OVERDUE: when the instruction is sent again (not journaled) */
+    uint32_t release_doc_off; /* legal reference a supervisor gave to RELEASE a FREEZE, 0 = none */
+    int64_t resend_at_ms; /* ACCEPTED/SENT: bank deadline; OVERDUE: next re-send (not journaled) */
     uint16_t ncases;
     uint8_t kind, state, answer_state, onward_count, attempts;
+    bool in_plugin; /* taken by a queueing plugin, delivery not yet confirmed (not journaled) */
     char bank[BANK_LEN_MAX + 1];
     char account[ACCOUNT_LEN_MAX + 1];
     char currency[4];

@@ -230,13 +230,20 @@ static bool parse_rid(gateway *gw, client *c, const resp_arg *a) {
     return false;
 }
 
+/* Who the engine sees asking (SPEC §4.2): a role that may CONFIRM acts as a supervisor. */
+static engine_actor actor_of(const client *c) {
+    return (engine_actor){.name = c->agent ? c->agent->name : "anonymous",
+                          .supervisor = c->agent && (role_perms(c->agent->role) & PERM_CONFIRM)};
+}
+
+/* RELEASE <request_id> <order_id> [REASON code] [DOC legal_ref] */
 static int cmd_release(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
-    opt o[] = {{"REASON"}};
+    opt o[] = {{"REASON"}, {"DOC"}};
     char why[160];
     const char *e;
     uint32_t no;
     if (!parse_rid(gw, c, &cmd->argv[1])) return 1;
-    if ((e = parse_opts(cmd, 3, o, 1, why, sizeof why))) {
+    if ((e = parse_opts(cmd, 3, o, 2, why, sizeof why))) {
         reply_err(gw, c, "ERR SYNTAX", "%s", e);
         return 1;
     }
@@ -244,10 +251,15 @@ static int cmd_release(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         reply_err(gw, c, "ERR SYNTAX", "REASON must be a code of 1-64 printable characters");
         return 1;
     }
+    if (o[1].set && !field_ident_ok(o[1].val.p, o[1].val.len, DOC_LEN_MAX)) {
+        reply_err(gw, c, "ERR SYNTAX", "DOC must be 1-128 printable characters without spaces");
+        return 1;
+    }
     if (!parse_order_id(gw, c, &cmd->argv[2], &no)) return 1;
     engine_answer a;
+    engine_actor who = actor_of(c);
     if (engine_release(gw, as_str(cmd->argv[1]), no, o[0].set ? as_str(o[0].val) : (rec_str){0},
-                       c->agent ? c->agent->name : "anonymous", &a) == -EAGAIN)
+                       o[1].set ? as_str(o[1].val) : (rec_str){0}, &who, &a) == -EAGAIN)
         return 0;
     if (a.code) reply_err(gw, c, a.code, "%s", a.why);
     else w_answer(gw, c, &a, t_ns);
@@ -271,8 +283,8 @@ static int cmd_extend(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     }
     if (!parse_order_id(gw, c, &cmd->argv[2], &no)) return 1;
     engine_answer a;
-    if (engine_extend(gw, as_str(cmd->argv[1]), no, ttl, c->agent ? c->agent->name : "anonymous", &a) == -EAGAIN)
-        return 0;
+    engine_actor who = actor_of(c);
+    if (engine_extend(gw, as_str(cmd->argv[1]), no, ttl, &who, &a) == -EAGAIN) return 0;
     if (a.code) reply_err(gw, c, a.code, "%s", a.why);
     else w_answer(gw, c, &a, t_ns);
     return 1;
@@ -293,7 +305,8 @@ static const char *ts_keys[ST__COUNT] = {
 static void w_status(gateway *gw, client *c, const order *ord, bool live) {
     buf *b = &c->out;
     orders *o = &gw->o;
-    size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0);
+    size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0) +
+               (ord->release_doc_off ? 1 : 0);
     for (int s = 0; s < ST__COUNT; s++)
         if (ts_keys[s] && ord->at_ms[s]) n++;
     resp_w_map(b, c->proto, n);
@@ -329,6 +342,7 @@ static void w_status(gateway *gw, client *c, const order *ord, bool live) {
     w_opt_str(b, c->proto, "reason", orders_str(o, ord->reason_off));
     w_opt_str(b, c->proto, "order_reason", orders_str(o, ord->order_reason_off));
     w_opt_str(b, c->proto, "doc", orders_str(o, ord->doc_off));
+    if (ord->release_doc_off) resp_w_kv_str(b, "release_doc", orders_str(o, ord->release_doc_off));
     w_opt_str(b, c->proto, "note", orders_str(o, ord->note_off));
     resp_w_kv_int(b, "expires_at", ord->expires_at_ms);
     if (ord->onward_count) {
@@ -860,7 +874,7 @@ static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 static const cmd_def commands[] = {
     {"STOP", cmd_stop, PERM_ORDER, 8, RESP_ARGS_MAX},
     {"FREEZE", cmd_freeze, PERM_ORDER, 10, RESP_ARGS_MAX},
-    {"RELEASE", cmd_release, PERM_ORDER, 3, 5},
+    {"RELEASE", cmd_release, PERM_ORDER, 3, 7},
     {"EXTEND", cmd_extend, PERM_ORDER, 5, 5},
     {"CONFIRM", cmd_confirm, PERM_CONFIRM, 2, 2},
     {"STATUS", cmd_status, PERM_STATUS, 2, 2},

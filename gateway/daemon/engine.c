@@ -113,6 +113,21 @@ static int64_t ttl_ms_for(gateway *gw, uint8_t kind, int64_t ttl_s) {
     return ttl_s * 1000;
 }
 
+/* SPEC §4.2: no order lives past its kind's maximum TTL from now - a STOP/FREEZE's TTL and
+ * an EXTEND alike. Refused (not cut down) so that the agent knows the lifetime it asked for
+ * was not granted; false with a filled. A pure function of the request and the config,
+ * checked before anything is journaled. */
+static bool ttl_allowed(gateway *gw, uint8_t kind, int64_t ttl_s, engine_answer *a) {
+    int64_t max_s = kind == KIND_FREEZE ? gw->cfg.freeze_ttl_max_s : gw->cfg.stop_ttl_max_s;
+    if (ttl_s <= max_s) return true;
+    a->code = "ERR SYNTAX";
+    snprintf(a->why, sizeof a->why,
+             "TTL %lld s is past the %s maximum of %lld s ([gateway] %s); nothing was changed",
+             (long long)ttl_s, order_kind_name(kind), (long long)max_s,
+             kind == KIND_FREEZE ? "freeze_ttl_max" : "stop_ttl_max");
+    return false;
+}
+
 int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     memset(a, 0, sizeof *a);
     orders *o = &gw->o;
@@ -132,6 +147,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
         refuse(a, "ERR UNKNOWNBANK", "no route for bank %s (add a [route] or [route default])", rq->bank);
         return 0;
     }
+    if (!ttl_allowed(gw, rq->kind, rq->ttl_s, a)) return 0;
     if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     int64_t now = gw->now_ms;
@@ -243,14 +259,57 @@ static bool lifecycle_front(gateway *gw, rec_str rid, uint8_t op, uint32_t no, u
     return true;
 }
 
-int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, const char *agent, engine_answer *a) {
+/* SPEC §4.2, who may undo what. Checked after idempotency (a retry gets its original answer)
+ * and before anything is journaled: a refused request leaves no record, so replay makes
+ * exactly the decisions that were made. false with a filled. */
+static bool may_undo(const order *ord, uint8_t op, const engine_actor *who, bool has_doc,
+                     engine_answer *a) {
+    char id[32];
+    order_id_format(id, sizeof id, ord->no);
+    const char *verb = op == REQ_RELEASE ? "RELEASE" : "EXTEND";
+    bool freeze_release = op == REQ_RELEASE && ord->kind == KIND_FREEZE;
+    if (!who->supervisor) {
+        a->code = "NOPERM";
+        if (strcmp(ord->agent, who->name) != 0)
+            snprintf(a->why, sizeof a->why,
+                     "order %s was given by %s: an agent may %s only its own orders", id,
+                     ord->agent, verb);
+        else if (ord->state == ST_HELD)
+            snprintf(a->why, sizeof a->why,
+                     "order %s is HELD: only a supervisor may %s or CONFIRM it", id, verb);
+        else if (freeze_release)
+            snprintf(a->why, sizeof a->why,
+                     "order %s is a judicial FREEZE: only a supervisor may release it (DOC)", id);
+        else
+            a->code = NULL;
+        return a->code == NULL;
+    }
+    if (freeze_release && !has_doc) {
+        a->code = "ERR SYNTAX";
+        snprintf(a->why, sizeof a->why, "RELEASE of judicial FREEZE %s needs DOC <legal_ref>", id);
+        return false;
+    }
+    return true;
+}
+
+int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_str doc,
+                   const engine_actor *who, engine_answer *a) {
     memset(a, 0, sizeof *a);
     uint64_t fp = fingerprint_simple(REQ_RELEASE, no, 0, reason);
+    if (doc.len)
+        fp = fp_str(fp, doc); /* without DOC: the fingerprint of journals before DOC existed */
     if (!lifecycle_front(gw, rid, REQ_RELEASE, no, fp, a)) return 0;
+    if (!may_undo(orders_get(&gw->o, no), REQ_RELEASE, who, doc.len > 0, a)) return 0;
     if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
-    order_rec r = {.type = REC_RELEASE, .order_no = no, .request_id = rid, .fingerprint = fp, .reason = reason,
-                   .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
+    order_rec r = {.type = REC_RELEASE,
+                   .order_no = no,
+                   .request_id = rid,
+                   .fingerprint = fp,
+                   .reason = reason,
+                   .doc = doc,
+                   .ts_ms = gw->now_ms,
+                   .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
     /* The bank lifts its hold too; its acknowledgement changes nothing here. */
@@ -261,17 +320,24 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, const 
     return 0;
 }
 
-int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const char *agent, engine_answer *a) {
+int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const engine_actor *who,
+                  engine_answer *a) {
     memset(a, 0, sizeof *a);
     uint64_t fp = fingerprint_simple(REQ_EXTEND, no, ttl_s, (rec_str){0});
     if (!lifecycle_front(gw, rid, REQ_EXTEND, no, fp, a)) return 0;
+    order *ord = orders_get(&gw->o, no);
+    if (!may_undo(ord, REQ_EXTEND, who, false, a) || !ttl_allowed(gw, ord->kind, ttl_s, a))
+        return 0;
     if (engine_journal_failing(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
-    order *ord = orders_get(&gw->o, no);
     int64_t exp = gw->now_ms + ttl_s * 1000;
-    order_rec r = {.type = REC_EXTEND, .order_no = no, .request_id = rid, .fingerprint = fp,
-                   .expires_at_ms = exp > ord->expires_at_ms ? exp : ord->expires_at_ms, .ts_ms = gw->now_ms,
-                   .agent = {agent, (uint32_t)strlen(agent)}};
+    order_rec r = {.type = REC_EXTEND,
+                   .order_no = no,
+                   .request_id = rid,
+                   .fingerprint = fp,
+                   .expires_at_ms = exp > ord->expires_at_ms ? exp : ord->expires_at_ms,
+                   .ts_ms = gw->now_ms,
+                   .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
     a->status = ANS_EXTENDED;
@@ -335,6 +401,7 @@ void engine_on_delivered(gateway *gw, plugin_inst *p, uint64_t instruction_id) {
     p->delivered++;
     if (instruction_id & RELEASE_INSTR_BIT) return;
     order *ord = orders_get(&gw->o, instruction_id);
+    if (ord) ord->in_plugin = false;
     /* A re-send of an order already SENT (or answered) changes nothing. */
     if (ord && ord->state == ST_ACCEPTED && journal_room(gw)) commit_state(gw, ord->no, ST_SENT);
 }
@@ -437,6 +504,7 @@ static int send_one(gateway *gw, const outbox_ent *e) {
         p->submitted++;
         p->next_poll_us = 0;
         if (ord->attempts < 255) ord->attempts++;
+        if (e->kind != SG_INSTR_RELEASE) ord->in_plugin = true;
         return 0;
     }
     p->submitted++;
@@ -476,6 +544,31 @@ bool engine_room(gateway *gw) {
            durview_room(&gw->dv, SG_POLL_RESULTS_MAX);
 }
 
+/* An order's bank deadline, or its next re-send time, has come. */
+static void overdue_one(gateway *gw, order *ord) {
+    if (ord->state == ST_ACCEPTED || ord->state == ST_SENT) {
+        /* Not yet delivered counts too: the agent must see that the bank does not have it in
+         * time, whatever the reason (Redis down or refusing writes). */
+        LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms%s, OVERDUE", ord->no, ord->bank,
+             (long long)gw->o.bank_deadline_ms,
+             ord->state == ST_ACCEPTED ? " (not yet delivered to the bank)" : "");
+        commit_state(gw, ord->no, ST_OVERDUE);
+    }
+    /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
+     * RESEND_BACKOFF_MAX_MS; the bank dedupes, its first answer settles the order. Not before
+     * the order's newest record is durable (it can go OVERDUE while its own record still
+     * waits for a full disk, and the bank must never hear of an order the journal could
+     * forget). Not while a plugin still holds it undelivered: a plugin never drops what it
+     * took (docs/plugins.md), and a second copy would only queue behind the first and slow
+     * the catch-up when the bank side returns. */
+    if (!ord->in_plugin)
+        outbox_push(gw, ord->last_lsn, ord->no,
+                    ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+    int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
+    orders_schedule_resend(
+        &gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
+}
+
 void engine_tick(gateway *gw) {
     uint32_t no;
     if (gw->cascade_retry_len && journal_room(gw)) {
@@ -484,19 +577,8 @@ void engine_tick(gateway *gw) {
         for (uint32_t i = 0; i < n; i++) engine_cascade(gw, gw->cascade_retry[i]);
     }
     while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) commit_state(gw, no, ST_EXPIRED);
-    while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms))) {
-        order *ord = &gw->o.v[no];
-        if (ord->state == ST_SENT) {
-            LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms, OVERDUE", no, ord->bank,
-                 (long long)gw->o.bank_deadline_ms);
-            commit_state(gw, no, ST_OVERDUE);
-        }
-        /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
-         * RESEND_BACKOFF_MAX_MS. The bank dedupes; its first answer settles the order. */
-        outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
-        int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
-        orders_schedule_resend(&gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
-    }
+    while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms)))
+        overdue_one(gw, &gw->o.v[no]);
     outbox_drain(gw);
 }
 

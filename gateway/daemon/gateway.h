@@ -336,10 +336,17 @@ typedef struct engine_answer {
 /* Each returns 0 (answer filled, or code set for a refusal) or -EAGAIN (no journal room:
  * nothing changed, retry after the next durable batch). */
 int engine_order(gateway *gw, const order_req *rq, engine_answer *a);
-int engine_release(gateway *gw, rec_str request_id, uint32_t order_no, rec_str reason, const char *agent,
-                   engine_answer *a);
-int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t ttl_s, const char *agent,
-                  engine_answer *a);
+/* Who asks to undo an order (SPEC §4.2): an agent may RELEASE or EXTEND only the orders it
+ * gave and never a HELD one nor release a judicial FREEZE; a supervisor may act on any
+ * order, a FREEZE's RELEASE with a DOC. */
+typedef struct engine_actor {
+    const char *name;
+    bool supervisor;
+} engine_actor;
+int engine_release(gateway *gw, rec_str request_id, uint32_t order_no, rec_str reason, rec_str doc,
+                   const engine_actor *who, engine_answer *a);
+int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t ttl_s,
+                  const engine_actor *who, engine_answer *a);
 int engine_recover(gateway *gw, char *err, size_t errcap);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);

@@ -56,6 +56,18 @@ static void w_metric(buf *b, const char *type, const char *name, unsigned long l
     buf_printf(b, "# TYPE %s %s\n%s %llu\n", name, type, name, v);
 }
 
+/* A plugin's own counters (e.g. redis_streams: XADDs Redis refused), untyped HELP-less
+ * series so that two instances of one plugin type do not repeat a family's HELP. */
+static void render_plugin_stats(buf *b, plugin_inst *p) {
+    if (!p->ops || !p->ops->stats) return;
+    sg_plugin_stat st[SG_PLUGIN_STATS_MAX];
+    size_t n = p->ops->stats(p->state, st, SG_PLUGIN_STATS_MAX);
+    if (n > SG_PLUGIN_STATS_MAX) n = SG_PLUGIN_STATS_MAX; /* a plugin's bug, not worth a crash */
+    for (size_t i = 0; i < n; i++)
+        buf_printf(b, "stopgate_plugin_%s{plugin=\"%s\"} %llu\n", st[i].name, p->name,
+                   (unsigned long long)st[i].value);
+}
+
 static void render(gateway *gw, buf *b) {
     metrics *m = &gw->m;
     journal_stats *js = &gw->j.stats;
@@ -186,6 +198,7 @@ static void render(gateway *gw, buf *b) {
         plugin_inst *p = &gw->rt.plugins[i];
         buf_printf(b, "stopgate_plugin_submitted_total{plugin=\"%s\"} %llu\n", p->name, (unsigned long long)p->submitted);
         buf_printf(b, "stopgate_plugin_results_total{plugin=\"%s\"} %llu\n", p->name, (unsigned long long)p->results);
+        render_plugin_stats(b, p);
     }
 }
 

@@ -38,7 +38,7 @@ static int usage(const char *msg) {
             "usage: stopctl [-h HOST] [-p PORT] [--agent NAME] [--json] COMMAND ...\n"
             "  stop    --request-id ID --bank B --account A --case C [--amount MINOR] [--ttl S] [--reason CODE] [--note TEXT]\n"
             "  freeze  --request-id ID --bank B --account A --case C --doc REF [--amount MINOR] [--ttl S]\n"
-            "  release --request-id ID ORDER_ID [--reason CODE]\n"
+            "  release --request-id ID ORDER_ID [--reason CODE] [--doc LEGAL_REF]   (a FREEZE: supervisor, --doc)\n"
             "  extend  --request-id ID ORDER_ID --ttl S\n"
             "  confirm ORDER_ID | status ORDER_ID | case CASE | check BANK ACCOUNT | info\n"
             "  list add|del LIST BANK ACCOUNT [--score N] | list load LIST FILE.csv | list info [LIST]\n"
@@ -453,16 +453,20 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "freeze")) return cmd_order(&o, "FREEZE", rest, ra);
     if (!strcmp(cmd, "release") || !strcmp(cmd, "extend")) {
         bool ext = !strcmp(cmd, "extend");
-        flagmap f[] = {{"--request-id", NULL, true}, {ext ? "--ttl" : "--reason", ext ? "TTL" : "REASON", ext}};
+        /* --doc: the legal reference a supervisor gives to release a judicial FREEZE. */
+        flagmap f[] = {{"--request-id", NULL, true},
+                       {ext ? "--ttl" : "--reason", ext ? "TTL" : "REASON", ext},
+                       {"--doc", "DOC"}};
         const char *pos[1];
         int npos;
-        if (parse_flags(rest, ra, f, 2, pos, &npos, 1) != 0 || npos != 1) return usage(NULL);
-        const char *av[6] = {ext ? "EXTEND" : "RELEASE", f[0].value, pos[0]};
+        if (parse_flags(rest, ra, f, ext ? 2 : 3, pos, &npos, 1) != 0 || npos != 1) return usage(NULL);
+        const char *av[8] = {ext ? "EXTEND" : "RELEASE", f[0].value, pos[0]};
         int ac = 3;
-        if (f[1].value) {
-            av[ac++] = f[1].name;
-            av[ac++] = f[1].value;
-        }
+        for (size_t k = 1; k < 3; k++)
+            if (f[k].value) {
+                av[ac++] = f[k].name;
+                av[ac++] = f[k].value;
+            }
         return cmd_simple(&o, ac, av, true);
     }
     if (!strcmp(cmd, "confirm") || !strcmp(cmd, "status") || !strcmp(cmd, "case")) {

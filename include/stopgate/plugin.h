@@ -28,12 +28,13 @@
 extern "C" {
 #endif
 
-#define SG_PLUGIN_ABI_VERSION 2u
+#define SG_PLUGIN_ABI_VERSION  3u
 #define SG_PLUGIN_ENTRY_SYMBOL "sg_plugin_entry"
 #define SG_PLUGIN_ERR_MAX 256 /* bytes of an init error message, NUL included */
 #define SG_ONWARD_MAX 16      /* onward transfers one FUNDS_MOVED result may carry */
 #define SG_POLL_RESULTS_MAX 1024 /* results one poll() may deliver; the rest wait for the next */
 #define SG_SUBMIT_QUEUED 1       /* submit(): accepted, delivery confirmed later by host->delivered */
+#define SG_PLUGIN_STATS_MAX    16      /* counters one stats() call may report */
 
 typedef enum sg_instruction_kind {
     SG_INSTR_STOP = 1,    /* emergency stop-payment */
@@ -90,6 +91,16 @@ typedef struct sg_plugin_kv {
 
 typedef enum sg_log_level { SG_LOG_DEBUG = 0, SG_LOG_INFO = 1, SG_LOG_WARN = 2, SG_LOG_ERROR = 3 } sg_log_level;
 
+/* One counter or gauge of a plugin instance, shown in /metrics as
+ * stopgate_plugin_<name>{plugin="<instance>"}. name is [a-z0-9_]+ ("_total" last for a
+ * counter); name and help are static strings. */
+typedef struct sg_plugin_stat {
+    const char *name;
+    const char *help;
+    uint64_t value;
+    int counter; /* 1: only grows (a counter); 0: a gauge */
+} sg_plugin_stat;
+
 /* What the gateway gives a plugin instance at init. */
 typedef struct sg_host {
     void *ctx; /* pass back as the first argument of every callback */
@@ -124,6 +135,9 @@ typedef struct sg_plugin_ops {
      * polled, or -1 for "only when event_fd is readable or after the next submit". */
     int64_t (*poll)(void *state, int64_t now_us);
     void (*shutdown)(void *state);
+    /* Optional (NULL = none): fill out[0..cap) with the instance's counters, return how
+     * many. Called on the loop thread when /metrics is scraped; must not block for long. */
+    size_t (*stats)(void *state, sg_plugin_stat *out, size_t cap);
 } sg_plugin_ops;
 
 typedef const sg_plugin_ops *(*sg_plugin_entry_fn)(void);

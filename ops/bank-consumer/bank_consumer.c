@@ -240,6 +240,9 @@ int main(int argc, char **argv) {
                     freeReplyObject(r);
                     break; /* stream deleted: reconnect and create the group again */
                 }
+                /* LOADING after a restart and the like: do not spin (nor flood the log). */
+                struct timespec ts = {0, 100 * 1000000L};
+                nanosleep(&ts, NULL);
             }
             freeReplyObject(r);
             if (pending && got == 0) pending = false;

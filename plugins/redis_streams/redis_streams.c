@@ -13,10 +13,13 @@
  * loop thread, which they wake through an eventfd; every host callback happens inside
  * poll(), on the loop thread (the ABI's threading rule).
  *
- * Delivery is at least once: an instruction counts as delivered when its XADD succeeded; a
- * dropped connection re-sends what was not confirmed; a gateway restart re-sends whatever
- * has no answer. Banks dedupe by instruction_id.
+ * Delivery is at least once: an instruction counts as delivered when its XADD succeeded.
+ * Nothing handed to submit() is ever dropped: an XADD that gets no reply (connection lost) or
+ * an error reply (LOADING after a restart, OOM, READONLY, anything) stays in the writer's
+ * batch, in order, and is sent again after a jittered, capped back-off; a gateway restart
+ * re-sends whatever has no answer. Banks dedupe by instruction_id.
  */
+#include <assert.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -41,9 +44,13 @@
 #define RS_BATCH 1024           /* commands pipelined per round trip */
 #define RS_FIELD_MAX 96
 #define RS_ENTRY_ID_MAX 48
+#define RS_BACKOFF_MIN_MS 50   /* first retry after a refusal or a lost connection */
+#define RS_REFUSED_LOG_MS 5000 /* at most one "refused" WARN per this interval */
+#define RS_ERR_TEXT_MAX   128  /* bytes of Redis's error text kept for the log */
 
 typedef struct rs_instr {
     uint64_t id;
+    int bank_idx; /* index into banks[]: refusals hold back later XADDs of the same bank */
     char bank[12], kind[8], order_id[24], account[40], amount[24], currency[4], case_id[72], reason[72],
         expires[24], parent[24], attempt[12];
 } rs_instr;
@@ -100,7 +107,20 @@ typedef struct rs {
     int loglevel[8];
     uint32_t nlog;
     uint64_t malformed;
+    /* writer -> loop thread (stats(), under mu) */
+    uint64_t xadd_refused, xack_refused, retry_rounds;
+    uint32_t held; /* instructions taken from q and not yet confirmed by Redis */
 } rs;
+
+/* Writer-thread only: the back-off and the rate limit of the "refused" log line. */
+typedef struct rs_retry {
+    int backoff_ms;
+    unsigned seed;
+    uint64_t streak;         /* refusals since Redis last accepted a whole round */
+    int64_t streak_start_ms; /* CLOCK_MONOTONIC */
+    int64_t last_log_ms;     /* 0 = nothing logged in this streak */
+    uint64_t unlogged;       /* refusals since the last log line */
+} rs_retry;
 
 static void wake_loop(rs *s) {
     uint64_t one = 1;
@@ -157,17 +177,35 @@ static redisContext *rs_connect(rs *s, const char *who, bool *was_up) {
     return c;
 }
 
-/* Sleep for the back-off, waking early when asked to stop. */
-static void backoff_wait(rs *s, int *ms) {
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep for the back-off, waking early only when asked to stop: a submit() signals `work`
+ * too, and must not turn the back-off into a busy retry against a refusing Redis. The wait
+ * is jittered over [ms/2, ms] so that many gateways do not retry in step; ms doubles up to
+ * reconnect_max_ms. */
+static void backoff_wait(rs *s, int *ms, unsigned *seed) {
+    int half = *ms / 2;
+    int wait_ms = half + (int)(rand_r(seed) % (unsigned)(*ms - half + 1));
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += *ms / 1000;
-    ts.tv_nsec += (long)(*ms % 1000) * 1000000L;
+    ts.tv_sec += wait_ms / 1000;
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&s->mu);
-    if (!s->stop) pthread_cond_timedwait(&s->work, &s->mu, &ts);
+    while (!s->stop && pthread_cond_timedwait(&s->work, &s->mu, &ts) != ETIMEDOUT) {
+    }
     pthread_mutex_unlock(&s->mu);
     *ms = *ms * 2 > s->reconnect_max_ms ? s->reconnect_max_ms : *ms * 2;
+}
+
+static unsigned thread_seed(const rs *s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned)ts.tv_nsec ^ (unsigned)(uintptr_t)s ^ (unsigned)(uintptr_t)&ts;
 }
 
 /* --- the writer: XADD and XACK ------------------------------------------------------------- */
@@ -180,94 +218,194 @@ static int bank_index_locked(rs *s, const char *bank) {
     return s->nbanks++;
 }
 
+/* Outcome of one pipelined command. */
+enum {
+    RS_NO_REPLY = 0,
+    RS_OK,
+    RS_REFUSED
+};
+
+/* Move work from the shared queues into the writer's batch, behind what it still holds
+ * (held instructions first keeps each bank's order). false when asked to stop. */
+static bool writer_take(rs *s, rs_instr *batch, uint32_t *nbatch, rs_ack *acks, uint32_t *nacks) {
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop && *nbatch == 0 && *nacks == 0 && s->q_len == 0 && s->acks_out_len == 0)
+        pthread_cond_wait(&s->work, &s->mu);
+    bool stop = s->stop;
+    while (!stop && *nbatch < RS_BATCH && s->q_len) {
+        batch[(*nbatch)++] = s->q[s->q_head];
+        s->q_head = (s->q_head + 1) % RS_QUEUE_MAX;
+        s->q_len--;
+    }
+    while (!stop && *nacks < RS_BATCH && s->acks_out_len)
+        acks[(*nacks)++] = s->acks_out[--s->acks_out_len];
+    s->held = *nbatch;
+    pthread_mutex_unlock(&s->mu);
+    return !stop;
+}
+
+static void writer_append(rs *s, redisContext *c, const rs_instr *batch, uint32_t nbatch,
+                          const rs_ack *acks, uint32_t nacks) {
+    for (uint32_t i = 0; i < nbatch; i++) {
+        const rs_instr *in = &batch[i];
+        char stream[128], id[24];
+        stream_name(s, in->bank, "instructions", stream, sizeof stream);
+        snprintf(id, sizeof id, "%" PRIu64, in->id);
+        const char *argv[] = {"XADD",     stream,       "*",         "instruction_id", id,
+                              "order_id", in->order_id, "kind",      in->kind,         "bank",
+                              in->bank,   "account",    in->account, "amount",         in->amount,
+                              "currency", in->currency, "case",      in->case_id,      "reason",
+                              in->reason, "expires_at", in->expires, "parent",         in->parent,
+                              "attempt",  in->attempt};
+        redisAppendCommandArgv(c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
+    }
+    for (uint32_t i = 0; i < nacks; i++) {
+        char stream[128];
+        pthread_mutex_lock(&s->mu);
+        stream_name(s, s->banks[acks[i].bank], "results", stream, sizeof stream);
+        pthread_mutex_unlock(&s->mu);
+        const char *argv[] = {"XACK", stream, s->group, acks[i].entry_id};
+        redisAppendCommandArgv(c, 4, argv, NULL);
+    }
+}
+
+/* Read the replies of the round into st[] (XADDs first, then XACKs). Commands after a lost
+ * connection stay RS_NO_REPLY. Returns false when the connection broke; err gets the text of
+ * the first error reply. */
+static bool writer_collect(redisContext *c, uint32_t n, uint8_t *st, char err[RS_ERR_TEXT_MAX]) {
+    for (uint32_t i = 0; i < n; i++) st[i] = RS_NO_REPLY;
+    for (uint32_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) return false;
+        st[i] = r->type == REDIS_REPLY_ERROR ? RS_REFUSED : RS_OK;
+        if (st[i] == RS_REFUSED && !err[0])
+            snprintf(err, RS_ERR_TEXT_MAX, "%s", r->str ? r->str : "?");
+        freeReplyObject(r);
+    }
+    return true;
+}
+
+/* Report the XADDs Redis took, keep the rest in order. Once one XADD of a bank is kept,
+ * every later one of that bank is kept too (even if Redis took it): a RELEASE must never
+ * reach a bank before the STOP it lifts. Returns how many were refused. */
+static uint32_t writer_settle_instrs(rs *s, rs_instr *batch, uint32_t *nbatch, const uint8_t *st) {
+    static __thread bool blocked[RS_BANKS_MAX];
+    uint64_t done[RS_BATCH];
+    uint32_t kept = 0, ndone = 0, refused = 0;
+    memset(blocked, 0, sizeof blocked);
+    for (uint32_t i = 0; i < *nbatch; i++) {
+        int b = batch[i].bank_idx;
+        assert(b >= 0 && b < RS_BANKS_MAX);
+        refused += st[i] == RS_REFUSED;
+        if (st[i] != RS_OK || blocked[b]) {
+            blocked[b] = true;
+            batch[kept++] = batch[i];
+        } else {
+            done[ndone++] = batch[i].id;
+        }
+    }
+    *nbatch = kept;
+    pthread_mutex_lock(&s->mu);
+    /* Wait for the loop thread rather than lose a delivery notice. */
+    while (!s->stop && s->delivered_len + ndone > RS_QUEUE_MAX) pthread_cond_wait(&s->room, &s->mu);
+    for (uint32_t i = 0; i < ndone && s->delivered_len < RS_QUEUE_MAX; i++)
+        s->delivered[s->delivered_len++] = done[i];
+    s->xadd_refused += refused;
+    s->held = kept;
+    pthread_mutex_unlock(&s->mu);
+    if (ndone) wake_loop(s);
+    return refused;
+}
+
+/* Keep the XACKs that did not go through (a missed XACK would only re-deliver the result,
+ * which the gateway ignores, but there is no reason to leave it pending). */
+static uint32_t writer_settle_acks(rs *s, rs_ack *acks, uint32_t *nacks, const uint8_t *st) {
+    uint32_t kept = 0, refused = 0;
+    for (uint32_t i = 0; i < *nacks; i++) {
+        refused += st[i] == RS_REFUSED;
+        if (st[i] != RS_OK) acks[kept++] = acks[i];
+    }
+    *nacks = kept;
+    pthread_mutex_lock(&s->mu);
+    s->xack_refused += refused;
+    pthread_mutex_unlock(&s->mu);
+    return refused;
+}
+
+/* One log line per RS_REFUSED_LOG_MS while Redis refuses, with its error text. */
+static void note_refused(rs *s, rs_retry *rt, uint32_t nadd, uint32_t nack, const char *err) {
+    int64_t now = mono_ms();
+    if (rt->streak == 0) rt->streak_start_ms = now, rt->last_log_ms = 0;
+    rt->streak += nadd + nack;
+    rt->unlogged += nadd + nack;
+    pthread_mutex_lock(&s->mu);
+    s->retry_rounds++;
+    uint32_t held = s->held;
+    pthread_mutex_unlock(&s->mu);
+    if (rt->last_log_ms && now - rt->last_log_ms < RS_REFUSED_LOG_MS) return;
+    tlog(s, SG_LOG_WARN,
+         "redis_streams writer: Redis refused %" PRIu64
+         " commands (%u XADD, %u XACK this round): %s; "
+         "%u instructions kept, retrying with back-off",
+         rt->unlogged, nadd, nack, err, held);
+    rt->last_log_ms = now;
+    rt->unlogged = 0;
+}
+
+static void note_accepted(rs *s, rs_retry *rt) {
+    if (rt->streak == 0) return;
+    tlog(s, SG_LOG_INFO,
+         "redis_streams writer: Redis accepts writes again after %" PRIu64 " refusals over %.1f s",
+         rt->streak, (mono_ms() - rt->streak_start_ms) / 1000.0);
+    rt->streak = 0;
+}
+
 static void *writer_main(void *arg) {
     rs *s = arg;
     redisContext *c = NULL;
     bool up = true;
-    int backoff = 50;
+    rs_retry rt = {.backoff_ms = RS_BACKOFF_MIN_MS, .seed = thread_seed(s)};
     rs_instr *batch = calloc(RS_BATCH, sizeof *batch);
     rs_ack *acks = calloc(RS_BATCH, sizeof *acks);
+    uint8_t *st = calloc(2 * RS_BATCH, 1);
     uint32_t nbatch = 0, nacks = 0; /* taken from the queues, not yet confirmed */
-    if (!batch || !acks) {
+    if (!batch || !acks || !st) {
         tlog(s, SG_LOG_ERROR, "redis_streams writer: out of memory");
-        return NULL;
+        goto out;
     }
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (!s->stop && nbatch == 0 && nacks == 0 && s->q_len == 0 && s->acks_out_len == 0)
-            pthread_cond_wait(&s->work, &s->mu);
-        if (s->stop) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        while (nbatch < RS_BATCH && s->q_len) {
-            batch[nbatch++] = s->q[s->q_head];
-            s->q_head = (s->q_head + 1) % RS_QUEUE_MAX;
-            s->q_len--;
-        }
-        while (nacks < RS_BATCH && s->acks_out_len) acks[nacks++] = s->acks_out[--s->acks_out_len];
-        pthread_mutex_unlock(&s->mu);
+    while (writer_take(s, batch, &nbatch, acks, &nacks)) {
         if (!c && !(c = rs_connect(s, "writer", &up))) {
-            backoff_wait(s, &backoff);
+            backoff_wait(s, &rt.backoff_ms, &rt.seed);
             continue;
         }
-        backoff = 50;
-        for (uint32_t i = 0; i < nbatch; i++) {
-            rs_instr *in = &batch[i];
-            char stream[128], id[24];
-            stream_name(s, in->bank, "instructions", stream, sizeof stream);
-            snprintf(id, sizeof id, "%" PRIu64, in->id);
-            const char *argv[] = {"XADD", stream, "*", "instruction_id", id, "order_id", in->order_id, "kind",
-                                  in->kind, "bank", in->bank, "account", in->account, "amount", in->amount,
-                                  "currency", in->currency, "case", in->case_id, "reason", in->reason,
-                                  "expires_at", in->expires, "parent", in->parent, "attempt", in->attempt};
-            redisAppendCommandArgv(c, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
-        }
-        for (uint32_t i = 0; i < nacks; i++) {
-            char stream[128];
-            pthread_mutex_lock(&s->mu);
-            stream_name(s, s->banks[acks[i].bank], "results", stream, sizeof stream);
-            pthread_mutex_unlock(&s->mu);
-            const char *argv[] = {"XACK", stream, s->group, acks[i].entry_id};
-            redisAppendCommandArgv(c, 4, argv, NULL);
-        }
-        uint32_t confirmed = 0;
-        bool broken = false;
-        uint64_t done[RS_BATCH];
-        for (uint32_t i = 0; i < nbatch + nacks; i++) {
-            redisReply *r = NULL;
-            if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                broken = true;
-                break;
-            }
-            bool err = r->type == REDIS_REPLY_ERROR;
-            if (err) tlog(s, SG_LOG_WARN, "redis_streams: %s refused: %s", i < nbatch ? "XADD" : "XACK", r->str);
-            freeReplyObject(r);
-            if (i < nbatch && !err) done[confirmed++] = batch[i].id;
-        }
-        if (confirmed) {
-            pthread_mutex_lock(&s->mu);
-            for (uint32_t i = 0; i < confirmed; i++)
-                if (s->delivered_len < RS_QUEUE_MAX) s->delivered[s->delivered_len++] = done[i];
-            pthread_mutex_unlock(&s->mu);
-            wake_loop(s);
-        }
-        if (broken) {
+        writer_append(s, c, batch, nbatch, acks, nacks);
+        char err[RS_ERR_TEXT_MAX] = "";
+        bool alive = writer_collect(c, nbatch + nacks, st, err);
+        uint32_t nadd = nbatch;
+        uint32_t radd = writer_settle_instrs(s, batch, &nbatch, st);
+        uint32_t rack = writer_settle_acks(s, acks, &nacks, st + nadd);
+        if (!alive) {
             /* Whatever was not confirmed goes again on the next connection (same ids). */
             if (up) tlog(s, SG_LOG_WARN, "redis_streams writer: connection lost (%s); re-sending unconfirmed",
                          c->errstr);
             up = false;
             redisFree(c);
             c = NULL;
-            memmove(batch, batch + confirmed, (nbatch - confirmed) * sizeof *batch);
-            nbatch -= confirmed;
+            continue; /* the reconnect backs off if Redis is still away */
+        }
+        if (radd || rack) {
+            note_refused(s, &rt, radd, rack, err);
+            backoff_wait(s, &rt.backoff_ms, &rt.seed);
             continue;
         }
-        nbatch = nacks = 0;
+        note_accepted(s, &rt);
+        rt.backoff_ms = RS_BACKOFF_MIN_MS;
     }
+out:
     if (c) redisFree(c);
     free(batch);
     free(acks);
+    free(st);
     return NULL;
 }
 
@@ -292,11 +430,26 @@ static bool parse_result(const redisReply *kv, rs_result *rr) {
     return ok;
 }
 
+/* Redis answered the reader with an error (LOADING after a restart, NOGROUP, ...): say so at
+ * most every RS_REFUSED_LOG_MS, and back off instead of asking again at once. */
+static void reader_refused(rs *s, int *backoff, unsigned *seed, int64_t *last_log_ms,
+                           const char *what, const char *err) {
+    int64_t now = mono_ms();
+    if (!*last_log_ms || now - *last_log_ms >= RS_REFUSED_LOG_MS) {
+        tlog(s, SG_LOG_WARN, "redis_streams reader: %s refused: %.120s; retrying with back-off",
+             what, err);
+        *last_log_ms = now;
+    }
+    backoff_wait(s, backoff, seed);
+}
+
 static void *reader_main(void *arg) {
     rs *s = arg;
     redisContext *c = NULL;
     bool up = true;
-    int backoff = 50;
+    int backoff = RS_BACKOFF_MIN_MS;
+    unsigned seed = thread_seed(s);
+    int64_t last_log_ms = 0;
     int grouped = 0;          /* banks[0..grouped) have their consumer group */
     bool pending_pass = true; /* first read after a (re)connect: our own unacknowledged entries */
     for (;;) {
@@ -309,24 +462,28 @@ static void *reader_main(void *arg) {
         if (stop) break;
         if (!c) {
             if (!(c = rs_connect(s, "reader", &up))) {
-                backoff_wait(s, &backoff);
+                backoff_wait(s, &backoff, &seed);
                 continue;
             }
-            backoff = 50;
+            backoff = RS_BACKOFF_MIN_MS;
             grouped = 0;
             pending_pass = true;
         }
+        bool refused = false;
         for (; grouped < nbanks; grouped++) {
             char stream[128];
             stream_name(s, banks[grouped], "results", stream, sizeof stream);
             /* From the start of the stream: results written before we first looked still count. */
             redisReply *r = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", stream, s->group);
             if (!r) break;
-            if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
-                tlog(s, SG_LOG_WARN, "redis_streams: XGROUP CREATE %s: %s", stream, r->str);
+            /* LOADING, OOM...: this bank's group is not there yet; ask again after a back-off. */
+            refused = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0;
+            if (refused) reader_refused(s, &backoff, &seed, &last_log_ms, "XGROUP CREATE", r->str);
             freeReplyObject(r);
+            if (refused) break;
         }
         if (c->err) goto lost;
+        if (refused) continue;
         if (nbanks == 0) {
             /* Nothing to read until the first instruction names a bank. */
             struct timespec ts = {0, 50 * 1000000L};
@@ -394,8 +551,10 @@ static void *reader_main(void *arg) {
                     }
                 }
             } else if (r->type == REDIS_REPLY_ERROR) {
-                tlog(s, SG_LOG_WARN, "redis_streams: XREADGROUP: %s", r->str);
                 if (strstr(r->str, "NOGROUP")) grouped = 0; /* the stream was deleted: create again */
+                reader_refused(s, &backoff, &seed, &last_log_ms, "XREADGROUP", r->str);
+            } else {
+                backoff = RS_BACKOFF_MIN_MS;
             }
             freeReplyObject(r);
             if (got) wake_loop(s);
@@ -446,7 +605,7 @@ static int rs_init(const sg_host *host, const sg_plugin_kv *kv, size_t n, void *
     snprintf(s->consumer, sizeof s->consumer, "stopgated");
     snprintf(s->prefix, sizeof s->prefix, "stopgate");
     s->block_ms = 200;
-    s->reconnect_max_ms = 5000;
+    s->reconnect_max_ms = 1000;
     s->timeout_ms = 2000;
     for (size_t i = 0; i < n; i++) {
         const char *k = kv[i].key, *v = kv[i].value;
@@ -519,9 +678,11 @@ static int rs_submit(void *state, const sg_instruction *in) {
         pthread_mutex_unlock(&s->mu);
         return -ENOSPC; /* more banks than RS_BANKS_MAX behind one instance: the gateway logs it */
     }
+    int bank_idx = bank_index_locked(s, in->bank);
     rs_instr *q = &s->q[(s->q_head + s->q_len) % RS_QUEUE_MAX];
     memset(q, 0, sizeof *q);
     q->id = in->instruction_id;
+    q->bank_idx = bank_idx;
     snprintf(q->bank, sizeof q->bank, "%s", in->bank);
     snprintf(q->kind, sizeof q->kind, "%s",
              in->kind == SG_INSTR_FREEZE ? "FREEZE" : in->kind == SG_INSTR_RELEASE ? "RELEASE" : "STOP");
@@ -562,7 +723,8 @@ static int64_t rs_poll(void *state, int64_t now_us) {
         s->res_head = (s->res_head + 1) % RS_RESULTS_MAX;
         s->res_len--;
     }
-    if (nr) pthread_cond_signal(&s->room);
+    if (nr || nd)
+        pthread_cond_broadcast(&s->room); /* the reader and the writer may wait for room */
     nlog = s->nlog;
     memcpy(logs, s->logbuf, sizeof logs);
     memcpy(levels, s->loglevel, sizeof levels);
@@ -636,6 +798,27 @@ static void rs_free(rs *s) {
 
 static void rs_shutdown(void *state) { rs_free(state); }
 
+static size_t rs_stats(void *state, sg_plugin_stat *out, size_t cap) {
+    rs *s = state;
+    pthread_mutex_lock(&s->mu);
+    sg_plugin_stat v[] = {
+        {"xadd_refused_total", "XADDs Redis answered with an error (kept and retried).",
+         s->xadd_refused, true},
+        {"xack_refused_total", "XACKs Redis answered with an error (kept and retried).",
+         s->xack_refused, true},
+        {"retry_rounds_total", "Rounds retried after a refusal, each after a back-off.",
+         s->retry_rounds, true},
+        {"queued", "Instructions taken and not yet confirmed by Redis.",
+         (uint64_t)s->q_len + s->held, false},
+        {"malformed_results_total", "Result entries acknowledged and ignored as malformed.",
+         s->malformed, true},
+    };
+    pthread_mutex_unlock(&s->mu);
+    size_t n = sizeof v / sizeof v[0] < cap ? sizeof v / sizeof v[0] : cap;
+    memcpy(out, v, n * sizeof *out);
+    return n;
+}
+
 static const sg_plugin_ops rs_ops = {
     .abi_version = SG_PLUGIN_ABI_VERSION,
     .name = "redis_streams",
@@ -644,6 +827,7 @@ static const sg_plugin_ops rs_ops = {
     .event_fd = rs_event_fd,
     .poll = rs_poll,
     .shutdown = rs_shutdown,
+    .stats = rs_stats,
 };
 
 const sg_plugin_ops *sg_plugin_entry(void);

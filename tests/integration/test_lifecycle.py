@@ -163,7 +163,8 @@ class Outcomes(GatewayCase):
         st = self.wait_state(self.c, oid, "OVERDUE", timeout=DEADLINE_MS / 1000 + 5)
         self.check_common(st, oid, t0, "OVERDUE")
         self.assertIn("overdue_at", st)
-        self.assertGreaterEqual(st["overdue_at"], st["sent_at"] + DEADLINE_MS)
+        # The deadline runs from acceptance, delivered or not (docs/protocol.md).
+        self.assertGreaterEqual(st["overdue_at"], st["accepted_at"] + DEADLINE_MS)
         self.assertNotIn("answered_at", st)
         self.assertEqual(st["frozen"], 0)
         # Still a live order: the account screens as FROZEN by it.

@@ -126,13 +126,19 @@ class Stopctl(GatewayCase):
         self.assertEqual(self.ctl("extend", "--request-id", rid, d["order_id"]).returncode, 2)  # --ttl required
         self.assertEqual(self.ctl("extend", d["order_id"], "--ttl", "5").returncode, 2)  # --request-id required
         rrid = self.rid("rel")
-        r = self.js(self.ctl("release", "--request-id", rrid, d["order_id"], "--reason", "COURT_LIFTED",
-                             json_out=True))
+        # A judicial FREEZE: released only by a supervisor, with --doc (SPEC §4.2).
+        p = self.ctl("release", "--request-id", rrid, d["order_id"], "--reason", "COURT_LIFTED", json_out=True)
+        self.assertEqual((p.returncode, self.js(p)["error"]), (1, "NOPERM"))
+        p = self.ctl("release", "--request-id", rrid, d["order_id"], "--reason", "COURT_LIFTED", agent="sam",
+                     json_out=True)
+        self.assertEqual((p.returncode, self.js(p)["error"]), (1, "ERR SYNTAX"))
+        rel = ("release", "--request-id", rrid, d["order_id"], "--reason", "COURT_LIFTED", "--doc", "COURT-1-LIFT")
+        r = self.js(self.ctl(*rel, agent="sam", json_out=True))
         self.assertEqual(r["status"], "RELEASED")
-        r = self.js(self.ctl("release", "--request-id", rrid, d["order_id"], "--reason", "COURT_LIFTED",
-                             json_out=True))
+        r = self.js(self.ctl(*rel, agent="sam", json_out=True))
         self.assertEqual(r["status"], "DUPLICATE")
-        p = self.ctl("release", "--request-id", self.rid(), d["order_id"], json_out=True)
+        self.assertEqual(self.js(self.ctl("status", d["order_id"], json_out=True))["release_doc"], "COURT-1-LIFT")
+        p = self.ctl("release", "--request-id", self.rid(), d["order_id"], "--doc", "X", agent="sam", json_out=True)
         self.assertEqual(p.returncode, 1)
         self.assertEqual(self.js(p)["error"], "ERR STATE")
         self.assertEqual(self.js(self.ctl("status", d["order_id"], json_out=True))["state"], "RELEASED")
