@@ -7,7 +7,7 @@
  * running configuration untouched) when anything is wrong, or when it asks for something only
  * a restart can do (a route to a plugin not loaded, a removed list). Otherwise it applies what
  * can change under a running gateway - agents and their roles, routes to loaded plugins, list
- * declarations (new lists, auto_stop), [cascade], and the [gateway] keys stop_ttl, freeze_ttl,
+ * declarations (new lists, auto_stop), [cascade], and the [gateway] keys stop_ttl, freeze_ttl, stop_ttl_max, freeze_ttl_max,
  * allow_anonymous_check and idle_timeout - and names every other changed key as needing a
  * restart (its running value stays). docs/operations.md "Reload" has the table.
  */
@@ -278,6 +278,8 @@ static void reload_live_keys(gateway *gw, const config *nc) {
     gw->cfg.nroutes = nc->nroutes;
     gw->cfg.stop_ttl_s = nc->stop_ttl_s;
     gw->cfg.freeze_ttl_s = nc->freeze_ttl_s;
+    gw->cfg.stop_ttl_max_s = nc->stop_ttl_max_s;
+    gw->cfg.freeze_ttl_max_s = nc->freeze_ttl_max_s;
     gw->cfg.allow_anonymous_check = nc->allow_anonymous_check;
     gw->cfg.idle_timeout_s = nc->idle_timeout_s;
     gw->cfg.cascade_max_depth = nc->cascade_max_depth;
