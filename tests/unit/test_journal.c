@@ -85,12 +85,16 @@ static void expect_replay(const replay *r, uint64_t from_lsn, uint64_t to_lsn, u
     }
 }
 
+static bool g_truncate_damaged; /* jt_open passes truncate_damaged_tail */
+
 static int jt_open(jt *t, uint64_t seg_bytes, replay *r, journal_recovery *rec, char *err,
                    size_t errcap) {
     t->durable = 0;
     t->durable_calls = 0;
     t->fail_next_write = 0;
-    int rc = journal_open(&t->j, g_dir, seg_bytes, r ? collect : NULL, r, rec, err, errcap);
+    journal_opts o = {.segment_bytes = seg_bytes, .replay = r ? collect : NULL, .ctx = r,
+                      .truncate_damaged_tail = g_truncate_damaged};
+    int rc = journal_open(&t->j, g_dir, &o, rec, err, errcap);
     if (rc != 0) return rc;
     if (!t->ring_up) {
         assert_int_equal(io_uring_queue_init(64, &t->ring, 0), 0);
@@ -238,7 +242,7 @@ static void test_open_empty(void **state) {
     snprintf(nested, sizeof nested, "%s/a/b/journal", g_dir);
     char err[512] = "";
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, nested, SEG_BIG, NULL, NULL, &rec, err, sizeof err), 0);
+    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec, err, sizeof err), 0);
     assert_int_equal(rec.records, 0);
     assert_false(rec.tail_cut);
     assert_int_equal(journal_last_lsn(&g_t.j), 0);
@@ -255,7 +259,7 @@ static void test_open_empty(void **state) {
     assert_true(r.clean);
     free(d);
     /* reopening an empty journal is fine and keeps the one segment */
-    assert_int_equal(journal_open(&g_t.j, nested, SEG_BIG, NULL, NULL, &rec, err, sizeof err), 0);
+    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec, err, sizeof err), 0);
     assert_int_equal(rec.segments, 1);
     assert_int_equal(journal_last_lsn(&g_t.j), 0);
     journal_close(&g_t.j);
@@ -270,7 +274,7 @@ static void test_open_bad_dir(void **state) {
     snprintf(path, sizeof path, "%s/file", g_dir);
     unit_write_file(path, "not a directory");
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, path, SEG_BIG, NULL, NULL, &rec, err, sizeof err), -1);
+    assert_int_equal(journal_open(&g_t.j, path, &(journal_opts){.segment_bytes = SEG_BIG}, &rec, err, sizeof err), -1);
     assert_true(err[0] != 0);
     journal_close(&g_t.j);
 }
@@ -342,13 +346,20 @@ static void test_group_commit(void **state) {
     jt_close(&g_t);
 }
 
+/* n records, each in a batch (a frame) of its own, so the last batch is the last record;
+ * closed without a close record, as a crash after the last fdatasync leaves it. */
 static void write_n_and_close(uint64_t seg_bytes, int n) {
     journal_recovery rec;
     jt_open_ok(&g_t, seg_bytes, NULL, &rec);
-    for (int i = 0; i < n; i++) jt_append(&g_t, 0);
-    jt_sync(&g_t);
+    for (int i = 0; i < n; i++) {
+        jt_append(&g_t, 0);
+        jt_sync(&g_t);
+    }
     jt_close(&g_t);
 }
+
+/* Where the frame holding only the record at rec_off starts. */
+#define FRAME_OF(rec_off) ((rec_off) - sizeof(journal_frame))
 
 static void test_torn_tail_cut(void **state) {
     (void)state;
@@ -366,15 +377,16 @@ static void test_torn_tail_cut(void **state) {
     journal_recovery rec;
     jt_open_ok(&g_t, SEG_BIG, &r, &rec);
     assert_true(rec.tail_cut);
+    assert_false(rec.damage.found);
     assert_int_equal(rec.cut_seq, 1);
-    assert_int_equal(rec.cut_offset, last);
-    assert_int_equal(rec.cut_bytes, (uint64_t)(size - 5) - last);
+    assert_int_equal(rec.cut_offset, FRAME_OF(last));
+    assert_int_equal(rec.cut_bytes, (uint64_t)(size - 5) - FRAME_OF(last));
     assert_true(rec.cut_why[0] != 0);
     assert_int_equal(rec.records, 9);
     expect_replay(&r, 1, 9, 0);
     replay_free(&r);
     assert_int_equal(journal_last_lsn(&g_t.j), 9);
-    assert_int_equal(unit_file_size(path), (off_t)last); /* cut on disk */
+    assert_int_equal(unit_file_size(path), (off_t)FRAME_OF(last)); /* cut on disk */
 
     /* the next record takes lsn 10 and continues the chain */
     jt_append(&g_t, 0);
@@ -400,7 +412,7 @@ static void test_torn_tail_header_only(void **state) {
     journal_recovery rec;
     jt_open_ok(&g_t, SEG_BIG, &r, &rec);
     assert_true(rec.tail_cut);
-    assert_int_equal(rec.cut_offset, last);
+    assert_int_equal(rec.cut_offset, FRAME_OF(last));
     expect_replay(&r, 1, 4, 0);
     replay_free(&r);
     jt_close(&g_t);
@@ -425,10 +437,10 @@ static void test_torn_tail_zeros(void **state) {
     journal_recovery rec;
     jt_open_ok(&g_t, SEG_BIG, &r, &rec);
     assert_true(rec.tail_cut);
-    assert_int_equal(rec.cut_offset, last);
+    assert_int_equal(rec.cut_offset, FRAME_OF(last));
     expect_replay(&r, 1, 7, 0);
     replay_free(&r);
-    assert_int_equal(unit_file_size(path), (off_t)last);
+    assert_int_equal(unit_file_size(path), (off_t)FRAME_OF(last));
     jt_close(&g_t);
 }
 
@@ -439,7 +451,7 @@ static void expect_refused(const char *what_in_err) {
     int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
     replay_free(&r);
     journal_close(&g_t.j);
-    if (rc != -1) fail_msg("journal_open accepted a damaged journal (%s)", what_in_err);
+    if (rc == 0) fail_msg("journal_open accepted a damaged journal (%s)", what_in_err);
     if (!strstr(err, what_in_err)) fail_msg("error '%s' does not mention '%s'", err, what_in_err);
 }
 
@@ -495,7 +507,7 @@ static void test_corrupt_segment_header_refused(void **state) {
     int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
     replay_free(&r);
     journal_close(&g_t.j);
-    if (rc != -1)
+    if (rc != JOURNAL_ERR_DAMAGED)
         fail_msg("a damaged segment header in front of 10 acknowledged records was accepted "
                  "(tail_cut=%d, records=%llu)",
                  rec.tail_cut, (unsigned long long)rec.records);
@@ -751,7 +763,8 @@ static void test_replay_callback_refuses(void **state) {
     write_n_and_close(SEG_BIG, 5);
     char err[512] = "";
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, g_dir, SEG_BIG, refuse_at_3, NULL, &rec, err, sizeof err),
+    assert_int_equal(journal_open(&g_t.j, g_dir, &(journal_opts){.segment_bytes = SEG_BIG, .replay = refuse_at_3}, &rec, err,
+                                  sizeof err),
                      -1);
     assert_true(err[0] != 0);
     journal_close(&g_t.j);
