@@ -770,6 +770,234 @@ static void test_replay_callback_refuses(void **state) {
     journal_close(&g_t.j);
 }
 
+/* --- damage to the last batch vs a torn last write (issue 15 item 8) -------------------- */
+
+#define DMG_RECORDS 10
+#define DMG_LAST_FIRST 8 /* the last batch holds lsn 8..10 */
+#define DMG_SALT 704     /* payloads of lsn 8, 9, 10: 0, 37, 74 bytes - a short last batch keeps
+                          * one journal_open per byte (~10 ms each) within the time budget */
+
+/* Four batches (lsn 1-3, 4-5, 6-7, 8-10), all durable; with seal, a clean shutdown's close
+ * record follows (lsn 11). Returns the segment image; *last_frame: where the last data
+ * batch's frame starts. */
+static uint8_t *write_batches(bool seal, size_t *size, size_t *last_frame) {
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    for (int i = 1; i <= DMG_RECORDS; i++) {
+        jt_append(&g_t, DMG_SALT);
+        if (i == 3 || i == 5 || i == 7 || i == DMG_RECORDS) jt_sync(&g_t);
+    }
+    if (seal) assert_int_equal(journal_seal(&g_t.j, 1700000000000), 0);
+    jt_close(&g_t);
+    record_offsets(1, 1, 0);
+    assert_int_equal(g_offs.n, DMG_RECORDS);
+    *last_frame = FRAME_OF(g_offs.off[DMG_LAST_FIRST - 1]);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    return unit_read_file(path, size);
+}
+
+static void put_image(const uint8_t *img, size_t size) {
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, size), (ssize_t)size);
+    close(fd);
+}
+
+/* The scanner's verdict on an image, as recovery uses it: every record read (clean), damage
+ * (refuse), or torn (cut). A torn verdict on a written-whole batch would lose records. */
+static void scan_expect_not_torn(const uint8_t *img, size_t size, size_t pos, int bit) {
+    journal_chain ch = {.next_lsn = 1};
+    journal_scan_result r;
+    assert_int_equal(journal_scan_segment(img, size, &ch, NULL, NULL, &r), 0);
+    if (r.clean) {
+        if (ch.records != DMG_RECORDS)
+            fail_msg("bit %d of byte %zu: scan clean but %llu records", bit, pos, (unsigned long long)ch.records);
+        return;
+    }
+    if (!r.damaged)
+        fail_msg("bit %d of byte %zu flipped: judged a torn tail (%s) - a written-whole batch would be cut", bit,
+                 pos, r.why);
+    assert_true(r.bad_first_lsn >= DMG_LAST_FIRST);
+}
+
+/* Every bit of the last batch (and of the close record after it, when sealed), through the
+ * scanner: never a torn verdict. */
+static void flip_every_bit(bool seal) {
+    size_t size, last;
+    uint8_t *img = write_batches(seal, &size, &last);
+    for (size_t pos = last; pos < size; pos++)
+        for (int bit = 0; bit < 8; bit++) {
+            img[pos] ^= (uint8_t)(1u << bit);
+            scan_expect_not_torn(img, size, pos, bit);
+            img[pos] ^= (uint8_t)(1u << bit);
+        }
+    free(img);
+}
+
+static void test_flip_every_bit_last_batch(void **state) {
+    (void)state;
+    flip_every_bit(false);
+}
+
+static void test_flip_every_bit_after_close(void **state) {
+    (void)state;
+    flip_every_bit(true);
+}
+
+/* The same through journal_open on real files, one flip per byte (bit pos % 8; every bit
+ * through journal_open costs 8x the time for what the scanner test already covers): it
+ * refuses with JOURNAL_ERR_DAMAGED and the lsn range and leaves the file alone, or replays
+ * every record - never drops one silently. */
+static void open_flip_every_byte(bool seal) {
+    size_t size, last;
+    uint8_t *img = write_batches(seal, &size, &last);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    int refused = 0;
+    for (size_t pos = last; pos < size; pos++) {
+        img[pos] ^= (uint8_t)(1u << (pos % 8));
+        put_image(img, size);
+        replay r = {0};
+        journal_recovery rec;
+        char err[1024] = "";
+        int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
+        if (rc == 0) {
+            if (r.n != DMG_RECORDS) fail_msg("byte %zu flipped: %zu of %d records replayed", pos, r.n, DMG_RECORDS);
+            jt_close(&g_t);
+        } else {
+            if (rc != JOURNAL_ERR_DAMAGED || !strstr(err, "damaged"))
+                fail_msg("byte %zu flipped: rc %d, '%s'", pos, rc, err);
+            assert_true(rec.damage.found);
+            assert_true(rec.damage.tail);
+            assert_int_equal(rec.damage.seq, 1);
+            assert_true(rec.damage.first_lsn >= DMG_LAST_FIRST);
+            if (pos < last + 2 * sizeof(journal_frame)) assert_int_equal(rec.damage.first_lsn, DMG_LAST_FIRST);
+            journal_close(&g_t.j);
+            size_t now;
+            uint8_t *d = unit_read_file(path, &now);
+            assert_int_equal(now, size); /* refusing cuts nothing */
+            assert_memory_equal(d, img, size);
+            free(d);
+            refused++;
+        }
+        replay_free(&r);
+        img[pos] ^= (uint8_t)(1u << (pos % 8));
+    }
+    assert_true(refused > 0);
+    free(img);
+}
+
+static void test_open_flip_every_byte_last_batch(void **state) {
+    (void)state;
+    open_flip_every_byte(false);
+}
+
+static void test_open_flip_every_byte_after_close(void **state) {
+    (void)state;
+    open_flip_every_byte(true);
+}
+
+/* A torn last write - the last batch cut at every offset - is cut, and every record of the
+ * earlier batches is replayed; after a close record, a cut inside the close batch loses
+ * nothing. */
+static void truncate_every_offset(bool seal) {
+    size_t size, last;
+    uint8_t *img = write_batches(seal, &size, &last);
+    size_t close_frame = last;
+    if (seal) {
+        journal_frame f;
+        memcpy(&f, img + last, sizeof f);
+        close_frame = last + f.len;
+    }
+    for (size_t cut = last + 1; cut < size; cut++) {
+        put_image(img, cut);
+        replay r = {0};
+        journal_recovery rec;
+        char err[1024] = "";
+        if (jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err) != 0) fail_msg("cut at %zu: %s", cut, err);
+        bool in_close = seal && cut >= close_frame;
+        size_t want = in_close ? DMG_RECORDS : DMG_LAST_FIRST - 1;
+        if (r.n != want) fail_msg("cut at %zu: %zu records, want %zu", cut, r.n, want);
+        if (cut != close_frame) assert_true(rec.tail_cut);
+        assert_false(rec.damage.found);
+        assert_int_equal(journal_last_lsn(&g_t.j), want);
+        jt_close(&g_t);
+        replay_free(&r);
+    }
+    free(img);
+}
+
+static void test_truncate_every_offset_last_batch(void **state) {
+    (void)state;
+    truncate_every_offset(false);
+}
+
+static void test_truncate_every_offset_close(void **state) {
+    (void)state;
+    truncate_every_offset(true);
+}
+
+/* The operator's way out: --truncate-damaged-tail cuts the damaged batch (and the close
+ * record after it) and says what went; the journal continues after it. */
+static void test_truncate_damaged_tail(void **state) {
+    (void)state;
+    size_t size, last;
+    uint8_t *img = write_batches(true, &size, &last);
+    img[last + sizeof(journal_frame) + 45] ^= 0x04; /* lsn 9's checksum (lsn 8 is 40 bytes) */
+    put_image(img, size);
+    replay r = {0};
+    journal_recovery rec;
+    g_truncate_damaged = true;
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    g_truncate_damaged = false;
+    assert_true(rec.damage.found && rec.damage.tail && rec.damage.cut);
+    assert_int_equal(rec.damage.first_lsn, DMG_LAST_FIRST);
+    assert_int_equal(rec.damage.last_lsn, DMG_RECORDS);
+    assert_int_equal(rec.damage.offset, last);
+    assert_int_equal(rec.damage.readable, 2); /* lsn 8 and 10 still check out */
+    assert_false(rec.clean_shutdown);
+    expect_replay(&r, 1, DMG_LAST_FIRST - 1, DMG_SALT);
+    replay_free(&r);
+    jt_append(&g_t, DMG_SALT);
+    jt_sync(&g_t);
+    assert_int_equal(journal_seal(&g_t.j, 1), 0);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.clean_shutdown);
+    assert_false(rec.damage.found);
+    expect_replay(&r, 1, DMG_LAST_FIRST, DMG_SALT);
+    replay_free(&r);
+    jt_close(&g_t);
+    free(img);
+}
+
+/* Damage followed by valid batches is not a tail: the flag does not cut it. */
+static void test_truncate_flag_keeps_mid_damage(void **state) {
+    (void)state;
+    size_t size, last;
+    uint8_t *img = write_batches(false, &size, &last);
+    record_offsets(1, 1, 0);
+    img[g_offs.off[4] + 41] ^= 0x01; /* lsn 5, in the second of four batches */
+    put_image(img, size);
+    g_truncate_damaged = true;
+    replay r = {0};
+    journal_recovery rec;
+    char err[1024] = "";
+    int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
+    g_truncate_damaged = false;
+    replay_free(&r);
+    journal_close(&g_t.j);
+    assert_int_equal(rc, JOURNAL_ERR_DAMAGED);
+    assert_true(rec.damage.found);
+    assert_false(rec.damage.tail);
+    assert_false(rec.damage.cut);
+    assert_int_equal(rec.damage.first_lsn, 4);
+    free(img);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -791,6 +1019,14 @@ int main(void) {
         T(test_crash_during_roll_batch),
         T(test_write_error_retry),
         T(test_replay_callback_refuses),
+        T(test_flip_every_bit_last_batch),
+        T(test_flip_every_bit_after_close),
+        T(test_open_flip_every_byte_last_batch),
+        T(test_open_flip_every_byte_after_close),
+        T(test_truncate_every_offset_last_batch),
+        T(test_truncate_every_offset_close),
+        T(test_truncate_damaged_tail),
+        T(test_truncate_flag_keeps_mid_damage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
