@@ -154,6 +154,13 @@ static int cut_at(journal *j, int fd, uint64_t seq, uint64_t off, const uint64_t
     return 1;
 }
 
+/* Close records are the journal's own: the caller's replay never sees them. */
+static int replay_data(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
+    const journal_opts *o = ctx;
+    if (type == JOURNAL_REC_CLOSE || !o->replay) return 0;
+    return o->replay(o->ctx, type, lsn, payload, len);
+}
+
 /* Maps segment seq and scans it. 0 with *fd open (and res filled), or -1 with err. */
 static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journal_opts *o, int *fd,
                      journal_scan_result *res, journal_recovery *rec, char *err, size_t errcap) {
@@ -181,7 +188,7 @@ static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journ
         }
         madvise((void *)data, size, MADV_SEQUENTIAL);
     }
-    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, o->replay, o->ctx, res);
+    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, replay_data, (void *)o, res);
     if (rc == 0 && !res->clean && res->damaged) note_damage(data, size, seq, res, !res->valid_after_bad, o, rec);
     if (data) munmap((void *)data, size);
     if (rc != 0) {
@@ -236,10 +243,12 @@ static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n
                      (unsigned long long)d->last_lsn);
         else
             snprintf(range, sizeof range, "lsn %llu and later", (unsigned long long)d->first_lsn);
+        char at[48] = "";
+        if (res.bad_record_offset) snprintf(at, sizeof at, " (record at offset %zu)", res.bad_record_offset);
         snprintf(err, errcap,
-                 "%s/%s offset %zu: %s; %s: damaged %s (%llu records still readable) - refusing to cut "
+                 "%s/%s offset %zu: %s%s; %s: damaged %s (%llu records still readable) - refusing to cut "
                  "records that may have been acknowledged (%s; run `stopctl journal verify %s`)",
-                 j->dir, name, res.bad_offset, res.why,
+                 j->dir, name, res.bad_offset, res.why, at,
                  d->tail ? "the tail was written whole, this is not a torn write"
                          : "valid records follow, so this is not a torn tail",
                  range, (unsigned long long)d->readable,

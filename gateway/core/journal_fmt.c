@@ -105,6 +105,10 @@ static const char *record_check(const uint8_t *data, size_t end, size_t off, con
     return NULL;
 }
 
+bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic, journal_frame *f) {
+    return off <= size && frame_plausible(data, size, off, magic, f);
+}
+
 static void chain_take(journal_chain *chain, const journal_rec_hdr *h) {
     chain->next_lsn++;
     chain->prev_sum = h->sum;
@@ -137,7 +141,7 @@ static int scan_v1(const uint8_t *data, size_t size, journal_chain *chain, journ
             res->valid_after_bad = res->damaged = plausible_from(data, size, off + 8, true);
             return 0;
         }
-        if (fn && h.type != JOURNAL_REC_CLOSE) {
+        if (fn) {
             int rc = fn(ctx, h.type, h.lsn, data + off + sizeof h, h.payload_len);
             if (rc) return rc;
         }
@@ -212,16 +216,18 @@ static void judge_frame(const uint8_t *data, size_t size, size_t off, const jour
 /* Checks every record of the whole frame [off, off + len) against a copy of the chain:
  * the frame is applied all or nothing, so a damaged frame never half-replays. */
 static const char *frame_records_check(const uint8_t *data, size_t off, const journal_frame *fh,
-                                       const journal_chain *chain) {
+                                       const journal_chain *chain, size_t *bad_rec) {
     journal_chain c = *chain;
     size_t end = off + fh->len - sizeof(journal_frame), o = off + sizeof(journal_frame);
     journal_rec_hdr h;
     while (o < end) {
         const char *why = record_check(data, end, o, &c, &h);
+        *bad_rec = o;
         if (why) return why;
         chain_take(&c, &h);
         o += h.len;
     }
+    *bad_rec = 0;
     if (c.next_lsn != fh->last_lsn + 1 || c.prev_sum != fh->last_sum)
         return "frame contents do not match its header (lsn range or checksum)";
     return NULL;
@@ -240,6 +246,7 @@ static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journ
         journal_frame fh = {0}, ft;
         const char *why = NULL;
         bool hdr_ok = false, whole = false;
+        size_t bad_rec = 0;
         if (!frame_plausible(data, size, off, JOURNAL_FRAME_MAGIC, &fh))
             why = size - off < sizeof fh ? "truncated frame header" : "bad frame header (magic or checksum)";
         else if (fh.len % 8 || fh.len < JOURNAL_FRAME_OVERHEAD + sizeof(journal_rec_hdr) ||
@@ -254,16 +261,17 @@ static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journ
                  ft.last_sum != fh.last_sum)
             why = "bad frame trailer (incomplete write or damage)";
         else
-            why = frame_records_check(data, off, &fh, chain), whole = true;
+            why = frame_records_check(data, off, &fh, chain, &bad_rec), whole = true;
         if (why) {
             judge_frame(data, size, off, &fh, hdr_ok, whole, chain, why, res);
+            res->bad_record_offset = bad_rec;
             return 0;
         }
         size_t end = off + fh.len - sizeof ft;
         for (size_t o = off + sizeof fh; o < end;) {
             journal_rec_hdr h;
             memcpy(&h, data + o, sizeof h);
-            if (fn && h.type != JOURNAL_REC_CLOSE) {
+            if (fn) {
                 int rc = fn(ctx, h.type, h.lsn, data + o + sizeof h, h.payload_len);
                 if (rc) return rc;
             }

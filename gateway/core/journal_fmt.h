@@ -110,10 +110,12 @@ typedef struct journal_scan_result {
     size_t bad_end;       /* end of the damaged frame when known, else 0 */
     uint64_t bad_first_lsn; /* lsn range the damaged part held: first is exact, */
     uint64_t bad_last_lsn;  /* last is 0 when no header, trailer or later record tells */
+    size_t bad_record_offset; /* the record found bad inside a whole frame, else 0 */
     char why[128];        /* what was wrong there */
 } journal_scan_result;
 
-/* Called for each valid record, in order. Returns 0 to go on, non-zero to stop the scan. */
+/* Called for each valid record, in order, close records (JOURNAL_REC_CLOSE) included.
+ * Returns 0 to go on, non-zero to stop the scan. */
 typedef int (*journal_record_fn)(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
                                  uint32_t payload_len);
 
@@ -122,6 +124,9 @@ typedef int (*journal_record_fn)(void *ctx, uint16_t type, uint64_t lsn, const u
  * valid_after_bad set when plausible records follow the header. */
 int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
                          void *ctx, journal_scan_result *res);
+
+/* Is there a self-consistent frame header (JOURNAL_FRAME_MAGIC) or trailer at off? */
+bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic, journal_frame *f);
 
 /* Call fn for every self-consistent record (magic, length, checksum) in data[from, to):
  * what can still be read of a damaged frame, to say which orders it held. Close records

@@ -17,8 +17,13 @@
 
 #define RELEASE_INSTR_BIT (1ULL << 62) /* instruction ids of RELEASE instructions */
 #define RESEND_BACKOFF_MAX_MS (5 * 60 * 1000) /* an OVERDUE instruction is re-sent at least this often */
-/* Room kept in the open journal batch for one plugin poll's results. */
-#define RESULT_RECORD_BYTES 512
+/* Room kept in the open journal batch for one plugin poll's results: each may be the
+ * largest answer (a FUNDS_MOVED with SG_ONWARD_MAX onward transfers, ~1.5 KB). */
+#define RESULT_RECORD_BYTES JOURNAL_REC_BYTES(RECORD_RESULT_PAYLOAD_MAX)
+_Static_assert(RESULT_RECORD_BYTES <= JOURNAL_RECORD_BYTES_MAX, "a bank's answer fits one journal record");
+_Static_assert(SG_POLL_RESULTS_MAX * RESULT_RECORD_BYTES + 2 * JOURNAL_FRAME_OVERHEAD + sizeof(journal_seg_hdr) <
+                   JOURNAL_BUF_BYTES / 2,
+               "one poll's results fit half a journal batch buffer");
 
 const char *answer_name(int a) {
     static const char *n[] = {"ACCEPTED", "DUPLICATE", "MERGED", "HELD", "RELEASED", "EXTENDED", "CONFIRMED"};
