@@ -181,10 +181,10 @@ typedef struct offs {
 } offs;
 
 static int offs_cb(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
-    (void)type;
     (void)lsn;
     (void)len;
     offs *o = ctx;
+    if (type == JOURNAL_REC_CLOSE) return 0;
     o->off[o->n++] = (size_t)(payload - o->base) - sizeof(journal_rec_hdr);
     return 0;
 }
