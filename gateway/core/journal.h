@@ -80,7 +80,7 @@ typedef struct journal_damage {
 typedef struct journal_opts {
     uint64_t segment_bytes;
     journal_record_fn replay;  /* every valid record, in lsn order */
-    journal_record_fn damaged; /* each still readable record of damaged data (may be NULL) */
+    journal_salvage_fn damaged; /* each record still found in damaged data (may be NULL) */
     void *ctx;                 /* for both */
     bool truncate_damaged_tail; /* cut a damaged tail instead of refusing (stopgated flag) */
 } journal_opts;

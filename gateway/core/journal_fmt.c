@@ -318,16 +318,21 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
     return scan_v2(data, size, chain, fn, ctx, res);
 }
 
-size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to, journal_record_fn fn, void *ctx) {
+size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to, journal_salvage_fn fn,
+                       void *ctx) {
     size_t n = 0;
     if (to > size) to = size;
     for (size_t o = (from + 7) & ~(size_t)7; o < to && to - o >= sizeof(journal_rec_hdr); o += 8) {
-        if (!record_plausible(data, to, o)) continue;
         journal_rec_hdr h;
         memcpy(&h, data + o, sizeof h);
-        if (h.type == JOURNAL_REC_CLOSE) continue;
-        n++;
-        if (fn) fn(ctx, h.type, h.lsn, data + o + sizeof h, h.payload_len);
+        if (h.magic != JOURNAL_REC_MAGIC || h.payload_len > JOURNAL_RECORD_BYTES_MAX ||
+            h.len != journal_rec_len(h.payload_len) || h.len > to - o)
+            continue;
+        bool verified = record_plausible(data, to, o);
+        if (h.type != JOURNAL_REC_CLOSE) {
+            n += verified;
+            if (fn) fn(ctx, h.type, h.lsn, data + o + sizeof h, h.payload_len, verified);
+        }
         o += h.len - 8;
     }
     return n;

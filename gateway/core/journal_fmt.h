@@ -128,10 +128,16 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
 /* Is there a self-consistent frame header (JOURNAL_FRAME_MAGIC) or trailer at off? */
 bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic, journal_frame *f);
 
-/* Call fn for every self-consistent record (magic, length, checksum) in data[from, to):
- * what can still be read of a damaged frame, to say which orders it held. Close records
- * are skipped. Returns the number of records found. */
-size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to, journal_record_fn fn, void *ctx);
+/* A record found in damaged data; verified: its own checksum holds (else its fields, even
+ * its lsn, may be the damaged bytes: say so when naming it). */
+typedef void (*journal_salvage_fn)(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                                   uint32_t payload_len, bool verified);
+
+/* Call fn for every record in data[from, to) whose header is sane (magic, lengths): what can
+ * still be told of damaged data, to say which orders it held. Close records are skipped.
+ * Returns the number of verified records. */
+size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to, journal_salvage_fn fn,
+                       void *ctx);
 
 /* Does the segment file open on fd hold nothing but zeros past its header (a segment a roll
  * created whose batch never reached the disk)? 1 yes, 0 no, -errno. Shared by recovery and

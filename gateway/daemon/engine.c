@@ -576,18 +576,17 @@ static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *
 
 #define DAMAGED_LOG_MAX 64 /* readable records of a damaged tail named one by one in the log */
 
-/* A record of a damaged journal tail that still reads: name its order, so the operator
- * knows which orders to check whether the tail is cut or restored. */
-static int damaged_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
+/* A record found in a damaged part of the journal: name its order, so the operator knows
+ * which orders to check whether the part is cut or restored. */
+static void damaged_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len,
+                           bool verified) {
     recover_ctx *rc = ctx;
-    if (rc->damaged_logged++ >= DAMAGED_LOG_MAX) return 0;
+    if (rc->damaged_logged++ >= DAMAGED_LOG_MAX) return;
     order_rec r;
-    if (record_decode(type, payload, len, &r) == 0 && r.order_no)
-        LOGW(rc->gw, "journal: damaged tail holds lsn %llu: %s of order SG-%llu", (unsigned long long)lsn,
-             record_type_name(type), (unsigned long long)r.order_no);
-    else
-        LOGW(rc->gw, "journal: damaged tail holds lsn %llu: %s", (unsigned long long)lsn, record_type_name(type));
-    return 0;
+    char id[32] = "?";
+    if (record_decode(type, payload, len, &r) == 0 && r.order_no) order_id_format(id, sizeof id, r.order_no);
+    LOGW(rc->gw, "journal: damaged part holds lsn %llu: %s of order %s%s", (unsigned long long)lsn,
+         record_type_name(type), id, verified ? "" : " (its checksum fails: read as it is, unverified)");
 }
 
 static void log_recovery(gateway *gw, const journal_recovery *rec) {
