@@ -5,6 +5,7 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <xxhash.h>
 
 #include "clock.h"
 #include "journal.h"
@@ -998,6 +999,64 @@ static void test_truncate_flag_keeps_mid_damage(void **state) {
     free(img);
 }
 
+/* A version 1 journal (records without frames, written by gateways before the frames) is
+ * read as it is; new records go to a new version 2 segment, and both replay. */
+static void test_reads_version1_journal(void **state) {
+    (void)state;
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    static uint8_t img[64 * 1024];
+    journal_seg_hdr h;
+    journal_seg_hdr_make(&h, 1, 1, 0, 1700000000000);
+    h.version = JOURNAL_SEG_VERSION_V1;
+    h.sum = XXH3_64bits((const uint8_t *)&h + 8, sizeof h - 8);
+    memcpy(img, &h, sizeof h);
+    size_t size = sizeof h;
+    uint64_t sum = 0;
+    for (uint64_t lsn = 1; lsn <= 5; lsn++) {
+        uint8_t p[1024];
+        uint32_t n = payload_for(lsn, p, 0);
+        journal_rec_encode(img + size, (uint16_t)(1 + lsn % 6), lsn, sum, p, n);
+        memcpy(&sum, img + size, 8);
+        size += journal_rec_len(n);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, size), (ssize_t)size);
+    close(fd);
+    replay r = {0};
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.upgraded);
+    expect_replay(&r, 1, 5, 0);
+    replay_free(&r);
+    jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    assert_int_equal(g_t.j.seg_seq, 2);
+    assert_int_equal(journal_seal(&g_t.j, 1), 0);
+    jt_close(&g_t);
+    assert_int_equal(unit_file_size(path), (off_t)size); /* the old segment is left as it was */
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_false(rec.upgraded);
+    assert_true(rec.clean_shutdown);
+    expect_replay(&r, 1, 6, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+    /* a torn tail in a version 1 segment is still cut by the version 1 rule */
+    unit_rmtree(g_dir);
+    unit_mkdtemp(g_dir, sizeof g_dir, "journal");
+    seg_path(path, sizeof path, 1);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, size - 5), (ssize_t)(size - 5));
+    close(fd);
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.tail_cut);
+    expect_replay(&r, 1, 4, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1027,6 +1086,7 @@ int main(void) {
         T(test_truncate_every_offset_close),
         T(test_truncate_damaged_tail),
         T(test_truncate_flag_keeps_mid_damage),
+        T(test_reads_version1_journal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
