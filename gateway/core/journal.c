@@ -86,12 +86,14 @@ static int remove_later(journal *j, const uint64_t *later, int n, char *err, siz
         char lname[64];
         journal_seg_name(lname, sizeof lname, later[i]);
         if (unlinkat(j->dirfd, lname, 0) != 0) {
-            snprintf(err, errcap, "%s/%s: unlink empty segment after the cut: %s", j->dir, lname, strerror(errno));
+            snprintf(err, errcap, "%s/%s: unlink empty segment after the cut: %s", j->dir, lname,
+                     strerror(errno));
             return -1;
         }
     }
     if (fsync(j->dirfd) != 0) {
-        snprintf(err, errcap, "%s: fsync after removing empty segments: %s", j->dir, strerror(errno));
+        snprintf(err, errcap, "%s: fsync after removing empty segments: %s", j->dir,
+                 strerror(errno));
         return -1;
     }
     return 0;
@@ -109,8 +111,9 @@ static int later_hold_records(journal *j, const uint64_t *later, int n, char *er
 
 /* Fills rec->damage from a scan that found damage, and hands the still readable records
  * of the damaged part to the damaged callback (so the log can name the orders). */
-static void note_damage(const uint8_t *data, size_t size, uint64_t seq, const journal_scan_result *res,
-                        bool tail, const journal_opts *o, journal_recovery *rec) {
+static void note_damage(const uint8_t *data, size_t size, uint64_t seq,
+                        const journal_scan_result *res, bool tail, const journal_opts *o,
+                        journal_recovery *rec) {
     journal_damage *d = &rec->damage;
     d->found = true;
     d->tail = tail;
@@ -125,8 +128,8 @@ static void note_damage(const uint8_t *data, size_t size, uint64_t seq, const jo
 
 /* Cuts segment seq (open on fd) at off, removing the later empty segments first; a cut
  * inside the header removes the segment. Returns 1 (stopped here), -1 with err. */
-static int cut_at(journal *j, int fd, uint64_t seq, uint64_t off, const uint64_t *later, int n_later, char *err,
-                  size_t errcap) {
+static int cut_at(journal *j, int fd, uint64_t seq, uint64_t off, const uint64_t *later,
+                  int n_later, char *err, size_t errcap) {
     char name[64];
     journal_seg_name(name, sizeof name, seq);
     if (remove_later(j, later, n_later, err, errcap) != 0) {
@@ -155,7 +158,8 @@ static int cut_at(journal *j, int fd, uint64_t seq, uint64_t off, const uint64_t
 }
 
 /* Close records are the journal's own: the caller's replay never sees them. */
-static int replay_data(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
+static int replay_data(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                       uint32_t len) {
     const journal_opts *o = ctx;
     if (type == JOURNAL_REC_CLOSE || !o->replay) return 0;
     return o->replay(o->ctx, type, lsn, payload, len);
@@ -188,8 +192,10 @@ static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journ
         }
         madvise((void *)data, size, MADV_SEQUENTIAL);
     }
-    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, replay_data, (void *)o, res);
-    if (rc == 0 && !res->clean && res->damaged) note_damage(data, size, seq, res, !res->valid_after_bad, o, rec);
+    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, replay_data,
+                                  (void *)o, res);
+    if (rc == 0 && !res->clean && res->damaged)
+        note_damage(data, size, seq, res, !res->valid_after_bad, o, rec);
     if (data) munmap((void *)data, size);
     if (rc != 0) {
         snprintf(err, errcap, "%s/%s: replay refused a record (code %d)", j->dir, name, rc);
@@ -201,8 +207,9 @@ static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journ
 
 /* Replays one segment file; later[0..n_later) are the segments after it. Returns 0 (go on),
  * 1 (stop: tail cut here, later segments removed), -1 (fatal), JOURNAL_ERR_DAMAGED. */
-static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n_later, journal_chain *chain,
-                          const journal_opts *o, journal_recovery *rec, char *err, size_t errcap) {
+static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n_later,
+                          journal_chain *chain, const journal_opts *o, journal_recovery *rec,
+                          char *err, size_t errcap) {
     char name[64];
     journal_seg_name(name, sizeof name, seq);
     int fd;
@@ -244,15 +251,18 @@ static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n
         else
             snprintf(range, sizeof range, "lsn %llu and later", (unsigned long long)d->first_lsn);
         char at[48] = "";
-        if (res.bad_record_offset) snprintf(at, sizeof at, " (record at offset %zu)", res.bad_record_offset);
+        if (res.bad_record_offset)
+            snprintf(at, sizeof at, " (record at offset %zu)", res.bad_record_offset);
         snprintf(err, errcap,
-                 "%s/%s offset %zu: %s%s; %s: damaged %s (%llu records still readable) - refusing to cut "
+                 "%s/%s offset %zu: %s%s; %s: damaged %s (%llu records still readable) - refusing "
+                 "to cut "
                  "records that may have been acknowledged (%s; run `stopctl journal verify %s`)",
                  j->dir, name, res.bad_offset, res.why, at,
                  d->tail ? "the tail was written whole, this is not a torn write"
                          : "valid records follow, so this is not a torn tail",
                  range, (unsigned long long)d->readable,
-                 d->tail ? "restore it, or start with --truncate-damaged-tail to drop it" : "restore from a backup",
+                 d->tail ? "restore it, or start with --truncate-damaged-tail to drop it"
+                         : "restore from a backup",
                  j->dir);
         return JOURNAL_ERR_DAMAGED;
     }
@@ -281,8 +291,8 @@ static int seg_create(journal *j, uint64_t seq) {
     return fd;
 }
 
-int journal_open(journal *j, const char *dir, const journal_opts *o, journal_recovery *rec, char *err,
-                 size_t errcap) {
+int journal_open(journal *j, const char *dir, const journal_opts *o, journal_recovery *rec,
+                 char *err, size_t errcap) {
     memset(j, 0, sizeof *j);
     memset(rec, 0, sizeof *rec);
     j->dirfd = -1;
@@ -384,7 +394,8 @@ bool journal_has_room(const journal *j, uint32_t payload_len) {
     const journal_batch *b = &j->batch[j->open_idx];
     /* Room for the record plus, in case it triggers a roll, the old frame's trailer, a
      * segment header and the new frame (header and trailer). */
-    return b->len + journal_rec_len(payload_len) + sizeof(journal_seg_hdr) + 2 * JOURNAL_FRAME_OVERHEAD <=
+    return b->len + journal_rec_len(payload_len) + sizeof(journal_seg_hdr) +
+                   2 * JOURNAL_FRAME_OVERHEAD <=
                JOURNAL_BUF_BYTES &&
            b->n_ext < JOURNAL_EXTENTS_MAX;
 }
@@ -419,7 +430,8 @@ static void frame_close(journal *j, journal_batch *b) {
     uint32_t len = b->len - b->frame_off + (uint32_t)sizeof f;
     journal_frame_make(&f, JOURNAL_FRAME_MAGIC, len, b->frame_first, j->next_lsn - 1, j->last_sum);
     memcpy(b->data + b->frame_off, &f, sizeof f);
-    journal_frame_make(&f, JOURNAL_TRAILER_MAGIC, len, b->frame_first, j->next_lsn - 1, j->last_sum);
+    journal_frame_make(&f, JOURNAL_TRAILER_MAGIC, len, b->frame_first, j->next_lsn - 1,
+                       j->last_sum);
     batch_put(j, b, &f, sizeof f);
     b->frame_open = false;
 }
@@ -458,7 +470,8 @@ int64_t journal_append(journal *j, uint16_t type, const void *payload, uint32_t 
     if (!lazy) b->urgent = true;
     uint32_t len = journal_rec_len(payload_len);
     uint64_t framed = len + (b->frame_open ? sizeof(journal_frame) : JOURNAL_FRAME_OVERHEAD);
-    if (j->seg_off + framed > j->segment_bytes && j->seg_off > sizeof(journal_seg_hdr) + JOURNAL_FRAME_OVERHEAD) {
+    if (j->seg_off + framed > j->segment_bytes &&
+        j->seg_off > sizeof(journal_seg_hdr) + JOURNAL_FRAME_OVERHEAD) {
         if (b->n_ext + 1 > JOURNAL_EXTENTS_MAX) return -EAGAIN;
         int rc = roll(j, b);
         if (rc) return rc;

@@ -40,9 +40,9 @@ typedef struct journal_batch {
     int64_t opened_ns; /* when its first record arrived */
     uint64_t last_lsn;
     uint64_t seq;
-    bool frame_open;        /* a frame header is reserved at frame_off, its trailer not yet */
-    uint32_t frame_off;     /* buffer offset of the open frame's header */
-    uint64_t frame_first;   /* lsn of the open frame's first record */
+    bool frame_open;      /* a frame header is reserved at frame_off, its trailer not yet */
+    uint32_t frame_off;   /* buffer offset of the open frame's header */
+    uint64_t frame_first; /* lsn of the open frame's first record */
     journal_ext ext[JOURNAL_EXTENTS_MAX];
     uint32_t n_ext;
 } journal_batch;
@@ -64,24 +64,25 @@ typedef struct journal_stats {
 /* Damage to written-whole data found by recovery (or stopctl journal verify). */
 typedef struct journal_damage {
     bool found;
-    bool tail;      /* nothing valid follows it but a close record: cutting it is possible */
-    bool cut;       /* it was cut (truncate_damaged_tail) */
-    uint64_t seq;   /* segment */
+    bool tail;    /* nothing valid follows it but a close record: cutting it is possible */
+    bool cut;     /* it was cut (truncate_damaged_tail) */
+    uint64_t seq; /* segment */
     uint64_t offset;
-    uint64_t bytes; /* from offset to the end of the segment */
+    uint64_t bytes;     /* from offset to the end of the segment */
     uint64_t first_lsn; /* lsn X..Y the damaged part held (the records a cluster member */
     uint64_t last_lsn;  /* would supply); last_lsn 0: not known */
     uint64_t readable;  /* records in it whose own checksum still holds */
     char why[128];
 } journal_damage;
 
-#define JOURNAL_ERR_DAMAGED (-2) /* journal_open: written-whole data damaged, rec->damage says where */
+#define JOURNAL_ERR_DAMAGED                                                                        \
+    (-2) /* journal_open: written-whole data damaged, rec->damage says where */
 
 typedef struct journal_opts {
     uint64_t segment_bytes;
-    journal_record_fn replay;  /* every valid record, in lsn order */
+    journal_record_fn replay;   /* every valid record, in lsn order */
     journal_salvage_fn damaged; /* each record still found in damaged data (may be NULL) */
-    void *ctx;                 /* for both */
+    void *ctx;                  /* for both */
     bool truncate_damaged_tail; /* cut a damaged tail instead of refusing (stopgated flag) */
 } journal_opts;
 
@@ -133,8 +134,8 @@ typedef struct journal {
 
 /* Replay the journal in dir (created if missing) and open it for appending. 0; or
  * JOURNAL_ERR_DAMAGED with err and rec->damage filled; or -1 with err filled. */
-int journal_open(journal *j, const char *dir, const journal_opts *o, journal_recovery *rec, char *err,
-                 size_t errcap);
+int journal_open(journal *j, const char *dir, const journal_opts *o, journal_recovery *rec,
+                 char *err, size_t errcap);
 void journal_attach(journal *j, struct io_uring *ring, journal_durable_fn fn, void *ctx);
 /* Room for one more record of payload_len bytes in the open batch? */
 bool journal_has_room(const journal *j, uint32_t payload_len);

@@ -42,8 +42,8 @@ void journal_rec_encode(uint8_t *out, uint16_t type, uint64_t lsn, uint64_t prev
     memcpy(out, &h.sum, 8);
 }
 
-void journal_frame_make(journal_frame *f, uint32_t magic, uint32_t len, uint64_t first_lsn, uint64_t last_lsn,
-                        uint64_t last_sum) {
+void journal_frame_make(journal_frame *f, uint32_t magic, uint32_t len, uint64_t first_lsn,
+                        uint64_t last_lsn, uint64_t last_sum) {
     f->magic = magic;
     f->len = len;
     f->first_lsn = first_lsn;
@@ -70,7 +70,8 @@ static bool record_plausible(const uint8_t *data, size_t size, size_t off) {
 }
 
 /* Is there a self-consistent frame header or trailer (magic and checksum) at off? */
-static bool frame_plausible(const uint8_t *data, size_t size, size_t off, uint32_t magic, journal_frame *f) {
+static bool frame_plausible(const uint8_t *data, size_t size, size_t off, uint32_t magic,
+                            journal_frame *f) {
     if (size - off < sizeof *f) return false;
     memcpy(f, data + off, sizeof *f);
     return f->magic == magic && XXH3_64bits(data + off + 8, sizeof *f - 8) == f->sum;
@@ -82,30 +83,34 @@ static bool frame_plausible(const uint8_t *data, size_t size, size_t off, uint32
 static bool plausible_from(const uint8_t *data, size_t size, size_t from, bool records) {
     journal_frame f;
     for (size_t o = from; o < size && size - o >= sizeof(journal_rec_hdr); o += 8)
-        if ((records && record_plausible(data, size, o)) || frame_plausible(data, size, o, JOURNAL_FRAME_MAGIC, &f) ||
+        if ((records && record_plausible(data, size, o)) ||
+            frame_plausible(data, size, o, JOURNAL_FRAME_MAGIC, &f) ||
             frame_plausible(data, size, o, JOURNAL_TRAILER_MAGIC, &f))
             return true;
     return false;
 }
 
 /* Checks the record at off (inside [off, end)) against the chain; NULL or why not. */
-static const char *record_check(const uint8_t *data, size_t end, size_t off, const journal_chain *chain,
-                                journal_rec_hdr *h) {
+static const char *record_check(const uint8_t *data, size_t end, size_t off,
+                                const journal_chain *chain, journal_rec_hdr *h) {
     if (end - off < sizeof *h) return "truncated record header";
     memcpy(h, data + off, sizeof *h);
     if (h->magic != JOURNAL_REC_MAGIC) return "bad record magic";
     if (h->payload_len > JOURNAL_RECORD_BYTES_MAX || h->len != journal_rec_len(h->payload_len))
         return "bad record length";
     if (h->len > end - off) return "record runs past the end of its frame or segment (torn write)";
-    if (XXH3_64bits(data + off + 8, sizeof *h - 8 + h->payload_len) != h->sum) return "checksum mismatch";
+    if (XXH3_64bits(data + off + 8, sizeof *h - 8 + h->payload_len) != h->sum)
+        return "checksum mismatch";
     if (!all_zero(data + off + sizeof *h + h->payload_len, h->len - sizeof *h - h->payload_len))
         return "record padding is not zero";
     if (h->lsn != chain->next_lsn) return "lsn out of sequence";
-    if (h->prev_sum != chain->prev_sum) return "hash chain broken (prev_sum does not match the previous record)";
+    if (h->prev_sum != chain->prev_sum)
+        return "hash chain broken (prev_sum does not match the previous record)";
     return NULL;
 }
 
-bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic, journal_frame *f) {
+bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic,
+                        journal_frame *f) {
     return off <= size && frame_plausible(data, size, off, magic, f);
 }
 
@@ -116,7 +121,8 @@ static void chain_take(journal_chain *chain, const journal_rec_hdr *h) {
     if (!chain->closed) chain->records++;
 }
 
-static void set_bad(journal_scan_result *res, size_t off, const journal_chain *chain, const char *why) {
+static void set_bad(journal_scan_result *res, size_t off, const journal_chain *chain,
+                    const char *why) {
     res->bad_offset = off;
     res->bad_first_lsn = chain->next_lsn;
     snprintf(res->why, sizeof res->why, "%s", why);
@@ -124,8 +130,8 @@ static void set_bad(journal_scan_result *res, size_t off, const journal_chain *c
 
 /* Version 1: records without frames. Damage followed by a plausible record is damage;
  * otherwise the best v1 can tell is a torn tail. */
-static int scan_v1(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn, void *ctx,
-                   journal_scan_result *res) {
+static int scan_v1(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
+                   void *ctx, journal_scan_result *res) {
     size_t off = sizeof(journal_seg_hdr);
     for (;;) {
         res->valid_end = off;
@@ -182,8 +188,9 @@ static void judge_after(const uint8_t *data, size_t size, size_t after, journal_
 /* The frame at off is not whole and valid: decide whether it is a torn last write or damage
  * to a frame that was written whole. hdr_ok: its header is self-consistent and continues
  * the chain; whole: its trailer is complete and consistent too (records inside are bad). */
-static void judge_frame(const uint8_t *data, size_t size, size_t off, const journal_frame *fh, bool hdr_ok,
-                        bool whole, const journal_chain *chain, const char *why, journal_scan_result *res) {
+static void judge_frame(const uint8_t *data, size_t size, size_t off, const journal_frame *fh,
+                        bool hdr_ok, bool whole, const journal_chain *chain, const char *why,
+                        journal_scan_result *res) {
     set_bad(res, off, chain, why);
     size_t after = off + 8;
     journal_frame t;
@@ -198,11 +205,12 @@ static void judge_frame(const uint8_t *data, size_t size, size_t off, const jour
         }
         after = end < size ? end : size;
     } else {
-        if (frame_plausible(data, size, off, JOURNAL_FRAME_MAGIC, &t)) res->damaged = true; /* whole, but wrong */
+        if (frame_plausible(data, size, off, JOURNAL_FRAME_MAGIC, &t))
+            res->damaged = true; /* whole, but wrong */
         /* The header is damaged: a trailer of this frame further on says it was written whole. */
         for (size_t o = off + 8; o + sizeof t <= size; o += 8)
-            if (frame_plausible(data, size, o, JOURNAL_TRAILER_MAGIC, &t) && t.first_lsn == chain->next_lsn &&
-                t.len == o + sizeof t - off) {
+            if (frame_plausible(data, size, o, JOURNAL_TRAILER_MAGIC, &t) &&
+                t.first_lsn == chain->next_lsn && t.len == o + sizeof t - off) {
                 res->damaged = true;
                 res->bad_end = o + sizeof t;
                 res->bad_last_lsn = t.last_lsn;
@@ -234,8 +242,8 @@ static const char *frame_records_check(const uint8_t *data, size_t off, const jo
 }
 
 /* Version 2: frames. Returns 0 or the callback's value. */
-static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn, void *ctx,
-                   journal_scan_result *res) {
+static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
+                   void *ctx, journal_scan_result *res) {
     size_t off = sizeof(journal_seg_hdr);
     for (;;) {
         res->valid_end = off;
@@ -248,7 +256,8 @@ static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journ
         bool hdr_ok = false, whole = false;
         size_t bad_rec = 0;
         if (!frame_plausible(data, size, off, JOURNAL_FRAME_MAGIC, &fh))
-            why = size - off < sizeof fh ? "truncated frame header" : "bad frame header (magic or checksum)";
+            why = size - off < sizeof fh ? "truncated frame header"
+                                         : "bad frame header (magic or checksum)";
         else if (fh.len % 8 || fh.len < JOURNAL_FRAME_OVERHEAD + sizeof(journal_rec_hdr) ||
                  fh.len > JOURNAL_FRAME_BYTES_MAX || fh.last_lsn < fh.first_lsn)
             why = "bad frame length or lsn range";
@@ -256,7 +265,8 @@ static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journ
             why = "frame lsn out of sequence";
         else if ((hdr_ok = true) && fh.len > size - off)
             why = "frame runs past the end of the segment (torn write)";
-        else if (!frame_plausible(data, size, off + fh.len - sizeof ft, JOURNAL_TRAILER_MAGIC, &ft) ||
+        else if (!frame_plausible(data, size, off + fh.len - sizeof ft, JOURNAL_TRAILER_MAGIC,
+                                  &ft) ||
                  ft.len != fh.len || ft.first_lsn != fh.first_lsn || ft.last_lsn != fh.last_lsn ||
                  ft.last_sum != fh.last_sum)
             why = "bad frame trailer (incomplete write or damage)";
@@ -296,11 +306,14 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
      * header in front of acknowledged records must not look like a segment torn while it was
      * being created, so the same search for plausible records runs past the header. */
     bool known = sh.version == JOURNAL_SEG_VERSION || sh.version == JOURNAL_SEG_VERSION_V1;
-    if (memcmp(sh.magic, JOURNAL_SEG_MAGIC, 8) != 0 || !known || XXH3_64bits(data + 8, sizeof sh - 8) != sh.sum) {
+    if (memcmp(sh.magic, JOURNAL_SEG_MAGIC, 8) != 0 || !known ||
+        XXH3_64bits(data + 8, sizeof sh - 8) != sh.sum) {
         set_bad(res, 0, chain, "bad segment header (magic, version or checksum)");
-        if (memcmp(sh.magic, JOURNAL_SEG_MAGIC, 8) == 0 && !known && XXH3_64bits(data + 8, sizeof sh - 8) == sh.sum)
+        if (memcmp(sh.magic, JOURNAL_SEG_MAGIC, 8) == 0 && !known &&
+            XXH3_64bits(data + 8, sizeof sh - 8) == sh.sum)
             snprintf(res->why, sizeof res->why,
-                     "segment format version %u is not one this build reads (1 or 2): a newer gateway wrote it",
+                     "segment format version %u is not one this build reads (1 or 2): a newer "
+                     "gateway wrote it",
                      sh.version);
         res->valid_after_bad = res->damaged = plausible_from(data, size, sizeof sh, true);
         return 0;
@@ -318,8 +331,8 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
     return scan_v2(data, size, chain, fn, ctx, res);
 }
 
-size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to, journal_salvage_fn fn,
-                       void *ctx) {
+size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to,
+                       journal_salvage_fn fn, void *ctx) {
     size_t n = 0;
     if (to > size) to = size;
     for (size_t o = (from + 7) & ~(size_t)7; o < to && to - o >= sizeof(journal_rec_hdr); o += 8) {

@@ -24,15 +24,15 @@
 #include "limits.h"
 
 #define JOURNAL_SEG_MAGIC "SGJSEG01"
-#define JOURNAL_SEG_VERSION 2u    /* framed batches; written by this gateway */
-#define JOURNAL_SEG_VERSION_V1 1u /* records without frames; still read */
+#define JOURNAL_SEG_VERSION    2u          /* framed batches; written by this gateway */
+#define JOURNAL_SEG_VERSION_V1 1u          /* records without frames; still read */
 #define JOURNAL_REC_MAGIC 0x524a4753u /* "SGJR" little-endian */
 #define JOURNAL_REC_VERSION 1u
-#define JOURNAL_FRAME_MAGIC 0x424a4753u   /* "SGJB": frame header */
-#define JOURNAL_TRAILER_MAGIC 0x454a4753u /* "SGJE": frame trailer */
+#define JOURNAL_FRAME_MAGIC    0x424a4753u /* "SGJB": frame header */
+#define JOURNAL_TRAILER_MAGIC  0x454a4753u /* "SGJE": frame trailer */
 /* The record a clean shutdown leaves last: everything before it was written whole, so no
  * damage before it can be a torn write. Journal-internal: never passed to replay. */
-#define JOURNAL_REC_CLOSE 0xffffu
+#define JOURNAL_REC_CLOSE  0xffffu
 #define JOURNAL_SEG_SUFFIX ".sgj"
 
 typedef struct journal_seg_hdr {
@@ -61,13 +61,16 @@ typedef struct journal_rec_hdr {
 _Static_assert(sizeof(journal_rec_hdr) == 40, "record header is 40 bytes on disk");
 
 /* Bytes a record of payload_len bytes takes on disk (a constant expression). */
-#define JOURNAL_REC_BYTES(payload_len) ((sizeof(journal_rec_hdr) + (payload_len) + 7u) & ~(size_t)7u)
-static inline uint32_t journal_rec_len(uint32_t payload_len) { return (uint32_t)JOURNAL_REC_BYTES(payload_len); }
+#define JOURNAL_REC_BYTES(payload_len)                                                             \
+    ((sizeof(journal_rec_hdr) + (payload_len) + 7u) & ~(size_t)7u)
+static inline uint32_t journal_rec_len(uint32_t payload_len) {
+    return (uint32_t)JOURNAL_REC_BYTES(payload_len);
+}
 
 /* Frame header and trailer: the same 40 bytes, told apart by magic. One frame per batch
  * write into one segment (a batch that rolls writes one frame into each segment). */
 typedef struct journal_frame {
-    uint64_t sum; /* XXH3-64 of bytes [8, 40) of this header or trailer */
+    uint64_t sum;   /* XXH3-64 of bytes [8, 40) of this header or trailer */
     uint32_t magic; /* JOURNAL_FRAME_MAGIC or JOURNAL_TRAILER_MAGIC */
     uint32_t len;   /* whole frame: header, records, trailer; a multiple of 8 */
     uint64_t first_lsn;
@@ -80,8 +83,8 @@ _Static_assert(sizeof(journal_frame) == 40, "frame header and trailer are 40 byt
 #define JOURNAL_FRAME_BYTES_MAX JOURNAL_BUF_BYTES
 
 /* Fill a frame header (magic JOURNAL_FRAME_MAGIC) or trailer, sum included. */
-void journal_frame_make(journal_frame *f, uint32_t magic, uint32_t len, uint64_t first_lsn, uint64_t last_lsn,
-                        uint64_t last_sum);
+void journal_frame_make(journal_frame *f, uint32_t magic, uint32_t len, uint64_t first_lsn,
+                        uint64_t last_lsn, uint64_t last_sum);
 
 /* Fill a segment header (sum included). */
 void journal_seg_hdr_make(journal_seg_hdr *h, uint64_t seq, uint64_t first_lsn, uint64_t prev_sum,
@@ -105,11 +108,11 @@ typedef struct journal_scan_result {
      * followed by valid data): not a torn write, cutting it may lose acknowledged records.
      * Otherwise the bad part is an incomplete last write: a torn tail, safe to cut. */
     bool damaged;
-    bool valid_after_bad; /* valid data (not only a close record) follows the damage */
-    size_t bad_offset;    /* offset of the first bad frame (v1: record) when !clean */
-    size_t bad_end;       /* end of the damaged frame when known, else 0 */
-    uint64_t bad_first_lsn; /* lsn range the damaged part held: first is exact, */
-    uint64_t bad_last_lsn;  /* last is 0 when no header, trailer or later record tells */
+    bool valid_after_bad;     /* valid data (not only a close record) follows the damage */
+    size_t bad_offset;        /* offset of the first bad frame (v1: record) when !clean */
+    size_t bad_end;           /* end of the damaged frame when known, else 0 */
+    uint64_t bad_first_lsn;   /* lsn range the damaged part held: first is exact, */
+    uint64_t bad_last_lsn;    /* last is 0 when no header, trailer or later record tells */
     size_t bad_record_offset; /* the record found bad inside a whole frame, else 0 */
     char why[128];        /* what was wrong there */
 } journal_scan_result;
@@ -126,7 +129,8 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
                          void *ctx, journal_scan_result *res);
 
 /* Is there a self-consistent frame header (JOURNAL_FRAME_MAGIC) or trailer at off? */
-bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic, journal_frame *f);
+bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic,
+                        journal_frame *f);
 
 /* A record found in damaged data; verified: its own checksum holds (else its fields, even
  * its lsn, may be the damaged bytes: say so when naming it). */
@@ -136,8 +140,8 @@ typedef void (*journal_salvage_fn)(void *ctx, uint16_t type, uint64_t lsn, const
 /* Call fn for every record in data[from, to) whose header is sane (magic, lengths): what can
  * still be told of damaged data, to say which orders it held. Close records are skipped.
  * Returns the number of verified records. */
-size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to, journal_salvage_fn fn,
-                       void *ctx);
+size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to,
+                       journal_salvage_fn fn, void *ctx);
 
 /* Does the segment file open on fd hold nothing but zeros past its header (a segment a roll
  * created whose batch never reached the disk)? 1 yes, 0 no, -errno. Shared by recovery and

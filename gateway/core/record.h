@@ -65,12 +65,13 @@ typedef struct order_rec {
 
 /* Worst-case payload sizes, from the limits (each field is u8 tag, u16 length, bytes). */
 #define RECORD_FIELD_BYTES(n) (3 + (n))
-#define RECORD_ONWARD_BYTES_MAX                                                                      \
-    RECORD_FIELD_BYTES(8 + 1 + (sizeof(((sg_onward *)0)->bank) - 1) + (sizeof(((sg_onward *)0)->account) - 1))
+#define RECORD_ONWARD_BYTES_MAX                                                                    \
+    RECORD_FIELD_BYTES(8 + 1 + (sizeof(((sg_onward *)0)->bank) - 1) +                              \
+                       (sizeof(((sg_onward *)0)->account) - 1))
 /* A bank's answer (REC_STATE from engine_on_result): state, order_no, frozen, ts, reason and
  * SG_ONWARD_MAX onward transfers of the longest bank and account a plugin can hand over. */
-#define RECORD_RESULT_PAYLOAD_MAX                                                                    \
-    (RECORD_FIELD_BYTES(1) + 3 * RECORD_FIELD_BYTES(8) + RECORD_FIELD_BYTES(REASON_LEN_MAX) +          \
+#define RECORD_RESULT_PAYLOAD_MAX                                                                  \
+    (RECORD_FIELD_BYTES(1) + 3 * RECORD_FIELD_BYTES(8) + RECORD_FIELD_BYTES(REASON_LEN_MAX) +      \
      SG_ONWARD_MAX * RECORD_ONWARD_BYTES_MAX)
 
 /* Encode into out[cap]. Returns bytes written, or -1 if it does not fit (a bug: callers

@@ -297,7 +297,8 @@ static void dump_batch(const dump_ctx *d, uint64_t lsn, const uint8_t *p) {
     size_t rec_off = (size_t)(p - d->base) - sizeof(journal_rec_hdr);
     journal_frame f;
     if (rec_off < sizeof(journal_seg_hdr) + sizeof f ||
-        !journal_frame_read(d->base, d->size, rec_off - sizeof f, JOURNAL_FRAME_MAGIC, &f) || f.first_lsn != lsn)
+        !journal_frame_read(d->base, d->size, rec_off - sizeof f, JOURNAL_FRAME_MAGIC, &f) ||
+        f.first_lsn != lsn)
         return;
     json_t *o = json_object();
     json_object_set_new(o, "batch", json_integer((json_int_t)f.first_lsn));
@@ -318,7 +319,9 @@ static int dump_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p,
     if (type == REC_CLOSE) {
         int64_t ts = 0;
         if (len == sizeof ts) memcpy(&ts, p, sizeof ts);
-        if (d->print) printf("{\"lsn\":%llu,\"type\":\"CLOSE\",\"ts\":%lld}\n", (unsigned long long)lsn, (long long)ts);
+        if (d->print)
+            printf("{\"lsn\":%llu,\"type\":\"CLOSE\",\"ts\":%lld}\n", (unsigned long long)lsn,
+                   (long long)ts);
         return 0;
     }
     order_rec r;
@@ -368,11 +371,13 @@ static int dump_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p,
     return 0;
 }
 
-static void salvage_line(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p, uint32_t len, bool verified) {
+static void salvage_line(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p, uint32_t len,
+                         bool verified) {
     (void)ctx;
     order_rec r;
     char id[32] = "?";
-    if (record_decode(type, p, len, &r) == 0 && r.order_no) order_id_format(id, sizeof id, r.order_no);
+    if (record_decode(type, p, len, &r) == 0 && r.order_no)
+        order_id_format(id, sizeof id, r.order_no);
     fprintf(stderr, "  in the damaged part: lsn %llu %s of order %s%s\n", (unsigned long long)lsn,
             record_type_name(type), id, verified ? "" : " (checksum fails: unverified)");
 }
@@ -381,8 +386,8 @@ static void salvage_line(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *
  * incomplete last write: cut at start), a damaged tail (written whole, then damaged: start
  * refused unless --truncate-damaged-tail), or damage followed by valid records. seqs[0] is
  * the bad segment, seqs[1..n) the ones after it. */
-static void report_bad(const char *dir, const uint64_t *seqs, int n, const uint8_t *data, size_t size,
-                       const journal_scan_result *res) {
+static void report_bad(const char *dir, const uint64_t *seqs, int n, const uint8_t *data,
+                       size_t size, const journal_scan_result *res) {
     bool later_records = false;
     for (int k = 1; k < n && !later_records && !res->valid_after_bad; k++) {
         char lname[64], lpath[4200];
@@ -394,7 +399,8 @@ static void report_bad(const char *dir, const uint64_t *seqs, int n, const uint8
     }
     char name[64], at[48] = "", range[80];
     journal_seg_name(name, sizeof name, seqs[0]);
-    if (res->bad_record_offset) snprintf(at, sizeof at, " (record at offset %zu)", res->bad_record_offset);
+    if (res->bad_record_offset)
+        snprintf(at, sizeof at, " (record at offset %zu)", res->bad_record_offset);
     if (res->bad_last_lsn)
         snprintf(range, sizeof range, "lsn %llu..%llu", (unsigned long long)res->bad_first_lsn,
                  (unsigned long long)res->bad_last_lsn);
@@ -404,12 +410,16 @@ static void report_bad(const char *dir, const uint64_t *seqs, int n, const uint8
     if (res->valid_after_bad || later_records)
         verdict = "(valid records follow: corruption, not a torn tail; stopgated refuses to start)";
     else if (res->damaged)
-        verdict = "(damaged tail: written whole, so possibly acknowledged - not a torn write; stopgated "
-                  "refuses to start unless --truncate-damaged-tail)";
+        verdict =
+            "(damaged tail: written whole, so possibly acknowledged - not a torn write; stopgated "
+            "refuses to start unless --truncate-damaged-tail)";
     else
-        verdict = "(torn tail: the gateway cuts it at start; an incomplete last write, never acknowledged)";
-    fprintf(stderr, "BAD %s offset %zu: %s%s, %s %s\n", name, res->bad_offset, res->why, at, range, verdict);
-    if (res->damaged || later_records) journal_salvage(data, size, res->bad_offset, size, salvage_line, NULL);
+        verdict = "(torn tail: the gateway cuts it at start; an incomplete last write, never "
+                  "acknowledged)";
+    fprintf(stderr, "BAD %s offset %zu: %s%s, %s %s\n", name, res->bad_offset, res->why, at, range,
+            verdict);
+    if (res->damaged || later_records)
+        journal_salvage(data, size, res->bad_offset, size, salvage_line, NULL);
 }
 
 static int cmd_journal(const char *what, const char *dir, bool json) {
@@ -474,7 +484,8 @@ static int cmd_journal(const char *what, const char *dir, bool json) {
     if (rc == EXIT_OK && !dump)
         printf("journal %s: OK, %d segments, %llu records, hash chain intact%s\n", dir, n,
                (unsigned long long)chain.records,
-               chain.closed ? ", ends with a close record (clean shutdown)" : ", no close record at the end");
+               chain.closed ? ", ends with a close record (clean shutdown)"
+                            : ", no close record at the end");
     return rc;
 }
 

@@ -295,7 +295,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     journal_recovery rec;
     char err[512];
     uint64_t replays = 0;
-    journal_opts o = {.segment_bytes = JOURNAL_SEGMENT_BYTES_MIN, .replay = replayed, .ctx = &replays};
+    journal_opts o = {
+        .segment_bytes = JOURNAL_SEGMENT_BYTES_MIN, .replay = replayed, .ctx = &replays};
     int rc = journal_open(&j, dir, &o, &rec, err, sizeof err);
     journal_close(&j); /* also after a refusal: it holds buffers and the directory */
     if (rc == 0) {

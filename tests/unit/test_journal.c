@@ -93,7 +93,9 @@ static int jt_open(jt *t, uint64_t seg_bytes, replay *r, journal_recovery *rec, 
     t->durable = 0;
     t->durable_calls = 0;
     t->fail_next_write = 0;
-    journal_opts o = {.segment_bytes = seg_bytes, .replay = r ? collect : NULL, .ctx = r,
+    journal_opts o = {.segment_bytes = seg_bytes,
+                      .replay = r ? collect : NULL,
+                      .ctx = r,
                       .truncate_damaged_tail = g_truncate_damaged};
     int rc = journal_open(&t->j, g_dir, &o, rec, err, errcap);
     if (rc != 0) return rc;
@@ -243,7 +245,9 @@ static void test_open_empty(void **state) {
     snprintf(nested, sizeof nested, "%s/a/b/journal", g_dir);
     char err[512] = "";
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec, err, sizeof err), 0);
+    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec,
+                                  err, sizeof err),
+                     0);
     assert_int_equal(rec.records, 0);
     assert_false(rec.tail_cut);
     assert_int_equal(journal_last_lsn(&g_t.j), 0);
@@ -260,7 +264,9 @@ static void test_open_empty(void **state) {
     assert_true(r.clean);
     free(d);
     /* reopening an empty journal is fine and keeps the one segment */
-    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec, err, sizeof err), 0);
+    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec,
+                                  err, sizeof err),
+                     0);
     assert_int_equal(rec.segments, 1);
     assert_int_equal(journal_last_lsn(&g_t.j), 0);
     journal_close(&g_t.j);
@@ -275,7 +281,9 @@ static void test_open_bad_dir(void **state) {
     snprintf(path, sizeof path, "%s/file", g_dir);
     unit_write_file(path, "not a directory");
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, path, &(journal_opts){.segment_bytes = SEG_BIG}, &rec, err, sizeof err), -1);
+    assert_int_equal(journal_open(&g_t.j, path, &(journal_opts){.segment_bytes = SEG_BIG}, &rec,
+                                  err, sizeof err),
+                     -1);
     assert_true(err[0] != 0);
     journal_close(&g_t.j);
 }
@@ -764,8 +772,9 @@ static void test_replay_callback_refuses(void **state) {
     write_n_and_close(SEG_BIG, 5);
     char err[512] = "";
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, g_dir, &(journal_opts){.segment_bytes = SEG_BIG, .replay = refuse_at_3}, &rec, err,
-                                  sizeof err),
+    assert_int_equal(journal_open(&g_t.j, g_dir,
+                                  &(journal_opts){.segment_bytes = SEG_BIG, .replay = refuse_at_3},
+                                  &rec, err, sizeof err),
                      -1);
     assert_true(err[0] != 0);
     journal_close(&g_t.j);
@@ -773,10 +782,11 @@ static void test_replay_callback_refuses(void **state) {
 
 /* --- damage to the last batch vs a torn last write (issue 15 item 8) -------------------- */
 
-#define DMG_RECORDS 10
+#define DMG_RECORDS    10
 #define DMG_LAST_FIRST 8 /* the last batch holds lsn 8..10 */
-#define DMG_SALT 704     /* payloads of lsn 8, 9, 10: 0, 37, 74 bytes - a short last batch keeps
-                          * one journal_open per byte (~10 ms each) within the time budget */
+#define DMG_SALT                                                                                   \
+    704 /* payloads of lsn 8, 9, 10: 0, 37, 74 bytes - a short last batch keeps                    \
+         * one journal_open per byte (~10 ms each) within the time budget */
 
 /* Four batches (lsn 1-3, 4-5, 6-7, 8-10), all durable; with seal, a clean shutdown's close
  * record follows (lsn 11). Returns the segment image; *last_frame: where the last data
@@ -815,12 +825,14 @@ static void scan_expect_not_torn(const uint8_t *img, size_t size, size_t pos, in
     assert_int_equal(journal_scan_segment(img, size, &ch, NULL, NULL, &r), 0);
     if (r.clean) {
         if (ch.records != DMG_RECORDS)
-            fail_msg("bit %d of byte %zu: scan clean but %llu records", bit, pos, (unsigned long long)ch.records);
+            fail_msg("bit %d of byte %zu: scan clean but %llu records", bit, pos,
+                     (unsigned long long)ch.records);
         return;
     }
     if (!r.damaged)
-        fail_msg("bit %d of byte %zu flipped: judged a torn tail (%s) - a written-whole batch would be cut", bit,
-                 pos, r.why);
+        fail_msg("bit %d of byte %zu flipped: judged a torn tail (%s) - a written-whole batch "
+                 "would be cut",
+                 bit, pos, r.why);
     assert_true(r.bad_first_lsn >= DMG_LAST_FIRST);
 }
 
@@ -866,7 +878,8 @@ static void open_flip_every_byte(bool seal) {
         char err[1024] = "";
         int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
         if (rc == 0) {
-            if (r.n != DMG_RECORDS) fail_msg("byte %zu flipped: %zu of %d records replayed", pos, r.n, DMG_RECORDS);
+            if (r.n != DMG_RECORDS)
+                fail_msg("byte %zu flipped: %zu of %d records replayed", pos, r.n, DMG_RECORDS);
             jt_close(&g_t);
         } else {
             if (rc != JOURNAL_ERR_DAMAGED || !strstr(err, "damaged"))
@@ -875,7 +888,8 @@ static void open_flip_every_byte(bool seal) {
             assert_true(rec.damage.tail);
             assert_int_equal(rec.damage.seq, 1);
             assert_true(rec.damage.first_lsn >= DMG_LAST_FIRST);
-            if (pos < last + 2 * sizeof(journal_frame)) assert_int_equal(rec.damage.first_lsn, DMG_LAST_FIRST);
+            if (pos < last + 2 * sizeof(journal_frame))
+                assert_int_equal(rec.damage.first_lsn, DMG_LAST_FIRST);
             journal_close(&g_t.j);
             size_t now;
             uint8_t *d = unit_read_file(path, &now);
@@ -918,7 +932,8 @@ static void truncate_every_offset(bool seal) {
         replay r = {0};
         journal_recovery rec;
         char err[1024] = "";
-        if (jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err) != 0) fail_msg("cut at %zu: %s", cut, err);
+        if (jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err) != 0)
+            fail_msg("cut at %zu: %s", cut, err);
         bool in_close = seal && cut >= close_frame;
         size_t want = in_close ? DMG_RECORDS : DMG_LAST_FIRST - 1;
         if (r.n != want) fail_msg("cut at %zu: %zu records, want %zu", cut, r.n, want);

@@ -368,8 +368,12 @@ static void test_largest_result_fits_reservation(void **state) {
     (void)state;
     static char reason[REASON_LEN_MAX];
     memset(reason, 'R', sizeof reason);
-    order_rec r = {.type = REC_STATE, .order_no = UINT64_MAX, .state = 0xff, .frozen_minor = INT64_MAX,
-                   .ts_ms = INT64_MAX, .reason = {reason, REASON_LEN_MAX}};
+    order_rec r = {.type = REC_STATE,
+                   .order_no = UINT64_MAX,
+                   .state = 0xff,
+                   .frozen_minor = INT64_MAX,
+                   .ts_ms = INT64_MAX,
+                   .reason = {reason, REASON_LEN_MAX}};
     for (uint32_t i = 0; i < SG_ONWARD_MAX; i++) {
         sg_onward *w = &r.onward[r.onward_count++];
         memset(w->bank, 'B', sizeof w->bank - 1);
