@@ -119,7 +119,7 @@ static void note_damage(const uint8_t *data, size_t size, uint64_t seq,
     d->tail = tail;
     d->seq = seq;
     d->offset = res->bad_offset;
-    d->bytes = size - res->bad_offset;
+    d->bytes = size > res->bad_offset ? size - res->bad_offset : 0;
     d->first_lsn = res->bad_first_lsn;
     d->last_lsn = res->bad_last_lsn;
     snprintf(d->why, sizeof d->why, "%s", res->why);
@@ -205,6 +205,29 @@ static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journ
     return 0;
 }
 
+/* The refusal an operator reads: where, what, which lsns, and what to do. */
+static void damage_message(const journal *j, const char *name, const journal_scan_result *res,
+                           const journal_damage *d, char *err, size_t errcap) {
+    char range[64], at[48] = "";
+    if (d->last_lsn)
+        snprintf(range, sizeof range, "lsn %llu..%llu", (unsigned long long)d->first_lsn,
+                 (unsigned long long)d->last_lsn);
+    else
+        snprintf(range, sizeof range, "lsn %llu and later", (unsigned long long)d->first_lsn);
+    if (res->bad_record_offset)
+        snprintf(at, sizeof at, " (record at offset %zu)", res->bad_record_offset);
+    snprintf(err, errcap,
+             "%s/%s offset %zu: %s%s; %s: damaged %s (%llu records still readable) - refusing to "
+             "cut records that may have been acknowledged (%s; run `stopctl journal verify %s`)",
+             j->dir, name, res->bad_offset, res->why, at,
+             d->tail ? "the tail was written whole, this is not a torn write"
+                     : "valid records follow, so this is not a torn tail",
+             range, (unsigned long long)d->readable,
+             d->tail ? "restore it, or start with --truncate-damaged-tail to drop it"
+                     : "restore from a backup",
+             j->dir);
+}
+
 /* Replays one segment file; later[0..n_later) are the segments after it. Returns 0 (go on),
  * 1 (stop: tail cut here, later segments removed), -1 (fatal), JOURNAL_ERR_DAMAGED. */
 static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n_later,
@@ -230,40 +253,16 @@ static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n
         close(fd);
         return -1;
     }
-    if (later_rec && !res.damaged) {
-        journal_scan_result r2 = res;
-        r2.damaged = true;
-        note_damage(NULL, 0, seq, &r2, false, o, rec);
-        rec->damage.bytes = 0;
-    }
-    if (later_rec) rec->damage.tail = false;
     if (res.damaged || later_rec) {
+        if (!res.damaged) note_damage(NULL, 0, seq, &res, false, o, rec);
         journal_damage *d = &rec->damage;
+        d->tail = d->tail && !later_rec;
         if (d->tail && o->truncate_damaged_tail) {
             d->cut = true;
             return cut_at(j, fd, seq, res.bad_offset, later, n_later, err, errcap);
         }
         close(fd);
-        char range[64];
-        if (d->last_lsn)
-            snprintf(range, sizeof range, "lsn %llu..%llu", (unsigned long long)d->first_lsn,
-                     (unsigned long long)d->last_lsn);
-        else
-            snprintf(range, sizeof range, "lsn %llu and later", (unsigned long long)d->first_lsn);
-        char at[48] = "";
-        if (res.bad_record_offset)
-            snprintf(at, sizeof at, " (record at offset %zu)", res.bad_record_offset);
-        snprintf(err, errcap,
-                 "%s/%s offset %zu: %s%s; %s: damaged %s (%llu records still readable) - refusing "
-                 "to cut "
-                 "records that may have been acknowledged (%s; run `stopctl journal verify %s`)",
-                 j->dir, name, res.bad_offset, res.why, at,
-                 d->tail ? "the tail was written whole, this is not a torn write"
-                         : "valid records follow, so this is not a torn tail",
-                 range, (unsigned long long)d->readable,
-                 d->tail ? "restore it, or start with --truncate-damaged-tail to drop it"
-                         : "restore from a backup",
-                 j->dir);
+        damage_message(j, name, &res, d, err, errcap);
         return JOURNAL_ERR_DAMAGED;
     }
     /* A torn tail: the write that held it never completed its fdatasync, so nothing in it
