@@ -103,7 +103,12 @@ class JournalFiles(GatewayCase):
     def test_flipped_byte_mid_segment_refuses_start(self):
         gw, ids = self.make_journal(n=30)
         seg = os.path.join(gw.journal_dir, SEG1)
-        recs = journal_records(seg)
+        # A record in the middle of a batch that later batches follow (the last data batch
+        # would be a damaged tail, tested below).
+        frames = journal_frames(seg)
+        self.assertGreaterEqual(len(frames), 3, "want a batch with more batches after it")
+        first = frames[0]
+        recs = [r for r in journal_records(seg) if first[0] < r[0] < first[0] + first[1]]
         off, length, _, lsn, plen = recs[len(recs) // 2]
         data = bytearray(read(seg))
         pos = off + 40 + plen // 2  # inside the payload of a record in the middle
