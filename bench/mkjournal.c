@@ -133,7 +133,8 @@ static int make_journal(const char *dir, uint64_t n, uint64_t segment_bytes, int
     char err[512];
     journal_recovery rec;
     uint64_t existing = 0;
-    if (journal_open(&w.j, dir, segment_bytes, count_record, &existing, &rec, err, sizeof err) != 0) {
+    journal_opts o = {.segment_bytes = segment_bytes, .replay = count_record, .ctx = &existing};
+    if (journal_open(&w.j, dir, &o, &rec, err, sizeof err) != 0) {
         fprintf(stderr, "mkjournal: %s\n", err);
         return 1;
     }
@@ -183,6 +184,12 @@ static int make_journal(const char *dir, uint64_t n, uint64_t segment_bytes, int
         }
     }
     if (writer_drain(&w, 1) != 0) return 1;
+    /* Ends as a cleanly stopped gateway's journal does: with a close record. */
+    rc = journal_seal(&w.j, clock_now_ms());
+    if (rc != 0) {
+        fprintf(stderr, "mkjournal: writing the close record: %s\n", strerror(-rc));
+        return 1;
+    }
     int64_t t1 = clock_mono_ns();
     printf("mkjournal: %llu records (%llu orders), %llu segments, %llu bytes, %llu fdatasyncs in %.1f ms -> %s\n",
            (unsigned long long)w.j.stats.records, (unsigned long long)n, (unsigned long long)w.j.seg_seq,

@@ -78,100 +78,65 @@ static int seg_is_empty(journal *j, uint64_t seq, char *err, size_t errcap) {
     return e;
 }
 
-/* Replays one segment file; later[0..n_later) are the segments after it. Returns 0 (go on),
- * 1 (stop: tail cut here, later segments removed), -1 (fatal). */
-static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n_later,
-                          journal_chain *chain, journal_record_fn fn, void *ctx,
-                          journal_recovery *rec, char *err, size_t errcap) {
+/* Removes later[0..n) (empty segments a torn or cut batch created by rolling), highest
+ * first, so that a crash during this leaves no gap in the sequence. 0 or -1. */
+static int remove_later(journal *j, const uint64_t *later, int n, char *err, size_t errcap) {
+    if (n == 0) return 0;
+    for (int i = n - 1; i >= 0; i--) {
+        char lname[64];
+        journal_seg_name(lname, sizeof lname, later[i]);
+        if (unlinkat(j->dirfd, lname, 0) != 0) {
+            snprintf(err, errcap, "%s/%s: unlink empty segment after the cut: %s", j->dir, lname,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    if (fsync(j->dirfd) != 0) {
+        snprintf(err, errcap, "%s: fsync after removing empty segments: %s", j->dir,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Does any segment in later[0..n) hold a record? 1, 0, or -1 with err filled. */
+static int later_hold_records(journal *j, const uint64_t *later, int n, char *err, size_t errcap) {
+    for (int i = 0; i < n; i++) {
+        int e = seg_is_empty(j, later[i], err, errcap);
+        if (e < 0) return -1;
+        if (e == 0) return 1;
+    }
+    return 0;
+}
+
+/* Fills rec->damage from a scan that found damage, and hands the still readable records
+ * of the damaged part to the damaged callback (so the log can name the orders). */
+static void note_damage(const uint8_t *data, size_t size, uint64_t seq,
+                        const journal_scan_result *res, bool tail, const journal_opts *o,
+                        journal_recovery *rec) {
+    journal_damage *d = &rec->damage;
+    d->found = true;
+    d->tail = tail;
+    d->seq = seq;
+    d->offset = res->bad_offset;
+    d->bytes = size > res->bad_offset ? size - res->bad_offset : 0;
+    d->first_lsn = res->bad_first_lsn;
+    d->last_lsn = res->bad_last_lsn;
+    snprintf(d->why, sizeof d->why, "%s", res->why);
+    if (data) d->readable = journal_salvage(data, size, res->bad_offset, size, o->damaged, o->ctx);
+}
+
+/* Cuts segment seq (open on fd) at off, removing the later empty segments first; a cut
+ * inside the header removes the segment. Returns 1 (stopped here), -1 with err. */
+static int cut_at(journal *j, int fd, uint64_t seq, uint64_t off, const uint64_t *later,
+                  int n_later, char *err, size_t errcap) {
     char name[64];
     journal_seg_name(name, sizeof name, seq);
-    int fd = seg_open(j, seq, O_RDWR);
-    if (fd < 0) {
-        snprintf(err, errcap, "%s/%s: %s", j->dir, name, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errcap, "%s/%s: fstat: %s", j->dir, name, strerror(errno));
+    if (remove_later(j, later, n_later, err, errcap) != 0) {
         close(fd);
         return -1;
     }
-    size_t size = (size_t)st.st_size;
-    const uint8_t *data = NULL;
-    if (size > 0) {
-        data = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-        if (data == MAP_FAILED) {
-            snprintf(err, errcap, "%s/%s: mmap: %s", j->dir, name, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        madvise((void *)data, size, MADV_SEQUENTIAL);
-    }
-    journal_scan_result res;
-    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, fn, ctx, &res);
-    if (data) munmap((void *)data, size);
-    if (rc != 0) {
-        snprintf(err, errcap, "%s/%s: replay refused a record (code %d)", j->dir, name, rc);
-        close(fd);
-        return -1;
-    }
-    rec->segments++;
-    if (res.clean) {
-        j->seg_fd = fd;
-        j->seg_seq = seq;
-        j->seg_off = res.valid_end;
-        return 0;
-    }
-    /* Damage is a torn tail only if nothing valid was written after it: no plausible record
-     * later in this segment, and later segments (if any) hold no record either. A batch that
-     * rolled writes the old segment's tail, fdatasyncs it, and only then (linked) writes the
-     * new segment, so a later segment with records means the damage here was once durable. */
-    bool later_records = false;
-    for (int i = 0; i < n_later && !res.valid_after_bad && !later_records; i++) {
-        int e = seg_is_empty(j, later[i], err, errcap);
-        if (e < 0) {
-            close(fd);
-            return -1;
-        }
-        later_records = e == 0;
-    }
-    if (res.valid_after_bad || later_records) {
-        snprintf(err, errcap,
-                 "%s/%s offset %zu: %s; valid records follow%s, so this is not a torn tail - "
-                 "refusing to cut acknowledged records (run `stopctl journal verify %s`)",
-                 j->dir, name, res.bad_offset, res.why,
-                 res.valid_after_bad ? "" : " in later segments", j->dir);
-        close(fd);
-        return -1;
-    }
-    /* A torn tail: the write that held it never completed its fdatasync, so nothing in it
-     * was acknowledged. Cut it so the next append continues a valid chain. Empty segments
-     * the same batch created by rolling go first, highest first, so that a crash during
-     * this leaves no gap in the sequence (a gap is refused at the next start). */
-    if (n_later > 0) {
-        for (int i = n_later - 1; i >= 0; i--) {
-            char lname[64];
-            journal_seg_name(lname, sizeof lname, later[i]);
-            if (unlinkat(j->dirfd, lname, 0) != 0) {
-                snprintf(err, errcap, "%s/%s: unlink empty segment after torn tail: %s", j->dir,
-                         lname, strerror(errno));
-                close(fd);
-                return -1;
-            }
-        }
-        if (fsync(j->dirfd) != 0) {
-            snprintf(err, errcap, "%s: fsync after removing empty segments: %s", j->dir,
-                     strerror(errno));
-            close(fd);
-            return -1;
-        }
-    }
-    rec->tail_cut = true;
-    rec->cut_seq = seq;
-    rec->cut_offset = res.bad_offset;
-    rec->cut_bytes = size - res.bad_offset;
-    snprintf(rec->cut_why, sizeof rec->cut_why, "%s", res.why);
-    if (res.bad_offset < sizeof(journal_seg_hdr)) {
+    if (off < sizeof(journal_seg_hdr)) {
         /* The header itself is torn: the segment was being created. Remove it. */
         close(fd);
         if (unlinkat(j->dirfd, name, 0) != 0) {
@@ -181,15 +146,134 @@ static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n
         fsync(j->dirfd);
         return 1;
     }
-    if (ftruncate(fd, (off_t)res.bad_offset) != 0 || fdatasync(fd) != 0) {
-        snprintf(err, errcap, "%s/%s: cutting torn tail: %s", j->dir, name, strerror(errno));
+    if (ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0) {
+        snprintf(err, errcap, "%s/%s: cutting the tail: %s", j->dir, name, strerror(errno));
         close(fd);
         return -1;
     }
     j->seg_fd = fd;
     j->seg_seq = seq;
-    j->seg_off = res.bad_offset;
+    j->seg_off = off;
     return 1;
+}
+
+/* Close records are the journal's own: the caller's replay never sees them. */
+static int replay_data(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                       uint32_t len) {
+    const journal_opts *o = ctx;
+    if (type == JOURNAL_REC_CLOSE || !o->replay) return 0;
+    return o->replay(o->ctx, type, lsn, payload, len);
+}
+
+/* Maps segment seq and scans it. 0 with *fd open (and res filled), or -1 with err. */
+static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journal_opts *o, int *fd,
+                     journal_scan_result *res, journal_recovery *rec, char *err, size_t errcap) {
+    char name[64];
+    journal_seg_name(name, sizeof name, seq);
+    *fd = seg_open(j, seq, O_RDWR);
+    if (*fd < 0) {
+        snprintf(err, errcap, "%s/%s: %s", j->dir, name, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(*fd, &st) != 0) {
+        snprintf(err, errcap, "%s/%s: fstat: %s", j->dir, name, strerror(errno));
+        close(*fd);
+        return -1;
+    }
+    size_t size = (size_t)st.st_size;
+    const uint8_t *data = NULL;
+    if (size > 0) {
+        data = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, *fd, 0);
+        if (data == MAP_FAILED) {
+            snprintf(err, errcap, "%s/%s: mmap: %s", j->dir, name, strerror(errno));
+            close(*fd);
+            return -1;
+        }
+        madvise((void *)data, size, MADV_SEQUENTIAL);
+    }
+    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, replay_data,
+                                  (void *)o, res);
+    if (rc == 0 && !res->clean && res->damaged)
+        note_damage(data, size, seq, res, !res->valid_after_bad, o, rec);
+    if (data) munmap((void *)data, size);
+    if (rc != 0) {
+        snprintf(err, errcap, "%s/%s: replay refused a record (code %d)", j->dir, name, rc);
+        close(*fd);
+        return -1;
+    }
+    return 0;
+}
+
+/* The refusal an operator reads: where, what, which lsns, and what to do. */
+static void damage_message(const journal *j, const char *name, const journal_scan_result *res,
+                           const journal_damage *d, char *err, size_t errcap) {
+    char range[64], at[48] = "";
+    if (d->last_lsn)
+        snprintf(range, sizeof range, "lsn %llu..%llu", (unsigned long long)d->first_lsn,
+                 (unsigned long long)d->last_lsn);
+    else
+        snprintf(range, sizeof range, "lsn %llu and later", (unsigned long long)d->first_lsn);
+    if (res->bad_record_offset)
+        snprintf(at, sizeof at, " (record at offset %zu)", res->bad_record_offset);
+    snprintf(err, errcap,
+             "%s/%s offset %zu: %s%s; %s: damaged %s (%llu records still readable) - refusing to "
+             "cut records that may have been acknowledged (%s; run `stopctl journal verify %s`)",
+             j->dir, name, res->bad_offset, res->why, at,
+             d->tail ? "the tail was written whole, this is not a torn write"
+                     : "valid records follow, so this is not a torn tail",
+             range, (unsigned long long)d->readable,
+             d->tail ? "restore it, or start with --truncate-damaged-tail to drop it"
+                     : "restore from a backup",
+             j->dir);
+}
+
+/* Replays one segment file; later[0..n_later) are the segments after it. Returns 0 (go on),
+ * 1 (stop: tail cut here, later segments removed), -1 (fatal), JOURNAL_ERR_DAMAGED. */
+static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n_later,
+                          journal_chain *chain, const journal_opts *o, journal_recovery *rec,
+                          char *err, size_t errcap) {
+    char name[64];
+    journal_seg_name(name, sizeof name, seq);
+    int fd;
+    journal_scan_result res;
+    if (scan_file(j, seq, chain, o, &fd, &res, rec, err, errcap) != 0) return -1;
+    rec->segments++;
+    if (res.clean) {
+        j->seg_fd = fd;
+        j->seg_seq = seq;
+        j->seg_off = res.valid_end;
+        return 0;
+    }
+    /* A batch that rolled writes the old segment's tail, fdatasyncs it, and only then
+     * (linked) writes the new segment, so a later segment with records means the bad part
+     * here was once durable: damage, not a torn tail. */
+    int later_rec = res.valid_after_bad ? 0 : later_hold_records(j, later, n_later, err, errcap);
+    if (later_rec < 0) {
+        close(fd);
+        return -1;
+    }
+    if (res.damaged || later_rec) {
+        if (!res.damaged) note_damage(NULL, 0, seq, &res, false, o, rec);
+        journal_damage *d = &rec->damage;
+        d->tail = d->tail && !later_rec;
+        if (d->tail && o->truncate_damaged_tail) {
+            d->cut = true;
+            return cut_at(j, fd, seq, res.bad_offset, later, n_later, err, errcap);
+        }
+        close(fd);
+        damage_message(j, name, &res, d, err, errcap);
+        return JOURNAL_ERR_DAMAGED;
+    }
+    /* A torn tail: the write that held it never completed its fdatasync, so nothing in it
+     * was acknowledged. Cut it so the next append continues a valid chain. */
+    rec->tail_cut = true;
+    rec->cut_seq = seq;
+    rec->cut_offset = res.bad_offset;
+    struct stat st;
+    rec->cut_bytes = fstat(fd, &st) == 0 ? (uint64_t)st.st_size - res.bad_offset : 0;
+    snprintf(rec->cut_why, sizeof rec->cut_why, "%s", res.why);
+    return cut_at(j, fd, seq, res.bad_offset, later, n_later, err, errcap);
 }
 
 /* Create segment seq; its header goes out with the first batch written to it. */
@@ -206,13 +290,13 @@ static int seg_create(journal *j, uint64_t seq) {
     return fd;
 }
 
-int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_record_fn fn, void *ctx,
-                 journal_recovery *rec, char *err, size_t errcap) {
+int journal_open(journal *j, const char *dir, const journal_opts *o, journal_recovery *rec,
+                 char *err, size_t errcap) {
     memset(j, 0, sizeof *j);
     memset(rec, 0, sizeof *rec);
     j->dirfd = -1;
     j->seg_fd = -1;
-    j->segment_bytes = segment_bytes;
+    j->segment_bytes = o->segment_bytes;
     snprintf(j->dir, sizeof j->dir, "%s", dir);
     int rc = mkdir_p(dir);
     if (rc) {
@@ -248,11 +332,10 @@ int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_re
         }
         if (j->seg_fd >= 0) close(j->seg_fd);
         j->seg_fd = -1;
-        rc = replay_segment(j, seqs[i], seqs + i + 1, n - i - 1, &chain, fn, ctx, rec, err,
-                            errcap);
+        rc = replay_segment(j, seqs[i], seqs + i + 1, n - i - 1, &chain, o, rec, err, errcap);
         if (rc < 0) {
             free(seqs);
-            return -1;
+            return rc == JOURNAL_ERR_DAMAGED ? rc : -1;
         }
         if (rc == 1) {
             /* Tail cut here; the segments after it (empty) are gone. */
@@ -262,6 +345,13 @@ int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_re
     }
     uint64_t last_seq = n > 0 ? seqs[n - 1] : 0;
     free(seqs);
+    rec->clean_shutdown = chain.closed && !rec->tail_cut && !rec->damage.cut;
+    if (j->seg_fd >= 0 && chain.version == JOURNAL_SEG_VERSION_V1) {
+        /* An old journal: read as it is, continued in a new segment of the current format. */
+        close(j->seg_fd);
+        j->seg_fd = -1;
+        rec->upgraded = true;
+    }
     rec->records = chain.records;
     rec->replay_ns = clock_mono_ns() - t0;
     j->next_lsn = chain.next_lsn;
@@ -269,7 +359,9 @@ int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_re
     j->durable_lsn = chain.next_lsn - 1;
     if (j->seg_fd < 0) {
         /* Nothing usable on disk (empty dir, or the last segment's header was torn). */
-        uint64_t seq = last_seq + (rec->tail_cut && rec->cut_offset < sizeof(journal_seg_hdr) ? 0 : 1);
+        bool gone = (rec->tail_cut && rec->cut_offset < sizeof(journal_seg_hdr)) ||
+                    (rec->damage.cut && rec->damage.offset < sizeof(journal_seg_hdr));
+        uint64_t seq = last_seq + (gone ? 0 : 1);
         if (seq == 0) seq = 1;
         int fd = seg_create(j, seq);
         if (fd < 0) {
@@ -299,8 +391,11 @@ void journal_attach(journal *j, struct io_uring *ring, journal_durable_fn fn, vo
 
 bool journal_has_room(const journal *j, uint32_t payload_len) {
     const journal_batch *b = &j->batch[j->open_idx];
-    /* Room for the record plus a segment header in case it triggers a roll. */
-    return b->len + journal_rec_len(payload_len) + sizeof(journal_seg_hdr) <= JOURNAL_BUF_BYTES &&
+    /* Room for the record plus, in case it triggers a roll, the old frame's trailer, a
+     * segment header and the new frame (header and trailer). */
+    return b->len + journal_rec_len(payload_len) + sizeof(journal_seg_hdr) +
+                   2 * JOURNAL_FRAME_OVERHEAD <=
+               JOURNAL_BUF_BYTES &&
            b->n_ext < JOURNAL_EXTENTS_MAX;
 }
 
@@ -315,9 +410,35 @@ static void batch_put(journal *j, journal_batch *b, const void *p, uint32_t n) {
     j->seg_off += n;
 }
 
+/* A frame opens before the first record a batch puts into a segment; its header is
+ * filled in when it closes, once its length and last record are known. */
+static void frame_open(journal *j, journal_batch *b) {
+    static const journal_frame zero;
+    assert(!b->frame_open);
+    b->frame_open = true;
+    b->frame_off = b->len;
+    b->frame_first = j->next_lsn;
+    batch_put(j, b, &zero, sizeof zero);
+}
+
+/* Closes the open frame: header filled in place, trailer appended. The write that carries
+ * it is the batch's one write into that segment, so framing costs no write or fsync. */
+static void frame_close(journal *j, journal_batch *b) {
+    assert(b->frame_open && j->next_lsn > b->frame_first);
+    journal_frame f;
+    uint32_t len = b->len - b->frame_off + (uint32_t)sizeof f;
+    journal_frame_make(&f, JOURNAL_FRAME_MAGIC, len, b->frame_first, j->next_lsn - 1, j->last_sum);
+    memcpy(b->data + b->frame_off, &f, sizeof f);
+    journal_frame_make(&f, JOURNAL_TRAILER_MAGIC, len, b->frame_first, j->next_lsn - 1,
+                       j->last_sum);
+    batch_put(j, b, &f, sizeof f);
+    b->frame_open = false;
+}
+
 static int roll(journal *j, journal_batch *b) {
     int fd = seg_create(j, j->seg_seq + 1);
     if (fd < 0) return fd;
+    if (b->frame_open) frame_close(j, b);
     FAULT_KILL("journal_mid_roll");
     assert(j->n_retired < JOURNAL_RETIRED_MAX);
     /* The old fd is referenced at most by the open batch (and the one in flight): close it
@@ -347,11 +468,14 @@ int64_t journal_append(journal *j, uint16_t type, const void *payload, uint32_t 
     }
     if (!lazy) b->urgent = true;
     uint32_t len = journal_rec_len(payload_len);
-    if (j->seg_off + len > j->segment_bytes && j->seg_off > sizeof(journal_seg_hdr)) {
+    uint64_t framed = len + (b->frame_open ? sizeof(journal_frame) : JOURNAL_FRAME_OVERHEAD);
+    if (j->seg_off + framed > j->segment_bytes &&
+        j->seg_off > sizeof(journal_seg_hdr) + JOURNAL_FRAME_OVERHEAD) {
         if (b->n_ext + 1 > JOURNAL_EXTENTS_MAX) return -EAGAIN;
         int rc = roll(j, b);
         if (rc) return rc;
     }
+    if (!b->frame_open) frame_open(j, b);
     uint8_t rec[JOURNAL_RECORD_BYTES_MAX];
     journal_rec_encode(rec, type, j->next_lsn, j->last_sum, payload, payload_len);
     memcpy(&j->last_sum, rec, 8);
@@ -407,6 +531,7 @@ void journal_flush(journal *j, int64_t now_ns) {
     journal_batch *b = &j->batch[j->open_idx];
     if (b->len == 0) return;
     if (!b->urgent && now_ns - b->opened_ns < JOURNAL_LAZY_NS && !j->flush_all) return;
+    frame_close(j, b);
     j->open_idx ^= 1;
     submit_batch(j, b, now_ns);
 }
@@ -487,6 +612,25 @@ bool journal_idle(const journal *j) {
 }
 
 uint64_t journal_last_lsn(const journal *j) { return j->next_lsn - 1; }
+
+int journal_seal(journal *j, int64_t now_ms) {
+    if (!journal_idle(j) || j->seg_fd < 0) return -EBUSY;
+    int64_t lsn = journal_append(j, JOURNAL_REC_CLOSE, &now_ms, sizeof now_ms);
+    if (lsn < 0) return (int)lsn;
+    journal_batch *b = &j->batch[j->open_idx];
+    frame_close(j, b);
+    for (uint32_t i = 0; i < b->n_ext; i++) {
+        const journal_ext *e = &b->ext[i];
+        ssize_t n = pwrite(e->fd, b->data + e->buf_off, e->len, (off_t)e->file_off);
+        if (n != (ssize_t)e->len) return n < 0 ? -errno : -EIO;
+        if (fdatasync(e->fd) != 0) return -errno;
+    }
+    j->durable_lsn = (uint64_t)lsn;
+    b->len = 0;
+    b->records = 0;
+    b->n_ext = 0;
+    return 0;
+}
 
 void journal_close(journal *j) {
     for (uint32_t i = 0; i < j->n_retired; i++) close(j->retired[i].fd);

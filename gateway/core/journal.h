@@ -2,8 +2,12 @@
  * journal: the write-ahead log of every order-changing event (SPEC §7, docs/journal.md).
  *
  * Owns the segment files of one directory. journal_open() replays what is on disk (sync I/O,
- * at start only), cuts a torn tail (reported with its offset), and refuses a journal whose
- * damage is followed by valid records (acknowledged data would be lost by a cut).
+ * at start only), cuts a torn tail (a frame left incomplete at the end: never acknowledged),
+ * and refuses a journal whose written-whole data is damaged (a complete frame that does not
+ * check out, damage followed by valid frames, or damage before a clean shutdown's close
+ * record) with JOURNAL_ERR_DAMAGED and the damaged lsn range: acknowledged records would be
+ * lost by a cut. The operator may allow cutting a damaged tail (truncate_damaged_tail);
+ * later a cluster member may supply the records instead (issue 12).
  * After journal_attach(), all writes and fdatasyncs go through the caller's io_uring:
  * journal_append() copies a record into the open batch and returns its lsn at once;
  * journal_flush() sends the open batch (write -> fdatasync, linked) when no batch is in
@@ -36,6 +40,9 @@ typedef struct journal_batch {
     int64_t opened_ns; /* when its first record arrived */
     uint64_t last_lsn;
     uint64_t seq;
+    bool frame_open;      /* a frame header is reserved at frame_off, its trailer not yet */
+    uint32_t frame_off;   /* buffer offset of the open frame's header */
+    uint64_t frame_first; /* lsn of the open frame's first record */
     journal_ext ext[JOURNAL_EXTENTS_MAX];
     uint32_t n_ext;
 } journal_batch;
@@ -54,9 +61,37 @@ typedef struct journal_stats {
     uint64_t fsync_ns_total;
 } journal_stats;
 
+/* Damage to written-whole data found by recovery (or stopctl journal verify). */
+typedef struct journal_damage {
+    bool found;
+    bool tail;    /* nothing valid follows it but a close record: cutting it is possible */
+    bool cut;     /* it was cut (truncate_damaged_tail) */
+    uint64_t seq; /* segment */
+    uint64_t offset;
+    uint64_t bytes;     /* from offset to the end of the segment */
+    uint64_t first_lsn; /* lsn X..Y the damaged part held (the records a cluster member */
+    uint64_t last_lsn;  /* would supply); last_lsn 0: not known */
+    uint64_t readable;  /* records in it whose own checksum still holds */
+    char why[128];
+} journal_damage;
+
+#define JOURNAL_ERR_DAMAGED                                                                        \
+    (-2) /* journal_open: written-whole data damaged, rec->damage says where */
+
+typedef struct journal_opts {
+    uint64_t segment_bytes;
+    journal_record_fn replay;   /* every valid record, in lsn order */
+    journal_salvage_fn damaged; /* each record still found in damaged data (may be NULL) */
+    void *ctx;                  /* for both */
+    bool truncate_damaged_tail; /* cut a damaged tail instead of refusing (stopgated flag) */
+} journal_opts;
+
 typedef struct journal_recovery {
     uint64_t records;
     uint64_t segments;
+    bool clean_shutdown; /* the journal ended with a close record */
+    bool upgraded;       /* the last segment was format version 1: appends go to a new one */
+    journal_damage damage;
     bool tail_cut;
     uint64_t cut_seq;
     uint64_t cut_offset;
@@ -97,10 +132,10 @@ typedef struct journal {
     journal_stats stats;
 } journal;
 
-/* Replay the journal in dir (created if missing) and open it for appending. fn sees every
- * valid record in lsn order. 0, or -1 with err filled. */
-int journal_open(journal *j, const char *dir, uint64_t segment_bytes, journal_record_fn fn, void *ctx,
-                 journal_recovery *rec, char *err, size_t errcap);
+/* Replay the journal in dir (created if missing) and open it for appending. 0; or
+ * JOURNAL_ERR_DAMAGED with err and rec->damage filled; or -1 with err filled. */
+int journal_open(journal *j, const char *dir, const journal_opts *o, journal_recovery *rec,
+                 char *err, size_t errcap);
 void journal_attach(journal *j, struct io_uring *ring, journal_durable_fn fn, void *ctx);
 /* Room for one more record of payload_len bytes in the open batch? */
 bool journal_has_room(const journal *j, uint32_t payload_len);
@@ -122,6 +157,10 @@ int64_t journal_lazy_deadline_ns(const journal *j);
 void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns);
 /* Nothing appended that is not yet durable. */
 bool journal_idle(const journal *j);
+/* Clean shutdown: write and fdatasync a close record (synchronously, outside the ring), so
+ * that the next start can tell damage to the last batch from a torn write. Only when idle.
+ * 0 or -errno. */
+int journal_seal(journal *j, int64_t now_ms);
 uint64_t journal_last_lsn(const journal *j);
 void journal_close(journal *j);
 #endif

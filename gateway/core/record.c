@@ -177,6 +177,7 @@ const char *record_type_name(uint16_t type) {
     case REC_LIST_LOAD_BEGIN: return "LIST_LOAD_BEGIN";
     case REC_LIST_LOAD_ROWS: return "LIST_LOAD_ROWS";
     case REC_LIST_LOAD_COMMIT: return "LIST_LOAD_COMMIT";
+    case REC_CLOSE: return "CLOSE";
     default: return "UNKNOWN";
     }
 }

@@ -11,6 +11,8 @@
 
 #include <stopgate/plugin.h>
 
+#include "limits.h"
+
 typedef enum rec_type {
     REC_ORDER = 1,   /* a new order (agent's or cascade child) was accepted */
     REC_MERGE = 2,   /* a request was attached to a live order */
@@ -25,6 +27,9 @@ typedef enum rec_type {
     REC_LIST_LOAD_BEGIN = 12,
     REC_LIST_LOAD_ROWS = 13,
     REC_LIST_LOAD_COMMIT = 14,
+    /* The journal's own close record (JOURNAL_REC_CLOSE, journal_fmt.h): a clean shutdown.
+     * Never replayed; named here so `stopctl journal dump` can show it. */
+    REC_CLOSE = 0xffff,
 } rec_type;
 
 /* One row inside a REC_LIST_LOAD_ROWS blob: u8 bank_len, bank, u8 account_len, account,
@@ -57,6 +62,17 @@ typedef struct order_rec {
     uint64_t load_id;
     uint32_t row_count;
 } order_rec;
+
+/* Worst-case payload sizes, from the limits (each field is u8 tag, u16 length, bytes). */
+#define RECORD_FIELD_BYTES(n) (3 + (n))
+#define RECORD_ONWARD_BYTES_MAX                                                                    \
+    RECORD_FIELD_BYTES(8 + 1 + (sizeof(((sg_onward *)0)->bank) - 1) +                              \
+                       (sizeof(((sg_onward *)0)->account) - 1))
+/* A bank's answer (REC_STATE from engine_on_result): state, order_no, frozen, ts, reason and
+ * SG_ONWARD_MAX onward transfers of the longest bank and account a plugin can hand over. */
+#define RECORD_RESULT_PAYLOAD_MAX                                                                  \
+    (RECORD_FIELD_BYTES(1) + 3 * RECORD_FIELD_BYTES(8) + RECORD_FIELD_BYTES(REASON_LEN_MAX) +      \
+     SG_ONWARD_MAX * RECORD_ONWARD_BYTES_MAX)
 
 /* Encode into out[cap]. Returns bytes written, or -1 if it does not fit (a bug: callers
  * size out as JOURNAL_RECORD_BYTES_MAX and inputs are length-checked). */

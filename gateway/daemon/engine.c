@@ -17,8 +17,15 @@
 
 #define RELEASE_INSTR_BIT (1ULL << 62) /* instruction ids of RELEASE instructions */
 #define RESEND_BACKOFF_MAX_MS (5 * 60 * 1000) /* an OVERDUE instruction is re-sent at least this often */
-/* Room kept in the open journal batch for one plugin poll's results. */
-#define RESULT_RECORD_BYTES 512
+/* Room kept in the open journal batch for one plugin poll's results: each may be the
+ * largest answer (a FUNDS_MOVED with SG_ONWARD_MAX onward transfers, ~1.5 KB). */
+#define RESULT_RECORD_BYTES JOURNAL_REC_BYTES(RECORD_RESULT_PAYLOAD_MAX)
+_Static_assert(RESULT_RECORD_BYTES <= JOURNAL_RECORD_BYTES_MAX,
+               "a bank's answer fits one journal record");
+_Static_assert(SG_POLL_RESULTS_MAX *RESULT_RECORD_BYTES + 2 * JOURNAL_FRAME_OVERHEAD +
+                       sizeof(journal_seg_hdr) <
+                   JOURNAL_BUF_BYTES / 2,
+               "one poll's results fit half a journal batch buffer");
 
 const char *answer_name(int a) {
     static const char *n[] = {"ACCEPTED", "DUPLICATE", "MERGED", "HELD", "RELEASED", "EXTENDED", "CONFIRMED"};
@@ -639,8 +646,13 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     }
 }
 
+typedef struct recover_ctx {
+    gateway *gw;
+    uint64_t damaged_logged;
+} recover_ctx;
+
 static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
-    gateway *gw = ctx;
+    gateway *gw = ((recover_ctx *)ctx)->gw;
     order_rec r;
     char err[256];
     if (record_decode(type, payload, len, &r) != 0) {
@@ -656,17 +668,60 @@ static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *
     return 0;
 }
 
+#define DAMAGED_LOG_MAX 64 /* readable records of a damaged tail named one by one in the log */
+
+/* A record found in a damaged part of the journal: name its order, so the operator knows
+ * which orders to check whether the part is cut or restored. */
+static void damaged_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                           uint32_t len, bool verified) {
+    recover_ctx *rc = ctx;
+    if (rc->damaged_logged++ >= DAMAGED_LOG_MAX) return;
+    order_rec r;
+    char id[32] = "?";
+    if (record_decode(type, payload, len, &r) == 0 && r.order_no)
+        order_id_format(id, sizeof id, r.order_no);
+    LOGW(rc->gw, "journal: damaged part holds lsn %llu: %s of order %s%s", (unsigned long long)lsn,
+         record_type_name(type), id,
+         verified ? "" : " (its checksum fails: read as it is, unverified)");
+}
+
+static void log_recovery(gateway *gw, const journal_recovery *rec) {
+    const journal_damage *d = &rec->damage;
+    if (rec->tail_cut)
+        LOGW(gw,
+             "journal: torn tail cut in segment %llu at offset %llu (%llu bytes: %s); it was never "
+             "acknowledged",
+             (unsigned long long)rec->cut_seq, (unsigned long long)rec->cut_offset,
+             (unsigned long long)rec->cut_bytes, rec->cut_why);
+    if (d->cut)
+        LOGE(gw,
+             "journal: --truncate-damaged-tail: DROPPED the damaged tail of segment %llu at offset "
+             "%llu "
+             "(%llu bytes, lsn %llu..%llu, %llu records still readable, named above: %s); those "
+             "records "
+             "may have been acknowledged",
+             (unsigned long long)d->seq, (unsigned long long)d->offset,
+             (unsigned long long)d->bytes, (unsigned long long)d->first_lsn,
+             (unsigned long long)d->last_lsn, (unsigned long long)d->readable, d->why);
+    if (rec->upgraded)
+        LOGI(gw, "journal: format version 1 segments read; new records go to a version 2 segment");
+    LOGI(gw,
+         "journal: replayed %llu records from %llu segments in %.1f ms; %u orders, next lsn %llu%s",
+         (unsigned long long)rec->records, (unsigned long long)rec->segments, rec->replay_ns / 1e6,
+         gw->o.n, (unsigned long long)gw->j.next_lsn,
+         rec->clean_shutdown ? " (clean shutdown)" : "");
+}
+
 int engine_recover(gateway *gw, char *err, size_t errcap) {
     journal_recovery rec;
-    if (journal_open(&gw->j, gw->cfg.journal_dir, gw->cfg.segment_bytes, replay_record, gw, &rec, err, errcap) != 0)
-        return -1;
-    if (rec.tail_cut)
-        LOGW(gw, "journal: torn tail cut in segment %llu at offset %llu (%llu bytes: %s); it was never acknowledged",
-             (unsigned long long)rec.cut_seq, (unsigned long long)rec.cut_offset, (unsigned long long)rec.cut_bytes,
-             rec.cut_why);
-    LOGI(gw, "journal: replayed %llu records from %llu segments in %.1f ms; %u orders, next lsn %llu",
-         (unsigned long long)rec.records, (unsigned long long)rec.segments, rec.replay_ns / 1e6, gw->o.n,
-         (unsigned long long)gw->j.next_lsn);
+    recover_ctx rc = {.gw = gw};
+    journal_opts o = {.segment_bytes = gw->cfg.segment_bytes,
+                      .replay = replay_record,
+                      .damaged = damaged_record,
+                      .ctx = &rc,
+                      .truncate_damaged_tail = gw->truncate_damaged_tail};
+    if (journal_open(&gw->j, gw->cfg.journal_dir, &o, &rec, err, errcap) != 0) return -1;
+    log_recovery(gw, &rec);
     /* Instructions whose answer never came may have died with the old process (or the bank
      * never got them): send them again, same instruction id. */
     uint32_t resend = 0;

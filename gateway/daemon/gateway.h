@@ -270,6 +270,7 @@ typedef struct gateway {
     udp_state udp;
     struct dpdk_state *dpdk; /* dpdk.c; NULL unless [dpdk] enabled = yes */
     int journal_error_logged; /* last journal errno reported in the log */
+    bool truncate_damaged_tail; /* stopgated --truncate-damaged-tail: cut a damaged journal tail */
 #define CASCADE_RETRY_MAX 4096
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
     uint32_t cascade_retry_len;

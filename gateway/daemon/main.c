@@ -27,9 +27,12 @@
 #define DRAIN_TIMEOUT_MS 10000
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: stopgated [-c FILE] [--check-config]\n"
+    fprintf(f, "usage: stopgated [-c FILE] [--check-config] [--truncate-damaged-tail]\n"
                "  -c FILE          configuration (INI); without it the embedded defaults run\n"
-               "  --check-config   validate the configuration and exit (0 valid, 1 not)\n");
+               "  --check-config   validate the configuration and exit (0 valid, 1 not)\n"
+               "  --truncate-damaged-tail\n"
+               "                   start even if the journal's last batch was written whole and is\n"
+               "                   damaged: cut it and log what was dropped (docs/operations.md)\n");
 }
 
 static int setup_agents(gateway *gw) {
@@ -218,10 +221,11 @@ static void run_loop(gateway *gw) {
 
 int main(int argc, char **argv) {
     const char *conf = NULL;
-    bool check_only = false;
+    bool check_only = false, truncate_damaged = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-c") && i + 1 < argc) conf = argv[++i];
         else if (!strcmp(argv[i], "--check-config")) check_only = true;
+        else if (!strcmp(argv[i], "--truncate-damaged-tail")) truncate_damaged = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
@@ -232,6 +236,7 @@ int main(int argc, char **argv) {
     }
     static gateway gw_storage; /* large; lives for the whole process */
     gateway *gw = &gw_storage;
+    gw->truncate_damaged_tail = truncate_damaged;
     char err[1024];
     config_defaults(&gw->cfg);
     if (conf && config_load(&gw->cfg, conf, err, sizeof err) != 0) {
@@ -341,6 +346,12 @@ int main(int argc, char **argv) {
     snprintf(status, sizeof status, "accepting on %.64s:%u", gw->cfg.listen.host, gw->cfg.listen.port);
     notify_ready(status); /* after the accept is armed: the first submit makes it live */
     run_loop(gw);
+    /* A close record last: at the next start, damage to the last batch cannot pass for a
+     * torn write. Only when everything is durable (a timed-out drain leaves it out). */
+    if (journal_idle(&gw->j)) {
+        int src = journal_seal(&gw->j, clock_now_ms());
+        if (src != 0) LOGW(gw, "journal: could not write the close record: %s", strerror(-src));
+    }
     LOGI(gw, "stopped: durable lsn %llu, %u orders", (unsigned long long)gw->j.durable_lsn, gw->o.n);
     router_shutdown(gw);
     udp_close(gw);

@@ -283,14 +283,47 @@ static int cmd_simple(const opts *o, int ac, const char **av, bool as_map) {
 typedef struct dump_ctx {
     bool print;
     bool json;
+    const uint8_t *base; /* the segment being dumped, to find batch boundaries */
+    size_t size;
+    uint64_t seq;
 } dump_ctx;
 
 static void put_str(json_t *o, const char *k, rec_str s) {
     if (s.len) json_object_set_new(o, k, json_stringn(s.p, s.len));
 }
 
+/* A record that opens a batch (a frame header right before it): print the batch's line. */
+static void dump_batch(const dump_ctx *d, uint64_t lsn, const uint8_t *p) {
+    size_t rec_off = (size_t)(p - d->base) - sizeof(journal_rec_hdr);
+    journal_frame f;
+    if (rec_off < sizeof(journal_seg_hdr) + sizeof f ||
+        !journal_frame_read(d->base, d->size, rec_off - sizeof f, JOURNAL_FRAME_MAGIC, &f) ||
+        f.first_lsn != lsn)
+        return;
+    json_t *o = json_object();
+    json_object_set_new(o, "batch", json_integer((json_int_t)f.first_lsn));
+    json_object_set_new(o, "last_lsn", json_integer((json_int_t)f.last_lsn));
+    json_object_set_new(o, "records", json_integer((json_int_t)(f.last_lsn - f.first_lsn + 1)));
+    json_object_set_new(o, "segment", json_integer((json_int_t)d->seq));
+    json_object_set_new(o, "offset", json_integer((json_int_t)(rec_off - sizeof f)));
+    json_object_set_new(o, "bytes", json_integer(f.len));
+    char *s = json_dumps(o, JSON_COMPACT);
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
 static int dump_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p, uint32_t len) {
     dump_ctx *d = ctx;
+    if (d->print && d->base) dump_batch(d, lsn, p);
+    if (type == REC_CLOSE) {
+        int64_t ts = 0;
+        if (len == sizeof ts) memcpy(&ts, p, sizeof ts);
+        if (d->print)
+            printf("{\"lsn\":%llu,\"type\":\"CLOSE\",\"ts\":%lld}\n", (unsigned long long)lsn,
+                   (long long)ts);
+        return 0;
+    }
     order_rec r;
     if (record_decode(type, p, len, &r) != 0) {
         fprintf(stderr, "record %llu: malformed payload\n", (unsigned long long)lsn);
@@ -338,6 +371,57 @@ static int dump_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p,
     return 0;
 }
 
+static void salvage_line(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p, uint32_t len,
+                         bool verified) {
+    (void)ctx;
+    order_rec r;
+    char id[32] = "?";
+    if (record_decode(type, p, len, &r) == 0 && r.order_no)
+        order_id_format(id, sizeof id, r.order_no);
+    fprintf(stderr, "  in the damaged part: lsn %llu %s of order %s%s\n", (unsigned long long)lsn,
+            record_type_name(type), id, verified ? "" : " (checksum fails: unverified)");
+}
+
+/* The verdict recovery reaches on the same bytes (journal.c replay_segment): a torn tail (an
+ * incomplete last write: cut at start), a damaged tail (written whole, then damaged: start
+ * refused unless --truncate-damaged-tail), or damage followed by valid records. seqs[0] is
+ * the bad segment, seqs[1..n) the ones after it. */
+static void report_bad(const char *dir, const uint64_t *seqs, int n, const uint8_t *data,
+                       size_t size, const journal_scan_result *res) {
+    bool later_records = false;
+    for (int k = 1; k < n && !later_records && !res->valid_after_bad; k++) {
+        char lname[64], lpath[4200];
+        journal_seg_name(lname, sizeof lname, seqs[k]);
+        snprintf(lpath, sizeof lpath, "%s/%s", dir, lname);
+        int lfd = open(lpath, O_RDONLY | O_CLOEXEC);
+        later_records = lfd < 0 || journal_fd_empty_after_header(lfd) != 1;
+        if (lfd >= 0) close(lfd);
+    }
+    char name[64], at[48] = "", range[80];
+    journal_seg_name(name, sizeof name, seqs[0]);
+    if (res->bad_record_offset)
+        snprintf(at, sizeof at, " (record at offset %zu)", res->bad_record_offset);
+    if (res->bad_last_lsn)
+        snprintf(range, sizeof range, "lsn %llu..%llu", (unsigned long long)res->bad_first_lsn,
+                 (unsigned long long)res->bad_last_lsn);
+    else
+        snprintf(range, sizeof range, "lsn %llu and later", (unsigned long long)res->bad_first_lsn);
+    const char *verdict;
+    if (res->valid_after_bad || later_records)
+        verdict = "(valid records follow: corruption, not a torn tail; stopgated refuses to start)";
+    else if (res->damaged)
+        verdict =
+            "(damaged tail: written whole, so possibly acknowledged - not a torn write; stopgated "
+            "refuses to start unless --truncate-damaged-tail)";
+    else
+        verdict = "(torn tail: the gateway cuts it at start; an incomplete last write, never "
+                  "acknowledged)";
+    fprintf(stderr, "BAD %s offset %zu: %s%s, %s %s\n", name, res->bad_offset, res->why, at, range,
+            verdict);
+    if (res->damaged || later_records)
+        journal_salvage(data, size, res->bad_offset, size, salvage_line, NULL);
+}
+
 static int cmd_journal(const char *what, const char *dir, bool json) {
     bool dump = !strcmp(what, "dump");
     if (!dump && strcmp(what, "verify") != 0) return usage("journal verify DIR | journal dump DIR");
@@ -378,7 +462,11 @@ static int cmd_journal(const char *what, const char *dir, bool json) {
             }
         }
         journal_scan_result res;
+        d.base = data;
+        d.size = (size_t)st.st_size;
+        d.seq = seqs[i];
         int cb = journal_scan_segment(data, (size_t)st.st_size, &chain, dump_record, &d, &res);
+        if (!cb && !res.clean) report_bad(dir, seqs + i, n - i, data, (size_t)st.st_size, &res);
         if (st.st_size > 0) munmap((void *)data, (size_t)st.st_size);
         close(fd);
         if (cb) {
@@ -388,28 +476,16 @@ static int cmd_journal(const char *what, const char *dir, bool json) {
             break;
         }
         if (!res.clean) {
-            /* Later segments holding nothing past their header are a roll whose batch never
-             * reached the disk: still a torn tail, as recovery judges it. */
-            bool later_records = false;
-            for (int k = i + 1; k < n && !later_records; k++) {
-                char lname[64], lpath[4200];
-                journal_seg_name(lname, sizeof lname, seqs[k]);
-                snprintf(lpath, sizeof lpath, "%s/%s", dir, lname);
-                int lfd = open(lpath, O_RDONLY | O_CLOEXEC);
-                later_records = lfd < 0 || journal_fd_empty_after_header(lfd) != 1;
-                if (lfd >= 0) close(lfd);
-            }
-            fprintf(stderr, "BAD %s offset %zu: %s%s\n", name, res.bad_offset, res.why,
-                    res.valid_after_bad || later_records ? " (valid records follow: corruption, not a torn tail)"
-                                                         : " (torn tail: the gateway cuts it at start)");
             rc = EXIT_REFUSED;
             break;
         }
     }
     free(seqs);
     if (rc == EXIT_OK && !dump)
-        printf("journal %s: OK, %d segments, %llu records, hash chain intact\n", dir, n,
-               (unsigned long long)chain.records);
+        printf("journal %s: OK, %d segments, %llu records, hash chain intact%s\n", dir, n,
+               (unsigned long long)chain.records,
+               chain.closed ? ", ends with a close record (clean shutdown)"
+                            : ", no close record at the end");
     return rc;
 }
 

@@ -5,17 +5,20 @@
  * The first input byte picks how the rest becomes segment files:
  *   mode 0  the bytes are segment 1, as they are;
  *   mode 1  a valid segment header, then the bytes;
- *   mode 2  a valid header, then records built from the bytes with a valid hash chain
- *           (so the scanner gets past the checksums), optionally damaged: a flipped byte,
- *           a garbage tail, a record cut short by the end of the input;
+ *   mode 2  a valid header, then frames (batches) of records built from the bytes with a
+ *           valid hash chain (so the scanner gets past the checksums), optionally damaged:
+ *           a flipped byte, a garbage tail, a record cut short by the end of the input (a
+ *           frame left without its trailer: a torn write);
  *   mode 3  as 2, and a record may start segment 2 (a roll), so recovery sees several.
  * Record layout in modes 2-3: u8 type, u16 payload length, u8 op, payload. op 0x80: flip
- * byte (op & 0x3f) of the encoded record; 0x40: the rest of the input is appended raw;
- * 0x20 (mode 3): roll to the next segment before this record.
+ * byte (op & 0x3f) of the encoded record; 0x40: the open frame is closed and the rest of the
+ * input is appended raw; 0x20 (mode 3): roll to the next segment before this record; 0x10:
+ * close the open frame (a new batch) before this record.
  *
  * Checked: the scan stays inside the buffer (an exact-size copy), every replayed payload
  * decodes or is refused by record_decode without harm, an undamaged chain is accepted
- * whole by both the scanner and journal_open, and after journal_open succeeded the files
+ * whole by both the scanner and journal_open, a flipped byte inside complete frames is
+ * refused as damage (never cut as a torn tail), and after journal_open succeeded the files
  * it leaves form one clean chain holding exactly the records it replayed.
  */
 #include <dirent.h>
@@ -69,6 +72,36 @@ static void put(seg *s, const void *p, size_t n) {
     }
     memcpy(s->p + s->len, p, n);
     s->len += n;
+}
+
+/* The open frame of a segment being built: its header is reserved, filled when it closes. */
+typedef struct frame_state {
+    bool open;
+    size_t off;
+    uint64_t first;
+} frame_state;
+
+static void frame_begin(seg *s, frame_state *f, uint64_t lsn) {
+    static const journal_frame zero;
+    f->open = true;
+    f->off = s->len;
+    f->first = lsn;
+    put(s, &zero, sizeof zero);
+}
+
+static void frame_end(seg *s, frame_state *f, uint64_t next_lsn, uint64_t last_sum) {
+    if (!f->open) return;
+    f->open = false;
+    if (next_lsn == f->first) { /* no record in it: drop the reserved header */
+        s->len = f->off;
+        return;
+    }
+    journal_frame fr;
+    uint32_t len = (uint32_t)(s->len - f->off + sizeof fr);
+    journal_frame_make(&fr, JOURNAL_FRAME_MAGIC, len, f->first, next_lsn - 1, last_sum);
+    memcpy(s->p + f->off, &fr, sizeof fr);
+    journal_frame_make(&fr, JOURNAL_TRAILER_MAGIC, len, f->first, next_lsn - 1, last_sum);
+    put(s, &fr, sizeof fr);
 }
 
 static int replayed(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t payload_len) {
@@ -156,8 +189,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     seg segs[SEGS_MAX] = {{0}};
     int nseg = 1;
-    bool damaged = false;
+    bool damaged = false, flipped_only = true; /* damage, if any, is flips inside whole frames */
     uint64_t built = 0, lsn = 1, sum = 0;
+    frame_state fs = {0};
     if (mode == 0) {
         put(&segs[0], in, left);
         damaged = true;
@@ -172,8 +206,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             static uint8_t rec[JOURNAL_RECORD_BYTES_MAX];
             while (left > 0) {
                 if (left < 4) { /* a header cut short: a torn write */
+                    if (!fs.open) frame_begin(&segs[nseg - 1], &fs, lsn);
                     put(&segs[nseg - 1], in, left);
+                    fs.open = false;
                     damaged = true;
+                    flipped_only = false;
                     break;
                 }
                 uint16_t type = in[0], plen;
@@ -183,17 +220,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 left -= 4;
                 if (plen > JOURNAL_RECORD_BYTES_MAX - sizeof(journal_rec_hdr))
                     plen = (uint16_t)(plen % (JOURNAL_RECORD_BYTES_MAX - sizeof(journal_rec_hdr)));
+                if (op & 0x10) frame_end(&segs[nseg - 1], &fs, lsn, sum);
                 if (mode == 3 && (op & 0x20) && nseg < SEGS_MAX) {
+                    frame_end(&segs[nseg - 1], &fs, lsn, sum);
                     journal_seg_hdr sh;
                     journal_seg_hdr_make(&sh, (uint64_t)nseg + 1, lsn, sum, 1700000000000);
                     put(&segs[nseg++], &sh, sizeof sh);
                 }
                 seg *s = &segs[nseg - 1];
                 if (op & 0x40) {
+                    frame_end(s, &fs, lsn, sum);
                     put(s, in, left);
-                    damaged = damaged || left > 0;
+                    if (left > 0) damaged = true, flipped_only = false;
                     break;
                 }
+                if (!fs.open) frame_begin(s, &fs, lsn);
                 bool cut = plen > left;
                 uint32_t have = cut ? (uint32_t)left : plen;
                 journal_rec_encode(rec, type, lsn, sum, in, plen > have ? have : plen);
@@ -206,7 +247,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     rh.len = journal_rec_len(plen);
                     memcpy(rec, &rh, sizeof rh);
                     put(s, rec, sizeof rh + have);
+                    fs.open = false; /* never closed: a torn write */
                     damaged = true;
+                    flipped_only = false;
                     break;
                 }
                 if (op & 0x80) {
@@ -220,6 +263,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 in += have;
                 left -= have;
             }
+            frame_end(&segs[nseg - 1], &fs, lsn, sum);
         }
     }
 
@@ -251,7 +295,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     journal_recovery rec;
     char err[512];
     uint64_t replays = 0;
-    int rc = journal_open(&j, dir, JOURNAL_SEGMENT_BYTES_MIN, replayed, &replays, &rec, err, sizeof err);
+    journal_opts o = {
+        .segment_bytes = JOURNAL_SEGMENT_BYTES_MIN, .replay = replayed, .ctx = &replays};
+    int rc = journal_open(&j, dir, &o, &rec, err, sizeof err);
     journal_close(&j); /* also after a refusal: it holds buffers and the directory */
     if (rc == 0) {
         if (replays != rec.records || rescan_dir() != rec.records) abort();
@@ -259,6 +305,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     }
     if (!damaged && (rc != 0 || rec.records != built || rec.tail_cut)) abort();
+    /* A flipped byte in a frame written whole is damage: refused, never cut as torn. */
+    if (damaged && flipped_only && mode >= 2 && rc == 0 && rec.records != built) {
+        fprintf(stderr, "a flip inside whole frames was cut: %llu of %llu records kept (%s)\n",
+                (unsigned long long)rec.records, (unsigned long long)built, rec.cut_why);
+        abort();
+    }
     clear_dir();
     for (int i = 0; i < nseg; i++) free(segs[i].p);
     return 0;

@@ -169,13 +169,19 @@ def lists_seeds(table=None):
 
 # ---- fuzz_journal / fuzz_record from a real gateway --------------------------------------------
 def records_of(segment):
-    """(type, payload) of each record of a segment's bytes."""
+    """(type, payload) of each record of a segment's bytes (format 2: records inside frames,
+    whose 40-byte headers (magic SGJB) and trailers (SGJE) are stepped over; close records,
+    type 0xffff, left out)."""
     out, off = [], 64
     while off + 40 <= len(segment):
         _, magic, ln, typ, _, plen = struct.unpack_from("<QIIHHI", segment, off)
+        if magic in (0x424A4753, 0x454A4753):  # frame header or trailer
+            off += 40
+            continue
         if magic != 0x524A4753 or ln == 0:
             break
-        out.append((typ, segment[off + 40:off + 40 + plen]))
+        if typ != 0xFFFF:
+            out.append((typ, segment[off + 40:off + 40 + plen]))
         off += ln
     return out
 
@@ -233,6 +239,10 @@ def journal_seeds(segment):
                        for i, (t, p) in enumerate(recs))
     seed("fuzz_journal", "gateway-records-flip-middle", b"\x02" + flipped)
     seed("fuzz_journal", "gateway-records-cut", b"\x02" + built[:-5])
+    # op 0x10 closes the open frame: several batches, the last one damaged by a flip
+    batches = b"".join(struct.pack("<BHB", t, len(p), (0x10 if i % 3 == 0 else 0) |
+                                   (0x83 if i == len(recs) - 1 else 0)) + p for i, (t, p) in enumerate(recs))
+    seed("fuzz_journal", "gateway-records-batches-flip-last", b"\x02" + batches)
     names = {1: "order", 2: "merge", 3: "state", 4: "release", 5: "extend", 6: "confirm", 10: "list-add",
              11: "list-del", 12: "list-load-begin", 13: "list-load-rows", 14: "list-load-commit"}
     def tags(p):

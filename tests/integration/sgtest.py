@@ -498,6 +498,7 @@ class Gateway(object):
         self.no_config = no_config
         self.dev_secret = dev_secret
         self.extra_env = dict(env or {})
+        self.extra_args = []  # appended to stopgated's command line (e.g. --truncate-damaged-tail)
         self.proc = None
         self.ever_ready = False
         self.starts = 0
@@ -578,6 +579,7 @@ class Gateway(object):
             env["STOPGATE_PLUGIN_PATH"] = build_plugins
         env.update(self.extra_env)
         argv = [STOPGATED] if self.no_config else [STOPGATED, "-c", self.conf_path]
+        argv += self.extra_args
         if self.starts:
             # After kill -9 the kernel tears the old process's io_uring down asynchronously and
             # its listening sockets linger for a few ms: wait for the ports to be bindable.
@@ -782,22 +784,49 @@ SEG_HDR = 64
 REC_HDR = 40
 
 
-def journal_records(path):
-    """[(offset, length, type, lsn, payload_len)] of the records in one segment file, by their
-    headers (no checksum check). Stops at the first header that does not parse. The checksum
-    covers bytes [offset + 8, offset + 40 + payload_len); the rest up to length is padding."""
+FRAME_HDR = 40  # journal format version 2: each batch write is a frame, docs/journal.md
+REC_CLOSE = 0xFFFF
+
+
+def journal_frames(path):
+    """[(offset, length, first_lsn, last_lsn)] of the complete frames (batches) of one
+    version 2 segment file, by their headers and trailers (no checksum check). Stops at the
+    first frame that does not parse or runs past the end of the file."""
     import struct
 
     with open(path, "rb") as f:
         data = f.read()
     out = []
     off = SEG_HDR
-    while off + REC_HDR <= len(data):
-        _sum, magic, length, rtype, _ver, plen, lsn, _prev = struct.unpack_from("<QIIHHIQQ", data, off)
-        if magic != 0x524A4753 or length < REC_HDR or off + length > len(data):
+    while off + 2 * FRAME_HDR <= len(data):
+        _sum, magic, length, first, last, _ls = struct.unpack_from("<QIIQQQ", data, off)
+        if magic != 0x424A4753 or length < 2 * FRAME_HDR + REC_HDR or off + length > len(data):
             break
-        out.append((off, length, rtype, lsn, plen))
+        if struct.unpack_from("<I", data, off + length - FRAME_HDR + 8)[0] != 0x454A4753:
+            break
+        out.append((off, length, first, last))
         off += length
+    return out
+
+
+def journal_records(path):
+    """[(offset, length, type, lsn, payload_len)] of the records in the complete frames of one
+    segment file (close records, type REC_CLOSE, included), by their headers (no checksum
+    check). The checksum covers bytes [offset + 8, offset + 40 + payload_len); the rest up
+    to length is padding."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    out = []
+    for foff, flen, _first, _last in journal_frames(path):
+        off, end = foff + FRAME_HDR, foff + flen - FRAME_HDR
+        while off + REC_HDR <= end:
+            _sum, magic, length, rtype, _ver, plen, lsn, _prev = struct.unpack_from("<QIIHHIQQ", data, off)
+            if magic != 0x524A4753 or length < REC_HDR or off + length > end:
+                break
+            out.append((off, length, rtype, lsn, plen))
+            off += length
     return out
 
 

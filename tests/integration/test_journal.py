@@ -7,7 +7,7 @@ import random
 import time
 
 import sgtest
-from sgtest import Gateway, GatewayCase, journal_records, run_stopctl, todict, wait_until
+from sgtest import REC_CLOSE, Gateway, GatewayCase, journal_frames, journal_records, run_stopctl, todict, wait_until
 
 SEG1 = "0000000000000001.sgj"
 
@@ -22,9 +22,11 @@ def write(path, data):
         f.write(data)
 
 
-def dump(journal_dir):
+def dump(journal_dir, batches=False):
+    """(process, records) of `stopctl journal dump`; with batches, the batch lines instead."""
     p = run_stopctl("--json", "journal", "dump", journal_dir)
-    return p, [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    return p, [x for x in lines if ("batch" in x) == batches]
 
 
 class JournalFiles(GatewayCase):
@@ -71,12 +73,21 @@ class JournalFiles(GatewayCase):
         p = run_stopctl("journal", "verify", gw.journal_dir)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("OK", p.stdout)
-        nrec = len(journal_records(os.path.join(gw.journal_dir, SEG1)))
-        self.assertIn("%d records" % nrec, p.stdout)
+        on_disk = journal_records(os.path.join(gw.journal_dir, SEG1))
+        nrec = len(on_disk)
+        self.assertEqual(on_disk[-1][2], REC_CLOSE, "a clean shutdown leaves a close record last")
+        self.assertIn("%d records" % (nrec - 1), p.stdout)
+        self.assertIn("clean shutdown", p.stdout)
         p, recs = dump(gw.journal_dir)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(recs), nrec)
         self.assertEqual([r["lsn"] for r in recs], list(range(1, nrec + 1)))
+        self.assertEqual(recs[-1]["type"], "CLOSE")
+        # Batch boundaries: each batch line opens a run of lsns; together they cover them all.
+        batches = dump(gw.journal_dir, batches=True)[1]
+        frames = journal_frames(os.path.join(gw.journal_dir, SEG1))
+        self.assertEqual([(b["offset"], b["bytes"], b["batch"], b["last_lsn"]) for b in batches], frames)
+        self.assertEqual(sum(b["records"] for b in batches), nrec)
         orders = [r for r in recs if r["type"] == "ORDER"]
         self.assertEqual([r["order_id"] for r in orders], ids)
         self.assertEqual(orders[3]["request_id"], "j-%d-3" % self.tag)
@@ -92,7 +103,12 @@ class JournalFiles(GatewayCase):
     def test_flipped_byte_mid_segment_refuses_start(self):
         gw, ids = self.make_journal(n=30)
         seg = os.path.join(gw.journal_dir, SEG1)
-        recs = journal_records(seg)
+        # A record in the middle of a batch that later batches follow (the last data batch
+        # would be a damaged tail, tested below).
+        frames = journal_frames(seg)
+        self.assertGreaterEqual(len(frames), 3, "want a batch with more batches after it")
+        first = frames[0]
+        recs = [r for r in journal_records(seg) if first[0] < r[0] < first[0] + first[1]]
         off, length, _, lsn, plen = recs[len(recs) // 2]
         data = bytearray(read(seg))
         pos = off + 40 + plen // 2  # inside the payload of a record in the middle
@@ -193,6 +209,65 @@ class JournalFiles(GatewayCase):
             self.assertIn(SEG1, log)
             self.assertEqual(bytes(data), read(seg), "a refused start must not modify the journal")
 
+    # -- damage to the last batch after a clean shutdown (issue 15 item 8)
+
+    def test_flipped_bit_in_last_record_refuses_start(self):
+        """An order acknowledged HELD, SIGTERM, one bit flipped in its ORDER record (the last
+        data record): that is damage to a batch written whole, not a torn write. stopgated
+        refuses to start, names the damage; with --truncate-damaged-tail it starts, and logs
+        what it dropped."""
+        gw = sgtest.track(Gateway(sections="[list protected]\nauto_stop = no\n\n[plugin sim]\nlatency_us = 100\n",
+                                  name="held"))
+        self.addCleanup(gw.kill9)
+        gw.start()
+        tag = int(time.time() * 1000) % 10 ** 8
+        acct = "HELD%dX" % tag
+        with gw.client("olga") as ops:
+            ops.ok("LIST.ADD", "protected", "HB", acct, "SCORE", "100")
+        with gw.client("alice") as c:
+            d = todict(c.ok("STOP", "held-%d" % tag, "BANK", "HB", "ACCOUNT", acct, "CASE", "HC"))
+            self.assertEqual(d["status"], "HELD")
+            oid = d["order_id"]
+        self.assertEqual(gw.stop(), 0)
+        seg = os.path.join(gw.journal_dir, SEG1)
+        recs = journal_records(seg)
+        self.assertEqual(recs[-1][2], REC_CLOSE)
+        off, length, rtype, lsn, plen = recs[-2]
+        self.assertEqual(rtype, 1, "the HELD order's ORDER record is the last data record")
+        data = bytearray(read(seg))
+        data[off + 40 + plen // 2] ^= 0x08  # one bit
+        write(seg, bytes(data))
+        damaged = bytes(data)
+
+        rc, log = gw.start_expect_failure()
+        self.assertNotEqual(rc, 0)
+        self.assertNotIn("ready:", log)
+        self.assertNotIn("torn tail cut", log)
+        self.assertIn("damaged lsn %d..%d" % (lsn, lsn), log)
+        self.assertIn("--truncate-damaged-tail", log)
+        self.assertIn(SEG1, log)
+        self.assertIn("ORDER of order %s" % oid, log, "the log names the order in the damaged batch")
+        self.assertEqual(read(seg), damaged, "a refused start must not modify the journal")
+        p = run_stopctl("journal", "verify", gw.journal_dir)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("damaged tail", p.stderr)
+        self.assertIn("lsn %d..%d" % (lsn, lsn), p.stderr)
+
+        gw.extra_args = ["--truncate-damaged-tail"]
+        gw.start()
+        log = gw.log_since_start()
+        self.assertIn("DROPPED the damaged tail", log)
+        self.assertIn("lsn %d..%d" % (lsn, lsn), log)
+        self.assertIn("ORDER of order %s" % oid, log)
+        with gw.client("alice") as c:
+            self.assertIsInstance(c.call("STATUS", oid), sgtest.RespError, "the dropped order is gone, as the log says")
+        self.assertEqual(gw.stop(), 0)
+        gw.extra_args = []
+        p = run_stopctl("journal", "verify", gw.journal_dir)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        gw.start()
+        gw.close()
+
     # -- torn tails
 
     def tear_and_restart(self, gw, ids, cut):
@@ -221,16 +296,22 @@ class JournalFiles(GatewayCase):
         return recs_before, recs_after, complete
 
     def test_truncated_tail_mid_record(self):
+        """The last batch of data (before the close record) cut in its last record: the whole
+        batch is an incomplete write, cut at start; every complete batch before it is kept."""
         gw, ids = self.make_journal(n=30, name="torn")
-        recs = dump(gw.journal_dir)[1]
+        seg = os.path.join(gw.journal_dir, SEG1)
+        frames = journal_frames(seg)
+        last = frames[-2]  # frames[-1] holds the close record
+        inside = [r for r in journal_records(seg) if last[0] < r[0] < last[0] + last[1]]
+        keep = len([r for r in journal_records(seg) if r[0] < last[0]])
         before, after, complete = self.tear_and_restart(
-            gw, ids, lambda data, recs: data[: recs[-1][0] + recs[-1][1] // 2])
-        self.assertEqual(complete, len(recs) - 1)
-        self.assertEqual(after[: len(recs) - 1], before[: len(recs) - 1], "a complete record was lost or changed")
-        # Every order whose ORDER record was complete is still there.
+            gw, ids, lambda data, recs: data[: inside[-1][0] + inside[-1][1] // 2])
+        self.assertEqual(complete, keep)
+        self.assertEqual(after[:keep], before[:keep], "a complete record was lost or changed")
+        # Every order whose ORDER record was in a complete batch is still there.
         gw.start()
         with gw.client("alice") as c:
-            for r in before[:-1]:
+            for r in before[:keep]:
                 if r["type"] == "ORDER":
                     self.assertEqual(self.status(c, r["order_id"])["request_id"], r["request_id"])
         gw.close()

@@ -5,6 +5,7 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <xxhash.h>
 
 #include "clock.h"
 #include "journal.h"
@@ -85,12 +86,18 @@ static void expect_replay(const replay *r, uint64_t from_lsn, uint64_t to_lsn, u
     }
 }
 
+static bool g_truncate_damaged; /* jt_open passes truncate_damaged_tail */
+
 static int jt_open(jt *t, uint64_t seg_bytes, replay *r, journal_recovery *rec, char *err,
                    size_t errcap) {
     t->durable = 0;
     t->durable_calls = 0;
     t->fail_next_write = 0;
-    int rc = journal_open(&t->j, g_dir, seg_bytes, r ? collect : NULL, r, rec, err, errcap);
+    journal_opts o = {.segment_bytes = seg_bytes,
+                      .replay = r ? collect : NULL,
+                      .ctx = r,
+                      .truncate_damaged_tail = g_truncate_damaged};
+    int rc = journal_open(&t->j, g_dir, &o, rec, err, errcap);
     if (rc != 0) return rc;
     if (!t->ring_up) {
         assert_int_equal(io_uring_queue_init(64, &t->ring, 0), 0);
@@ -177,10 +184,10 @@ typedef struct offs {
 } offs;
 
 static int offs_cb(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
-    (void)type;
     (void)lsn;
     (void)len;
     offs *o = ctx;
+    if (type == JOURNAL_REC_CLOSE) return 0;
     o->off[o->n++] = (size_t)(payload - o->base) - sizeof(journal_rec_hdr);
     return 0;
 }
@@ -238,7 +245,9 @@ static void test_open_empty(void **state) {
     snprintf(nested, sizeof nested, "%s/a/b/journal", g_dir);
     char err[512] = "";
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, nested, SEG_BIG, NULL, NULL, &rec, err, sizeof err), 0);
+    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec,
+                                  err, sizeof err),
+                     0);
     assert_int_equal(rec.records, 0);
     assert_false(rec.tail_cut);
     assert_int_equal(journal_last_lsn(&g_t.j), 0);
@@ -255,7 +264,9 @@ static void test_open_empty(void **state) {
     assert_true(r.clean);
     free(d);
     /* reopening an empty journal is fine and keeps the one segment */
-    assert_int_equal(journal_open(&g_t.j, nested, SEG_BIG, NULL, NULL, &rec, err, sizeof err), 0);
+    assert_int_equal(journal_open(&g_t.j, nested, &(journal_opts){.segment_bytes = SEG_BIG}, &rec,
+                                  err, sizeof err),
+                     0);
     assert_int_equal(rec.segments, 1);
     assert_int_equal(journal_last_lsn(&g_t.j), 0);
     journal_close(&g_t.j);
@@ -270,7 +281,9 @@ static void test_open_bad_dir(void **state) {
     snprintf(path, sizeof path, "%s/file", g_dir);
     unit_write_file(path, "not a directory");
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, path, SEG_BIG, NULL, NULL, &rec, err, sizeof err), -1);
+    assert_int_equal(journal_open(&g_t.j, path, &(journal_opts){.segment_bytes = SEG_BIG}, &rec,
+                                  err, sizeof err),
+                     -1);
     assert_true(err[0] != 0);
     journal_close(&g_t.j);
 }
@@ -342,13 +355,20 @@ static void test_group_commit(void **state) {
     jt_close(&g_t);
 }
 
+/* n records, each in a batch (a frame) of its own, so the last batch is the last record;
+ * closed without a close record, as a crash after the last fdatasync leaves it. */
 static void write_n_and_close(uint64_t seg_bytes, int n) {
     journal_recovery rec;
     jt_open_ok(&g_t, seg_bytes, NULL, &rec);
-    for (int i = 0; i < n; i++) jt_append(&g_t, 0);
-    jt_sync(&g_t);
+    for (int i = 0; i < n; i++) {
+        jt_append(&g_t, 0);
+        jt_sync(&g_t);
+    }
     jt_close(&g_t);
 }
+
+/* Where the frame holding only the record at rec_off starts. */
+#define FRAME_OF(rec_off) ((rec_off) - sizeof(journal_frame))
 
 static void test_torn_tail_cut(void **state) {
     (void)state;
@@ -366,15 +386,16 @@ static void test_torn_tail_cut(void **state) {
     journal_recovery rec;
     jt_open_ok(&g_t, SEG_BIG, &r, &rec);
     assert_true(rec.tail_cut);
+    assert_false(rec.damage.found);
     assert_int_equal(rec.cut_seq, 1);
-    assert_int_equal(rec.cut_offset, last);
-    assert_int_equal(rec.cut_bytes, (uint64_t)(size - 5) - last);
+    assert_int_equal(rec.cut_offset, FRAME_OF(last));
+    assert_int_equal(rec.cut_bytes, (uint64_t)(size - 5) - FRAME_OF(last));
     assert_true(rec.cut_why[0] != 0);
     assert_int_equal(rec.records, 9);
     expect_replay(&r, 1, 9, 0);
     replay_free(&r);
     assert_int_equal(journal_last_lsn(&g_t.j), 9);
-    assert_int_equal(unit_file_size(path), (off_t)last); /* cut on disk */
+    assert_int_equal(unit_file_size(path), (off_t)FRAME_OF(last)); /* cut on disk */
 
     /* the next record takes lsn 10 and continues the chain */
     jt_append(&g_t, 0);
@@ -400,7 +421,7 @@ static void test_torn_tail_header_only(void **state) {
     journal_recovery rec;
     jt_open_ok(&g_t, SEG_BIG, &r, &rec);
     assert_true(rec.tail_cut);
-    assert_int_equal(rec.cut_offset, last);
+    assert_int_equal(rec.cut_offset, FRAME_OF(last));
     expect_replay(&r, 1, 4, 0);
     replay_free(&r);
     jt_close(&g_t);
@@ -425,10 +446,10 @@ static void test_torn_tail_zeros(void **state) {
     journal_recovery rec;
     jt_open_ok(&g_t, SEG_BIG, &r, &rec);
     assert_true(rec.tail_cut);
-    assert_int_equal(rec.cut_offset, last);
+    assert_int_equal(rec.cut_offset, FRAME_OF(last));
     expect_replay(&r, 1, 7, 0);
     replay_free(&r);
-    assert_int_equal(unit_file_size(path), (off_t)last);
+    assert_int_equal(unit_file_size(path), (off_t)FRAME_OF(last));
     jt_close(&g_t);
 }
 
@@ -439,7 +460,7 @@ static void expect_refused(const char *what_in_err) {
     int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
     replay_free(&r);
     journal_close(&g_t.j);
-    if (rc != -1) fail_msg("journal_open accepted a damaged journal (%s)", what_in_err);
+    if (rc == 0) fail_msg("journal_open accepted a damaged journal (%s)", what_in_err);
     if (!strstr(err, what_in_err)) fail_msg("error '%s' does not mention '%s'", err, what_in_err);
 }
 
@@ -495,7 +516,7 @@ static void test_corrupt_segment_header_refused(void **state) {
     int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
     replay_free(&r);
     journal_close(&g_t.j);
-    if (rc != -1)
+    if (rc != JOURNAL_ERR_DAMAGED)
         fail_msg("a damaged segment header in front of 10 acknowledged records was accepted "
                  "(tail_cut=%d, records=%llu)",
                  rec.tail_cut, (unsigned long long)rec.records);
@@ -751,10 +772,304 @@ static void test_replay_callback_refuses(void **state) {
     write_n_and_close(SEG_BIG, 5);
     char err[512] = "";
     journal_recovery rec;
-    assert_int_equal(journal_open(&g_t.j, g_dir, SEG_BIG, refuse_at_3, NULL, &rec, err, sizeof err),
+    assert_int_equal(journal_open(&g_t.j, g_dir,
+                                  &(journal_opts){.segment_bytes = SEG_BIG, .replay = refuse_at_3},
+                                  &rec, err, sizeof err),
                      -1);
     assert_true(err[0] != 0);
     journal_close(&g_t.j);
+}
+
+/* --- damage to the last batch vs a torn last write (issue 15 item 8) -------------------- */
+
+#define DMG_RECORDS    10
+#define DMG_LAST_FIRST 8 /* the last batch holds lsn 8..10 */
+#define DMG_SALT                                                                                   \
+    704 /* payloads of lsn 8, 9, 10: 0, 37, 74 bytes - a short last batch keeps                    \
+         * one journal_open per byte (~10 ms each) within the time budget */
+
+/* Four batches (lsn 1-3, 4-5, 6-7, 8-10), all durable; with seal, a clean shutdown's close
+ * record follows (lsn 11). Returns the segment image; *last_frame: where the last data
+ * batch's frame starts. */
+static uint8_t *write_batches(bool seal, size_t *size, size_t *last_frame) {
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    for (int i = 1; i <= DMG_RECORDS; i++) {
+        jt_append(&g_t, DMG_SALT);
+        if (i == 3 || i == 5 || i == 7 || i == DMG_RECORDS) jt_sync(&g_t);
+    }
+    if (seal) assert_int_equal(journal_seal(&g_t.j, 1700000000000), 0);
+    jt_close(&g_t);
+    record_offsets(1, 1, 0);
+    assert_int_equal(g_offs.n, DMG_RECORDS);
+    *last_frame = FRAME_OF(g_offs.off[DMG_LAST_FIRST - 1]);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    return unit_read_file(path, size);
+}
+
+static void put_image(const uint8_t *img, size_t size) {
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, size), (ssize_t)size);
+    close(fd);
+}
+
+/* The scanner's verdict on an image, as recovery uses it: every record read (clean), damage
+ * (refuse), or torn (cut). A torn verdict on a written-whole batch would lose records. */
+static void scan_expect_not_torn(const uint8_t *img, size_t size, size_t pos, int bit) {
+    journal_chain ch = {.next_lsn = 1};
+    journal_scan_result r;
+    assert_int_equal(journal_scan_segment(img, size, &ch, NULL, NULL, &r), 0);
+    if (r.clean) {
+        if (ch.records != DMG_RECORDS)
+            fail_msg("bit %d of byte %zu: scan clean but %llu records", bit, pos,
+                     (unsigned long long)ch.records);
+        return;
+    }
+    if (!r.damaged)
+        fail_msg("bit %d of byte %zu flipped: judged a torn tail (%s) - a written-whole batch "
+                 "would be cut",
+                 bit, pos, r.why);
+    assert_true(r.bad_first_lsn >= DMG_LAST_FIRST);
+}
+
+/* Every bit of the last batch (and of the close record after it, when sealed), through the
+ * scanner: never a torn verdict. */
+static void flip_every_bit(bool seal) {
+    size_t size, last;
+    uint8_t *img = write_batches(seal, &size, &last);
+    for (size_t pos = last; pos < size; pos++)
+        for (int bit = 0; bit < 8; bit++) {
+            img[pos] ^= (uint8_t)(1u << bit);
+            scan_expect_not_torn(img, size, pos, bit);
+            img[pos] ^= (uint8_t)(1u << bit);
+        }
+    free(img);
+}
+
+static void test_flip_every_bit_last_batch(void **state) {
+    (void)state;
+    flip_every_bit(false);
+}
+
+static void test_flip_every_bit_after_close(void **state) {
+    (void)state;
+    flip_every_bit(true);
+}
+
+/* The same through journal_open on real files, one flip per byte (bit pos % 8; every bit
+ * through journal_open costs 8x the time for what the scanner test already covers): it
+ * refuses with JOURNAL_ERR_DAMAGED and the lsn range and leaves the file alone, or replays
+ * every record - never drops one silently. */
+static void open_flip_every_byte(bool seal) {
+    size_t size, last;
+    uint8_t *img = write_batches(seal, &size, &last);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    int refused = 0;
+    for (size_t pos = last; pos < size; pos++) {
+        img[pos] ^= (uint8_t)(1u << (pos % 8));
+        put_image(img, size);
+        replay r = {0};
+        journal_recovery rec;
+        char err[1024] = "";
+        int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
+        if (rc == 0) {
+            if (r.n != DMG_RECORDS)
+                fail_msg("byte %zu flipped: %zu of %d records replayed", pos, r.n, DMG_RECORDS);
+            jt_close(&g_t);
+        } else {
+            if (rc != JOURNAL_ERR_DAMAGED || !strstr(err, "damaged"))
+                fail_msg("byte %zu flipped: rc %d, '%s'", pos, rc, err);
+            assert_true(rec.damage.found);
+            assert_true(rec.damage.tail);
+            assert_int_equal(rec.damage.seq, 1);
+            assert_true(rec.damage.first_lsn >= DMG_LAST_FIRST);
+            if (pos < last + 2 * sizeof(journal_frame))
+                assert_int_equal(rec.damage.first_lsn, DMG_LAST_FIRST);
+            journal_close(&g_t.j);
+            size_t now;
+            uint8_t *d = unit_read_file(path, &now);
+            assert_int_equal(now, size); /* refusing cuts nothing */
+            assert_memory_equal(d, img, size);
+            free(d);
+            refused++;
+        }
+        replay_free(&r);
+        img[pos] ^= (uint8_t)(1u << (pos % 8));
+    }
+    assert_true(refused > 0);
+    free(img);
+}
+
+static void test_open_flip_every_byte_last_batch(void **state) {
+    (void)state;
+    open_flip_every_byte(false);
+}
+
+static void test_open_flip_every_byte_after_close(void **state) {
+    (void)state;
+    open_flip_every_byte(true);
+}
+
+/* A torn last write - the last batch cut at every offset - is cut, and every record of the
+ * earlier batches is replayed; after a close record, a cut inside the close batch loses
+ * nothing. */
+static void truncate_every_offset(bool seal) {
+    size_t size, last;
+    uint8_t *img = write_batches(seal, &size, &last);
+    size_t close_frame = last;
+    if (seal) {
+        journal_frame f;
+        memcpy(&f, img + last, sizeof f);
+        close_frame = last + f.len;
+    }
+    for (size_t cut = last + 1; cut < size; cut++) {
+        put_image(img, cut);
+        replay r = {0};
+        journal_recovery rec;
+        char err[1024] = "";
+        if (jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err) != 0)
+            fail_msg("cut at %zu: %s", cut, err);
+        bool in_close = seal && cut >= close_frame;
+        size_t want = in_close ? DMG_RECORDS : DMG_LAST_FIRST - 1;
+        if (r.n != want) fail_msg("cut at %zu: %zu records, want %zu", cut, r.n, want);
+        if (cut != close_frame) assert_true(rec.tail_cut);
+        assert_false(rec.damage.found);
+        assert_int_equal(journal_last_lsn(&g_t.j), want);
+        jt_close(&g_t);
+        replay_free(&r);
+    }
+    free(img);
+}
+
+static void test_truncate_every_offset_last_batch(void **state) {
+    (void)state;
+    truncate_every_offset(false);
+}
+
+static void test_truncate_every_offset_close(void **state) {
+    (void)state;
+    truncate_every_offset(true);
+}
+
+/* The operator's way out: --truncate-damaged-tail cuts the damaged batch (and the close
+ * record after it) and says what went; the journal continues after it. */
+static void test_truncate_damaged_tail(void **state) {
+    (void)state;
+    size_t size, last;
+    uint8_t *img = write_batches(true, &size, &last);
+    img[last + sizeof(journal_frame) + 45] ^= 0x04; /* lsn 9's checksum (lsn 8 is 40 bytes) */
+    put_image(img, size);
+    replay r = {0};
+    journal_recovery rec;
+    g_truncate_damaged = true;
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    g_truncate_damaged = false;
+    assert_true(rec.damage.found && rec.damage.tail && rec.damage.cut);
+    assert_int_equal(rec.damage.first_lsn, DMG_LAST_FIRST);
+    assert_int_equal(rec.damage.last_lsn, DMG_RECORDS);
+    assert_int_equal(rec.damage.offset, last);
+    assert_int_equal(rec.damage.readable, 2); /* lsn 8 and 10 still check out */
+    assert_false(rec.clean_shutdown);
+    expect_replay(&r, 1, DMG_LAST_FIRST - 1, DMG_SALT);
+    replay_free(&r);
+    jt_append(&g_t, DMG_SALT);
+    jt_sync(&g_t);
+    assert_int_equal(journal_seal(&g_t.j, 1), 0);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.clean_shutdown);
+    assert_false(rec.damage.found);
+    expect_replay(&r, 1, DMG_LAST_FIRST, DMG_SALT);
+    replay_free(&r);
+    jt_close(&g_t);
+    free(img);
+}
+
+/* Damage followed by valid batches is not a tail: the flag does not cut it. */
+static void test_truncate_flag_keeps_mid_damage(void **state) {
+    (void)state;
+    size_t size, last;
+    uint8_t *img = write_batches(false, &size, &last);
+    record_offsets(1, 1, 0);
+    img[g_offs.off[4] + 41] ^= 0x01; /* lsn 5, in the second of four batches */
+    put_image(img, size);
+    g_truncate_damaged = true;
+    replay r = {0};
+    journal_recovery rec;
+    char err[1024] = "";
+    int rc = jt_open(&g_t, SEG_BIG, &r, &rec, err, sizeof err);
+    g_truncate_damaged = false;
+    replay_free(&r);
+    journal_close(&g_t.j);
+    assert_int_equal(rc, JOURNAL_ERR_DAMAGED);
+    assert_true(rec.damage.found);
+    assert_false(rec.damage.tail);
+    assert_false(rec.damage.cut);
+    assert_int_equal(rec.damage.first_lsn, 4);
+    free(img);
+}
+
+/* A version 1 journal (records without frames, written by gateways before the frames) is
+ * read as it is; new records go to a new version 2 segment, and both replay. */
+static void test_reads_version1_journal(void **state) {
+    (void)state;
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    static uint8_t img[64 * 1024];
+    journal_seg_hdr h;
+    journal_seg_hdr_make(&h, 1, 1, 0, 1700000000000);
+    h.version = JOURNAL_SEG_VERSION_V1;
+    h.sum = XXH3_64bits((const uint8_t *)&h + 8, sizeof h - 8);
+    memcpy(img, &h, sizeof h);
+    size_t size = sizeof h;
+    uint64_t sum = 0;
+    for (uint64_t lsn = 1; lsn <= 5; lsn++) {
+        uint8_t p[1024];
+        uint32_t n = payload_for(lsn, p, 0);
+        journal_rec_encode(img + size, (uint16_t)(1 + lsn % 6), lsn, sum, p, n);
+        memcpy(&sum, img + size, 8);
+        size += journal_rec_len(n);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, size), (ssize_t)size);
+    close(fd);
+    replay r = {0};
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.upgraded);
+    expect_replay(&r, 1, 5, 0);
+    replay_free(&r);
+    jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    assert_int_equal(g_t.j.seg_seq, 2);
+    assert_int_equal(journal_seal(&g_t.j, 1), 0);
+    jt_close(&g_t);
+    assert_int_equal(unit_file_size(path), (off_t)size); /* the old segment is left as it was */
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_false(rec.upgraded);
+    assert_true(rec.clean_shutdown);
+    expect_replay(&r, 1, 6, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+    /* a torn tail in a version 1 segment is still cut by the version 1 rule */
+    unit_rmtree(g_dir);
+    unit_mkdtemp(g_dir, sizeof g_dir, "journal");
+    seg_path(path, sizeof path, 1);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, size - 5), (ssize_t)(size - 5));
+    close(fd);
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    assert_true(rec.tail_cut);
+    expect_replay(&r, 1, 4, 0);
+    replay_free(&r);
+    jt_close(&g_t);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -778,6 +1093,15 @@ int main(void) {
         T(test_crash_during_roll_batch),
         T(test_write_error_retry),
         T(test_replay_callback_refuses),
+        T(test_flip_every_bit_last_batch),
+        T(test_flip_every_bit_after_close),
+        T(test_open_flip_every_byte_last_batch),
+        T(test_open_flip_every_byte_after_close),
+        T(test_truncate_every_offset_last_batch),
+        T(test_truncate_every_offset_close),
+        T(test_truncate_damaged_tail),
+        T(test_truncate_flag_keeps_mid_damage),
+        T(test_reads_version1_journal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

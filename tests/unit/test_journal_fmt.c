@@ -21,10 +21,14 @@ typedef struct seg {
     uint64_t next_lsn, last_sum;
 } seg;
 
+/* A version 1 segment (records without frames): the record-level checks are the same in
+ * both versions, and version 1 journals are still read. */
 static void seg_begin(seg *s, uint64_t seq, uint64_t first_lsn, uint64_t prev_sum) {
     memset(s, 0, sizeof *s);
     journal_seg_hdr h;
     journal_seg_hdr_make(&h, seq, first_lsn, prev_sum, 1700000000000);
+    h.version = JOURNAL_SEG_VERSION_V1;
+    h.sum = XXH3_64bits((const uint8_t *)&h + 8, sizeof h - 8);
     memcpy(s->data, &h, sizeof h);
     s->size = sizeof h;
     s->next_lsn = first_lsn;

@@ -5,6 +5,7 @@
 
 #include "limits.h"
 #include "orders.h"
+#include "journal_fmt.h"
 #include "record.h"
 
 #define S(lit) ((rec_str){(lit), (uint32_t)(sizeof(lit) - 1)})
@@ -360,6 +361,37 @@ static void test_type_names(void **state) {
     assert_string_equal(record_type_name(999), "UNKNOWN");
 }
 
+/* Issue 15 item 13: the journal room engine_on_result reserves per answer was 512 bytes, and
+ * a FUNDS_MOVED with SG_ONWARD_MAX onward transfers takes ~1.5 KB. The reservation is now
+ * computed from the limits; the largest answer a plugin can hand over must fit it exactly. */
+static void test_largest_result_fits_reservation(void **state) {
+    (void)state;
+    static char reason[REASON_LEN_MAX];
+    memset(reason, 'R', sizeof reason);
+    order_rec r = {.type = REC_STATE,
+                   .order_no = UINT64_MAX,
+                   .state = 0xff,
+                   .frozen_minor = INT64_MAX,
+                   .ts_ms = INT64_MAX,
+                   .reason = {reason, REASON_LEN_MAX}};
+    for (uint32_t i = 0; i < SG_ONWARD_MAX; i++) {
+        sg_onward *w = &r.onward[r.onward_count++];
+        memset(w->bank, 'B', sizeof w->bank - 1);
+        memset(w->account, 'A', sizeof w->account - 1);
+        w->amount_minor = -1;
+    }
+    static uint8_t buf[JOURNAL_RECORD_BYTES_MAX];
+    int n = record_encode(&r, buf, sizeof buf - sizeof(journal_rec_hdr));
+    assert_true(n > 0);
+    assert_int_equal(n, RECORD_RESULT_PAYLOAD_MAX);
+    assert_true(JOURNAL_REC_BYTES(n) > 512); /* what the old reservation was */
+    assert_true(JOURNAL_REC_BYTES(RECORD_RESULT_PAYLOAD_MAX) <= JOURNAL_RECORD_BYTES_MAX);
+    order_rec d;
+    assert_int_equal(record_decode(REC_STATE, buf, (size_t)n, &d), 0);
+    assert_int_equal(d.onward_count, SG_ONWARD_MAX);
+    assert_int_equal(strlen(d.onward[SG_ONWARD_MAX - 1].account), sizeof r.onward[0].account - 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_order),
@@ -368,6 +400,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_release_extend_confirm),
         cmocka_unit_test(test_empty_record),
         cmocka_unit_test(test_largest_fits),
+        cmocka_unit_test(test_largest_result_fits_reservation),
         cmocka_unit_test(test_encode_no_room),
         cmocka_unit_test(test_truncated_rejected),
         cmocka_unit_test(test_malformed_fields),
