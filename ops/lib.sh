@@ -20,7 +20,7 @@ fi
 SG_PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
     liburing-dev libxxhash-dev libhiredis-dev libcmocka-dev libinih-dev libsodium-dev
-    libjansson-dev redis-server redis-tools python3
+    libjansson-dev libssl-dev openssl redis-server redis-tools python3
 )
 
 # The repository root, whatever directory the script was started from.

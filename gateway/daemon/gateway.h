@@ -25,6 +25,7 @@
 #include "htab.h"
 #include "orders.h"
 #include "resp.h"
+#include "tls.h"
 #include <netinet/in.h>
 #include <sodium.h>
 #include <sys/socket.h>
@@ -66,10 +67,13 @@ typedef struct client {
     bool recv_grown;     /* a receive filled its buffer: use full chunks from now on */
     uint32_t next_waiting; /* intrusive list of clients with replies held for durability */
     uint32_t next_blocked; /* intrusive list of clients waiting for journal room */
+    tls_conn *tls;         /* NULL: plain TCP (tls.h) */
+    uint64_t tls_taken_abs; /* TLS: output up to here is encrypted (out_base <= it <= sendable_abs) */
 } client;
 
 typedef struct server {
     int listen_fd;
+    int tls_listen_fd; /* -1: no [gateway] tls_listen */
     bool accepting;
     client *clients; /* [0..max) */
     uint32_t max, count;
@@ -78,6 +82,7 @@ typedef struct server {
     uint32_t waiting_head; /* 1-based client index + 1 encoding: 0 = none */
     uint32_t blocked_head;
     int64_t next_reap_ms; /* next idle-timeout sweep */
+    int64_t next_tls_reap_ms; /* next handshake-deadline sweep */
 } server;
 
 /* ---- plugins and routes ---- */
@@ -260,6 +265,7 @@ typedef struct gateway {
     orders o;
     router rt;
     server srv;
+    tls_server tls; /* TLS on RESP (tls.h); tls.ctx NULL when off */
     outbox ob;
     metrics m;
     lists_state ls;
@@ -293,6 +299,8 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
 void server_kick_all(gateway *gw);
 /* Close clients idle longer than [gateway] idle_timeout (0 = never); sweeps once a second. */
 void server_reap_idle(gateway *gw);
+/* Close TLS clients whose handshake is past TLS_HANDSHAKE_MS_MAX; sweeps once a second. */
+void server_reap_tls(gateway *gw);
 
 /* commands.c: handle one parsed command. Returns 1 when handled, 0 when it must wait for
  * journal room (nothing was written; call again later with the same command). */
