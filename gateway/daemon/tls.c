@@ -16,6 +16,7 @@
 #endif
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +53,13 @@ static int load_pair(SSL_CTX *ctx, const config *cfg, char *err, size_t errcap) 
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1)
         return cfg_fail(err, errcap, cfg, cfg->tls_cert_line, "tls_cert", cfg->tls_cert,
                         "cannot be loaded as a PEM certificate");
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1)
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+        /* OpenSSL matches the key against the certificate while loading it. */
+        unsigned long e = ERR_peek_error();
+        bool mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
         return cfg_fail(err, errcap, cfg, cfg->tls_key_line, "tls_key", cfg->tls_key,
-                        "cannot be loaded as a PEM private key");
+                        mismatch ? "does not match tls_cert" : "cannot be loaded as a PEM private key");
+    }
     if (SSL_CTX_check_private_key(ctx) != 1)
         return cfg_fail(err, errcap, cfg, cfg->tls_key_line, "tls_key", cfg->tls_key, "does not match tls_cert");
     return 0;
