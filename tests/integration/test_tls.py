@@ -7,6 +7,7 @@ answered), stopctl --tls, a CASE reply of a few MB arriving intact, garbage and 
 handshakes neither delaying a plain or TLS client nor living past the handshake deadline, the
 metrics, --check-config on a bad pair; with tls_ca: no client certificate, or one from
 another CA, is refused, a good one works. The plain port keeps working alongside."""
+import json
 import os
 import re
 import socket
@@ -181,6 +182,29 @@ class TlsTest(TlsGatewayCase):
         # Plain stopctl against the TLS port does not hang: the server drops the garbage.
         r = self.gw.stopctl("check", "SGTB", "X1", port=self.tls_port, timeout=20)
         self.assertNotEqual(r.returncode, 0)
+
+    def test_stopbench_tls(self):
+        bench = os.environ.get("STOPBENCH") or os.path.join(os.path.dirname(os.path.dirname(sgtest.STOPGATED)),
+                                                            "bench", "stopbench")
+        if not os.path.exists(bench):
+            self.skipTest("no stopbench at %s" % bench)
+        report = os.path.join(self.certs.dir, "stopbench.json")
+        env = dict(os.environ, STOPGATE_SECRET=self.gw.secret("alice"))
+        for op in ("check", "stop"):
+            r = subprocess.run([bench, "-h", sgtest.HOST, "-p", str(self.tls_port), "--agent", "alice", "--tls",
+                                "--cacert", self.certs.ca[1], "--op", op, "--requests", "500", "-c", "4", "-P", "4",
+                                "--quiet", "--json", report], capture_output=True, text=True, timeout=60, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(report) as f:
+                d = json.load(f)
+            self.assertEqual(d["errors"], 0, d)
+            self.assertEqual(d["requests"], 500, d)
+        # A server certificate from a CA it was not told to trust: cannot connect (exit 3).
+        r = subprocess.run([bench, "-h", sgtest.HOST, "-p", str(self.tls_port), "--agent", "alice", "--tls",
+                            "--cacert", self.certs.other_ca[1], "--op", "check", "--requests", "10", "--quiet"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("certificate", r.stderr)
 
     def test_large_case_reply_arrives_intact(self):
         case = "TLSBIG"
