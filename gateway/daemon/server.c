@@ -369,6 +369,11 @@ void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int r
         }
         if (c->tls) {
             tls_on_sent(c->tls, (size_t)res);
+            if (tls_stalled(c->tls) && !c->recv_inflight && !c->closing) {
+                size_t had = c->in.len;
+                if (on_recv_tls(gw, c, 0) != 0) return;
+                if (c->in.len > had && !c->blocked) process_input(gw, c);
+            }
         } else {
             buf_consume(&c->out, (size_t)res);
             c->out_base += (uint64_t)res;
@@ -453,9 +458,10 @@ void server_reap_idle(gateway *gw) {
 /* ---- TLS (tls.h): the byte boundary of a TLS client; the rest of this file is shared ---- */
 
 static void arm_recv_tls(gateway *gw, client *c) {
+    if (tls_stalled(c->tls)) return; /* resumed when a send completes (server_on_cqe) */
     uint8_t *dst;
     size_t room = tls_recv_room(c->tls, &dst);
-    assert(room > 0); /* tls_on_recv drains the in buffer every time */
+    assert(room > 0); /* tls_on_recv drains the in buffer unless stalled */
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_recv(sqe, c->fd, dst, room, 0);
     io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, c->gen, c->idx));

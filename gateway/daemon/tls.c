@@ -28,6 +28,7 @@ struct tls_conn {
     bool done;     /* handshake finished */
     bool failed;   /* a fatal error: never call SSL_shutdown */
     bool shut;     /* close_notify queued */
+    bool stalled;  /* SSL stopped reading to write (out buffer full): resume once some is sent */
     char err[160]; /* why it failed, for the log */
 };
 
@@ -155,7 +156,11 @@ size_t tls_recv_room(tls_conn *tc, uint8_t **p) {
 /* SSL said no: TLS_OK when it only wants more input (or room to write), else the end. */
 static int ssl_outcome(tls_conn *tc, int rc) {
     int e = SSL_get_error(tc->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return TLS_OK;
+    if (e == SSL_ERROR_WANT_READ) return TLS_OK;
+    if (e == SSL_ERROR_WANT_WRITE) {
+        tc->stalled = true;
+        return TLS_OK;
+    }
     if (e == SSL_ERROR_ZERO_RETURN) return TLS_CLOSED;
     tc->failed = true;
     if (e == SSL_ERROR_SSL) ossl_reason(tc->err, sizeof tc->err);
@@ -190,11 +195,13 @@ static int decrypt(tls_conn *tc, buf *in) {
 }
 
 int tls_on_recv(tls_server *t, tls_conn *tc, size_t n, buf *in) {
-    char *w;
-    assert(n > 0);
-    int took = BIO_nwrite(tc->net, &w, (int)n); /* commits what the kernel wrote there */
-    assert(took == (int)n);
-    (void)took;
+    if (n > 0) {
+        char *w;
+        int took = BIO_nwrite(tc->net, &w, (int)n); /* commits what the kernel wrote there */
+        assert(took == (int)n);
+        (void)took;
+    }
+    tc->stalled = false;
     if (tc->failed) return TLS_FAILED;
     if (!tc->done) {
         int st = handshake(t, tc);
@@ -241,6 +248,8 @@ void tls_shutdown(tls_conn *tc) {
 }
 
 bool tls_handshake_done(const tls_conn *tc) { return tc->done; }
+
+bool tls_stalled(const tls_conn *tc) { return tc->stalled; }
 
 bool tls_handshake_overdue(const tls_conn *tc, int64_t now_ms) {
     return !tc->done && now_ms - tc->accepted_ms > TLS_HANDSHAKE_MS_MAX;

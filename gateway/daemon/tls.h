@@ -66,7 +66,8 @@ void tls_conn_free(tls_server *t, tls_conn *tc);
 /* Where the next receive may write ciphertext, and how much; 0 when the in buffer is full
  * (cannot happen after tls_on_recv returned TLS_OK: it drains the buffer). */
 size_t tls_recv_room(tls_conn *tc, uint8_t **p);
-/* n > 0 bytes landed at tls_recv_room()'s pointer: handshake, then decrypt into in. */
+/* n bytes landed at tls_recv_room()'s pointer: handshake, then decrypt into in. n = 0
+ * resumes a stalled connection (below) without new bytes. */
 int tls_on_recv(tls_server *t, tls_conn *tc, size_t n, buf *in);
 
 /* Encrypt up to len bytes of released plaintext; returns how many were taken (the caller
@@ -80,6 +81,10 @@ void tls_on_sent(tls_conn *tc, size_t n);
 /* Queue a close_notify (once, after a done handshake); send it, then close the socket. */
 void tls_shutdown(tls_conn *tc);
 bool tls_handshake_done(const tls_conn *tc);
+/* SSL stopped reading because it must write first (its handshake flight, or the answer to a
+ * KeyUpdate) and the out buffer is full. Arm no receive while stalled; once some ciphertext
+ * was sent, call tls_on_recv(.., 0, ..) to resume. */
+bool tls_stalled(const tls_conn *tc);
 /* Still in the handshake TLS_HANDSHAKE_MS_MAX after accept. */
 bool tls_handshake_overdue(const tls_conn *tc, int64_t now_ms);
 /* The reason of the last failure, for the log ("" when none). */

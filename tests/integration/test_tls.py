@@ -325,6 +325,29 @@ class TlsClientCertTest(TlsGatewayCase):
         self.assertServing()
 
 
+class TlsBigChainTest(unittest.TestCase):
+    """A handshake flight larger than the connection's out buffer (TLS_OUT_BYTES, 32 KiB): the
+    handshake stalls for room, resumes as the first part is sent, and completes."""
+
+    def test_certificate_larger_than_the_out_buffer(self):
+        certs = Certs.get()
+        names = ",".join("DNS:h%05d.big-chain.example" % i for i in range(1800))  # ~45 KB of SANs
+        big = make_cert(certs.dir, "bigserver", certs.ca, "serverAuth", "IP:127.0.0.1,DNS:localhost," + names)
+        self.assertGreater(os.path.getsize(big[1]), 40000)
+        port = sgtest.free_port()
+        gw = sgtest.track(Gateway(name="tlsbig", gateway={"tls_listen": "%s:%d" % (sgtest.HOST, port),
+                                                          "tls_cert": big[1], "tls_key": big[0]}))
+        gw.start()
+        try:
+            c = TlsClient(port, certs.ca[1], timeout=10)
+            c.auth("alice", gw.secret("alice"))
+            self.assertEqual(c.call("PING"), "PONG")
+            c.close()
+            self.assertEqual(gw.metrics()["stopgate_tls_handshakes_total"], 1)
+        finally:
+            gw.close()
+
+
 class TlsConfigTest(unittest.TestCase):
     def check(self, gateway):
         gw = sgtest.track(Gateway(name="tlsconf", gateway=gateway))
