@@ -182,11 +182,15 @@ static int handshake(tls_server *t, tls_conn *tc) {
     return st;
 }
 
-/* Every complete record into in. The in pair buffer holds at most TLS_IN_BYTES, so one
- * TLS_PLAIN_CHUNK of room per SSL_read is always enough for a record's plaintext. */
+/* Every complete record into in: a record's worth of room per SSL_read (TLS_PLAIN_CHUNK),
+ * or what is left under in's cap (a smaller cap, e.g. before AUTH, is honoured byte for
+ * byte: TLS_TOOBIG only when plaintext is still waiting and in is full). */
 static int decrypt(tls_conn *tc, buf *in) {
     for (;;) {
-        if (buf_reserve(in, TLS_PLAIN_CHUNK) != 0) return TLS_TOOBIG;
+        if (buf_reserve(in, TLS_PLAIN_CHUNK) != 0 && buf_reserve(in, 1) != 0) {
+            bool waiting = SSL_pending(tc->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(tc->ssl)) > 0;
+            return waiting ? TLS_TOOBIG : TLS_OK;
+        }
         size_t room = in->cap - in->len;
         int n = SSL_read(tc->ssl, in->data + in->len, room > INT32_MAX ? INT32_MAX : (int)room);
         if (n <= 0) return ssl_outcome(tc, n);

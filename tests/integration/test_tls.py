@@ -271,6 +271,33 @@ class TlsTest(TlsGatewayCase):
         with self.tls_client() as c:
             self.assertEqual(todict(c.call("STATUS", d["order_id"]))["account"], "PLAIN0001")
 
+    def test_query_buffer_limit_over_tls(self):
+        """An unfinished command past CLIENT_QUERY_BYTES_MAX (4 MiB): ERR TOOBIG, then closed,
+        as on the plain port; decrypting never grows the input past its cap."""
+        import threading
+        with self.tls_client() as c:
+            arg = b"x" * 500000
+            data = b"*20\r\n" + (b"$500000\r\n" + arg + b"\r\n") * 9  # 4.5 MB, never complete
+
+            def push():
+                try:
+                    c.sock.sendall(data)
+                except (OSError, ssl.SSLError):
+                    pass  # the server closes once it has answered
+            t = threading.Thread(target=push)
+            t.start()
+            try:
+                r = c.read()
+                self.assertErr(r, "ERR TOOBIG")
+                self.assertRaises((Closed, ssl.SSLError, ConnectionError), c.read)
+            except (Closed, ssl.SSLError, ConnectionError):
+                # Closing with the rest of our 4.5 MB unread makes the kernel send a reset,
+                # which may overtake the error reply (the plain port does the same).
+                pass
+            t.join(30)
+            self.assertFalse(t.is_alive(), "the gateway kept reading past the query limit")
+        self.assertServing()
+
     def test_quit_gets_ok_and_a_clean_close(self):
         with self.tls_client() as c:
             self.assertEqual(c.call("QUIT"), "OK")
