@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "hdr.h"
+#include "tlsclient.h"
 
 #define SB_CONNS_MAX 4096
 #define SB_THREADS_MAX 64
@@ -72,6 +73,8 @@ typedef struct sb_opts {
     int64_t udp_retry_ms; /* a datagram unanswered this long is sent again (new seq) */
     int64_t poll_us;      /* --burst: INFO poll interval */
     bool quiet;
+    tlsc_opts tls;    /* --tls, --cacert, --cert, --key, --sni (RESP only) */
+    tlsc_ctx *tls_ctx; /* one client context for every connection (NULL: plain TCP) */
     /* derived */
     char tag[16];  /* this run's tag: in every request id, account and case */
     char case_id[40];
@@ -198,7 +201,12 @@ typedef struct sb_reply_info {
 long sb_reply_scan(const char *p, size_t n, sb_reply_info *ri);
 
 /* ---- engines: run in the worker's thread, return when its share is done ---- */
-int sb_resp_prepare(sb_worker *w, int *fds);  /* takes connected, authenticated sockets */
+/* A RESP connection: a non-blocking socket, and its TLS session with --tls. */
+typedef struct sb_link {
+    int fd;
+    tlsc_ssl *ssl; /* NULL: plain TCP */
+} sb_link;
+int sb_resp_prepare(sb_worker *w, sb_link *links); /* takes connected, authenticated links */
 void *sb_resp_main(void *arg);
 int sb_udp_prepare(sb_worker *w, char *err, size_t errcap);
 void sb_udp_set_fd(sb_worker *w, int fd);
@@ -216,7 +224,7 @@ typedef struct sb_burst_result {
 /* Run --burst on fd (connected, authenticated) with ctl (a second one, for INFO and STATUS;
  * -1 for Redis). Fills st (latency of each answer from the burst's start) and br. 0, or -1
  * with the reason in st->first_error (the connection failed). */
-int sb_burst_run(sb_worker *w, int fd, int ctl, sb_burst_result *br);
+int sb_burst_run(sb_worker *w, sb_link *fd, sb_link *ctl, sb_burst_result *br);
 
 /* ---- sb_report.c ---- */
 typedef struct sb_result {

@@ -51,7 +51,7 @@ static const char info_cmd[] = "*1\r\n$4\r\nINFO\r\n";
 
 typedef struct burst_state {
     sb_worker *w;
-    int fd, ctl;
+    sb_link *fd, *ctl; /* ctl NULL: Redis (no INFO) */
     char *out;
     size_t olen, ooff;
     sb_rbuf in, cin;
@@ -71,7 +71,7 @@ static int read_answers(burst_state *b, sb_burst_result *br, int64_t t0) {
             b->in.p = p;
             b->in.cap = cap;
         }
-        ssize_t k = recv(b->fd, b->in.p + b->in.len, b->in.cap - b->in.len, MSG_DONTWAIT);
+        ssize_t k = sb_link_recv(b->fd, b->in.p + b->in.len, b->in.cap - b->in.len);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
         if (k <= 0) {
@@ -169,9 +169,10 @@ static void last_status(burst_state *b, sb_burst_result *br) {
     sb_cmdbuf_free(&c);
 }
 
-int sb_burst_run(sb_worker *w, int fd, int ctl, sb_burst_result *br) {
+int sb_burst_run(sb_worker *w, sb_link *fdl, sb_link *ctll, sb_burst_result *br) {
     const sb_opts *o = w->o;
-    burst_state b = {.w = w, .fd = fd, .ctl = ctl};
+    burst_state b = {.w = w, .fd = fdl, .ctl = ctll && ctll->fd >= 0 ? ctll : NULL};
+    int fd = fdl->fd, ctl = b.ctl ? b.ctl->fd : -1; /* for poll */
     br->at_bank_ms = br->confirmed_ms = -1;
     int rc = -1;
     b.out = malloc(o->burst * SB_REQ_BYTES_MAX);
@@ -204,7 +205,7 @@ int sb_burst_run(sb_worker *w, int fd, int ctl, sb_burst_result *br) {
         }
         if (ctl >= 0 && !b.info_pending && now >= b.next_poll) {
             char err[160];
-            if (sb_send_all(ctl, info_cmd, sizeof info_cmd - 1, 1000, err, sizeof err) != 0) {
+            if (sb_send_all(b.ctl, info_cmd, sizeof info_cmd - 1, 1000, err, sizeof err) != 0) {
                 snprintf(w->st.first_error, sizeof w->st.first_error, "INFO during the burst: %s", err);
                 goto out;
             }
@@ -219,7 +220,7 @@ int sb_burst_run(sb_worker *w, int fd, int ctl, sb_burst_result *br) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) break;
         if (p[0].revents & POLLOUT) {
-            ssize_t k = send(fd, b.out + b.ooff, b.olen - b.ooff, MSG_NOSIGNAL | MSG_DONTWAIT);
+            ssize_t k = sb_link_send(fdl, b.out + b.ooff, b.olen - b.ooff);
             if (k > 0) b.ooff += (size_t)k;
             else if (k < 0 && errno != EAGAIN && errno != EINTR) {
                 snprintf(w->st.first_error, sizeof w->st.first_error, "send: %s", strerror(errno));
@@ -241,7 +242,7 @@ int sb_burst_run(sb_worker *w, int fd, int ctl, sb_burst_result *br) {
     if (ctl >= 0 && b.info_pending) { /* the last poll's answer, so STATUS reads its own */
         char err[160];
         sb_reply_info ri = {0};
-        long r = sb_read_reply(ctl, &b.cin, &ri, 10000, err, sizeof err);
+        long r = sb_read_reply(b.ctl, &b.cin, &ri, 10000, err, sizeof err);
         if (r > 0) sb_rbuf_consume(&b.cin, (size_t)r);
     }
     if (ctl >= 0) {

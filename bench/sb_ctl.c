@@ -18,6 +18,13 @@
 
 #include "sb_ctl.h"
 
+/* OpenSSL's err.h needs INT_MAX; <limits.h> on the include path is gateway/core/limits.h. */
+#ifndef INT_MAX
+#define INT_MAX __INT_MAX__
+#endif
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 static int wait_fd(int fd, short ev, int64_t deadline_ns) {
     for (;;) {
         int64_t left = deadline_ns - sb_now_ns();
@@ -71,10 +78,49 @@ int sb_dial(const char *host, const char *port, int timeout_ms, char *err, size_
     return fd;
 }
 
-int sb_send_all(int fd, const char *p, size_t n, int timeout_ms, char *err, size_t errcap) {
+int sb_link_tls(sb_link *l, const sb_opts *o, int timeout_ms, char *err, size_t errcap) {
+    int fl = fcntl(l->fd, F_GETFL);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(l->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(l->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    fcntl(l->fd, F_SETFL, fl & ~O_NONBLOCK);
+    l->ssl = tlsc_connect(o->tls_ctx, &o->tls, l->fd, o->host, err, errcap);
+    fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
+    return l->ssl ? 0 : -1;
+}
+
+/* SSL's answer as a socket's: WANT_* is EAGAIN, a clean close 0, anything else EPROTO. */
+static ssize_t ssl_result(sb_link *l, int n) {
+    if (n > 0) return n;
+    int e = SSL_get_error(l->ssl, n);
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
+    ERR_clear_error();
+    return -1;
+}
+
+ssize_t sb_link_send(sb_link *l, const void *p, size_t n) {
+    if (!l->ssl) return send(l->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return ssl_result(l, SSL_write(l->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n));
+}
+
+ssize_t sb_link_recv(sb_link *l, void *p, size_t n) {
+    if (!l->ssl) return recv(l->fd, p, n, MSG_DONTWAIT);
+    return ssl_result(l, SSL_read(l->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n));
+}
+
+void sb_link_close(sb_link *l) {
+    if (l->ssl) SSL_free(l->ssl); /* no close_notify: the peer sees the TCP close */
+    if (l->fd >= 0) close(l->fd);
+    l->ssl = NULL;
+    l->fd = -1;
+}
+
+int sb_send_all(sb_link *l, const char *p, size_t n, int timeout_ms, char *err, size_t errcap) {
     int64_t deadline = sb_now_ns() + (int64_t)timeout_ms * 1000000;
+    int fd = l->fd;
     while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t k = sb_link_send(l, p, n);
         if (k > 0) {
             p += k;
             n -= (size_t)k;
@@ -94,8 +140,9 @@ int sb_send_all(int fd, const char *p, size_t n, int timeout_ms, char *err, size
     return 0;
 }
 
-long sb_read_reply(int fd, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap) {
+long sb_read_reply(sb_link *l, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap) {
     int64_t deadline = sb_now_ns() + (int64_t)timeout_ms * 1000000;
+    int fd = l->fd;
     for (;;) {
         if (b->len) {
             long r = sb_reply_scan(b->p, b->len, ri);
@@ -115,7 +162,7 @@ long sb_read_reply(int fd, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *
             b->p = p;
             b->cap = cap;
         }
-        ssize_t k = recv(fd, b->p + b->len, b->cap - b->len, MSG_DONTWAIT);
+        ssize_t k = sb_link_recv(l, b->p + b->len, b->cap - b->len);
         if (k > 0) {
             b->len += (size_t)k;
             continue;
@@ -148,10 +195,10 @@ void sb_rbuf_free(sb_rbuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-long sb_call(int fd, const char *req, size_t len, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err,
+long sb_call(sb_link *l, const char *req, size_t len, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err,
              size_t errcap) {
-    if (sb_send_all(fd, req, len, timeout_ms, err, errcap) != 0) return -1;
-    return sb_read_reply(fd, b, ri, timeout_ms, err, errcap);
+    if (sb_send_all(l, req, len, timeout_ms, err, errcap) != 0) return -1;
+    return sb_read_reply(l, b, ri, timeout_ms, err, errcap);
 }
 
 int sb_cmd_append(sb_cmdbuf *c, int argc, const char *const *argv, const size_t *lens) {

@@ -5,6 +5,8 @@
 #ifndef SB_CTL_H
 #define SB_CTL_H
 
+#include <sys/types.h>
+
 #include "sb.h"
 
 typedef struct sb_rbuf {
@@ -19,10 +21,18 @@ typedef struct sb_cmdbuf {
 
 /* A connected TCP socket (non-blocking, TCP_NODELAY), or -1. */
 int sb_dial(const char *host, const char *port, int timeout_ms, char *err, size_t errcap);
-int sb_send_all(int fd, const char *p, size_t n, int timeout_ms, char *err, size_t errcap);
+/* TLS over a socket from sb_dial: the handshake (bounded by timeout_ms), then non-blocking
+ * again. 0, or -1 with err. */
+int sb_link_tls(sb_link *l, const sb_opts *o, int timeout_ms, char *err, size_t errcap);
+/* send()/recv() with MSG_DONTWAIT through the link's TLS session when it has one: bytes, 0
+ * (closed), or -1 with errno (EAGAIN: try again when the socket is ready). */
+ssize_t sb_link_send(sb_link *l, const void *p, size_t n);
+ssize_t sb_link_recv(sb_link *l, void *p, size_t n);
+void sb_link_close(sb_link *l);
+int sb_send_all(sb_link *l, const char *p, size_t n, int timeout_ms, char *err, size_t errcap);
 /* Wait for one complete reply in b: its length (the caller consumes it), or -1. */
-long sb_read_reply(int fd, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap);
-long sb_call(int fd, const char *req, size_t len, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err,
+long sb_read_reply(sb_link *l, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap);
+long sb_call(sb_link *l, const char *req, size_t len, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err,
              size_t errcap);
 void sb_rbuf_consume(sb_rbuf *b, size_t n);
 void sb_rbuf_free(sb_rbuf *b);

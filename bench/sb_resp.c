@@ -24,10 +24,12 @@
 #include <unistd.h>
 
 #include "sb.h"
+#include "sb_ctl.h"
 #include "sb_sched.h"
 
 typedef struct rconn {
-    int fd;
+    sb_link link; /* socket, and TLS session with --tls */
+    int fd;       /* link.fd, for epoll */
     int k; /* global connection index: its open-loop schedule */
     bool dead;
     char *out;
@@ -208,14 +210,14 @@ static void conn_fail(sb_worker *w, rconn *c, bool timeout, const char *why) {
     c->dead = true;
     resp_engine *e = w->engine;
     epoll_ctl(e->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    sb_link_close(&c->link);
     c->fd = -1;
 }
 
 /* Write what is pending; false when the connection failed. */
 static bool conn_flush(sb_worker *w, rconn *c) {
     while (c->ooff < c->olen) {
-        ssize_t k = send(c->fd, c->out + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t k = sb_link_send(&c->link, c->out + c->ooff, c->olen - c->ooff);
         if (k > 0) {
             c->ooff += (uint32_t)k;
             continue;
@@ -292,7 +294,7 @@ static void conn_read(sb_worker *w, rconn *c) {
             conn_fail(w, c, false, "a reply larger than the input buffer (protocol error?)");
             return;
         }
-        ssize_t k = recv(c->fd, c->in + c->ilen, c->icap - c->ilen, MSG_DONTWAIT);
+        ssize_t k = sb_link_recv(&c->link, c->in + c->ilen, c->icap - c->ilen);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (k <= 0) {
@@ -327,7 +329,7 @@ static void conn_read(sb_worker *w, rconn *c) {
     }
 }
 
-int sb_resp_prepare(sb_worker *w, int *fds) {
+int sb_resp_prepare(sb_worker *w, sb_link *links) {
     const sb_opts *o = w->o;
     resp_engine *e = calloc(1, sizeof *e);
     if (!e) return -1;
@@ -343,7 +345,9 @@ int sb_resp_prepare(sb_worker *w, int *fds) {
     if (icap > SB_RESP_IN_BYTES) icap = SB_RESP_IN_BYTES;
     for (int i = 0; i < e->n; i++) {
         rconn *c = &e->c[i];
-        c->fd = fds[i];
+        c->link = links[i];
+        links[i] = (sb_link){.fd = -1}; /* the engine owns it now */
+        c->fd = c->link.fd;
         c->k = w->conn_first + i;
         c->ocap = ocap;
         c->icap = icap;
@@ -364,7 +368,7 @@ int sb_resp_prepare(sb_worker *w, int *fds) {
 static void engine_free(resp_engine *e) {
     for (int i = 0; i < e->n; i++) {
         rconn *c = &e->c[i];
-        if (c->fd >= 0) close(c->fd);
+        if (c->fd >= 0) sb_link_close(&c->link);
         free(c->out);
         free(c->in);
         free(c->t0);

@@ -70,6 +70,10 @@ static const char usage_text[] =
     "  --udp-retry-ms MS  UDP: resend an unanswered datagram after MS (250), 3 times\n"
     "  --poll-us US       --burst: INFO poll interval for burst_at_bank_ms (500)\n"
     "  --quiet            no summary on stdout, no progress line\n"
+    "  --tls              RESP over TLS (the gateway's tls_listen port), like redis-cli:\n"
+    "  --cacert FILE      CA that signed the server's certificate (else the system's CAs)\n"
+    "  --cert FILE --key FILE  client certificate (for a gateway with tls_ca)\n"
+    "  --sni NAME         server name to send and verify (else -h)\n"
     "\n"
     "exit status: 0 ok; 1 errors (error replies, timeouts, AUTH refused, orders not at the bank);\n"
     "2 usage; 3 cannot connect; 4 open loop: the rate was not sustained; 130 interrupted\n";
@@ -146,6 +150,10 @@ static void parse_args(int argc, char **argv, sb_opts *o) {
             o->quiet = true;
             continue;
         }
+        if (!strcmp(name, "--tls")) {
+            o->tls.on = true;
+            continue;
+        }
         if (!v) {
             if (i + 1 >= argc) usage_error("%s needs a value", name);
             v = argv[++i];
@@ -177,6 +185,10 @@ static void parse_args(int argc, char **argv, sb_opts *o) {
         else if (!strcmp(name, "--timeout-ms")) o->timeout_ms = num_ll(name, v, 1, 3600000);
         else if (!strcmp(name, "--udp-retry-ms")) o->udp_retry_ms = num_ll(name, v, 1, 60000);
         else if (!strcmp(name, "--poll-us")) o->poll_us = num_ll(name, v, 0, 1000000);
+        else if (!strcmp(name, "--cacert")) o->tls.cacert = v;
+        else if (!strcmp(name, "--cert")) o->tls.cert = v;
+        else if (!strcmp(name, "--key")) o->tls.key = v;
+        else if (!strcmp(name, "--sni")) o->tls.sni = v;
         else usage_error("unknown option '%s'", a);
     }
     if (o->burst) {
@@ -211,6 +223,8 @@ static void parse_args(int argc, char **argv, sb_opts *o) {
     if (o->preload) o->list_size = o->preload;
     if (!have_hit) o->hit_ratio = o->list_size ? 0.5 : 0;
     if (o->hit_ratio > 0 && !o->list_size) usage_error("%s", "--hit-ratio needs a list: --preload N or --list-size N");
+    if (tlsc_opts_check(&o->tls)) usage_error("%s", tlsc_opts_check(&o->tls));
+    if (o->tls.on && o->transport == TR_UDP) usage_error("%s", "--tls is for --transport resp");
     if (o->transport == TR_UDP) {
         if (o->target == TG_REDIS) usage_error("%s", "Redis has no UDP: --target redis needs --transport resp");
         int per = o->op == OP_CHECK ? 22 : o->op == OP_PING ? 1 : 90; /* bytes per message, at most */
@@ -242,7 +256,7 @@ static int auth_command(const sb_opts *o, sb_cmdbuf *c) {
 }
 
 /* One AUTH reply on fd: 0, or the exit status with the reason in err. */
-static int auth_reply(const sb_opts *o, int fd, sb_result *res, char *err, size_t errcap) {
+static int auth_reply(const sb_opts *o, sb_link *fd, sb_result *res, char *err, size_t errcap) {
     sb_rbuf b = {0};
     sb_reply_info ri = {0};
     int rc = 0;
@@ -268,11 +282,17 @@ static int auth_reply(const sb_opts *o, int fd, sb_result *res, char *err, size_
 
 /* Dial C connections and AUTH them: the first alone (a wrong secret is refused once, not C
  * times), then the rest pipelined (the gateway's Argon2 check is cached after the first). */
-static int open_connections(const sb_opts *o, int *fds, sb_result *res, char *err, size_t errcap) {
-    for (int i = 0; i < o->connections; i++) fds[i] = -1;
+static int open_connections(const sb_opts *o, sb_link *fds, sb_result *res, char *err, size_t errcap) {
+    for (int i = 0; i < o->connections; i++) fds[i] = (sb_link){.fd = -1};
     for (int i = 0; i < o->connections; i++) {
-        fds[i] = sb_dial(o->host, o->port, DIAL_TIMEOUT_MS, err, errcap);
-        if (fds[i] < 0) {
+        fds[i].fd = sb_dial(o->host, o->port, DIAL_TIMEOUT_MS, err, errcap);
+        if (fds[i].fd >= 0 && o->tls.on && sb_link_tls(&fds[i], o, DIAL_TIMEOUT_MS, err, errcap) != 0) {
+            char tmp[300];
+            snprintf(tmp, sizeof tmp, "%s:%s: %s", o->host, o->port, err);
+            snprintf(err, errcap, "%s", tmp);
+            sb_link_close(&fds[i]);
+        }
+        if (fds[i].fd < 0) {
             res->connect_errors = (uint64_t)(o->connections - i);
             return SB_EXIT_CONNECT;
         }
@@ -280,18 +300,18 @@ static int open_connections(const sb_opts *o, int *fds, sb_result *res, char *er
     if (!o->secret) return 0;
     sb_cmdbuf c = {0};
     if (auth_command(o, &c) != 0) return SB_EXIT_ERRORS;
-    int rc = sb_send_all(fds[0], c.p, c.len, AUTH_TIMEOUT_MS, err, errcap) != 0 ? SB_EXIT_ERRORS : 0;
-    if (!rc) rc = auth_reply(o, fds[0], res, err, errcap);
+    int rc = sb_send_all(&fds[0], c.p, c.len, AUTH_TIMEOUT_MS, err, errcap) != 0 ? SB_EXIT_ERRORS : 0;
+    if (!rc) rc = auth_reply(o, &fds[0], res, err, errcap);
     for (int i = 1; i < o->connections && !rc; i++)
-        if (sb_send_all(fds[i], c.p, c.len, AUTH_TIMEOUT_MS, err, errcap) != 0) rc = SB_EXIT_ERRORS;
-    for (int i = 1; i < o->connections && !rc; i++) rc = auth_reply(o, fds[i], res, err, errcap);
+        if (sb_send_all(&fds[i], c.p, c.len, AUTH_TIMEOUT_MS, err, errcap) != 0) rc = SB_EXIT_ERRORS;
+    for (int i = 1; i < o->connections && !rc; i++) rc = auth_reply(o, &fds[i], res, err, errcap);
     sb_cmdbuf_free(&c);
     return rc;
 }
 
 /* --preload N: the list's entries SBL0000000000.. (sb_listed_account), one LIST.LOAD (inline
  * CSV when small, else a file the gateway reads: same host) or SADD batches for Redis. */
-static int preload(const sb_opts *o, int fd, char *err, size_t errcap) {
+static int preload(const sb_opts *o, sb_link *fd, char *err, size_t errcap) {
     int64_t t = sb_now_ns();
     sb_cmdbuf c = {0};
     sb_rbuf b = {0};
@@ -500,7 +520,7 @@ static void progress_line(const sb_run *run, int64_t now, uint64_t *last_done, i
     *last_t = now;
 }
 
-static int start_workers(sb_opts *o, int *fds, char *err, size_t errcap) {
+static int start_workers(sb_opts *o, sb_link *fds, char *err, size_t errcap) {
     sb_run *run = &g_run;
     run->nworkers = o->threads;
     run->w = calloc((size_t)o->threads, sizeof *run->w);
@@ -615,7 +635,7 @@ static void finish(sb_opts *o, sb_result *res, int rc_setup, const char *err) {
 }
 
 static int run_burst(sb_opts *o, sb_result *res, char *err, size_t errcap) {
-    int fds[2] = {-1, -1};
+    sb_link fds[2] = {{.fd = -1}, {.fd = -1}};
     sb_opts one = *o;
     one.connections = o->target == TG_REDIS ? 1 : 2; /* the burst's, and one for INFO / STATUS */
     int rc = open_connections(&one, fds, res, err, errcap);
@@ -624,13 +644,12 @@ static int run_burst(sb_opts *o, sb_result *res, char *err, size_t errcap) {
     g_run.nworkers = 0;
     if (sb_stats_init(&w.st, o->tick_ns) != 0) return SB_EXIT_ERRORS;
     getrusage(RUSAGE_SELF, &g_ru0);
-    int brc = sb_burst_run(&w, fds[0], fds[1], &res->burst);
+    int brc = sb_burst_run(&w, &fds[0], &fds[1], &res->burst);
     res->burst_done = brc == 0;
     res->seconds = res->burst.acked_ms / 1e3;
     sb_stats_merge(&res->all, &w.st);
     sb_stats_free(&w.st);
-    for (int i = 0; i < 2; i++)
-        if (fds[i] >= 0) close(fds[i]);
+    for (int i = 0; i < 2; i++) sb_link_close(&fds[i]);
     return 0;
 }
 
@@ -664,21 +683,23 @@ int main(int argc, char **argv) {
     char err[300] = "";
     int rc = 0;
 
-    if (o.preload) {
-        int fd[1];
+    if (o.tls.on && !(o.tls_ctx = tlsc_ctx_new(&o.tls, err, sizeof err))) rc = SB_EXIT_USAGE;
+    if (!rc && o.preload) {
+        sb_link fd[1];
         sb_opts one = o;
         one.connections = 1;
         rc = open_connections(&one, fd, &res, err, sizeof err);
-        if (!rc) rc = preload(&o, fd[0], err, sizeof err);
-        if (fd[0] >= 0) close(fd[0]);
+        if (!rc) rc = preload(&o, &fd[0], err, sizeof err);
+        sb_link_close(&fd[0]);
     }
     if (!rc && o.burst && o.transport == TR_RESP) {
         rc = run_burst(&o, &res, err, sizeof err);
         finish(&o, &res, rc, err);
         sb_stats_free(&res.all);
+        if (o.tls_ctx) tlsc_ctx_free(o.tls_ctx);
         return res.exit_code;
     }
-    int *fds = calloc((size_t)o.connections, sizeof *fds);
+    sb_link *fds = calloc((size_t)o.connections, sizeof *fds);
     if (!fds) {
         fprintf(stderr, "stopbench: out of memory\n");
         return SB_EXIT_ERRORS;
@@ -708,10 +729,11 @@ int main(int argc, char **argv) {
         }
     } else if (rc && o.transport == TR_RESP) {
         for (int i = 0; i < o.connections; i++)
-            if (fds[i] > 0) close(fds[i]);
+            if (fds[i].fd > 0) sb_link_close(&fds[i]);
     }
     finish(&o, &res, rc, err);
     free(fds);
+    if (o.tls_ctx) tlsc_ctx_free(o.tls_ctx);
     free(g_run.w);
     sb_stats_free(&res.all);
     return res.exit_code;

@@ -17,7 +17,9 @@
 #       (every order SENT or later, from INFO); Redis: 6,077 pipelined SETs
 #   (l) in-process CHECK ns (libstopgate, sg_lists_check_many) vs DPDK rte_hash_lookup_bulk,
 #       build/bench/listbench (10 M entries; --quick: 2 M)
-# They run in the order f, h, j, g, i, k, l: the CHECK rows before the STOP rows, which leave
+#   (m) TLS cost: CHECK/s (50 connections x 16) and STOP p50/p99 at 1 connection over the
+#       gateway's tls_listen (stopbench --tls) vs its plain port, in turn, on one gateway
+# They run in the order f, h, j, g, i, k, l, m: the CHECK rows before the STOP rows, which leave
 # a frozen mark in the list table for every live order. The JSON report of every run goes to
 # bench/results/<stamp>/stopbench/, the plots of the stopgate side to .../plots/.
 # shellcheck shell=bash disable=SC2154,SC2034  # variables and helpers come from, and go to, ops/bench
@@ -223,3 +225,51 @@ else
     sg_warn "(l): listbench was built without DPDK: no rte_hash figure"
 fi
 record check_ns_inprocess_single stopgate 1 "$(jget "$SB_JSON/listbench.json" 'd["check_ns"]')"
+
+# --- (m) -------------------------------------------------------------------------------------
+# TLS cost (SPEC §11): one gateway with both listeners, the same stopbench runs over each in
+# turn. "peer" is the plain RESP port of the same gateway in the same run.
+sb_section "(m) TLS cost: CHECK 50 connections x 16 and STOP at 1 connection, tls_listen vs plain listen"
+SB_TLS="$WORK/tls"
+mkdir -p "$SB_TLS"
+(
+    cd "$SB_TLS"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt \
+        -days 2 -subj "/CN=ops-bench CA" -addext basicConstraints=critical,CA:TRUE \
+        -addext keyUsage=critical,keyCertSign,cRLSign
+    printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr \
+        -subj "/CN=localhost"
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 \
+        -extfile server.ext
+) >"$SB_TLS/openssl.log" 2>&1 || { echo "ops/bench: openssl could not make the test certificates" >&2; exit 1; }
+SB_TLS_PORT="$(sg_free_port)"
+GW_EXTRA_GATEWAY="tls_listen = 127.0.0.1:$SB_TLS_PORT
+tls_cert = $SB_TLS/server.crt
+tls_key = $SB_TLS/server.key"
+GW_EXTRA_CONF=$'\n[list mule]\nauto_stop = no\n'
+gw_start tls "$WORK/journal-tls" $((QUICK ? 1048576 : 2097152))
+tls=(-p "$SB_TLS_PORT" --tls --cacert "$SB_TLS/ca.crt")
+plain=(-p "$GW_PORT")
+SB_TLS_STOPS=$((QUICK ? 2000 : 10000))
+sb preload-tls "${plain[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
+for ((r = 1; r <= SB_RUNS; r++)); do
+    sb "check-plain-$r" "${plain[@]}" --op check -c 50 -P 16 --list-size "$SB_LIST" --duration "$SB_DUR" || exit 1
+    sb "check-tls-$r" "${tls[@]}" --op check -c 50 -P 16 --list-size "$SB_LIST" --duration "$SB_DUR" || exit 1
+    sb "stop1-plain-$r" "${plain[@]}" --op stop -c 1 --requests "$SB_TLS_STOPS" || exit 1
+    sb "stop1-tls-$r" "${tls[@]}" --op stop -c 1 --requests "$SB_TLS_STOPS" || exit 1
+    for side in stopgate peer; do
+        c="$SB_JSON/check-tls-$r.json" s="$SB_JSON/stop1-tls-$r.json"
+        [[ $side == peer ]] && c="$SB_JSON/check-plain-$r.json" s="$SB_JSON/stop1-plain-$r.json"
+        record check_per_s_tls_50c_p16 "$side" "$r" "$(jget "$c" 'd["throughput"]')"
+        record check_p99_us_tls_50c_p16 "$side" "$r" "$(jget "$c" 'd["latency_us"]["p99"]')"
+        record stop_p50_us_1c_tls "$side" "$r" "$(jget "$s" 'd["latency_us"]["p50"]')"
+        record stop_p99_us_1c_tls "$side" "$r" "$(jget "$s" 'd["latency_us"]["p99"]')"
+    done
+    printf '    run %d: CHECK/s TLS %9.0f plain %9.0f   STOP p50/p99 us TLS %5.0f/%5.0f plain %5.0f/%5.0f\n' "$r" \
+        "$(jget "$SB_JSON/check-tls-$r.json" 'd["throughput"]')" "$(jget "$SB_JSON/check-plain-$r.json" 'd["throughput"]')" \
+        "$(jget "$SB_JSON/stop1-tls-$r.json" 'd["latency_us"]["p50"]')" "$(jget "$SB_JSON/stop1-tls-$r.json" 'd["latency_us"]["p99"]')" \
+        "$(jget "$SB_JSON/stop1-plain-$r.json" 'd["latency_us"]["p50"]')" "$(jget "$SB_JSON/stop1-plain-$r.json" 'd["latency_us"]["p99"]')" >&2
+done
+gw_stop KILL
+unset GW_EXTRA_GATEWAY GW_EXTRA_CONF

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "account.h"
 #include "lists_layout.h"
@@ -162,6 +163,28 @@ static int shm_group_parse(const char *v, config *c) {
         if (!parse_i64(v, lo, hi, &x)) return fail(p, "bad value for %s: '%s' (integer " #lo ".." #hi ")", k, v); \
     } while (0)
 
+/* [gateway] tls_*: the files are only named here; the TLS module loads them (at start and
+ * with --check-config) and reports a bad one with the line kept here. */
+static int gateway_tls_key(parse_ctx *p, const char *k, const char *v) {
+    config *c = p->c;
+    char *path = NULL;
+    size_t cap = sizeof c->tls_cert;
+    if (!strcmp(k, "tls_listen")) {
+        if (config_parse_addr(v, &c->tls_listen) != 0)
+            return fail(p, "bad address for %s: '%s' (want HOST:PORT or off)", k, v);
+        c->tls_listen_line = p->line;
+        return 1;
+    }
+    if (!strcmp(k, "tls_cert")) path = c->tls_cert, c->tls_cert_line = p->line;
+    else if (!strcmp(k, "tls_key")) path = c->tls_key, c->tls_key_line = p->line;
+    else if (!strcmp(k, "tls_ca")) path = c->tls_ca, c->tls_ca_line = p->line;
+    else return fail(p, "unknown key '%s' in [%s]", k, "gateway");
+    if (!copy_val(path, cap, v)) return fail(p, "%s: path too long (at most 4095 bytes)%s", k, "");
+    /* Said here, with this line, rather than later as an OpenSSL error without one. */
+    if (*v && access(v, R_OK) != 0) return fail(p, "%s: cannot read '%s'", k, v);
+    return 1;
+}
+
 static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     config *c = p->c;
     int64_t x;
@@ -169,6 +192,8 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
         cfg_addr *a = !strcmp(k, "listen") ? &c->listen : !strcmp(k, "udp") ? &c->udp : &c->metrics;
         if (config_parse_addr(v, a) != 0) return fail(p, "bad address for %s: '%s' (want HOST:PORT or off)", k, v);
         if (a == &c->listen && !a->enabled) return fail(p, "%s cannot be off%s", k, "");
+    } else if (!strncmp(k, "tls_", 4)) {
+        return gateway_tls_key(p, k, v);
     } else if (!strcmp(k, "journal_dir")) {
         if (!*v || !copy_val(c->journal_dir, sizeof c->journal_dir, v)) return fail(p, "bad value for %s: '%s'", k, v);
     } else if (!strcmp(k, "list_capacity")) {
@@ -644,6 +669,15 @@ int config_finish(config *c, char *err, size_t errcap) {
         memcpy(pl->name, c->routes[i].plugin, sizeof pl->name);
         memcpy(pl->type, c->routes[i].plugin, sizeof pl->type);
         pl->line = c->routes[i].line;
+    }
+    if (c->tls_listen.enabled && (!c->tls_cert[0] || !c->tls_key[0])) {
+        snprintf(err, errcap, "%s:%d: tls_listen needs tls_cert and tls_key (PEM files)", c->path, c->tls_listen_line);
+        return -1;
+    }
+    if (c->tls_listen.enabled && c->listen.enabled && !strcmp(c->tls_listen.host, c->listen.host) &&
+        c->tls_listen.port == c->listen.port) {
+        snprintf(err, errcap, "%s:%d: tls_listen is the same address as listen", c->path, c->tls_listen_line);
+        return -1;
     }
     for (uint32_t i = 0; i < c->nagents; i++) {
         if (!c->agents[i].secret_hash[0]) {

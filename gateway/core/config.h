@@ -101,6 +101,10 @@ typedef struct config {
     uint32_t nplugins;
     cfg_list lists[64];
     uint32_t nlists;
+    /* TLS on RESP (SPEC §11): off unless tls_listen is set; the key lines name errors. */
+    cfg_addr tls_listen;
+    char tls_cert[4096], tls_key[4096], tls_ca[4096]; /* PEM files; tls_ca "" = no client certificates */
+    int tls_listen_line, tls_cert_line, tls_key_line, tls_ca_line;
     bool dpdk_enabled;
     char dpdk_eal[1024];
     char dpdk_ip[64];

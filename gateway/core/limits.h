@@ -50,6 +50,13 @@
 #define AGENTS_MAX 1024
 #define PLUGIN_KV_MAX 64
 
+/* TLS on RESP (SPEC §11, gateway/daemon/tls.h). Per TLS connection, allocated at accept: the
+ * two ciphertext buffers below plus OpenSSL's own record buffers (~34 KiB). */
+#define TLS_IN_BYTES (17 * 1024)  /* ciphertext received, not yet decrypted: one full record (16 KiB + header) */
+#define TLS_OUT_BYTES (32 * 1024) /* ciphertext encrypted, not yet sent: two full records */
+#define TLS_PLAIN_CHUNK (17 * 1024) /* input room reserved before decrypting: one record's plaintext, and more */
+#define TLS_HANDSHAKE_MS_MAX 5000 /* a handshake not done by then is closed (garbage or stalled peer) */
+
 /* Authentication. */
 #define SECRET_LEN_MAX 256 /* AUTH secrets and STOPGATE_DEV_SECRET; longer is refused */
 

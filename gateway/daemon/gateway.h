@@ -26,6 +26,7 @@
 #include "htab.h"
 #include "orders.h"
 #include "resp.h"
+#include "tls.h"
 #include <netinet/in.h>
 #include <sodium.h>
 #include <sys/socket.h>
@@ -68,10 +69,13 @@ typedef struct client {
     uint32_t next_waiting; /* intrusive list of clients with replies held for durability */
     uint32_t next_blocked; /* intrusive list of clients waiting for journal room */
     bool input_held;       /* process_input stopped for output room with commands unread */
+    tls_conn *tls;         /* NULL: plain TCP (tls.h) */
+    uint64_t tls_taken_abs; /* TLS: output up to here is encrypted (out_base <= it <= sendable_abs) */
 } client;
 
 typedef struct server {
     int listen_fd;
+    int tls_listen_fd; /* -1: no [gateway] tls_listen */
     bool accepting;
     client *clients; /* [0..max) */
     uint32_t max, count;
@@ -80,6 +84,7 @@ typedef struct server {
     uint32_t waiting_head; /* 1-based client index + 1 encoding: 0 = none */
     uint32_t blocked_head;
     int64_t next_reap_ms; /* next idle-timeout sweep */
+    int64_t next_tls_reap_ms; /* next handshake-deadline sweep */
 } server;
 
 /* ---- plugins and routes ---- */
@@ -264,6 +269,7 @@ typedef struct gateway {
     durview dv; /* the orders as reads show them: durable state only (durview.h) */
     router rt;
     server srv;
+    tls_server tls; /* TLS on RESP (tls.h); tls.ctx NULL when off */
     outbox ob;
     metrics m;
     lists_state ls;
@@ -303,6 +309,8 @@ void server_on_journal_failed(gateway *gw);
 void server_kick_all(gateway *gw);
 /* Close clients idle longer than [gateway] idle_timeout (0 = never); sweeps once a second. */
 void server_reap_idle(gateway *gw);
+/* Close TLS clients whose handshake is past TLS_HANDSHAKE_MS_MAX; sweeps once a second. */
+void server_reap_tls(gateway *gw);
 
 /* commands.c: handle one parsed command. Returns 1 when handled, 0 when it must wait for
  * journal room (nothing was written; call again later with the same command). */

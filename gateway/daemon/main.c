@@ -93,6 +93,12 @@ static int check_config(gateway *gw, const char *argv0) {
         fprintf(stderr, "stopgated: %s\n", err);
         return 1;
     }
+    /* The TLS certificate and key are loaded and matched, as at start. */
+    if (tls_server_init(&gw->tls, &gw->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "stopgated: %s\n", err);
+        return 1;
+    }
+    tls_server_free(&gw->tls);
     printf("%s: configuration ok\n", gw->cfg.path[0] ? gw->cfg.path : "(embedded defaults)");
     return 0;
 }
@@ -189,6 +195,7 @@ static void run_loop(gateway *gw) {
         gw->now_ms = clock_now_ms();
         engine_tick(gw);
         server_reap_idle(gw);
+        server_reap_tls(gw);
         lists_tick(gw);
         router_poll_due(gw, clock_now_us());
         journal_flush(&gw->j, clock_mono_ns());
@@ -275,6 +282,10 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (setup_agents(gw) != 0) return 1;
+    if (tls_server_init(&gw->tls, &gw->cfg, err, sizeof err) != 0) {
+        LOGE(gw, "%s", err);
+        return 1;
+    }
     gw->cmd = malloc(sizeof *gw->cmd);
     gw->recbuf = malloc(JOURNAL_RECORD_BYTES_MAX);
     if (!gw->cmd || !gw->recbuf) return 1;
@@ -340,6 +351,9 @@ int main(int argc, char **argv) {
     arm_signals(gw);
     gw->phase = PHASE_RUNNING;
     if (gw->udp.fd >= 0) LOGI(gw, "udp: frames on %s:%u (epoch %u)", gw->cfg.udp.host, gw->cfg.udp.port, gw->udp.epoch);
+    if (gw->tls.ctx)
+        LOGI(gw, "tls: RESP over TLS on %s:%u (client certificates %s)", gw->cfg.tls_listen.host,
+             gw->cfg.tls_listen.port, gw->cfg.tls_ca[0] ? "required" : "not asked for");
     LOGI(gw, "ready: listening on %s:%u (metrics %s:%u, journal %s)", gw->cfg.listen.host, gw->cfg.listen.port,
          gw->cfg.metrics.enabled ? gw->cfg.metrics.host : "off", gw->cfg.metrics.port, gw->cfg.journal_dir);
     char status[256];
@@ -367,5 +381,6 @@ int main(int argc, char **argv) {
     free(gw->cmd);
     free(gw->recbuf);
     free(gw->ob.v);
+    tls_server_free(&gw->tls);
     return 0;
 }

@@ -90,6 +90,11 @@ static void render(gateway *gw, buf *b) {
     w_metric(b, "counter", "stopgate_connections_total", m->connections_total);
     w_metric(b, "counter", "stopgate_connections_rejected_total", m->connections_rejected);
     w_metric(b, "counter", "stopgate_connections_idle_closed_total", m->idle_closed);
+    buf_printf(b, "# HELP stopgate_tls_handshakes_total TLS handshakes completed on tls_listen.\n");
+    w_metric(b, "counter", "stopgate_tls_handshakes_total", gw->tls.handshakes);
+    buf_printf(b, "# HELP stopgate_tls_handshake_failures_total TLS handshakes refused, failed or timed out.\n");
+    w_metric(b, "counter", "stopgate_tls_handshake_failures_total", gw->tls.handshake_failures);
+    w_metric(b, "gauge", "stopgate_tls_clients", gw->tls.clients);
     w_metric(b, "counter", "stopgate_checks_total", m->checks);
     w_metric(b, "counter", "stopgate_check_hits_total", m->check_hits);
     const udp_state *u = &gw->udp;

@@ -6,6 +6,10 @@
  * a mark saying which journal lsn must be durable before it may leave. Only the prefix of
  * marks that are durable is sent, so pipelined answers come back in order and no answer
  * ever promises something the disk does not hold yet.
+ *
+ * TLS clients (accepted on [gateway] tls_listen) differ only at the byte boundary: receives
+ * land in their tls_conn and are decrypted into `in`; released output is encrypted and the
+ * ciphertext sent (the "TLS" section at the end, tls.h). Everything between is shared.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -62,21 +66,43 @@ int server_init(gateway *gw, char *err, size_t errcap) {
         return -1;
     }
     for (uint32_t i = 0; i < s->max; i++) s->free_list[s->nfree++] = s->max - 1 - i;
+    s->tls_listen_fd = -1;
     s->listen_fd = server_listen_socket(&gw->cfg.listen, SOCK_STREAM, err, errcap);
     if (s->listen_fd < 0) return -1;
+    if (gw->tls.ctx) {
+        s->tls_listen_fd = server_listen_socket(&gw->cfg.tls_listen, SOCK_STREAM, err, errcap);
+        if (s->tls_listen_fd < 0) return -1;
+    }
     s->accepting = true;
     return 0;
 }
 
-void server_arm_accept(gateway *gw) {
+/* UD_ACCEPT's index says which listener: ACCEPT_PLAIN or ACCEPT_TLS. */
+enum { ACCEPT_PLAIN = 0, ACCEPT_TLS = 1 };
+
+static void arm_accept_on(gateway *gw, int fd, uint32_t which) {
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-    io_uring_prep_multishot_accept(sqe, gw->srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, 0));
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, 0, which));
 }
+
+void server_arm_accept(gateway *gw) {
+    arm_accept_on(gw, gw->srv.listen_fd, ACCEPT_PLAIN);
+    if (gw->srv.tls_listen_fd >= 0) arm_accept_on(gw, gw->srv.tls_listen_fd, ACCEPT_TLS);
+}
+
+static void arm_recv_tls(gateway *gw, client *c);
+static void arm_send_tls(gateway *gw, client *c);
+static bool tls_flushed(gateway *gw, client *c);
+static int on_recv_tls(gateway *gw, client *c, size_t n);
 
 static void arm_recv(gateway *gw, client *c) {
     if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
     if (c->out.len > OUT_SOFT_LIMIT) return; /* resumes when the output drains */
+    if (c->tls) {
+        arm_recv_tls(gw, c);
+        return;
+    }
     /* Idle clients are most clients: start with a small receive and go to full chunks once
      * a receive fills what it was given (10,000 idle connections: ~1 KiB each, not 64). */
     if (buf_reserve(&c->in, c->recv_grown ? CLIENT_RECV_CHUNK : CLIENT_RECV_FIRST) != 0) {
@@ -96,6 +122,10 @@ static void arm_recv(gateway *gw, client *c) {
 
 static void arm_send(gateway *gw, client *c) {
     if (c->send_inflight || c->fd < 0) return;
+    if (c->tls) {
+        arm_send_tls(gw, c);
+        return;
+    }
     uint64_t n = c->sendable_abs - c->out_base;
     if (n == 0) return;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
@@ -114,6 +144,7 @@ static void client_release(gateway *gw, client *c) {
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->marks);
+    if (c->tls) tls_conn_free(&gw->tls, c->tls);
     uint32_t idx = c->idx, gen = c->gen + 1;
     memset(c, 0, sizeof *c);
     c->idx = idx;
@@ -295,7 +326,7 @@ static void after_io(gateway *gw, client *c) {
         process_input(gw, c);
     arm_send(gw, c);
     if (c->close_after_flush && !c->send_inflight && c->sendable_abs == c->out_base + c->out.len &&
-        !marks_pending(c)) {
+        !marks_pending(c) && (!c->tls || tls_flushed(gw, c))) {
         client_close(gw, c);
         return;
     }
@@ -311,10 +342,21 @@ static void after_io(gateway *gw, client *c) {
     }
 }
 
-static void on_accept(gateway *gw, int res, uint32_t flags) {
-    if (!(flags & IORING_CQE_F_MORE) && gw->srv.accepting) server_arm_accept(gw);
+static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
+    if (!(flags & IORING_CQE_F_MORE) && gw->srv.accepting)
+        arm_accept_on(gw, which == ACCEPT_TLS ? gw->srv.tls_listen_fd : gw->srv.listen_fd, which);
     if (res < 0) {
         if (res != -ECANCELED) LOGW(gw, "accept: %s", strerror(-res));
+        return;
+    }
+    tls_conn *tc = NULL;
+    if (which == ACCEPT_TLS && gw->srv.accepting && gw->srv.nfree > 0) tc = tls_conn_new(&gw->tls, gw->now_ms);
+    if (which == ACCEPT_TLS && !tc) {
+        /* A plaintext "-ERR BUSY" would be garbage to a TLS client: just close. */
+        gw->m.connections_rejected++;
+        struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+        io_uring_prep_close(sqe, res);
+        io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
         return;
     }
     if (!gw->srv.accepting || gw->srv.nfree == 0) {
@@ -340,6 +382,7 @@ static void on_accept(gateway *gw, int res, uint32_t flags) {
     c->fd = res;
     c->in_use = true;
     c->proto = 2;
+    c->tls = tc;
     buf_init(&c->in, CLIENT_QUERY_BYTES_MAX);
     buf_init(&c->out, CLIENT_OUTPUT_BYTES_MAX);
     c->last_active_ms = gw->now_ms;
@@ -350,7 +393,7 @@ static void on_accept(gateway *gw, int res, uint32_t flags) {
 
 void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int res, uint32_t flags) {
     if (kind == UD_ACCEPT) {
-        on_accept(gw, res, flags);
+        on_accept(gw, res, flags, idx);
         return;
     }
     client *c = client_at(gw, idx, aux);
@@ -363,19 +406,32 @@ void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int r
             else client_close(gw, c);
             return;
         }
-        c->in.len += (size_t)res;
-        if ((uint32_t)res == c->recv_asked) c->recv_grown = true;
+        if (c->tls) {
+            if (on_recv_tls(gw, c, (size_t)res) != 0) return;
+        } else {
+            c->in.len += (size_t)res;
+            if ((uint32_t)res == c->recv_asked) c->recv_grown = true;
+        }
         c->last_active_ms = gw->now_ms;
         if (!c->closing && !c->blocked) process_input(gw, c);
     } else if (kind == UD_SEND) {
         c->send_inflight = false;
-        buf_unpin(&c->out);
+        if (!c->tls) buf_unpin(&c->out);
         if (res < 0) {
             client_close(gw, c);
             return;
         }
-        buf_consume(&c->out, (size_t)res);
-        c->out_base += (uint64_t)res;
+        if (c->tls) {
+            tls_on_sent(c->tls, (size_t)res);
+            if (tls_stalled(c->tls) && !c->recv_inflight && !c->closing) {
+                size_t had = c->in.len;
+                if (on_recv_tls(gw, c, 0) != 0) return;
+                if (c->in.len > had && !c->blocked) process_input(gw, c);
+            }
+        } else {
+            buf_consume(&c->out, (size_t)res);
+            c->out_base += (uint64_t)res;
+        }
     }
     after_io(gw, c);
 }
@@ -459,15 +515,23 @@ void server_stop_accepting(gateway *gw) {
     if (!gw->srv.accepting) return;
     gw->srv.accepting = false;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-    io_uring_prep_cancel64(sqe, ud_make(UD_ACCEPT, 0, 0), 0);
+    io_uring_prep_cancel64(sqe, ud_make(UD_ACCEPT, 0, ACCEPT_PLAIN), 0);
     io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+    if (gw->srv.tls_listen_fd >= 0) {
+        sqe = ring_sqe(&gw->ring);
+        io_uring_prep_cancel64(sqe, ud_make(UD_ACCEPT, 0, ACCEPT_TLS), 0);
+        io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+    }
 }
 
 bool server_drained(gateway *gw) {
     for (uint32_t i = 0; i < gw->srv.max; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use) continue;
-        if (marks_pending(c) || c->send_inflight || c->sendable_abs > c->out_base) return false;
+        if (marks_pending(c) || c->send_inflight || c->sendable_abs > c->out_base) {
+            /* TLS output is dropped lazily: what is encrypted and sent counts as drained. */
+            if (!c->tls || marks_pending(c) || c->send_inflight || !tls_flushed(gw, c)) return false;
+        }
     }
     return true;
 }
@@ -483,6 +547,100 @@ void server_reap_idle(gateway *gw) {
         if (!c->in_use || c->closing || marks_pending(c) || c->blocked) continue;
         if (c->last_active_ms >= cutoff) continue;
         gw->m.idle_closed++;
+        client_close(gw, c);
+    }
+}
+
+/* ---- TLS (tls.h): the byte boundary of a TLS client; the rest of this file is shared ---- */
+
+static void arm_recv_tls(gateway *gw, client *c) {
+    if (tls_stalled(c->tls)) return; /* resumed when a send completes (server_on_cqe) */
+    uint8_t *dst;
+    size_t room = tls_recv_room(c->tls, &dst);
+    assert(room > 0); /* tls_on_recv drains the in buffer unless stalled */
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_recv(sqe, c->fd, dst, room, 0);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, c->gen, c->idx));
+    c->recv_inflight = true;
+    c->ops_inflight++;
+}
+
+/* Encrypt released output, then send whatever ciphertext waits. Output handed to SSL is
+ * dropped from `out` only once it is half of it: dropping it per record would move the
+ * rest of a large reply for every 16 KiB sent. */
+static void arm_send_tls(gateway *gw, client *c) {
+    if (c->tls_taken_abs < c->out_base) c->tls_taken_abs = c->out_base;
+    assert(c->tls_taken_abs <= c->sendable_abs);
+    uint64_t n = c->sendable_abs - c->tls_taken_abs;
+    if (n) {
+        long took = tls_encrypt(c->tls, c->out.data + (c->tls_taken_abs - c->out_base), n);
+        if (took < 0) {
+            client_close(gw, c);
+            return;
+        }
+        c->tls_taken_abs += (uint64_t)took;
+        uint64_t done = c->tls_taken_abs - c->out_base;
+        if (done == c->out.len || done >= c->out.len / 2) {
+            buf_consume(&c->out, done);
+            c->out_base += done;
+        }
+    }
+    const uint8_t *p;
+    size_t len = tls_send_data(c->tls, &p);
+    if (len == 0) return;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->gen, c->idx));
+    c->send_inflight = true;
+    c->ops_inflight++;
+}
+
+/* Everything released is encrypted and sent. A client closing after its last reply also
+ * gets a close_notify, which must leave before the socket closes. */
+static bool tls_flushed(gateway *gw, client *c) {
+    if (c->tls_taken_abs < c->sendable_abs) return false;
+    const uint8_t *p;
+    if (tls_send_data(c->tls, &p) > 0) return false;
+    if (c->close_after_flush) {
+        tls_shutdown(c->tls);
+        if (tls_send_data(c->tls, &p) > 0) {
+            arm_send(gw, c);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* n ciphertext bytes arrived: decrypted into c->in. 0 to go on to process_input, -1 when
+ * the client was handled here (closed, or closing after an alert or error reply). */
+static int on_recv_tls(gateway *gw, client *c, size_t n) {
+    int st = tls_on_recv(&gw->tls, c->tls, n, &c->in);
+    if (st == TLS_OK) return 0;
+    if (st == TLS_CLOSED) {
+        client_close(gw, c);
+        return -1;
+    }
+    if (st == TLS_TOOBIG) {
+        resp_w_error(&c->out, "ERR TOOBIG", "request exceeds the %d-byte query buffer", CLIENT_QUERY_BYTES_MAX);
+        server_reply_done(gw, c, 0, 0);
+    } else if (gw->now_ms >= gw->tls.fail_log_next_ms) {
+        /* One line a second at most: a scanner must not flood the log. */
+        gw->tls.fail_log_next_ms = gw->now_ms + 1000;
+        LOGW(gw, "tls: client %u: %s: %s", c->idx, tls_handshake_done(c->tls) ? "failed" : "handshake failed",
+             tls_conn_error(c->tls));
+    }
+    c->close_after_flush = true; /* the alert or the error reply goes first */
+    after_io(gw, c);
+    return -1;
+}
+
+void server_reap_tls(gateway *gw) {
+    if (gw->tls.handshaking == 0 || gw->now_ms < gw->srv.next_tls_reap_ms) return;
+    gw->srv.next_tls_reap_ms = gw->now_ms + 1000;
+    for (uint32_t i = 0; i < gw->srv.max; i++) {
+        client *c = &gw->srv.clients[i];
+        if (!c->in_use || c->closing || !c->tls || !tls_handshake_overdue(c->tls, gw->now_ms)) continue;
+        gw->tls.handshake_failures++;
         client_close(gw, c);
     }
 }

@@ -1,6 +1,7 @@
 /*
- * stopctl: the agents' and operators' CLI (SPEC §2). Talks RESP to stopgated through hiredis,
- * prints answers for people or, with --json, one JSON object per answer (jansson). The
+ * stopctl: the agents' and operators' CLI (SPEC §2). Talks RESP to stopgated over its own
+ * small connection (TCP, or TLS with --tls through tlsclient.h: Debian's hiredis 0.14 has no
+ * SSL), with hiredis only formatting commands and parsing replies; prints answers for people or, with --json, one JSON object per answer (jansson). The
  * journal subcommands work offline on a journal directory with the same scanner recovery
  * uses. Exit codes: 0 ok, 1 refused by the gateway (or a bad journal), 2 usage, 3 cannot
  * connect.
@@ -10,18 +11,25 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "auth.h"
 #include "journal_fmt.h"
 #include "orders.h"
 #include "record.h"
+#include "tlsclient.h"
 
 enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
 
@@ -30,12 +38,14 @@ typedef struct opts {
     int port;
     const char *agent;
     bool json;
+    tlsc_opts tls;
 } opts;
 
 static int usage(const char *msg) {
     if (msg) fprintf(stderr, "stopctl: %s\n", msg);
     fprintf(stderr,
-            "usage: stopctl [-h HOST] [-p PORT] [--agent NAME] [--json] COMMAND ...\n"
+            "usage: stopctl [-h HOST] [-p PORT] [--agent NAME] [--json]\n"
+            "               [--tls [--cacert FILE] [--cert FILE --key FILE] [--sni NAME]] COMMAND ...\n"
             "  stop    --request-id ID --bank B --account A --case C [--amount MINOR] [--ttl S] [--reason CODE] [--note TEXT]\n"
             "  freeze  --request-id ID --bank B --account A --case C --doc REF [--amount MINOR] [--ttl S]\n"
             "  release --request-id ID ORDER_ID [--reason CODE] [--doc LEGAL_REF]   (a FREEZE: supervisor, --doc)\n"
@@ -108,9 +118,131 @@ static void print_human(json_t *j, int indent) {
     }
 }
 
+/* ---- connection: TCP or TLS, RESP2 through hiredis's reader -------------------------- */
+
+#define CONNECT_TIMEOUT_S 5
+#define REPLY_TIMEOUT_S 30 /* LIST.LOAD of millions of rows answers only when done */
+
+typedef struct gwconn {
+    int fd;
+    tlsc_ctx *ctx; /* NULL: plain TCP */
+    tlsc_ssl *ssl;
+    redisReader *rd;
+    char errstr[256];
+} gwconn;
+
+static void conn_close(gwconn *c) {
+    if (!c) return;
+    tlsc_close(c->ssl);
+    if (c->ctx) tlsc_ctx_free(c->ctx);
+    if (c->fd >= 0) close(c->fd);
+    if (c->rd) redisReaderFree(c->rd);
+    free(c);
+}
+
+static int dial(const char *host, int port, char *err, size_t errcap) {
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int gai = getaddrinfo(host, ps, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, errcap, "%s", gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) continue;
+        struct timeval tv = {CONNECT_TIMEOUT_S, 0}; /* SO_SNDTIMEO bounds connect() too */
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            snprintf(err, errcap, "%s", strerror(errno));
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {REPLY_TIMEOUT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* TCP, and TLS with --tls. NULL with err. */
+static gwconn *conn_open(const opts *o, char *err, size_t errcap) {
+    gwconn *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errcap, "out of memory");
+        return NULL;
+    }
+    c->rd = redisReaderCreate();
+    c->fd = c->rd ? dial(o->host, o->port, err, errcap) : -1;
+    if (c->fd >= 0 && o->tls.on) {
+        c->ctx = tlsc_ctx_new(&o->tls, err, errcap);
+        if (c->ctx) c->ssl = tlsc_connect(c->ctx, &o->tls, c->fd, o->host, err, errcap);
+        if (!c->ssl) {
+            conn_close(c);
+            return NULL;
+        }
+    }
+    if (c->fd < 0) {
+        if (!c->rd) snprintf(err, errcap, "out of memory");
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+static bool conn_write(gwconn *c, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t k = c->ssl ? SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n) : send(c->fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) {
+            if (k < 0 && !c->ssl && errno == EINTR) continue;
+            snprintf(c->errstr, sizeof c->errstr, "%s", c->ssl ? "TLS write failed" : strerror(errno));
+            return false;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* One command, one reply (NULL with c->errstr when the connection failed). */
+static redisReply *conn_command(gwconn *c, int argc, const char **argv) {
+    char *cmd;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+    if (len < 0) {
+        snprintf(c->errstr, sizeof c->errstr, "out of memory");
+        return NULL;
+    }
+    bool ok = conn_write(c, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    if (!ok) return NULL;
+    for (;;) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->rd, &reply) != REDIS_OK) {
+            snprintf(c->errstr, sizeof c->errstr, "protocol error: %s", c->rd->errstr);
+            return NULL;
+        }
+        if (reply) return reply;
+        char buf[65536];
+        ssize_t k = c->ssl ? SSL_read(c->ssl, buf, sizeof buf) : recv(c->fd, buf, sizeof buf, 0);
+        if (k < 0 && !c->ssl && errno == EINTR) continue;
+        if (k <= 0) {
+            snprintf(c->errstr, sizeof c->errstr, "%s",
+                     k == 0 ? "closed by the server" : c->ssl ? "TLS read failed" : strerror(errno));
+            return NULL;
+        }
+        redisReaderFeed(c->rd, buf, (size_t)k);
+    }
+}
+
 /* Run one command and print its answer. Returns an exit code. */
-static int run(redisContext *c, const opts *o, int argc, const char **argv, bool as_map) {
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+static int run(gwconn *c, const opts *o, int argc, const char **argv, bool as_map) {
+    redisReply *r = conn_command(c, argc, argv);
     if (!r) {
         fprintf(stderr, "stopctl: connection lost: %s\n", c->errstr);
         return EXIT_CONNECT;
@@ -169,35 +301,34 @@ static int run(redisContext *c, const opts *o, int argc, const char **argv, bool
     return rc;
 }
 
-static redisContext *connect_gw(const opts *o, int *rc) {
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(o->host, o->port, tv);
-    if (!c || c->err) {
-        fprintf(stderr, "stopctl: cannot connect to %s:%d: %s\n", o->host, o->port, c ? c->errstr : "out of memory");
-        if (c) redisFree(c);
+static gwconn *connect_gw(const opts *o, int *rc) {
+    char err[512];
+    gwconn *c = conn_open(o, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "stopctl: cannot connect to %s:%d%s: %s\n", o->host, o->port, o->tls.on ? " (TLS)" : "", err);
         *rc = EXIT_CONNECT;
         return NULL;
     }
-    redisSetTimeout(c, (struct timeval){30, 0});
     const char *secret = getenv("STOPGATE_SECRET");
     if (o->agent) {
         if (!secret || !*secret) {
             fprintf(stderr, "stopctl: --agent %s needs the secret in STOPGATE_SECRET\n", o->agent);
-            redisFree(c);
+            conn_close(c);
             *rc = EXIT_USAGE;
             return NULL;
         }
-        redisReply *r = redisCommand(c, "AUTH %s %s", o->agent, secret);
+        const char *av[3] = {"AUTH", o->agent, secret};
+        redisReply *r = conn_command(c, 3, av);
         if (!r) {
-            fprintf(stderr, "stopctl: connection lost during AUTH\n");
-            redisFree(c);
+            fprintf(stderr, "stopctl: connection lost during AUTH: %s\n", c->errstr);
+            conn_close(c);
             *rc = EXIT_CONNECT;
             return NULL;
         }
         if (r->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "refused: %s\n", r->str);
             freeReplyObject(r);
-            redisFree(c);
+            conn_close(c);
             *rc = EXIT_REFUSED;
             return NULL;
         }
@@ -262,19 +393,19 @@ static int cmd_order(const opts *o, const char *verb, int argc, char **argv) {
             av[ac++] = f[k].value;
         }
     int rc;
-    redisContext *c = connect_gw(o, &rc);
+    gwconn *c = connect_gw(o, &rc);
     if (!c) return rc;
     rc = run(c, o, ac, av, true);
-    redisFree(c);
+    conn_close(c);
     return rc;
 }
 
 static int cmd_simple(const opts *o, int ac, const char **av, bool as_map) {
     int rc;
-    redisContext *c = connect_gw(o, &rc);
+    gwconn *c = connect_gw(o, &rc);
     if (!c) return rc;
     rc = run(c, o, ac, av, as_map);
-    redisFree(c);
+    conn_close(c);
     return rc;
 }
 
@@ -493,7 +624,7 @@ static int cmd_journal(const char *what, const char *dir, bool json) {
 
 int main(int argc, char **argv) {
     opts o = {.host = "127.0.0.1", .port = 7379};
-    int i = 1;
+    int i = 1, tls_opt;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "-h") && i + 1 < argc) o.host = argv[++i];
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) {
@@ -503,12 +634,15 @@ int main(int argc, char **argv) {
             o.port = (int)p;
         } else if (!strcmp(argv[i], "--agent") && i + 1 < argc) o.agent = argv[++i];
         else if (!strcmp(argv[i], "--json")) o.json = true;
-        else if (!strcmp(argv[i], "--help")) {
+        else if ((tls_opt = tlsc_parse_opt(&o.tls, argc, argv, &i)) != 0) {
+            if (tls_opt < 0) return usage("missing value for a TLS option");
+        } else if (!strcmp(argv[i], "--help")) {
             usage(NULL);
             return EXIT_OK;
         } else if (argv[i][0] == '-') return usage("unknown global option");
         else break;
     }
+    if (tlsc_opts_check(&o.tls)) return usage(tlsc_opts_check(&o.tls));
     if (i >= argc) return usage("missing command");
     const char *cmd = argv[i++];
     int rest = argc - i;
