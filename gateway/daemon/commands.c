@@ -36,11 +36,32 @@ static void reply_err(gateway *gw, client *c, const char *code, const char *fmt,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     gw->m.errors++;
-    resp_w_error(&c->out, code, "%s", msg);
+    /* Not even a short error fits the output limit: the client is not reading its replies. */
+    if (resp_w_error(&c->out, code, "%s", msg) != 0) c->close_after_flush = true;
     server_reply_done(gw, c, 0, 0);
 }
 
-static void ok(gateway *gw, client *c, uint64_t lsn) { server_reply_done(gw, c, lsn, 0); }
+/* Reply writers run every writer and keep the first error: a write that failed (the output
+ * limit, memory) leaves a reply that must not be sent. */
+#define TRY(e)                                                                                                        \
+    do {                                                                                                              \
+        int try_rc_ = (e);                                                                                            \
+        if (!rc) rc = try_rc_;                                                                                        \
+    } while (0)
+
+/* Finish a reply written from out.len == start: send it, or replace it whole with an error
+ * when a writer failed, so the client never sees half a reply. */
+static void reply_written(gateway *gw, client *c, size_t start, int rc, uint64_t lsn, int64_t t_ns) {
+    assert(start <= c->out.len);
+    if (rc) {
+        c->out.len = start;
+        reply_err(gw, c, "ERR TOOBIG", "reply exceeds the %d-byte output limit (%s)", CLIENT_OUTPUT_BYTES_MAX,
+                  strerror(-rc));
+        return;
+    }
+    server_reply_done(gw, c, lsn, t_ns);
+}
+
 
 /* NAME value pairs after the positional arguments. */
 typedef struct opt {
@@ -76,53 +97,65 @@ static const char *parse_opts(resp_cmd *cmd, uint32_t from, opt *opts, size_t no
 
 static rec_str as_str(resp_arg a) { return (rec_str){a.p, a.len}; }
 
-static void w_order_id(buf *b, uint32_t no) {
+static int w_order_id(buf *b, uint32_t no) {
+    assert(no >= 1);
     char id[32];
     order_id_format(id, sizeof id, no);
-    resp_w_str(b, id);
+    return resp_w_str(b, id);
 }
 
-static void w_mask_names(gateway *gw, buf *b, uint64_t mask) {
-    resp_w_array(b, (size_t)__builtin_popcountll(mask));
-    for (uint64_t m = mask; m; m &= m - 1) resp_w_str(b, lists_name(gw, (unsigned)__builtin_ctzll(m)));
+static int w_mask_names(gateway *gw, buf *b, uint64_t mask) {
+    int rc = resp_w_array(b, (size_t)__builtin_popcountll(mask));
+    for (uint64_t m = mask; m; m &= m - 1) {
+        assert((unsigned)__builtin_ctzll(m) < gw->ls.nlists); /* a verdict names declared lists only */
+        TRY(resp_w_str(b, lists_name(gw, (unsigned)__builtin_ctzll(m))));
+    }
+    return rc;
 }
 
 /* "mule,suspect" as an array. */
-static void w_csv_names(buf *b, const char *csv) {
+static int w_csv_names(buf *b, const char *csv) {
     size_t n = 0;
     for (const char *p = csv; *p; n++) {
         const char *comma = strchr(p, ',');
         p = comma ? comma + 1 : p + strlen(p);
     }
-    resp_w_array(b, n);
-    for (const char *p = csv; *p;) {
+    int rc = resp_w_array(b, n);
+    size_t written = 0;
+    for (const char *p = csv; *p; written++) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        resp_w_bulk(b, p, len);
+        TRY(resp_w_bulk(b, p, len));
         p += len + (comma ? 1 : 0);
     }
+    assert(written == n);
+    return rc;
 }
 
 static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_ns) {
+    assert(!a->code && a->status <= ANS_CONFIRMED);
+    const order *ord = orders_get(&gw->o, a->order_no);
+    assert(ord && a->lsn >= 1); /* an answer names a journaled order */
     buf *b = &c->out;
-    bool has_expiry = a->status == ANS_EXTENDED;
-    bool is_order = a->status <= ANS_HELD;
-    resp_w_map(b, c->proto, 3 + (is_order ? 1 : 0) + (has_expiry ? 1 : 0));
-    resp_w_str(b, "order_id");
-    w_order_id(b, a->order_no);
-    resp_w_kv_str(b, "status", answer_name(a->status));
-    if (is_order) {
+    size_t start = b->len;
+    int rc = 0;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    TRY(resp_w_str(b, "order_id"));
+    TRY(w_order_id(b, a->order_no));
+    TRY(resp_w_kv_str(b, "status", answer_name(a->status)));
+    if (a->status <= ANS_HELD) {
         /* The lists the account is on now (a DUPLICATE answers with today's lists too). */
-        const order *ord = orders_get(&gw->o, a->order_no);
         sg_verdict v;
         lists_lookup(gw, ord->bank, ord->account, &v);
-        resp_w_str(b, "lists");
-        w_mask_names(gw, b, v.mask);
+        TRY(resp_w_str(b, "lists"));
+        TRY(w_mask_names(gw, b, v.mask));
     }
-    if (has_expiry) resp_w_kv_int(b, "expires_at", orders_get(&gw->o, a->order_no)->expires_at_ms);
-    resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
+    if (a->status == ANS_EXTENDED) TRY(resp_w_kv_int(b, "expires_at", ord->expires_at_ms));
+    TRY(resp_w_kv_int(b, "lsn", (int64_t)a->lsn));
+    TRY(resp_map_end(&m));
     gw->m.answers[a->status < 8 ? a->status : 7]++;
-    server_reply_done(gw, c, a->lsn, t_ns);
+    reply_written(gw, c, start, rc, a->lsn, t_ns);
 }
 
 /* STOP / FREEZE <request_id> BANK b ACCOUNT a CASE c [AMOUNT m [CURRENCY x]] [TTL s] ... */
@@ -278,10 +311,10 @@ static int cmd_extend(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
-static void w_opt_str(buf *b, int proto, const char *key, const char *v) {
-    resp_w_str(b, key);
-    if (v && *v) resp_w_str(b, v);
-    else resp_w_null(b, proto);
+static int w_opt_str(buf *b, int proto, const char *key, const char *v) {
+    int rc = resp_w_str(b, key);
+    TRY(v && *v ? resp_w_str(b, v) : resp_w_null(b, proto));
+    return rc;
 }
 
 static const char *ts_keys[ST__COUNT] = {
@@ -289,73 +322,86 @@ static const char *ts_keys[ST__COUNT] = {
     [ST_OVERDUE] = "overdue_at",   [ST_RELEASED] = "released_at", [ST_EXPIRED] = "expired_at",
 };
 
-/* The STATUS map of one order (SPEC §4.1). */
-static void w_status(gateway *gw, client *c, const order *ord) {
+/* What the cascade made of onward transfer i: the child order (or the live order it merged
+ * into), or why it was skipped. */
+static int w_onward(gateway *gw, client *c, const order *ord, const sg_onward *w, uint32_t i) {
     buf *b = &c->out;
     orders *o = &gw->o;
-    size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0);
-    for (int s = 0; s < ST__COUNT; s++)
-        if (ts_keys[s] && ord->at_ms[s]) n++;
-    resp_w_map(b, c->proto, n);
-    resp_w_str(b, "order_id");
-    w_order_id(b, ord->no);
-    resp_w_kv_str(b, "request_id", o->req[ord->request_idx].id);
-    resp_w_kv_str(b, "kind", order_kind_name(ord->kind));
-    resp_w_kv_str(b, "state", order_state_name(ord->state));
-    resp_w_kv_str(b, "bank", ord->bank);
-    resp_w_kv_str(b, "account", ord->account);
-    resp_w_kv_int(b, "amount", ord->amount_minor);
-    resp_w_kv_int(b, "frozen", ord->frozen_minor);
-    resp_w_kv_str(b, "currency", ord->currency);
-    resp_w_str(b, "cases");
-    resp_w_array(b, ord->ncases);
-    for (uint32_t l = ord->cases_head; l; l = o->links[l].next) resp_w_str(b, o->cases[o->links[l].val].id);
-    resp_w_kv_str(b, "agent", ord->agent);
-    resp_w_str(b, "parent");
-    if (ord->parent_no) w_order_id(b, ord->parent_no);
-    else resp_w_null(b, c->proto);
+    char id[32], nb[BANK_LEN_MAX + 1], na[ACCOUNT_LEN_MAX + 1], rid[REQUEST_ID_LEN_MAX + 1];
+    order_id_format(id, sizeof id, ord->no);
+    const char *skip = engine_onward_skip(gw, ord, w, nb, na);
+    int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
+    const request *rq = skip ? NULL : orders_find_request(o, rid, (uint32_t)rl);
+    int rc = 0;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    TRY(resp_w_kv_str(b, "bank", w->bank));
+    TRY(resp_w_kv_str(b, "account", w->account));
+    TRY(resp_w_kv_int(b, "amount", w->amount_minor));
+    TRY(resp_w_str(b, "child"));
+    TRY(rq ? w_order_id(b, rq->order_no) : resp_w_null(b, c->proto));
+    TRY(resp_w_str(b, "skipped"));
+    TRY(skip ? resp_w_str(b, skip) : !rq ? resp_w_str(b, "pending") : resp_w_null(b, c->proto));
+    TRY(resp_map_end(&m));
+    return rc;
+}
+
+/* The STATUS map of one order (SPEC §4.1). */
+static int w_status(gateway *gw, client *c, const order *ord) {
+    buf *b = &c->out;
+    orders *o = &gw->o;
+    assert(ord->no >= 1 && ord->no <= o->n && ord->state > ST_NONE && ord->state < ST__COUNT);
+    assert(ord->request_idx >= 1 && ord->request_idx <= o->nreq && o->req[ord->request_idx].order_no == ord->no);
+    assert(ord->ncases <= ORDER_CASES_MAX && ord->onward_count <= SG_ONWARD_MAX);
+    int rc = 0;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    TRY(resp_w_str(b, "order_id"));
+    TRY(w_order_id(b, ord->no));
+    TRY(resp_w_kv_str(b, "request_id", o->req[ord->request_idx].id));
+    TRY(resp_w_kv_str(b, "kind", order_kind_name(ord->kind)));
+    TRY(resp_w_kv_str(b, "state", order_state_name(ord->state)));
+    TRY(resp_w_kv_str(b, "bank", ord->bank));
+    TRY(resp_w_kv_str(b, "account", ord->account));
+    TRY(resp_w_kv_int(b, "amount", ord->amount_minor));
+    TRY(resp_w_kv_int(b, "frozen", ord->frozen_minor));
+    TRY(resp_w_kv_str(b, "currency", ord->currency));
+    TRY(resp_w_str(b, "cases"));
+    TRY(resp_w_array(b, ord->ncases));
+    uint32_t ncases = 0;
+    for (uint32_t l = ord->cases_head; l; l = o->links[l].next, ncases++) TRY(resp_w_str(b, o->cases[o->links[l].val].id));
+    assert(ncases == ord->ncases); /* the array header promised exactly these */
+    TRY(resp_w_kv_str(b, "agent", ord->agent));
+    TRY(resp_w_str(b, "parent"));
+    TRY(ord->parent_no ? w_order_id(b, ord->parent_no) : resp_w_null(b, c->proto));
     uint32_t nchild = 0;
     for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) nchild++;
-    resp_w_str(b, "children");
-    resp_w_array(b, nchild);
-    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) w_order_id(b, ch);
-    resp_w_kv_int(b, "level", ord->level);
-    resp_w_str(b, "lists");
-    w_csv_names(b, orders_str(o, ord->lists_off));
-    w_opt_str(b, c->proto, "reason", orders_str(o, ord->reason_off));
-    w_opt_str(b, c->proto, "order_reason", orders_str(o, ord->order_reason_off));
-    w_opt_str(b, c->proto, "doc", orders_str(o, ord->doc_off));
-    w_opt_str(b, c->proto, "note", orders_str(o, ord->note_off));
-    resp_w_kv_int(b, "expires_at", ord->expires_at_ms);
+    TRY(resp_w_str(b, "children"));
+    TRY(resp_w_array(b, nchild));
+    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) {
+        assert(o->v[ch].parent_no == ord->no);
+        TRY(w_order_id(b, ch));
+    }
+    TRY(resp_w_kv_int(b, "level", ord->level));
+    TRY(resp_w_str(b, "lists"));
+    TRY(w_csv_names(b, orders_str(o, ord->lists_off)));
+    TRY(w_opt_str(b, c->proto, "reason", orders_str(o, ord->reason_off)));
+    TRY(w_opt_str(b, c->proto, "order_reason", orders_str(o, ord->order_reason_off)));
+    TRY(w_opt_str(b, c->proto, "doc", orders_str(o, ord->doc_off)));
+    TRY(w_opt_str(b, c->proto, "note", orders_str(o, ord->note_off)));
+    TRY(resp_w_kv_int(b, "expires_at", ord->expires_at_ms));
     if (ord->onward_count) {
         const sg_onward *ow = orders_onward(o, ord);
-        resp_w_str(b, "onward");
-        resp_w_array(b, ord->onward_count);
-        char id[32];
-        order_id_format(id, sizeof id, ord->no);
-        for (uint32_t i = 0; i < ord->onward_count; i++) {
-            /* What the cascade made of it: the child order (or the live order it merged
-             * into), or why it was skipped. */
-            char nb[BANK_LEN_MAX + 1], na[ACCOUNT_LEN_MAX + 1], rid[REQUEST_ID_LEN_MAX + 1];
-            const char *skip = engine_onward_skip(gw, ord, &ow[i], nb, na);
-            int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
-            const request *rq = skip ? NULL : orders_find_request(o, rid, (uint32_t)rl);
-            resp_w_map(b, c->proto, 5);
-            resp_w_kv_str(b, "bank", ow[i].bank);
-            resp_w_kv_str(b, "account", ow[i].account);
-            resp_w_kv_int(b, "amount", ow[i].amount_minor);
-            resp_w_str(b, "child");
-            if (rq) w_order_id(b, rq->order_no);
-            else resp_w_null(b, c->proto);
-            resp_w_str(b, "skipped");
-            if (skip) resp_w_str(b, skip);
-            else if (!rq) resp_w_str(b, "pending");
-            else resp_w_null(b, c->proto);
-        }
+        assert(ow);
+        TRY(resp_w_str(b, "onward"));
+        TRY(resp_w_array(b, ord->onward_count));
+        for (uint32_t i = 0; i < ord->onward_count; i++) TRY(w_onward(gw, c, ord, &ow[i], i));
     }
     for (int s = 0; s < ST__COUNT; s++)
-        if (ts_keys[s] && ord->at_ms[s]) resp_w_kv_int(b, ts_keys[s], ord->at_ms[s]);
-    if (ord->answer_state) resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]);
+        if (ts_keys[s] && ord->at_ms[s]) TRY(resp_w_kv_int(b, ts_keys[s], ord->at_ms[s]));
+    if (ord->answer_state) TRY(resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]));
+    TRY(resp_map_end(&m));
+    return rc;
 }
 
 static int cmd_status(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
@@ -363,8 +409,8 @@ static int cmd_status(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     uint32_t no;
     if (!parse_order_id(gw, c, &cmd->argv[1], &no)) return 1;
     const order *ord = orders_get(&gw->o, no);
-    w_status(gw, c, ord);
-    ok(gw, c, ord->last_lsn);
+    size_t start = c->out.len;
+    reply_written(gw, c, start, w_status(gw, c, ord), ord->last_lsn, 0);
     return 1;
 }
 
@@ -386,24 +432,24 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         return 1;
     }
     orders *o = &gw->o;
+    assert(ce->count >= 1 && ce->count <= o->n);
     uint64_t lsn = 0;
     int64_t frozen = 0;
     buf *b = &c->out;
-    resp_w_map(b, c->proto, 3);
-    resp_w_kv_str(b, "case", ce->id);
-    resp_w_str(b, "orders");
-    resp_w_array(b, ce->count);
+    size_t start = b->len;
+    int rc = 0;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    TRY(resp_w_kv_str(b, "case", ce->id));
+    TRY(resp_w_str(b, "orders"));
+    TRY(resp_w_array(b, ce->count));
     /* Roots first, each followed by its cascade subtree (depth first): the tree as an agent
-     * reads it. The case's orders in ascending number, for membership tests. */
-    uint32_t *in = malloc(ce->count * sizeof *in), *stack = malloc(ce->count * sizeof *stack);
-    if (!in || !stack) {
-        free(in);
-        free(stack);
-        reply_err(gw, c, "ERR BUSY", "out of memory");
-        return 1;
-    }
+     * reads it. The case's orders in ascending number, for membership tests. Both arrays are
+     * the orders table's scratch (max_orders each): no allocation per CASE. */
+    uint32_t *in = o->walk, *stack = o->walk + o->max_orders;
     uint32_t n = 0;
     for (uint32_t l = ce->orders_head; l; l = o->links[l].next) in[n++] = o->links[l].val;
+    assert(n == ce->count);
     qsort(in, n, sizeof *in, cmp_u32);
     uint32_t written = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -413,7 +459,7 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         stack[sp++] = root->no;
         while (sp && written < n) {
             const order *ord = &o->v[stack[--sp]];
-            w_status(gw, c, ord);
+            TRY(w_status(gw, c, ord));
             written++;
             if (ord->last_lsn > lsn) lsn = ord->last_lsn;
             frozen += ord->frozen_minor;
@@ -428,32 +474,35 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
             }
         }
     }
-    free(in);
-    free(stack);
     assert(written == ce->count);
-    resp_w_kv_int(b, "frozen_total", frozen);
-    ok(gw, c, lsn);
+    TRY(resp_w_kv_int(b, "frozen_total", frozen));
+    TRY(resp_map_end(&m));
+    reply_written(gw, c, start, rc, lsn, 0);
     return 1;
 }
 
-static void w_check(gateway *gw, client *c, const char *bank, const char *account) {
+static int w_check(gateway *gw, client *c, const char *bank, const char *account) {
     buf *b = &c->out;
     sg_verdict v;
     lists_lookup(gw, bank, account, &v);
     /* FROZEN comes from the order table itself: it is the truth the shared bit mirrors. */
     order *live = orders_live_on_account(&gw->o, bank, account, gw->now_ms);
+    assert(!live || (!strcmp(live->bank, bank) && !strcmp(live->account, account)));
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
-    resp_w_map(b, c->proto, 4);
-    resp_w_kv_str(b, "verdict", live ? "FROZEN" : v.mask ? "LISTED" : "CLEAR");
-    resp_w_str(b, "lists");
-    w_mask_names(gw, b, v.mask);
-    resp_w_kv_int(b, "score", v.score);
-    resp_w_str(b, "order_id");
-    if (live) w_order_id(b, live->no);
-    else resp_w_null(b, c->proto);
+    int rc = 0;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    TRY(resp_w_kv_str(b, "verdict", live ? "FROZEN" : v.mask ? "LISTED" : "CLEAR"));
+    TRY(resp_w_str(b, "lists"));
+    TRY(w_mask_names(gw, b, v.mask));
+    TRY(resp_w_kv_int(b, "score", v.score));
+    TRY(resp_w_str(b, "order_id"));
+    TRY(live ? w_order_id(b, live->no) : resp_w_null(b, c->proto));
+    TRY(resp_map_end(&m));
     v.frozen = live != NULL;
     engine_auto_stop(gw, bank, account, &v);
+    return rc;
 }
 
 static bool check_key(gateway *gw, client *c, const resp_arg *bank, const resp_arg *acct, char *bo, char *ao) {
@@ -469,8 +518,8 @@ static int cmd_check(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
     char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
     if (!check_key(gw, c, &cmd->argv[1], &cmd->argv[2], bank, account)) return 1;
-    w_check(gw, c, bank, account);
-    ok(gw, c, 0);
+    size_t start = c->out.len;
+    reply_written(gw, c, start, w_check(gw, c, bank, account), 0, 0);
     return 1;
 }
 
@@ -496,14 +545,18 @@ static int cmd_mcheck(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
             return 1;
         }
     }
-    resp_w_array(&c->out, pairs);
+    size_t start = c->out.len;
+    int rc = resp_w_array(&c->out, pairs);
     for (uint32_t i = 0; i < pairs; i++) {
         const char *e;
-        account_bank_normalise(cmd->argv[1 + 2 * i].p, cmd->argv[1 + 2 * i].len, bank, &e);
-        account_normalise(cmd->argv[2 + 2 * i].p, cmd->argv[2 + 2 * i].len, account, &e);
-        w_check(gw, c, bank, account);
+        int nb = account_bank_normalise(cmd->argv[1 + 2 * i].p, cmd->argv[1 + 2 * i].len, bank, &e);
+        int na = account_normalise(cmd->argv[2 + 2 * i].p, cmd->argv[2 + 2 * i].len, account, &e);
+        assert(nb == 0 && na == 0); /* every pair passed the same check above */
+        (void)nb;
+        (void)na;
+        TRY(w_check(gw, c, bank, account));
     }
-    ok(gw, c, 0);
+    reply_written(gw, c, start, rc, 0, 0);
     return 1;
 }
 
@@ -535,16 +588,20 @@ static void w_list_answer(gateway *gw, client *c, const list_answer *a) {
         reply_err(gw, c, a->code, "%s", a->why);
         return;
     }
+    assert(a->status && a->lsn >= 1); /* an applied list change was journaled */
     buf *b = &c->out;
-    bool load = a->rows > 0;
-    resp_w_map(b, c->proto, load ? 4 : 2);
-    resp_w_kv_str(b, "status", a->status);
-    if (load) {
-        resp_w_kv_int(b, "rows", a->rows);
-        resp_w_kv_int(b, "ms", a->ms);
+    size_t start = b->len;
+    int rc = 0;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    TRY(resp_w_kv_str(b, "status", a->status));
+    if (a->rows > 0) {
+        TRY(resp_w_kv_int(b, "rows", a->rows));
+        TRY(resp_w_kv_int(b, "ms", a->ms));
     }
-    resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
-    ok(gw, c, a->lsn);
+    TRY(resp_w_kv_int(b, "lsn", (int64_t)a->lsn));
+    TRY(resp_map_end(&m));
+    reply_written(gw, c, start, rc, a->lsn, 0);
 }
 
 /* LIST.ADD <list> <bank> <account> [SCORE n] [TTL s] [CASE c] | LIST.DEL <list> <bank> <account> */
@@ -634,29 +691,36 @@ static int cmd_list_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     char lf[32];
     snprintf(lf, sizeof lf, "%.4f", (double)(count + atomic_load(&h->tombstones)) / (double)cap);
     buf *b = &c->out;
+    size_t start = b->len;
+    int rc = 0;
+    resp_map m;
     if (cmd->argc == 2) {
         int bit = list_arg(gw, c, &cmd->argv[1]);
         if (bit < 0) return 1;
-        resp_w_map(b, c->proto, 6);
-        resp_w_kv_str(b, "list", ls->names[bit]);
-        resp_w_kv_int(b, "entries", (int64_t)h->list_count[bit]);
-        resp_w_kv_int(b, "auto_stop", (ls->auto_stop_mask >> bit) & 1);
-        resp_w_kv_int(b, "capacity", (int64_t)cap);
-        resp_w_kv_int(b, "generation", (int64_t)ls->generation);
-        resp_w_kv_str(b, "load_factor", lf);
+        assert((uint32_t)bit < ls->nlists);
+        resp_map_begin(&m, b, c->proto);
+        TRY(resp_w_kv_str(b, "list", ls->names[bit]));
+        TRY(resp_w_kv_int(b, "entries", (int64_t)h->list_count[bit]));
+        TRY(resp_w_kv_int(b, "auto_stop", (ls->auto_stop_mask >> bit) & 1));
+        TRY(resp_w_kv_int(b, "capacity", (int64_t)cap));
+        TRY(resp_w_kv_int(b, "generation", (int64_t)ls->generation));
+        TRY(resp_w_kv_str(b, "load_factor", lf));
     } else {
-        resp_w_map(b, c->proto, 7);
-        resp_w_kv_str(b, "shm", gw->cfg.shm_name);
-        resp_w_kv_int(b, "capacity", (int64_t)cap);
-        resp_w_kv_int(b, "entries", (int64_t)count);
-        resp_w_kv_int(b, "tombstones", (int64_t)atomic_load(&h->tombstones));
-        resp_w_kv_int(b, "generation", (int64_t)ls->generation);
-        resp_w_kv_str(b, "load_factor", lf);
-        resp_w_str(b, "lists");
-        resp_w_map(b, c->proto, ls->nlists);
-        for (uint32_t i = 0; i < ls->nlists; i++) resp_w_kv_int(b, ls->names[i], (int64_t)h->list_count[i]);
+        resp_map_begin(&m, b, c->proto);
+        TRY(resp_w_kv_str(b, "shm", gw->cfg.shm_name));
+        TRY(resp_w_kv_int(b, "capacity", (int64_t)cap));
+        TRY(resp_w_kv_int(b, "entries", (int64_t)count));
+        TRY(resp_w_kv_int(b, "tombstones", (int64_t)atomic_load(&h->tombstones)));
+        TRY(resp_w_kv_int(b, "generation", (int64_t)ls->generation));
+        TRY(resp_w_kv_str(b, "load_factor", lf));
+        TRY(resp_w_str(b, "lists"));
+        resp_map lm;
+        resp_map_begin(&lm, b, c->proto);
+        for (uint32_t i = 0; i < ls->nlists; i++) TRY(resp_w_kv_int(b, ls->names[i], (int64_t)h->list_count[i]));
+        TRY(resp_map_end(&lm));
     }
-    ok(gw, c, 0);
+    TRY(resp_map_end(&m));
+    reply_written(gw, c, start, rc, 0, 0);
     return 1;
 }
 
@@ -682,8 +746,8 @@ static int cmd_auth(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         reply_err(gw, c, "WRONGPASS", "invalid agent or secret");
         return 1;
     }
-    resp_w_simple(&c->out, "OK");
-    ok(gw, c, 0);
+    size_t start = c->out.len;
+    reply_written(gw, c, start, resp_w_simple(&c->out, "OK"), 0, 0);
     return 1;
 }
 
@@ -716,40 +780,44 @@ static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     }
     c->proto = proto;
     buf *b = &c->out;
-    resp_w_map(b, c->proto, 7);
-    resp_w_kv_str(b, "server", "stopgate");
-    resp_w_kv_str(b, "version", VERSION);
-    resp_w_kv_int(b, "proto", c->proto);
-    resp_w_kv_int(b, "id", c->idx);
-    resp_w_kv_str(b, "mode", "standalone");
-    resp_w_kv_str(b, "role", "master");
-    resp_w_str(b, "modules");
-    resp_w_array(b, 0);
-    ok(gw, c, 0);
+    size_t start = b->len;
+    int rc = 0;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    TRY(resp_w_kv_str(b, "server", "stopgate"));
+    TRY(resp_w_kv_str(b, "version", VERSION));
+    TRY(resp_w_kv_int(b, "proto", c->proto));
+    TRY(resp_w_kv_int(b, "id", c->idx));
+    TRY(resp_w_kv_str(b, "mode", "standalone"));
+    TRY(resp_w_kv_str(b, "role", "master"));
+    TRY(resp_w_str(b, "modules"));
+    TRY(resp_w_array(b, 0));
+    TRY(resp_map_end(&m));
+    reply_written(gw, c, start, rc, 0, 0);
     return 1;
 }
 
 static int cmd_ping(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
-    if (cmd->argc == 2) resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len);
-    else resp_w_simple(&c->out, "PONG");
-    ok(gw, c, 0);
+    size_t start = c->out.len;
+    int rc = cmd->argc == 2 ? resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len) : resp_w_simple(&c->out, "PONG");
+    reply_written(gw, c, start, rc, 0, 0);
     return 1;
 }
 
 /* redis-cli --pipe ends its stream with an ECHO of a random marker and waits for it. */
 static int cmd_echo(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
-    resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len);
-    ok(gw, c, 0);
+    size_t start = c->out.len;
+    reply_written(gw, c, start, resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len), 0, 0);
     return 1;
 }
 
 static int cmd_quit(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)cmd;
     (void)t_ns;
-    resp_w_simple(&c->out, "OK");
-    ok(gw, c, 0);
+    size_t start = c->out.len;
+    reply_written(gw, c, start, resp_w_simple(&c->out, "OK"), 0, 0);
     c->close_after_flush = true;
     return 1;
 }
@@ -758,8 +826,8 @@ static int cmd_quit(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 static int cmd_empty(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)cmd;
     (void)t_ns;
-    resp_w_array(&c->out, 0);
-    ok(gw, c, 0);
+    size_t start = c->out.len;
+    reply_written(gw, c, start, resp_w_array(&c->out, 0), 0, 0);
     return 1;
 }
 
@@ -785,9 +853,9 @@ static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         buf_printf(&tmp, "plugin_%s:type=%s,submitted=%llu,results=%llu\r\n", p->name, p->ops->name,
                    (unsigned long long)p->submitted, (unsigned long long)p->results);
     }
-    resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
+    size_t start = c->out.len;
+    reply_written(gw, c, start, resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len), 0, 0);
     buf_free(&tmp);
-    ok(gw, c, 0);
     return 1;
 }
 
