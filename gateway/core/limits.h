@@ -40,6 +40,14 @@
 
 /* Orders. */
 #define ORDERS_MAX_LIMIT (64u * 1024 * 1024)
+/* Instructions waiting for durability or for their bank plugin: [gateway] max_outbox, by
+ * default OUTBOX_PER_ORDER x max_orders (an order's instruction and its RELEASE). Full:
+ * new orders, RELEASE and CONFIRM answer ERR BUSY until the banks take some. */
+#define OUTBOX_PER_ORDER 2
+#define OUTBOX_MAX_LIMIT (OUTBOX_PER_ORDER * ORDERS_MAX_LIMIT)
+/* Replies of one client waiting for their journal batch to be durable, each with its own
+ * lsn. More pipelined replies than this share the newest mark (they leave with it). */
+#define CLIENT_REPLY_MARKS_MAX 256
 
 /* Plugins and routes. */
 #define PLUGINS_MAX 16

@@ -5,6 +5,7 @@
  * Instructions leave for the bank only from the outbox, and only once the record that created
  * them is durable, so the bank never hears of an order the journal could forget.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "account.h"
 #include "clock.h"
 #include "gateway.h"
+#include "mem.h"
 
 #define RELEASE_INSTR_BIT (1ULL << 62) /* instruction ids of RELEASE instructions */
 #define RESEND_BACKOFF_MAX_MS (5 * 60 * 1000) /* an OVERDUE instruction is re-sent at least this often */
@@ -85,21 +87,41 @@ bool engine_journal_failing(const gateway *gw, engine_answer *a) {
     return true;
 }
 
+int engine_init(gateway *gw, char *err, size_t errcap) {
+    outbox *ob = &gw->ob;
+    uint64_t cap = gw->cfg.max_outbox ? gw->cfg.max_outbox : (uint64_t)OUTBOX_PER_ORDER * gw->cfg.max_orders;
+    if (cap > OUTBOX_MAX_LIMIT) cap = OUTBOX_MAX_LIMIT;
+    *ob = (outbox){.v = mem_reserve((size_t)cap * sizeof *ob->v), .cap = (uint32_t)cap};
+    if (!ob->v) {
+        snprintf(err, errcap, "cannot reserve an outbox of %llu instructions", (unsigned long long)cap);
+        return -1;
+    }
+    return 0;
+}
+
+void engine_free(gateway *gw) {
+    if (gw->ob.v) mem_release(gw->ob.v, (size_t)gw->ob.cap * sizeof *gw->ob.v);
+    gw->ob = (outbox){0};
+}
+
+static bool outbox_room(const gateway *gw) { return gw->ob.len < gw->ob.cap; }
+
+/* An instruction that would not fit the outbox is refused before its record is journaled:
+ * the client hears ERR BUSY and may retry with the same request_id. */
+static bool outbox_full(gateway *gw, engine_answer *a) {
+    if (outbox_room(gw)) return false;
+    a->code = "ERR BUSY";
+    snprintf(a->why, sizeof a->why, "outbox full: %u instructions wait for their bank (max_outbox); retry later",
+             gw->ob.len);
+    return true;
+}
+
+/* Callers checked outbox_room() before journaling what this instruction belongs to. */
 static void outbox_push(gateway *gw, uint64_t lsn, uint32_t no, uint8_t kind) {
     outbox *ob = &gw->ob;
-    if (ob->len == ob->cap) {
-        uint32_t cap = ob->cap ? ob->cap * 2 : 4096;
-        outbox_ent *v = malloc(cap * sizeof *v);
-        if (!v) {
-            LOGE(gw, "out of memory growing the outbox");
-            abort();
-        }
-        for (uint32_t i = 0; i < ob->len; i++) v[i] = ob->v[(ob->head + i) % ob->cap];
-        free(ob->v);
-        ob->v = v;
-        ob->cap = cap;
-        ob->head = 0;
-    }
+    assert(ob->len < ob->cap && ob->head < ob->cap);
+    assert(no >= 1 && no <= gw->o.n && lsn <= journal_last_lsn(&gw->j));
+    assert(kind == SG_INSTR_STOP || kind == SG_INSTR_FREEZE || kind == SG_INSTR_RELEASE);
     ob->v[(ob->head + ob->len) % ob->cap] = (outbox_ent){lsn, no, kind};
     ob->len++;
 }
@@ -167,6 +189,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     sg_verdict v;
     lists_lookup(gw, rq->bank, rq->account, &v);
     bool held = (v.mask & gw->ls.protected_mask) != 0;
+    if (!held && outbox_full(gw, a)) return 0;
     char names[SGL_LISTS_MAX * SGL_LIST_NAME_MAX];
     size_t nl = 0;
     names[0] = 0;
@@ -243,7 +266,7 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, const 
     memset(a, 0, sizeof *a);
     uint64_t fp = fingerprint_simple(REQ_RELEASE, no, 0, reason);
     if (!lifecycle_front(gw, rid, REQ_RELEASE, no, fp, a)) return 0;
-    if (engine_journal_failing(gw, a)) return 0;
+    if (engine_journal_failing(gw, a) || outbox_full(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_RELEASE, .order_no = no, .request_id = rid, .fingerprint = fp, .reason = reason,
                    .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
@@ -312,8 +335,9 @@ int engine_cascade(gateway *gw, uint32_t parent_no) {
         memcpy(rq.currency, p->currency, sizeof rq.currency);
         rq.currency_given = true;
         engine_answer a;
-        if (engine_order(gw, &rq, &a) == -EAGAIN) {
-            /* No journal room now: the tick runs this cascade again (done ones are DUPLICATE). */
+        /* No journal room now, or the disk or the outbox refuses (ERR BUSY): the tick runs
+         * this cascade again (done ones are DUPLICATE). */
+        if (engine_order(gw, &rq, &a) == -EAGAIN || (a.code && !strcmp(a.code, "ERR BUSY"))) {
             if (gw->cascade_retry_len < CASCADE_RETRY_MAX) gw->cascade_retry[gw->cascade_retry_len++] = parent_no;
             return -EAGAIN;
         }
@@ -345,7 +369,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
         snprintf(a->why, sizeof a->why, "order %s is %s, not HELD", id, order_state_name(ord->state));
         return 0;
     }
-    if (engine_journal_failing(gw, a)) return 0;
+    if (engine_journal_failing(gw, a) || outbox_full(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_CONFIRM, .order_no = no, .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
     int64_t lsn = commit(gw, &r);
@@ -483,9 +507,12 @@ void engine_tick(gateway *gw) {
         }
         /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
          * RESEND_BACKOFF_MAX_MS. The bank dedupes; its first answer settles the order. */
-        outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+        /* A full outbox skips this re-send; the back-off below asks again later. */
+        if (outbox_room(gw)) outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
         int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
-        orders_schedule_resend(&gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
+        if (orders_schedule_resend(&gw->o, ord,
+                                   gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS)) != 0)
+            LOGW(gw, "order SG-%u: overdue schedule full, not re-sent again", no);
     }
     outbox_drain(gw);
 }
@@ -583,6 +610,10 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
         if (awaiting_answer(ord) && order_is_live(ord, gw->now_ms)) {
             /* Attempts are not journaled; a SENT order was sent at least once before. */
             if (ord->state != ST_ACCEPTED && ord->attempts == 0) ord->attempts = 1;
+            if (!outbox_room(gw)) {
+                snprintf(err, errcap, "more instructions await a bank answer than max_outbox (%u) holds", gw->ob.cap);
+                return -1;
+            }
             outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
             resend++;
         }

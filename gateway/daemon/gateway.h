@@ -75,6 +75,7 @@ typedef struct server {
     uint32_t max, count;
     uint32_t *free_list;
     uint32_t nfree;
+    reply_mark *marks_pool; /* CLIENT_REPLY_MARKS_MAX per client, reserved at start */
     uint32_t waiting_head; /* 1-based client index + 1 encoding: 0 = none */
     uint32_t blocked_head;
     int64_t next_reap_ms; /* next idle-timeout sweep */
@@ -331,6 +332,9 @@ int engine_release(gateway *gw, rec_str request_id, uint32_t order_no, rec_str r
                    engine_answer *a);
 int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t ttl_s, const char *agent,
                   engine_answer *a);
+/* Reserve the outbox (max_outbox entries) before anything is recovered. */
+int engine_init(gateway *gw, char *err, size_t errcap);
+void engine_free(gateway *gw);
 int engine_recover(gateway *gw, char *err, size_t errcap);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);
