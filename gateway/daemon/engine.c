@@ -42,9 +42,15 @@ int64_t engine_commit(gateway *gw, order_rec *r) {
         LOGE(gw, "record does not fit JOURNAL_RECORD_BYTES_MAX (type %s)", record_type_name(r->type));
         abort();
     }
+#ifndef NDEBUG
+    /* Pair assertion with replay: what goes to disk decodes back to the record applied now. */
+    order_rec back;
+    assert(record_decode(r->type, gw->recbuf, (size_t)n, &back) == 0 && record_equal(r, &back));
+#endif
     int64_t lsn = journal_append(&gw->j, r->type, gw->recbuf, (uint32_t)n);
     if (lsn < 0) return lsn;
     char err[256];
+    assert((uint64_t)lsn == journal_last_lsn(&gw->j));
     int rc = is_list_record(r->type) ? lists_apply(gw, r, true, err, sizeof err)
                                      : orders_apply(&gw->o, r, (uint64_t)lsn, err, sizeof err);
     if (rc != 0) {
@@ -576,6 +582,7 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
 
 static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
     gateway *gw = ctx;
+    assert(lsn >= 1 && (payload || len == 0));
     order_rec r;
     char err[256];
     if (record_decode(type, payload, len, &r) != 0) {

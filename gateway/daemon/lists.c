@@ -341,7 +341,9 @@ static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errc
 
 int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
+    assert(r->type >= REC_LIST_ADD && r->type <= REC_LIST_LOAD_COMMIT);
     int bit = lists_bit(gw, r->list.p ? r->list.p : "", r->list.len);
+    assert(bit < (int)ls->nlists);
     if (bit < 0) {
         /* The list was removed from the config since: its records no longer mean anything. */
         if (!live) ls->replay_skipped++;
@@ -386,6 +388,15 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
                 return -1;
             }
         }
+#ifndef NDEBUG
+        /* Pair assertion: readers of the shared table see exactly the entry written. */
+        ltab_entry back = {0};
+        bool held = ltab_get(&ls->t, &k, &back);
+        assert(held == (e.mask || e.frozen));
+        assert(!held || (back.mask == e.mask && back.score == e.score && back.frozen == e.frozen &&
+                         back.expires_s == e.expires_s && back.case_ref == e.case_ref));
+        assert(((back.mask >> bit) & 1) == (r->type == REC_LIST_ADD));
+#endif
         return 0;
     }
     case REC_LIST_LOAD_BEGIN:
@@ -421,6 +432,8 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
             return -1;
         }
         int rc = rebuild(gw, bit, true, err, errcap);
+        /* Every committed row is on the list now (the table holds at least as many). */
+        assert(rc != 0 || ls->t.h->list_count[bit] >= (r->row_count ? 1u : 0u));
         stage_reset(ls);
         return rc;
     }
@@ -475,7 +488,9 @@ static void lists_sweep(gateway *gw, uint32_t budget) {
         e.mask &= ~(1ULL << bit);
         if (!e.mask) e.score = 0, e.case_ref = 0;
         e.expires_s = e.mask ? entry_expiry(ls, &k, e.mask) : 0;
-        ltab_put(&ls->t, &k, &e, gw->now_ms);
+        int rc = ltab_put(&ls->t, &k, &e, gw->now_ms);
+        assert(rc == 0); /* the entry exists: an update needs no new slot */
+        (void)rc;
         ls->expired++;
     }
 }
