@@ -70,6 +70,7 @@ static resp_status parse_inline(char *in, size_t len, resp_cmd *cmd, size_t *con
         cmd->argc++;
     }
     *consumed = line_len + 1;
+    assert(*consumed <= len && cmd->argc <= RESP_ARGS_MAX);
     return RESP_OK;
 }
 
@@ -134,6 +135,7 @@ resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, re
     }
     cmd->argc = (uint32_t)n;
     *consumed = pos;
+    assert(cmd->argc <= RESP_ARGS_MAX && pos <= len);
     return RESP_OK;
 }
 
@@ -151,6 +153,7 @@ long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done) {
             *done = 1;
             return (long)pos;
         }
+        assert(pos <= len);
         if (pos >= len) return (long)pos;
         if (in[pos] != '$') return -1;
         int64_t blen;
@@ -164,6 +167,7 @@ long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done) {
 }
 
 int resp_w_simple(buf *b, const char *s) {
+    assert(!strpbrk(s, "\r\n")); /* a simple string is one line */
     int rc = buf_append(b, "+", 1);
     if (!rc) rc = buf_append(b, s, strlen(s));
     if (!rc) rc = buf_append(b, "\r\n", 2);
@@ -171,6 +175,7 @@ int resp_w_simple(buf *b, const char *s) {
 }
 
 int resp_w_error(buf *b, const char *code, const char *fmt, ...) {
+    assert(code[0] && !strpbrk(code, "\r\n")); /* "ERR BUSY", "NOAUTH": a code on one line */
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -196,12 +201,14 @@ static int w_num(buf *b, char type, int64_t v) {
     } while (u);
     if (v < 0) *--p = '-';
     *--p = type;
+    assert(p >= tmp);
     return buf_append(b, p, (size_t)(end - p));
 }
 
 int resp_w_int(buf *b, int64_t v) { return w_num(b, ':', v); }
 
 int resp_w_bulk(buf *b, const char *s, size_t len) {
+    assert(s || len == 0);
     int rc = buf_reserve(b, len + 24 + 2);
     if (!rc) rc = w_num(b, '$', (int64_t)len);
     if (!rc) rc = buf_append(b, s, len);
@@ -211,11 +218,14 @@ int resp_w_bulk(buf *b, const char *s, size_t len) {
 
 int resp_w_str(buf *b, const char *s) { return resp_w_bulk(b, s, strlen(s)); }
 
-int resp_w_null(buf *b, int proto) { return proto == 3 ? buf_append(b, "_\r\n", 3) : buf_append(b, "$-1\r\n", 5); }
+int resp_w_null(buf *b, int proto) {
+    assert(proto == 2 || proto == 3);
+    return proto == 3 ? buf_append(b, "_\r\n", 3) : buf_append(b, "$-1\r\n", 5); }
 
 int resp_w_array(buf *b, size_t n) { return w_num(b, '*', (int64_t)n); }
 
 int resp_w_map(buf *b, int proto, size_t pairs) {
+    assert(proto == 2 || proto == 3);
     return proto == 3 ? w_num(b, '%', (int64_t)pairs) : w_num(b, '*', (int64_t)(pairs * 2));
 }
 

@@ -186,6 +186,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
         a->status = ANS_MERGED;
         a->order_no = live->no;
         a->lsn = (uint64_t)lsn;
+        assert(live->last_lsn == (uint64_t)lsn && live->expires_at_ms == r.expires_at_ms);
         return 0;
     }
     if (!orders_room(o, REC_ORDER)) {
@@ -220,6 +221,9 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     r.expires_at_ms = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    /* The order now exists as journaled: numbered in sequence, findable by its request id. */
+    assert(o->n == r.order_no && o->v[o->n].state == r.state);
+    assert(orders_find_request(o, rq->request_id.p, rq->request_id.len)->order_no == r.order_no);
     if (held) {
         a->status = ANS_HELD;
         a->order_no = (uint32_t)r.order_no;
@@ -278,6 +282,7 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, const 
                    .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    assert(orders_get(&gw->o, no)->state == ST_RELEASED);
     /* The bank lifts its hold too; its acknowledgement changes nothing here. */
     outbox_push(gw, (uint64_t)lsn, no, SG_INSTR_RELEASE);
     a->status = ANS_RELEASED;
@@ -299,6 +304,7 @@ int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const ch
                    .agent = {agent, (uint32_t)strlen(agent)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    assert(ord->expires_at_ms == r.expires_at_ms); /* an EXTEND never shortens */
     a->status = ANS_EXTENDED;
     a->order_no = no;
     a->lsn = (uint64_t)lsn;
@@ -380,6 +386,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
     order_rec r = {.type = REC_CONFIRM, .order_no = no, .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    assert(ord->state == ST_ACCEPTED);
     outbox_push(gw, (uint64_t)lsn, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
     a->status = ANS_CONFIRMED;
     a->order_no = no;
@@ -431,6 +438,7 @@ static bool awaiting_answer(const order *ord) {
  * full); 0: done (sent, or no longer needed). */
 static int send_one(gateway *gw, const outbox_ent *e) {
     order *ord = orders_get(&gw->o, e->order_no);
+    assert(ord && e->lsn <= gw->j.durable_lsn); /* never tell the bank what the disk could forget */
     if (e->kind != SG_INSTR_RELEASE && !awaiting_answer(ord)) return 0;
     plugin_inst *p = router_route(gw, ord->bank);
     if (!p) {
@@ -478,7 +486,9 @@ static int send_one(gateway *gw, const outbox_ent *e) {
 
 static void outbox_drain(gateway *gw) {
     outbox *ob = &gw->ob;
+    assert(ob->len <= ob->cap);
     while (ob->len) {
+        assert(ob->head < ob->cap);
         outbox_ent *e = &ob->v[ob->head];
         if (e->lsn > gw->j.durable_lsn) break;
         if (send_one(gw, e) == -EAGAIN) break;
@@ -552,6 +562,7 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     }
     order_rec r = {.type = REC_STATE, .order_no = ord->no, .state = result_state[res->status],
                    .frozen_minor = res->frozen_minor, .ts_ms = gw->now_ms};
+    assert(r.state >= ST_CONFIRMED && r.state <= ST_FUNDS_MOVED); /* status was range-checked above */
     size_t rl = res->reason ? strlen(res->reason) : 0;
     r.reason = (rec_str){res->reason, (uint32_t)(rl > REASON_LEN_MAX ? REASON_LEN_MAX : rl)};
     /* Every onward transfer is kept as the bank sent it (printable bytes only), valid or not:
@@ -570,6 +581,7 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     journal_lazy_next(&gw->j);
     int64_t lsn = commit(gw, &r);
     if (lsn >= 0) {
+        assert(ord->state == r.state && ord->answer_state == r.state && ord->onward_count == r.onward_count);
         if (r.state == ST_FUNDS_MOVED) engine_cascade(gw, ord->no);
         return (uint64_t)lsn;
     } else {
@@ -589,6 +601,7 @@ static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *
         LOGE(gw, "journal record %llu (%s): malformed payload", (unsigned long long)lsn, record_type_name(type));
         return 1;
     }
+    assert(r.type == type);
     int rc = is_list_record(type) ? lists_apply(gw, &r, false, err, sizeof err)
                                   : orders_apply(&gw->o, &r, lsn, err, sizeof err);
     if (rc != 0) {

@@ -255,6 +255,12 @@ static uint32_t entry_expiry(void *ctx, const sgl_key *k, uint64_t mask) {
 
 /* --- staged rows (a load between BEGIN and COMMIT) -------------------------------------- */
 
+/* Is the key on list `bit` in the current table? */
+static inline bool lists_lookup_bit(gateway *gw, const sgl_key *k, int bit) {
+    ltab_entry e = {0};
+    return ltab_get(&gw->ls.t, k, &e) && ((e.mask >> bit) & 1);
+}
+
 static int stage_push(lists_state *ls, const sgl_key *k, uint8_t score, uint32_t case_ref) {
     if (ls->nstage == ls->stage_cap) {
         uint32_t cap = ls->stage_cap ? ls->stage_cap * 2 : 4096;
@@ -530,6 +536,8 @@ static bool journal_refuses(gateway *gw, list_answer *a) {
 
 int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
                  int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a) {
+    assert((type == REC_LIST_ADD || type == REC_LIST_DEL) && bit >= 0 && (uint32_t)bit < gw->ls.nlists);
+    assert(score <= 100 && ttl_s >= 0);
     memset(a, 0, sizeof *a);
     if (journal_refuses(gw, a)) return 0;
     if (!room(gw)) return -EAGAIN;
@@ -573,6 +581,7 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
         return 0;
     }
     a->status = type == REC_LIST_DEL ? "DELETED" : had ? "UPDATED" : "ADDED";
+    assert(lists_lookup_bit(gw, &k, bit) == (type == REC_LIST_ADD)); /* applied as answered */
     a->lsn = (uint64_t)lsn;
     return 0;
 }
