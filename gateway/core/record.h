@@ -12,6 +12,8 @@
 
 #include <stopgate/plugin.h>
 
+#include "limits.h"
+
 typedef enum rec_type {
     REC_ORDER = 1,   /* a new order (agent's or cascade child) was accepted */
     REC_MERGE = 2,   /* a request was attached to a live order */
@@ -30,7 +32,7 @@ typedef enum rec_type {
 
 /* One row inside a REC_LIST_LOAD_ROWS blob: u8 bank_len, bank, u8 account_len, account,
  * u8 score, u8 case_len, case. */
-#define LIST_ROW_BYTES_MAX (1 + 11 + 1 + 34 + 1 + 1 + 64)
+#define LIST_ROW_BYTES_MAX (1 + BANK_LEN_MAX + 1 + ACCOUNT_LEN_MAX + 1 + 1 + CASE_LEN_MAX)
 
 typedef struct rec_str {
     const char *p;

@@ -229,8 +229,6 @@ int resp_w_map(buf *b, int proto, size_t pairs) {
     return proto == 3 ? w_num(b, '%', (int64_t)pairs) : w_num(b, '*', (int64_t)(pairs * 2));
 }
 
-/* Nesting our own replies reach: CASE map > orders array > STATUS map > onward array > map. */
-#define RESP_WALK_DEPTH_MAX 8
 
 /* Skips one element at p[0..len) written by the writers above. Returns its bytes, -1 when
  * malformed or cut short. */

@@ -133,12 +133,8 @@ typedef struct metrics {
 } metrics;
 
 /* ---- fraud lists (lists.c, docs/lists.md) ---- */
-#define LIST_CASES_MAX (1 << 20)     /* distinct case references on list entries */
-#define LIST_CSV_LINE_MAX 512        /* bytes of one LIST.LOAD line */
-#define LIST_LOAD_ROWS_MAX (64 << 20) /* rows of one LIST.LOAD */
-#define LIST_SWEEP_SLOTS 65536       /* expiry records the sweep visits per tick */
+/* LIST_CASES_MAX, LIST_CSV_LINE_MAX, LIST_LOAD_ROWS_MAX, LIST_SWEEP_SLOTS, MCHECK_BATCH_MAX: limits.h */
 #define LIST_TICK_MS 50              /* how often the sweep runs */
-#define MCHECK_BATCH_MAX 512         /* pairs of one MCHECK */
 
 typedef struct list_staged {
     sgl_key key;
@@ -165,10 +161,11 @@ typedef struct lists_state {
     char names[SGL_LISTS_MAX][SGL_LIST_NAME_MAX];
     uint64_t auto_stop_mask, protected_mask;
     uint64_t generation;
-    char **cases; /* [1..ncases] */
+    char **cases; /* [1..ncases], each into case_arena */
+    char *case_arena; /* LIST_CASES_MAX x (CASE_LEN_MAX + 1), reserved at start */
     uint32_t ncases;
     htab case_idx;
-    list_staged *stage; /* rows of the load between BEGIN and COMMIT */
+    list_staged *stage; /* rows of the load between BEGIN and COMMIT; stage_cap reserved at start */
     uint32_t nstage, stage_cap;
     int stage_bit;
     uint64_t stage_load_id;
@@ -192,8 +189,7 @@ typedef struct list_answer {
 } list_answer;
 
 /* ---- kernel UDP fast path (udp.c) ---- */
-#define UDP_RECV_SLOTS 256 /* recvmsg operations kept armed */
-#define UDP_SEND_SLOTS 4096 /* reply datagrams in flight or waiting for durability */
+/* UDP_RECV_SLOTS, UDP_SEND_SLOTS: limits.h */
 
 enum udp_drop { UDP_DROP_MALFORMED, UDP_DROP_UNKNOWN_AGENT, UDP_DROP_BAD_MAC, UDP_DROP_REPLAY, UDP_DROP_NO_BUFFER,
                 UDP_DROP__COUNT };
@@ -267,7 +263,6 @@ typedef struct gateway {
     udp_state udp;
     struct dpdk_state *dpdk; /* dpdk.c; NULL unless [dpdk] enabled = yes */
     int journal_error_logged; /* last journal errno reported in the log */
-#define CASCADE_RETRY_MAX 4096
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
     uint32_t cascade_retry_len;
     auth_hash *agent_auth; /* parallel to cfg.agents */

@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "csvload.h"
 #include "gateway.h"
+#include "mem.h"
 
 #define PROTECTED_LIST "protected"
 
@@ -53,16 +54,14 @@ static int64_t case_intern(lists_state *ls, rec_str c) {
     uint64_t h = XXH3_64bits(c.p, c.len);
     htab_slot *s = htab_lookup(&ls->case_idx, h, &c, case_eq, ls);
     if (s->val) return s->val;
-    if (ls->ncases + 1 >= LIST_CASES_MAX) return -1;
-    char *copy = strndup(c.p, c.len);
-    if (!copy) return -1;
-    uint32_t ref = ++ls->ncases;
+    if (ls->ncases + 1 >= LIST_CASES_MAX || c.len > CASE_LEN_MAX) return -1;
+    uint32_t ref = ls->ncases + 1;
+    char *copy = ls->case_arena + (size_t)ref * (CASE_LEN_MAX + 1);
+    if (htab_fill(&ls->case_idx, s, h, ref) != 0) return -1;
+    memcpy(copy, c.p, c.len);
+    copy[c.len] = 0;
     ls->cases[ref] = copy;
-    if (htab_fill(&ls->case_idx, s, h, ref) != 0) {
-        ls->ncases--;
-        free(copy);
-        return -1;
-    }
+    ls->ncases = ref;
     return ref;
 }
 
@@ -116,8 +115,12 @@ int lists_init(gateway *gw, char *err, size_t errcap) {
     ls->protected_mask = 1ULL << lists_bit(gw, PROTECTED_LIST, strlen(PROTECTED_LIST));
     ls->auto_stop_mask &= ~ls->protected_mask; /* a protected account is never auto-stopped */
     ls->cases = calloc(LIST_CASES_MAX, sizeof *ls->cases);
-    if (!ls->cases || htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
-        snprintf(err, errcap, "out of memory for list case references");
+    ls->case_arena = mem_reserve((size_t)LIST_CASES_MAX * (CASE_LEN_MAX + 1));
+    /* One more row than a load may hold: csv_stage_row refuses the load at that row. */
+    ls->stage_cap = LIST_LOAD_ROWS_MAX + 1;
+    ls->stage = mem_reserve((size_t)ls->stage_cap * sizeof *ls->stage);
+    if (!ls->cases || !ls->case_arena || !ls->stage || htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
+        snprintf(err, errcap, "out of memory for list case references and load rows");
         return -1;
     }
     remove_stale_builds(gw);
@@ -134,10 +137,9 @@ void lists_close(gateway *gw) {
     lists_state *ls = &gw->ls;
     /* The published table stays in /dev/shm: readers keep screening while we restart. */
     ltab_close(&ls->t, true);
-    free(ls->stage);
+    if (ls->stage) mem_release(ls->stage, (size_t)ls->stage_cap * sizeof *ls->stage);
+    if (ls->case_arena) mem_release(ls->case_arena, (size_t)LIST_CASES_MAX * (CASE_LEN_MAX + 1));
     free(ls->ttl);
-    if (ls->cases)
-        for (uint32_t i = 1; i <= ls->ncases; i++) free(ls->cases[i]);
     free(ls->cases);
     htab_free(&ls->case_idx);
     memset(ls, 0, sizeof *ls);
@@ -262,13 +264,8 @@ static inline bool lists_lookup_bit(gateway *gw, const sgl_key *k, int bit) {
 }
 
 static int stage_push(lists_state *ls, const sgl_key *k, uint8_t score, uint32_t case_ref) {
-    if (ls->nstage == ls->stage_cap) {
-        uint32_t cap = ls->stage_cap ? ls->stage_cap * 2 : 4096;
-        void *v = realloc(ls->stage, cap * sizeof *ls->stage);
-        if (!v) return -ENOMEM;
-        ls->stage = v;
-        ls->stage_cap = cap;
-    }
+    assert(ls->nstage <= ls->stage_cap);
+    if (ls->nstage == ls->stage_cap) return -ENOBUFS;
     ls->stage[ls->nstage++] = (list_staged){.key = *k, .score = score, .case_ref = case_ref};
     return 0;
 }
