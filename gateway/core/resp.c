@@ -274,9 +274,13 @@ void resp_map_begin(resp_map *m, buf *b, int proto) {
     m->proto = proto;
 }
 
-int resp_map_end(resp_map *m) {
+int resp_map_end(resp_map *m, int rc) {
     buf *b = m->b;
     assert(b->len >= m->body_off); /* nothing consumed since begin */
+    if (rc) { /* a write failed: what is there is not whole pairs */
+        b->len = m->body_off;
+        return rc;
+    }
     long elems = resp_count_elems((const char *)b->data + m->body_off, b->len - m->body_off);
     /* Pair assertion: what the writers put down parses back as whole key/value pairs. */
     assert(elems >= 0 && elems % 2 == 0);
@@ -286,7 +290,7 @@ int resp_map_end(resp_map *m) {
     }
     char hdr[24];
     buf tmp = {.data = (uint8_t *)hdr, .cap = sizeof hdr, .cap_max = sizeof hdr};
-    int rc = resp_w_map(&tmp, m->proto, (size_t)elems / 2);
+    rc = resp_w_map(&tmp, m->proto, (size_t)elems / 2);
     assert(rc == 0); /* a header always fits 24 bytes */
     if (!rc) rc = buf_reserve(b, tmp.len);
     if (rc) {

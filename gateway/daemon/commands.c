@@ -41,12 +41,11 @@ static void reply_err(gateway *gw, client *c, const char *code, const char *fmt,
     server_reply_done(gw, c, 0, 0);
 }
 
-/* Reply writers run every writer and keep the first error: a write that failed (the output
- * limit, memory) leaves a reply that must not be sent. */
+/* Reply writers keep the first error and write nothing after it: a write that failed (the
+ * output limit, memory) leaves a reply that must not be sent (reply_written drops it). */
 #define TRY(e)                                                                                                        \
     do {                                                                                                              \
-        int try_rc_ = (e);                                                                                            \
-        if (!rc) rc = try_rc_;                                                                                        \
+        if (!rc) rc = (e);                                                                                            \
     } while (0)
 
 /* Finish a reply written from out.len == start: send it, or replace it whole with an error
@@ -153,7 +152,7 @@ static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_n
     }
     if (a->status == ANS_EXTENDED) TRY(resp_w_kv_int(b, "expires_at", ord->expires_at_ms));
     TRY(resp_w_kv_int(b, "lsn", (int64_t)a->lsn));
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     gw->m.answers[a->status < 8 ? a->status : 7]++;
     reply_written(gw, c, start, rc, a->lsn, t_ns);
 }
@@ -342,7 +341,7 @@ static int w_onward(gateway *gw, client *c, const order *ord, const sg_onward *w
     TRY(rq ? w_order_id(b, rq->order_no) : resp_w_null(b, c->proto));
     TRY(resp_w_str(b, "skipped"));
     TRY(skip ? resp_w_str(b, skip) : !rq ? resp_w_str(b, "pending") : resp_w_null(b, c->proto));
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     return rc;
 }
 
@@ -400,7 +399,7 @@ static int w_status(gateway *gw, client *c, const order *ord) {
     for (int s = 0; s < ST__COUNT; s++)
         if (ts_keys[s] && ord->at_ms[s]) TRY(resp_w_kv_int(b, ts_keys[s], ord->at_ms[s]));
     if (ord->answer_state) TRY(resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]));
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     return rc;
 }
 
@@ -476,7 +475,7 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     }
     assert(written == ce->count);
     TRY(resp_w_kv_int(b, "frozen_total", frozen));
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     reply_written(gw, c, start, rc, lsn, 0);
     return 1;
 }
@@ -499,7 +498,7 @@ static int w_check(gateway *gw, client *c, const char *bank, const char *account
     TRY(resp_w_kv_int(b, "score", v.score));
     TRY(resp_w_str(b, "order_id"));
     TRY(live ? w_order_id(b, live->no) : resp_w_null(b, c->proto));
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     v.frozen = live != NULL;
     engine_auto_stop(gw, bank, account, &v);
     return rc;
@@ -600,7 +599,7 @@ static void w_list_answer(gateway *gw, client *c, const list_answer *a) {
         TRY(resp_w_kv_int(b, "ms", a->ms));
     }
     TRY(resp_w_kv_int(b, "lsn", (int64_t)a->lsn));
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     reply_written(gw, c, start, rc, a->lsn, 0);
 }
 
@@ -717,9 +716,9 @@ static int cmd_list_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         resp_map lm;
         resp_map_begin(&lm, b, c->proto);
         for (uint32_t i = 0; i < ls->nlists; i++) TRY(resp_w_kv_int(b, ls->names[i], (int64_t)h->list_count[i]));
-        TRY(resp_map_end(&lm));
+        rc = resp_map_end(&lm, rc);
     }
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     reply_written(gw, c, start, rc, 0, 0);
     return 1;
 }
@@ -792,7 +791,7 @@ static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     TRY(resp_w_kv_str(b, "role", "master"));
     TRY(resp_w_str(b, "modules"));
     TRY(resp_w_array(b, 0));
-    TRY(resp_map_end(&m));
+    rc = resp_map_end(&m, rc);
     reply_written(gw, c, start, rc, 0, 0);
     return 1;
 }

@@ -6,8 +6,11 @@ table is sized at start, and reaching its size is an answer, never an abort or s
   orders are taken again once the bank drains the outbox.
 - Reply marks (CLIENT_REPLY_MARKS_MAX per client): more pipelined orders than marks are all
   answered, in order, none before its journal batch is durable.
+- The output limit (CLIENT_OUTPUT_BYTES_MAX, 64 MiB): a CASE whose reply is larger is never
+  sent cut: it arrives whole or is refused whole (ERR TOOBIG), and the connection goes on.
 """
 import itertools
+import os
 import time
 
 import sgtest
@@ -76,6 +79,36 @@ class ManyPipelinedReplies(GatewayCase):
             durable = int(sgtest.parse_info(c.ok("INFO"))["durable_lsn"])
             self.assertGreaterEqual(durable, lsns[-1])
             self.assertEqual(c.call("PING"), "PONG")
+
+
+class ReplyOverOutputLimit(GatewayCase):
+    # ~1.6 KB of STATUS per order (a 1000-byte NOTE): 45,000 orders make a CASE reply of
+    # ~70 MiB, over the 64 MiB output limit.
+    N = 45000
+    CHUNK = 1500
+    # The harness's max_orders (262,144) gives a string pool of 64 MiB: room for the notes.
+
+    def test_big_case_whole_or_refused_whole(self):
+        note = "n" * 1000
+        case = "BIGCASE%d" % (os.getpid() % 100000)
+        with self.gw.client("alice") as c:
+            c.settimeout(120)
+            for start in range(0, self.N, self.CHUNK):
+                cmds = [("STOP", self.rid("big"), "BANK", "SGTB", "ACCOUNT", acct(), "CASE", case, "NOTE", note)
+                        for _ in range(min(self.CHUNK, self.N - start))]
+                for r in c.pipeline(cmds):
+                    self.assertNotIsInstance(r, RespError, r)
+            r = c.call("CASE", case)
+            if isinstance(r, RespError):
+                self.assertErr(r, "ERR TOOBIG")
+                self.assertIn("output limit", r.line)
+            else:  # streamed: then it is all there
+                self.assertEqual(len(todict(r)["orders"]), self.N)
+            # The connection was not cut and is in step: the next replies are the next commands'.
+            self.assertEqual(c.call("PING"), "PONG")
+            self.assertEqual(c.call("ECHO", "after"), "after")
+            st = self.status(c, "SG-1")
+            self.assertEqual(st["cases"], [case])
 
 
 if __name__ == "__main__":
