@@ -257,11 +257,13 @@ static uint32_t entry_expiry(void *ctx, const sgl_key *k, uint64_t mask) {
 
 /* --- staged rows (a load between BEGIN and COMMIT) -------------------------------------- */
 
-/* Is the key on list `bit` in the current table? */
-static inline bool lists_lookup_bit(gateway *gw, const sgl_key *k, int bit) {
+#ifndef NDEBUG
+/* Is the key on list `bit` in the current table? (for asserts) */
+static bool lists_lookup_bit(gateway *gw, const sgl_key *k, int bit) {
     ltab_entry e = {0};
     return ltab_get(&gw->ls.t, k, &e) && ((e.mask >> bit) & 1);
 }
+#endif
 
 static int stage_push(lists_state *ls, const sgl_key *k, uint8_t score, uint32_t case_ref) {
     assert(ls->nstage <= ls->stage_cap);
