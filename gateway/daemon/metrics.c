@@ -173,6 +173,9 @@ static void render(gateway *gw, buf *b) {
         banks[i].pending++;
         if (o->state == ST_OVERDUE) banks[i].overdue++;
     }
+    /* At capacity new orders get ERR BUSY (max_outbox). */
+    w_metric(b, "gauge", "stopgate_outbox_instructions", gw->ob.len);
+    w_metric(b, "gauge", "stopgate_outbox_capacity", gw->ob.cap);
     buf_printf(b, "# HELP stopgate_bank_pending Orders waiting for the bank's answer (ACCEPTED, SENT, OVERDUE).\n"
                   "# TYPE stopgate_bank_pending gauge\n");
     for (uint32_t i = 0; i < nb; i++)

@@ -43,6 +43,9 @@ class OutboxFull(GatewayCase):
             r = self.stop(c, acct())
             self.assertErr(r, "ERR BUSY")
             self.assertIn("outbox full", r.line)
+            m = sgtest.parse_metrics(sgtest.http_get(self.gw.metrics_port, "/metrics")[1])
+            self.assertEqual(m["stopgate_outbox_instructions"], self.OUTBOX_MAX)
+            self.assertEqual(m["stopgate_outbox_capacity"], self.OUTBOX_MAX)
             # Refused, so nothing was journaled: the same request_id is free to retry later.
             rid = self.rid("retry")
             account = acct()
