@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ void buf_unpin(buf *b) {
 }
 
 int buf_reserve(buf *b, size_t n) {
+    assert(b->len <= b->cap && b->cap <= b->cap_max);
     /* A refusal sticks until the reply is rolled back (buf_truncate). */
     if (b->overflowed || n > b->cap_max || b->len > b->cap_max - n) {
         b->overflowed = true;
@@ -55,10 +57,12 @@ int buf_reserve(buf *b, size_t n) {
     if (!p) return -ENOMEM;
     b->data = p;
     b->cap = cap;
+    assert(b->len + n <= b->cap && b->cap <= b->cap_max);
     return 0;
 }
 
 int buf_append(buf *b, const void *p, size_t n) {
+    assert(p || n == 0);
     int rc = buf_reserve(b, n);
     if (rc) return rc;
     if (n) memcpy(b->data + b->len, p, n);
@@ -94,6 +98,7 @@ int buf_printf(buf *b, const char *fmt, ...) {
     }
     va_end(ap);
     b->len += (size_t)n;
+    assert(b->len <= b->cap);
     return 0;
 }
 

@@ -235,6 +235,9 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     } else if (!strcmp(k, "max_orders")) {
         RANGE(1024, ORDERS_MAX_LIMIT);
         c->max_orders = (uint32_t)x;
+    } else if (!strcmp(k, "max_outbox")) {
+        RANGE(0, OUTBOX_MAX_LIMIT);
+        c->max_outbox = (uint32_t)x;
     } else if (!strcmp(k, "prefault")) {
         if (!parse_bool(v, &c->prefault)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
     } else if (!strcmp(k, "idle_timeout")) {

@@ -87,6 +87,7 @@ typedef struct config {
     uint32_t max_clients;
     uint64_t segment_bytes;
     uint32_t max_orders;
+    uint32_t max_outbox; /* 0: OUTBOX_PER_ORDER x max_orders */
     uint32_t idle_timeout_s;
     bool prefault; /* make the order indexes resident at start */
     char log_file[4096];

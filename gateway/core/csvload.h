@@ -17,7 +17,7 @@
 
 #include "limits.h"
 
-#define CSV_LINE_MAX 512 /* bytes of one line */
+/* CSV_LINE_MAX: limits.h */
 
 typedef struct csv_row {
     uint32_t line;                      /* 1-based line number in the input */

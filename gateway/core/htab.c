@@ -1,5 +1,6 @@
 #include "htab.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sys/mman.h>
 
@@ -28,6 +29,8 @@ size_t htab_prefault(htab *h) {
 }
 
 htab_slot *htab_lookup(const htab *h, uint64_t hash, const void *key, htab_eq_fn eq, const void *ctx) {
+    /* At most half full, so every probe reaches an empty slot: the loop ends. */
+    assert(h->slots && h->count <= h->limit && h->limit <= (h->mask + 1) / 2);
     uint64_t i = hash & h->mask;
     for (;;) {
         htab_slot *s = &h->slots[i];
@@ -38,6 +41,7 @@ htab_slot *htab_lookup(const htab *h, uint64_t hash, const void *key, htab_eq_fn
 }
 
 int htab_fill(htab *h, htab_slot *s, uint64_t hash, uint32_t val) {
+    assert(s >= h->slots && s <= &h->slots[h->mask] && s->val == 0 && val != 0); /* an empty slot lookup gave */
     if (h->count >= h->limit) return -ENOSPC;
     s->hash = hash;
     s->val = val;

@@ -31,6 +31,26 @@
 #define CLIENT_RECV_FIRST 1024 /* a new client's first receive; grows to a chunk when filled */
 #define CLIENTS_MAX_LIMIT 100000 /* upper bound for [gateway] max_clients */
 
+#define RESP_WALK_DEPTH_MAX 8 /* nesting of our own replies: CASE > orders > STATUS > onward > map */
+#define MCHECK_BATCH_MAX 512  /* pairs of one MCHECK */
+
+/* Fraud lists (docs/lists.md). */
+#define LIST_CASES_MAX (1 << 20)      /* distinct case references on list entries */
+#define CSV_LINE_MAX 512              /* bytes of one CSV line (csvload) */
+#define LIST_CSV_LINE_MAX CSV_LINE_MAX /* bytes of one LIST.LOAD line */
+#define LIST_LOAD_ROWS_MAX (64 << 20) /* rows of one LIST.LOAD */
+#define LIST_SWEEP_SLOTS 65536        /* expiry records the sweep visits per tick */
+
+/* UDP and DPDK fast paths (SPEC §4.3). */
+#define UDP_RECV_SLOTS 256   /* recvmsg operations kept armed */
+#define UDP_SEND_SLOTS 4096  /* reply datagrams in flight or waiting for durability */
+#define EAL_ARGS_MAX 64      /* words of [dpdk] eal */
+#define DPDK_ORDER_DRAIN_MAX 4096 /* lcore hand-offs taken per wake-up (then the loop turns, and comes back) */
+
+/* Engine and metrics. */
+#define CASCADE_RETRY_MAX 4096       /* FUNDS_MOVED orders whose cascade waits for room */
+#define METRICS_BANKS_SHOWN_MAX 256  /* banks with their own series in /metrics; more are left out (truncated) */
+
 /* Journal (SPEC §7). */
 #define JOURNAL_BUF_BYTES (8 * 1024 * 1024) /* one group-commit batch, at most */
 #define JOURNAL_RECORD_BYTES_MAX 8192       /* one encoded record, header included */
@@ -43,6 +63,14 @@
 /* Order records journaled but not yet durable that reads must look past (durview.h); more
  * wait for the next durable batch, like a full journal batch. ~72 bytes each, reserved. */
 #define DURVIEW_ENTRIES_MAX (256u * 1024)
+/* Instructions waiting for durability or for their bank plugin: [gateway] max_outbox, by
+ * default OUTBOX_PER_ORDER x max_orders (an order's instruction and its RELEASE). Full:
+ * new orders, RELEASE and CONFIRM answer ERR BUSY until the banks take some. */
+#define OUTBOX_PER_ORDER 2
+#define OUTBOX_MAX_LIMIT (OUTBOX_PER_ORDER * ORDERS_MAX_LIMIT)
+/* Replies of one client waiting for their journal batch to be durable, each with its own
+ * lsn. More pipelined replies than this share the newest mark (they leave with it). */
+#define CLIENT_REPLY_MARKS_MAX 256
 
 /* Plugins and routes. */
 #define PLUGINS_MAX 16

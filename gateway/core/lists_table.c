@@ -219,6 +219,8 @@ bool ltab_needs_compaction(const lists_table *t) {
 }
 
 int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_ms) {
+    assert(t->base && !(e->mask >> t->h->nlists)); /* only declared lists */
+    assert(e->mask || (e->score == 0 && e->case_ref == 0)); /* unlisted carries nothing */
     int64_t fs;
     int64_t i = find(t, k, &fs);
     bool keep = e->mask != 0 || e->frozen;
@@ -244,12 +246,15 @@ int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_
         if (reuse) atomic_fetch_sub(&h->tombstones, 1);
         count_lists(h, 0, e->mask);
     }
+    /* Live slots and tombstones never exceed the slots there are (readers' probes end). */
+    assert(atomic_load(&h->count) + atomic_load(&h->tombstones) <= t->mask + 1);
     atomic_store(&h->updated_ms, now_ms);
     return 0;
 }
 
 void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms, ltab_expiry_fn expiry, void *ctx) {
     sgl_header *h = t->h;
+    assert(bit_mask && !(bit_mask >> h->nlists));
     for (uint64_t i = 0; i <= t->mask; i++) {
         sgl_slot *s = &t->slots[i];
         uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
@@ -277,6 +282,7 @@ void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms, ltab_expi
 
 int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int64_t now_s, int64_t now_ms,
               ltab_expiry_fn expiry, void *ctx) {
+    assert(dst != src && dst->h->nlists == src->h->nlists);
     for (uint64_t i = 0; i <= src->mask; i++) {
         const sgl_slot *s = &src->slots[i];
         uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);

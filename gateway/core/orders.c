@@ -89,13 +89,8 @@ static uint64_t acct_hash(const char *bank, const char *account) {
 /* --- schedules (binary min-heaps, stale entries skipped when popped) ---------------- */
 
 static int sched_push(sched *s, int64_t t, uint32_t no) {
-    if (s->n == s->cap) {
-        uint32_t cap = s->cap ? s->cap * 2 : 1024;
-        sched_ent *v = realloc(s->v, (size_t)cap * sizeof *v);
-        if (!v) return -ENOMEM;
-        s->v = v;
-        s->cap = cap;
-    }
+    assert(no >= 1);
+    if (s->n == s->cap) return -ENOBUFS;
     uint32_t i = s->n++;
     while (i > 0) {
         uint32_t p = (i - 1) / 2;
@@ -108,6 +103,7 @@ static int sched_push(sched *s, int64_t t, uint32_t no) {
 }
 
 static sched_ent sched_pop(sched *s) {
+    assert(s->n > 0);
     sched_ent top = s->v[0];
     sched_ent last = s->v[--s->n];
     uint32_t i = 0;
@@ -120,6 +116,7 @@ static sched_ent sched_pop(sched *s) {
         i = c;
     }
     if (s->n) s->v[i] = last;
+    assert(s->n == 0 || s->v[0].t_ms >= top.t_ms); /* min-heap: nothing popped later is earlier */
     return top;
 }
 
@@ -139,7 +136,14 @@ int orders_init(orders *o, uint32_t max_orders, int64_t bank_deadline_ms) {
     o->cases = mem_reserve(((size_t)o->max_cases + 1) * sizeof(case_ent));
     o->links = mem_reserve(((size_t)o->max_links + 1) * sizeof(olink));
     o->sp = mem_reserve(o->sp_cap);
-    if (!o->v || !o->req || !o->cases || !o->links || !o->sp) return -ENOMEM;
+    /* Every expiry entry comes with a request (ORDER, MERGE, EXTEND) and every overdue one
+     * with an order reaching SENT (a re-send pops one and pushes one), so these never fill
+     * before the tables do; orders_room() checks them anyway. */
+    o->expiry = (sched){.v = mem_reserve((size_t)o->max_req * sizeof(sched_ent)), .cap = o->max_req};
+    o->overdue = (sched){.v = mem_reserve((size_t)max_orders * 2 * sizeof(sched_ent)), .cap = max_orders * 2};
+    o->walk = mem_reserve((size_t)max_orders * 2 * sizeof *o->walk);
+    if (!o->v || !o->req || !o->cases || !o->links || !o->sp || !o->expiry.v || !o->overdue.v || !o->walk)
+        return -ENOMEM;
     o->sp_len = 1;
     if (htab_init(&o->req_idx, o->max_req) || htab_init(&o->case_idx, o->max_cases) ||
         htab_init(&o->acct_idx, max_orders))
@@ -160,8 +164,9 @@ void orders_free(orders *o) {
     htab_free(&o->req_idx);
     htab_free(&o->case_idx);
     htab_free(&o->acct_idx);
-    free(o->expiry.v);
-    free(o->overdue.v);
+    if (o->expiry.v) mem_release(o->expiry.v, (size_t)o->expiry.cap * sizeof(sched_ent));
+    if (o->overdue.v) mem_release(o->overdue.v, (size_t)o->overdue.cap * sizeof(sched_ent));
+    if (o->walk) mem_release(o->walk, (size_t)o->max_orders * 2 * sizeof *o->walk);
     memset(o, 0, sizeof *o);
 }
 
@@ -172,6 +177,7 @@ void orders_free(orders *o) {
 bool orders_room(const orders *o, uint16_t type) {
     if (o->sp_len + SP_RECORD_MAX > o->sp_cap) return false;
     if (o->nlinks + 2 > o->max_links || o->ncases + 1 > o->max_cases) return false;
+    if (o->expiry.n >= o->expiry.cap || o->overdue.n >= o->overdue.cap) return false;
     switch (type) {
     case REC_ORDER: return o->n < o->max_orders && o->nreq < o->max_req && o->acct_idx.count < o->acct_idx.limit;
     case REC_MERGE:
@@ -220,6 +226,8 @@ const sg_onward *orders_onward(const orders *o, const order *ord) {
 
 /* --- apply ------------------------------------------------------------------------------ */
 
+static int orders_apply_one(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap);
+
 static uint32_t sp_put(orders *o, rec_str s) {
     if (s.len == 0) return 0;
     assert(o->sp_len + s.len + 1 <= o->sp_cap);
@@ -249,6 +257,7 @@ static void copy_str(char *dst, size_t cap, rec_str s) {
 
 static uint32_t link_add(orders *o, uint32_t val) {
     assert(o->nlinks < o->max_links);
+    assert(val >= 1);
     uint32_t l = ++o->nlinks;
     o->links[l] = (olink){val, 0};
     return l;
@@ -277,6 +286,7 @@ static int add_request(orders *o, const order_rec *r, uint8_t op, uint32_t no, u
     q->order_no = no;
     q->fingerprint = r->fingerprint;
     q->lsn = lsn;
+    assert(s->val == o->nreq && strlen(q->id) == r->request_id.len); /* index and table agree */
     return 0;
 }
 
@@ -315,10 +325,13 @@ static int add_case(orders *o, order *ord, rec_str c, char *err, size_t errcap) 
     while (*tail) tail = &o->links[*tail].next;
     *tail = m;
     ord->ncases++;
+    assert(ord->ncases <= ORDER_CASES_MAX && ce->count <= o->n);
     return 0;
 }
 
 static void set_state(orders *o, order *ord, uint8_t st, int64_t ts) {
+    assert(ord->state < ST__COUNT && st > ST_NONE && st < ST__COUNT);
+    assert(o->state_count[ord->state] > 0); /* the order is counted in the state it leaves */
     o->state_count[ord->state]--;
     ord->state = st;
     o->state_count[st]++;
@@ -344,6 +357,7 @@ static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, s
         snprintf(err, errcap, "malformed order record");
         return -1;
     }
+    assert(lsn >= 1);
     order *ord = &o->v[++o->n];
     memset(ord, 0, sizeof *ord);
     ord->no = o->n;
@@ -394,9 +408,11 @@ static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, s
         }
     }
     if (sched_push(&o->expiry, ord->expires_at_ms, ord->no)) {
-        snprintf(err, errcap, "out of memory (expiry schedule)");
+        snprintf(err, errcap, "expiry schedule full");
         return -1;
     }
+    assert(ord->no == r->order_no && ord->request_idx == o->nreq && o->req[o->nreq].order_no == ord->no);
+    assert(ord->parent_no < ord->no); /* a cascade child comes after its parent */
     if (ord->state == ST_ACCEPTED && schedule_deadline(o, ord, r->ts_ms)) {
         snprintf(err, errcap, "out of memory (overdue schedule)");
         return -1;
@@ -410,7 +426,10 @@ static int apply_merge(orders *o, order *ord, const order_rec *r, uint64_t lsn, 
     ord->amount_minor = r->amount_minor;
     if (r->expires_at_ms > ord->expires_at_ms) {
         ord->expires_at_ms = r->expires_at_ms;
-        if (sched_push(&o->expiry, ord->expires_at_ms, ord->no)) return -1;
+        if (sched_push(&o->expiry, ord->expires_at_ms, ord->no)) {
+            snprintf(err, errcap, "expiry schedule full");
+            return -1;
+        }
     }
     if (r->doc.len && !ord->doc_off) ord->doc_off = sp_put(o, r->doc);
     ord->last_lsn = lsn;
@@ -436,11 +455,33 @@ static int apply_state(orders *o, order *ord, const order_rec *r, uint64_t lsn, 
             ord->onward_count = (uint8_t)r->onward_count;
         }
     }
+    assert(ord->onward_count <= SG_ONWARD_MAX && (ord->onward_count == 0) == (ord->onward_off == 0));
     ord->last_lsn = lsn;
     return 0;
 }
 
+/* What holds for every order after any record was applied. */
+static void check_order(const orders *o, const order *ord) {
+    assert(ord->no >= 1 && ord->no <= o->n && &o->v[ord->no] == ord);
+    assert(ord->state > ST_NONE && ord->state < ST__COUNT && ord->at_ms[ord->state] != 0);
+    assert(ord->kind == KIND_STOP || ord->kind == KIND_FREEZE);
+    assert(ord->request_idx >= 1 && ord->request_idx <= o->nreq);
+    assert(ord->ncases <= ORDER_CASES_MAX && ord->parent_no < ord->no);
+    assert(o->sp_len <= o->sp_cap && o->nlinks <= o->max_links && o->nreq <= o->max_req);
+    (void)o;
+    (void)ord;
+}
+
 int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
+    int rc = orders_apply_one(o, r, lsn, err, errcap);
+    if (rc == 0) {
+        check_order(o, orders_get(o, r->order_no));
+        assert(orders_get(o, r->order_no)->last_lsn == lsn);
+    }
+    return rc;
+}
+
+static int orders_apply_one(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
     if (r->type == REC_ORDER) return apply_order(o, r, lsn, err, errcap);
     order *ord = orders_get(o, r->order_no);
     if (!ord) {
@@ -448,6 +489,8 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
                  (unsigned long long)r->order_no);
         return -1;
     }
+    /* Records about one order are applied in journal order. */
+    assert(lsn > ord->last_lsn);
     switch (r->type) {
     case REC_MERGE: return apply_merge(o, ord, r, lsn, err, errcap);
     case REC_STATE: return apply_state(o, ord, r, lsn, err, errcap);
@@ -462,7 +505,9 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
         if (add_request(o, r, REQ_EXTEND, ord->no, lsn, err, errcap)) return -1;
         ord->expires_at_ms = r->expires_at_ms;
         ord->last_lsn = lsn;
-        return sched_push(&o->expiry, ord->expires_at_ms, ord->no);
+        if (sched_push(&o->expiry, ord->expires_at_ms, ord->no) == 0) return 0;
+        snprintf(err, errcap, "expiry schedule full");
+        return -1;
     case REC_CONFIRM:
         set_state(o, ord, ST_ACCEPTED, r->ts_ms);
         ord->last_lsn = lsn;

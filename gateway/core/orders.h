@@ -84,6 +84,7 @@ typedef struct sched_ent {
     uint32_t no;
 } sched_ent;
 
+/* Capacity fixed at init (orders_room() checks it before a record is journaled). */
 typedef struct sched {
     sched_ent *v;
     uint32_t n, cap;
@@ -103,6 +104,7 @@ typedef struct orders {
     uint64_t sp_len, sp_cap;
     htab req_idx, case_idx, acct_idx;
     sched expiry, overdue;
+    uint32_t *walk; /* 2 x max_orders: scratch for walking one case's orders (CASE replies) */
     int64_t bank_deadline_ms;
     uint64_t state_count[ST__COUNT];
 } orders;
@@ -133,7 +135,8 @@ bool order_has_case(const orders *o, const order *ord, const char *id, uint32_t 
 /* Pop the next order whose expiry / bank deadline has passed and that is still in a state
  * the event applies to. Returns its number, 0 when none. */
 uint32_t orders_next_expired(orders *o, int64_t now_ms);
-/* Ask orders_next_overdue() to return this OVERDUE order again at at_ms (re-send back-off). */
+/* Ask orders_next_overdue() to return this OVERDUE order again at at_ms (re-send back-off).
+ * 0, or -ENOBUFS when the overdue schedule is full (the order is not re-sent then). */
 int orders_schedule_resend(orders *o, order *ord, int64_t at_ms);
 uint32_t orders_next_overdue(orders *o, int64_t now_ms);
 /* Earliest time something in the schedules is due, or INT64_MAX. */

@@ -1,5 +1,6 @@
 #include "record.h"
 
+#include <assert.h>
 #include <string.h>
 
 enum {
@@ -58,6 +59,8 @@ static void put_str(wr *w, uint8_t tag, rec_str s) {
 }
 
 int record_encode(const order_rec *r, uint8_t *out, size_t cap) {
+    assert(r->type >= REC_ORDER && r->type <= REC_LIST_LOAD_COMMIT);
+    assert(r->onward_count <= SG_ONWARD_MAX); /* more would be cut silently below */
     wr w = {out, 0, cap, 0};
     uint8_t k = r->kind, s = r->state;
     if (k) put(&w, T_KIND, &k, 1);
@@ -94,6 +97,7 @@ int record_encode(const order_rec *r, uint8_t *out, size_t cap) {
     put_str(&w, T_ROWS, r->rows);
     put_u64(&w, T_LOAD_ID, r->load_id);
     if (r->row_count) put(&w, T_ROW_COUNT, &r->row_count, 4);
+    assert(w.len <= cap);
     return w.err ? -1 : (int)w.len;
 }
 
@@ -161,7 +165,32 @@ int record_decode(uint16_t type, const uint8_t *p, size_t len, order_rec *r) {
         }
         if (rc) return -1;
     }
+    assert(off == len && r->onward_count <= SG_ONWARD_MAX);
     return 0;
+}
+
+static bool str_eq(rec_str a, rec_str b) { return a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len)); }
+
+bool record_equal(const order_rec *a, const order_rec *b) {
+    if (a->type != b->type || a->kind != b->kind || a->state != b->state || a->order_no != b->order_no ||
+        a->parent_no != b->parent_no || a->level != b->level || a->fingerprint != b->fingerprint ||
+        a->amount_minor != b->amount_minor || a->frozen_minor != b->frozen_minor || a->ts_ms != b->ts_ms ||
+        a->expires_at_ms != b->expires_at_ms || a->onward_count != b->onward_count || a->score != b->score ||
+        a->load_id != b->load_id || a->row_count != b->row_count)
+        return false;
+    const rec_str *sa[] = {&a->request_id, &a->bank, &a->account, &a->currency, &a->case_id, &a->reason,
+                           &a->note,       &a->doc,  &a->agent,   &a->list,     &a->rows};
+    const rec_str *sb[] = {&b->request_id, &b->bank, &b->account, &b->currency, &b->case_id, &b->reason,
+                           &b->note,       &b->doc,  &b->agent,   &b->list,     &b->rows};
+    for (size_t i = 0; i < sizeof sa / sizeof sa[0]; i++)
+        if (!str_eq(*sa[i], *sb[i])) return false;
+    for (uint32_t i = 0; i < a->onward_count; i++) {
+        const sg_onward *x = &a->onward[i], *y = &b->onward[i];
+        if (x->amount_minor != y->amount_minor || strncmp(x->bank, y->bank, sizeof x->bank) != 0 ||
+            strncmp(x->account, y->account, sizeof x->account) != 0)
+            return false;
+    }
+    return true;
 }
 
 const char *record_type_name(uint16_t type) {

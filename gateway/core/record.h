@@ -7,6 +7,7 @@
 #ifndef SG_RECORD_H
 #define SG_RECORD_H
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <stopgate/plugin.h>
@@ -34,7 +35,7 @@ typedef enum rec_type {
 
 /* One row inside a REC_LIST_LOAD_ROWS blob: u8 bank_len, bank, u8 account_len, account,
  * u8 score, u8 case_len, case. */
-#define LIST_ROW_BYTES_MAX (1 + 11 + 1 + 34 + 1 + 1 + 64)
+#define LIST_ROW_BYTES_MAX (1 + BANK_LEN_MAX + 1 + ACCOUNT_LEN_MAX + 1 + 1 + CASE_LEN_MAX)
 
 typedef struct rec_str {
     const char *p;
@@ -81,6 +82,9 @@ int record_encode(const order_rec *r, uint8_t *out, size_t cap);
  * compatibility; a field with a wrong size is malformed). */
 int record_decode(uint16_t type, const uint8_t *p, size_t len, order_rec *r);
 const char *record_type_name(uint16_t type);
+/* Every field equal (strings by content): what a decode of an encode must give back. The
+ * journal writer asserts it before a record goes to disk (pair assertion with replay). */
+bool record_equal(const order_rec *a, const order_rec *b);
 
 typedef struct list_row {
     rec_str bank, account, case_id;

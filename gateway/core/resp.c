@@ -1,5 +1,7 @@
 #include "resp.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -68,6 +70,7 @@ static resp_status parse_inline(char *in, size_t len, resp_cmd *cmd, size_t *con
         cmd->argc++;
     }
     *consumed = line_len + 1;
+    assert(*consumed <= len && cmd->argc <= RESP_ARGS_MAX);
     return RESP_OK;
 }
 
@@ -132,6 +135,7 @@ resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, re
     }
     cmd->argc = (uint32_t)n;
     *consumed = pos;
+    assert(cmd->argc <= RESP_ARGS_MAX && pos <= len);
     return RESP_OK;
 }
 
@@ -149,6 +153,7 @@ long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done) {
             *done = 1;
             return (long)pos;
         }
+        assert(pos <= len);
         if (pos >= len) return (long)pos;
         if (in[pos] != '$') return -1;
         int64_t blen;
@@ -162,6 +167,7 @@ long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done) {
 }
 
 int resp_w_simple(buf *b, const char *s) {
+    assert(!strpbrk(s, "\r\n")); /* a simple string is one line */
     int rc = buf_append(b, "+", 1);
     if (!rc) rc = buf_append(b, s, strlen(s));
     if (!rc) rc = buf_append(b, "\r\n", 2);
@@ -169,6 +175,7 @@ int resp_w_simple(buf *b, const char *s) {
 }
 
 int resp_w_error(buf *b, const char *code, const char *fmt, ...) {
+    assert(code[0] && !strpbrk(code, "\r\n")); /* "ERR BUSY", "NOAUTH": a code on one line */
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -194,12 +201,14 @@ static int w_num(buf *b, char type, int64_t v) {
     } while (u);
     if (v < 0) *--p = '-';
     *--p = type;
+    assert(p >= tmp);
     return buf_append(b, p, (size_t)(end - p));
 }
 
 int resp_w_int(buf *b, int64_t v) { return w_num(b, ':', v); }
 
 int resp_w_bulk(buf *b, const char *s, size_t len) {
+    assert(s || len == 0);
     int rc = buf_reserve(b, len + 24 + 2);
     if (!rc) rc = w_num(b, '$', (int64_t)len);
     if (!rc) rc = buf_append(b, s, len);
@@ -209,12 +218,90 @@ int resp_w_bulk(buf *b, const char *s, size_t len) {
 
 int resp_w_str(buf *b, const char *s) { return resp_w_bulk(b, s, strlen(s)); }
 
-int resp_w_null(buf *b, int proto) { return proto == 3 ? buf_append(b, "_\r\n", 3) : buf_append(b, "$-1\r\n", 5); }
+int resp_w_null(buf *b, int proto) {
+    assert(proto == 2 || proto == 3);
+    return proto == 3 ? buf_append(b, "_\r\n", 3) : buf_append(b, "$-1\r\n", 5); }
 
 int resp_w_array(buf *b, size_t n) { return w_num(b, '*', (int64_t)n); }
 
 int resp_w_map(buf *b, int proto, size_t pairs) {
+    assert(proto == 2 || proto == 3);
     return proto == 3 ? w_num(b, '%', (int64_t)pairs) : w_num(b, '*', (int64_t)(pairs * 2));
+}
+
+
+/* Skips one element at p[0..len) written by the writers above. Returns its bytes, -1 when
+ * malformed or cut short. */
+static long skip_elem(const char *p, size_t len, int depth) {
+    if (len < 3 || depth > RESP_WALK_DEPTH_MAX) return -1;
+    const char *nl = memchr(p, '\n', len);
+    if (!nl || nl == p || nl[-1] != '\r') return -1;
+    size_t line = (size_t)(nl - p) + 1;
+    if (p[0] == '+' || p[0] == '-' || p[0] == ':' || p[0] == '_') return (long)line;
+    int64_t n;
+    if (read_len_line(p, line, &n) != (long)line) return -1;
+    if (p[0] == '$') {
+        if (n < 0) return (long)line;
+        if (len - line < (size_t)n + 2 || p[line + n] != '\r' || p[line + n + 1] != '\n') return -1;
+        return (long)(line + (size_t)n + 2);
+    }
+    if (p[0] != '*' && p[0] != '%') return -1;
+    if (n < 0) return (long)line;
+    int64_t elems = p[0] == '%' ? 2 * n : n;
+    size_t pos = line;
+    for (int64_t i = 0; i < elems; i++) {
+        long u = skip_elem(p + pos, len - pos, depth + 1);
+        if (u < 0) return -1;
+        pos += (size_t)u;
+    }
+    return (long)pos;
+}
+
+long resp_count_elems(const char *p, size_t len) {
+    long n = 0;
+    for (size_t pos = 0; pos < len; n++) {
+        long u = skip_elem(p + pos, len - pos, 0);
+        if (u < 0) return -1;
+        pos += (size_t)u;
+    }
+    return n;
+}
+
+void resp_map_begin(resp_map *m, buf *b, int proto) {
+    assert(proto == 2 || proto == 3);
+    m->b = b;
+    m->body_off = b->len;
+    m->proto = proto;
+}
+
+int resp_map_end(resp_map *m, int rc) {
+    buf *b = m->b;
+    assert(b->len >= m->body_off); /* nothing consumed since begin */
+    if (rc) { /* a write failed: what is there is not whole pairs */
+        b->len = m->body_off;
+        return rc;
+    }
+    long elems = resp_count_elems((const char *)b->data + m->body_off, b->len - m->body_off);
+    /* Pair assertion: what the writers put down parses back as whole key/value pairs. */
+    assert(elems >= 0 && elems % 2 == 0);
+    if (elems < 0 || elems % 2 != 0) {
+        b->len = m->body_off;
+        return -EPROTO;
+    }
+    char hdr[24];
+    buf tmp = {.data = (uint8_t *)hdr, .cap = sizeof hdr, .cap_max = sizeof hdr};
+    rc = resp_w_map(&tmp, m->proto, (size_t)elems / 2);
+    assert(rc == 0); /* a header always fits 24 bytes */
+    if (!rc) rc = buf_reserve(b, tmp.len);
+    if (rc) {
+        b->len = m->body_off;
+        return rc;
+    }
+    uint8_t *body = b->data + m->body_off;
+    memmove(body + tmp.len, body, b->len - m->body_off);
+    memcpy(body, hdr, tmp.len);
+    b->len += tmp.len;
+    return 0;
 }
 
 int resp_w_kv_str(buf *b, const char *key, const char *val) {

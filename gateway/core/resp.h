@@ -62,6 +62,25 @@ int resp_w_str(buf *b, const char *s); /* bulk of a C string */
 int resp_w_null(buf *b, int proto);
 int resp_w_array(buf *b, size_t n);
 int resp_w_map(buf *b, int proto, size_t pairs);
+
+/* A map whose pair count the writer computes: resp_map_begin() marks where the pairs start,
+ * the pairs are written with any writers above (nested maps and arrays included), and
+ * resp_map_end() counts the elements written since and puts the header in front of them
+ * (a RESP3 map, or a RESP2 flat array of twice as many elements). Adding a field can thus
+ * never desynchronise the header. rc is the first error of those writes (0: none); when it
+ * is not 0, or the header does not fit, the pairs are removed again (the buffer holds no
+ * half map) and the error is returned. Nothing may be consumed from the buf between begin
+ * and end. */
+typedef struct resp_map {
+    buf *b;
+    size_t body_off;
+    int proto;
+} resp_map;
+void resp_map_begin(resp_map *m, buf *b, int proto);
+int resp_map_end(resp_map *m, int rc);
+/* Top-level RESP elements in p[0..len), or -1 when it is not a whole sequence of elements
+ * (used by resp_map_end and its tests). */
+long resp_count_elems(const char *p, size_t len);
 /* Map key as bulk followed by a value helper, the common case. */
 int resp_w_kv_str(buf *b, const char *key, const char *val);
 int resp_w_kv_int(buf *b, const char *key, int64_t v);

@@ -34,8 +34,7 @@
 #include "dpdk_path.h" /* every DPDK header (see there) */
 #include "ring.h"
 
-#define EAL_ARGS_MAX 64
-#define ORDER_DRAIN_MAX 4096 /* hand-offs taken per wake-up (then the loop turns, and comes back) */
+/* EAL_ARGS_MAX, DPDK_ORDER_DRAIN_MAX: limits.h */
 
 struct dpdk_state {
     dp_ctx *c;
@@ -170,7 +169,7 @@ static void order_auto(gateway *gw, struct dpdk_state *d, dp_msg *msg) {
 static void drain(gateway *gw, struct dpdk_state *d) {
     void *objs[64];
     unsigned total = 0, n;
-    while (total < ORDER_DRAIN_MAX && (n = rte_ring_sc_dequeue_burst(d->c->to_order, objs, 64, NULL)) > 0) {
+    while (total < DPDK_ORDER_DRAIN_MAX && (n = rte_ring_sc_dequeue_burst(d->c->to_order, objs, 64, NULL)) > 0) {
         for (unsigned i = 0; i < n; i++) {
             dp_msg *msg = objs[i];
             if (msg->kind == DP_MSG_AUTO) order_auto(gw, d, msg);

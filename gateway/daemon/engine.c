@@ -5,6 +5,7 @@
  * Instructions leave for the bank only from the outbox, and only once the record that created
  * them is durable, so the bank never hears of an order the journal could forget.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "account.h"
 #include "clock.h"
 #include "gateway.h"
+#include "mem.h"
 
 #define RELEASE_INSTR_BIT (1ULL << 62) /* instruction ids of RELEASE instructions */
 #define RESEND_BACKOFF_MAX_MS (5 * 60 * 1000) /* an OVERDUE instruction is re-sent at least this often */
@@ -49,9 +51,15 @@ int64_t engine_commit(gateway *gw, order_rec *r) {
         LOGE(gw, "record does not fit JOURNAL_RECORD_BYTES_MAX (type %s)", record_type_name(r->type));
         abort();
     }
+#ifndef NDEBUG
+    /* Pair assertion with replay: what goes to disk decodes back to the record applied now. */
+    order_rec back;
+    assert(record_decode(r->type, gw->recbuf, (size_t)n, &back) == 0 && record_equal(r, &back));
+#endif
     int64_t lsn = journal_append(&gw->j, r->type, gw->recbuf, (uint32_t)n);
     if (lsn < 0) return lsn;
     char err[256];
+    assert((uint64_t)lsn == journal_last_lsn(&gw->j));
     /* Reads keep showing the order as it was until this record is durable; the frozen mark
      * in shared memory follows in engine_on_durable. */
     if (!list) durview_before_apply(&gw->dv, &gw->o, r, (uint64_t)lsn);
@@ -96,21 +104,41 @@ bool engine_journal_failing(const gateway *gw, engine_answer *a) {
     return true;
 }
 
+int engine_init(gateway *gw, char *err, size_t errcap) {
+    outbox *ob = &gw->ob;
+    uint64_t cap = gw->cfg.max_outbox ? gw->cfg.max_outbox : (uint64_t)OUTBOX_PER_ORDER * gw->cfg.max_orders;
+    if (cap > OUTBOX_MAX_LIMIT) cap = OUTBOX_MAX_LIMIT;
+    *ob = (outbox){.v = mem_reserve((size_t)cap * sizeof *ob->v), .cap = (uint32_t)cap};
+    if (!ob->v) {
+        snprintf(err, errcap, "cannot reserve an outbox of %llu instructions", (unsigned long long)cap);
+        return -1;
+    }
+    return 0;
+}
+
+void engine_free(gateway *gw) {
+    if (gw->ob.v) mem_release(gw->ob.v, (size_t)gw->ob.cap * sizeof *gw->ob.v);
+    gw->ob = (outbox){0};
+}
+
+static bool outbox_room(const gateway *gw) { return gw->ob.len < gw->ob.cap; }
+
+/* An instruction that would not fit the outbox is refused before its record is journaled:
+ * the client hears ERR BUSY and may retry with the same request_id. */
+static bool outbox_full(gateway *gw, engine_answer *a) {
+    if (outbox_room(gw)) return false;
+    a->code = "ERR BUSY";
+    snprintf(a->why, sizeof a->why, "outbox full: %u instructions wait for their bank (max_outbox); retry later",
+             gw->ob.len);
+    return true;
+}
+
+/* Callers checked outbox_room() before journaling what this instruction belongs to. */
 static void outbox_push(gateway *gw, uint64_t lsn, uint32_t no, uint8_t kind) {
     outbox *ob = &gw->ob;
-    if (ob->len == ob->cap) {
-        uint32_t cap = ob->cap ? ob->cap * 2 : 4096;
-        outbox_ent *v = malloc(cap * sizeof *v);
-        if (!v) {
-            LOGE(gw, "out of memory growing the outbox");
-            abort();
-        }
-        for (uint32_t i = 0; i < ob->len; i++) v[i] = ob->v[(ob->head + i) % ob->cap];
-        free(ob->v);
-        ob->v = v;
-        ob->cap = cap;
-        ob->head = 0;
-    }
+    assert(ob->len < ob->cap && ob->head < ob->cap);
+    assert(no >= 1 && no <= gw->o.n && lsn <= journal_last_lsn(&gw->j));
+    assert(kind == SG_INSTR_STOP || kind == SG_INSTR_FREEZE || kind == SG_INSTR_RELEASE);
     ob->v[(ob->head + ob->len) % ob->cap] = (outbox_ent){lsn, no, kind};
     ob->len++;
 }
@@ -185,6 +213,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
         a->status = ANS_MERGED;
         a->order_no = live->no;
         a->lsn = (uint64_t)lsn;
+        assert(live->last_lsn == (uint64_t)lsn && live->expires_at_ms == r.expires_at_ms);
         return 0;
     }
     if (!orders_room(o, REC_ORDER)) {
@@ -194,6 +223,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     sg_verdict v;
     lists_lookup(gw, rq->bank, rq->account, &v);
     bool held = (v.mask & gw->ls.protected_mask) != 0;
+    if (!held && outbox_full(gw, a)) return 0;
     char names[SGL_LISTS_MAX * SGL_LIST_NAME_MAX];
     size_t nl = 0;
     names[0] = 0;
@@ -218,6 +248,9 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     r.expires_at_ms = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    /* The order now exists as journaled: numbered in sequence, findable by its request id. */
+    assert(o->n == r.order_no && o->v[o->n].state == r.state);
+    assert(orders_find_request(o, rq->request_id.p, rq->request_id.len)->order_no == r.order_no);
     if (held) {
         a->status = ANS_HELD;
         a->order_no = (uint32_t)r.order_no;
@@ -307,7 +340,7 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_st
         fp = fp_str(fp, doc); /* without DOC: the fingerprint of journals before DOC existed */
     if (!lifecycle_front(gw, rid, REQ_RELEASE, no, fp, a)) return 0;
     if (!may_undo(orders_get(&gw->o, no), REQ_RELEASE, who, doc.len > 0, a)) return 0;
-    if (engine_journal_failing(gw, a)) return 0;
+    if (engine_journal_failing(gw, a) || outbox_full(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_RELEASE,
                    .order_no = no,
@@ -319,6 +352,7 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_st
                    .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    assert(orders_get(&gw->o, no)->state == ST_RELEASED);
     /* The bank lifts its hold too; its acknowledgement changes nothing here. */
     outbox_push(gw, (uint64_t)lsn, no, SG_INSTR_RELEASE);
     a->status = ANS_RELEASED;
@@ -347,6 +381,7 @@ int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const en
                    .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    assert(ord->expires_at_ms == r.expires_at_ms); /* an EXTEND never shortens */
     a->status = ANS_EXTENDED;
     a->order_no = no;
     a->lsn = (uint64_t)lsn;
@@ -389,8 +424,9 @@ int engine_cascade(gateway *gw, uint32_t parent_no) {
         memcpy(rq.currency, p->currency, sizeof rq.currency);
         rq.currency_given = true;
         engine_answer a;
-        if (engine_order(gw, &rq, &a) == -EAGAIN) {
-            /* No journal room now: the tick runs this cascade again (done ones are DUPLICATE). */
+        /* No journal room now, or the disk or the outbox refuses (ERR BUSY): the tick runs
+         * this cascade again (done ones are DUPLICATE). */
+        if (engine_order(gw, &rq, &a) == -EAGAIN || (a.code && !strcmp(a.code, "ERR BUSY"))) {
             if (gw->cascade_retry_len < CASCADE_RETRY_MAX) gw->cascade_retry[gw->cascade_retry_len++] = parent_no;
             return -EAGAIN;
         }
@@ -423,11 +459,12 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
         snprintf(a->why, sizeof a->why, "order %s is %s, not HELD", id, order_state_name(ord->state));
         return 0;
     }
-    if (engine_journal_failing(gw, a)) return 0;
+    if (engine_journal_failing(gw, a) || outbox_full(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_CONFIRM, .order_no = no, .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
     int64_t lsn = commit(gw, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    assert(ord->state == ST_ACCEPTED);
     outbox_push(gw, (uint64_t)lsn, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
     a->status = ANS_CONFIRMED;
     a->order_no = no;
@@ -479,6 +516,7 @@ static bool awaiting_answer(const order *ord) {
  * full); 0: done (sent, or no longer needed). */
 static int send_one(gateway *gw, const outbox_ent *e) {
     order *ord = orders_get(&gw->o, e->order_no);
+    assert(ord && e->lsn <= gw->j.durable_lsn); /* never tell the bank what the disk could forget */
     if (e->kind != SG_INSTR_RELEASE && !awaiting_answer(ord)) return 0;
     plugin_inst *p = router_route(gw, ord->bank);
     if (!p) {
@@ -527,7 +565,9 @@ static int send_one(gateway *gw, const outbox_ent *e) {
 
 static void outbox_drain(gateway *gw) {
     outbox *ob = &gw->ob;
+    assert(ob->len <= ob->cap);
     while (ob->len) {
+        assert(ob->head < ob->cap);
         outbox_ent *e = &ob->v[ob->head];
         if (e->lsn > gw->j.durable_lsn) break;
         if (send_one(gw, e) == -EAGAIN) break;
@@ -568,12 +608,14 @@ static void overdue_one(gateway *gw, order *ord) {
      * forget). Not while a plugin still holds it undelivered: a plugin never drops what it
      * took (docs/plugins.md), and a second copy would only queue behind the first and slow
      * the catch-up when the bank side returns. */
-    if (!ord->in_plugin)
+    /* A full outbox skips this re-send; the back-off below asks again later. */
+    if (!ord->in_plugin && outbox_room(gw))
         outbox_push(gw, ord->last_lsn, ord->no,
                     ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
     int64_t wait = gw->o.bank_deadline_ms << (ord->attempts < 8 ? ord->attempts : 8);
-    orders_schedule_resend(
-        &gw->o, ord, gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS));
+    if (orders_schedule_resend(&gw->o, ord,
+                               gw->now_ms + (wait < RESEND_BACKOFF_MAX_MS ? wait : RESEND_BACKOFF_MAX_MS)) != 0)
+        LOGW(gw, "order SG-%u: overdue schedule full, not re-sent again", ord->no);
 }
 
 void engine_tick(gateway *gw) {
@@ -618,6 +660,7 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     }
     order_rec r = {.type = REC_STATE, .order_no = ord->no, .state = result_state[res->status],
                    .frozen_minor = res->frozen_minor, .ts_ms = gw->now_ms};
+    assert(r.state >= ST_CONFIRMED && r.state <= ST_FUNDS_MOVED); /* status was range-checked above */
     size_t rl = res->reason ? strlen(res->reason) : 0;
     r.reason = (rec_str){res->reason, (uint32_t)(rl > REASON_LEN_MAX ? REASON_LEN_MAX : rl)};
     /* Every onward transfer is kept as the bank sent it (printable bytes only), valid or not:
@@ -636,6 +679,7 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     journal_lazy_next(&gw->j);
     int64_t lsn = commit(gw, &r);
     if (lsn >= 0) {
+        assert(ord->state == r.state && ord->answer_state == r.state && ord->onward_count == r.onward_count);
         if (r.state == ST_FUNDS_MOVED) engine_cascade(gw, ord->no);
         return (uint64_t)lsn;
     } else {
@@ -653,12 +697,14 @@ typedef struct recover_ctx {
 
 static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
     gateway *gw = ((recover_ctx *)ctx)->gw;
+    assert(lsn >= 1 && (payload || len == 0));
     order_rec r;
     char err[256];
     if (record_decode(type, payload, len, &r) != 0) {
         LOGE(gw, "journal record %llu (%s): malformed payload", (unsigned long long)lsn, record_type_name(type));
         return 1;
     }
+    assert(r.type == type);
     int rc = is_list_record(type) ? lists_apply(gw, &r, false, err, sizeof err)
                                   : orders_apply(&gw->o, &r, lsn, err, sizeof err);
     if (rc != 0) {
@@ -730,6 +776,10 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
         if (awaiting_answer(ord) && order_is_live(ord, gw->now_ms)) {
             /* Attempts are not journaled; a SENT order was sent at least once before. */
             if (ord->state != ST_ACCEPTED && ord->attempts == 0) ord->attempts = 1;
+            if (!outbox_room(gw)) {
+                snprintf(err, errcap, "more instructions await a bank answer than max_outbox (%u) holds", gw->ob.cap);
+                return -1;
+            }
             outbox_push(gw, 0, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
             resend++;
         }

@@ -81,6 +81,7 @@ typedef struct server {
     uint32_t max, count;
     uint32_t *free_list;
     uint32_t nfree;
+    reply_mark *marks_pool; /* CLIENT_REPLY_MARKS_MAX per client, reserved at start */
     uint32_t waiting_head; /* 1-based client index + 1 encoding: 0 = none */
     uint32_t blocked_head;
     int64_t next_reap_ms; /* next idle-timeout sweep */
@@ -140,12 +141,8 @@ typedef struct metrics {
 } metrics;
 
 /* ---- fraud lists (lists.c, docs/lists.md) ---- */
-#define LIST_CASES_MAX (1 << 20)     /* distinct case references on list entries */
-#define LIST_CSV_LINE_MAX 512        /* bytes of one LIST.LOAD line */
-#define LIST_LOAD_ROWS_MAX (64 << 20) /* rows of one LIST.LOAD */
-#define LIST_SWEEP_SLOTS 65536       /* expiry records the sweep visits per tick */
+/* LIST_CASES_MAX, LIST_CSV_LINE_MAX, LIST_LOAD_ROWS_MAX, LIST_SWEEP_SLOTS, MCHECK_BATCH_MAX: limits.h */
 #define LIST_TICK_MS 50              /* how often the sweep runs */
-#define MCHECK_BATCH_MAX 512         /* pairs of one MCHECK */
 
 typedef struct list_staged {
     sgl_key key;
@@ -172,10 +169,11 @@ typedef struct lists_state {
     char names[SGL_LISTS_MAX][SGL_LIST_NAME_MAX];
     uint64_t auto_stop_mask, protected_mask;
     uint64_t generation;
-    char **cases; /* [1..ncases] */
+    char **cases; /* [1..ncases], each into case_arena */
+    char *case_arena; /* LIST_CASES_MAX x (CASE_LEN_MAX + 1), reserved at start */
     uint32_t ncases;
     htab case_idx;
-    list_staged *stage; /* rows of the load between BEGIN and COMMIT */
+    list_staged *stage; /* rows of the load between BEGIN and COMMIT; stage_cap reserved at start */
     uint32_t nstage, stage_cap;
     int stage_bit;
     uint64_t stage_load_id;
@@ -199,8 +197,7 @@ typedef struct list_answer {
 } list_answer;
 
 /* ---- kernel UDP fast path (udp.c) ---- */
-#define UDP_RECV_SLOTS 256 /* recvmsg operations kept armed */
-#define UDP_SEND_SLOTS 4096 /* reply datagrams in flight or waiting for durability */
+/* UDP_RECV_SLOTS, UDP_SEND_SLOTS: limits.h */
 
 enum udp_drop { UDP_DROP_MALFORMED, UDP_DROP_UNKNOWN_AGENT, UDP_DROP_BAD_MAC, UDP_DROP_REPLAY, UDP_DROP_NO_BUFFER,
                 UDP_DROP__COUNT };
@@ -277,7 +274,6 @@ typedef struct gateway {
     struct dpdk_state *dpdk; /* dpdk.c; NULL unless [dpdk] enabled = yes */
     int journal_error_logged; /* last journal errno reported in the log */
     bool truncate_damaged_tail; /* stopgated --truncate-damaged-tail: cut a damaged journal tail */
-#define CASCADE_RETRY_MAX 4096
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
     uint32_t cascade_retry_len;
     auth_hash *agent_auth; /* parallel to cfg.agents */
@@ -356,6 +352,9 @@ int engine_release(gateway *gw, rec_str request_id, uint32_t order_no, rec_str r
                    const engine_actor *who, engine_answer *a);
 int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t ttl_s,
                   const engine_actor *who, engine_answer *a);
+/* Reserve the outbox (max_outbox entries) before anything is recovered. */
+int engine_init(gateway *gw, char *err, size_t errcap);
+void engine_free(gateway *gw);
 int engine_recover(gateway *gw, char *err, size_t errcap);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);

@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "csvload.h"
 #include "gateway.h"
+#include "mem.h"
 
 #define PROTECTED_LIST "protected"
 
@@ -53,16 +54,14 @@ static int64_t case_intern(lists_state *ls, rec_str c) {
     uint64_t h = XXH3_64bits(c.p, c.len);
     htab_slot *s = htab_lookup(&ls->case_idx, h, &c, case_eq, ls);
     if (s->val) return s->val;
-    if (ls->ncases + 1 >= LIST_CASES_MAX) return -1;
-    char *copy = strndup(c.p, c.len);
-    if (!copy) return -1;
-    uint32_t ref = ++ls->ncases;
+    if (ls->ncases + 1 >= LIST_CASES_MAX || c.len > CASE_LEN_MAX) return -1;
+    uint32_t ref = ls->ncases + 1;
+    char *copy = ls->case_arena + (size_t)ref * (CASE_LEN_MAX + 1);
+    if (htab_fill(&ls->case_idx, s, h, ref) != 0) return -1;
+    memcpy(copy, c.p, c.len);
+    copy[c.len] = 0;
     ls->cases[ref] = copy;
-    if (htab_fill(&ls->case_idx, s, h, ref) != 0) {
-        ls->ncases--;
-        free(copy);
-        return -1;
-    }
+    ls->ncases = ref;
     return ref;
 }
 
@@ -130,8 +129,12 @@ int lists_init(gateway *gw, char *err, size_t errcap) {
     ls->protected_mask = 1ULL << lists_bit(gw, PROTECTED_LIST, strlen(PROTECTED_LIST));
     ls->auto_stop_mask &= ~ls->protected_mask; /* a protected account is never auto-stopped */
     ls->cases = calloc(LIST_CASES_MAX, sizeof *ls->cases);
-    if (!ls->cases || htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
-        snprintf(err, errcap, "out of memory for list case references");
+    ls->case_arena = mem_reserve((size_t)LIST_CASES_MAX * (CASE_LEN_MAX + 1));
+    /* One more row than a load may hold: csv_stage_row refuses the load at that row. */
+    ls->stage_cap = LIST_LOAD_ROWS_MAX + 1;
+    ls->stage = mem_reserve((size_t)ls->stage_cap * sizeof *ls->stage);
+    if (!ls->cases || !ls->case_arena || !ls->stage || htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
+        snprintf(err, errcap, "out of memory for list case references and load rows");
         return -1;
     }
     remove_stale_builds(gw);
@@ -145,10 +148,9 @@ void lists_close(gateway *gw) {
     lists_state *ls = &gw->ls;
     /* The published table stays in /dev/shm: readers keep screening while we restart. */
     ltab_close(&ls->t, true);
-    free(ls->stage);
+    if (ls->stage) mem_release(ls->stage, (size_t)ls->stage_cap * sizeof *ls->stage);
+    if (ls->case_arena) mem_release(ls->case_arena, (size_t)LIST_CASES_MAX * (CASE_LEN_MAX + 1));
     free(ls->ttl);
-    if (ls->cases)
-        for (uint32_t i = 1; i <= ls->ncases; i++) free(ls->cases[i]);
     free(ls->cases);
     htab_free(&ls->case_idx);
     memset(ls, 0, sizeof *ls);
@@ -268,14 +270,17 @@ static uint32_t entry_expiry(void *ctx, const sgl_key *k, uint64_t mask) {
 
 /* --- staged rows (a load between BEGIN and COMMIT) -------------------------------------- */
 
+#ifndef NDEBUG
+/* Is the key on list `bit` in the current table? (for asserts) */
+static bool lists_lookup_bit(gateway *gw, const sgl_key *k, int bit) {
+    ltab_entry e = {0};
+    return ltab_get(&gw->ls.t, k, &e) && ((e.mask >> bit) & 1);
+}
+#endif
+
 static int stage_push(lists_state *ls, const sgl_key *k, uint8_t score, uint32_t case_ref) {
-    if (ls->nstage == ls->stage_cap) {
-        uint32_t cap = ls->stage_cap ? ls->stage_cap * 2 : 4096;
-        void *v = realloc(ls->stage, cap * sizeof *ls->stage);
-        if (!v) return -ENOMEM;
-        ls->stage = v;
-        ls->stage_cap = cap;
-    }
+    assert(ls->nstage <= ls->stage_cap);
+    if (ls->nstage == ls->stage_cap) return -ENOBUFS;
     ls->stage[ls->nstage++] = (list_staged){.key = *k, .score = score, .case_ref = case_ref};
     return 0;
 }
@@ -352,7 +357,9 @@ static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errc
 
 int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
+    assert(r->type >= REC_LIST_ADD && r->type <= REC_LIST_LOAD_COMMIT);
     int bit = lists_bit(gw, r->list.p ? r->list.p : "", r->list.len);
+    assert(bit < (int)ls->nlists);
     if (bit < 0) {
         /* The list was removed from the config since: its records no longer mean anything. */
         if (!live) ls->replay_skipped++;
@@ -397,6 +404,15 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
                 return -1;
             }
         }
+#ifndef NDEBUG
+        /* Pair assertion: readers of the shared table see exactly the entry written. */
+        ltab_entry back = {0};
+        bool held = ltab_get(&ls->t, &k, &back);
+        assert(held == (e.mask || e.frozen));
+        assert(!held || (back.mask == e.mask && back.score == e.score && back.frozen == e.frozen &&
+                         back.expires_s == e.expires_s && back.case_ref == e.case_ref));
+        assert(((back.mask >> bit) & 1) == (r->type == REC_LIST_ADD));
+#endif
         return 0;
     }
     case REC_LIST_LOAD_BEGIN:
@@ -432,6 +448,8 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
             return -1;
         }
         int rc = rebuild(gw, bit, true, err, errcap);
+        /* Every committed row is on the list now (the table holds at least as many). */
+        assert(rc != 0 || ls->t.h->list_count[bit] >= (r->row_count ? 1u : 0u));
         stage_reset(ls);
         return rc;
     }
@@ -486,7 +504,9 @@ static void lists_sweep(gateway *gw, uint32_t budget) {
         e.mask &= ~(1ULL << bit);
         if (!e.mask) e.score = 0, e.case_ref = 0;
         e.expires_s = e.mask ? entry_expiry(ls, &k, e.mask) : 0;
-        ltab_put(&ls->t, &k, &e, gw->now_ms);
+        int rc = ltab_put(&ls->t, &k, &e, gw->now_ms);
+        assert(rc == 0); /* the entry exists: an update needs no new slot */
+        (void)rc;
         ls->expired++;
     }
 }
@@ -526,6 +546,8 @@ static bool journal_refuses(gateway *gw, list_answer *a) {
 
 int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
                  int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a) {
+    assert((type == REC_LIST_ADD || type == REC_LIST_DEL) && bit >= 0 && (uint32_t)bit < gw->ls.nlists);
+    assert(score <= 100 && ttl_s >= 0);
     memset(a, 0, sizeof *a);
     if (journal_refuses(gw, a)) return 0;
     if (!room(gw)) return -EAGAIN;
@@ -569,6 +591,7 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
         return 0;
     }
     a->status = type == REC_LIST_DEL ? "DELETED" : had ? "UPDATED" : "ADDED";
+    assert(lists_lookup_bit(gw, &k, bit) == (type == REC_LIST_ADD)); /* applied as answered */
     a->lsn = (uint64_t)lsn;
     return 0;
 }

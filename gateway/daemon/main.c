@@ -300,6 +300,10 @@ int main(int argc, char **argv) {
         LOGE(gw, "cannot reserve tables for max_orders=%u", gw->cfg.max_orders);
         return 1;
     }
+    if (engine_init(gw, err, sizeof err) != 0) {
+        LOGE(gw, "%s", err);
+        return 1;
+    }
     if (gw->cfg.prefault) {
         int64_t t0 = clock_mono_ns();
         size_t bytes = orders_prefault(&gw->o);
@@ -380,7 +384,7 @@ int main(int argc, char **argv) {
     free(gw->agent_auth);
     free(gw->cmd);
     free(gw->recbuf);
-    free(gw->ob.v);
+    engine_free(gw);
     tls_server_free(&gw->tls);
     return 0;
 }

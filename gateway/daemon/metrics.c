@@ -49,7 +49,7 @@ typedef struct bank_count {
     char bank[BANK_LEN_MAX + 1];
     uint64_t pending, overdue;
 } bank_count;
-#define BANKS_SHOWN_MAX 256
+/* METRICS_BANKS_SHOWN_MAX: limits.h */
 
 /* One unlabelled counter or gauge: "# TYPE name type" and its value. */
 static void w_metric(buf *b, const char *type, const char *name, unsigned long long v) {
@@ -168,7 +168,7 @@ static void render(gateway *gw, buf *b) {
     buf_printf(b, "stopgate_stop_latency_seconds_sum %.6f\nstopgate_stop_latency_seconds_count %llu\n",
                m->stop_lat_sum_us / 1e6, (unsigned long long)m->stop_lat_count);
 
-    static bank_count banks[BANKS_SHOWN_MAX];
+    static bank_count banks[METRICS_BANKS_SHOWN_MAX];
     uint32_t nb = 0;
     bool truncated = false;
     for (uint32_t no = 1; no <= gw->o.n; no++) {
@@ -179,7 +179,7 @@ static void render(gateway *gw, buf *b) {
         for (i = 0; i < nb; i++)
             if (!strcmp(banks[i].bank, o->bank)) break;
         if (i == nb) {
-            if (nb == BANKS_SHOWN_MAX) {
+            if (nb == METRICS_BANKS_SHOWN_MAX) {
                 truncated = true;
                 continue;
             }
@@ -190,6 +190,9 @@ static void render(gateway *gw, buf *b) {
         banks[i].pending++;
         if (o->state == ST_OVERDUE) banks[i].overdue++;
     }
+    /* At capacity new orders get ERR BUSY (max_outbox). */
+    w_metric(b, "gauge", "stopgate_outbox_instructions", gw->ob.len);
+    w_metric(b, "gauge", "stopgate_outbox_capacity", gw->ob.cap);
     buf_printf(b, "# HELP stopgate_bank_pending Orders waiting for the bank's answer (ACCEPTED, SENT, OVERDUE).\n"
                   "# TYPE stopgate_bank_pending gauge\n");
     for (uint32_t i = 0; i < nb; i++)

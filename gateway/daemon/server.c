@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "gateway.h"
+#include "mem.h"
 #include "ring.h"
 
 #define OUT_SOFT_LIMIT (1024 * 1024) /* stop reading from a client that does not read its replies */
@@ -61,7 +62,8 @@ int server_init(gateway *gw, char *err, size_t errcap) {
     s->max = gw->cfg.max_clients;
     s->clients = calloc(s->max, sizeof *s->clients);
     s->free_list = calloc(s->max, sizeof *s->free_list);
-    if (!s->clients || !s->free_list) {
+    s->marks_pool = mem_reserve((size_t)s->max * CLIENT_REPLY_MARKS_MAX * sizeof *s->marks_pool);
+    if (!s->clients || !s->free_list || !s->marks_pool) {
         snprintf(err, errcap, "out of memory for %u clients", s->max);
         return -1;
     }
@@ -143,7 +145,6 @@ static void client_release(gateway *gw, client *c) {
     io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
     buf_free(&c->in);
     buf_free(&c->out);
-    free(c->marks);
     if (c->tls) tls_conn_free(&gw->tls, c->tls);
     uint32_t idx = c->idx, gen = c->gen + 1;
     memset(c, 0, sizeof *c);
@@ -174,6 +175,7 @@ static void release_marks(gateway *gw, client *c) {
     while (c->marks_len) {
         reply_mark *m = &c->marks[c->marks_head];
         if (m->lsn > gw->j.durable_lsn) break;
+        assert(m->end >= c->sendable_abs && m->end <= c->out_base + c->out.len);
         c->sendable_abs = m->end;
         if (m->t_recv_ns) {
             if (!now_ns) now_ns = clock_mono_ns();
@@ -231,23 +233,20 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
         t_recv_ns = 0;
     }
     uint64_t end = c->out_base + c->out.len;
+    assert(end >= c->sendable_abs && c->marks_cap == CLIENT_REPLY_MARKS_MAX && c->marks_len <= c->marks_cap);
     if (lsn <= gw->j.durable_lsn && !marks_pending(c)) {
         c->sendable_abs = end;
         if (t_recv_ns) metrics_observe_stop_us(&gw->m, (uint64_t)(clock_mono_ns() - t_recv_ns) / 1000);
         return;
     }
     if (c->marks_len == c->marks_cap) {
-        uint32_t cap = c->marks_cap ? c->marks_cap * 2 : 64;
-        reply_mark *nm = malloc(cap * sizeof *nm);
-        if (!nm) {
-            c->close_after_flush = true;
-            return;
-        }
-        for (uint32_t i = 0; i < c->marks_len; i++) nm[i] = c->marks[(c->marks_head + i) % c->marks_cap];
-        free(c->marks);
-        c->marks = nm;
-        c->marks_cap = cap;
-        c->marks_head = 0;
+        /* Full: this reply joins the newest mark and leaves with it, once both lsns are
+         * durable - later, never earlier, than its own (its latency sample is not kept). */
+        reply_mark *last = &c->marks[(c->marks_head + c->marks_len - 1) % c->marks_cap];
+        assert(end >= last->end && c->waiting_listed);
+        last->end = end;
+        if (lsn > last->lsn) last->lsn = lsn;
+        return;
     }
     c->marks[(c->marks_head + c->marks_len) % c->marks_cap] = (reply_mark){end, lsn, t_recv_ns};
     c->marks_len++;
@@ -381,6 +380,8 @@ static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
     c->gen = gen;
     c->fd = res;
     c->in_use = true;
+    c->marks = gw->srv.marks_pool + (size_t)idx * CLIENT_REPLY_MARKS_MAX;
+    c->marks_cap = CLIENT_REPLY_MARKS_MAX;
     c->proto = 2;
     c->tls = tc;
     buf_init(&c->in, CLIENT_QUERY_BYTES_MAX);

@@ -7,6 +7,7 @@
  * datagram waits until every STOP in it is durable. One reply datagram per request datagram.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -281,7 +282,9 @@ static void handle(gateway *gw, udp_slot *s, size_t len) {
         return;
     }
     uint32_t ti = u->tx_free[--u->ntx_free];
+    assert(ti < UDP_SEND_SLOTS);
     udp_tx_slot *t = &u->tx[ti];
+    assert(t->state == UDP_TX_FREE);
     t->peer = s->peer;
     t->lsn = 0;
     if (auth == UDP_AUTH_HELLO) {
@@ -306,6 +309,7 @@ static void handle(gateway *gw, udp_slot *s, size_t len) {
         drop(gw, UDP_DROP_NO_BUFFER);
         return;
     }
+    assert(t->len <= sizeof t->buf && lsn <= journal_last_lsn(&gw->j));
     if (lsn > gw->j.durable_lsn) {
         /* An order is answered only once durable: park the datagram until its fsync. */
         t->lsn = lsn;
@@ -324,6 +328,7 @@ void udp_on_durable(gateway *gw, uint64_t durable_lsn) {
     /* Replies wait in lsn order (lsns only grow), so the head is always the oldest. */
     while (u->wait_head && u->tx[u->wait_head - 1].lsn <= durable_lsn) {
         uint32_t ti = u->wait_head - 1;
+        assert(u->tx[ti].state == UDP_TX_WAITING);
         u->wait_head = u->tx[ti].next;
         if (!u->wait_head) u->wait_tail = 0;
         send_slot(gw, ti);

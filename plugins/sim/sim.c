@@ -30,6 +30,7 @@ typedef struct sim {
     sg_host host;
     int64_t latency_us;
     int64_t balance;
+    int64_t queue_max; /* answers owed at once; past it submit says -EAGAIN (a bank that takes no more) */
     pending *q; /* FIFO ring: latency is constant, so due times are in order */
     uint32_t head, len;
 } sim;
@@ -53,12 +54,14 @@ static int sim_init(const sg_host *host, const sg_plugin_kv *kv, size_t n, void 
     s->host = *host;
     s->latency_us = 200;
     s->balance = 1000000;
+    s->queue_max = SIM_QUEUE_MAX;
     for (size_t i = 0; i < n; i++) {
         int rc;
         if (!strcmp(kv[i].key, "latency_us")) rc = parse_i64(kv[i].value, 0, 60000000, &s->latency_us);
         else if (!strcmp(kv[i].key, "balance")) rc = parse_i64(kv[i].value, 0, 100000000000000000LL, &s->balance);
+        else if (!strcmp(kv[i].key, "queue_max")) rc = parse_i64(kv[i].value, 1, SIM_QUEUE_MAX, &s->queue_max);
         else {
-            snprintf(err, SG_PLUGIN_ERR_MAX, "unknown key '%s' (sim knows latency_us, balance)", kv[i].key);
+            snprintf(err, SG_PLUGIN_ERR_MAX, "unknown key '%s' (sim knows latency_us, balance, queue_max)", kv[i].key);
             *bad_line = kv[i].line;
             free(s);
             return -1;
@@ -96,7 +99,7 @@ static int decide(const sim *s, const sg_instruction *in, pending *p) {
 static int sim_submit(void *state, const sg_instruction *in) {
     sim *s = state;
     if (in->kind == SG_INSTR_RELEASE) return 0; /* the simulated hold is lifted silently */
-    if (s->len == SIM_QUEUE_MAX) return -EAGAIN;
+    if (s->len >= s->queue_max) return -EAGAIN;
     pending *p = &s->q[(s->head + s->len) % SIM_QUEUE_MAX];
     if (!decide(s, in, p)) return 0;
     p->due_us = s->host.now_us(s->host.ctx) + s->latency_us;

@@ -526,6 +526,95 @@ static void test_writer_parser_roundtrip(void **state) {
     buf_free(&b);
 }
 
+/* The map header is counted from what was written: RESP3 map and RESP2 flat array, nested
+ * maps and arrays counted as one value each, an empty map. */
+static void test_map_counts_itself(void **state) {
+    (void)state;
+    buf b;
+    buf_init(&b, 1 << 20);
+    for (int proto = 2; proto <= 3; proto++) {
+        buf_reset(&b);
+        assert_int_equal(resp_w_simple(&b, "OK"), 0); /* an earlier reply stays untouched */
+        resp_map m, inner;
+        resp_map_begin(&m, &b, proto);
+        assert_int_equal(resp_w_kv_str(&b, "a", "x"), 0);
+        assert_int_equal(resp_w_str(&b, "nested"), 0);
+        resp_map_begin(&inner, &b, proto);
+        assert_int_equal(resp_w_kv_int(&b, "n", -12), 0);
+        assert_int_equal(resp_map_end(&inner, 0), 0);
+        assert_int_equal(resp_w_str(&b, "list"), 0);
+        assert_int_equal(resp_w_array(&b, 2), 0);
+        assert_int_equal(resp_w_null(&b, proto), 0);
+        assert_int_equal(resp_w_int(&b, 7), 0);
+        assert_int_equal(resp_map_end(&m, 0), 0);
+        if (proto == 3)
+            expect_buf(&b, "+OK\r\n%3\r\n$1\r\na\r\n$1\r\nx\r\n$6\r\nnested\r\n%1\r\n$1\r\nn\r\n:-12\r\n"
+                           "$4\r\nlist\r\n*2\r\n_\r\n:7\r\n");
+        else
+            expect_buf(&b, "+OK\r\n*6\r\n$1\r\na\r\n$1\r\nx\r\n$6\r\nnested\r\n*2\r\n$1\r\nn\r\n:-12\r\n"
+                           "$4\r\nlist\r\n*2\r\n$-1\r\n:7\r\n");
+        buf_reset(&b);
+        resp_map_begin(&m, &b, proto);
+        assert_int_equal(resp_map_end(&m, 0), 0);
+        expect_buf(&b, proto == 3 ? "%0\r\n" : "*0\r\n");
+    }
+    buf_free(&b);
+}
+
+/* A map of many pairs (more digits in the header than one) and a bulk holding CRLF. */
+static void test_map_many_pairs(void **state) {
+    (void)state;
+    buf b;
+    buf_init(&b, 1 << 20);
+    resp_map m;
+    resp_map_begin(&m, &b, 3);
+    for (int i = 0; i < 1234; i++) assert_int_equal(resp_w_kv_str(&b, "k", "v\r\n:1\r\n"), 0);
+    assert_int_equal(resp_map_end(&m, 0), 0);
+    assert_memory_equal(b.data, "%1234\r\n", 7);
+    assert_int_equal(resp_count_elems((const char *)b.data, b.len), 1);
+    buf_free(&b);
+}
+
+/* No room for the header at the cap: an error, and no half map left in the buffer. */
+static void test_map_end_at_cap(void **state) {
+    (void)state;
+    buf b;
+    buf_init(&b, 16);
+    assert_int_equal(resp_w_simple(&b, "OK"), 0);
+    resp_map m;
+    resp_map_begin(&m, &b, 3);
+    assert_int_equal(resp_w_int(&b, 1), 0);
+    assert_int_equal(resp_w_int(&b, 123), 0); /* 15 bytes: a 4-byte header does not fit */
+    assert_int_equal(resp_map_end(&m, 0), -ENOBUFS);
+    expect_buf(&b, "+OK\r\n");
+    buf_free(&b);
+}
+
+/* A write inside the map failed: the map is removed whole and the error passed on. */
+static void test_map_end_after_failed_write(void **state) {
+    (void)state;
+    buf b;
+    buf_init(&b, 64);
+    assert_int_equal(resp_w_simple(&b, "OK"), 0);
+    resp_map m;
+    resp_map_begin(&m, &b, 2);
+    int rc = resp_w_kv_int(&b, "a", 1);
+    assert_int_equal(rc, 0);
+    int rc2 = resp_w_str(&b, "a value far too long for what is left of this small buffer's cap");
+    assert_int_equal(rc2, -ENOBUFS);
+    assert_int_equal(resp_map_end(&m, rc2), -ENOBUFS);
+    expect_buf(&b, "+OK\r\n");
+    buf_free(&b);
+}
+
+static void test_count_elems_rejects_cut(void **state) {
+    (void)state;
+    assert_int_equal(resp_count_elems("$3\r\nab", 7), -1);
+    assert_int_equal(resp_count_elems("*2\r\n:1\r\n", 9), -1);
+    assert_int_equal(resp_count_elems(":1\r\n:2\r\n", 8), 2);
+    assert_int_equal(resp_count_elems("", 0), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_multibulk_simple),
@@ -548,6 +637,11 @@ int main(void) {
         cmocka_unit_test(test_writers),
         cmocka_unit_test(test_writers_report_cap),
         cmocka_unit_test(test_writer_parser_roundtrip),
+        cmocka_unit_test(test_map_counts_itself),
+        cmocka_unit_test(test_map_many_pairs),
+        cmocka_unit_test(test_map_end_at_cap),
+        cmocka_unit_test(test_map_end_after_failed_write),
+        cmocka_unit_test(test_count_elems_rejects_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

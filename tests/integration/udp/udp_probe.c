@@ -13,6 +13,7 @@
  *   replay                      send the previous datagram again (same seq)
  *   badmac                      a PING whose MAC is wrong
  *   oldepoch                    a PING signed with epoch - 1
+ *   truncated N                 a signed PING with its last N bytes cut off
  *   raw HEX                     send raw bytes (no reply expected within the timeout is ok)
  * A reply not received within 1 s prints {"timeout":true}.
  */
@@ -144,6 +145,12 @@ int main(int argc, char **argv) {
             begin(&w, buf, epoch - 1);
             sg_frame_add_ping(&w);
             send_dgram(buf, sg_frame_finish(&w, key));
+        } else if (!strcmp(st, "truncated") && i + 1 < argc) {
+            size_t cut = (size_t)atoi(argv[++i]);
+            begin(&w, buf, epoch);
+            sg_frame_add_ping(&w);
+            size_t n = sg_frame_finish(&w, key);
+            send_dgram(buf, cut < n ? n - cut : 0);
         } else if (!strcmp(st, "raw") && i + 1 < argc) {
             const char *hex = argv[++i];
             size_t n = strlen(hex) / 2;
