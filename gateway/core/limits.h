@@ -49,5 +49,18 @@
 
 /* Authentication. */
 #define SECRET_LEN_MAX 256 /* AUTH secrets and STOPGATE_DEV_SECRET; longer is refused */
+/* Argon2id runs on AUTH_WORKERS threads, never on the loop. Each holds 64 MiB while it hashes,
+ * so the pool stays small; a wrong-AUTH flood queues at most AUTH_QUEUE_MAX verifications and
+ * the next AUTH is answered ERR BUSY at once. */
+#define AUTH_WORKERS 2
+#define AUTH_QUEUE_MAX 64
+/* Unparsed input (and queued output before reading stops) of a connection that has not
+ * authenticated: room for the longest legal HELLO 3 AUTH <name> <secret> SETNAME <name>.
+ * Over it: ERR TOOBIG and close. AUTH raises the cap to CLIENT_QUERY_BYTES_MAX. */
+#define CLIENT_PREAUTH_BYTES_MAX 4096
+_Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_MAX,
+               "the pre-auth input cap must hold the longest HELLO AUTH");
+#define AUTH_FAIL_LIMIT_MAX 1000000 /* upper bound for [gateway] auth_fail_limit */
+#define AUTH_LOG_LINES_PER_S 5      /* failed-AUTH log lines per second; the rest are counted */
 
 #endif

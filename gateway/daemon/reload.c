@@ -94,6 +94,7 @@ int gateway_reload(gateway *gw, char *err, size_t errcap) {
         free(gw->agent_auth);
         gw->agent_auth = auth;
         auth = NULL;
+        login_agents_changed(gw); /* fake hashes follow the agents' keys */
         /* Connected clients keep their session if their agent still exists (with its new
          * role), and must AUTH again if it was removed. */
         uint32_t dropped = 0;
