@@ -31,6 +31,10 @@
 #define CLIENT_RECV_FIRST 1024 /* a new client's first receive; grows to a chunk when filled */
 #define CLIENTS_MAX_LIMIT 100000 /* upper bound for [gateway] max_clients */
 
+/* Listeners: how long start-up waits for a port still held by a killed predecessor. */
+#define LISTEN_BIND_RETRY_MS 5000
+#define LISTEN_BIND_RETRY_STEP_MS 10
+
 /* Journal (SPEC §7). */
 #define JOURNAL_BUF_BYTES (8 * 1024 * 1024) /* one group-commit batch, at most */
 #define JOURNAL_RECORD_BYTES_MAX 8192       /* one encoded record, header included */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -31,6 +32,22 @@ static client *client_at(gateway *gw, uint32_t idx, uint32_t gen) {
 
 client *server_client(gateway *gw, uint32_t idx, uint32_t gen) { return client_at(gw, idx, gen); }
 
+/* bind(), retried on EADDRINUSE for up to LISTEN_BIND_RETRY_MS (issue 15 item 11). After a
+ * kill -9 the kernel tears the dead process's io_uring down asynchronously: its listening
+ * sockets, still referenced by their multishot accepts, outlive the process by milliseconds
+ * (longer on a busy host), and SO_REUSEADDR does not let a new socket bind beside a listening
+ * one. SO_REUSEPORT would, but it would also let a second gateway share the port and split the
+ * traffic silently, so it is not used: waiting is. A port another live process holds still
+ * fails, once the wait is over. */
+static int bind_retrying(int fd, const struct sockaddr_in *sa) {
+    for (int waited_ms = 0;; waited_ms += LISTEN_BIND_RETRY_STEP_MS) {
+        if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) == 0) return 0;
+        if (errno != EADDRINUSE || waited_ms >= LISTEN_BIND_RETRY_MS) return -1;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = LISTEN_BIND_RETRY_STEP_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
 int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(a->port)};
@@ -43,9 +60,14 @@ int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap) 
         snprintf(err, errcap, "socket: %s", strerror(errno));
         return -1;
     }
+    /* TIME_WAIT leftovers of a previous run must not block the port. */
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || (type == SOCK_STREAM && listen(fd, 4096) != 0)) {
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+        snprintf(err, errcap, "SO_REUSEADDR: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (bind_retrying(fd, &sa) != 0 || (type == SOCK_STREAM && listen(fd, 4096) != 0)) {
         snprintf(err, errcap, "%s:%u: %s", a->host, a->port, strerror(errno));
         close(fd);
         return -1;
