@@ -144,6 +144,11 @@ static void finish(gateway *gw, authq_job *j) {
     c->auth_pending = false;
     if (a) authenticated(gw, c, a);
     commands_auth_done(gw, c, a != NULL);
+    if (login_deadline_passed(gw, c)) {
+        /* Its deadline passed while the KDF ran and the AUTH failed: no second chance. */
+        gw->login.st.deadline_closed++;
+        c->close_after_flush = true;
+    }
     server_resume(gw, c);
 }
 

@@ -13,6 +13,8 @@
  * - A connection is "admitted" once it authenticated (or ran an anonymous CHECK where
  *   allow_anonymous_check permits it). Before that it may hold CLIENT_PREAUTH_BYTES_MAX of
  *   input and must be admitted within auth_timeout seconds, whatever it sends (slowloris).
+ *   An AUTH still being verified at the deadline decides: granted, the connection stays;
+ *   refused, it is closed after the answer.
  * - Failed AUTHs are counted (stopgate_auth_failures_total) and logged with the client's
  *   address, at most AUTH_LOG_LINES_PER_S lines a second; the next line says how many were
  *   suppressed.

@@ -114,7 +114,6 @@ static void input_toobig(gateway *gw, client *c) {
 
 static void arm_recv(gateway *gw, client *c) {
     if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
-    if (c->auth_pending) return; /* the pipeline waits for the AUTH answer (login.h) */
     /* Resumes when the output drains; before AUTH the output may not grow past the input cap. */
     if (c->out.len > (c->admitted ? OUT_SOFT_LIMIT : CLIENT_PREAUTH_BYTES_MAX)) return;
     /* Idle clients are most clients: start with a small receive and go to full chunks once
@@ -122,6 +121,9 @@ static void arm_recv(gateway *gw, client *c) {
     size_t want = c->recv_grown ? CLIENT_RECV_CHUNK : CLIENT_RECV_FIRST;
     size_t room = c->in.cap_max - c->in.len;
     if (want > room) want = room; /* the last receive before the cap fills it exactly */
+    /* While its AUTH is verified the client's commands wait (login.h), but a receive stays
+     * armed while there is room, so a client that goes away is seen and its KDF cancelled. */
+    if (want == 0 && c->auth_pending) return;
     if (want == 0 || buf_reserve(&c->in, want) != 0) {
         input_toobig(gw, c);
         return;
@@ -466,8 +468,9 @@ void server_reap_idle(gateway *gw) {
     for (uint32_t i = 0; i < gw->srv.max; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use || c->closing) continue;
-        /* Bytes do not buy time before AUTH (slowloris): only the deadline counts. */
-        if (login_deadline_passed(gw, c)) {
+        /* Bytes do not buy time before AUTH (slowloris): only the deadline counts. An AUTH
+         * being verified is the gateway's delay, not the client's: its answer decides. */
+        if (login_deadline_passed(gw, c) && !c->auth_pending) {
             gw->login.st.deadline_closed++;
             client_close(gw, c);
             continue;
