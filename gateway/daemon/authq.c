@@ -9,6 +9,58 @@
 
 #include <sodium.h>
 
+/* The same stored hash and the same secret: the same answer, whatever the KDF says. */
+static bool same_login(const authq_job *a, const authq_job *b) {
+    return a->fake == b->fake && a->secret_len == b->secret_len &&
+           sodium_memcmp(a->h.key, b->h.key, sizeof a->h.key) == 0 &&
+           sodium_memcmp(a->h.salt, b->h.salt, sizeof a->h.salt) == 0 &&
+           sodium_memcmp(a->secret, b->secret, a->secret_len) == 0;
+}
+
+/* Under mu: queue job ji, or, when a job for the very same login is already queued or
+ * running, make ji follow it: one Argon2id answers both (N clients of one agent connecting at
+ * once cost one KDF, as the loop's cache would have had they come a moment later). */
+static void enqueue_locked(authq *q, uint32_t ji) {
+    authq_job *j = &q->jobs[ji];
+    for (uint32_t i = 0; i < q->ntodo; i++) {
+        uint32_t k = q->todo[(q->todo_head + i) % AUTH_QUEUE_MAX];
+        if (same_login(j, &q->jobs[k])) {
+            j->leader = (int32_t)k;
+            return;
+        }
+    }
+    for (uint32_t k = 0; k < AUTH_QUEUE_MAX; k++)
+        if (q->jobs[k].running && same_login(j, &q->jobs[k])) {
+            j->leader = (int32_t)k;
+            return;
+        }
+    assert(q->ntodo < AUTH_QUEUE_MAX);
+    q->todo[(q->todo_head + q->ntodo++) % AUTH_QUEUE_MAX] = ji;
+    pthread_cond_signal(&q->cv);
+}
+
+/* Under mu: job ji verified. Its followers get its answer; had it been cancelled (skipped),
+ * they are queued again to be verified for themselves. */
+static void finish_locked(authq *q, uint32_t ji) {
+    authq_job *j = &q->jobs[ji];
+    j->running = false;
+    bool skipped = atomic_load(&j->cancelled);
+    assert(q->ndone < AUTH_QUEUE_MAX);
+    q->done[(q->done_head + q->ndone++) % AUTH_QUEUE_MAX] = ji;
+    for (uint32_t k = 0; k < AUTH_QUEUE_MAX; k++) {
+        authq_job *f = &q->jobs[k];
+        if (f->leader != (int32_t)ji) continue;
+        f->leader = -1;
+        if (skipped) {
+            enqueue_locked(q, k);
+            continue;
+        }
+        f->ok = j->ok;
+        assert(q->ndone < AUTH_QUEUE_MAX);
+        q->done[(q->done_head + q->ndone++) % AUTH_QUEUE_MAX] = k;
+    }
+}
+
 static void *worker(void *arg) {
     authq *q = arg;
     pthread_mutex_lock(&q->mu);
@@ -18,16 +70,15 @@ static void *worker(void *arg) {
         uint32_t ji = q->todo[q->todo_head];
         q->todo_head = (q->todo_head + 1) % AUTH_QUEUE_MAX;
         q->ntodo--;
+        authq_job *j = &q->jobs[ji];
+        j->running = true;
         pthread_mutex_unlock(&q->mu);
 
-        authq_job *j = &q->jobs[ji];
         bool match = !atomic_load(&j->cancelled) && auth_kdf_matches(&j->h, j->secret, j->secret_len);
         j->ok = match && !j->fake; /* the secret stays for auth_remember; authq_put wipes it */
 
         pthread_mutex_lock(&q->mu);
-        assert(q->ndone < AUTH_QUEUE_MAX);
-        q->done[(q->done_head + q->ndone) % AUTH_QUEUE_MAX] = ji;
-        q->ndone++;
+        finish_locked(q, ji);
         uint64_t one = 1;
         /* Cannot fail short of a counter overflow: the loop reads it back to 0 each time. */
         if (write(q->efd, &one, sizeof one) != (ssize_t)sizeof one) { /* the next job wakes it */
@@ -39,7 +90,10 @@ static void *worker(void *arg) {
 
 int authq_init(authq *q, char *err, size_t errcap) {
     memset(q, 0, sizeof *q);
-    for (uint32_t i = 0; i < AUTH_QUEUE_MAX; i++) q->free_[q->nfree++] = AUTH_QUEUE_MAX - 1 - i;
+    for (uint32_t i = 0; i < AUTH_QUEUE_MAX; i++) {
+        q->free_[q->nfree++] = AUTH_QUEUE_MAX - 1 - i;
+        q->jobs[i].leader = -1;
+    }
     q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (q->efd < 0) {
         snprintf(err, errcap, "auth eventfd: %s", strerror(errno));
@@ -65,6 +119,7 @@ authq_job *authq_get(authq *q) {
     if (q->nfree == 0) return NULL;
     authq_job *j = &q->jobs[q->free_[--q->nfree]];
     memset(j, 0, sizeof *j);
+    j->leader = -1;
     return j;
 }
 
@@ -72,10 +127,7 @@ void authq_submit(authq *q, authq_job *j) {
     uint32_t ji = (uint32_t)(j - q->jobs);
     assert(ji < AUTH_QUEUE_MAX);
     pthread_mutex_lock(&q->mu);
-    assert(q->ntodo < AUTH_QUEUE_MAX);
-    q->todo[(q->todo_head + q->ntodo) % AUTH_QUEUE_MAX] = ji;
-    q->ntodo++;
-    pthread_cond_signal(&q->cv);
+    enqueue_locked(q, ji);
     pthread_mutex_unlock(&q->mu);
 }
 

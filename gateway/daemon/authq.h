@@ -4,6 +4,10 @@
  * queue and the eventfd `efd` is written, which the loop reads through io_uring (as a plugin's
  * results come back) and then collects the jobs with authq_done().
  *
+ * A job for the very same stored hash and secret as one queued or running follows it and
+ * gets its answer (no KDF of its own): clients of one agent connecting at once cost one
+ * Argon2id, and a flood repeating one guess costs one per guess in flight.
+ *
  * A job owns copies of everything the KDF needs (salt, key, limits, the secret): the loop may
  * reload the agents or close the client meanwhile, and the job still reads only its own
  * memory. The client is named by index and generation; the loop checks both when the job
@@ -34,6 +38,8 @@ typedef struct authq_job {
     char secret[SECRET_LEN_MAX];
     uint32_t secret_len;
     atomic_bool cancelled; /* the client went away: a worker that has not started skips it */
+    int32_t leader;        /* under mu: the job whose KDF answers this one (same login), or -1 */
+    bool running;          /* under mu: a worker runs its KDF */
     /* out: */
     bool ok;
 } authq_job;
