@@ -80,8 +80,10 @@ class ClientFrom(Client):
         self.sock, self.buf, self.pos, self.proto = s, bytearray(), 0, 2
 
 
-def wrong_auths(n, name="alice"):
-    return b"".join(sgtest.encode("AUTH", name, "wrong-%d" % i) for i in range(n))
+def wrong_auths(n, name="alice", tag=""):
+    """n AUTHs with n different wrong secrets (distinct per tag: repeats of one guess in
+    flight share one KDF, see authq.h)."""
+    return b"".join(sgtest.encode("AUTH", name, "wrong-%s-%d" % (tag, i)) for i in range(n))
 
 
 def read_replies(c, n, deadline):
@@ -145,7 +147,7 @@ class ManyConnectionFlood(GatewayCase):
         time.sleep(0.2)
         conns = [Client(self.gw.port, timeout=30) for _ in range(100)]
         for i, c in enumerate(conns):
-            c.send_raw(wrong_auths(10, name="alice" if i % 2 else "nobody"))
+            c.send_raw(wrong_auths(10, name="alice" if i % 2 else "nobody", tag=str(i)))
         answers = {"WRONGPASS": 0, "ERR BUSY": 0}
         lock = threading.Lock()
 
