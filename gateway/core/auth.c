@@ -100,6 +100,12 @@ void auth_fake_hash(const uint8_t pepper[AUTH_KEY_BYTES], const char *name, size
     pepper_mix(pepper, 'k', name, len, out->key, sizeof out->key);
 }
 
+void auth_fake_udp_hash(const uint8_t pepper[AUTH_KEY_BYTES], uint32_t agent_id, auth_hash *out) {
+    char id[16];
+    int n = snprintf(id, sizeof id, "#%08x", agent_id);
+    auth_fake_hash(pepper, id, (size_t)n, out);
+}
+
 void auth_random_secret(char *out, size_t len) {
     static const char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     if (len == 0) return; /* no room even for the NUL: out[len - 1] would be out[-1] */

@@ -47,6 +47,9 @@ void auth_pepper(const auth_hash *agents, uint32_t n, uint8_t pepper[AUTH_KEY_BY
  * salt and a key derived from the pepper and the name. Deterministic; never verifies in
  * practice (and callers refuse a fake whatever the KDF says). */
 void auth_fake_hash(const uint8_t pepper[AUTH_KEY_BYTES], const char *name, size_t len, auth_hash *out);
+/* The same for a UDP HELLO naming an agent id nobody has: the salt and limits to answer with
+ * (kernel UDP and DPDK alike). '#' is in no agent name, so these never equal a TCP fake. */
+void auth_fake_udp_hash(const uint8_t pepper[AUTH_KEY_BYTES], uint32_t agent_id, auth_hash *out);
 /* Random printable secret for the development agent. */
 void auth_random_secret(char *out, size_t len);
 #endif

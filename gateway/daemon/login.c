@@ -198,11 +198,8 @@ void login_tick(gateway *gw) {
 
 void login_fake_udp_hello(const gateway *gw, uint32_t agent_id, uint64_t *opslimit, uint64_t *memlimit,
                           uint8_t salt[16]) {
-    /* '#' is not in any agent name, so these never collide with a TCP fake. */
-    char id[16];
-    int n = snprintf(id, sizeof id, "#%08x", agent_id);
     auth_hash h;
-    auth_fake_hash(gw->login.pepper, id, (size_t)n, &h);
+    auth_fake_udp_hash(gw->login.pepper, agent_id, &h);
     *opslimit = h.opslimit;
     *memlimit = h.memlimit;
     memcpy(salt, h.salt, 16);
