@@ -34,7 +34,9 @@ static admit_slot *find(const admit *a, uint32_t addr) {
     }
 }
 
-const admit_slot *admit_find(const admit *a, uint32_t addr) { return find(a, addr); }
+const admit_slot *admit_find(const admit *a, uint32_t addr) {
+    return find(a, addr);
+}
 
 static admit_slot *insert(admit *a, uint32_t addr) {
     /* At most clients_max + AUTH_FAIL_ADDRS_MAX slots are ever used: half the table. */
@@ -78,8 +80,10 @@ static bool expire(admit *a, admit_slot *s, int64_t now_ms) {
 bool admit_conn_open(admit *a, uint32_t addr) {
     admit_slot *s = find(a, addr);
     if (s && a->cfg.conns_max && s->conns >= a->cfg.conns_max) return false;
-    if (!s) s = insert(a, addr);
-    else if (s->conns == 0) a->fail_only--;
+    if (!s)
+        s = insert(a, addr);
+    else if (s->conns == 0)
+        a->fail_only--;
     s->conns++;
     return true;
 }
@@ -89,8 +93,10 @@ void admit_conn_close(admit *a, uint32_t addr) {
     assert(s && s->conns > 0);
     if (!s || s->conns == 0) return;
     if (--s->conns > 0) return;
-    if (s->fails) a->fail_only++;
-    else erase(a, s);
+    if (s->fails)
+        a->fail_only++;
+    else
+        erase(a, s);
 }
 
 bool admit_auth_limited(admit *a, uint32_t addr, int64_t now_ms) {

@@ -74,7 +74,8 @@ static void *worker(void *arg) {
         j->running = true;
         pthread_mutex_unlock(&q->mu);
 
-        bool match = !atomic_load(&j->cancelled) && auth_kdf_matches(&j->h, j->secret, j->secret_len);
+        bool match =
+            !atomic_load(&j->cancelled) && auth_kdf_matches(&j->h, j->secret, j->secret_len);
         j->ok = match && !j->fake; /* the secret stays for auth_remember; authq_put wipes it */
 
         pthread_mutex_lock(&q->mu);
@@ -153,11 +154,14 @@ void authq_cancel(authq *q, uint32_t client_idx, uint32_t client_gen) {
     /* A scan of AUTH_QUEUE_MAX slots, only when a client closes with its AUTH in flight. */
     for (uint32_t i = 0; i < AUTH_QUEUE_MAX; i++) {
         authq_job *j = &q->jobs[i];
-        if (j->client_idx == client_idx && j->client_gen == client_gen) atomic_store(&j->cancelled, true);
+        if (j->client_idx == client_idx && j->client_gen == client_gen)
+            atomic_store(&j->cancelled, true);
     }
 }
 
-uint32_t authq_busy(const authq *q) { return AUTH_QUEUE_MAX - q->nfree; }
+uint32_t authq_busy(const authq *q) {
+    return AUTH_QUEUE_MAX - q->nfree;
+}
 
 void authq_stop(authq *q) {
     pthread_mutex_lock(&q->mu);

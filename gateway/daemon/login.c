@@ -39,7 +39,9 @@ void login_close(gateway *gw) {
     admit_free(&gw->adm);
 }
 
-void login_agents_changed(gateway *gw) { auth_pepper(gw->agent_auth, gw->cfg.nagents, gw->login.pepper); }
+void login_agents_changed(gateway *gw) {
+    auth_pepper(gw->agent_auth, gw->cfg.nagents, gw->login.pepper);
+}
 
 static const char *addr_str(uint32_t addr, char out[INET_ADDRSTRLEN]) {
     struct in_addr ia = {.s_addr = addr};
@@ -49,7 +51,8 @@ static const char *addr_str(uint32_t addr, char out[INET_ADDRSTRLEN]) {
 
 /* One line per failed AUTH, but at most AUTH_LOG_LINES_PER_S a second: a flood must not
  * flood the log. The next line written says how many were left out. */
-static void log_failure(gateway *gw, uint32_t addr, uint16_t port, const char *name, const char *why) {
+static void log_failure(gateway *gw, uint32_t addr, uint16_t port, const char *name,
+                        const char *why) {
     login_state *l = &gw->login;
     if (gw->now_ms - l->log_second_ms >= 1000) {
         l->log_second_ms = gw->now_ms;
@@ -72,7 +75,8 @@ static void log_failure(gateway *gw, uint32_t addr, uint16_t port, const char *n
 /* Printable agent name for the log: at most AGENT_LEN_MAX bytes, anything odd replaced. */
 static void name_copy(char out[AGENT_LEN_MAX + 1], const char *p, size_t len) {
     if (len > AGENT_LEN_MAX) len = AGENT_LEN_MAX;
-    for (size_t i = 0; i < len; i++) out[i] = (p[i] > 32 && p[i] < 127 && p[i] != '\'') ? p[i] : '?';
+    for (size_t i = 0; i < len; i++)
+        out[i] = (p[i] > 32 && p[i] < 127 && p[i] != '\'') ? p[i] : '?';
     out[len] = 0;
 }
 
@@ -82,14 +86,16 @@ static void authenticated(gateway *gw, client *c, const cfg_agent *a) {
     login_admitted(gw, c);
 }
 
-int login_start(gateway *gw, client *c, const char *name, size_t name_len, const char *secret, size_t secret_len) {
+int login_start(gateway *gw, client *c, const char *name, size_t name_len, const char *secret,
+                size_t secret_len) {
     assert(!c->auth_pending);
     char shown[AGENT_LEN_MAX + 1];
     name_copy(shown, name, name_len);
     if (admit_auth_limited(&gw->adm, c->addr, gw->now_ms)) {
         gw->login.st.failures++;
         gw->login.st.limited++;
-        log_failure(gw, c->addr, c->port, shown, "too many failures from this address, refused without checking");
+        log_failure(gw, c->addr, c->port, shown,
+                    "too many failures from this address, refused without checking");
         return LOGIN_FAIL;
     }
     const cfg_agent *a = config_agent(&gw->cfg, name, name_len);
@@ -109,8 +115,10 @@ int login_start(gateway *gw, client *c, const char *name, size_t name_len, const
     j->client_gen = c->gen;
     j->addr = c->addr;
     j->fake = !a || secret_len == 0 || secret_len > SECRET_LEN_MAX;
-    if (a) j->h = *h;
-    else auth_fake_hash(gw->login.pepper, name, name_len, &j->h);
+    if (a)
+        j->h = *h;
+    else
+        auth_fake_hash(gw->login.pepper, name, name_len, &j->h);
     j->h.cached = false;
     memcpy(j->name, shown, sizeof j->name);
     /* A secret over the limit is refused whatever it is; the KDF still runs on its prefix. */
@@ -129,15 +137,18 @@ static void finish(gateway *gw, authq_job *j) {
     /* The agents may have been reloaded while the KDF ran: only the hash it checked counts. */
     if (a) {
         auth_hash *h = &gw->agent_auth[a - gw->cfg.agents];
-        if (sodium_memcmp(h->key, j->h.key, sizeof h->key) != 0 || sodium_memcmp(h->salt, j->h.salt, sizeof h->salt) != 0)
+        if (sodium_memcmp(h->key, j->h.key, sizeof h->key) != 0 ||
+            sodium_memcmp(h->salt, j->h.salt, sizeof h->salt) != 0)
             a = NULL;
-        else auth_remember(h, j->secret, j->secret_len);
+        else
+            auth_remember(h, j->secret, j->secret_len);
     }
     if (a) admit_auth_succeeded(&gw->adm, j->addr);
     client *c = server_client(gw, j->client_idx, j->client_gen);
     if (!a) {
         gw->login.st.failures++;
-        log_failure(gw, j->addr, c ? c->port : 0, j->name, c ? "invalid agent or secret" : "invalid agent or secret (client gone)");
+        log_failure(gw, j->addr, c ? c->port : 0, j->name,
+                    c ? "invalid agent or secret" : "invalid agent or secret (client gone)");
     }
     if (!c) return; /* closed while its AUTH was verified */
     assert(c->auth_pending);
@@ -188,7 +199,9 @@ void login_tick(gateway *gw) {
     admit_sweep(&gw->adm, gw->now_ms);
     login_state *l = &gw->login;
     if (l->log_suppressed && gw->now_ms - l->log_second_ms >= 1000) {
-        LOGW(gw, "auth failed: %llu more failures not logged one by one (stopgate_auth_failures_total counts all)",
+        LOGW(gw,
+             "auth failed: %llu more failures not logged one by one (stopgate_auth_failures_total "
+             "counts all)",
              (unsigned long long)l->log_suppressed);
         l->log_suppressed = 0;
         l->log_second_ms = gw->now_ms;
@@ -196,8 +209,8 @@ void login_tick(gateway *gw) {
     }
 }
 
-void login_fake_udp_hello(const gateway *gw, uint32_t agent_id, uint64_t *opslimit, uint64_t *memlimit,
-                          uint8_t salt[16]) {
+void login_fake_udp_hello(const gateway *gw, uint32_t agent_id, uint64_t *opslimit,
+                          uint64_t *memlimit, uint8_t salt[16]) {
     auth_hash h;
     auth_fake_udp_hash(gw->login.pepper, agent_id, &h);
     *opslimit = h.opslimit;

@@ -59,8 +59,8 @@ void login_close(struct gateway *gw);
 /* The agents changed (SIGHUP): new pepper. */
 void login_agents_changed(struct gateway *gw);
 /* AUTH name secret (also HELLO ... AUTH) from c. */
-int login_start(struct gateway *gw, struct client *c, const char *name, size_t name_len, const char *secret,
-                size_t secret_len);
+int login_start(struct gateway *gw, struct client *c, const char *name, size_t name_len,
+                const char *secret, size_t secret_len);
 /* The auth eventfd completed: answer the finished verifications. */
 void login_on_cqe(struct gateway *gw, int res);
 /* A new connection from addr: false when that address already holds its cap (refuse it). */
@@ -73,6 +73,6 @@ bool login_deadline_passed(struct gateway *gw, const struct client *c);
 /* About once a second: failure windows that ended, suppressed log lines. */
 void login_tick(struct gateway *gw);
 /* The UDP HELLO parameters shown for an agent id nobody has (deterministic, see auth.h). */
-void login_fake_udp_hello(const struct gateway *gw, uint32_t agent_id, uint64_t *opslimit, uint64_t *memlimit,
-                          uint8_t salt[16]);
+void login_fake_udp_hello(const struct gateway *gw, uint32_t agent_id, uint64_t *opslimit,
+                          uint64_t *memlimit, uint8_t salt[16]);
 #endif

@@ -125,12 +125,9 @@ static void test_failure_only_addresses_bounded(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conn_cap),
-        cmocka_unit_test(test_no_cap),
-        cmocka_unit_test(test_fail_window),
-        cmocka_unit_test(test_window_outlives_connection),
-        cmocka_unit_test(test_churn),
-        cmocka_unit_test(test_failure_only_addresses_bounded),
+        cmocka_unit_test(test_conn_cap),    cmocka_unit_test(test_no_cap),
+        cmocka_unit_test(test_fail_window), cmocka_unit_test(test_window_outlives_connection),
+        cmocka_unit_test(test_churn),       cmocka_unit_test(test_failure_only_addresses_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
