@@ -53,9 +53,10 @@
 
 /* Authentication. */
 #define SECRET_LEN_MAX 256 /* AUTH secrets and STOPGATE_DEV_SECRET; longer is refused */
-/* Argon2id runs on AUTH_WORKERS threads, never on the loop. Each holds 64 MiB while it hashes,
- * so the pool stays small; a wrong-AUTH flood queues at most AUTH_QUEUE_MAX verifications and
- * the next AUTH is answered ERR BUSY at once. */
+/* Argon2id runs on at most AUTH_WORKERS threads (one core is left to the loop: 1 thread on 2
+ * cores), never on the loop. Each holds 64 MiB while it hashes, so the pool stays small; a
+ * wrong-AUTH flood queues at most AUTH_QUEUE_MAX verifications and the next AUTH is answered
+ * ERR BUSY at once. */
 #define AUTH_WORKERS 2
 #define AUTH_QUEUE_MAX 64
 /* Unparsed input (and queued output before reading stops) of a connection that has not

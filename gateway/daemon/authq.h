@@ -1,6 +1,6 @@
 /*
- * authq: the Argon2id verifications of AUTH, off the event loop (issue 15). AUTH_WORKERS
- * threads take jobs from a queue of at most AUTH_QUEUE_MAX; a finished job goes to a done
+ * authq: the Argon2id verifications of AUTH, off the event loop (issue 15). Up to AUTH_WORKERS
+ * threads (authq_workers_for: one core is left to the loop) take jobs from a queue of at most AUTH_QUEUE_MAX; a finished job goes to a done
  * queue and the eventfd `efd` is written, which the loop reads through io_uring (as a plugin's
  * results come back) and then collects the jobs with authq_done().
  *
@@ -57,6 +57,9 @@ typedef struct authq {
     uint32_t nth;
 } authq;
 
+/* Workers started on a host with ncpu online CPUs: ncpu - 1 (one core stays the loop's),
+ * at least 1, at most AUTH_WORKERS. */
+uint32_t authq_workers_for(long ncpu);
 /* Start the workers. 0, or -1 with err. */
 int authq_init(authq *q, char *err, size_t errcap);
 /* A free job, or NULL when AUTH_QUEUE_MAX are queued or running (answer ERR BUSY). */
