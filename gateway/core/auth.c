@@ -45,20 +45,65 @@ int auth_parse(const char *stored, auth_hash *h) {
     return 0;
 }
 
-bool auth_verify(auth_hash *h, const char *secret, size_t len) {
+bool auth_cache_hit(const auth_hash *h, const char *secret, size_t len) {
     if (len == 0 || len > AUTH_SECRET_LEN_MAX) return false;
     uint8_t d[32];
     crypto_generichash(d, sizeof d, (const uint8_t *)secret, len, h->key, sizeof h->key);
-    if (h->cached && sodium_memcmp(d, h->cache, sizeof d) == 0) return true;
+    return h->cached && sodium_memcmp(d, h->cache, sizeof d) == 0;
+}
+
+bool auth_kdf_matches(const auth_hash *h, const char *secret, size_t len) {
+    if (len == 0 || len > AUTH_SECRET_LEN_MAX) return false;
     uint8_t key[AUTH_KEY_BYTES];
     if (derive(key, secret, len, h->salt, h->opslimit, h->memlimit) != 0) return false;
     bool ok = sodium_memcmp(key, h->key, sizeof key) == 0;
     sodium_memzero(key, sizeof key);
-    if (ok) {
-        memcpy(h->cache, d, sizeof d);
-        h->cached = true;
-    }
     return ok;
+}
+
+void auth_remember(auth_hash *h, const char *secret, size_t len) {
+    crypto_generichash(h->cache, sizeof h->cache, (const uint8_t *)secret, len, h->key, sizeof h->key);
+    h->cached = true;
+}
+
+bool auth_verify(auth_hash *h, const char *secret, size_t len) {
+    if (auth_cache_hit(h, secret, len)) return true;
+    if (!auth_kdf_matches(h, secret, len)) return false;
+    auth_remember(h, secret, len);
+    return true;
+}
+
+void auth_pepper(const auth_hash *agents, uint32_t n, uint8_t pepper[AUTH_KEY_BYTES]) {
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, AUTH_KEY_BYTES);
+    static const char tag[] = "stopgate-auth-pepper-v1";
+    crypto_generichash_update(&st, (const uint8_t *)tag, sizeof tag - 1);
+    for (uint32_t i = 0; i < n; i++) crypto_generichash_update(&st, agents[i].key, sizeof agents[i].key);
+    crypto_generichash_final(&st, pepper, AUTH_KEY_BYTES);
+}
+
+/* BLAKE2b(key = pepper, tag | name) into out. */
+static void pepper_mix(const uint8_t pepper[AUTH_KEY_BYTES], char tag, const char *name, size_t len, uint8_t *out,
+                       size_t outlen) {
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, pepper, AUTH_KEY_BYTES, outlen);
+    crypto_generichash_update(&st, (const uint8_t *)&tag, 1);
+    crypto_generichash_update(&st, (const uint8_t *)name, len);
+    crypto_generichash_final(&st, out, outlen);
+}
+
+void auth_fake_hash(const uint8_t pepper[AUTH_KEY_BYTES], const char *name, size_t len, auth_hash *out) {
+    memset(out, 0, sizeof *out);
+    out->opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    out->memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    pepper_mix(pepper, 's', name, len, out->salt, sizeof out->salt);
+    pepper_mix(pepper, 'k', name, len, out->key, sizeof out->key);
+}
+
+void auth_fake_udp_hash(const uint8_t pepper[AUTH_KEY_BYTES], uint32_t agent_id, auth_hash *out) {
+    char id[16];
+    int n = snprintf(id, sizeof id, "#%08x", agent_id);
+    auth_fake_hash(pepper, id, (size_t)n, out);
 }
 
 void auth_random_secret(char *out, size_t len) {

@@ -55,6 +55,10 @@ void config_defaults(config *c) {
     c->max_orders = 1024u * 1024;
     c->prefault = true;
     c->idle_timeout_s = 0;
+    c->auth_timeout_s = 5;
+    c->max_clients_per_address = 1000;
+    c->auth_fail_limit = 20;
+    c->auth_fail_window_s = 60;
     c->cascade_max_depth = 5;
     c->cascade_min_amount = 0;
     c->dpdk_port = 7380;
@@ -243,6 +247,18 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     } else if (!strcmp(k, "idle_timeout")) {
         RANGE(0, 86400 * 365);
         c->idle_timeout_s = (uint32_t)x;
+    } else if (!strcmp(k, "auth_timeout")) {
+        RANGE(0, 3600);
+        c->auth_timeout_s = (uint32_t)x;
+    } else if (!strcmp(k, "max_clients_per_address")) {
+        RANGE(0, CLIENTS_MAX_LIMIT);
+        c->max_clients_per_address = (uint32_t)x;
+    } else if (!strcmp(k, "auth_fail_limit")) {
+        RANGE(0, AUTH_FAIL_LIMIT_MAX);
+        c->auth_fail_limit = (uint32_t)x;
+    } else if (!strcmp(k, "auth_fail_window")) {
+        RANGE(1, 86400);
+        c->auth_fail_window_s = (uint32_t)x;
     } else if (!strcmp(k, "log_file")) {
         if (!copy_val(c->log_file, sizeof c->log_file, v)) return fail(p, "bad value for %s: '%s'", k, v);
     } else if (!strcmp(k, "plugin_dir")) {

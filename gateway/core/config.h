@@ -89,6 +89,10 @@ typedef struct config {
     uint32_t max_orders;
     uint32_t max_outbox; /* 0: OUTBOX_PER_ORDER x max_orders */
     uint32_t idle_timeout_s;
+    uint32_t auth_timeout_s;          /* a connection must AUTH within this (0 = no deadline) */
+    uint32_t max_clients_per_address; /* 0 = only max_clients */
+    uint32_t auth_fail_limit;         /* failed AUTHs per address per window (0 = no limiter) */
+    uint32_t auth_fail_window_s;
     bool prefault; /* make the order indexes resident at start */
     char log_file[4096];
     char plugin_dir[4096];

@@ -50,6 +50,9 @@
 /* Engine and metrics. */
 #define CASCADE_RETRY_MAX 4096       /* FUNDS_MOVED orders whose cascade waits for room */
 #define METRICS_BANKS_SHOWN_MAX 256  /* banks with their own series in /metrics; more are left out (truncated) */
+/* Listeners: how long start-up waits for a port still held by a killed predecessor. */
+#define LISTEN_BIND_RETRY_MS 5000
+#define LISTEN_BIND_RETRY_STEP_MS 10
 
 /* Journal (SPEC §7). */
 #define JOURNAL_BUF_BYTES (8 * 1024 * 1024) /* one group-commit batch, at most */
@@ -87,6 +90,20 @@
 
 /* Authentication. */
 #define SECRET_LEN_MAX 256 /* AUTH secrets and STOPGATE_DEV_SECRET; longer is refused */
+/* Argon2id runs on at most AUTH_WORKERS threads (one core is left to the loop: 1 thread on 2
+ * cores), never on the loop. Each holds 64 MiB while it hashes, so the pool stays small; a
+ * wrong-AUTH flood queues at most AUTH_QUEUE_MAX verifications and the next AUTH is answered
+ * ERR BUSY at once. */
+#define AUTH_WORKERS 2
+#define AUTH_QUEUE_MAX 64
+/* Unparsed input (and queued output before reading stops) of a connection that has not
+ * authenticated: room for the longest legal HELLO 3 AUTH <name> <secret> SETNAME <name>.
+ * Over it: ERR TOOBIG and close. AUTH raises the cap to CLIENT_QUERY_BYTES_MAX. */
+#define CLIENT_PREAUTH_BYTES_MAX 4096
+_Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_MAX,
+               "the pre-auth input cap must hold the longest HELLO AUTH");
+#define AUTH_FAIL_LIMIT_MAX 1000000 /* upper bound for [gateway] auth_fail_limit */
+#define AUTH_LOG_LINES_PER_S 5      /* failed-AUTH log lines per second; the rest are counted */
 
 /* Cluster: the etcd client (gateway/cluster/etcd.h, SPEC §10, docs/cluster.md). */
 #define ETCD_REQUEST_BYTES_MAX (1536 * 1024) /* etcd's --max-request-bytes default (1.5 MiB) */

@@ -740,16 +740,47 @@ static int cmd_list_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
-static bool do_auth(gateway *gw, client *c, const resp_arg *name, const resp_arg *secret) {
-    const cfg_agent *a = config_agent(&gw->cfg, name->p, name->len);
-    if (secret->len > SECRET_LEN_MAX) a = NULL; /* no stored secret is this long */
-    if (!a || !auth_verify(&gw->agent_auth[a - gw->cfg.agents], secret->p, secret->len)) {
-        LOGW(gw, "auth failed for agent '%.*s'", (int)(name->len > 32 ? 32 : name->len), name->p);
-        return false;
+static void hello_reply(gateway *gw, client *c) {
+    buf *b = &c->out;
+    resp_w_map(b, c->proto, 7);
+    resp_w_kv_str(b, "server", "stopgate");
+    resp_w_kv_str(b, "version", VERSION);
+    resp_w_kv_int(b, "proto", c->proto);
+    resp_w_kv_int(b, "id", c->idx);
+    resp_w_kv_str(b, "mode", "standalone");
+    resp_w_kv_str(b, "role", "master");
+    resp_w_str(b, "modules");
+    resp_w_array(b, 0);
+    ok(gw, c, 0);
+}
+
+void commands_auth_done(gateway *gw, client *c, bool granted) {
+    int proto = c->auth_hello_proto;
+    c->auth_hello_proto = 0;
+    if (!granted) {
+        reply_err(gw, c, "WRONGPASS", "invalid agent or secret");
+        return;
     }
-    c->agent = a;
-    c->perms = role_perms(a->role);
-    return true;
+    if (proto) {
+        c->proto = proto;
+        hello_reply(gw, c);
+        return;
+    }
+    resp_w_simple(&c->out, "OK");
+    ok(gw, c, 0);
+}
+
+/* AUTH, alone or inside HELLO (hello_proto != 0): answered now, or once a worker has run the
+ * KDF (login.h); until then the client's later commands wait. */
+static int auth_begin(gateway *gw, client *c, const resp_arg *name, const resp_arg *secret, int hello_proto) {
+    int rc = login_start(gw, c, name->p, name->len, secret->p, secret->len);
+    if (rc == LOGIN_BUSY) {
+        reply_err(gw, c, "ERR BUSY", "too many AUTHs being verified (%d); retry shortly", AUTH_QUEUE_MAX);
+        return 1;
+    }
+    c->auth_hello_proto = (uint8_t)hello_proto;
+    if (rc != LOGIN_PENDING) commands_auth_done(gw, c, rc == LOGIN_OK);
+    return 1;
 }
 
 static int cmd_auth(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
@@ -758,13 +789,7 @@ static int cmd_auth(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         reply_err(gw, c, "ERR SYNTAX", "AUTH <agent> <secret>");
         return 1;
     }
-    if (!do_auth(gw, c, &cmd->argv[1], &cmd->argv[2])) {
-        reply_err(gw, c, "WRONGPASS", "invalid agent or secret");
-        return 1;
-    }
-    resp_w_simple(&c->out, "OK");
-    ok(gw, c, 0);
-    return 1;
+    return auth_begin(gw, c, &cmd->argv[1], &cmd->argv[2], 0);
 }
 
 static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
@@ -780,12 +805,11 @@ static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         proto = (int)v;
         i = 2;
     }
+    const resp_arg *name = NULL, *secret = NULL;
     for (; i < cmd->argc; i++) {
-        if (resp_arg_is(&cmd->argv[i], "AUTH") && i + 2 < cmd->argc) {
-            if (!do_auth(gw, c, &cmd->argv[i + 1], &cmd->argv[i + 2])) {
-                reply_err(gw, c, "WRONGPASS", "invalid agent or secret");
-                return 1;
-            }
+        if (resp_arg_is(&cmd->argv[i], "AUTH") && i + 2 < cmd->argc && !name) {
+            name = &cmd->argv[i + 1];
+            secret = &cmd->argv[i + 2];
             i += 2;
         } else if (resp_arg_is(&cmd->argv[i], "SETNAME") && i + 1 < cmd->argc) {
             i += 1;
@@ -794,18 +818,9 @@ static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
             return 1;
         }
     }
+    if (name) return auth_begin(gw, c, name, secret, proto);
     c->proto = proto;
-    buf *b = &c->out;
-    resp_w_map(b, c->proto, 7);
-    resp_w_kv_str(b, "server", "stopgate");
-    resp_w_kv_str(b, "version", VERSION);
-    resp_w_kv_int(b, "proto", c->proto);
-    resp_w_kv_int(b, "id", c->idx);
-    resp_w_kv_str(b, "mode", "standalone");
-    resp_w_kv_str(b, "role", "master");
-    resp_w_str(b, "modules");
-    resp_w_array(b, 0);
-    ok(gw, c, 0);
+    hello_reply(gw, c);
     return 1;
 }
 
@@ -907,6 +922,9 @@ int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
                 reply_err(gw, c, "NOAUTH", "authentication required (AUTH <agent> <secret>)");
                 return 1;
             }
+            /* A screening client the config lets in without AUTH: no AUTH deadline, full input
+             * buffer from its first CHECK on (docs/operations.md "Admission"). */
+            if (!c->agent && !c->admitted) login_admitted(gw, c);
             if (c->agent && !(c->perms & d->perm)) {
                 reply_err(gw, c, "NOPERM", "agent %s (role %s) may not run %s", c->agent->name,
                           role_name(c->agent->role), d->name);

@@ -67,6 +67,7 @@ static dp_snap *build_snap(gateway *gw) {
     dp_snap *s = calloc(1, sizeof *s + (size_t)n * sizeof(dp_agent));
     if (!s) return NULL;
     s->auto_stop_mask = gw->ls.auto_stop_mask;
+    memcpy(s->pepper, gw->login.pepper, sizeof s->pepper);
     s->n = n;
     for (uint32_t i = 0; i < n; i++) {
         dp_agent *a = &s->v[i];

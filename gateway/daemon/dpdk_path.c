@@ -499,14 +499,23 @@ static void on_frame(dp_ctx *c, struct rte_mbuf *m, const struct rte_ether_addr 
         why = UDP_DROP_MALFORMED;
         goto dropped;
     }
-    if (!(ag = find_agent(c->snap, h.agent_id))) {
-        why = UDP_DROP_UNKNOWN_AGENT;
-        goto dropped;
-    }
     /* The reply goes where dp_send_udp() puts a datagram's payload in this mbuf, written
      * straight there (no copy) when it answers messages. */
     uint8_t *out = (uint8_t *)m->buf_addr + RTE_PKTMBUF_HEADROOM + HDRS_LEN;
     size_t cap = (size_t)m->buf_len - RTE_PKTMBUF_HEADROOM - HDRS_LEN;
+    if (!(ag = find_agent(c->snap, h.agent_id))) {
+        if (!udp_frame_is_hello(d, len, &h)) {
+            why = UDP_DROP_UNKNOWN_AGENT;
+            goto dropped;
+        }
+        /* Answered like a known agent's, with a stable fake salt (docs/protocol.md). */
+        auth_hash fh;
+        auth_fake_udp_hash(c->snap->pepper, h.agent_id, &fh);
+        n = udp_hello_reply(c->scratch, sizeof c->scratch, &h, c->epoch, fh.opslimit, fh.memlimit, fh.salt);
+        dp_count(c, DP_C_HELLOS, 1);
+        out = c->scratch;
+        goto reply;
+    }
     switch (udp_frame_auth(d, len, &h, &ag->mac, &ag->replay, c->epoch)) {
     case UDP_AUTH_BAD_MAC: why = UDP_DROP_BAD_MAC; goto dropped;
     case UDP_AUTH_REPLAY: why = UDP_DROP_REPLAY; goto dropped;
@@ -534,6 +543,7 @@ static void on_frame(dp_ctx *c, struct rte_mbuf *m, const struct rte_ether_addr 
         }
         break;
     }
+reply:
     if (n == 0) { /* cannot happen: a reply is never larger than its request allows */
         why = UDP_DROP_NO_BUFFER;
         goto dropped;

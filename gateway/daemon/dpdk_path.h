@@ -94,6 +94,7 @@ typedef struct dp_agent {
  * SIGHUP, handed over with an atomic pointer exchange. */
 typedef struct dp_snap {
     uint64_t auto_stop_mask;
+    uint8_t pepper[32]; /* the gateway's login pepper: HELLOs for unknown ids (auth.h) */
     uint32_t n;
     dp_agent v[]; /* sorted by id */
 } dp_snap;

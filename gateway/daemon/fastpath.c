@@ -50,17 +50,19 @@ void udp_mac_sign(const udp_mac *m, uint8_t *d, size_t len) {
     mac_of(m, d, len - SG_FRAME_MAC_BYTES, d + len - SG_FRAME_MAC_BYTES);
 }
 
+bool udp_frame_is_hello(const uint8_t *d, size_t len, const sg_frame_hdr *h) {
+    if (h->count != 1) return false;
+    sg_frame_reader rd;
+    sg_msg m;
+    sg_frame_read_begin(&rd, d, len, h);
+    return sg_frame_next_msg(&rd, &m) == 1 && m.type == SG_MSG_HELLO;
+}
+
 int udp_frame_auth(const uint8_t *d, size_t len, const sg_frame_hdr *h, const udp_mac *mac, sg_replay *replay,
                    uint32_t epoch) {
     /* HELLO: unauthenticated by nature (the client has no key yet); it learns only what
      * stopctl hash-secret already made public in spirit: salt and Argon2 limits. */
-    bool hello = false;
-    if (h->count == 1) {
-        sg_frame_reader rd;
-        sg_msg m;
-        sg_frame_read_begin(&rd, d, len, h);
-        hello = sg_frame_next_msg(&rd, &m) == 1 && m.type == SG_MSG_HELLO;
-    }
+    bool hello = udp_frame_is_hello(d, len, h);
     if (!hello && !udp_mac_verify(mac, d, len)) return UDP_AUTH_BAD_MAC;
     if (hello) return UDP_AUTH_HELLO;
     /* Signed for an earlier run of the gateway (or the other transport): re-HELLO. */

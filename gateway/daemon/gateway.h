@@ -17,13 +17,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "admit.h"
 #include "auth.h"
+#include "authq.h"
 #include "buf.h"
 #include "config.h"
 #include "durview.h"
 #include "journal.h"
 #include "lists_table.h"
 #include "htab.h"
+#include "login.h"
 #include "orders.h"
 #include "resp.h"
 #include "tls.h"
@@ -71,6 +74,13 @@ typedef struct client {
     bool input_held;       /* process_input stopped for output room with commands unread */
     tls_conn *tls;         /* NULL: plain TCP (tls.h) */
     uint64_t tls_taken_abs; /* TLS: output up to here is encrypted (out_base <= it <= sendable_abs) */
+    /* Admission (login.h): */
+    uint32_t addr;           /* peer IPv4 address, network order (0 when unknown) */
+    uint16_t port;           /* peer port, host order, for the log */
+    bool admitted;           /* authenticated, or an allowed anonymous CHECK */
+    bool auth_pending;       /* an AUTH is being verified: the pipeline waits for it */
+    uint8_t auth_hello_proto; /* that AUTH came with HELLO <proto> (0: plain AUTH) */
+    int64_t auth_deadline_ms; /* not admitted by then: closed (0 = no deadline) */
 } client;
 
 typedef struct server {
@@ -277,6 +287,9 @@ typedef struct gateway {
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
     uint32_t cascade_retry_len;
     auth_hash *agent_auth; /* parallel to cfg.agents */
+    admit adm;             /* per-address connections and failed AUTHs (login.c) */
+    authq aq;              /* Argon2id off the loop (login.c) */
+    login_state login;
     int phase;
     bool stop_requested, reload_requested;
     int signal_fd;
@@ -303,14 +316,21 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
  * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
 void server_on_journal_failed(gateway *gw);
 void server_kick_all(gateway *gw);
-/* Close clients idle longer than [gateway] idle_timeout (0 = never); sweeps once a second. */
+/* Close clients idle longer than [gateway] idle_timeout (0 = never), and those not admitted by
+ * their AUTH deadline; sweeps once a second. */
 void server_reap_idle(gateway *gw);
 /* Close TLS clients whose handshake is past TLS_HANDSHAKE_MS_MAX; sweeps once a second. */
 void server_reap_tls(gateway *gw);
+/* The live client at idx with generation gen, or NULL (it closed meanwhile). */
+client *server_client(gateway *gw, uint32_t idx, uint32_t gen);
+/* c's AUTH was answered: go on with its pipeline. */
+void server_resume(gateway *gw, client *c);
 
 /* commands.c: handle one parsed command. Returns 1 when handled, 0 when it must wait for
  * journal room (nothing was written; call again later with the same command). */
 int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_recv_ns);
+/* The answer to c's AUTH (or HELLO ... AUTH) once verified: the reply it waited for. */
+void commands_auth_done(gateway *gw, client *c, bool ok);
 
 /* engine.c */
 typedef struct order_req {
@@ -402,6 +422,8 @@ enum udp_auth { UDP_AUTH_OK, UDP_AUTH_HELLO, UDP_AUTH_EPOCH, UDP_AUTH_BAD_MAC, U
 /* Size, magic, version, length, count, not a reply: 0, or -1 (malformed). */
 int udp_frame_header(const uint8_t *dgram, size_t len, sg_frame_hdr *h);
 udp_agent *udp_agent_find(udp_agent *v, uint32_t n, uint32_t id);
+/* A datagram that is one HELLO message (answered for any agent id, known or not). */
+bool udp_frame_is_hello(const uint8_t *dgram, size_t len, const sg_frame_hdr *h);
 /* HELLO (no MAC needed), else MAC, epoch, then the replay window (updated when new). */
 int udp_frame_auth(const uint8_t *dgram, size_t len, const sg_frame_hdr *h, const udp_mac *mac, sg_replay *replay,
                    uint32_t epoch);

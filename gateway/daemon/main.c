@@ -154,6 +154,7 @@ static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     case UD_UDP_RECV:
     case UD_UDP_SEND: udp_on_cqe(gw, kind, ud_idx(ud), cqe->res); break;
     case UD_DPDK: dpdk_on_cqe(gw, cqe->res); break;
+    case UD_AUTH: login_on_cqe(gw, cqe->res); break;
     default: break;
     }
 }
@@ -336,6 +337,10 @@ int main(int argc, char **argv) {
     }
     journal_attach(&gw->j, &gw->ring, on_durable, gw);
     engine_finish_cascades(gw);
+    if (login_init(gw, err, sizeof err) != 0) {
+        LOGE(gw, "auth: %s", err);
+        return 1;
+    }
     if (server_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "listen: %s", err);
         return 1;
@@ -372,6 +377,7 @@ int main(int argc, char **argv) {
     }
     LOGI(gw, "stopped: durable lsn %llu, %u orders", (unsigned long long)gw->j.durable_lsn, gw->o.n);
     router_shutdown(gw);
+    login_close(gw);
     udp_close(gw);
     dpdk_stop(gw);
     lists_close(gw);

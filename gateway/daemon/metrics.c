@@ -95,6 +95,16 @@ static void render(gateway *gw, buf *b) {
     buf_printf(b, "# HELP stopgate_tls_handshake_failures_total TLS handshakes refused, failed or timed out.\n");
     w_metric(b, "counter", "stopgate_tls_handshake_failures_total", gw->tls.handshake_failures);
     w_metric(b, "gauge", "stopgate_tls_clients", gw->tls.clients);
+    const login_stats *ls_ = &gw->login.st;
+    buf_printf(b, "# HELP stopgate_auth_failures_total AUTHs refused (wrong secret, unknown agent, rate-limited).\n");
+    w_metric(b, "counter", "stopgate_auth_failures_total", ls_->failures);
+    buf_printf(b, "# HELP stopgate_auth_rate_limited_total AUTHs refused at once: the address is over auth_fail_limit.\n");
+    w_metric(b, "counter", "stopgate_auth_rate_limited_total", ls_->limited);
+    w_metric(b, "counter", "stopgate_auth_busy_total", ls_->busy);
+    w_metric(b, "gauge", "stopgate_auth_queue", authq_busy(&gw->aq));
+    w_metric(b, "counter", "stopgate_connections_auth_deadline_closed_total", ls_->deadline_closed);
+    w_metric(b, "counter", "stopgate_connections_address_refused_total", ls_->addr_refused);
+    w_metric(b, "counter", "stopgate_connections_preauth_toobig_total", ls_->preauth_toobig);
     w_metric(b, "counter", "stopgate_checks_total", m->checks);
     w_metric(b, "counter", "stopgate_check_hits_total", m->check_hits);
     const udp_state *u = &gw->udp;

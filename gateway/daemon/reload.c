@@ -313,6 +313,7 @@ int gateway_reload(gateway *gw, char *err, size_t errcap) {
     if (nc->nagents) {
         reload_agents(gw, nc, auth);
         auth = NULL;
+        login_agents_changed(gw); /* fake hashes follow the agents' keys */
     } else {
         LOGW(gw, "reload: the file declares no agents; keeping the current ones");
     }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -34,6 +35,24 @@ static client *client_at(gateway *gw, uint32_t idx, uint32_t gen) {
     return (c->in_use && (c->gen & 0xffffffu) == gen) ? c : NULL;
 }
 
+client *server_client(gateway *gw, uint32_t idx, uint32_t gen) { return client_at(gw, idx, gen); }
+
+/* bind(), retried on EADDRINUSE for up to LISTEN_BIND_RETRY_MS (issue 15 item 11). After a
+ * kill -9 the kernel tears the dead process's io_uring down asynchronously: its listening
+ * sockets, still referenced by their multishot accepts, outlive the process by milliseconds
+ * (longer on a busy host), and SO_REUSEADDR does not let a new socket bind beside a listening
+ * one. SO_REUSEPORT would, but it would also let a second gateway share the port and split the
+ * traffic silently, so it is not used: waiting is. A port another live process holds still
+ * fails, once the wait is over. */
+static int bind_retrying(int fd, const struct sockaddr_in *sa) {
+    for (int waited_ms = 0;; waited_ms += LISTEN_BIND_RETRY_STEP_MS) {
+        if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) == 0) return 0;
+        if (errno != EADDRINUSE || waited_ms >= LISTEN_BIND_RETRY_MS) return -1;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = LISTEN_BIND_RETRY_STEP_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
 int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(a->port)};
@@ -46,9 +65,14 @@ int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap) 
         snprintf(err, errcap, "socket: %s", strerror(errno));
         return -1;
     }
+    /* TIME_WAIT leftovers of a previous run must not block the port. */
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || (type == SOCK_STREAM && listen(fd, 4096) != 0)) {
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+        snprintf(err, errcap, "SO_REUSEADDR: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (bind_retrying(fd, &sa) != 0 || (type == SOCK_STREAM && listen(fd, 4096) != 0)) {
         snprintf(err, errcap, "%s:%u: %s", a->host, a->port, strerror(errno));
         close(fd);
         return -1;
@@ -98,24 +122,43 @@ static void arm_send_tls(gateway *gw, client *c);
 static bool tls_flushed(gateway *gw, client *c);
 static int on_recv_tls(gateway *gw, client *c, size_t n);
 
+/* Input that cannot be held: one command larger than the query buffer (before AUTH, the
+ * small pre-auth cap). Nothing sane can follow: answer and close. */
+static void input_toobig(gateway *gw, client *c) {
+    if (c->admitted) {
+        resp_w_error(&c->out, "ERR TOOBIG", "request exceeds the %d-byte query buffer", CLIENT_QUERY_BYTES_MAX);
+    } else {
+        gw->login.st.preauth_toobig++;
+        resp_w_error(&c->out, "ERR TOOBIG", "request exceeds the %d bytes allowed before AUTH",
+                     CLIENT_PREAUTH_BYTES_MAX);
+    }
+    server_reply_done(gw, c, 0, 0);
+    c->close_after_flush = true;
+}
+
 static void arm_recv(gateway *gw, client *c) {
     if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
-    if (c->out.len > OUT_SOFT_LIMIT) return; /* resumes when the output drains */
+    /* Resumes when the output drains; before AUTH the output may not grow past the input cap. */
+    if (c->out.len > (c->admitted ? OUT_SOFT_LIMIT : CLIENT_PREAUTH_BYTES_MAX)) return;
     if (c->tls) {
         arm_recv_tls(gw, c);
         return;
     }
     /* Idle clients are most clients: start with a small receive and go to full chunks once
      * a receive fills what it was given (10,000 idle connections: ~1 KiB each, not 64). */
-    if (buf_reserve(&c->in, c->recv_grown ? CLIENT_RECV_CHUNK : CLIENT_RECV_FIRST) != 0) {
-        /* A single command larger than the query limit: nothing sane can follow. */
-        resp_w_error(&c->out, "ERR TOOBIG", "request exceeds the %d-byte query buffer", CLIENT_QUERY_BYTES_MAX);
-        server_reply_done(gw, c, 0, 0);
-        c->close_after_flush = true;
+    size_t want = c->recv_grown ? CLIENT_RECV_CHUNK : CLIENT_RECV_FIRST;
+    size_t room = c->in.cap_max - c->in.len;
+    if (want > room) want = room; /* the last receive before the cap fills it exactly */
+    /* While its AUTH is verified the client's commands wait (login.h), but a receive stays
+     * armed while there is room, so a client that goes away is seen and its KDF cancelled. */
+    if (want == 0 && c->auth_pending) return;
+    if (want == 0 || buf_reserve(&c->in, want) != 0) {
+        input_toobig(gw, c);
         return;
     }
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     c->recv_asked = (uint32_t)(c->in.cap - c->in.len);
+    assert(c->in.len + c->recv_asked <= c->in.cap_max);
     io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, c->recv_asked, 0);
     io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, c->gen, c->idx));
     c->recv_inflight = true;
@@ -140,6 +183,7 @@ static void arm_send(gateway *gw, client *c) {
 
 static void client_release(gateway *gw, client *c) {
     lists_client_gone(gw, c);
+    login_conn_closed(gw, c);
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_close(sqe, c->fd);
     io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
@@ -263,7 +307,7 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
 static void process_input(gateway *gw, client *c) {
     size_t off = 0;
     c->input_held = false;
-    while (!c->closing && !c->close_after_flush) {
+    while (!c->closing && !c->close_after_flush && !c->auth_pending) {
         if (c->skipping) {
             int done;
             long used = resp_skip_feed(&c->skip, (char *)c->in.data + off, c->in.len - off, &done);
@@ -341,6 +385,36 @@ static void after_io(gateway *gw, client *c) {
     }
 }
 
+/* Refuse a just accepted connection: one static line, then close (linked, no state kept). */
+static void refuse_conn(gateway *gw, int fd, const char *msg, size_t len) {
+    gw->m.connections_rejected++;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_send(sqe, fd, msg, len, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+    sqe = ring_sqe(&gw->ring);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+}
+
+/* The peer's address (one syscall per connection, not per request); 0 when unknown. */
+static void peer_of(int fd, uint32_t *addr, uint16_t *port) {
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    *addr = 0;
+    *port = 0;
+    if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0 && sa.sin_family == AF_INET) {
+        *addr = sa.sin_addr.s_addr;
+        *port = ntohs(sa.sin_port);
+    }
+}
+
+/* A new client starts unadmitted: small input cap, AUTH deadline (login.h). */
+static void admission_start(gateway *gw, client *c) {
+    buf_init(&c->in, CLIENT_PREAUTH_BYTES_MAX);
+    if (gw->cfg.auth_timeout_s) c->auth_deadline_ms = gw->now_ms + (int64_t)gw->cfg.auth_timeout_s * 1000;
+}
+
 static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
     if (!(flags & IORING_CQE_F_MORE) && gw->srv.accepting)
         arm_accept_on(gw, which == ACCEPT_TLS ? gw->srv.tls_listen_fd : gw->srv.listen_fd, which);
@@ -360,14 +434,16 @@ static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
     }
     if (!gw->srv.accepting || gw->srv.nfree == 0) {
         static const char msg[] = "-ERR BUSY max number of clients reached\r\n";
-        gw->m.connections_rejected++;
-        struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-        io_uring_prep_send(sqe, res, msg, sizeof msg - 1, MSG_NOSIGNAL);
-        sqe->flags |= IOSQE_IO_LINK;
-        io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
-        sqe = ring_sqe(&gw->ring);
-        io_uring_prep_close(sqe, res);
-        io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+        refuse_conn(gw, res, msg, sizeof msg - 1);
+        return;
+    }
+    uint32_t addr;
+    uint16_t port;
+    peer_of(res, &addr, &port);
+    if (!login_conn_open(gw, addr)) {
+        static const char msg[] = "-ERR BUSY too many connections from your address (max_clients_per_address)\r\n";
+        if (tc) tls_conn_free(&gw->tls, tc);
+        refuse_conn(gw, res, msg, sizeof msg - 1);
         return;
     }
     int one = 1;
@@ -384,7 +460,9 @@ static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
     c->marks_cap = CLIENT_REPLY_MARKS_MAX;
     c->proto = 2;
     c->tls = tc;
-    buf_init(&c->in, CLIENT_QUERY_BYTES_MAX);
+    c->addr = addr;
+    c->port = port;
+    admission_start(gw, c);
     buf_init(&c->out, CLIENT_OUTPUT_BYTES_MAX);
     c->last_active_ms = gw->now_ms;
     gw->srv.count++;
@@ -505,6 +583,11 @@ void server_on_journal_failed(gateway *gw) {
     server_on_durable(gw, gw->j.durable_lsn);
 }
 
+void server_resume(gateway *gw, client *c) {
+    if (!c->closing && !c->blocked) process_input(gw, c);
+    after_io(gw, c);
+}
+
 void server_kick_all(gateway *gw) {
     for (uint32_t i = 0; i < gw->srv.max; i++) {
         client *c = &gw->srv.clients[i];
@@ -539,13 +622,23 @@ bool server_drained(gateway *gw) {
 
 void server_reap_idle(gateway *gw) {
     uint32_t limit_s = gw->cfg.idle_timeout_s;
-    if (limit_s == 0 || gw->now_ms < gw->srv.next_reap_ms) return;
+    if (gw->now_ms < gw->srv.next_reap_ms) return;
     gw->srv.next_reap_ms = gw->now_ms + 1000;
-    int64_t cutoff = gw->now_ms - (int64_t)limit_s * 1000;
+    login_tick(gw);
+    if (limit_s == 0 && gw->cfg.auth_timeout_s == 0) return;
+    int64_t cutoff = limit_s ? gw->now_ms - (int64_t)limit_s * 1000 : INT64_MIN;
     for (uint32_t i = 0; i < gw->srv.max; i++) {
         client *c = &gw->srv.clients[i];
+        if (!c->in_use || c->closing) continue;
+        /* Bytes do not buy time before AUTH (slowloris): only the deadline counts. An AUTH
+         * being verified is the gateway's delay, not the client's: its answer decides. */
+        if (login_deadline_passed(gw, c) && !c->auth_pending) {
+            gw->login.st.deadline_closed++;
+            client_close(gw, c);
+            continue;
+        }
         /* A client still owed a durable reply is not idle: it is waiting on us. */
-        if (!c->in_use || c->closing || marks_pending(c) || c->blocked) continue;
+        if (marks_pending(c) || c->blocked) continue;
         if (c->last_active_ms >= cutoff) continue;
         gw->m.idle_closed++;
         client_close(gw, c);

@@ -259,6 +259,22 @@ size_t udp_answer(gateway *gw, const cfg_agent *agent, const uint8_t key[SG_FRAM
     return sg_frame_finish(&w, key);
 }
 
+/* A HELLO for an agent id nobody has is answered like one for a real agent, with a fake salt
+ * that stays the same for that id (login.h): HELLO does not tell which names exist. */
+static void hello_unknown(gateway *gw, const udp_slot *s, const sg_frame_hdr *h) {
+    udp_state *u = &gw->udp;
+    uint32_t ti = u->tx_free[--u->ntx_free];
+    udp_tx_slot *t = &u->tx[ti];
+    t->peer = s->peer;
+    t->lsn = 0;
+    uint64_t ops, mem;
+    uint8_t salt[AUTH_SALT_BYTES];
+    login_fake_udp_hello(gw, h->agent_id, &ops, &mem, salt);
+    t->len = (uint32_t)udp_hello_reply(t->buf, sizeof t->buf, h, u->epoch, ops, mem, salt);
+    u->hellos++;
+    send_slot(gw, ti);
+}
+
 static void handle(gateway *gw, udp_slot *s, size_t len) {
     udp_state *u = &gw->udp;
     u->rx_frames++;
@@ -268,12 +284,17 @@ static void handle(gateway *gw, udp_slot *s, size_t len) {
         return;
     }
     udp_agent *ag = udp_agent_find(u->agents, u->nagents, h.agent_id);
-    if (!ag) {
+    bool hello = !ag && udp_frame_is_hello(s->buf, len, &h);
+    if (!ag && !hello) {
         drop(gw, UDP_DROP_UNKNOWN_AGENT);
         return;
     }
     if (u->ntx_free == 0) {
         drop(gw, UDP_DROP_NO_BUFFER);
+        return;
+    }
+    if (hello) {
+        hello_unknown(gw, s, &h);
         return;
     }
     int auth = udp_frame_auth(s->buf, len, &h, &ag->mac, &ag->replay, u->epoch);

@@ -151,11 +151,47 @@ static void test_random_secret(void **state) {
     assert_int_equal(one[0], 0);
 }
 
+/* The halves of auth_verify a threaded caller uses, and the fake hash of an unknown name:
+ * deterministic per (pepper, name), different across names and peppers, the default limits. */
+static void test_split_and_fake(void **state) {
+    (void)state;
+    char stored[256];
+    cheap_hash("s3cret", stored, sizeof stored);
+    auth_hash h;
+    assert_int_equal(auth_parse(stored, &h), 0);
+    assert_false(auth_cache_hit(&h, "s3cret", 6));
+    assert_false(auth_kdf_matches(&h, "s3cre", 5));
+    assert_true(auth_kdf_matches(&h, "s3cret", 6));
+    assert_false(h.cached); /* the KDF half never writes */
+    auth_remember(&h, "s3cret", 6);
+    assert_true(auth_cache_hit(&h, "s3cret", 6));
+    assert_false(auth_cache_hit(&h, "s3creT", 6));
+
+    uint8_t pep[AUTH_KEY_BYTES], pep2[AUTH_KEY_BYTES];
+    auth_pepper(&h, 1, pep);
+    auth_hash h2 = h;
+    h2.key[0] ^= 1;
+    auth_pepper(&h2, 1, pep2);
+    assert_memory_not_equal(pep, pep2, sizeof pep);
+    auth_hash f1, f2, f3, f4;
+    auth_fake_hash(pep, "nobody", 6, &f1);
+    auth_fake_hash(pep, "nobody", 6, &f2);
+    auth_fake_hash(pep, "nobodz", 6, &f3);
+    auth_fake_hash(pep2, "nobody", 6, &f4);
+    assert_memory_equal(f1.salt, f2.salt, sizeof f1.salt);
+    assert_memory_equal(f1.key, f2.key, sizeof f1.key);
+    assert_memory_not_equal(f1.salt, f3.salt, sizeof f1.salt);
+    assert_memory_not_equal(f1.salt, f4.salt, sizeof f1.salt);
+    assert_int_equal(f1.opslimit, crypto_pwhash_OPSLIMIT_INTERACTIVE);
+    assert_int_equal(f1.memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash_then_verify), cmocka_unit_test(test_verify_cheap),
         cmocka_unit_test(test_verify_bounds),    cmocka_unit_test(test_hash_secret_bad_input),
         cmocka_unit_test(test_parse_malformed),  cmocka_unit_test(test_random_secret),
+        cmocka_unit_test(test_split_and_fake),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -81,6 +81,10 @@ static void test_defaults(void **state) {
     assert_int_equal(g_c->max_orders, 1048576);
     assert_true(g_c->prefault);
     assert_int_equal(g_c->idle_timeout_s, 0);
+    assert_int_equal(g_c->auth_timeout_s, 5);
+    assert_int_equal(g_c->max_clients_per_address, 1000);
+    assert_int_equal(g_c->auth_fail_limit, 20);
+    assert_int_equal(g_c->auth_fail_window_s, 60);
     assert_string_equal(g_c->log_file, "");
     assert_string_equal(g_c->plugin_dir, "");
     assert_int_equal(g_c->cascade_max_depth, 5);
@@ -121,6 +125,10 @@ static const char k_full[] =
     "max_orders = 1024\n"
     "prefault = no\n"
     "idle_timeout = 30\n"
+    "auth_timeout = 0\n"
+    "max_clients_per_address = 7\n"
+    "auth_fail_limit = 0\n"
+    "auth_fail_window = 9\n"
     "log_file = /tmp/stopgate.log\n"
     "plugin_dir = /opt/stopgate/plugins\n"
     "\n"
@@ -196,6 +204,10 @@ static void test_every_key(void **state) {
     assert_int_equal(c->max_orders, 1024);
     assert_false(c->prefault);
     assert_int_equal(c->idle_timeout_s, 30);
+    assert_int_equal(c->auth_timeout_s, 0);
+    assert_int_equal(c->max_clients_per_address, 7);
+    assert_int_equal(c->auth_fail_limit, 0);
+    assert_int_equal(c->auth_fail_window_s, 9);
     assert_string_equal(c->log_file, "/tmp/stopgate.log");
     assert_string_equal(c->plugin_dir, "/opt/stopgate/plugins");
     assert_int_equal(c->cascade_max_depth, 2);
@@ -317,6 +329,10 @@ static const bad_case k_bad[] = {
     {"[gateway]\nmax_orders = 67108865\n", 2, "max_orders"},
     {"[gateway]\nprefault = maybe\n", 2, "prefault"},
     {"[gateway]\nidle_timeout = -1\n", 2, "idle_timeout"},
+    {"[gateway]\nauth_timeout = 3601\n", 2, "auth_timeout"},
+    {"[gateway]\nmax_clients_per_address = -1\n", 2, "max_clients_per_address"},
+    {"[gateway]\nauth_fail_limit = x\n", 2, "auth_fail_limit"},
+    {"[gateway]\nauth_fail_window = 0\n", 2, "auth_fail_window"},
     {"[gateway]\nbank_deadline_ms = abc\n", 2, "bank_deadline_ms"},
     {"[gateway]\njournal_dir =\n", 2, "journal_dir"},
     {"[cascade]\nmax_depth = 65\n", 2, "max_depth"},
