@@ -104,7 +104,7 @@ class ReplyOverOutputLimit(GatewayCase):
             r = c.call("CASE", case)
             if isinstance(r, RespError):
                 self.assertErr(r, "ERR TOOBIG")
-                self.assertIn("output limit", r.line)
+                self.assertIn("output buffer", r.line)
             else:  # streamed: then it is all there
                 self.assertEqual(len(todict(r)["orders"]), self.N)
             # The connection was not cut and is in step: the next replies are the next commands'.
