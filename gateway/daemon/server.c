@@ -138,6 +138,9 @@ static void input_toobig(gateway *gw, client *c) {
 
 static void arm_recv(gateway *gw, client *c) {
     if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
+    /* A pipeline behind an AUTH being verified waits in the socket, not in the small pre-auth
+     * buffer: reading resumes with the AUTH's answer (server_resume). */
+    if (c->auth_pending) return;
     /* Resumes when the output drains; before AUTH the output may not grow past the input cap. */
     if (c->out.len > (c->admitted ? OUT_SOFT_LIMIT : CLIENT_PREAUTH_BYTES_MAX)) return;
     if (c->tls) {

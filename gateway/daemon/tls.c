@@ -187,7 +187,10 @@ static int handshake(tls_server *t, tls_conn *tc) {
  * byte: TLS_TOOBIG only when plaintext is still waiting and in is full). */
 static int decrypt(tls_conn *tc, buf *in) {
     for (;;) {
-        if (buf_reserve(in, TLS_PLAIN_CHUNK) != 0 && buf_reserve(in, 1) != 0) {
+        /* Ask only for what the cap allows: a refused reserve sticks (buf.h). */
+        size_t left = in->cap_max > in->len ? in->cap_max - in->len : 0;
+        size_t want = left < TLS_PLAIN_CHUNK ? left : TLS_PLAIN_CHUNK;
+        if (want == 0 || buf_reserve(in, want) != 0) {
             bool waiting = SSL_pending(tc->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(tc->ssl)) > 0;
             return waiting ? TLS_TOOBIG : TLS_OK;
         }
