@@ -244,8 +244,10 @@ int main(int argc, char **argv) {
                 struct timespec ts = {0, 100 * 1000000L};
                 nanosleep(&ts, NULL);
             }
+            /* A refused read (-LOADING) has not read our pending entries: keep the pass. */
+            bool read_ok = r->type != REDIS_REPLY_ERROR;
             freeReplyObject(r);
-            if (pending && got == 0) pending = false;
+            if (pending && got == 0 && read_ok) pending = false;
         }
         if (c->err && !stop_flag) LOG("WARN  connection to redis lost (%s); reconnecting", c->errstr);
         up = false;

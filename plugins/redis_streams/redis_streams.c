@@ -556,9 +556,12 @@ static void *reader_main(void *arg) {
             } else {
                 backoff = RS_BACKOFF_MIN_MS;
             }
+            /* A refused read (-LOADING after a restart) has not read our pending entries yet:
+             * the pass ends only with a successful read that found none. */
+            bool read_ok = r->type != REDIS_REPLY_ERROR;
             freeReplyObject(r);
             if (got) wake_loop(s);
-            if (pending_pass && got == 0) pending_pass = false;
+            if (pending_pass && got == 0 && read_ok) pending_pass = false;
             continue;
         }
     lost:
