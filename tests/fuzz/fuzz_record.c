@@ -17,30 +17,6 @@ static const uint16_t types[] = {REC_ORDER,    REC_MERGE,    REC_STATE,         
                                  REC_EXTEND,   REC_CONFIRM,  REC_LIST_ADD,        REC_LIST_DEL,
                                  REC_LIST_LOAD_BEGIN, REC_LIST_LOAD_ROWS, REC_LIST_LOAD_COMMIT, 0, 0xffff};
 
-static bool str_eq(rec_str a, rec_str b) { return a.len == b.len && (a.len == 0 || !memcmp(a.p, b.p, a.len)); }
-
-static bool rec_eq(const order_rec *a, const order_rec *b) {
-    if (a->type != b->type || a->kind != b->kind || a->state != b->state || a->order_no != b->order_no ||
-        a->parent_no != b->parent_no || a->level != b->level || a->fingerprint != b->fingerprint ||
-        a->amount_minor != b->amount_minor || a->frozen_minor != b->frozen_minor || a->ts_ms != b->ts_ms ||
-        a->expires_at_ms != b->expires_at_ms || a->score != b->score || a->load_id != b->load_id ||
-        a->row_count != b->row_count || a->onward_count != b->onward_count)
-        return false;
-    const rec_str *sa[] = {&a->request_id, &a->bank, &a->account, &a->currency, &a->case_id, &a->reason,
-                           &a->note,       &a->doc,  &a->agent,   &a->list,     &a->rows};
-    const rec_str *sb[] = {&b->request_id, &b->bank, &b->account, &b->currency, &b->case_id, &b->reason,
-                           &b->note,       &b->doc,  &b->agent,   &b->list,     &b->rows};
-    for (size_t i = 0; i < sizeof sa / sizeof sa[0]; i++)
-        if (!str_eq(*sa[i], *sb[i])) return false;
-    for (uint32_t i = 0; i < a->onward_count; i++) {
-        /* C strings: a decoded bank may hold a NUL, which the encoder (strnlen) stops at. */
-        if (a->onward[i].amount_minor != b->onward[i].amount_minor || strcmp(a->onward[i].bank, b->onward[i].bank) ||
-            strcmp(a->onward[i].account, b->onward[i].account))
-            return false;
-    }
-    return true;
-}
-
 /* Walk a rows blob; each row re-written must reproduce the blob's bytes. */
 static void walk_rows(rec_str blob) {
     uint8_t *copy = malloc(blob.len ? blob.len : 1);
@@ -85,10 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint8_t *enc1 = malloc(n ? (size_t)n : 1); /* exact size again */
         if (!enc1) abort();
         memcpy(enc1, enc, (size_t)n);
-        if (record_decode(types[t], enc1, (size_t)n, &r2) != 0 || !rec_eq(&r, &r2)) abort();
+        if (record_decode(types[t], enc1, (size_t)n, &r2) != 0 || !record_equal(&r, &r2)) abort();
         int n2 = record_encode(&r2, enc, size);
         if (n2 != n || memcmp(enc, enc1, (size_t)n) != 0) abort();
-        if (record_decode(types[t], enc, (size_t)n2, &r3) != 0 || !rec_eq(&r2, &r3)) abort();
+        if (record_decode(types[t], enc, (size_t)n2, &r3) != 0 || !record_equal(&r2, &r3)) abort();
         free(enc1);
         free(enc);
     }
