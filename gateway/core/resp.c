@@ -274,6 +274,12 @@ void resp_map_begin(resp_map *m, buf *b, int proto) {
     m->proto = proto;
 }
 
+void resp_array_begin(resp_map *m, buf *b) {
+    m->b = b;
+    m->body_off = b->len;
+    m->proto = 0;
+}
+
 int resp_map_end(resp_map *m, int rc) {
     buf *b = m->b;
     assert(b->len >= m->body_off); /* nothing consumed since begin */
@@ -282,15 +288,17 @@ int resp_map_end(resp_map *m, int rc) {
         return rc;
     }
     long elems = resp_count_elems((const char *)b->data + m->body_off, b->len - m->body_off);
-    /* Pair assertion: what the writers put down parses back as whole key/value pairs. */
-    assert(elems >= 0 && elems % 2 == 0);
-    if (elems < 0 || elems % 2 != 0) {
+    /* Pair assertion: what the writers put down parses back as whole elements (as whole
+     * key/value pairs for a map). */
+    bool array = m->proto == 0;
+    assert(elems >= 0 && (array || elems % 2 == 0));
+    if (elems < 0 || (!array && elems % 2 != 0)) {
         b->len = m->body_off;
         return -EPROTO;
     }
     char hdr[24];
     buf tmp = {.data = (uint8_t *)hdr, .cap = sizeof hdr, .cap_max = sizeof hdr};
-    rc = resp_w_map(&tmp, m->proto, (size_t)elems / 2);
+    rc = array ? resp_w_array(&tmp, (size_t)elems) : resp_w_map(&tmp, m->proto, (size_t)elems / 2);
     assert(rc == 0); /* a header always fits 24 bytes */
     if (!rc) rc = buf_reserve(b, tmp.len);
     if (rc) {

@@ -74,10 +74,13 @@ int resp_w_map(buf *b, int proto, size_t pairs);
 typedef struct resp_map {
     buf *b;
     size_t body_off;
-    int proto;
+    int proto; /* 2 or 3: a map; 0: an array (resp_array_begin) */
 } resp_map;
 void resp_map_begin(resp_map *m, buf *b, int proto);
 int resp_map_end(resp_map *m, int rc);
+/* The same for an array whose elements are counted by the writer ("*<n>" in both protocols):
+ * resp_array_begin(), the elements, then resp_map_end(). */
+void resp_array_begin(resp_map *m, buf *b);
 /* Top-level RESP elements in p[0..len), or -1 when it is not a whole sequence of elements
  * (used by resp_map_end and its tests). */
 long resp_count_elems(const char *p, size_t len);

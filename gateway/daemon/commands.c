@@ -27,6 +27,26 @@ typedef struct cmd_def {
     int argc_min, argc_max; /* including the command name; -1 = unbounded */
 } cmd_def;
 
+/* Writers return 0 or a negative errno (buf.h). A reply whose write failed cannot be
+ * finished: the writer stops at once and hands the error up, and the handler ends the reply
+ * with reply_end(), which refuses it whole. */
+#define TRY(expr)                                                                                                  \
+    do {                                                                                                           \
+        int try_rc_ = (expr);                                                                                      \
+        if (try_rc_) return try_rc_;                                                                               \
+    } while (0)
+
+/* Ends a reply written with TRY. A failed write (the output buffer's cap, or no memory) makes
+ * server_reply_done() replace everything written for this reply with ERR TOOBIG: the client
+ * never reads half a reply, and replies and requests stay in step. */
+static void reply_end(gateway *gw, client *c, int rc, uint64_t lsn, int64_t t_ns) {
+    if (rc) {
+        assert(rc == -ENOBUFS || rc == -ENOMEM); /* -EPROTO would be a writer's bug: asserted in resp */
+        c->out.overflowed = true;                /* -ENOMEM leaves it unset */
+    }
+    server_reply_done(gw, c, lsn, t_ns);
+}
+
 static void reply_err(gateway *gw, client *c, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void reply_err(gateway *gw, client *c, const char *code, const char *fmt, ...) {
@@ -36,11 +56,8 @@ static void reply_err(gateway *gw, client *c, const char *code, const char *fmt,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     gw->m.errors++;
-    resp_w_error(&c->out, code, "%s", msg);
-    server_reply_done(gw, c, 0, 0);
+    reply_end(gw, c, resp_w_error(&c->out, code, "%s", msg), 0, 0);
 }
-
-static void ok(gateway *gw, client *c, uint64_t lsn) { server_reply_done(gw, c, lsn, 0); }
 
 /* NAME value pairs after the positional arguments. */
 typedef struct opt {
@@ -76,53 +93,65 @@ static const char *parse_opts(resp_cmd *cmd, uint32_t from, opt *opts, size_t no
 
 static rec_str as_str(resp_arg a) { return (rec_str){a.p, a.len}; }
 
-static void w_order_id(buf *b, uint32_t no) {
+static int w_order_id(buf *b, uint32_t no) {
+    assert(no >= 1); /* "SG-0" is no order */
     char id[32];
     order_id_format(id, sizeof id, no);
-    resp_w_str(b, id);
+    return resp_w_str(b, id);
 }
 
-static void w_mask_names(gateway *gw, buf *b, uint64_t mask) {
-    resp_w_array(b, (size_t)__builtin_popcountll(mask));
-    for (uint64_t m = mask; m; m &= m - 1) resp_w_str(b, lists_name(gw, (unsigned)__builtin_ctzll(m)));
+static int w_mask_names(gateway *gw, buf *b, uint64_t mask) {
+    resp_map a;
+    resp_array_begin(&a, b);
+    int rc = 0;
+    for (uint64_t m = mask; m && !rc; m &= m - 1) {
+        unsigned bit = (unsigned)__builtin_ctzll(m);
+        assert(bit < gw->ls.nlists); /* a verdict names only declared lists */
+        rc = resp_w_str(b, lists_name(gw, bit));
+    }
+    return resp_map_end(&a, rc);
 }
 
 /* "mule,suspect" as an array. */
-static void w_csv_names(buf *b, const char *csv) {
-    size_t n = 0;
-    for (const char *p = csv; *p; n++) {
-        const char *comma = strchr(p, ',');
-        p = comma ? comma + 1 : p + strlen(p);
-    }
-    resp_w_array(b, n);
-    for (const char *p = csv; *p;) {
+static int w_csv_names(buf *b, const char *csv) {
+    resp_map a;
+    resp_array_begin(&a, b);
+    int rc = 0;
+    for (const char *p = csv; *p && !rc;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        resp_w_bulk(b, p, len);
+        rc = resp_w_bulk(b, p, len);
         p += len + (comma ? 1 : 0);
     }
+    return resp_map_end(&a, rc);
+}
+
+static int w_answer_pairs(gateway *gw, client *c, const engine_answer *a) {
+    buf *b = &c->out;
+    TRY(resp_w_str(b, "order_id"));
+    TRY(w_order_id(b, a->order_no));
+    TRY(resp_w_kv_str(b, "status", answer_name(a->status)));
+    if (a->status <= ANS_HELD) {
+        /* The lists the account is on now (a DUPLICATE answers with today's lists too). */
+        const order *ord = orders_get(&gw->o, a->order_no);
+        assert(ord); /* an answer names an order the table holds */
+        sg_verdict v;
+        lists_lookup(gw, ord->bank, ord->account, &v);
+        TRY(resp_w_str(b, "lists"));
+        TRY(w_mask_names(gw, b, v.mask));
+    }
+    if (a->status == ANS_EXTENDED) TRY(resp_w_kv_int(b, "expires_at", orders_get(&gw->o, a->order_no)->expires_at_ms));
+    return resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
 }
 
 static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_ns) {
-    buf *b = &c->out;
-    bool has_expiry = a->status == ANS_EXTENDED;
-    bool is_order = a->status <= ANS_HELD;
-    resp_w_map(b, c->proto, 3 + (is_order ? 1 : 0) + (has_expiry ? 1 : 0));
-    resp_w_str(b, "order_id");
-    w_order_id(b, a->order_no);
-    resp_w_kv_str(b, "status", answer_name(a->status));
-    if (is_order) {
-        /* The lists the account is on now (a DUPLICATE answers with today's lists too). */
-        const order *ord = orders_get(&gw->o, a->order_no);
-        sg_verdict v;
-        lists_lookup(gw, ord->bank, ord->account, &v);
-        resp_w_str(b, "lists");
-        w_mask_names(gw, b, v.mask);
-    }
-    if (has_expiry) resp_w_kv_int(b, "expires_at", orders_get(&gw->o, a->order_no)->expires_at_ms);
-    resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
-    gw->m.answers[a->status < 8 ? a->status : 7]++;
-    server_reply_done(gw, c, a->lsn, t_ns);
+    assert(!a->code && a->status <= ANS_CONFIRMED && a->lsn >= 1); /* a refusal goes by reply_err */
+    assert(orders_get(&gw->o, a->order_no));
+    resp_map m;
+    resp_map_begin(&m, &c->out, c->proto);
+    int rc = resp_map_end(&m, w_answer_pairs(gw, c, a));
+    gw->m.answers[a->status]++;
+    reply_end(gw, c, rc, a->lsn, t_ns);
 }
 
 /* STOP / FREEZE <request_id> BANK b ACCOUNT a CASE c [AMOUNT m [CURRENCY x]] [TTL s] ... */
@@ -290,10 +319,9 @@ static int cmd_extend(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
-static void w_opt_str(buf *b, int proto, const char *key, const char *v) {
-    resp_w_str(b, key);
-    if (v && *v) resp_w_str(b, v);
-    else resp_w_null(b, proto);
+static int w_opt_str(buf *b, int proto, const char *key, const char *v) {
+    TRY(resp_w_str(b, key));
+    return v && *v ? resp_w_str(b, v) : resp_w_null(b, proto);
 }
 
 static const char *ts_keys[ST__COUNT] = {
@@ -301,80 +329,117 @@ static const char *ts_keys[ST__COUNT] = {
     [ST_OVERDUE] = "overdue_at",   [ST_RELEASED] = "released_at", [ST_EXPIRED] = "expired_at",
 };
 
-/* The STATUS map of one order (SPEC §4.1). */
-static void w_status(gateway *gw, client *c, const order *ord, bool live) {
-    buf *b = &c->out;
-    orders *o = &gw->o;
-    size_t n = 20 + (ord->onward_count ? 1 : 0) + (ord->answer_state ? 1 : 0) +
-               (ord->release_doc_off ? 1 : 0);
-    for (int s = 0; s < ST__COUNT; s++)
-        if (ts_keys[s] && ord->at_ms[s]) n++;
-    resp_w_map(b, c->proto, n);
-    resp_w_str(b, "order_id");
-    w_order_id(b, ord->no);
-    resp_w_kv_str(b, "request_id", o->req[ord->request_idx].id);
-    resp_w_kv_str(b, "kind", order_kind_name(ord->kind));
-    resp_w_kv_str(b, "state", order_state_name(ord->state));
-    resp_w_kv_str(b, "bank", ord->bank);
-    resp_w_kv_str(b, "account", ord->account);
-    resp_w_kv_int(b, "amount", ord->amount_minor);
-    resp_w_kv_int(b, "frozen", ord->frozen_minor);
-    resp_w_kv_str(b, "currency", ord->currency);
-    resp_w_str(b, "cases");
-    resp_w_array(b, ord->ncases);
-    /* The list only grows: a durable view (durview.h) holds its first ncases. */
+/* The cases of an order. The list only grows: a durable view (durview.h) holds its first
+ * ncases, so the walk stops there. */
+static int w_cases(buf *b, const orders *o, const order *ord) {
+    resp_map a;
+    resp_array_begin(&a, b);
+    int rc = 0;
     uint32_t k = 0;
-    for (uint32_t l = ord->cases_head; l && k < ord->ncases; l = o->links[l].next, k++)
-        resp_w_str(b, o->cases[o->links[l].val].id);
-    resp_w_kv_str(b, "agent", ord->agent);
-    resp_w_str(b, "parent");
-    if (ord->parent_no) w_order_id(b, ord->parent_no);
-    else resp_w_null(b, c->proto);
-    uint32_t nchild = 0;
-    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling) nchild += live || durview_exists(&gw->dv, ch);
-    resp_w_str(b, "children");
-    resp_w_array(b, nchild);
-    for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling)
-        if (live || durview_exists(&gw->dv, ch)) w_order_id(b, ch);
-    resp_w_kv_int(b, "level", ord->level);
-    resp_w_str(b, "lists");
-    w_csv_names(b, orders_str(o, ord->lists_off));
-    w_opt_str(b, c->proto, "reason", orders_str(o, ord->reason_off));
-    w_opt_str(b, c->proto, "order_reason", orders_str(o, ord->order_reason_off));
-    w_opt_str(b, c->proto, "doc", orders_str(o, ord->doc_off));
-    if (ord->release_doc_off) resp_w_kv_str(b, "release_doc", orders_str(o, ord->release_doc_off));
-    w_opt_str(b, c->proto, "note", orders_str(o, ord->note_off));
-    resp_w_kv_int(b, "expires_at", ord->expires_at_ms);
+    for (uint32_t l = ord->cases_head; l && k < ord->ncases && !rc; l = o->links[l].next, k++)
+        rc = resp_w_str(b, o->cases[o->links[l].val].id);
+    assert(rc || k == ord->ncases); /* the list holds at least what the count says */
+    return resp_map_end(&a, rc);
+}
+
+/* The children reads may show: all (live), or those with a durable record. */
+static int w_children(gateway *gw, buf *b, const order *ord, bool live) {
+    const orders *o = &gw->o;
+    resp_map a;
+    resp_array_begin(&a, b);
+    int rc = 0;
+    for (uint32_t ch = ord->first_child; ch && !rc; ch = o->v[ch].next_sibling) {
+        assert(o->v[ch].parent_no == ord->no && o->v[ch].level == ord->level + 1);
+        if (live || durview_exists(&gw->dv, ch)) rc = w_order_id(b, ch);
+    }
+    return resp_map_end(&a, rc);
+}
+
+/* One onward transfer and what the cascade made of it: the child order (or the live order it
+ * merged into), or why it was skipped. */
+static int w_onward_one(gateway *gw, client *c, const order *ord, const sg_onward *ow, uint32_t i, bool live) {
+    buf *b = &c->out;
+    char id[32], nb[BANK_LEN_MAX + 1], na[ACCOUNT_LEN_MAX + 1], rid[REQUEST_ID_LEN_MAX + 1];
+    order_id_format(id, sizeof id, ord->no);
+    const char *skip = engine_onward_skip(gw, ord, ow, nb, na);
+    int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
+    const request *rq = skip ? NULL : orders_find_request(&gw->o, rid, (uint32_t)rl);
+    if (rq && !live && rq->lsn > gw->j.durable_lsn) rq = NULL; /* not durable yet: pending */
+    TRY(resp_w_kv_str(b, "bank", ow->bank));
+    TRY(resp_w_kv_str(b, "account", ow->account));
+    TRY(resp_w_kv_int(b, "amount", ow->amount_minor));
+    TRY(resp_w_str(b, "child"));
+    TRY(rq ? w_order_id(b, rq->order_no) : resp_w_null(b, c->proto));
+    TRY(resp_w_str(b, "skipped"));
+    return skip ? resp_w_str(b, skip) : !rq ? resp_w_str(b, "pending") : resp_w_null(b, c->proto);
+}
+
+static int w_onward(gateway *gw, client *c, const order *ord, bool live) {
+    const sg_onward *ow = orders_onward(&gw->o, ord);
+    assert(ow && ord->onward_count <= SG_ONWARD_MAX);
+    resp_map a, m;
+    resp_array_begin(&a, &c->out);
+    int rc = 0;
+    for (uint32_t i = 0; i < ord->onward_count && !rc; i++) {
+        resp_map_begin(&m, &c->out, c->proto);
+        rc = resp_map_end(&m, w_onward_one(gw, c, ord, &ow[i], i, live));
+    }
+    return resp_map_end(&a, rc);
+}
+
+/* The STATUS pairs of one order (SPEC §4.1), in the order clients have always read them. */
+static int w_status_pairs(gateway *gw, client *c, const order *ord, bool live) {
+    buf *b = &c->out;
+    const orders *o = &gw->o;
+    TRY(resp_w_str(b, "order_id"));
+    TRY(w_order_id(b, ord->no));
+    TRY(resp_w_kv_str(b, "request_id", o->req[ord->request_idx].id));
+    TRY(resp_w_kv_str(b, "kind", order_kind_name(ord->kind)));
+    TRY(resp_w_kv_str(b, "state", order_state_name(ord->state)));
+    TRY(resp_w_kv_str(b, "bank", ord->bank));
+    TRY(resp_w_kv_str(b, "account", ord->account));
+    TRY(resp_w_kv_int(b, "amount", ord->amount_minor));
+    TRY(resp_w_kv_int(b, "frozen", ord->frozen_minor));
+    TRY(resp_w_kv_str(b, "currency", ord->currency));
+    TRY(resp_w_str(b, "cases"));
+    TRY(w_cases(b, o, ord));
+    TRY(resp_w_kv_str(b, "agent", ord->agent));
+    TRY(resp_w_str(b, "parent"));
+    TRY(ord->parent_no ? w_order_id(b, ord->parent_no) : resp_w_null(b, c->proto));
+    TRY(resp_w_str(b, "children"));
+    TRY(w_children(gw, b, ord, live));
+    TRY(resp_w_kv_int(b, "level", ord->level));
+    TRY(resp_w_str(b, "lists"));
+    TRY(w_csv_names(b, orders_str(o, ord->lists_off)));
+    TRY(w_opt_str(b, c->proto, "reason", orders_str(o, ord->reason_off)));
+    TRY(w_opt_str(b, c->proto, "order_reason", orders_str(o, ord->order_reason_off)));
+    TRY(w_opt_str(b, c->proto, "doc", orders_str(o, ord->doc_off)));
+    if (ord->release_doc_off) TRY(resp_w_kv_str(b, "release_doc", orders_str(o, ord->release_doc_off)));
+    TRY(w_opt_str(b, c->proto, "note", orders_str(o, ord->note_off)));
+    TRY(resp_w_kv_int(b, "expires_at", ord->expires_at_ms));
     if (ord->onward_count) {
-        const sg_onward *ow = orders_onward(o, ord);
-        resp_w_str(b, "onward");
-        resp_w_array(b, ord->onward_count);
-        char id[32];
-        order_id_format(id, sizeof id, ord->no);
-        for (uint32_t i = 0; i < ord->onward_count; i++) {
-            /* What the cascade made of it: the child order (or the live order it merged
-             * into), or why it was skipped. */
-            char nb[BANK_LEN_MAX + 1], na[ACCOUNT_LEN_MAX + 1], rid[REQUEST_ID_LEN_MAX + 1];
-            const char *skip = engine_onward_skip(gw, ord, &ow[i], nb, na);
-            int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
-            const request *rq = skip ? NULL : orders_find_request(o, rid, (uint32_t)rl);
-            if (rq && !live && rq->lsn > gw->j.durable_lsn) rq = NULL; /* not durable yet: pending */
-            resp_w_map(b, c->proto, 5);
-            resp_w_kv_str(b, "bank", ow[i].bank);
-            resp_w_kv_str(b, "account", ow[i].account);
-            resp_w_kv_int(b, "amount", ow[i].amount_minor);
-            resp_w_str(b, "child");
-            if (rq) w_order_id(b, rq->order_no);
-            else resp_w_null(b, c->proto);
-            resp_w_str(b, "skipped");
-            if (skip) resp_w_str(b, skip);
-            else if (!rq) resp_w_str(b, "pending");
-            else resp_w_null(b, c->proto);
-        }
+        TRY(resp_w_str(b, "onward"));
+        TRY(w_onward(gw, c, ord, live));
     }
     for (int s = 0; s < ST__COUNT; s++)
-        if (ts_keys[s] && ord->at_ms[s]) resp_w_kv_int(b, ts_keys[s], ord->at_ms[s]);
-    if (ord->answer_state) resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]);
+        if (ts_keys[s] && ord->at_ms[s]) TRY(resp_w_kv_int(b, ts_keys[s], ord->at_ms[s]));
+    if (ord->answer_state) TRY(resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]));
+    return 0;
+}
+
+/* The STATUS map of one order. */
+static int w_status(gateway *gw, client *c, const order *ord, bool live) {
+    const orders *o = &gw->o;
+    assert(ord->no >= 1 && ord->no <= o->n);
+    assert(ord->state > ST_NONE && ord->state < ST__COUNT && (ord->kind == KIND_STOP || ord->kind == KIND_FREEZE));
+    assert(ord->request_idx >= 1 && ord->request_idx <= o->nreq);
+    assert(ord->ncases >= 1 && ord->ncases <= ORDER_CASES_MAX);
+    assert(ord->frozen_minor >= 0 && ord->at_ms[ST_ACCEPTED] > 0);
+    assert(!ord->parent_no || (ord->parent_no < ord->no && ord->level >= 1));
+    assert(ord->answer_state < ST__COUNT);
+    resp_map m;
+    resp_map_begin(&m, &c->out, c->proto);
+    return resp_map_end(&m, w_status_pairs(gw, c, ord, live));
 }
 
 /* Reads (STATUS, CASE, CHECK, MCHECK) never show a client what the disk does not hold
@@ -407,8 +472,7 @@ static int cmd_status(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     bool live = read_live(gw);
     const order *ord = read_order(gw, c, live, &cmd->argv[1], &tmp);
     if (!ord) return 1;
-    w_status(gw, c, ord, live);
-    ok(gw, c, read_lsn(gw, live));
+    reply_end(gw, c, w_status(gw, c, ord, live), read_lsn(gw, live), 0);
     return 1;
 }
 
@@ -435,56 +499,33 @@ static uint32_t case_read_orders(gateway *gw, bool live, const case_ent *ce, uin
         const order *v = read_get(gw, live, o->links[l].val, &tmp);
         if (v && view_in_case(o, v, ci)) in[n++] = v->no;
     }
+    assert(n <= ce->count && n <= o->n);
     qsort(in, n, sizeof *in, cmp_u32);
     return n;
 }
 
-static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
-    (void)t_ns;
-    const resp_arg *a = &cmd->argv[1];
-    if (!field_ident_ok(a->p, a->len, CASE_LEN_MAX)) {
-        reply_err(gw, c, "ERR SYNTAX", "CASE must be 1-64 printable characters without spaces");
-        return 1;
-    }
-    const case_ent *ce = orders_find_case(&gw->o, a->p, a->len);
-    /* The case's orders in ascending number, for membership tests; the stack for the walk. */
-    uint32_t *in = ce ? malloc(ce->count * sizeof *in) : NULL, *stack = ce ? malloc(ce->count * sizeof *stack) : NULL;
-    if (ce && (!in || !stack)) {
-        free(in);
-        free(stack);
-        reply_err(gw, c, "ERR BUSY", "out of memory");
-        return 1;
-    }
-    bool live = read_live(gw);
-    uint32_t n = ce ? case_read_orders(gw, live, ce, in) : 0;
-    if (n == 0) { /* no order of it is durable yet: the case does not exist for reads */
-        free(in);
-        free(stack);
-        reply_err(gw, c, "ERR NOTFOUND", "no case '%.*s'", (int)a->len, a->p);
-        return 1;
-    }
+/* The n orders of in[] (ascending) as an array of STATUS maps: roots first, each followed by
+ * its cascade subtree (depth first), the tree as an agent reads it. stack has room for n.
+ * Adds their frozen amounts to *frozen. */
+static int w_case_orders(gateway *gw, client *c, bool live, const uint32_t *in, uint32_t *stack, uint32_t n,
+                         int64_t *frozen) {
     orders *o = &gw->o;
-    int64_t frozen = 0;
-    buf *b = &c->out;
-    resp_w_map(b, c->proto, 3);
-    resp_w_kv_str(b, "case", ce->id);
-    resp_w_str(b, "orders");
-    resp_w_array(b, n);
-    /* Roots first, each followed by its cascade subtree (depth first): the tree as an agent
-     * reads it. */
     uint32_t written = 0;
     order tmp;
-    for (uint32_t i = 0; i < n; i++) {
+    resp_map a;
+    resp_array_begin(&a, &c->out);
+    int rc = 0;
+    for (uint32_t i = 0; i < n && !rc; i++) {
         const order *root = &o->v[in[i]];
         if (root->parent_no && bsearch(&root->parent_no, in, n, sizeof *in, cmp_u32)) continue;
         uint32_t sp = 0;
         stack[sp++] = root->no;
-        while (sp && written < n) {
+        while (sp && written < n && !rc) {
             const order *ord = read_get(gw, live, stack[--sp], &tmp);
             assert(ord); /* in[] holds only orders that exist for reads */
-            w_status(gw, c, ord, live);
+            rc = w_status(gw, c, ord, live);
             written++;
-            frozen += ord->frozen_minor;
+            *frozen += ord->frozen_minor;
             /* Push children in reverse so the first child comes out first. */
             uint32_t mark = sp;
             for (uint32_t ch = ord->first_child; ch; ch = o->v[ch].next_sibling)
@@ -496,19 +537,57 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
             }
         }
     }
-    free(in);
-    free(stack);
-    assert(written == n);
-    resp_w_kv_int(b, "frozen_total", frozen);
-    ok(gw, c, read_lsn(gw, live));
+    assert(rc || written == n); /* every order of the case once: the tree has no cycle */
+    return resp_map_end(&a, rc);
+}
+
+static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    const resp_arg *a = &cmd->argv[1];
+    if (!field_ident_ok(a->p, a->len, CASE_LEN_MAX)) {
+        reply_err(gw, c, "ERR SYNTAX", "CASE must be 1-64 printable characters without spaces");
+        return 1;
+    }
+    orders *o = &gw->o;
+    const case_ent *ce = orders_find_case(o, a->p, a->len);
+    /* The case's orders in ascending number, for membership tests, and the stack for the
+     * walk: both in the scratch reserved at start (a case holds at most max_orders). */
+    assert(!ce || ce->count <= o->max_orders);
+    uint32_t *in = o->walk, *stack = o->walk + o->max_orders;
+    bool live = read_live(gw);
+    uint32_t n = ce ? case_read_orders(gw, live, ce, in) : 0;
+    if (n == 0) { /* no order of it is durable yet: the case does not exist for reads */
+        reply_err(gw, c, "ERR NOTFOUND", "no case '%.*s'", (int)a->len, a->p);
+        return 1;
+    }
+    int64_t frozen = 0;
+    buf *b = &c->out;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    int rc = resp_w_kv_str(b, "case", ce->id);
+    if (!rc) rc = resp_w_str(b, "orders");
+    if (!rc) rc = w_case_orders(gw, c, live, in, stack, n, &frozen);
+    if (!rc) rc = resp_w_kv_int(b, "frozen_total", frozen);
+    reply_end(gw, c, resp_map_end(&m, rc), read_lsn(gw, live), 0);
     return 1;
 }
 
-/* One CHECK answer; returns the lsn it depends on (the account's latest order, live reads). */
-static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *account, bool rlive) {
+static int w_check_pairs(gateway *gw, client *c, const sg_verdict *v, const order *live) {
     buf *b = &c->out;
+    TRY(resp_w_kv_str(b, "verdict", live ? "FROZEN" : v->mask ? "LISTED" : "CLEAR"));
+    TRY(resp_w_str(b, "lists"));
+    TRY(w_mask_names(gw, b, v->mask));
+    TRY(resp_w_kv_int(b, "score", v->score));
+    TRY(resp_w_str(b, "order_id"));
+    return live ? w_order_id(b, live->no) : resp_w_null(b, c->proto);
+}
+
+/* One CHECK answer; returns the lsn it depends on (the account's latest order, live reads).
+ * *rc: the first failed write, else left as it was. */
+static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *account, bool rlive, int *rc) {
     sg_verdict v;
     lists_lookup(gw, bank, account, &v);
+    assert(v.score <= 100); /* lists.h: 0..100 */
     /* FROZEN comes from the order table as reads see it: the truth the shared bit mirrors.
      * Only the account's latest order decides it, so its last record is all to wait for. */
     order tmp;
@@ -516,16 +595,14 @@ static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *ac
     uint64_t lsn = latest ? latest->last_lsn : 0;
     const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
                               : durview_live_on_account(&gw->dv, &gw->o, bank, account, gw->now_ms, &tmp);
+    assert(!live || (!strcmp(live->bank, bank) && !strcmp(live->account, account)));
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
-    resp_w_map(b, c->proto, 4);
-    resp_w_kv_str(b, "verdict", live ? "FROZEN" : v.mask ? "LISTED" : "CLEAR");
-    resp_w_str(b, "lists");
-    w_mask_names(gw, b, v.mask);
-    resp_w_kv_int(b, "score", v.score);
-    resp_w_str(b, "order_id");
-    if (live) w_order_id(b, live->no);
-    else resp_w_null(b, c->proto);
+    if (!*rc) {
+        resp_map m;
+        resp_map_begin(&m, &c->out, c->proto);
+        *rc = resp_map_end(&m, w_check_pairs(gw, c, &v, live));
+    }
     /* The auto-stop is a write: it goes by every order taken, durable or not. */
     v.frozen = (v.mask & gw->ls.auto_stop_mask) ? orders_live_on_account(&gw->o, bank, account, gw->now_ms) != NULL
                                                  : live != NULL;
@@ -546,8 +623,9 @@ static int cmd_check(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
     char bank[BANK_LEN_MAX + 1], account[ACCOUNT_LEN_MAX + 1];
     if (!check_key(gw, c, &cmd->argv[1], &cmd->argv[2], bank, account)) return 1;
-    uint64_t lsn = w_check(gw, c, bank, account, read_live(gw));
-    ok(gw, c, lsn);
+    int rc = 0;
+    uint64_t lsn = w_check(gw, c, bank, account, read_live(gw), &rc);
+    reply_end(gw, c, rc, lsn, 0);
     return 1;
 }
 
@@ -575,15 +653,16 @@ static int cmd_mcheck(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     }
     bool live = read_live(gw);
     uint64_t lsn = 0;
-    resp_w_array(&c->out, pairs);
+    /* One answer per pair, each with its auto-stop even when the reply is refused. */
+    int rc = resp_w_array(&c->out, pairs);
     for (uint32_t i = 0; i < pairs; i++) {
         const char *e;
         account_bank_normalise(cmd->argv[1 + 2 * i].p, cmd->argv[1 + 2 * i].len, bank, &e);
         account_normalise(cmd->argv[2 + 2 * i].p, cmd->argv[2 + 2 * i].len, account, &e);
-        uint64_t l = w_check(gw, c, bank, account, live);
+        uint64_t l = w_check(gw, c, bank, account, live, &rc);
         if (l > lsn) lsn = l;
     }
-    ok(gw, c, lsn);
+    reply_end(gw, c, rc, lsn, 0);
     return 1;
 }
 
@@ -610,21 +689,24 @@ static int list_arg(gateway *gw, client *c, const resp_arg *name) {
     return bit;
 }
 
+static int w_list_answer_pairs(buf *b, const list_answer *a) {
+    TRY(resp_w_kv_str(b, "status", a->status));
+    if (a->rows > 0) {
+        TRY(resp_w_kv_int(b, "rows", a->rows));
+        TRY(resp_w_kv_int(b, "ms", a->ms));
+    }
+    return resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
+}
+
 static void w_list_answer(gateway *gw, client *c, const list_answer *a) {
     if (a->code) {
         reply_err(gw, c, a->code, "%s", a->why);
         return;
     }
-    buf *b = &c->out;
-    bool load = a->rows > 0;
-    resp_w_map(b, c->proto, load ? 4 : 2);
-    resp_w_kv_str(b, "status", a->status);
-    if (load) {
-        resp_w_kv_int(b, "rows", a->rows);
-        resp_w_kv_int(b, "ms", a->ms);
-    }
-    resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
-    ok(gw, c, a->lsn);
+    assert(a->status && (a->lsn >= 1 || !strcmp(a->status, "ABSENT"))); /* a change is journaled */
+    resp_map m;
+    resp_map_begin(&m, &c->out, c->proto);
+    reply_end(gw, c, resp_map_end(&m, w_list_answer_pairs(&c->out, a)), a->lsn, 0);
 }
 
 /* LIST.ADD <list> <bank> <account> [SCORE n] [TTL s] [CASE c] | LIST.DEL <list> <bank> <account> */
@@ -705,53 +787,70 @@ static int cmd_list_load(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
+static int w_list_info_one(const gateway *gw, buf *b, int bit, const char *lf) {
+    const lists_state *ls = &gw->ls;
+    TRY(resp_w_kv_str(b, "list", ls->names[bit]));
+    TRY(resp_w_kv_int(b, "entries", (int64_t)ls->t.h->list_count[bit]));
+    TRY(resp_w_kv_int(b, "auto_stop", (ls->auto_stop_mask >> bit) & 1));
+    TRY(resp_w_kv_int(b, "capacity", (int64_t)(ls->t.mask + 1)));
+    TRY(resp_w_kv_int(b, "generation", (int64_t)ls->generation));
+    return resp_w_kv_str(b, "load_factor", lf);
+}
+
+static int w_list_info_all(const gateway *gw, client *c, const char *lf) {
+    const lists_state *ls = &gw->ls;
+    const sgl_header *h = ls->t.h;
+    buf *b = &c->out;
+    TRY(resp_w_kv_str(b, "shm", gw->cfg.shm_name));
+    TRY(resp_w_kv_int(b, "capacity", (int64_t)(ls->t.mask + 1)));
+    TRY(resp_w_kv_int(b, "entries", (int64_t)atomic_load(&h->count)));
+    TRY(resp_w_kv_int(b, "tombstones", (int64_t)atomic_load(&h->tombstones)));
+    TRY(resp_w_kv_int(b, "generation", (int64_t)ls->generation));
+    TRY(resp_w_kv_str(b, "load_factor", lf));
+    TRY(resp_w_str(b, "lists"));
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    int rc = 0;
+    for (uint32_t i = 0; i < ls->nlists && !rc; i++) rc = resp_w_kv_int(b, ls->names[i], (int64_t)h->list_count[i]);
+    return resp_map_end(&m, rc);
+}
+
 /* LIST.INFO [<list>] */
 static int cmd_list_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
     const lists_state *ls = &gw->ls;
     const sgl_header *h = ls->t.h;
     uint64_t cap = ls->t.mask + 1, count = atomic_load(&h->count);
+    assert(ls->nlists <= SGL_LISTS_MAX && count <= cap);
     char lf[32];
     snprintf(lf, sizeof lf, "%.4f", (double)(count + atomic_load(&h->tombstones)) / (double)cap);
-    buf *b = &c->out;
-    if (cmd->argc == 2) {
-        int bit = list_arg(gw, c, &cmd->argv[1]);
-        if (bit < 0) return 1;
-        resp_w_map(b, c->proto, 6);
-        resp_w_kv_str(b, "list", ls->names[bit]);
-        resp_w_kv_int(b, "entries", (int64_t)h->list_count[bit]);
-        resp_w_kv_int(b, "auto_stop", (ls->auto_stop_mask >> bit) & 1);
-        resp_w_kv_int(b, "capacity", (int64_t)cap);
-        resp_w_kv_int(b, "generation", (int64_t)ls->generation);
-        resp_w_kv_str(b, "load_factor", lf);
-    } else {
-        resp_w_map(b, c->proto, 7);
-        resp_w_kv_str(b, "shm", gw->cfg.shm_name);
-        resp_w_kv_int(b, "capacity", (int64_t)cap);
-        resp_w_kv_int(b, "entries", (int64_t)count);
-        resp_w_kv_int(b, "tombstones", (int64_t)atomic_load(&h->tombstones));
-        resp_w_kv_int(b, "generation", (int64_t)ls->generation);
-        resp_w_kv_str(b, "load_factor", lf);
-        resp_w_str(b, "lists");
-        resp_w_map(b, c->proto, ls->nlists);
-        for (uint32_t i = 0; i < ls->nlists; i++) resp_w_kv_int(b, ls->names[i], (int64_t)h->list_count[i]);
-    }
-    ok(gw, c, 0);
+    int bit = -1;
+    if (cmd->argc == 2 && (bit = list_arg(gw, c, &cmd->argv[1])) < 0) return 1;
+    resp_map m;
+    resp_map_begin(&m, &c->out, c->proto);
+    int rc = bit >= 0 ? w_list_info_one(gw, &c->out, bit, lf) : w_list_info_all(gw, c, lf);
+    reply_end(gw, c, resp_map_end(&m, rc), 0, 0);
     return 1;
 }
 
-static void hello_reply(gateway *gw, client *c) {
+static int w_hello_pairs(gateway *gw, client *c) {
+    (void)gw;
     buf *b = &c->out;
-    resp_w_map(b, c->proto, 7);
-    resp_w_kv_str(b, "server", "stopgate");
-    resp_w_kv_str(b, "version", VERSION);
-    resp_w_kv_int(b, "proto", c->proto);
-    resp_w_kv_int(b, "id", c->idx);
-    resp_w_kv_str(b, "mode", "standalone");
-    resp_w_kv_str(b, "role", "master");
-    resp_w_str(b, "modules");
-    resp_w_array(b, 0);
-    ok(gw, c, 0);
+    TRY(resp_w_kv_str(b, "server", "stopgate"));
+    TRY(resp_w_kv_str(b, "version", VERSION));
+    TRY(resp_w_kv_int(b, "proto", c->proto));
+    TRY(resp_w_kv_int(b, "id", c->idx));
+    TRY(resp_w_kv_str(b, "mode", "standalone"));
+    TRY(resp_w_kv_str(b, "role", "master"));
+    TRY(resp_w_str(b, "modules"));
+    return resp_w_array(b, 0);
+}
+
+static void hello_reply(gateway *gw, client *c) {
+    assert(c->proto == 2 || c->proto == 3);
+    resp_map m;
+    resp_map_begin(&m, &c->out, c->proto);
+    reply_end(gw, c, resp_map_end(&m, w_hello_pairs(gw, c)), 0, 0);
 }
 
 void commands_auth_done(gateway *gw, client *c, bool granted) {
@@ -766,8 +865,7 @@ void commands_auth_done(gateway *gw, client *c, bool granted) {
         hello_reply(gw, c);
         return;
     }
-    resp_w_simple(&c->out, "OK");
-    ok(gw, c, 0);
+    reply_end(gw, c, resp_w_simple(&c->out, "OK"), 0, 0);
 }
 
 /* AUTH, alone or inside HELLO (hello_proto != 0): answered now, or once a worker has run the
@@ -826,25 +924,22 @@ static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 
 static int cmd_ping(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
-    if (cmd->argc == 2) resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len);
-    else resp_w_simple(&c->out, "PONG");
-    ok(gw, c, 0);
+    int rc = cmd->argc == 2 ? resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len) : resp_w_simple(&c->out, "PONG");
+    reply_end(gw, c, rc, 0, 0);
     return 1;
 }
 
 /* redis-cli --pipe ends its stream with an ECHO of a random marker and waits for it. */
 static int cmd_echo(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)t_ns;
-    resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len);
-    ok(gw, c, 0);
+    reply_end(gw, c, resp_w_bulk(&c->out, cmd->argv[1].p, cmd->argv[1].len), 0, 0);
     return 1;
 }
 
 static int cmd_quit(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)cmd;
     (void)t_ns;
-    resp_w_simple(&c->out, "OK");
-    ok(gw, c, 0);
+    reply_end(gw, c, resp_w_simple(&c->out, "OK"), 0, 0);
     c->close_after_flush = true;
     return 1;
 }
@@ -853,8 +948,7 @@ static int cmd_quit(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 static int cmd_empty(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     (void)cmd;
     (void)t_ns;
-    resp_w_array(&c->out, 0);
-    ok(gw, c, 0);
+    reply_end(gw, c, resp_w_array(&c->out, 0), 0, 0);
     return 1;
 }
 
@@ -880,9 +974,9 @@ static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         buf_printf(&tmp, "plugin_%s:type=%s,submitted=%llu,results=%llu\r\n", p->name, p->ops->name,
                    (unsigned long long)p->submitted, (unsigned long long)p->results);
     }
-    resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
+    int rc = tmp.overflowed ? -ENOBUFS : resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
     buf_free(&tmp);
-    ok(gw, c, 0);
+    reply_end(gw, c, rc, 0, 0);
     return 1;
 }
 

@@ -607,6 +607,37 @@ static void test_map_end_after_failed_write(void **state) {
     buf_free(&b);
 }
 
+/* An array counts its elements (an odd count is fine, nested maps count as one), and is the
+ * same "*<n>" in both protocols; inside a map it is one value. */
+static void test_array_counts_itself(void **state) {
+    (void)state;
+    buf b;
+    buf_init(&b, 1 << 20);
+    for (int proto = 2; proto <= 3; proto++) {
+        buf_reset(&b);
+        resp_map m, a, inner;
+        resp_map_begin(&m, &b, proto);
+        assert_int_equal(resp_w_str(&b, "xs"), 0);
+        resp_array_begin(&a, &b);
+        assert_int_equal(resp_w_int(&b, 1), 0);
+        resp_map_begin(&inner, &b, proto);
+        assert_int_equal(resp_w_kv_int(&b, "n", 2), 0);
+        assert_int_equal(resp_map_end(&inner, 0), 0);
+        assert_int_equal(resp_w_str(&b, "z"), 0);
+        assert_int_equal(resp_map_end(&a, 0), 0);
+        assert_int_equal(resp_map_end(&m, 0), 0);
+        if (proto == 3)
+            expect_buf(&b, "%1\r\n$2\r\nxs\r\n*3\r\n:1\r\n%1\r\n$1\r\nn\r\n:2\r\n$1\r\nz\r\n");
+        else
+            expect_buf(&b, "*2\r\n$2\r\nxs\r\n*3\r\n:1\r\n*2\r\n$1\r\nn\r\n:2\r\n$1\r\nz\r\n");
+        buf_reset(&b);
+        resp_array_begin(&a, &b);
+        assert_int_equal(resp_map_end(&a, 0), 0);
+        expect_buf(&b, "*0\r\n");
+    }
+    buf_free(&b);
+}
+
 static void test_count_elems_rejects_cut(void **state) {
     (void)state;
     assert_int_equal(resp_count_elems("$3\r\nab", 7), -1);
@@ -641,6 +672,7 @@ int main(void) {
         cmocka_unit_test(test_map_many_pairs),
         cmocka_unit_test(test_map_end_at_cap),
         cmocka_unit_test(test_map_end_after_failed_write),
+        cmocka_unit_test(test_array_counts_itself),
         cmocka_unit_test(test_count_elems_rejects_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
