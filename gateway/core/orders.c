@@ -174,9 +174,17 @@ void orders_free(orders *o) {
  * a child link, and its strings. */
 #define SP_RECORD_MAX (NOTE_LEN_MAX + DOC_LEN_MAX + 2 * REASON_LEN_MAX + SG_ONWARD_MAX * sizeof(sg_onward) + 64)
 
+/* Links one record may add: a case costs two (the case's list of orders, the order's list of
+ * cases). An ORDER may be a cascade child, which joins every case of its parent: up to
+ * ORDER_CASES_MAX cases, its own among them. The caller cannot tell a child from a root here,
+ * so every ORDER is given the child's worst case; anything else adds at most one case. */
+#define LINKS_ORDER_MAX (2u * ORDER_CASES_MAX)
+#define LINKS_RECORD_MAX 2u
+
 bool orders_room(const orders *o, uint16_t type) {
+    uint32_t links = type == REC_ORDER ? LINKS_ORDER_MAX : LINKS_RECORD_MAX;
     if (o->sp_len + SP_RECORD_MAX > o->sp_cap) return false;
-    if (o->nlinks + 2 > o->max_links || o->ncases + 1 > o->max_cases) return false;
+    if (o->nlinks + links > o->max_links || o->ncases + 1 > o->max_cases) return false;
     if (o->expiry.n >= o->expiry.cap || o->overdue.n >= o->overdue.cap) return false;
     switch (type) {
     case REC_ORDER: return o->n < o->max_orders && o->nreq < o->max_req && o->acct_idx.count < o->acct_idx.limit;
@@ -473,10 +481,18 @@ static void check_order(const orders *o, const order *ord) {
 }
 
 int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap) {
+    uint32_t links_before = o->nlinks, cases_before = o->ncases;
+    uint32_t orders_before = o->n;
     int rc = orders_apply_one(o, r, lsn, err, errcap);
     if (rc == 0) {
         check_order(o, orders_get(o, r->order_no));
         assert(orders_get(o, r->order_no)->last_lsn == lsn);
+        /* Pair assertion with orders_room(): a record never takes more than it reserved. */
+        assert(o->nlinks - links_before <= (r->type == REC_ORDER ? LINKS_ORDER_MAX : LINKS_RECORD_MAX));
+        assert(o->ncases - cases_before <= 1 && o->n - orders_before <= 1);
+        uint64_t counted = 0;
+        for (int s = ST_NONE; s < ST__COUNT; s++) counted += o->state_count[s];
+        assert(counted == o->n && o->state_count[ST_NONE] == 0); /* every order in one state */
     }
     return rc;
 }

@@ -636,6 +636,49 @@ static void test_room(void **state) {
     assert_ptr_equal(orders_live_on_account(&g_o, "BANK", "ACCT777", T0), orders_get(&g_o, 777));
 }
 
+/* A cascade child joins every case of its parent: with a parent in ORDER_CASES_MAX cases, one
+ * ORDER record takes 2 x ORDER_CASES_MAX links. orders_room() must reserve that much, or the
+ * apply of a journaled child runs out of links (an assert today, lost state in a release
+ * build). Before the fix it reserved 2. */
+static void test_room_for_cascade_child(void **state) {
+    (void)state;
+    uint64_t lsn = 1;
+    order_rec p = mk_order(1, "parent", "BANK", "PARENT", "C-0", T0, T0 + HOUR);
+    apply_ok(&p, lsn++);
+    char rid[32], cid[32], acct[32];
+    for (int i = 1; i < ORDER_CASES_MAX; i++) {
+        snprintf(rid, sizeof rid, "m-%d", i);
+        snprintf(cid, sizeof cid, "C-%d", i);
+        order_rec m = mk_merge(1, rid, cid, 1, T0 + HOUR);
+        apply_ok(&m, lsn++);
+    }
+    assert_int_equal(orders_get(&g_o, 1)->ncases, ORDER_CASES_MAX);
+    order_rec plain = mk_order(2, "plain", "BANK", "PLAIN", "C-PLAIN", T0, T0 + HOUR);
+    apply_ok(&plain, lsn++); /* 2 links: the links left are no multiple of a child's */
+    /* Children, each in all 32 cases, while the room check says one fits. */
+    uint64_t no = 3;
+    for (;; no++) {
+        if (!orders_room(&g_o, REC_ORDER)) break;
+        snprintf(rid, sizeof rid, "c-%llu", (unsigned long long)no);
+        snprintf(acct, sizeof acct, "CHILD%llu", (unsigned long long)no);
+        order_rec c = mk_order(no, rid, "BANK", acct, "C-0", T0, T0 + HOUR);
+        c.parent_no = 1;
+        c.level = 1;
+        uint32_t before = g_o.nlinks;
+        apply_ok(&c, lsn++);
+        assert_int_equal(orders_get(&g_o, no)->ncases, ORDER_CASES_MAX);
+        assert_int_equal(g_o.nlinks - before, 2 * ORDER_CASES_MAX);
+        assert_true(g_o.nlinks <= g_o.max_links);
+    }
+    /* It stopped for want of links, with fewer left than a child takes. */
+    assert_true(g_o.n < g_o.max_orders);
+    assert_true(g_o.max_links - g_o.nlinks < 2 * ORDER_CASES_MAX);
+    /* A plain ORDER with a few links left is refused too (the caller answers ERR TOOBIG);
+     * a record about an existing order still fits. */
+    assert_false(orders_room(&g_o, REC_ORDER));
+    assert_true(orders_room(&g_o, REC_STATE));
+}
+
 /* Prefaulting makes the indexes resident without changing what they hold. */
 static void test_prefault(void **state) {
     (void)state;
@@ -740,6 +783,7 @@ int main(void) {
         T(test_account_index),
         T(test_cascade_tree),
         T(test_room),
+        T(test_room_for_cascade_child),
         T(test_prefault),
         T(test_ids_and_names),
         T(test_apply_decoded_records),
