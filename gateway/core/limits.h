@@ -40,6 +40,11 @@
 #define LIST_CSV_LINE_MAX CSV_LINE_MAX /* bytes of one LIST.LOAD line */
 #define LIST_LOAD_ROWS_MAX (64 << 20) /* rows of one LIST.LOAD */
 #define LIST_SWEEP_SLOTS 65536        /* expiry records the sweep visits per tick */
+/* Memberships with an expiry (LIST.ADD ... TTL) tracked at once: one per slot of the shared
+ * table ([gateway] list_capacity), at most this. Their table (twice as many entries of 48
+ * bytes, for short probes, and a spare as large to compact into) is reserved at start and
+ * touched only as used; when it is full, LIST.ADD with a TTL answers ERR BUSY. */
+#define LIST_TTL_MAX (1u << 24)
 
 /* UDP and DPDK fast paths (SPEC §4.3). */
 #define UDP_RECV_SLOTS 256   /* recvmsg operations kept armed */

@@ -189,7 +189,9 @@ typedef struct lists_state {
     uint64_t stage_load_id;
     list_live_load live;
     list_ttl *ttl; /* expiries of (list, account) memberships that have one; open addressing */
+    list_ttl *ttl_spare; /* as large: what a compaction rehashes into (both reserved at start) */
     uint32_t ttl_cap, ttl_used, ttl_live;
+    uint32_t ttl_max; /* memberships with an expiry at most (ttl_cap / 2): LIST_TTL_MAX, list_capacity */
     uint64_t sweep_pos;
     uint64_t loads, expired, auto_stops, frozen_dropped, replay_skipped;
     uint64_t frozen_dropped_logged; /* frozen_dropped when the last warning may be logged */

@@ -133,8 +133,14 @@ int lists_init(gateway *gw, char *err, size_t errcap) {
     /* One more row than a load may hold: csv_stage_row refuses the load at that row. */
     ls->stage_cap = LIST_LOAD_ROWS_MAX + 1;
     ls->stage = mem_reserve((size_t)ls->stage_cap * sizeof *ls->stage);
-    if (!ls->cases || !ls->case_arena || !ls->stage || htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
-        snprintf(err, errcap, "out of memory for list case references and load rows");
+    ls->ttl_max = c->list_capacity < LIST_TTL_MAX ? (uint32_t)c->list_capacity : LIST_TTL_MAX;
+    ls->ttl_cap = 2 * ls->ttl_max; /* a power of two: list_capacity is one, and LIST_TTL_MAX */
+    assert((ls->ttl_cap & (ls->ttl_cap - 1)) == 0);
+    ls->ttl = mem_reserve((size_t)ls->ttl_cap * sizeof *ls->ttl);
+    ls->ttl_spare = mem_reserve((size_t)ls->ttl_cap * sizeof *ls->ttl_spare);
+    if (!ls->cases || !ls->case_arena || !ls->stage || !ls->ttl || !ls->ttl_spare ||
+        htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
+        snprintf(err, errcap, "out of memory for list case references, expiries and load rows");
         return -1;
     }
     remove_stale_builds(gw);
@@ -150,7 +156,8 @@ void lists_close(gateway *gw) {
     ltab_close(&ls->t, true);
     if (ls->stage) mem_release(ls->stage, (size_t)ls->stage_cap * sizeof *ls->stage);
     if (ls->case_arena) mem_release(ls->case_arena, (size_t)LIST_CASES_MAX * (CASE_LEN_MAX + 1));
-    free(ls->ttl);
+    if (ls->ttl) mem_release(ls->ttl, (size_t)ls->ttl_cap * sizeof *ls->ttl);
+    if (ls->ttl_spare) mem_release(ls->ttl_spare, (size_t)ls->ttl_cap * sizeof *ls->ttl_spare);
     free(ls->cases);
     htab_free(&ls->case_idx);
     memset(ls, 0, sizeof *ls);
@@ -213,27 +220,39 @@ static list_ttl *ttl_slot(const lists_state *ls, const sgl_key *k, unsigned bit,
     return NULL;
 }
 
-static int ttl_grow(lists_state *ls) {
-    uint32_t cap = ls->ttl_cap ? ls->ttl_cap * 2 : 1024;
-    list_ttl *old = ls->ttl, *v = calloc(cap, sizeof *v);
-    uint32_t old_cap = ls->ttl_cap;
-    if (!v) return -ENOMEM;
-    ls->ttl = v;
-    ls->ttl_cap = cap;
+/* Rehash the live expiries into the spare table, dropping deleted slots; the old table is
+ * handed back to the kernel (zero pages again) and becomes the spare. Runs when deleted slots
+ * fill the table: live ones are at most half of it, so at least a quarter of it is inserted
+ * between two compactions. */
+static void ttl_compact(lists_state *ls) {
+    list_ttl *old = ls->ttl;
+    uint32_t live = ls->ttl_live;
+    ls->ttl = ls->ttl_spare;
     ls->ttl_used = 0;
-    for (uint32_t i = 0; i < old_cap; i++) {
+    for (uint32_t i = 0; i < ls->ttl_cap; i++) {
         if (old[i].state != 1) continue;
         list_ttl *fs;
-        ttl_slot(ls, &old[i].key, old[i].bit, &fs);
+        list_ttl *dup = ttl_slot(ls, &old[i].key, old[i].bit, &fs);
+        assert(!dup && fs && fs->state == 0); /* each membership once, and room for all */
+        (void)dup;
         *fs = old[i];
         ls->ttl_used++;
     }
-    free(old);
-    return 0;
+    assert(ls->ttl_used == live && live <= ls->ttl_max);
+    (void)live;
+    (void)madvise(old, (size_t)ls->ttl_cap * sizeof *old, MADV_DONTNEED); /* reads as zeros again */
+    ls->ttl_spare = old;
 }
 
-/* Remember (expires_s > 0) or forget (0) the expiry of one membership. */
+/* Would remembering an expiry for this membership need an entry the table cannot give? */
+static bool ttl_full(const lists_state *ls, const sgl_key *k, unsigned bit) {
+    return ls->ttl_live >= ls->ttl_max && !ttl_slot(ls, k, bit, NULL);
+}
+
+/* Remember (expires_s > 0) or forget (0) the expiry of one membership. 0, or -ENOBUFS when
+ * ttl_max memberships have one already (lists_change checks that before journaling). */
 static int ttl_set(lists_state *ls, const sgl_key *k, unsigned bit, uint32_t expires_s) {
+    assert(ls->ttl_live <= ls->ttl_used && ls->ttl_used <= ls->ttl_cap && ls->ttl_live <= ls->ttl_max);
     list_ttl *fs, *t = ttl_slot(ls, k, bit, &fs);
     if (t) {
         if (expires_s) t->expires_s = expires_s;
@@ -241,10 +260,12 @@ static int ttl_set(lists_state *ls, const sgl_key *k, unsigned bit, uint32_t exp
         return 0;
     }
     if (!expires_s) return 0;
+    if (ls->ttl_live >= ls->ttl_max) return -ENOBUFS;
     if ((ls->ttl_used + 1) * 4 > ls->ttl_cap * 3) {
-        if (ttl_grow(ls) != 0) return -ENOMEM;
+        ttl_compact(ls);
         ttl_slot(ls, k, bit, &fs);
     }
+    assert(fs && fs->state != 1);
     if (fs->state == 0) ls->ttl_used++;
     *fs = (list_ttl){.key = *k, .bit = (uint8_t)bit, .state = 1, .expires_s = expires_s};
     ls->ttl_live++;
@@ -255,6 +276,9 @@ static void ttl_forget_bit(lists_state *ls, unsigned bit) {
     for (uint32_t i = 0; i < ls->ttl_cap; i++)
         if (ls->ttl[i].state == 1 && ls->ttl[i].bit == bit) ls->ttl[i].state = 2, ls->ttl_live--;
 }
+
+/* Drop the memberships whose expiry has passed, visiting at most budget slots. */
+static void lists_sweep(gateway *gw, uint32_t budget);
 
 /* What the shared table shows as the expiry of an entry on `mask`. */
 static uint32_t entry_expiry(void *ctx, const sgl_key *k, uint64_t mask) {
@@ -382,8 +406,12 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
                 return -1;
             }
             uint32_t exp = r->expires_at_ms > 0 ? (uint32_t)((r->expires_at_ms + 999) / 1000) : 0;
+            /* Full: expiries that passed live were freed by the sweep, which journals nothing
+             * and does not run during replay; free them here too, then it fits as it did. */
+            if (ttl_full(ls, &k, (unsigned)bit) && exp) lists_sweep(gw, ls->ttl_cap);
             if (ttl_set(ls, &k, (unsigned)bit, exp) != 0) {
-                snprintf(err, errcap, "out of memory for list expiries");
+                snprintf(err, errcap, "list expiry table full (%u memberships with a TTL; raise list_capacity)",
+                         ls->ttl_max);
                 return -1;
             }
             /* The highest score given while listed (include/stopgate/lists.h). */
@@ -492,6 +520,7 @@ bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict
 static void lists_sweep(gateway *gw, uint32_t budget) {
     lists_state *ls = &gw->ls;
     uint32_t ns = (uint32_t)now_s(gw);
+    if (!ls->ttl_live) return; /* the table is reserved whole: do not walk it for nothing */
     for (uint32_t n = 0; n < budget && n < ls->ttl_cap; n++) {
         list_ttl *t = &ls->ttl[ls->sweep_pos++ & (ls->ttl_cap - 1)];
         if (t->state != 1 || t->expires_s > ns) continue;
@@ -568,6 +597,17 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
         a->code = "ERR TOOBIG";
         snprintf(a->why, sizeof a->why, "list table full (%llu slots; raise list_capacity)",
                  (unsigned long long)(gw->ls.t.mask + 1));
+        return 0;
+    }
+    if (type == REC_LIST_ADD && ttl_s > 0 && ttl_full(&gw->ls, &k, (unsigned)bit))
+        lists_sweep(gw, gw->ls.ttl_cap); /* expired ones the sweep has not reached yet */
+    if (type == REC_LIST_ADD && ttl_s > 0 && ttl_full(&gw->ls, &k, (unsigned)bit)) {
+        /* Refused before journaling: replay then never meets a full expiry table. */
+        a->code = "ERR BUSY";
+        snprintf(a->why, sizeof a->why,
+                 "list expiry table full (%u memberships with a TTL, one per list_capacity slot); let some expire, "
+                 "LIST.DEL some, add without TTL, or raise list_capacity",
+                 gw->ls.ttl_max);
         return 0;
     }
     if (type == REC_LIST_DEL && !had) {
