@@ -30,6 +30,7 @@
 #define CLIENT_RECV_CHUNK 65536
 #define CLIENT_RECV_FIRST 1024 /* a new client's first receive; grows to a chunk when filled */
 #define CLIENTS_MAX_LIMIT 100000 /* upper bound for [gateway] max_clients */
+#define CLIENT_NAME_LEN_MAX 64   /* CLIENT SETNAME, and each CLIENT SETINFO value */
 
 #define RESP_WALK_DEPTH_MAX 8 /* nesting of our own replies: CASE > orders > STATUS > onward > map */
 #define MCHECK_BATCH_MAX 512  /* pairs of one MCHECK */

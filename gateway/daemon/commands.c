@@ -4,6 +4,7 @@
  * writes exactly one reply followed by server_reply_done() with the lsn the reply depends on.
  * Every refusal carries a stable code as its first word and a human reason.
  */
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -833,13 +834,28 @@ static int cmd_list_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
+/* A CLIENT SETNAME / SETINFO value: 0-CLIENT_NAME_LEN_MAX printable bytes without spaces
+ * (Redis's rule: a name must fit one CLIENT LIST field). */
+static bool client_name_ok(const resp_arg *a) {
+    if (a->len > CLIENT_NAME_LEN_MAX) return false;
+    for (uint32_t i = 0; i < a->len; i++)
+        if (a->p[i] < '!' || a->p[i] > '~') return false;
+    return true;
+}
+
+static void copy_arg(char *dst, const resp_arg *a) {
+    assert(a->len <= CLIENT_NAME_LEN_MAX);
+    memcpy(dst, a->p, a->len);
+    dst[a->len] = 0;
+}
+
 static int w_hello_pairs(gateway *gw, client *c) {
     (void)gw;
     buf *b = &c->out;
     TRY(resp_w_kv_str(b, "server", "stopgate"));
     TRY(resp_w_kv_str(b, "version", VERSION));
     TRY(resp_w_kv_int(b, "proto", c->proto));
-    TRY(resp_w_kv_int(b, "id", c->idx));
+    TRY(resp_w_kv_int(b, "id", (int64_t)c->id)); /* CLIENT ID */
     TRY(resp_w_kv_str(b, "mode", "standalone"));
     TRY(resp_w_kv_str(b, "role", "master"));
     TRY(resp_w_str(b, "modules"));
@@ -903,19 +919,24 @@ static int cmd_hello(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         proto = (int)v;
         i = 2;
     }
-    const resp_arg *name = NULL, *secret = NULL;
+    const resp_arg *name = NULL, *secret = NULL, *setname = NULL;
     for (; i < cmd->argc; i++) {
         if (resp_arg_is(&cmd->argv[i], "AUTH") && i + 2 < cmd->argc && !name) {
             name = &cmd->argv[i + 1];
             secret = &cmd->argv[i + 2];
             i += 2;
-        } else if (resp_arg_is(&cmd->argv[i], "SETNAME") && i + 1 < cmd->argc) {
-            i += 1;
+        } else if (resp_arg_is(&cmd->argv[i], "SETNAME") && i + 1 < cmd->argc && !setname) {
+            setname = &cmd->argv[++i];
         } else {
-            reply_err(gw, c, "ERR SYNTAX", "HELLO [2|3] [AUTH <agent> <secret>]");
+            reply_err(gw, c, "ERR SYNTAX", "HELLO [2|3] [AUTH <agent> <secret>] [SETNAME <name>]");
             return 1;
         }
     }
+    if (setname && !client_name_ok(setname)) {
+        reply_err(gw, c, "ERR SYNTAX", "a client name is at most %d bytes without spaces", CLIENT_NAME_LEN_MAX);
+        return 1;
+    }
+    if (setname) copy_arg(c->name, setname);
     if (name) return auth_begin(gw, c, name, secret, proto);
     c->proto = proto;
     hello_reply(gw, c);
@@ -952,33 +973,295 @@ static int cmd_empty(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
+/* INFO's sections, in the order INFO without arguments shows them. */
+enum { INFO_SERVER, INFO_CLIENTS, INFO_ORDERS, INFO_JOURNAL, INFO_BANKS, INFO__COUNT };
+static const char *const info_sections[INFO__COUNT] = {"server", "clients", "orders", "journal", "banks"};
+
+static int w_info_section(gateway *gw, buf *t, int s) {
+    switch (s) {
+    case INFO_SERVER:
+        return buf_printf(t, "# Server\r\nstopgate_version:%s\r\nuptime_s:%lld\r\nphase:%s\r\n", VERSION,
+                          (long long)((gw->now_ms - gw->started_ms) / 1000),
+                          gw->phase == PHASE_RUNNING    ? "running"
+                          : gw->phase == PHASE_DRAINING ? "draining"
+                                                        : "recovering");
+    case INFO_CLIENTS:
+        return buf_printf(t, "# Clients\r\nconnected_clients:%u\r\nmax_clients:%u\r\n", gw->srv.count, gw->srv.max);
+    case INFO_ORDERS:
+        TRY(buf_printf(t, "# Orders\r\norders_total:%u\r\nrequests_total:%u\r\ncases_total:%u\r\n", gw->o.n,
+                       gw->o.nreq, gw->o.ncases));
+        for (int st = 1; st < ST__COUNT; st++)
+            TRY(buf_printf(t, "orders_%s:%llu\r\n", order_state_name((uint8_t)st),
+                           (unsigned long long)gw->o.state_count[st]));
+        return 0;
+    case INFO_JOURNAL:
+        return buf_printf(t, "# Journal\r\njournal_dir:%s\r\nlast_lsn:%llu\r\ndurable_lsn:%llu\r\nsegment:%llu\r\nfsyncs:%llu\r\n",
+                          gw->j.dir, (unsigned long long)journal_last_lsn(&gw->j), (unsigned long long)gw->j.durable_lsn,
+                          (unsigned long long)gw->j.seg_seq, (unsigned long long)gw->j.stats.fsyncs);
+    case INFO_BANKS:
+        TRY(buf_printf(t, "# Banks\r\n"));
+        for (uint32_t i = 0; i < gw->rt.nplugins; i++) {
+            plugin_inst *p = &gw->rt.plugins[i];
+            TRY(buf_printf(t, "plugin_%s:type=%s,submitted=%llu,results=%llu\r\n", p->name, p->ops->name,
+                           (unsigned long long)p->submitted, (unsigned long long)p->results));
+        }
+        return 0;
+    }
+    assert(0 && "unknown INFO section");
+    return -EINVAL;
+}
+
+/* Which sections INFO [section ...] asks for: none named, "all", "everything" or "default" is
+ * every section; an unknown name adds nothing (Redis answers an empty string for it). */
+static unsigned info_wanted(const resp_cmd *cmd) {
+    if (cmd->argc == 1) return (1u << INFO__COUNT) - 1;
+    unsigned want = 0;
+    for (uint32_t i = 1; i < cmd->argc; i++) {
+        const resp_arg *a = &cmd->argv[i];
+        if (resp_arg_is(a, "all") || resp_arg_is(a, "everything") || resp_arg_is(a, "default"))
+            want = (1u << INFO__COUNT) - 1;
+        for (int s = 0; s < INFO__COUNT; s++)
+            if (resp_arg_is(a, info_sections[s])) want |= 1u << s;
+    }
+    return want;
+}
+
 static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
-    (void)cmd;
     (void)t_ns;
+    /* The text is built aside because a bulk's length comes first; INFO is not on the order
+     * path, so one buffer per INFO is fine. */
     buf tmp;
     buf_init(&tmp, 1 << 20);
-    buf_printf(&tmp, "# Server\r\nstopgate_version:%s\r\nuptime_s:%lld\r\nphase:%s\r\n", VERSION,
-               (long long)((gw->now_ms - gw->started_ms) / 1000),
-               gw->phase == PHASE_RUNNING ? "running" : gw->phase == PHASE_DRAINING ? "draining" : "recovering");
-    buf_printf(&tmp, "# Clients\r\nconnected_clients:%u\r\nmax_clients:%u\r\n", gw->srv.count, gw->srv.max);
-    buf_printf(&tmp, "# Orders\r\norders_total:%u\r\nrequests_total:%u\r\ncases_total:%u\r\n", gw->o.n, gw->o.nreq,
-               gw->o.ncases);
-    for (int s = 1; s < ST__COUNT; s++)
-        buf_printf(&tmp, "orders_%s:%llu\r\n", order_state_name((uint8_t)s), (unsigned long long)gw->o.state_count[s]);
-    buf_printf(&tmp, "# Journal\r\njournal_dir:%s\r\nlast_lsn:%llu\r\ndurable_lsn:%llu\r\nsegment:%llu\r\nfsyncs:%llu\r\n",
-               gw->j.dir, (unsigned long long)journal_last_lsn(&gw->j), (unsigned long long)gw->j.durable_lsn,
-               (unsigned long long)gw->j.seg_seq, (unsigned long long)gw->j.stats.fsyncs);
-    buf_printf(&tmp, "# Banks\r\n");
-    for (uint32_t i = 0; i < gw->rt.nplugins; i++) {
-        plugin_inst *p = &gw->rt.plugins[i];
-        buf_printf(&tmp, "plugin_%s:type=%s,submitted=%llu,results=%llu\r\n", p->name, p->ops->name,
-                   (unsigned long long)p->submitted, (unsigned long long)p->results);
-    }
-    int rc = tmp.overflowed ? -ENOBUFS : resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
+    unsigned want = info_wanted(cmd);
+    int rc = 0;
+    for (int s = 0; s < INFO__COUNT && !rc; s++)
+        if (want & (1u << s)) rc = w_info_section(gw, &tmp, s);
+    if (!rc) rc = resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
     buf_free(&tmp);
-    reply_end(gw, c, rc, 0, 0);
+    reply_end(gw, c, rc == -EINVAL ? -ENOBUFS : rc, 0, 0);
     return 1;
 }
+
+/* --- Redis client habits (docs/protocol.md "Redis clients") ------------------------------
+ * What redis-cli, hiredis and redis-py send on connect or by habit: CLIENT, SELECT 0, DBSIZE,
+ * COMMAND, INFO <section>. None of it touches orders; all of it is answered at once. */
+
+/* CLIENT LIST and KILL reach the caller's own connections (same agent); ops (and dev) reach
+ * every connection. */
+static bool may_see(const client *self, const client *other) {
+    if (!self->agent) return false;
+    if (self->agent->role == ROLE_OPS || self->agent->role == ROLE_DEV) return true;
+    return other->agent && !strcmp(other->agent->name, self->agent->name);
+}
+
+/* One CLIENT LIST line, Redis's field names; its length, or 0 when it does not fit cap. */
+static size_t client_line(const gateway *gw, const client *x, char *line, size_t cap) {
+    char ip[INET_ADDRSTRLEN];
+    struct in_addr in = {.s_addr = x->addr};
+    inet_ntop(AF_INET, &in, ip, sizeof ip);
+    int n = snprintf(line, cap,
+                     "id=%llu addr=%s:%u fd=%d name=%s age=%lld idle=%lld flags=N db=0 resp=%d user=%s tls=%s "
+                     "lib-name=%s lib-ver=%s\n",
+                     (unsigned long long)x->id, ip, x->port, x->fd, x->name,
+                     (long long)((gw->now_ms - x->created_ms) / 1000), (long long)((gw->now_ms - x->last_active_ms) / 1000),
+                     x->proto, x->agent ? x->agent->name : "-", x->tls ? "yes" : "no", x->lib_name, x->lib_ver);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* CLIENT LIST (every connection the caller may see) or CLIENT INFO (its own): one bulk. */
+static int w_client_list(gateway *gw, client *c, bool self_only) {
+    char line[512];
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) TRY(buf_printf(&c->out, "$%zu\r\n", total));
+        for (uint32_t i = 0; i < gw->srv.max; i++) {
+            const client *x = &gw->srv.clients[i];
+            if (!x->in_use || x->closing || (self_only ? x != c : !may_see(c, x))) continue;
+            size_t n = client_line(gw, x, line, sizeof line);
+            if (pass == 0) total += n;
+            else TRY(buf_append(&c->out, line, n));
+        }
+    }
+    return buf_append(&c->out, "\r\n", 2);
+}
+
+/* CLIENT KILL <ip:port> | CLIENT KILL [ID id] [ADDR ip:port] [USER agent] [SKIPME yes|no]. */
+static int client_kill(gateway *gw, client *c, resp_cmd *cmd) {
+    bool legacy = cmd->argc == 3, skipme = true;
+    const resp_arg *id = NULL, *addr = legacy ? &cmd->argv[2] : NULL, *user = NULL;
+    for (uint32_t i = 2; !legacy && i + 1 < cmd->argc; i += 2) {
+        const resp_arg *k = &cmd->argv[i], *v = &cmd->argv[i + 1];
+        if (resp_arg_is(k, "ID")) id = v;
+        else if (resp_arg_is(k, "ADDR")) addr = v;
+        else if (resp_arg_is(k, "USER")) user = v;
+        else if (resp_arg_is(k, "SKIPME") && (resp_arg_is(v, "yes") || resp_arg_is(v, "no"))) skipme = resp_arg_is(v, "yes");
+        else {
+            reply_err(gw, c, "ERR SYNTAX", "CLIENT KILL [ID id] [ADDR ip:port] [USER agent] [SKIPME yes|no]");
+            return 1;
+        }
+    }
+    if (!legacy && (cmd->argc % 2 != 0 || (!id && !addr && !user))) {
+        reply_err(gw, c, "ERR SYNTAX", "CLIENT KILL needs a filter: ID, ADDR or USER");
+        return 1;
+    }
+    char line[512], want[64];
+    int64_t want_id = 0;
+    if (id && (field_int_parse(id->p, id->len, &want_id) != 0 || want_id <= 0)) {
+        reply_err(gw, c, "ERR SYNTAX", "CLIENT KILL ID takes a client id (CLIENT ID)");
+        return 1;
+    }
+    snprintf(want, sizeof want, "addr=%.*s ", (int)(addr && addr->len < 40 ? addr->len : 0), addr ? addr->p : "");
+    client *hit[64];
+    uint32_t n = 0, refused = 0;
+    for (uint32_t i = 0; i < gw->srv.max && n < 64; i++) {
+        client *x = &gw->srv.clients[i];
+        if (!x->in_use || x->closing || (x == c && skipme && !legacy)) continue;
+        if (id && x->id != (uint64_t)want_id) continue;
+        if (user && !(x->agent && strlen(x->agent->name) == user->len && !memcmp(x->agent->name, user->p, user->len)))
+            continue;
+        if (addr && (!client_line(gw, x, line, sizeof line) || !strstr(line, want))) continue;
+        if (!may_see(c, x)) refused++;
+        else hit[n++] = x;
+    }
+    if (refused) {
+        reply_err(gw, c, "NOPERM", "agent %s (role %s) may kill only its own connections", c->agent->name,
+                  role_name(c->agent->role));
+        return 1;
+    }
+    if (legacy && n == 0) {
+        reply_err(gw, c, "ERR NOTFOUND", "no such client");
+        return 1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (hit[i] == c) c->close_after_flush = true; /* after this answer */
+        else server_kill(gw, hit[i]);
+    }
+    reply_end(gw, c, legacy ? resp_w_simple(&c->out, "OK") : resp_w_int(&c->out, n), 0, 0);
+    return 1;
+}
+
+/* CLIENT SETINFO LIB-NAME|LIB-VER <value> */
+static int client_setinfo(gateway *gw, client *c, resp_cmd *cmd) {
+    const resp_arg *k = &cmd->argv[2], *v = &cmd->argv[3];
+    if (cmd->argc != 4 || !(resp_arg_is(k, "LIB-NAME") || resp_arg_is(k, "LIB-VER"))) {
+        reply_err(gw, c, "ERR SYNTAX", "CLIENT SETINFO LIB-NAME|LIB-VER <value>");
+        return 1;
+    }
+    if (!client_name_ok(v)) {
+        reply_err(gw, c, "ERR SYNTAX", "CLIENT SETINFO values are at most %d bytes without spaces", CLIENT_NAME_LEN_MAX);
+        return 1;
+    }
+    copy_arg(resp_arg_is(k, "LIB-NAME") ? c->lib_name : c->lib_ver, v);
+    reply_end(gw, c, resp_w_simple(&c->out, "OK"), 0, 0);
+    return 1;
+}
+
+/* CLIENT ID | SETNAME | GETNAME | SETINFO | INFO | LIST | KILL. The first four are open before
+ * AUTH (client libraries send them while connecting); LIST and KILL need an agent. */
+static int cmd_client(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    const resp_arg *sub = &cmd->argv[1];
+    if (resp_arg_is(sub, "ID") && cmd->argc == 2) {
+        reply_end(gw, c, resp_w_int(&c->out, (int64_t)c->id), 0, 0);
+    } else if (resp_arg_is(sub, "GETNAME") && cmd->argc == 2) {
+        reply_end(gw, c, c->name[0] ? resp_w_str(&c->out, c->name) : resp_w_null(&c->out, c->proto), 0, 0);
+    } else if (resp_arg_is(sub, "SETNAME") && cmd->argc == 3) {
+        if (!client_name_ok(&cmd->argv[2])) {
+            reply_err(gw, c, "ERR SYNTAX", "a client name is at most %d bytes without spaces", CLIENT_NAME_LEN_MAX);
+            return 1;
+        }
+        copy_arg(c->name, &cmd->argv[2]);
+        reply_end(gw, c, resp_w_simple(&c->out, "OK"), 0, 0);
+    } else if (resp_arg_is(sub, "SETINFO")) {
+        return client_setinfo(gw, c, cmd);
+    } else if (resp_arg_is(sub, "INFO") && cmd->argc == 2) {
+        reply_end(gw, c, w_client_list(gw, c, true), 0, 0);
+    } else if ((resp_arg_is(sub, "LIST") || resp_arg_is(sub, "KILL")) && !c->agent) {
+        reply_err(gw, c, "NOAUTH", "authentication required (AUTH <agent> <secret>)");
+    } else if (resp_arg_is(sub, "LIST") && cmd->argc == 2) {
+        reply_end(gw, c, w_client_list(gw, c, false), 0, 0);
+    } else if (resp_arg_is(sub, "KILL") && cmd->argc >= 3) {
+        return client_kill(gw, c, cmd);
+    } else {
+        reply_err(gw, c, "ERR SYNTAX", "CLIENT ID|SETNAME <name>|GETNAME|SETINFO|INFO|LIST|KILL ... ('%.*s' unknown)",
+                  (int)(sub->len > 32 ? 32 : sub->len), sub->p);
+    }
+    return 1;
+}
+
+/* SELECT 0: the one database there is (redis-cli -n 0, and clients that select on connect). */
+static int cmd_select(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    const resp_arg *a = &cmd->argv[1];
+    if (!(a->len == 1 && a->p[0] == '0')) {
+        reply_err(gw, c, "ERR NOTFOUND", "no database '%.*s': stopgate has one database, SELECT 0",
+                  (int)(a->len > 32 ? 32 : a->len), a->p);
+        return 1;
+    }
+    reply_end(gw, c, resp_w_simple(&c->out, "OK"), 0, 0);
+    return 1;
+}
+
+/* DBSIZE: the orders the gateway holds (every order since its journal began, any state) -
+ * the "keys" a STATUS can ask for - as reads see them: durable ones. */
+static int cmd_dbsize(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)cmd;
+    (void)t_ns;
+    bool live = read_live(gw);
+    uint32_t n = gw->o.n;
+    /* Orders are numbered in journal order: the ones not durable yet are the newest. */
+    if (!live)
+        while (n && !durview_exists(&gw->dv, n)) n--;
+    reply_end(gw, c, resp_w_int(&c->out, n), read_lsn(gw, live), 0);
+    return 1;
+}
+
+/* What COMMAND DOCS says of each command; a command missing here is still listed, with an
+ * empty summary. */
+typedef struct cmd_doc {
+    const char *name, *summary, *group;
+} cmd_doc;
+
+static const cmd_doc cmd_docs[] = {
+    {"STOP", "Order a STOP (no debits) on an account", "orders"},
+    {"FREEZE", "Order a judicial FREEZE on an account", "orders"},
+    {"RELEASE", "Release a live order", "orders"},
+    {"EXTEND", "Extend a live order's TTL", "orders"},
+    {"CONFIRM", "Confirm a HELD order (supervisor)", "orders"},
+    {"STATUS", "An order's state, cases, cascade and history", "orders"},
+    {"CASE", "Every order of a case, as a cascade tree", "orders"},
+    {"CHECK", "Screen one account: CLEAR, LISTED or FROZEN", "screening"},
+    {"MCHECK", "Screen many accounts in one command", "screening"},
+    {"LIST.ADD", "Put an account on a fraud list", "lists"},
+    {"LIST.DEL", "Take an account off a fraud list", "lists"},
+    {"LIST.LOAD", "Replace a fraud list with a CSV", "lists"},
+    {"LIST.INFO", "Fraud list table and counts", "lists"},
+    {"AUTH", "Authenticate as an agent", "connection"},
+    {"HELLO", "Choose RESP2 or RESP3, optionally authenticate", "connection"},
+    {"PING", "Ping the gateway", "connection"},
+    {"ECHO", "Echo a message", "connection"},
+    {"QUIT", "Close the connection", "connection"},
+    {"CLIENT", "Connection name, id, library info; list or kill connections", "connection"},
+    {"SELECT", "Select database 0, the only one", "connection"},
+    {"DBSIZE", "Number of orders held", "server"},
+    {"INFO", "Gateway information by section", "server"},
+    {"COMMAND", "The command table", "server"},
+    {"CONFIG", "Answered empty (for Redis tools)", "server"},
+};
+
+static const cmd_doc *doc_of(const char *name) {
+    for (size_t i = 0; i < sizeof cmd_docs / sizeof cmd_docs[0]; i++)
+        if (!strcmp(cmd_docs[i].name, name)) return &cmd_docs[i];
+    return NULL;
+}
+
+static void lower(char *dst, size_t cap, const char *s) {
+    size_t i = 0;
+    for (; s[i] && i + 1 < cap; i++) dst[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+    dst[i] = 0;
+}
+
+static int cmd_command(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns);
 
 static const cmd_def commands[] = {
     {"STOP", cmd_stop, PERM_ORDER, 8, RESP_ARGS_MAX},
@@ -999,10 +1282,109 @@ static const cmd_def commands[] = {
     {"PING", cmd_ping, 0, 1, 2},
     {"ECHO", cmd_echo, PERM_SESSION, 2, 2},
     {"QUIT", cmd_quit, 0, 1, 1},
-    {"INFO", cmd_info, PERM_INFO, 1, 2},
-    {"COMMAND", cmd_empty, PERM_SESSION, 1, RESP_ARGS_MAX},
+    {"INFO", cmd_info, PERM_INFO, 1, 16},
+    {"COMMAND", cmd_command, PERM_SESSION, 1, RESP_ARGS_MAX},
     {"CONFIG", cmd_empty, PERM_SESSION, 1, RESP_ARGS_MAX},
+    {"CLIENT", cmd_client, 0, 2, 10},
+    {"SELECT", cmd_select, 0, 2, 2},
+    {"DBSIZE", cmd_dbsize, PERM_INFO, 1, 1},
 };
+
+/* --- COMMAND, from the table above ---------------------------------------------------------- */
+
+static const size_t ncommands = sizeof commands / sizeof commands[0];
+
+static const cmd_def *command_find(const resp_arg *name) {
+    for (size_t i = 0; i < ncommands; i++)
+        if (resp_arg_is(name, commands[i].name)) return &commands[i];
+    return NULL;
+}
+
+static bool cmd_writes(const cmd_def *d) { return d->perm & (PERM_ORDER | PERM_CONFIRM | PERM_LIST); }
+
+/* One COMMAND INFO entry, Redis 7's ten fields: name, arity (negative: at least), flags,
+ * first/last key and step (no keys), ACL categories, tips, key specs, subcommands. */
+static int w_command_info(buf *b, const cmd_def *d) {
+    char name[32];
+    lower(name, sizeof name, d->name);
+    bool fast = !strcmp(d->name, "CHECK") || !strcmp(d->name, "PING") || !strcmp(d->name, "ECHO");
+    TRY(resp_w_array(b, 10));
+    TRY(resp_w_str(b, name));
+    TRY(resp_w_int(b, d->argc_min == d->argc_max ? d->argc_min : -d->argc_min));
+    TRY(resp_w_array(b, 1 + (fast ? 1 : 0) + (d->perm == 0 ? 1 : 0)));
+    TRY(resp_w_simple(b, cmd_writes(d) ? "write" : "readonly"));
+    if (fast) TRY(resp_w_simple(b, "fast"));
+    if (d->perm == 0) TRY(resp_w_simple(b, "no_auth"));
+    TRY(resp_w_int(b, 0));
+    TRY(resp_w_int(b, 0));
+    TRY(resp_w_int(b, 0));
+    TRY(resp_w_array(b, 1));
+    TRY(resp_w_simple(b, cmd_writes(d) ? "@write" : d->perm & ~PERM_SESSION ? "@read" : "@connection"));
+    TRY(resp_w_array(b, 0));
+    TRY(resp_w_array(b, 0));
+    return resp_w_array(b, 0);
+}
+
+static int w_command_doc(buf *b, int proto, const cmd_def *d) {
+    const cmd_doc *doc = doc_of(d->name);
+    char name[32];
+    lower(name, sizeof name, d->name);
+    TRY(resp_w_str(b, name));
+    resp_map m;
+    resp_map_begin(&m, b, proto);
+    int rc = resp_w_kv_str(b, "summary", doc ? doc->summary : "");
+    if (!rc) rc = resp_w_kv_str(b, "since", VERSION);
+    if (!rc) rc = resp_w_kv_str(b, "group", doc ? doc->group : "stopgate");
+    if (!rc) rc = resp_w_kv_str(b, "complexity", !strcmp(d->name, "CASE") ? "O(N) orders of the case" : "O(1)");
+    return resp_map_end(&m, rc);
+}
+
+/* COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST]: every command, or the ones
+ * named (INFO: nil for an unknown one; DOCS: unknown ones left out, as Redis does). */
+static int w_command(gateway *gw, client *c, resp_cmd *cmd) {
+    (void)gw;
+    buf *b = &c->out;
+    const resp_arg *sub = cmd->argc > 1 ? &cmd->argv[1] : NULL;
+    bool all = cmd->argc <= 2;
+    if (sub && resp_arg_is(sub, "COUNT")) return resp_w_int(b, (int64_t)ncommands);
+    if (sub && resp_arg_is(sub, "DOCS")) {
+        resp_map m;
+        resp_map_begin(&m, b, c->proto);
+        int rc = 0;
+        for (size_t i = 0; i < (all ? ncommands : cmd->argc - 2) && !rc; i++) {
+            const cmd_def *d = all ? &commands[i] : command_find(&cmd->argv[2 + i]);
+            if (d) rc = w_command_doc(b, c->proto, d);
+        }
+        return resp_map_end(&m, rc);
+    }
+    if (sub && resp_arg_is(sub, "LIST")) {
+        TRY(resp_w_array(b, ncommands));
+        char name[32];
+        for (size_t i = 0; i < ncommands; i++) {
+            lower(name, sizeof name, commands[i].name);
+            TRY(resp_w_str(b, name));
+        }
+        return 0;
+    }
+    if (sub && !resp_arg_is(sub, "INFO")) return -EINVAL;
+    TRY(resp_w_array(b, all ? ncommands : cmd->argc - 2));
+    for (size_t i = 0; i < (all ? ncommands : cmd->argc - 2); i++) {
+        const cmd_def *d = all ? &commands[i] : command_find(&cmd->argv[2 + i]);
+        TRY(d ? w_command_info(b, d) : resp_w_null(b, c->proto));
+    }
+    return 0;
+}
+
+static int cmd_command(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)t_ns;
+    int rc = w_command(gw, c, cmd);
+    if (rc == -EINVAL) { /* refused before anything was written */
+        reply_err(gw, c, "ERR SYNTAX", "COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST]");
+        return 1;
+    }
+    reply_end(gw, c, rc, 0, 0);
+    return 1;
+}
 
 int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     gw->m.commands++;

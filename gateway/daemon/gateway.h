@@ -81,6 +81,12 @@ typedef struct client {
     bool auth_pending;       /* an AUTH is being verified: the pipeline waits for it */
     uint8_t auth_hello_proto; /* that AUTH came with HELLO <proto> (0: plain AUTH) */
     int64_t auth_deadline_ms; /* not admitted by then: closed (0 = no deadline) */
+    /* Redis client habits (CLIENT ..., HELLO): */
+    uint64_t id;             /* CLIENT ID: unique for the life of the process, from 1 */
+    int64_t created_ms;      /* accepted at (CLIENT LIST age) */
+    char name[CLIENT_NAME_LEN_MAX + 1];     /* CLIENT SETNAME / HELLO SETNAME, "" = none */
+    char lib_name[CLIENT_NAME_LEN_MAX + 1]; /* CLIENT SETINFO LIB-NAME */
+    char lib_ver[CLIENT_NAME_LEN_MAX + 1];  /* CLIENT SETINFO LIB-VER */
 } client;
 
 typedef struct server {
@@ -96,6 +102,7 @@ typedef struct server {
     uint32_t blocked_head;
     int64_t next_reap_ms; /* next idle-timeout sweep */
     int64_t next_tls_reap_ms; /* next handshake-deadline sweep */
+    uint64_t next_client_id; /* the last CLIENT ID given */
 } server;
 
 /* ---- plugins and routes ---- */
@@ -318,6 +325,9 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
  * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
 void server_on_journal_failed(gateway *gw);
 void server_kick_all(gateway *gw);
+/* Close another client as the idle reaper does (CLIENT KILL): replies it was still owed are
+ * dropped. A client ending itself uses close_after_flush instead. */
+void server_kill(gateway *gw, client *c);
 /* Close clients idle longer than [gateway] idle_timeout (0 = never), and those not admitted by
  * their AUTH deadline; sweeps once a second. */
 void server_reap_idle(gateway *gw);

@@ -465,6 +465,8 @@ static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
     c->tls = tc;
     c->addr = addr;
     c->port = port;
+    c->id = ++gw->srv.next_client_id;
+    c->created_ms = gw->now_ms;
     admission_start(gw, c);
     buf_init(&c->out, CLIENT_OUTPUT_BYTES_MAX);
     c->last_active_ms = gw->now_ms;
@@ -621,6 +623,11 @@ bool server_drained(gateway *gw) {
         }
     }
     return true;
+}
+
+void server_kill(gateway *gw, client *c) {
+    assert(c->in_use);
+    if (!c->closing) client_close(gw, c);
 }
 
 void server_reap_idle(gateway *gw) {
