@@ -1085,43 +1085,60 @@ static int w_client_list(gateway *gw, client *c, bool self_only) {
     return buf_append(&c->out, "\r\n", 2);
 }
 
-/* CLIENT KILL <ip:port> | CLIENT KILL [ID id] [ADDR ip:port] [USER agent] [SKIPME yes|no]. */
-static int client_kill(gateway *gw, client *c, resp_cmd *cmd) {
-    bool legacy = cmd->argc == 3, skipme = true;
-    const resp_arg *id = NULL, *addr = legacy ? &cmd->argv[2] : NULL, *user = NULL;
-    for (uint32_t i = 2; !legacy && i + 1 < cmd->argc; i += 2) {
-        const resp_arg *k = &cmd->argv[i], *v = &cmd->argv[i + 1];
-        if (resp_arg_is(k, "ID")) id = v;
-        else if (resp_arg_is(k, "ADDR")) addr = v;
-        else if (resp_arg_is(k, "USER")) user = v;
-        else if (resp_arg_is(k, "SKIPME") && (resp_arg_is(v, "yes") || resp_arg_is(v, "no"))) skipme = resp_arg_is(v, "yes");
-        else {
-            reply_err(gw, c, "ERR SYNTAX", "CLIENT KILL [ID id] [ADDR ip:port] [USER agent] [SKIPME yes|no]");
-            return 1;
-        }
-    }
-    if (!legacy && (cmd->argc % 2 != 0 || (!id && !addr && !user))) {
-        reply_err(gw, c, "ERR SYNTAX", "CLIENT KILL needs a filter: ID, ADDR or USER");
-        return 1;
-    }
+/* Which connections a CLIENT KILL names (any filter left NULL matches all). */
+typedef struct kill_filter {
+    int64_t id;               /* 0: any */
+    const resp_arg *addr, *user;
+    const client *skip;       /* SKIPME yes: the caller */
+} kill_filter;
+
+static bool kill_matches(const gateway *gw, const kill_filter *f, const client *x) {
     char line[512], want[64];
-    int64_t want_id = 0;
-    if (id && (field_int_parse(id->p, id->len, &want_id) != 0 || want_id <= 0)) {
-        reply_err(gw, c, "ERR SYNTAX", "CLIENT KILL ID takes a client id (CLIENT ID)");
+    if (!x->in_use || x->closing || x == f->skip) return false;
+    if (f->id && x->id != (uint64_t)f->id) return false;
+    if (f->user && !(x->agent && strlen(x->agent->name) == f->user->len &&
+                     !memcmp(x->agent->name, f->user->p, f->user->len)))
+        return false;
+    if (!f->addr) return true;
+    if (f->addr->len >= 48) return false;
+    snprintf(want, sizeof want, "addr=%.*s ", (int)f->addr->len, f->addr->p);
+    return client_line(gw, x, line, sizeof line) && strstr(line, want);
+}
+
+/* The filters of CLIENT KILL [ID id] [ADDR ip:port] [USER agent] [SKIPME yes|no]; NULL, or
+ * why they are refused. */
+static const char *kill_parse(const client *c, const resp_cmd *cmd, kill_filter *f) {
+    *f = (kill_filter){.skip = c};
+    if (cmd->argc % 2 != 0) return "CLIENT KILL [ID id] [ADDR ip:port] [USER agent] [SKIPME yes|no]";
+    for (uint32_t i = 2; i + 1 < cmd->argc; i += 2) {
+        const resp_arg *k = &cmd->argv[i], *v = &cmd->argv[i + 1];
+        if (resp_arg_is(k, "ID")) {
+            if (field_int_parse(v->p, v->len, &f->id) != 0 || f->id <= 0) return "CLIENT KILL ID takes a CLIENT ID";
+        } else if (resp_arg_is(k, "ADDR")) f->addr = v;
+        else if (resp_arg_is(k, "USER")) f->user = v;
+        else if (resp_arg_is(k, "SKIPME") && (resp_arg_is(v, "yes") || resp_arg_is(v, "no")))
+            f->skip = resp_arg_is(v, "yes") ? c : NULL;
+        else return "CLIENT KILL [ID id] [ADDR ip:port] [USER agent] [SKIPME yes|no]";
+    }
+    return f->id || f->addr || f->user ? NULL : "CLIENT KILL needs a filter: ID, ADDR or USER";
+}
+
+/* CLIENT KILL <ip:port> | CLIENT KILL <filters>. Refused whole (nothing closed) when it names
+ * a connection the caller may not reach. */
+static int client_kill(gateway *gw, client *c, resp_cmd *cmd) {
+    bool legacy = cmd->argc == 3;
+    kill_filter f = {.addr = &cmd->argv[2]};
+    const char *why = legacy ? NULL : kill_parse(c, cmd, &f);
+    if (why) {
+        reply_err(gw, c, "ERR SYNTAX", "%s", why);
         return 1;
     }
-    snprintf(want, sizeof want, "addr=%.*s ", (int)(addr && addr->len < 40 ? addr->len : 0), addr ? addr->p : "");
-    client *hit[64];
     uint32_t n = 0, refused = 0;
-    for (uint32_t i = 0; i < gw->srv.max && n < 64; i++) {
-        client *x = &gw->srv.clients[i];
-        if (!x->in_use || x->closing || (x == c && skipme && !legacy)) continue;
-        if (id && x->id != (uint64_t)want_id) continue;
-        if (user && !(x->agent && strlen(x->agent->name) == user->len && !memcmp(x->agent->name, user->p, user->len)))
-            continue;
-        if (addr && (!client_line(gw, x, line, sizeof line) || !strstr(line, want))) continue;
-        if (!may_see(c, x)) refused++;
-        else hit[n++] = x;
+    for (uint32_t i = 0; i < gw->srv.max; i++) {
+        const client *x = &gw->srv.clients[i];
+        if (!kill_matches(gw, &f, x)) continue;
+        if (may_see(c, x)) n++;
+        else refused++;
     }
     if (refused) {
         reply_err(gw, c, "NOPERM", "agent %s (role %s) may kill only its own connections", c->agent->name,
@@ -1132,9 +1149,11 @@ static int client_kill(gateway *gw, client *c, resp_cmd *cmd) {
         reply_err(gw, c, "ERR NOTFOUND", "no such client");
         return 1;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        if (hit[i] == c) c->close_after_flush = true; /* after this answer */
-        else server_kill(gw, hit[i]);
+    for (uint32_t i = 0; i < gw->srv.max; i++) {
+        client *x = &gw->srv.clients[i];
+        if (!kill_matches(gw, &f, x)) continue;
+        if (x == c) c->close_after_flush = true; /* after this answer */
+        else server_kill(gw, x);
     }
     reply_end(gw, c, legacy ? resp_w_simple(&c->out, "OK") : resp_w_int(&c->out, n), 0, 0);
     return 1;
