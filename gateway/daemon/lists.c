@@ -440,6 +440,11 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
         assert(!held || (back.mask == e.mask && back.score == e.score && back.frozen == e.frozen &&
                          back.expires_s == e.expires_s && back.case_ref == e.case_ref));
         assert(((back.mask >> bit) & 1) == (r->type == REC_LIST_ADD));
+        /* The membership has an expiry entry exactly when this record gave it a TTL. */
+        const list_ttl *tt = ttl_slot(ls, &k, (unsigned)bit, NULL);
+        assert((tt != NULL) == (r->type == REC_LIST_ADD && r->expires_at_ms > 0));
+        assert(!tt || tt->expires_s == (uint32_t)((r->expires_at_ms + 999) / 1000));
+        assert(ls->ttl_live <= ls->ttl_max && atomic_load(&ls->t.h->count) <= ls->t.mask + 1);
 #endif
         return 0;
     }
