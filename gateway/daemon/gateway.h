@@ -405,6 +405,9 @@ int udp_init(gateway *gw, char *err, size_t errcap);
 int udp_agents_build(gateway *gw, char *err, size_t errcap);
 void udp_on_cqe(gateway *gw, unsigned kind, uint32_t idx, int res);
 void udp_on_durable(gateway *gw, uint64_t durable_lsn);
+/* The journal cannot write (server_on_journal_failed): the parked replies leave now, their
+ * answers not yet durable turned into BUSY (udp_reply_fail_pending). */
+void udp_on_journal_failed(gateway *gw);
 bool udp_drained(const gateway *gw);
 void udp_close(gateway *gw);
 const char *udp_drop_name(int why);
@@ -437,6 +440,12 @@ size_t udp_hello_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t
 /* A reply with no messages and a frame-level status (SG_FE_EPOCH, SG_FE_TOOBIG). */
 size_t udp_status_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t epoch, uint16_t status,
                         const uint8_t key[SG_FRAME_KEY_BYTES]);
+/* A reply frame parked for durability whose batch the disk refuses: in place, every STOP
+ * answer whose lsn (its mask) is past durable_lsn, and every CHECK answer, becomes err BUSY
+ * (not acknowledged: the client retries with the same request id); other answers keep their
+ * values; the MAC is made again with key. Same length. Returns the answers changed. */
+uint32_t udp_reply_fail_pending(uint8_t *dgram, size_t len, uint64_t durable_lsn,
+                                const uint8_t key[SG_FRAME_KEY_BYTES]);
 
 /* dpdk.c: the DPDK fast path ([dpdk] enabled = yes; docs/protocol.md "DPDK"). Built only
  * with libdpdk (HAVE_DPDK); without it the stubs below refuse `enabled = yes`. */
@@ -444,6 +453,8 @@ size_t udp_status_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_
 int dpdk_start(gateway *gw, char *err, size_t errcap);
 void dpdk_on_cqe(gateway *gw, int res);
 void dpdk_on_durable(gateway *gw, uint64_t durable_lsn);
+/* As udp_on_journal_failed, for the replies the DPDK order side holds. */
+void dpdk_on_journal_failed(gateway *gw);
 bool dpdk_drained(const gateway *gw);
 /* Agents or auto_stop lists changed (SIGHUP): the order side's agent table and a new
  * snapshot for the lcore. */
@@ -459,6 +470,7 @@ static inline int dpdk_start(gateway *gw, char *err, size_t errcap) {
 }
 static inline void dpdk_on_cqe(gateway *gw, int res) { (void)gw, (void)res; }
 static inline void dpdk_on_durable(gateway *gw, uint64_t durable_lsn) { (void)gw, (void)durable_lsn; }
+static inline void dpdk_on_journal_failed(gateway *gw) { (void)gw; }
 static inline bool dpdk_drained(const gateway *gw) { (void)gw; return true; }
 static inline void dpdk_agents_changed(gateway *gw) { (void)gw; }
 static inline void dpdk_metrics(gateway *gw, buf *b) { (void)gw, (void)b; }

@@ -584,6 +584,8 @@ void server_on_journal_failed(gateway *gw) {
     }
     /* The rewritten replies have lsn 0 now: what leads may go. */
     server_on_durable(gw, gw->j.durable_lsn);
+    udp_on_journal_failed(gw);
+    dpdk_on_journal_failed(gw);
 }
 
 void server_resume(gateway *gw, client *c) {

@@ -13,6 +13,8 @@ nothing pipelined behind them waits. The log names ENOSPC once. After `mount -o 
 the background: retrying the refused request_ids gives DUPLICATE (caught, now durable, same
 order) or ACCEPTED (never taken), every order once; after kill -9 and a restart every
 acknowledged order is there and no order is doubled."""
+import errno
+import json
 import os
 import socket
 import subprocess
@@ -302,6 +304,103 @@ class FullDisk(GatewayCase):
         self.assertEqual(gw.stop(), 0)
         p = sgtest.run_stopctl("journal", "verify", gw.journal_dir)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UDP_PROBE = os.environ.get("UDP_PROBE") or os.path.join(os.path.dirname(os.path.dirname(HERE)), "build", "tests",
+                                                        "integration", "udp_probe")
+UDP_STOPS = 100  # one datagram; their records take more than the page the journal has left
+SG_FE_BUSY = 8
+SG_S_DUPLICATE = 1
+
+
+def fill_up(path):
+    """Writes a file in path until the filesystem refuses a single byte more."""
+    with open(path, "wb", buffering=0) as f:
+        for chunk in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+
+
+class FullDiskUdp(GatewayCase):
+    """Kernel UDP during a full disk (issue 15 remnant): a reply datagram already parked for
+    the batch the disk refuses is answered within 1 s with BUSY for each STOP in it (not
+    acknowledged; retried with the same request ids), as RESP clients are, instead of leaving
+    only when that batch becomes durable. The disk is filled by a file beside the journal
+    (so the datagram's own records are the batch refused); once the file is removed the
+    batch lands, and the retried STOPs are DUPLICATE: every one taken exactly once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = None
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root to mount a tmpfs")
+        if not os.path.exists(UDP_PROBE):
+            raise AssertionError("udp_probe not built (%s); set UDP_PROBE" % UDP_PROBE)
+        cls.mnt = sgtest.make_temp_dir("sgtest-fulldisk-udp-")
+        try:
+            mount_tmpfs(cls.mnt, "2m")
+        except subprocess.CalledProcessError as e:
+            raise unittest.SkipTest("cannot mount a tmpfs: %s" % e.stderr.strip())
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.gw is not None:
+                cls.gw.kill9()
+        finally:
+            umount(cls.mnt)
+
+    def probe(self, *steps):
+        env = dict(os.environ, STOPGATE_SECRET=sgtest.DEFAULT_AGENTS["alice"][1], UDP_PROBE_WAIT_MS="4000")
+        p = subprocess.run([UDP_PROBE, sgtest.HOST, str(self.gw.udp_port), "alice", "hello"] + [str(s) for s in steps],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = [json.loads(ln) for ln in p.stdout.splitlines() if ln.strip()]
+        self.assertNotIn("timeout", out[0], "no HELLO answer")
+        return out[1:]
+
+    def test_parked_udp_reply_answered_busy(self):
+        gw = sgtest.track(Gateway(name="fulldisk-udp", sections="[plugin sim]\nlatency_us = 200\n"))
+        type(self).gw = gw
+        gw.journal_dir = os.path.join(self.mnt, "journal")
+        gw.write_config()
+        gw.start()
+        with gw.client("olga") as ops:  # orders HELD: no bank traffic journaled meanwhile
+            csv = "".join("FUB,FUDP%04dX\n" % i for i in range(UDP_STOPS))
+            self.assertEqual(todict(ops.ok("LIST.LOAD", "protected", "-", csv))["rows"], UDP_STOPS)
+        tag = "fu%d" % (time.time_ns() % 10 ** 8)
+        stops = ["stops", UDP_STOPS, tag, "FUB", "FUDP", "FUCASE", 5000]
+        filler = os.path.join(self.mnt, "filler")
+        fill_up(filler)
+
+        (r,) = self.probe(*stops)
+        self.assertNotIn("timeout", r, "the parked UDP reply did not leave within 4 s (it waits for space)")
+        print("UDP reply of the refused batch after %.1f ms" % r["ms"])
+        self.assertTrue(r["mac_ok"], r)
+        self.assertEqual(r["status"], 0, r)
+        self.assertEqual(len(r["replies"]), UDP_STOPS)
+        self.assertEqual([x["err"] for x in r["replies"]], [SG_FE_BUSY] * UDP_STOPS,
+                         "every STOP of the refused batch is answered BUSY")
+        self.assertEqual({x["order_no"] for x in r["replies"]}, {0})
+        self.assertLess(r["ms"], 1000.0, "the BUSY answer must come within 1 s")
+        self.assertIn("journal: write failed", gw.log_since_start())
+        (r,) = self.probe("stop", tag + "-new", "FUB", "FUDP0000X", "FUCASE2", 5000)  # new: BUSY at once
+        self.assertEqual(r["replies"][0]["err"], SG_FE_BUSY, r)
+
+        os.unlink(filler)
+        wait_until(lambda: "journal: writing again" in gw.log_since_start(), timeout=5, what="the recovery log line")
+        (r,) = self.probe(*stops)
+        self.assertEqual(r["status"], 0, r)
+        self.assertEqual([(x["err"], x["code"]) for x in r["replies"]], [(0, SG_S_DUPLICATE)] * UDP_STOPS,
+                         "the refused batch landed once space returned: every retry is DUPLICATE")
+        self.assertEqual(len({x["order_no"] for x in r["replies"]}), UDP_STOPS)
+        with gw.client("alice") as c:
+            self.assertEqual(int(gw.info(c)["orders_total"]), UDP_STOPS, "an order doubled or lost")
 
 
 if __name__ == "__main__":
