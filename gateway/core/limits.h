@@ -40,6 +40,7 @@
 #define LIST_CSV_LINE_MAX CSV_LINE_MAX /* bytes of one LIST.LOAD line */
 #define LIST_LOAD_ROWS_MAX (64 << 20) /* rows of one LIST.LOAD */
 #define LIST_SWEEP_SLOTS 65536        /* expiry records the sweep visits per tick */
+#define LIST_PENDING_MAX 1024         /* list changes journaled, not yet durable (published when durable) */
 
 /* UDP and DPDK fast paths (SPEC §4.3). */
 #define UDP_RECV_SLOTS 256   /* recvmsg operations kept armed */

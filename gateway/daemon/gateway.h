@@ -151,7 +151,8 @@ typedef struct metrics {
 } metrics;
 
 /* ---- fraud lists (lists.c, docs/lists.md) ---- */
-/* LIST_CASES_MAX, LIST_CSV_LINE_MAX, LIST_LOAD_ROWS_MAX, LIST_SWEEP_SLOTS, MCHECK_BATCH_MAX: limits.h */
+/* LIST_CASES_MAX, LIST_CSV_LINE_MAX, LIST_LOAD_ROWS_MAX, LIST_SWEEP_SLOTS, LIST_PENDING_MAX,
+ * MCHECK_BATCH_MAX: limits.h */
 #define LIST_TICK_MS 50              /* how often the sweep runs */
 
 typedef struct list_staged {
@@ -165,6 +166,17 @@ typedef struct list_ttl {
     uint32_t expires_s;
     uint8_t bit, state; /* state: 0 empty, 1 used, 2 deleted */
 } list_ttl;
+
+/* A list change journaled but not yet durable: the shared table (and CHECK, which reads it)
+ * shows it only once its batch is (SPEC §9; lists_on_durable). */
+typedef struct list_pending {
+    uint64_t lsn;
+    sgl_key key;        /* ADD, DEL */
+    uint32_t case_ref;  /* ADD */
+    uint32_t expires_s; /* ADD: 0 = permanent */
+    uint16_t type;      /* REC_LIST_ADD, REC_LIST_DEL, REC_LIST_LOAD_COMMIT (of the staged rows) */
+    uint8_t bit, score;
+} list_pending;
 
 typedef struct list_live_load {
     bool active, begun;
@@ -188,6 +200,9 @@ typedef struct lists_state {
     int stage_bit;
     uint64_t stage_load_id;
     list_live_load live;
+    list_pending *pend; /* ring of LIST_PENDING_MAX, in lsn order */
+    uint32_t pend_head, npend;
+    bool commit_pending; /* a load's COMMIT is among them: its rows stay staged until then */
     list_ttl *ttl; /* expiries of (list, account) memberships that have one; open addressing */
     uint32_t ttl_cap, ttl_used, ttl_live;
     uint64_t sweep_pos;
@@ -496,8 +511,15 @@ int lists_bit(const gateway *gw, const char *name, size_t len);
 const char *lists_name(const gateway *gw, unsigned bit);
 const char *lists_case_str(const gateway *gw, uint32_t ref);
 bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict *v);
+/* For a reply held until durable (live: the journal writes): the verdict with the list
+ * changes not yet durable put in, and the lsn to hold it for (0: none). Not live: the table,
+ * durable state only. A load's COMMIT not yet durable is not put in (its rows are not
+ * looked up one by one): for that moment the list reads as before the load. */
+uint64_t lists_lookup_read(gateway *gw, const char *bank, const char *account, bool live, sg_verdict *v);
 void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool frozen);
 void lists_sync_order(gateway *gw, uint32_t order_no);
+/* Records up to durable_lsn are on disk: publish the list changes among them. */
+void lists_on_durable(gateway *gw, uint64_t durable_lsn);
 void lists_tick(gateway *gw);
 int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
                  int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a);

@@ -153,9 +153,10 @@ static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
         return;
     }
     sg_verdict v;
-    lists_lookup(gw, bank, acct, &v);
     order tmp;
     bool rlive = gw->j.last_error == 0;
+    uint64_t llsn = lists_lookup_read(gw, bank, acct, rlive, &v);
+    if (llsn > *lsn) *lsn = llsn;
     const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, acct) : NULL;
     const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
                               : durview_live_on_account(&gw->dv, &gw->o, bank, acct, gw->now_ms, &tmp);
