@@ -654,6 +654,22 @@ void server_reap_idle(gateway *gw) {
 
 static void arm_recv_tls(gateway *gw, client *c) {
     if (tls_stalled(c->tls)) return; /* resumed when a send completes (server_on_cqe) */
+    if (tls_plain_waiting(c->tls)) {
+        /* Input OpenSSL holds waits for room, as bytes in the socket do on the plain port: a
+         * pipeline behind an AUTH waits (arm_recv is not called then) and is read once the
+         * cap is lifted; with the input at its cap and nothing taken from it, too big. */
+        if (c->in.len >= c->in.cap_max) {
+            input_toobig(gw, c);
+            return;
+        }
+        size_t had = c->in.len;
+        if (on_recv_tls(gw, c, 0) != 0) return;
+        if (c->in.len > had) {
+            if (!c->blocked) process_input(gw, c);
+            after_io(gw, c); /* sends what that answered, and comes back here */
+            return;
+        }
+    }
     uint8_t *dst;
     size_t room = tls_recv_room(c->tls, &dst);
     assert(room > 0); /* tls_on_recv drains the in buffer unless stalled */
