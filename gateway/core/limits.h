@@ -97,6 +97,10 @@
  * ERR BUSY at once. */
 #define AUTH_WORKERS 2
 #define AUTH_QUEUE_MAX 64
+/* The event loop asks the kernel (Linux >= 6.12, EEVDF) for slices this short, so that when it
+ * wakes it preempts a CPU-bound thread (an Argon2id worker) at once instead of waiting up to
+ * that thread's slice (~3 ms) in the run queue; older kernels ignore it. */
+#define LOOP_SCHED_SLICE_NS 100000
 /* Unparsed input (and queued output before reading stops) of a connection that has not
  * authenticated: room for the longest legal HELLO 3 AUTH <name> <secret> SETNAME <name>.
  * Over it: ERR TOOBIG and close. AUTH raises the cap to CLIENT_QUERY_BYTES_MAX. */

@@ -138,9 +138,11 @@ static void input_toobig(gateway *gw, client *c) {
 
 static void arm_recv(gateway *gw, client *c) {
     if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
-    /* A pipeline behind an AUTH being verified waits in the socket, not in the small pre-auth
-     * buffer: reading resumes with the AUTH's answer (server_resume). */
-    if (c->auth_pending) return;
+    /* A pipeline behind an AUTH being verified waits: on the plain port in the pre-auth buffer
+     * while it has room (a receive stays armed, so a client that goes away is seen and its
+     * queued KDF cancelled), then in the socket; over TLS in OpenSSL and the socket. Reading
+     * goes on with the AUTH's answer (server_resume). */
+    if (c->auth_pending && c->tls) return;
     /* Resumes when the output drains; before AUTH the output may not grow past the input cap. */
     if (c->out.len > (c->admitted ? OUT_SOFT_LIMIT : CLIENT_PREAUTH_BYTES_MAX)) return;
     if (c->tls) {
