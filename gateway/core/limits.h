@@ -46,6 +46,7 @@
  * bytes, for short probes, and a spare as large to compact into) is reserved at start and
  * touched only as used; when it is full, LIST.ADD with a TTL answers ERR BUSY. */
 #define LIST_TTL_MAX (1u << 24)
+#define LIST_PENDING_MAX 1024         /* list changes journaled, not yet durable (published when durable) */
 
 /* UDP and DPDK fast paths (SPEC §4.3). */
 #define UDP_RECV_SLOTS 256   /* recvmsg operations kept armed */
@@ -102,6 +103,10 @@
  * ERR BUSY at once. */
 #define AUTH_WORKERS 2
 #define AUTH_QUEUE_MAX 64
+/* The event loop asks the kernel (Linux >= 6.12, EEVDF) for slices this short, so that when it
+ * wakes it preempts a CPU-bound thread (an Argon2id worker) at once instead of waiting up to
+ * that thread's slice (~3 ms) in the run queue; older kernels ignore it. */
+#define LOOP_SCHED_SLICE_NS 100000
 /* Unparsed input (and queued output before reading stops) of a connection that has not
  * authenticated: room for the longest legal HELLO 3 AUTH <name> <secret> SETNAME <name>.
  * Over it: ERR TOOBIG and close. AUTH raises the cap to CLIENT_QUERY_BYTES_MAX. */

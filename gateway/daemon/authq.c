@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -61,8 +63,27 @@ static void finish_locked(authq *q, uint32_t ji) {
     }
 }
 
+/* The kernel's struct sched_attr (sched_setattr(2)); glibc has no wrapper everywhere. */
+typedef struct sg_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+} sg_sched_attr;
+
+static int sched_self(uint32_t policy, uint64_t slice_ns) {
+    sg_sched_attr a = {.size = sizeof a, .sched_policy = policy, .sched_runtime = slice_ns};
+    return syscall(SYS_sched_setattr, 0, &a, 0) == 0 ? 0 : -errno;
+}
+
+int authq_sched_loop(void) { return sched_self(SCHED_OTHER, LOOP_SCHED_SLICE_NS); }
+
 static void *worker(void *arg) {
     authq *q = arg;
+    /* Same weight as the loop (no starvation on a busy host), but a batch thread: the loop's
+     * wakeups go first. Best effort: a kernel that refuses leaves the default. */
+    (void)sched_self(SCHED_BATCH, 0);
     pthread_mutex_lock(&q->mu);
     for (;;) {
         while (!q->stopping && q->ntodo == 0) pthread_cond_wait(&q->cv, &q->mu);

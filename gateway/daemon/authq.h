@@ -14,9 +14,10 @@
  * comes back. Job slots are allocated once, in the struct: no allocation per AUTH.
  *
  * Threads: authq_get/submit/done/put on the loop's thread only; the workers touch a job only
- * between submit and done. Workers run at the loop's priority: the loop sleeps most of the
- * time, so the scheduler puts it ahead of a worker when it wakes, while lowered workers
- * (nice 10) starved on a busy host (one AUTH took a second at load 20 on 2 cores).
+ * between submit and done. Workers keep the loop's weight (lowered workers, nice 10, starved
+ * on a busy host: one AUTH took a second at load 20 on 2 cores) but run SCHED_BATCH (never
+ * preempting on wakeup), and the loop asks for short slices (authq_sched_loop): measured,
+ * the loop otherwise waited ~12 ms per wakeup in the run queue behind a hashing worker.
  */
 #ifndef SG_AUTHQ_H
 #define SG_AUTHQ_H
@@ -60,6 +61,9 @@ typedef struct authq {
 /* Workers started on a host with ncpu online CPUs: ncpu - 1 (one core stays the loop's),
  * at least 1, at most AUTH_WORKERS. */
 uint32_t authq_workers_for(long ncpu);
+/* On the loop's thread: ask for LOOP_SCHED_SLICE_NS slices (SCHED_OTHER, sched_runtime), so
+ * its wakeups preempt the hashing workers. 0, or -errno (the loop runs on, as before). */
+int authq_sched_loop(void);
 /* Start the workers. 0, or -1 with err. */
 int authq_init(authq *q, char *err, size_t errcap);
 /* A free job, or NULL when AUTH_QUEUE_MAX are queued or running (answer ERR BUSY). */

@@ -591,13 +591,13 @@ static int w_check_pairs(gateway *gw, client *c, const sg_verdict *v, const orde
  * *rc: the first failed write, else left as it was. */
 static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *account, bool rlive, int *rc) {
     sg_verdict v;
-    lists_lookup(gw, bank, account, &v);
+    uint64_t llsn = lists_lookup_read(gw, bank, account, rlive, &v); /* list changes: as orders */
     assert(v.score <= 100); /* lists.h: 0..100 */
     /* FROZEN comes from the order table as reads see it: the truth the shared bit mirrors.
      * Only the account's latest order decides it, so its last record is all to wait for. */
     order tmp;
     const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, account) : NULL;
-    uint64_t lsn = latest ? latest->last_lsn : 0;
+    uint64_t lsn = latest && latest->last_lsn > llsn ? latest->last_lsn : llsn;
     const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
                               : durview_live_on_account(&gw->dv, &gw->o, bank, account, gw->now_ms, &tmp);
     assert(!live || (!strcmp(live->bank, bank) && !strcmp(live->account, account)));

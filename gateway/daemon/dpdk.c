@@ -205,6 +205,27 @@ void dpdk_on_durable(gateway *gw, uint64_t durable_lsn) {
     }
 }
 
+void dpdk_on_journal_failed(gateway *gw) {
+    struct dpdk_state *d = gw->dpdk;
+    if (!d) return;
+    while (d->wait_head) {
+        dp_msg *msg = d->wait_head;
+        d->wait_head = msg->next;
+        if (!d->wait_head) d->wait_tail = NULL;
+        d->nwait--;
+        sg_frame_hdr h;
+        const udp_agent *ag = sg_frame_parse_hdr(msg->buf, msg->len, &h) == 0
+                                  ? udp_agent_find(gw->udp.agents, gw->udp.nagents, h.agent_id) : NULL;
+        if (!ag) { /* removed by a reload meanwhile: no key to sign with */
+            d->drops[UDP_DROP_UNKNOWN_AGENT]++;
+            release(d, msg);
+            continue;
+        }
+        d->mc.msg_errors += udp_reply_fail_pending(msg->buf, msg->len, gw->j.durable_lsn, ag->key);
+        to_lcore(d, msg);
+    }
+}
+
 bool dpdk_drained(const gateway *gw) {
     const struct dpdk_state *d = gw->dpdk;
     return !d || !d->c || (d->wait_head == NULL && rte_ring_empty(d->c->to_order));

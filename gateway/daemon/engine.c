@@ -583,6 +583,7 @@ void engine_on_durable(gateway *gw, uint64_t durable_lsn) {
      * reads, which must see it. Readers of the shared-memory lists see an order's frozen
      * mark change only now that the record changing it is durable. */
     durview_advance(&gw->dv, durable_lsn, publish_durable, gw);
+    lists_on_durable(gw, durable_lsn); /* list changes likewise: LIST.ADD/DEL/LOAD */
     outbox_drain(gw);
 }
 

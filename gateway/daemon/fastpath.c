@@ -5,6 +5,7 @@
  * and bench/dpdkbench.c, so both transports judge a datagram with the same code. No gateway
  * state: safe on any thread; the replay window passed in belongs to the caller's thread.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,4 +90,33 @@ size_t udp_status_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_
                        .status = status};
     sg_frame_begin(&w, out, cap, &rh);
     return sg_frame_finish(&w, key);
+}
+
+uint32_t udp_reply_fail_pending(uint8_t *d, size_t len, uint64_t durable_lsn, const uint8_t key[SG_FRAME_KEY_BYTES]) {
+    sg_frame_hdr h;
+    if (sg_frame_parse_hdr(d, len, &h) != 0 || !(h.flags & SG_FRAME_REPLY)) return 0;
+    uint8_t out[SG_FRAME_BYTES_MAX]; /* error path only: once per parked reply per disk failure */
+    sg_frame_writer w;
+    sg_frame_begin(&w, out, sizeof out, &h);
+    sg_frame_reader rd;
+    sg_frame_read_begin(&rd, d, len, &h);
+    sg_reply r;
+    uint32_t failed = 0;
+    int rc;
+    while ((rc = sg_frame_next_reply(&rd, &r)) == 1) {
+        /* A STOP whose record is not durable is not acknowledged; a CHECK in the same frame
+         * may show such an order (its lsn is not in its reply): both are asked again. */
+        bool pending_stop = r.type == (SG_MSG_STOP | 0x80) && !r.err && r.mask > durable_lsn;
+        bool check = r.type == (SG_MSG_CHECK | 0x80) && !r.err;
+        if (pending_stop || check) {
+            r = (sg_reply){.type = r.type, .err = SG_FE_BUSY};
+            failed++;
+        }
+        sg_frame_add_reply(&w, &r);
+    }
+    if (rc != 0) return 0; /* cannot happen: the gateway wrote this frame */
+    size_t n = sg_frame_finish(&w, key);
+    assert(n == len); /* replies have a fixed size: the same bytes, other values */
+    memcpy(d, out, n);
+    return failed;
 }

@@ -158,7 +158,8 @@ typedef struct metrics {
 } metrics;
 
 /* ---- fraud lists (lists.c, docs/lists.md) ---- */
-/* LIST_CASES_MAX, LIST_CSV_LINE_MAX, LIST_LOAD_ROWS_MAX, LIST_SWEEP_SLOTS, MCHECK_BATCH_MAX: limits.h */
+/* LIST_CASES_MAX, LIST_CSV_LINE_MAX, LIST_LOAD_ROWS_MAX, LIST_SWEEP_SLOTS, LIST_PENDING_MAX,
+ * MCHECK_BATCH_MAX: limits.h */
 #define LIST_TICK_MS 50              /* how often the sweep runs */
 
 typedef struct list_staged {
@@ -172,6 +173,17 @@ typedef struct list_ttl {
     uint32_t expires_s;
     uint8_t bit, state; /* state: 0 empty, 1 used, 2 deleted */
 } list_ttl;
+
+/* A list change journaled but not yet durable: the shared table (and CHECK, which reads it)
+ * shows it only once its batch is (SPEC §9; lists_on_durable). */
+typedef struct list_pending {
+    uint64_t lsn;
+    sgl_key key;        /* ADD, DEL */
+    uint32_t case_ref;  /* ADD */
+    uint32_t expires_s; /* ADD: 0 = permanent */
+    uint16_t type;      /* REC_LIST_ADD, REC_LIST_DEL, REC_LIST_LOAD_COMMIT (of the staged rows) */
+    uint8_t bit, score;
+} list_pending;
 
 typedef struct list_live_load {
     bool active, begun;
@@ -195,6 +207,9 @@ typedef struct lists_state {
     int stage_bit;
     uint64_t stage_load_id;
     list_live_load live;
+    list_pending *pend; /* ring of LIST_PENDING_MAX, in lsn order */
+    uint32_t pend_head, npend;
+    bool commit_pending; /* a load's COMMIT is among them: its rows stay staged until then */
     list_ttl *ttl; /* expiries of (list, account) memberships that have one; open addressing */
     list_ttl *ttl_spare; /* as large: what a compaction rehashes into (both reserved at start) */
     uint32_t ttl_cap, ttl_used, ttl_live;
@@ -417,6 +432,9 @@ int udp_init(gateway *gw, char *err, size_t errcap);
 int udp_agents_build(gateway *gw, char *err, size_t errcap);
 void udp_on_cqe(gateway *gw, unsigned kind, uint32_t idx, int res);
 void udp_on_durable(gateway *gw, uint64_t durable_lsn);
+/* The journal cannot write (server_on_journal_failed): the parked replies leave now, their
+ * answers not yet durable turned into BUSY (udp_reply_fail_pending). */
+void udp_on_journal_failed(gateway *gw);
 bool udp_drained(const gateway *gw);
 void udp_close(gateway *gw);
 const char *udp_drop_name(int why);
@@ -449,6 +467,12 @@ size_t udp_hello_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t
 /* A reply with no messages and a frame-level status (SG_FE_EPOCH, SG_FE_TOOBIG). */
 size_t udp_status_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_t epoch, uint16_t status,
                         const uint8_t key[SG_FRAME_KEY_BYTES]);
+/* A reply frame parked for durability whose batch the disk refuses: in place, every STOP
+ * answer whose lsn (its mask) is past durable_lsn, and every CHECK answer, becomes err BUSY
+ * (not acknowledged: the client retries with the same request id); other answers keep their
+ * values; the MAC is made again with key. Same length. Returns the answers changed. */
+uint32_t udp_reply_fail_pending(uint8_t *dgram, size_t len, uint64_t durable_lsn,
+                                const uint8_t key[SG_FRAME_KEY_BYTES]);
 
 /* dpdk.c: the DPDK fast path ([dpdk] enabled = yes; docs/protocol.md "DPDK"). Built only
  * with libdpdk (HAVE_DPDK); without it the stubs below refuse `enabled = yes`. */
@@ -456,6 +480,8 @@ size_t udp_status_reply(uint8_t *out, size_t cap, const sg_frame_hdr *h, uint32_
 int dpdk_start(gateway *gw, char *err, size_t errcap);
 void dpdk_on_cqe(gateway *gw, int res);
 void dpdk_on_durable(gateway *gw, uint64_t durable_lsn);
+/* As udp_on_journal_failed, for the replies the DPDK order side holds. */
+void dpdk_on_journal_failed(gateway *gw);
 bool dpdk_drained(const gateway *gw);
 /* Agents or auto_stop lists changed (SIGHUP): the order side's agent table and a new
  * snapshot for the lcore. */
@@ -471,6 +497,7 @@ static inline int dpdk_start(gateway *gw, char *err, size_t errcap) {
 }
 static inline void dpdk_on_cqe(gateway *gw, int res) { (void)gw, (void)res; }
 static inline void dpdk_on_durable(gateway *gw, uint64_t durable_lsn) { (void)gw, (void)durable_lsn; }
+static inline void dpdk_on_journal_failed(gateway *gw) { (void)gw; }
 static inline bool dpdk_drained(const gateway *gw) { (void)gw; return true; }
 static inline void dpdk_agents_changed(gateway *gw) { (void)gw; }
 static inline void dpdk_metrics(gateway *gw, buf *b) { (void)gw, (void)b; }
@@ -496,8 +523,15 @@ int lists_bit(const gateway *gw, const char *name, size_t len);
 const char *lists_name(const gateway *gw, unsigned bit);
 const char *lists_case_str(const gateway *gw, uint32_t ref);
 bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict *v);
+/* For a reply held until durable (live: the journal writes): the verdict with the list
+ * changes not yet durable put in, and the lsn to hold it for (0: none). Not live: the table,
+ * durable state only. A load's COMMIT not yet durable is not put in (its rows are not
+ * looked up one by one): for that moment the list reads as before the load. */
+uint64_t lists_lookup_read(gateway *gw, const char *bank, const char *account, bool live, sg_verdict *v);
 void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool frozen);
 void lists_sync_order(gateway *gw, uint32_t order_no);
+/* Records up to durable_lsn are on disk: publish the list changes among them. */
+void lists_on_durable(gateway *gw, uint64_t durable_lsn);
 void lists_tick(gateway *gw);
 int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const char *account, uint8_t score,
                  int64_t ttl_s, rec_str case_id, const char *agent, list_answer *a);

@@ -4,9 +4,12 @@
  * live and at replay), keeps each account's "frozen" bit in step with the order table,
  * parses and journals LIST.LOAD in chunks, and answers CHECK with the reader's own lookup.
  *
- * Order of things for a live change is the engine's: journal_append -> apply -> reply held
- * until durable. A bulk load is BEGIN, ROWS..., COMMIT; only COMMIT changes the table (built
- * aside, published by rename), so replay of a load cut by a crash changes nothing.
+ * Order of things for a live change: journal_append -> apply (queued: list_pending) -> the
+ * batch durable -> published in the shared table (lists_on_durable) and the reply sent. The
+ * table is what CHECK and in-process readers see, so they see only durable changes (SPEC §9);
+ * writers judge a change (ADDED or UPDATED, ABSENT) against the table plus what is queued.
+ * A bulk load is BEGIN, ROWS..., COMMIT; only COMMIT changes the table (built aside, published
+ * by rename), so replay of a load cut by a crash changes nothing.
  */
 #include <assert.h>
 #include <errno.h>
@@ -138,7 +141,8 @@ int lists_init(gateway *gw, char *err, size_t errcap) {
     assert((ls->ttl_cap & (ls->ttl_cap - 1)) == 0);
     ls->ttl = mem_reserve((size_t)ls->ttl_cap * sizeof *ls->ttl);
     ls->ttl_spare = mem_reserve((size_t)ls->ttl_cap * sizeof *ls->ttl_spare);
-    if (!ls->cases || !ls->case_arena || !ls->stage || !ls->ttl || !ls->ttl_spare ||
+    ls->pend = calloc(LIST_PENDING_MAX, sizeof *ls->pend);
+    if (!ls->cases || !ls->case_arena || !ls->stage || !ls->ttl || !ls->ttl_spare || !ls->pend ||
         htab_init(&ls->case_idx, LIST_CASES_MAX) != 0) {
         snprintf(err, errcap, "out of memory for list case references, expiries and load rows");
         return -1;
@@ -158,6 +162,7 @@ void lists_close(gateway *gw) {
     if (ls->case_arena) mem_release(ls->case_arena, (size_t)LIST_CASES_MAX * (CASE_LEN_MAX + 1));
     if (ls->ttl) mem_release(ls->ttl, (size_t)ls->ttl_cap * sizeof *ls->ttl);
     if (ls->ttl_spare) mem_release(ls->ttl_spare, (size_t)ls->ttl_cap * sizeof *ls->ttl_spare);
+    free(ls->pend);
     free(ls->cases);
     htab_free(&ls->case_idx);
     memset(ls, 0, sizeof *ls);
@@ -294,14 +299,6 @@ static uint32_t entry_expiry(void *ctx, const sgl_key *k, uint64_t mask) {
 
 /* --- staged rows (a load between BEGIN and COMMIT) -------------------------------------- */
 
-#ifndef NDEBUG
-/* Is the key on list `bit` in the current table? (for asserts) */
-static bool lists_lookup_bit(gateway *gw, const sgl_key *k, int bit) {
-    ltab_entry e = {0};
-    return ltab_get(&gw->ls.t, k, &e) && ((e.mask >> bit) & 1);
-}
-#endif
-
 static int stage_push(lists_state *ls, const sgl_key *k, uint8_t score, uint32_t case_ref) {
     assert(ls->nstage <= ls->stage_cap);
     if (ls->nstage == ls->stage_cap) return -ENOBUFS;
@@ -379,6 +376,105 @@ static int rebuild(gateway *gw, int bit, bool with_stage, char *err, size_t errc
 
 /* --- applying records (live and replay) -------------------------------------------------- */
 
+/* Change k's membership of list p->bit in the table (what readers see). */
+static int apply_change(gateway *gw, const list_pending *p, char *err, size_t errcap) {
+    lists_state *ls = &gw->ls;
+    unsigned bit = p->bit;
+    ltab_entry e = {0};
+    ltab_get(&ls->t, &p->key, &e);
+    if (p->type == REC_LIST_ADD) {
+        /* Full: expiries that passed live were freed by the sweep, which journals nothing
+         * and does not run during replay; free them here too, then it fits as it did. */
+        if (ttl_full(ls, &p->key, bit) && p->expires_s) lists_sweep(gw, ls->ttl_cap);
+        if (ttl_set(ls, &p->key, bit, p->expires_s) != 0) {
+            snprintf(err, errcap, "list expiry table full (%u memberships with a TTL; raise list_capacity)",
+                     ls->ttl_max);
+            return -1;
+        }
+        /* The highest score given while listed (include/stopgate/lists.h). */
+        e.score = e.mask && e.score > p->score ? e.score : p->score;
+        e.mask |= 1ULL << bit;
+        if (p->case_ref) e.case_ref = p->case_ref;
+    } else {
+        ttl_set(ls, &p->key, bit, 0);
+        e.mask &= ~(1ULL << bit);
+        if (!e.mask) e.score = 0, e.case_ref = 0;
+    }
+    e.expires_s = e.mask ? entry_expiry(ls, &p->key, e.mask) : 0;
+    if (ltab_put(&ls->t, &p->key, &e, gw->now_ms) != 0) {
+        /* Deleted slots count against the load factor: compact, then try once more. */
+        /* The rebuild also drops expired entries (the sweep does not run during replay). */
+        if (rebuild(gw, -1, false, err, errcap) != 0 || ltab_put(&ls->t, &p->key, &e, gw->now_ms) != 0) {
+            snprintf(err, errcap, "list table full (raise list_capacity)");
+            return -1;
+        }
+    }
+#ifndef NDEBUG
+    /* Pair assertion: readers of the shared table see exactly the entry written. */
+    ltab_entry back = {0};
+    bool held = ltab_get(&ls->t, &p->key, &back);
+    assert(held == (e.mask || e.frozen));
+    assert(!held || (back.mask == e.mask && back.score == e.score && back.frozen == e.frozen &&
+                     back.expires_s == e.expires_s && back.case_ref == e.case_ref));
+    assert(((back.mask >> bit) & 1) == (p->type == REC_LIST_ADD));
+    /* The membership has an expiry entry exactly when this change gave it a TTL. */
+    const list_ttl *tt = ttl_slot(ls, &p->key, bit, NULL);
+    assert((tt != NULL) == (p->type == REC_LIST_ADD && p->expires_s > 0));
+    assert(!tt || tt->expires_s == p->expires_s);
+    assert(ls->ttl_live <= ls->ttl_max && atomic_load(&ls->t.h->count) <= ls->t.mask + 1);
+#endif
+    return 0;
+}
+
+/* A live change just journaled (at the journal's last lsn): published when durable. Its
+ * writer checked lists_pending_room(). */
+static int pending_push(gateway *gw, list_pending *p, char *err, size_t errcap) {
+    lists_state *ls = &gw->ls;
+    if (ls->npend == LIST_PENDING_MAX) { /* cannot happen: checked before journaling */
+        snprintf(err, errcap, "%d list changes wait for the disk (LIST_PENDING_MAX)", LIST_PENDING_MAX);
+        return -1;
+    }
+    p->lsn = journal_last_lsn(&gw->j);
+    assert(ls->npend == 0 || ls->pend[(ls->pend_head + ls->npend - 1) % LIST_PENDING_MAX].lsn < p->lsn);
+    ls->pend[(ls->pend_head + ls->npend++) % LIST_PENDING_MAX] = *p;
+    return 0;
+}
+
+void lists_on_durable(gateway *gw, uint64_t durable_lsn) {
+    lists_state *ls = &gw->ls;
+    while (ls->npend && ls->pend[ls->pend_head].lsn <= durable_lsn) {
+        list_pending p = ls->pend[ls->pend_head];
+        ls->pend_head = (ls->pend_head + 1) % LIST_PENDING_MAX;
+        ls->npend--;
+        char err[256];
+        int rc;
+        if (p.type == REC_LIST_LOAD_COMMIT) {
+            assert(ls->commit_pending && ls->stage_bit == p.bit);
+            rc = rebuild(gw, p.bit, true, err, sizeof err);
+            stage_reset(ls);
+            ls->commit_pending = false;
+        } else {
+            rc = apply_change(gw, &p, err, sizeof err);
+        }
+        if (rc != 0) {
+            /* Checked before journaling (room, load_fits): memory and disk disagree. */
+            LOGE(gw, "durable list record %llu cannot be published: %s", (unsigned long long)p.lsn, err);
+            abort();
+        }
+    }
+}
+
+/* Is k on list bit as journaled: the newest change queued for it, else the table. */
+static bool journaled_member(const lists_state *ls, const sgl_key *k, unsigned bit) {
+    for (uint32_t i = ls->npend; i-- > 0;) {
+        const list_pending *p = &ls->pend[(ls->pend_head + i) % LIST_PENDING_MAX];
+        if (p->type != REC_LIST_LOAD_COMMIT && p->bit == bit && !memcmp(&p->key, k, sizeof *k))
+            return p->type == REC_LIST_ADD;
+    }
+    ltab_entry e = {0};
+    return ltab_get(&ls->t, k, &e) && ((e.mask >> bit) & 1);
+}
+
 int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
     assert(r->type >= REC_LIST_ADD && r->type <= REC_LIST_LOAD_COMMIT);
@@ -392,61 +488,22 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
     switch (r->type) {
     case REC_LIST_ADD:
     case REC_LIST_DEL: {
-        sgl_key k;
-        if (sgl_pack(r->bank.p, r->bank.len, r->account.p, r->account.len, &k) != 0) {
+        list_pending p = {.type = r->type, .bit = (uint8_t)bit, .score = r->score};
+        if (sgl_pack(r->bank.p, r->bank.len, r->account.p, r->account.len, &p.key) != 0) {
             snprintf(err, errcap, "malformed account in list record");
             return -1;
         }
-        ltab_entry e = {0};
-        ltab_get(&ls->t, &k, &e);
         if (r->type == REC_LIST_ADD) {
             int64_t ref = case_intern(ls, r->case_id);
             if (ref < 0) {
                 snprintf(err, errcap, "list case table full (%d cases)", LIST_CASES_MAX);
                 return -1;
             }
-            uint32_t exp = r->expires_at_ms > 0 ? (uint32_t)((r->expires_at_ms + 999) / 1000) : 0;
-            /* Full: expiries that passed live were freed by the sweep, which journals nothing
-             * and does not run during replay; free them here too, then it fits as it did. */
-            if (ttl_full(ls, &k, (unsigned)bit) && exp) lists_sweep(gw, ls->ttl_cap);
-            if (ttl_set(ls, &k, (unsigned)bit, exp) != 0) {
-                snprintf(err, errcap, "list expiry table full (%u memberships with a TTL; raise list_capacity)",
-                         ls->ttl_max);
-                return -1;
-            }
-            /* The highest score given while listed (include/stopgate/lists.h). */
-            e.score = e.mask && e.score > r->score ? e.score : r->score;
-            e.mask |= 1ULL << bit;
-            if (ref) e.case_ref = (uint32_t)ref;
-        } else {
-            ttl_set(ls, &k, (unsigned)bit, 0);
-            e.mask &= ~(1ULL << bit);
-            if (!e.mask) e.score = 0, e.case_ref = 0;
+            p.case_ref = (uint32_t)ref;
+            p.expires_s = r->expires_at_ms > 0 ? (uint32_t)((r->expires_at_ms + 999) / 1000) : 0;
         }
-        e.expires_s = e.mask ? entry_expiry(ls, &k, e.mask) : 0;
-        if (ltab_put(&ls->t, &k, &e, gw->now_ms) != 0) {
-            /* Deleted slots count against the load factor: compact, then try once more. */
-            /* The rebuild also drops expired entries (the sweep does not run during replay). */
-            if (rebuild(gw, -1, false, err, errcap) != 0 || ltab_put(&ls->t, &k, &e, gw->now_ms) != 0) {
-                snprintf(err, errcap, "list table full (raise list_capacity)");
-                return -1;
-            }
-        }
-#ifndef NDEBUG
-        /* Pair assertion: readers of the shared table see exactly the entry written. */
-        ltab_entry back = {0};
-        bool held = ltab_get(&ls->t, &k, &back);
-        assert(held == (e.mask || e.frozen));
-        assert(!held || (back.mask == e.mask && back.score == e.score && back.frozen == e.frozen &&
-                         back.expires_s == e.expires_s && back.case_ref == e.case_ref));
-        assert(((back.mask >> bit) & 1) == (r->type == REC_LIST_ADD));
-        /* The membership has an expiry entry exactly when this record gave it a TTL. */
-        const list_ttl *tt = ttl_slot(ls, &k, (unsigned)bit, NULL);
-        assert((tt != NULL) == (r->type == REC_LIST_ADD && r->expires_at_ms > 0));
-        assert(!tt || tt->expires_s == (uint32_t)((r->expires_at_ms + 999) / 1000));
-        assert(ls->ttl_live <= ls->ttl_max && atomic_load(&ls->t.h->count) <= ls->t.mask + 1);
-#endif
-        return 0;
+        if (live) return pending_push(gw, &p, err, errcap);
+        return apply_change(gw, &p, err, errcap);
     }
     case REC_LIST_LOAD_BEGIN:
         if (live) return 0; /* the live path staged the rows while parsing */
@@ -480,6 +537,12 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
                      (unsigned long long)r->load_id, ls->nstage, r->row_count);
             return -1;
         }
+        if (live) { /* the rows stay staged until the COMMIT is durable */
+            list_pending p = {.type = REC_LIST_LOAD_COMMIT, .bit = (uint8_t)bit};
+            if (pending_push(gw, &p, err, errcap) != 0) return -1;
+            ls->commit_pending = true;
+            return 0;
+        }
         int rc = rebuild(gw, bit, true, err, errcap);
         /* Every committed row is on the list now (the table holds at least as many). */
         assert(rc != 0 || ls->t.h->list_count[bit] >= (r->row_count ? 1u : 0u));
@@ -489,8 +552,6 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
     default: snprintf(err, errcap, "not a list record (%u)", r->type); return -1;
     }
 }
-
-static void lists_sweep(gateway *gw, uint32_t budget);
 
 int lists_start(gateway *gw, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
@@ -520,6 +581,28 @@ bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict
     if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return false;
     sgl_map m = ltab_map(&gw->ls.t);
     return sgl_lookup(&m, &k, sgl_hash(&k), now_s(gw), v) == 1;
+}
+
+uint64_t lists_lookup_read(gateway *gw, const char *bank, const char *account, bool live, sg_verdict *v) {
+    lists_lookup(gw, bank, account, v);
+    const lists_state *ls = &gw->ls;
+    sgl_key k;
+    if (!live || !ls->npend || sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return 0;
+    uint64_t lsn = 0;
+    for (uint32_t i = 0; i < ls->npend; i++) { /* oldest first, as lists_on_durable will */
+        const list_pending *p = &ls->pend[(ls->pend_head + i) % LIST_PENDING_MAX];
+        if (p->type == REC_LIST_LOAD_COMMIT || memcmp(&p->key, &k, sizeof k)) continue;
+        if (p->type == REC_LIST_ADD) {
+            v->score = v->mask && v->score > p->score ? v->score : p->score;
+            v->mask |= 1ULL << p->bit;
+            if (p->case_ref) v->case_ref = p->case_ref;
+        } else {
+            v->mask &= ~(1ULL << p->bit);
+            if (!v->mask) v->score = 0, v->case_ref = 0;
+        }
+        lsn = p->lsn;
+    }
+    return lsn;
 }
 
 static void lists_sweep(gateway *gw, uint32_t budget) {
@@ -584,21 +667,25 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
     assert(score <= 100 && ttl_s >= 0);
     memset(a, 0, sizeof *a);
     if (journal_refuses(gw, a)) return 0;
-    if (!room(gw)) return -EAGAIN;
+    /* A load's COMMIT not yet durable replaces a whole list: wait for it (one fsync). */
+    if (!room(gw) || gw->ls.npend == LIST_PENDING_MAX || gw->ls.commit_pending) return -EAGAIN;
     sgl_key k;
     if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) {
         a->code = "ERR BADACCOUNT";
         snprintf(a->why, sizeof a->why, "malformed account");
         return 0;
     }
-    ltab_entry e = {0};
-    bool had = ltab_get(&gw->ls.t, &k, &e) && (e.mask & (1ULL << bit));
-    if (type == REC_LIST_ADD && !had && !ltab_room(&gw->ls.t, 1) && atomic_load(&gw->ls.t.h->tombstones)) {
+    ltab_entry cur;
+    /* An account already in the table (on another list) takes no new slot. */
+    bool had = journaled_member(&gw->ls, &k, (unsigned)bit);
+    bool slotted = had || ltab_get(&gw->ls.t, &k, &cur);
+    uint32_t fresh = 1 + gw->ls.npend; /* at most: every queued change may add an entry */
+    if (type == REC_LIST_ADD && !slotted && !ltab_room(&gw->ls.t, fresh) && atomic_load(&gw->ls.t.h->tombstones)) {
         /* Deleted slots count against the load factor until a rebuild drops them. */
         char err[256];
         if (rebuild(gw, -1, false, err, sizeof err) != 0) LOGW(gw, "lists: compaction failed: %s", err);
     }
-    if (type == REC_LIST_ADD && !had && !ltab_room(&gw->ls.t, 1)) {
+    if (type == REC_LIST_ADD && !slotted && !ltab_room(&gw->ls.t, fresh)) {
         a->code = "ERR TOOBIG";
         snprintf(a->why, sizeof a->why, "list table full (%llu slots; raise list_capacity)",
                  (unsigned long long)(gw->ls.t.mask + 1));
@@ -636,7 +723,7 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
         return 0;
     }
     a->status = type == REC_LIST_DEL ? "DELETED" : had ? "UPDATED" : "ADDED";
-    assert(lists_lookup_bit(gw, &k, bit) == (type == REC_LIST_ADD)); /* applied as answered */
+    assert(journaled_member(&gw->ls, &k, (unsigned)bit) == (type == REC_LIST_ADD)); /* queued as answered */
     a->lsn = (uint64_t)lsn;
     return 0;
 }
@@ -734,6 +821,7 @@ static bool load_fits(gateway *gw, int bit) {
         bool stays = ltab_get(&ls->t, &ls->stage[i].key, &e) && ((e.mask & other) || e.frozen);
         fresh += !stays;
     }
+    fresh += ls->npend; /* changes queued before the COMMIT are published before it */
     return kept + fresh <= (ls->t.mask + 1) * LISTS_LOAD_FACTOR_PCT / 100;
 }
 
@@ -767,6 +855,7 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
     }
     if (!mine) {
         if (journal_refuses(gw, a)) return 0;
+        if (ls->commit_pending) return -EAGAIN; /* the previous load's rows are still staged */
         stage_reset(ls);
         int64_t t0 = clock_mono_ns();
         if (read_source(gw, path, inline_csv, inline_len, a) != 0) {
@@ -823,12 +912,12 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
         if (lsn < 0) goto journal_failed;
         ls->live.next_row = i;
     }
-    if (!room(gw)) return -EAGAIN;
+    if (!room(gw) || ls->npend == LIST_PENDING_MAX) return -EAGAIN;
     r.type = REC_LIST_LOAD_COMMIT;
     r.rows = (rec_str){0};
     r.row_count = ls->nstage;
     uint32_t rows = ls->nstage;
-    int64_t lsn = engine_commit(gw, &r); /* applies: builds and publishes the new table */
+    int64_t lsn = engine_commit(gw, &r); /* queues it: lists_on_durable builds and publishes the table */
     if (lsn < 0) goto journal_failed;
     ls->live.active = false;
     ls->loads++;

@@ -29,6 +29,8 @@ int login_init(gateway *gw, char *err, size_t errcap) {
         return -1;
     }
     if (authq_init(&gw->aq, err, errcap) != 0) return -1;
+    int rc = authq_sched_loop(); /* on the loop's thread: its wakeups preempt the KDF workers */
+    if (rc != 0) LOGW(gw, "auth: short scheduler slices for the event loop refused (%s); ignored", strerror(-rc));
     login_agents_changed(gw);
     arm_efd(gw);
     return 0;

@@ -138,9 +138,11 @@ static void input_toobig(gateway *gw, client *c) {
 
 static void arm_recv(gateway *gw, client *c) {
     if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
-    /* A pipeline behind an AUTH being verified waits in the socket, not in the small pre-auth
-     * buffer: reading resumes with the AUTH's answer (server_resume). */
-    if (c->auth_pending) return;
+    /* A pipeline behind an AUTH being verified waits: on the plain port in the pre-auth buffer
+     * while it has room (a receive stays armed, so a client that goes away is seen and its
+     * queued KDF cancelled), then in the socket; over TLS in OpenSSL and the socket. Reading
+     * goes on with the AUTH's answer (server_resume). */
+    if (c->auth_pending && c->tls) return;
     /* Resumes when the output drains; before AUTH the output may not grow past the input cap. */
     if (c->out.len > (c->admitted ? OUT_SOFT_LIMIT : CLIENT_PREAUTH_BYTES_MAX)) return;
     if (c->tls) {
@@ -586,6 +588,8 @@ void server_on_journal_failed(gateway *gw) {
     }
     /* The rewritten replies have lsn 0 now: what leads may go. */
     server_on_durable(gw, gw->j.durable_lsn);
+    udp_on_journal_failed(gw);
+    dpdk_on_journal_failed(gw);
 }
 
 void server_resume(gateway *gw, client *c) {
@@ -659,6 +663,22 @@ void server_reap_idle(gateway *gw) {
 
 static void arm_recv_tls(gateway *gw, client *c) {
     if (tls_stalled(c->tls)) return; /* resumed when a send completes (server_on_cqe) */
+    if (tls_plain_waiting(c->tls)) {
+        /* Input OpenSSL holds waits for room, as bytes in the socket do on the plain port: a
+         * pipeline behind an AUTH waits (arm_recv is not called then) and is read once the
+         * cap is lifted; with the input at its cap and nothing taken from it, too big. */
+        if (c->in.len >= c->in.cap_max) {
+            input_toobig(gw, c);
+            return;
+        }
+        size_t had = c->in.len;
+        if (on_recv_tls(gw, c, 0) != 0) return;
+        if (c->in.len > had) {
+            if (!c->blocked) process_input(gw, c);
+            after_io(gw, c); /* sends what that answered, and comes back here */
+            return;
+        }
+    }
     uint8_t *dst;
     size_t room = tls_recv_room(c->tls, &dst);
     assert(room > 0); /* tls_on_recv drains the in buffer unless stalled */

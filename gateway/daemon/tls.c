@@ -187,13 +187,13 @@ static int handshake(tls_server *t, tls_conn *tc) {
  * byte: TLS_TOOBIG only when plaintext is still waiting and in is full). */
 static int decrypt(tls_conn *tc, buf *in) {
     for (;;) {
-        /* Ask only for what the cap allows: a refused reserve sticks (buf.h). */
+        /* Ask only for what the cap allows: a refused reserve sticks (buf.h). At the cap, the
+         * rest waits in OpenSSL as it would in the socket on the plain port (a pipeline behind
+         * an AUTH being verified): the caller decides when it is too big (tls_plain_waiting). */
         size_t left = in->cap_max > in->len ? in->cap_max - in->len : 0;
         size_t want = left < TLS_PLAIN_CHUNK ? left : TLS_PLAIN_CHUNK;
-        if (want == 0 || buf_reserve(in, want) != 0) {
-            bool waiting = SSL_pending(tc->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(tc->ssl)) > 0;
-            return waiting ? TLS_TOOBIG : TLS_OK;
-        }
+        if (want == 0) return TLS_OK;
+        if (buf_reserve(in, want) != 0) return TLS_TOOBIG;
         size_t room = in->cap - in->len;
         int n = SSL_read(tc->ssl, in->data + in->len, room > INT32_MAX ? INT32_MAX : (int)room);
         if (n <= 0) return ssl_outcome(tc, n);
@@ -257,6 +257,10 @@ void tls_shutdown(tls_conn *tc) {
 bool tls_handshake_done(const tls_conn *tc) { return tc->done; }
 
 bool tls_stalled(const tls_conn *tc) { return tc->stalled; }
+
+bool tls_plain_waiting(const tls_conn *tc) {
+    return tc->done && (SSL_pending(tc->ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(tc->ssl)) > 0);
+}
 
 bool tls_handshake_overdue(const tls_conn *tc, int64_t now_ms) {
     return !tc->done && now_ms - tc->accepted_ms > TLS_HANDSHAKE_MS_MAX;

@@ -50,7 +50,7 @@ enum tls_status {
     TLS_OK = 0,     /* go on: maybe plaintext was appended, maybe ciphertext waits to be sent */
     TLS_CLOSED,     /* the peer closed the TLS session (close_notify) or the stream ended */
     TLS_FAILED,     /* handshake or record failure: an alert may wait to be sent, then close */
-    TLS_TOOBIG,     /* the RESP input buffer is at its cap: answer ERR TOOBIG and close */
+    TLS_TOOBIG,     /* the RESP input buffer cannot grow: answer ERR TOOBIG and close */
 };
 
 /* Load tls_cert, tls_key (and tls_ca: then client certificates are required and verified)
@@ -85,6 +85,9 @@ bool tls_handshake_done(const tls_conn *tc);
  * KeyUpdate) and the out buffer is full. Arm no receive while stalled; once some ciphertext
  * was sent, call tls_on_recv(.., 0, ..) to resume. */
 bool tls_stalled(const tls_conn *tc);
+/* Input already taken from the socket that tls_on_recv left in OpenSSL (the RESP input was
+ * at its cap): decrypt it (tls_on_recv with n = 0) before asking the socket for more. */
+bool tls_plain_waiting(const tls_conn *tc);
 /* Still in the handshake TLS_HANDSHAKE_MS_MAX after accept. */
 bool tls_handshake_overdue(const tls_conn *tc, int64_t now_ms);
 /* The reason of the last failure, for the log ("" when none). */

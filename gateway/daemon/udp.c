@@ -4,7 +4,9 @@
  * datagrams is taken in one turn of the loop. Each datagram is authenticated (agent, epoch,
  * MAC, replay window) before anything in it is looked at; CHECKs are answered from the
  * shared-memory table at once; STOPs go through the engine like RESP orders, and the reply
- * datagram waits until every STOP in it is durable. One reply datagram per request datagram.
+ * datagram waits until every STOP in it is durable (or, when the disk refuses their batch,
+ * leaves at once with BUSY for them: udp_on_journal_failed). One reply datagram per request
+ * datagram.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -151,9 +153,10 @@ static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
         return;
     }
     sg_verdict v;
-    lists_lookup(gw, bank, acct, &v);
     order tmp;
     bool rlive = gw->j.last_error == 0;
+    uint64_t llsn = lists_lookup_read(gw, bank, acct, rlive, &v);
+    if (llsn > *lsn) *lsn = llsn;
     const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, acct) : NULL;
     const order *live = rlive ? (latest && order_is_live(latest, gw->now_ms) ? latest : NULL)
                               : durview_live_on_account(&gw->dv, &gw->o, bank, acct, gw->now_ms, &tmp);
@@ -352,6 +355,28 @@ void udp_on_durable(gateway *gw, uint64_t durable_lsn) {
         assert(u->tx[ti].state == UDP_TX_WAITING);
         u->wait_head = u->tx[ti].next;
         if (!u->wait_head) u->wait_tail = 0;
+        send_slot(gw, ti);
+    }
+}
+
+void udp_on_journal_failed(gateway *gw) {
+    udp_state *u = &gw->udp;
+    while (u->wait_head) {
+        uint32_t ti = u->wait_head - 1;
+        udp_tx_slot *t = &u->tx[ti];
+        assert(t->state == UDP_TX_WAITING && t->lsn > gw->j.durable_lsn);
+        u->wait_head = t->next;
+        if (!u->wait_head) u->wait_tail = 0;
+        sg_frame_hdr h;
+        const udp_agent *ag = sg_frame_parse_hdr(t->buf, t->len, &h) == 0
+                                  ? udp_agent_find(u->agents, u->nagents, h.agent_id) : NULL;
+        if (!ag) { /* the agent was removed by a reload meanwhile: no key to sign with */
+            t->state = UDP_TX_FREE;
+            u->tx_free[u->ntx_free++] = ti;
+            drop(gw, UDP_DROP_UNKNOWN_AGENT);
+            continue;
+        }
+        u->mc.msg_errors += udp_reply_fail_pending(t->buf, t->len, gw->j.durable_lsn, ag->key);
         send_slot(gw, ti);
     }
 }

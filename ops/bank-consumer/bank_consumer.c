@@ -9,7 +9,9 @@
  *                          [--balance MINOR] [--latency-ms MS] BANK [BANK...]
  *
  * At-least-once on both sides: an instruction seen again (gateway re-send, or our own crash
- * before XACK) is answered again with the same answer; the gateway ignores repeats. Runs
+ * before XACK) is answered again with the same answer; the gateway ignores repeats. An
+ * instruction is acknowledged only once Redis has taken its answer (an XADD Redis refuses
+ * leaves it pending, read again and answered when Redis takes writes). Runs
  * until SIGINT/SIGTERM; reconnects with capped back-off when Redis goes away.
  */
 #include <errno.h>
@@ -80,15 +82,35 @@ static void stamp(char *out, size_t cap) {
         fputc('\n', stderr);                                                                                      \
     } while (0)
 
-/* Handle one stream's entries: answer, then acknowledge. Returns entries handled, -1 on a
- * connection error. */
+/* Pipelines one XACK per entry whose answer is written (ok[i]); returns how many. */
+static int ack_written(redisContext *c, const opts *o, const char *in_stream, const redisReply *entries,
+                       const bool *ok) {
+    int appended = 0;
+    for (size_t i = 0; i < entries->elements; i++) {
+        if (!ok[i]) continue;
+        const char *ack[] = {"XACK", in_stream, o->group, entries->element[i]->element[0]->str};
+        redisAppendCommandArgv(c, 4, ack, NULL);
+        appended++;
+    }
+    return appended;
+}
+
+/* Handle one stream's entries: answer, then acknowledge only the entries whose answer Redis
+ * took. An XACK pipelined behind a refused XADD (-OOM, -READONLY, -WRONGTYPE) would have
+ * dropped the instruction unanswered; left pending, it is read again (our own pending
+ * entries) and answered when Redis takes writes. Returns entries handled, -1 on a connection
+ * error; *refused counts answers Redis refused. */
 static int handle(redisContext *c, const opts *o, const char *bank, const char *in_stream, const redisReply *entries,
-                  uint64_t *answered, uint64_t *malformed) {
+                  uint64_t *answered, uint64_t *malformed, int *refused) {
     char out_stream[160];
     snprintf(out_stream, sizeof out_stream, "%s:%s:results", o->prefix, bank);
+    bool ok[BATCH];      /* entries->elements <= COUNT BATCH */
+    bool answers[BATCH]; /* an XADD is pipelined for it */
+    if (entries->elements > BATCH) return -1; /* cannot happen: COUNT BATCH */
     int appended = 0;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *en = entries->element[i];
+        ok[i] = answers[i] = false;
         if (en->type != REDIS_REPLY_ARRAY || en->elements != 2) continue;
         const char *entry_id = en->element[0]->str;
         const redisReply *kv = en->element[1];
@@ -98,6 +120,7 @@ static int handle(redisContext *c, const opts *o, const char *bank, const char *
         const char *amount = iid ? field(kv, "amount") : NULL;
         sim_answer a;
         bool answer = false;
+        ok[i] = true; /* nothing to write: acknowledged at once */
         if (!iid || !kind || !account || !amount) {
             (*malformed)++;
             LOG("WARN  %s %s: malformed instruction (missing fields); acknowledged", in_stream, entry_id);
@@ -121,14 +144,24 @@ static int handle(redisContext *c, const opts *o, const char *bank, const char *
             }
             redisAppendCommandArgv(c, ac, argv, NULL);
             appended++;
+            answers[i] = true;
+            ok[i] = false; /* until Redis says the answer is written */
+        }
+    }
+    /* The answers' replies, in order; then the XACKs of what is written. */
+    for (size_t i = 0; i < entries->elements; i++) {
+        if (!answers[i]) continue;
+        redisReply *r;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            if ((*refused)++ == 0) LOG("WARN  redis refused an answer (%s); its instruction stays pending", r->str);
+        } else {
+            ok[i] = true;
             (*answered)++;
         }
-        /* Pipelined after its answer: Redis executes in order, so the XACK lands only once
-         * the answer is in the results stream. */
-        const char *ack[] = {"XACK", in_stream, o->group, entry_id};
-        redisAppendCommandArgv(c, 4, ack, NULL);
-        appended++;
+        freeReplyObject(r);
     }
+    appended = ack_written(c, o, in_stream, entries, ok);
     for (int i = 0; i < appended; i++) {
         redisReply *r;
         if (redisGetReply(c, (void **)&r) != REDIS_OK) return -1;
@@ -218,7 +251,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < o.nbanks; i++) av[ac++] = pending ? "0" : ">";
             redisReply *r = redisCommandArgv(c, ac, av, NULL);
             if (!r) break;
-            int got = 0;
+            int got = 0, refused = 0;
             if (r->type == REDIS_REPLY_ARRAY) {
                 if (o.latency_ms > 0) {
                     struct timespec ts = {o.latency_ms / 1000, (long)(o.latency_ms % 1000) * 1000000L};
@@ -229,7 +262,8 @@ int main(int argc, char **argv) {
                     if (st->type != REDIS_REPLY_ARRAY || st->elements != 2) continue;
                     for (int b = 0; b < o.nbanks; b++) {
                         if (strcmp(st->element[0]->str, streams[b]) != 0) continue;
-                        int n = handle(c, &o, o.banks[b], streams[b], st->element[1], &answered, &malformed);
+                        int n = handle(c, &o, o.banks[b], streams[b], st->element[1], &answered, &malformed,
+                                       &refused);
                         if (n < 0) break;
                         got += n;
                     }
@@ -248,6 +282,13 @@ int main(int argc, char **argv) {
             bool read_ok = r->type != REDIS_REPLY_ERROR;
             freeReplyObject(r);
             if (pending && got == 0 && read_ok) pending = false;
+            if (refused) {
+                /* Answers Redis refused: their instructions are still ours, pending. Read them
+                 * again after a pause (not spinning against a full or read-only Redis). */
+                pending = true;
+                struct timespec ts = {0, 200 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
         }
         if (c->err && !stop_flag) LOG("WARN  connection to redis lost (%s); reconnecting", c->errstr);
         up = false;

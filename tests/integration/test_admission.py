@@ -1,9 +1,11 @@
 """Admission and AUTH under attack (issue 15 items 1, 2, 11).
 
 - Wrong-AUTH floods (1,000 AUTHs pipelined on one connection, and over many connections) while
-  an authenticated client measures its PING/CHECK round trips: Argon2id runs on worker
-  threads, so the worst stall stays far below the ~65 ms per AUTH the loop used to pay
-  (printed as "worst stall", quoted in docs/operations.md).
+  an authenticated client (a process of its own) measures its PING/CHECK round trips:
+  Argon2id runs on worker threads, so the worst stall stays far below the ~65 ms per AUTH the
+  loop used to pay (printed as "worst stall" and p99, quoted in docs/operations.md). The
+  flood's connections close with verifications queued: those are cancelled, so the queue
+  drains in about one KDF.
 - Unknown agent names cost the same KDF as known ones (timing ratio in a wide band), and UDP
   HELLO answers unknown agent ids like known ones (stable fake salt).
 - The per-address failure limiter answers WRONGPASS at once (no KDF), counts in
@@ -13,10 +15,13 @@
 - kill -9 with established connections on every listener, then an immediate restart on the
   same ports, several times (item 11).
 """
+import json
 import os
 import socket
 import statistics
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -27,43 +32,62 @@ from sgtest import Client, Gateway, GatewayCase, RespError, todict, wait_until
 # sees 45-50 ms worst round trips. The old code stalled for the whole flood (65 ms per AUTH).
 STALL_BOUND_S = 1.0
 PROBE_TIMEOUT_S = 5.0
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class Prober(threading.Thread):
-    """An authenticated client doing PING and CHECK back to back; keeps the worst round trip."""
+_PROBE_CHILD = r"""
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from sgtest import Client, todict
+c = Client(int(sys.argv[2]), timeout=float(sys.argv[4]))
+c.auth("alice", sys.argv[3])
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+print("ready", flush=True)
+rtts, err, i = [], None, 0
+try:
+    while not stop.is_set():
+        t0 = time.monotonic()
+        if i % 2:
+            r = c.call("PING")
+            assert r == "PONG", r
+        else:
+            r = c.call("CHECK", "SGTB", "PROBE%04dX" % (i % 1000))
+            assert todict(r)["verdict"] == "CLEAR", r
+        rtts.append(time.monotonic() - t0)
+        i += 1
+        time.sleep(0.002)
+except Exception as e:  # a timeout is a stall of at least the timeout
+    err = repr(e)
+    rtts.append(float(sys.argv[4]))
+rtts.sort()
+print(json.dumps({"worst": rtts[-1] if rtts else 0.0, "n": len(rtts), "error": err,
+                  "p99": rtts[int(len(rtts) * 0.99)] if rtts else 0.0}), flush=True)
+"""
+
+
+class Prober(object):
+    """An authenticated client doing PING and CHECK back to back (2 ms apart); keeps the worst
+    round trip. It runs in a process of its own: as a thread beside the flooding client it
+    measured that client's Python (the GIL is handed over every 5 ms), not the gateway."""
 
     def __init__(self, gw):
-        super().__init__(daemon=True)
-        self.c = gw.client("alice", timeout=PROBE_TIMEOUT_S)
-        self.stop_ev = threading.Event()
-        self.worst = 0.0
-        self.n = 0
-        self.error = None
+        self.p = subprocess.Popen([sys.executable, "-c", _PROBE_CHILD, HERE, str(gw.port), gw.secret("alice"),
+                                   str(PROBE_TIMEOUT_S)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.worst, self.p99, self.n, self.error = 0.0, 0.0, 0, None
 
-    def run(self):
-        try:
-            i = 0
-            while not self.stop_ev.is_set():
-                t0 = time.monotonic()
-                if i % 2:
-                    r = self.c.call("PING")
-                    assert r == "PONG", r
-                else:
-                    r = self.c.call("CHECK", "SGTB", "PROBE%04dX" % (i % 1000))
-                    assert todict(r)["verdict"] == "CLEAR", r
-                dt = time.monotonic() - t0
-                self.worst = max(self.worst, dt)
-                self.n += 1
-                i += 1
-                time.sleep(0.002)
-        except Exception as e:  # a timeout is a stall of at least PROBE_TIMEOUT_S
-            self.error = e
-            self.worst = max(self.worst, PROBE_TIMEOUT_S)
+    def start(self):
+        line = self.p.stdout.readline()
+        if line.strip() != "ready":
+            raise AssertionError("the probing client did not start: %r" % line)
 
     def finish(self):
-        self.stop_ev.set()
-        self.join(PROBE_TIMEOUT_S + 2)
-        self.c.close()
+        self.p.stdin.close()
+        out = self.p.stdout.read()
+        self.p.wait(timeout=PROBE_TIMEOUT_S + 10)
+        self.p.stdout.close()
+        r = json.loads(out.strip().splitlines()[-1])
+        self.worst, self.p99, self.n, self.error = r["worst"], r["p99"], r["n"], r["error"]
         return self.worst
 
 
@@ -113,7 +137,8 @@ class PipelinedFlood(GatewayCase):
             f.send_raw(wrong_auths(1000))
             replies = read_replies(f, 1000, time.monotonic() + 50)
         worst = p.finish()
-        print("pipelined flood: %d answers, worst stall %.1f ms over %d probes" % (len(replies), worst * 1e3, p.n))
+        print("pipelined flood: %d answers, worst stall %.1f ms (p99 %.1f ms) over %d probes"
+              % (len(replies), worst * 1e3, p.p99 * 1e3, p.n))
         self.assertIsNone(p.error, "the probing client timed out: the loop stalled")
         self.assertEqual(len(replies), 1000)
         self.assertTrue(all(isinstance(r, RespError) and r.code == "WRONGPASS" for r in replies), replies[:3])
@@ -171,16 +196,22 @@ class ManyConnectionFlood(GatewayCase):
             except OSError:
                 pass
             c.close()
-        print("many-connection flood: answers %s in 6 s, worst stall %.1f ms over %d probes"
-              % (answers, worst * 1e3, p.n))
+        print("many-connection flood: answers %s in 6 s, worst stall %.1f ms (p99 %.1f ms) over %d probes"
+              % (answers, worst * 1e3, p.p99 * 1e3, p.n))
         self.assertIsNone(p.error, "the probing client timed out: the loop stalled")
         self.assertLess(worst, STALL_BOUND_S, "worst PING/CHECK stall %.1f ms during the flood" % (worst * 1e3))
         self.assertGreater(answers["ERR BUSY"], 0, "the bounded queue never refused: %r" % answers)
         self.assertGreater(answers["WRONGPASS"], 0, answers)
         self.assertEqual(set(answers), {"WRONGPASS", "ERR BUSY"}, answers)
         self.assertGreater(metric(self.gw, "stopgate_auth_busy_total"), 0)
-        # Verifications that finish for closed clients are dropped safely; the gateway serves.
-        wait_until(lambda: metric(self.gw, "stopgate_auth_queue") == 0, timeout=30, what="auth queue drained")
+        # The closed clients' queued verifications are cancelled (their close is seen while the
+        # AUTH is pending), so the queue drains in about one KDF (the one running), not in the
+        # ~64 KDFs it holds: bounded by 8 KDF times as this run measured them (6 s / answers).
+        t0 = time.monotonic()
+        wait_until(lambda: metric(self.gw, "stopgate_auth_queue") == 0, timeout=60, what="auth queue drained")
+        drained, kdf = time.monotonic() - t0, 6.0 / max(answers["WRONGPASS"], 1)
+        print("auth queue drained %.2f s after the flood's connections closed (one KDF ~%.2f s)" % (drained, kdf))
+        self.assertLess(drained, max(2.0, 8 * kdf), "queued KDFs of closed clients were not cancelled")
         self.assertServing()
         with Client(self.gw.port) as c:
             self.assertEqual(c.call("AUTH", "sam", self.gw.secret("sam")), "OK")

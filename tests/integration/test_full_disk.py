@@ -13,6 +13,8 @@ nothing pipelined behind them waits. The log names ENOSPC once. After `mount -o 
 the background: retrying the refused request_ids gives DUPLICATE (caught, now durable, same
 order) or ACCEPTED (never taken), every order once; after kill -9 and a restart every
 acknowledged order is there and no order is doubled."""
+import errno
+import json
 import os
 import socket
 import subprocess
@@ -53,7 +55,7 @@ if not h:
 for acct in sys.argv[4:]:
     v = Verdict()
     rc = lib.sg_lists_check(h, sys.argv[3].encode(), acct.encode(), ctypes.byref(v))
-    print(acct, rc, int(v.frozen))
+    print(acct, rc, int(v.frozen), v.mask)
 """
 
 
@@ -73,18 +75,22 @@ class ShmLists(object):
             if "libasan" in ln and "=>" in ln:
                 self.env["LD_PRELOAD"] = ln.split("=>")[1].split()[0]
 
-    def frozen_many(self, bank, accounts):
+    def verdicts(self, bank, accounts):
+        """{account: (frozen, list mask)} as sg_lists_check() answers."""
         p = subprocess.run([sys.executable, "-c", _SHM_CHECK, self.path, self.shm_name, bank] + list(accounts),
                            capture_output=True, text=True, env=self.env, timeout=30)
         if p.returncode != 0:
             raise AssertionError("libstopgate reader failed: %s" % p.stderr[-2000:])
         out = {}
         for ln in p.stdout.splitlines():
-            acct, rc, frozen = ln.split()
+            acct, rc, frozen, mask = ln.split()
             if rc != "0":
                 raise AssertionError("sg_lists_check(%s): %s" % (acct, rc))
-            out[acct] = frozen == "1"
+            out[acct] = (frozen == "1", int(mask))
         return out
+
+    def frozen_many(self, bank, accounts):
+        return {a: v[0] for a, v in self.verdicts(bank, accounts).items()}
 
     def frozen(self, bank, account):
         return self.frozen_many(bank, [account])[account]
@@ -302,6 +308,159 @@ class FullDisk(GatewayCase):
         self.assertEqual(gw.stop(), 0)
         p = sgtest.run_stopctl("journal", "verify", gw.journal_dir)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UDP_PROBE = os.environ.get("UDP_PROBE") or os.path.join(os.path.dirname(os.path.dirname(HERE)), "build", "tests",
+                                                        "integration", "udp_probe")
+UDP_STOPS = 100  # one datagram; their records take more than the page the journal has left
+SG_FE_BUSY = 8
+SG_S_DUPLICATE = 1
+
+
+def fill_up(path):
+    """Writes a file in path until the filesystem refuses a single byte more."""
+    with open(path, "wb", buffering=0) as f:
+        for chunk in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+
+
+class FullDiskSmall(GatewayCase):
+    """A 4 MB tmpfs whose free space a file beside the journal takes (fill_up), so that the
+    batch the disk refuses is exactly the test's next burst; each test has its own gateway and
+    journal directory on it, and removes its file to give the space back.
+
+    UDP (issue 15 remnant): a reply datagram already parked for the batch the disk refuses is
+    answered within 1 s with BUSY for each STOP in it (not acknowledged; retried with the same
+    request ids), as RESP clients are, instead of leaving only when that batch becomes
+    durable. Once the space is back the batch lands, and the retried STOPs are DUPLICATE.
+
+    Lists (issue 15 remnant, SPEC §9): LIST.ADDs in the refused batch are not visible, neither
+    to CHECK nor to a libstopgate reader of the shared memory, until that batch is durable;
+    then they are."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = None
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root to mount a tmpfs")
+        if not os.path.exists(UDP_PROBE):
+            raise AssertionError("udp_probe not built (%s); set UDP_PROBE" % UDP_PROBE)
+        cls.mnt = sgtest.make_temp_dir("sgtest-fulldisk-small-")
+        try:
+            mount_tmpfs(cls.mnt, "4m")
+        except subprocess.CalledProcessError as e:
+            raise unittest.SkipTest("cannot mount a tmpfs: %s" % e.stderr.strip())
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.gw is not None:
+                cls.gw.kill9()
+        finally:
+            umount(cls.mnt)
+
+    def start_gateway(self, name, sections=""):
+        gw = sgtest.track(Gateway(name=name, sections=sections + "[plugin sim]\nlatency_us = 200\n"))
+        type(self).gw = gw
+        gw.journal_dir = os.path.join(self.mnt, name)
+        gw.write_config()
+        gw.start()
+        self.filler = os.path.join(self.mnt, name + ".filler")
+        self.addCleanup(lambda: os.path.exists(self.filler) and os.unlink(self.filler))
+        self.addCleanup(gw.kill9)
+        return gw
+
+    def space_back(self):
+        os.unlink(self.filler)
+        wait_until(lambda: "journal: writing again" in self.gw.log_since_start(), timeout=5,
+                   what="the recovery log line")
+
+    def probe(self, *steps):
+        env = dict(os.environ, STOPGATE_SECRET=sgtest.DEFAULT_AGENTS["alice"][1], UDP_PROBE_WAIT_MS="4000")
+        p = subprocess.run([UDP_PROBE, sgtest.HOST, str(self.gw.udp_port), "alice", "hello"] + [str(s) for s in steps],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = [json.loads(ln) for ln in p.stdout.splitlines() if ln.strip()]
+        self.assertNotIn("timeout", out[0], "no HELLO answer")
+        return out[1:]
+
+    def test_parked_udp_reply_answered_busy(self):
+        gw = self.start_gateway("udp")
+        with gw.client("olga") as ops:  # orders HELD: no bank traffic journaled meanwhile
+            csv = "".join("FUB,FUDP%04dX\n" % i for i in range(UDP_STOPS))
+            self.assertEqual(todict(ops.ok("LIST.LOAD", "protected", "-", csv))["rows"], UDP_STOPS)
+        tag = "fu%d" % (time.time_ns() % 10 ** 8)
+        stops = ["stops", UDP_STOPS, tag, "FUB", "FUDP", "FUCASE", 5000]
+        fill_up(self.filler)
+
+        (r,) = self.probe(*stops)
+        self.assertNotIn("timeout", r, "the parked UDP reply did not leave within 4 s (it waits for space)")
+        print("UDP reply of the refused batch after %.1f ms" % r["ms"])
+        self.assertTrue(r["mac_ok"], r)
+        self.assertEqual(r["status"], 0, r)
+        self.assertEqual(len(r["replies"]), UDP_STOPS)
+        self.assertEqual([x["err"] for x in r["replies"]], [SG_FE_BUSY] * UDP_STOPS,
+                         "every STOP of the refused batch is answered BUSY")
+        self.assertEqual({x["order_no"] for x in r["replies"]}, {0})
+        self.assertLess(r["ms"], 1000.0, "the BUSY answer must come within 1 s")
+        self.assertIn("journal: write failed", gw.log_since_start())
+        (r,) = self.probe("stop", tag + "-new", "FUB", "FUDP0000X", "FUCASE2", 5000)  # new: BUSY at once
+        self.assertEqual(r["replies"][0]["err"], SG_FE_BUSY, r)
+
+        self.space_back()
+        (r,) = self.probe(*stops)
+        self.assertEqual(r["status"], 0, r)
+        self.assertEqual([(x["err"], x["code"]) for x in r["replies"]], [(0, SG_S_DUPLICATE)] * UDP_STOPS,
+                         "the refused batch landed once space returned: every retry is DUPLICATE")
+        self.assertEqual(len({x["order_no"] for x in r["replies"]}), UDP_STOPS)
+        with gw.client("alice") as c:
+            self.assertEqual(int(gw.info(c)["orders_total"]), UDP_STOPS, "an order doubled or lost")
+
+    def test_list_changes_published_when_durable(self):
+        gw = self.start_gateway("lists", sections="[list mule]\nauto_stop = no\n\n")
+        shm = ShmLists(gw.shm_name)
+        n = 100  # LIST.ADDs in one write: one batch, larger than the page the journal has left
+        accts = ["FLST%04dX" % i for i in range(n)]
+        with gw.client("olga") as ops:
+            ops.ok("LIST.ADD", "mule", "FLB", "FLSTDURABLEX", "SCORE", "60")  # durable before
+        fill_up(self.filler)
+        ops = gw.client("olga", timeout=5)
+        ops.send_raw(b"".join(sgtest.encode("LIST.ADD", "mule", "FLB", a, "SCORE", "70", "CASE", "C" * 60)
+                              for a in accts))
+        replies = [ops.read() for _ in accts]
+        # The first may still fit the disk (acknowledged: durable); the rest are refused.
+        busy = [a for a, r in zip(accts, replies) if isinstance(r, RespError)]
+        self.assertTrue(busy, "the disk took every LIST.ADD")
+        self.assertTrue(all(r.code == "ERR BUSY" for r in replies if isinstance(r, RespError)), replies[-1])
+        durable = [a for a, r in zip(accts, replies) if not isinstance(r, RespError)] + ["FLSTDURABLEX"]
+        print("LIST.ADD while the disk is full: %d acknowledged, %d ERR BUSY" % (len(durable) - 1, len(busy)))
+        with gw.client("alice", timeout=5) as c:
+            chk = c.pipeline([["CHECK", "FLB", a] for a in busy + durable])
+        with self.subTest("CHECK does not show a list change that is not on disk"):
+            self.assertEqual({todict(r)["verdict"] for r in chk[:len(busy)]}, {"CLEAR"})
+        self.assertEqual({todict(r)["verdict"] for r in chk[len(busy):]}, {"LISTED"})
+        with self.subTest("libstopgate does not show a list change that is not on disk"):
+            v = shm.verdicts("FLB", busy + durable)
+            self.assertEqual({v[a][1] for a in busy}, {0}, "shared memory lists an account not on disk")
+            self.assertNotIn(0, {v[a][1] for a in durable})
+
+        self.space_back()  # the refused batch lands: now they are published, everywhere
+        wait_until(lambda: all(m for _, m in shm.verdicts("FLB", accts).values()), timeout=5,
+                   what="the list changes in shared memory once durable")
+        with gw.client("alice", timeout=5) as c:
+            chk = c.pipeline([["CHECK", "FLB", a] for a in accts])
+        self.assertEqual({todict(r)["verdict"] for r in chk}, {"LISTED"})
+        # Pipelined behind its LIST.ADD, a CHECK sees the change (its answer waits for it).
+        r_add, r_chk = ops.pipeline([["LIST.DEL", "mule", "FLB", accts[0]], ["CHECK", "FLB", accts[0]]])
+        self.assertEqual(todict(r_add)["status"], "DELETED")
+        self.assertEqual(todict(r_chk)["verdict"], "CLEAR")
+        ops.close()
 
 
 if __name__ == "__main__":

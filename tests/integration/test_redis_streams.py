@@ -950,5 +950,48 @@ class CascadeRestart(RedisCase):
         self.assert_nothing_pending()
 
 
+class ConsumerAnswerRefused(unittest.TestCase):
+    """The reference consumer acknowledges an instruction only once Redis took its answer
+    (issue 15 remnant). Redis refuses the answer's XADD (the results key holds a string:
+    -WRONGTYPE, as -OOM or -READONLY would): the instruction stays pending in the consumer's
+    group instead of being acknowledged unanswered (lost); once Redis takes writes again it is
+    read again and answered, then acknowledged. No gateway needed: the test writes the
+    instruction as the plugin would."""
+
+    def setUp(self):
+        if not REDIS_SERVER:
+            raise unittest.SkipTest("redis-server not found on PATH (nor $REDIS_SERVER)")
+        if not os.access(BANK_CONSUMER, os.X_OK):
+            raise AssertionError("reference bank consumer not built: %s (set $BANK_CONSUMER)" % BANK_CONSUMER)
+        self.redis = Redis(name="consumer-refused")
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+
+    def test_ack_only_after_answer_written(self):
+        bank = "RFB"
+        with self.redis.client() as r:
+            self.assertEqual(r.call("SET", res_stream(bank), "not a stream"), "OK")
+        consumer = BankConsumer(self.redis.port, [bank], name="consumer-refused", group="bank").start()
+        self.addCleanup(consumer.stop)
+        iid = "I-%s" % tag()
+        with self.redis.client() as r:
+            wait_until(lambda: r.call("EXISTS", instr_stream(bank)) == 1, timeout=10, what="the consumer's group")
+            r.call("XADD", instr_stream(bank), "*", "instruction_id", iid, "kind", "STOP", "order_id", "SG-1",
+                   "account", "RFACCT0001", "amount", "1000")
+            wait_until(lambda: "WRONGTYPE" in consumer.log_tail(), timeout=10,
+                       what="the consumer's XADD refused")
+            time.sleep(0.5)  # a pipelined XACK would have landed by now
+            self.assertEqual(xpending_count(r, instr_stream(bank), "bank"), 1,
+                             "the instruction was acknowledged although its answer was refused (lost)")
+            self.assertEqual(r.call("DEL", res_stream(bank)), 1)  # Redis takes the answer again
+            wait_until(lambda: r.call("EXISTS", res_stream(bank)) == 1 and xrange(r, res_stream(bank)), timeout=10,
+                       what="the answer once Redis takes writes")
+            answers = [f for _, f in xrange(r, res_stream(bank))]
+            self.assertEqual([a["instruction_id"] for a in answers], [iid])
+            self.assertEqual(answers[0]["status"], "PARTIAL")
+            wait_until(lambda: xpending_count(r, instr_stream(bank), "bank") == 0, timeout=10,
+                       what="the instruction acknowledged after its answer")
+
+
 if __name__ == "__main__":
     sgtest.main()

@@ -17,7 +17,7 @@ import time
 import unittest
 
 import sgtest
-from sgtest import Closed, Gateway, GatewayCase, RespError, todict
+from sgtest import Client, Closed, Gateway, GatewayCase, RespError, todict
 
 REDIS_CLI = "redis-cli"
 HANDSHAKE_DEADLINE_S = 5  # TLS_HANDSHAKE_MS_MAX (gateway/core/limits.h)
@@ -142,8 +142,8 @@ class TlsTest(TlsGatewayCase):
         self.assertIn("TLS0000Z", r.stdout)
 
     def test_redis_cli_pipelined_burst_of_1000_stops(self):
-        # AUTH by redis-cli itself (--user/--pass): a pipeline queued behind an unanswered AUTH
-        # may not exceed the pre-auth input cap (CLIENT_PREAUTH_BYTES_MAX, docs/operations.md).
+        # AUTH by redis-cli itself (--user/--pass); an AUTH at the head of the piped stream
+        # works too (test_pipeline_behind_auth_waits_like_on_the_plain_port).
         payload = b""
         tag = self.rid("burst")
         for i in range(1000):
@@ -158,6 +158,23 @@ class TlsTest(TlsGatewayCase):
         with self.gw.client("alice") as c:
             d = todict(c.ok("CASE", "TLSBURST"))
             self.assertEqual(len(d["orders"]), 1000)
+
+    def test_pipeline_behind_auth_waits_like_on_the_plain_port(self):
+        # AUTH then 1,000 STOPs (~117 KB) in one write: the pipeline waits (in OpenSSL, as in
+        # the socket on the plain port) while the AUTH is verified, then runs; the pre-auth
+        # input cap (4 KiB) is not hit by it on either port (before: ERR TOOBIG over TLS).
+        for port in ("plain", "tls"):
+            tag = self.rid("pa" + port)
+            payload = sgtest.encode("AUTH", "alice", self.gw.secret("alice"))
+            for i in range(1000):
+                payload += sgtest.encode("STOP", "%s-%d" % (tag, i), "BANK", "SGTB", "ACCOUNT",
+                                         "TLW%s%06dZ" % (port[0].upper(), i), "CASE", "TLSPA" + port.upper())
+            c = Client(self.gw.port, timeout=30) if port == "plain" else TlsClient(self.tls_port, self.certs.ca[1])
+            with c:
+                c.send_raw(payload)
+                replies = [c.read() for _ in range(1001)]
+            self.assertEqual(replies[0], "OK", port)
+            self.assertEqual({todict(r)["status"] for r in replies[1:]}, {"ACCEPTED"}, port)
 
     def test_own_client_pipelines_and_gets_answers_in_order(self):
         with self.tls_client() as c:

@@ -9,13 +9,16 @@
  *   hello                       HELLO, derive the key (Argon2id) from the secret
  *   check BANK ACCOUNT[,BANK ACCOUNT...]   one CHECK message per pair in one datagram
  *   stop RID BANK ACCOUNT CASE AMOUNT
+ *   stops N RIDPREFIX BANK ACCTPREFIX CASE AMOUNT   N STOPs in one datagram: request ids
+ *                               RIDPREFIX-k, accounts ACCTPREFIX<k, 4 digits>X, k = 0..N-1
  *   ping
  *   replay                      send the previous datagram again (same seq)
  *   badmac                      a PING whose MAC is wrong
  *   oldepoch                    a PING signed with epoch - 1
  *   truncated N                 a signed PING with its last N bytes cut off
  *   raw HEX                     send raw bytes (no reply expected within the timeout is ok)
- * A reply not received within 1 s prints {"timeout":true}.
+ * A reply not received within 1 s (UDP_PROBE_WAIT_MS) prints {"timeout":true}; a reply
+ * carries "ms", the time from sending the request to receiving it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,16 +40,19 @@ static uint32_t agent_id, epoch;
 static uint64_t seq;
 static uint8_t last[SG_FRAME_BYTES_MAX];
 static size_t last_len;
+static struct timespec sent_at;
+static int wait_ms = 1000;
 
 static void send_dgram(const uint8_t *p, size_t n) {
     if (sendto(fd, p, n, 0, (struct sockaddr *)&gw, sizeof gw) < 0) perror("sendto");
     memcpy(last, p, n);
     last_len = n;
+    clock_gettime(CLOCK_MONOTONIC, &sent_at);
 }
 
 static void recv_print(void) {
     struct pollfd pfd = {fd, POLLIN, 0};
-    if (poll(&pfd, 1, 1000) <= 0) {
+    if (poll(&pfd, 1, wait_ms) <= 0) {
         printf("{\"timeout\":true}\n");
         return;
     }
@@ -58,8 +64,11 @@ static void recv_print(void) {
         return;
     }
     bool mac_ok = sg_frame_verify(buf, (size_t)n, key);
-    printf("{\"status\":%u,\"seq\":%llu,\"epoch\":%u,\"mac_ok\":%s,\"replies\":[", h.status, (unsigned long long)h.seq,
-           h.epoch, mac_ok ? "true" : "false");
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - sent_at.tv_sec) * 1e3 + (double)(now.tv_nsec - sent_at.tv_nsec) / 1e6;
+    printf("{\"ms\":%.1f,\"status\":%u,\"seq\":%llu,\"epoch\":%u,\"mac_ok\":%s,\"replies\":[", ms, h.status,
+           (unsigned long long)h.seq, h.epoch, mac_ok ? "true" : "false");
     sg_frame_reader r;
     sg_frame_read_begin(&r, buf, (size_t)n, &h);
     sg_reply rep;
@@ -104,6 +113,7 @@ int main(int argc, char **argv) {
     /* Microseconds: a later run (even within the same second) starts above an earlier one's
      * sequence numbers, which the gateway's replay window remembers. */
     seq = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    if (getenv("UDP_PROBE_WAIT_MS")) wait_ms = atoi(getenv("UDP_PROBE_WAIT_MS"));
     uint8_t buf[SG_FRAME_BYTES_MAX];
     sg_frame_writer w;
     for (int i = 4; i < argc; i++) {
@@ -125,6 +135,20 @@ int main(int argc, char **argv) {
             begin(&w, buf, epoch);
             sg_frame_add_stop(&w, argv[i + 1], argv[i + 2], argv[i + 3], argv[i + 4], atoll(argv[i + 5]), NULL);
             i += 5;
+            send_dgram(buf, sg_frame_finish(&w, key));
+        } else if (!strcmp(st, "stops") && i + 6 < argc) {
+            begin(&w, buf, epoch);
+            int n = atoi(argv[i + 1]);
+            for (int k = 0; k < n; k++) {
+                char rid[128], acct[128];
+                snprintf(rid, sizeof rid, "%s-%d", argv[i + 2], k);
+                snprintf(acct, sizeof acct, "%s%04dX", argv[i + 4], k);
+                if (!sg_frame_add_stop(&w, rid, argv[i + 3], acct, argv[i + 5], atoll(argv[i + 6]), NULL)) {
+                    fprintf(stderr, "udp_probe: %d STOPs do not fit one datagram\n", n);
+                    return 2;
+                }
+            }
+            i += 6;
             send_dgram(buf, sg_frame_finish(&w, key));
         } else if (!strcmp(st, "ping")) {
             begin(&w, buf, epoch);
