@@ -50,6 +50,8 @@
 /* Engine and metrics. */
 #define CASCADE_RETRY_MAX 4096       /* FUNDS_MOVED orders whose cascade waits for room */
 #define METRICS_BANKS_SHOWN_MAX 256  /* banks with their own series in /metrics; more are left out (truncated) */
+#define PROM_FAMILIES_MAX 256        /* metric families one /metrics page may hold (prom.h) */
+#define PROM_NAME_MAX 128            /* bytes of one metric family name (plugin stats: stopgate_plugin_<name>) */
 /* Listeners: how long start-up waits for a port still held by a killed predecessor. */
 #define LISTEN_BIND_RETRY_MS 5000
 #define LISTEN_BIND_RETRY_STEP_MS 10
