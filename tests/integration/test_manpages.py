@@ -1,5 +1,5 @@
 """Man pages and bash completion (issue 14 item 3): stopctl(1), stopbench(1), stopgate.conf(5),
-stopgated(8) as meson configures them render without a warning under `man --warnings` and
+stopgated(8) and stopgate-bank-consumer(1) as meson configures them render without a warning under `man --warnings` and
 `groff -man -ww`, and stay in step with the programs (every stopctl command, every stopbench
 and stopgated long option is in its page). The bash completion, sourced in bash, completes
 commands, list subcommands and a command's own options."""
@@ -13,7 +13,8 @@ import sgtest
 MAN_DIR = os.environ.get("MAN_BUILD_DIR") or os.path.join(sgtest.ROOT, "build", "docs", "man")
 COMPLETION = os.path.join(sgtest.ROOT, "ops", "stopctl.bash-completion")
 STOPBENCH = os.environ.get("STOPBENCH") or os.path.join(sgtest.ROOT, "build", "bench", "stopbench")
-PAGES = ["stopctl.1", "stopbench.1", "stopgate.conf.5", "stopgated.8"]
+BANK_CONSUMER = os.environ.get("BANK_CONSUMER") or os.path.join(sgtest.ROOT, "build", "ops", "stopgate-bank-consumer")
+PAGES = ["stopctl.1", "stopbench.1", "stopgate-bank-consumer.1", "stopgate.conf.5", "stopgated.8"]
 
 
 def page(name):
@@ -59,7 +60,8 @@ class ManPages(unittest.TestCase):
                 self.assertIn(opt, ctl, "stopctl.1 lacks %s %s" % (cmd, opt))
         for opt in long_options(helptext):
             self.assertIn(opt, ctl, "stopctl.1 lacks the global option %s" % opt)
-        for prog, name in ((STOPBENCH, "stopbench.1"), (sgtest.STOPGATED, "stopgated.8")):
+        for prog, name in ((STOPBENCH, "stopbench.1"), (sgtest.STOPGATED, "stopgated.8"),
+                           (BANK_CONSUMER, "stopgate-bank-consumer.1")):
             man = text(name)
             out = subprocess.run([prog, "--help"], capture_output=True, text=True).stdout
             for opt in long_options(out):
