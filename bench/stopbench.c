@@ -690,6 +690,27 @@ static int run_burst(sb_opts *o, sb_result *res, char *err, size_t errcap) {
     return 0;
 }
 
+/* After the timed run: every worker's figures merged into res, and the verdicts on them. */
+static void collect_results(const sb_opts *o, sb_result *res) {
+    wait_workers(o);
+    for (int i = 0; i < g_run.nworkers; i++) {
+        sb_stats_merge(&res->all, &g_run.w[i].st);
+        sb_stats_free(&g_run.w[i].st);
+    }
+    res->seconds = (double)res->all.t_last_ns / 1e9;
+    if (res->seconds <= 0) res->seconds = (double)(sb_now_ns() - g_run.t0_ns) / 1e9;
+    if (o->burst) { /* over UDP: acknowledged only (INFO is not polled) */
+        res->burst_done = sb_ok(res) == o->burst;
+        res->burst.acked_ms = res->seconds * 1e3;
+        res->burst.at_bank_ms = res->burst.confirmed_ms = -1;
+        res->burst.accepted = res->all.statuses[0];
+    }
+    if (o->rate > 0) {
+        double got = res->seconds > 0 ? (double)sb_ok(res) / res->seconds : 0;
+        res->rate_sustained = res->all.unsent == 0 && res->all.timeouts == 0 && got >= 0.9 * o->rate;
+    }
+}
+
 int main(int argc, char **argv) {
     sb_opts o = {.host = "127.0.0.1", .agent = "dev", .udp_port = 7380, .pipeline = 1, .batch = 1, .list = "mule",
                  .stop_ratio = 0.1, .bank = "ICBC", .timeout_ms = 10000, .udp_retry_ms = 250, .poll_us = 500};
@@ -747,23 +768,7 @@ int main(int argc, char **argv) {
     }
     if (!rc && start_workers(&o, fds, err, sizeof err) != 0) rc = SB_EXIT_ERRORS;
     if (!rc) {
-        wait_workers(&o);
-        for (int i = 0; i < g_run.nworkers; i++) {
-            sb_stats_merge(&res.all, &g_run.w[i].st);
-            sb_stats_free(&g_run.w[i].st);
-        }
-        res.seconds = (double)res.all.t_last_ns / 1e9;
-        if (res.seconds <= 0) res.seconds = (double)(sb_now_ns() - g_run.t0_ns) / 1e9;
-        if (o.burst) { /* over UDP: acknowledged only (INFO is not polled) */
-            res.burst_done = sb_ok(&res) == o.burst;
-            res.burst.acked_ms = res.seconds * 1e3;
-            res.burst.at_bank_ms = res.burst.confirmed_ms = -1;
-            res.burst.accepted = res.all.statuses[0];
-        }
-        if (o.rate > 0) {
-            double got = res.seconds > 0 ? (double)sb_ok(&res) / res.seconds : 0;
-            res.rate_sustained = res.all.unsent == 0 && res.all.timeouts == 0 && got >= 0.9 * o.rate;
-        }
+        collect_results(&o, &res);
     } else if (rc && o.transport == TR_RESP) {
         for (int i = 0; i < o.connections; i++)
             if (fds[i].fd > 0) sb_link_close(&fds[i]);

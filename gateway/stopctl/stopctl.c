@@ -10,7 +10,6 @@
  * the offline journal commands ctl_journal.h. Exit codes: 0 ok, 1 refused by the gateway (or
  * a bad journal), 2 usage, 3 cannot connect.
  */
-#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -480,7 +479,6 @@ int main(int argc, char **argv) {
         global_help(stderr);
         return EXIT_USAGE;
     }
-    assert(i > 0);
     char **rest = argv + i;
     int nrest = argc - i;
     if (!strcmp(rest[0], "help")) { /* stopctl help [COMMAND...]: the command's --help */
