@@ -349,14 +349,20 @@ static int run_journal(const opts *o, const subcmd *sc, const char **pos, int np
 }
 
 static int run_hash_secret(const opts *o, const subcmd *sc, const char **pos, int npos, const char **val) {
-    (void)o, (void)npos, (void)val;
+    (void)npos, (void)val;
     if (auth_init() != 0) return EXIT_REFUSED;
     char out[256];
     if (auth_hash_secret(pos[0], strlen(pos[0]), out, sizeof out) != 0) {
         fprintf(stderr, "stopctl %s: the secret must be 1-256 bytes\n", sc->name);
         return EXIT_USAGE;
     }
-    printf("%s\n", out);
+    if (o->json) {
+        json_t *j = json_pack("{s:s}", "secret_hash", out);
+        ctl_print_json(j);
+        json_decref(j);
+    } else {
+        printf("%s\n", out);
+    }
     return EXIT_OK;
 }
 

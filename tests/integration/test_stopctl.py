@@ -305,6 +305,8 @@ class Stopctl(GatewayCase):
         self.assertEqual(len(h.splitlines()), 1)
         h2 = run_stopctl("hash-secret", "abc").stdout.strip()
         self.assertNotEqual(h, h2, "the hash is salted")
+        j = self.js(run_stopctl("--json", "hash-secret", "abc"))
+        self.assertTrue(j["secret_hash"].startswith(h.split("$")[0] + "$"), j)
 
 
 if __name__ == "__main__":
