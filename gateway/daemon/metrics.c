@@ -37,7 +37,7 @@ int metrics_init(gateway *gw, char *err, size_t errcap) {
     if (m->listen_fd < 0) return -1;
     for (uint32_t i = 0; i < NCONN; i++) {
         m->conns[i].fd = -1;
-        buf_init(&m->conns[i].resp, 1 << 20);
+        buf_init(&m->conns[i].resp, METRICS_PAGE_BYTES_MAX + METRICS_HEADER_BYTES_MAX);
     }
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_multishot_accept(sqe, m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -301,11 +301,17 @@ static void conn_close(gateway *gw, uint32_t i) {
 static void respond(gateway *gw, uint32_t i) {
     struct metrics_conn *mc = &gw->m.conns[i];
     buf body;
-    buf_init(&body, 1 << 20);
+    buf_init(&body, METRICS_PAGE_BYTES_MAX);
     int code = 200;
     const char *ctype = "text/plain; version=0.0.4; charset=utf-8";
     if (!strncmp(mc->req, "GET /metrics", 12)) {
         render(gw, &body);
+        if (body.overflowed) { /* a page with holes would mislead: say so instead */
+            buf_reset(&body);
+            code = 500;
+            ctype = "text/plain";
+            buf_printf(&body, "metrics page larger than METRICS_PAGE_BYTES_MAX\n");
+        }
     } else if (!strncmp(mc->req, "GET /healthz", 12)) {
         code = gw->phase == PHASE_RUNNING ? 200 : 503;
         buf_printf(&body, "%s\n", gw->phase == PHASE_RUNNING ? "ok" : gw->phase == PHASE_DRAINING ? "draining" : "recovering");
@@ -316,7 +322,8 @@ static void respond(gateway *gw, uint32_t i) {
         ctype = "text/plain";
     }
     buf_printf(&mc->resp, "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-               code, code == 200 ? "OK" : code == 503 ? "Service Unavailable" : "Not Found", ctype, body.len);
+               code, code == 200 ? "OK" : code == 503 ? "Service Unavailable" : code == 500 ? "Internal Server Error" : "Not Found",
+               ctype, body.len);
     buf_append(&mc->resp, body.data, body.len);
     buf_free(&body);
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
