@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 #include "sb_ctl.h"
 #include "sb_sched.h"
+#include "sg_version.h"
 
 #define DIAL_TIMEOUT_MS 3000
 #define AUTH_TIMEOUT_MS 30000     /* the first AUTH runs Argon2id on the gateway */
@@ -41,19 +43,19 @@ static const char usage_text[] =
     "         [--transport resp|udp] [--requests N | --duration S] [--rate PER_S] [--connections C]\n"
     "         [--pipeline P] [--burst N] [--json FILE] [--plot FILE.svg|.png] [options]\n"
     "\n"
-    "  -h HOST            gateway address (127.0.0.1)\n"
-    "  -p PORT            RESP port (7379; 6379 with --target redis)\n"
+    "  -h, --host HOST    gateway address (127.0.0.1); every option also takes --opt=value\n"
+    "  -p, --port PORT    RESP port (7379; 6379 with --target redis)\n"
     "  --agent NAME       agent to AUTH as (dev); the secret comes from STOPGATE_SECRET, never argv\n"
     "  --op OP            check | stop | mixed (CHECKs and --stop-ratio STOPs) | ping\n"
     "  --transport T      resp (RESP over TCP, default) | udp (binary frames, libstopgate's codec)\n"
     "  --target T         stopgate (default) | redis: the same generator sends PING, SISMEMBER <list>\n"
     "                     BANK:ACCOUNT for check and SET <id> <value> for stop, for the peer numbers\n"
     "                     (Redis AUTH: from REDISCLI_AUTH, when set)\n"
-    "  --requests N       answer N requests, or --duration S seconds (default: --duration 5)\n"
+    "  -n, --requests N   answer N requests, or --duration S seconds (default: --duration 5)\n"
     "  --rate PER_S       open loop: PER_S requests/s on a fixed schedule, latency from each request's\n"
     "                     intended send time (coordinated omission corrected); default closed loop\n"
-    "  --connections C    TCP connections (UDP: flows) (10)\n"
-    "  --pipeline P       closed loop: requests (UDP: datagrams) outstanding per connection (1)\n"
+    "  -c, --connections C  TCP connections (UDP: flows) (10)\n"
+    "  -P, --pipeline P   closed loop: requests (UDP: datagrams) outstanding per connection (1)\n"
     "  --threads T        worker threads (min(C, CPUs))\n"
     "  --batch B          UDP: messages per datagram (1)\n"
     "  --burst N          N STOPs at once on one connection: burst_acked_ms and burst_at_bank_ms\n"
@@ -70,6 +72,7 @@ static const char usage_text[] =
     "  --udp-retry-ms MS  UDP: resend an unanswered datagram after MS (250), 3 times\n"
     "  --poll-us US       --burst: INFO poll interval for burst_at_bank_ms (500)\n"
     "  --quiet            no summary on stdout, no progress line\n"
+    "  --help, --version  this text; the version\n"
     "  --tls              RESP over TLS (the gateway's tls_listen port), like redis-cli:\n"
     "  --cacert FILE      CA that signed the server's certificate (else the system's CAs)\n"
     "  --cert FILE --key FILE  client certificate (for a gateway with tls_ca)\n"
@@ -126,104 +129,97 @@ static int pick(const char *name, const char *v, const char *const *choices, int
     return -1;
 }
 
-static void parse_args(int argc, char **argv, sb_opts *o) {
+/* What was given, for the checks that depend on it. */
+typedef struct seen_opts {
+    bool op, hit, conns, batch;
+    const char *port;
+} seen_opts;
+
+enum {
+    O_AGENT = 0x100, O_OP, O_TRANSPORT, O_TARGET, O_DURATION, O_RATE, O_THREADS, O_BATCH, O_BURST, O_JSON,
+    O_PLOT, O_LIST, O_PRELOAD, O_LIST_SIZE, O_HIT, O_STOP_RATIO, O_BANK, O_UDP_PORT, O_TIMEOUT, O_RETRY, O_POLL,
+    O_QUIET, O_HELP, O_VERSION
+};
+
+static const struct option long_opts[] = {
+    {"host", required_argument, NULL, 'h'},        {"port", required_argument, NULL, 'p'},
+    {"agent", required_argument, NULL, O_AGENT},   {"op", required_argument, NULL, O_OP},
+    {"transport", required_argument, NULL, O_TRANSPORT}, {"target", required_argument, NULL, O_TARGET},
+    {"requests", required_argument, NULL, 'n'},    {"duration", required_argument, NULL, O_DURATION},
+    {"rate", required_argument, NULL, O_RATE},     {"connections", required_argument, NULL, 'c'},
+    {"pipeline", required_argument, NULL, 'P'},    {"threads", required_argument, NULL, O_THREADS},
+    {"batch", required_argument, NULL, O_BATCH},   {"burst", required_argument, NULL, O_BURST},
+    {"json", required_argument, NULL, O_JSON},     {"plot", required_argument, NULL, O_PLOT},
+    {"list", required_argument, NULL, O_LIST},     {"preload", required_argument, NULL, O_PRELOAD},
+    {"list-size", required_argument, NULL, O_LIST_SIZE}, {"hit-ratio", required_argument, NULL, O_HIT},
+    {"stop-ratio", required_argument, NULL, O_STOP_RATIO}, {"bank", required_argument, NULL, O_BANK},
+    {"udp-port", required_argument, NULL, O_UDP_PORT}, {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+    {"udp-retry-ms", required_argument, NULL, O_RETRY}, {"poll-us", required_argument, NULL, O_POLL},
+    {"quiet", no_argument, NULL, O_QUIET},         {"help", no_argument, NULL, O_HELP},
+    {"version", no_argument, NULL, O_VERSION},     TLSC_LONG_OPTIONS,
+    {0}};
+
+/* One option getopt_long returned (name: as the user spelled it, for messages). */
+static void take_opt(sb_opts *o, seen_opts *seen, int ch, const char *name, const char *v) {
     static const char *const ops[] = {"check", "stop", "mixed", "ping"};
     static const char *const transports[] = {"resp", "udp"};
     static const char *const targets[] = {"stopgate", "redis"};
-    bool have_op = false, have_hit = false, have_conns = false, have_batch = false;
-    const char *port = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        char name[40];
-        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
-        if (eq) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
-            v = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a);
-        }
-        if (!strcmp(name, "--help")) {
-            fputs(usage_text, stdout);
-            exit(0);
-        }
-        if (!strcmp(name, "--quiet")) {
-            o->quiet = true;
-            continue;
-        }
-        if (!strcmp(name, "--tls")) {
-            o->tls.on = true;
-            continue;
-        }
-        if (!v) {
-            if (i + 1 >= argc) usage_error("%s needs a value", name);
-            v = argv[++i];
-        }
-        if (!strcmp(name, "-h") || !strcmp(name, "--host")) o->host = v;
-        else if (!strcmp(name, "-p") || !strcmp(name, "--port")) port = v;
-        else if (!strcmp(name, "--agent")) o->agent = v;
-        else if (!strcmp(name, "--op")) o->op = pick(name, v, ops, 4), have_op = true;
-        else if (!strcmp(name, "--transport")) o->transport = pick(name, v, transports, 2);
-        else if (!strcmp(name, "--target")) o->target = pick(name, v, targets, 2);
-        else if (!strcmp(name, "--requests") || !strcmp(name, "-n")) o->requests = (uint64_t)num_ll(name, v, 1, 1LL << 40);
-        else if (!strcmp(name, "--duration")) o->duration_s = num_d(name, v, 0.001, 86400);
-        else if (!strcmp(name, "--rate")) o->rate = num_d(name, v, 0.001, 1e9);
-        else if (!strcmp(name, "--connections") || !strcmp(name, "-c"))
-            o->connections = (int)num_ll(name, v, 1, SB_CONNS_MAX), have_conns = true;
-        else if (!strcmp(name, "--pipeline") || !strcmp(name, "-P")) o->pipeline = (int)num_ll(name, v, 1, SB_PIPELINE_MAX);
-        else if (!strcmp(name, "--threads")) o->threads = (int)num_ll(name, v, 1, SB_THREADS_MAX);
-        else if (!strcmp(name, "--batch")) o->batch = (int)num_ll(name, v, 1, SG_FRAME_MSGS_MAX), have_batch = true;
-        else if (!strcmp(name, "--burst")) o->burst = (uint64_t)num_ll(name, v, 1, 1000000);
-        else if (!strcmp(name, "--json")) o->json = v;
-        else if (!strcmp(name, "--plot")) o->plot = v;
-        else if (!strcmp(name, "--list")) o->list = v;
-        else if (!strcmp(name, "--preload")) o->preload = (uint64_t)num_ll(name, v, 1, 100000000);
-        else if (!strcmp(name, "--list-size")) o->list_size = (uint64_t)num_ll(name, v, 0, 100000000);
-        else if (!strcmp(name, "--hit-ratio")) o->hit_ratio = num_d(name, v, 0, 1), have_hit = true;
-        else if (!strcmp(name, "--stop-ratio")) o->stop_ratio = num_d(name, v, 0, 1);
-        else if (!strcmp(name, "--bank")) o->bank = v;
-        else if (!strcmp(name, "--udp-port")) o->udp_port = (int)num_ll(name, v, 1, 65535);
-        else if (!strcmp(name, "--timeout-ms")) o->timeout_ms = num_ll(name, v, 1, 3600000);
-        else if (!strcmp(name, "--udp-retry-ms")) o->udp_retry_ms = num_ll(name, v, 1, 60000);
-        else if (!strcmp(name, "--poll-us")) o->poll_us = num_ll(name, v, 0, 1000000);
-        else if (!strcmp(name, "--cacert")) o->tls.cacert = v;
-        else if (!strcmp(name, "--cert")) o->tls.cert = v;
-        else if (!strcmp(name, "--key")) o->tls.key = v;
-        else if (!strcmp(name, "--sni")) o->tls.sni = v;
-        else usage_error("unknown option '%s'", a);
+    switch (ch) {
+    case 'h': o->host = v; break;
+    case 'p': seen->port = v; break;
+    case O_AGENT: o->agent = v; break;
+    case O_OP: o->op = pick(name, v, ops, 4), seen->op = true; break;
+    case O_TRANSPORT: o->transport = pick(name, v, transports, 2); break;
+    case O_TARGET: o->target = pick(name, v, targets, 2); break;
+    case 'n': o->requests = (uint64_t)num_ll(name, v, 1, 1LL << 40); break;
+    case O_DURATION: o->duration_s = num_d(name, v, 0.001, 86400); break;
+    case O_RATE: o->rate = num_d(name, v, 0.001, 1e9); break;
+    case 'c': o->connections = (int)num_ll(name, v, 1, SB_CONNS_MAX), seen->conns = true; break;
+    case 'P': o->pipeline = (int)num_ll(name, v, 1, SB_PIPELINE_MAX); break;
+    case O_THREADS: o->threads = (int)num_ll(name, v, 1, SB_THREADS_MAX); break;
+    case O_BATCH: o->batch = (int)num_ll(name, v, 1, SG_FRAME_MSGS_MAX), seen->batch = true; break;
+    case O_BURST: o->burst = (uint64_t)num_ll(name, v, 1, 1000000); break;
+    case O_JSON: o->json = v; break;
+    case O_PLOT: o->plot = v; break;
+    case O_LIST: o->list = v; break;
+    case O_PRELOAD: o->preload = (uint64_t)num_ll(name, v, 1, 100000000); break;
+    case O_LIST_SIZE: o->list_size = (uint64_t)num_ll(name, v, 0, 100000000); break;
+    case O_HIT: o->hit_ratio = num_d(name, v, 0, 1), seen->hit = true; break;
+    case O_STOP_RATIO: o->stop_ratio = num_d(name, v, 0, 1); break;
+    case O_BANK: o->bank = v; break;
+    case O_UDP_PORT: o->udp_port = (int)num_ll(name, v, 1, 65535); break;
+    case O_TIMEOUT: o->timeout_ms = num_ll(name, v, 1, 3600000); break;
+    case O_RETRY: o->udp_retry_ms = num_ll(name, v, 1, 60000); break;
+    case O_POLL: o->poll_us = num_ll(name, v, 0, 1000000); break;
+    case O_QUIET: o->quiet = true; break;
+    case O_HELP: fputs(usage_text, stdout); exit(0);
+    case O_VERSION: printf("stopbench (stopgate) %s\n", SG_VERSION); exit(0);
+    default:
+        if (!tlsc_take_opt(&o->tls, ch, v)) usage_error("unknown option '%s'", name);
     }
-    if (o->burst) {
-        if (have_op && o->op != OP_STOP) usage_error("--burst sends STOPs: %s", "drop --op or use --op stop");
-        o->op = OP_STOP;
-        have_op = true;
-        if (o->rate > 0 || o->requests || o->duration_s > 0)
-            usage_error("--burst is a run of its own: %s", "no --rate, --requests or --duration with it");
-        o->connections = 1;
-        o->pipeline = 1;
-        if (o->transport == TR_UDP) {
-            /* Over UDP: every datagram of the burst in flight at once, from one socket. */
-            if (!have_batch) o->batch = 64;
-            o->pipeline = (int)((o->burst + (uint64_t)o->batch - 1) / (uint64_t)o->batch);
-            o->requests = o->burst;
-            o->threads = 1;
-            if (o->pipeline > SB_UDP_INFLIGHT_MAX)
-                usage_error("UDP --burst: at most 512 datagrams in flight (%s)", "raise --batch, at most 90 STOPs");
-        }
+}
+
+/* A burst is a run of its own: one connection, STOPs, no pace. */
+static void check_burst(sb_opts *o, seen_opts *seen) {
+    if (seen->op && o->op != OP_STOP) usage_error("--burst sends STOPs: %s", "drop --op or use --op stop");
+    o->op = OP_STOP;
+    seen->op = true;
+    if (o->rate > 0 || o->requests || o->duration_s > 0)
+        usage_error("--burst is a run of its own: %s", "no --rate, --requests or --duration with it");
+    o->connections = 1;
+    o->pipeline = 1;
+    if (o->transport == TR_UDP) {
+        /* Over UDP: every datagram of the burst in flight at once, from one socket. */
+        if (!seen->batch) o->batch = 64;
+        o->pipeline = (int)((o->burst + (uint64_t)o->batch - 1) / (uint64_t)o->batch);
+        o->requests = o->burst;
+        o->threads = 1;
+        if (o->pipeline > SB_UDP_INFLIGHT_MAX)
+            usage_error("UDP --burst: at most 512 datagrams in flight (%s)", "raise --batch, at most 90 STOPs");
     }
-    if (!have_op) usage_error("%s", "--op check|stop|mixed|ping is required");
-    if (o->requests && o->duration_s > 0) usage_error("%s", "--requests and --duration exclude each other");
-    if (!o->requests && o->duration_s == 0 && !o->burst) o->duration_s = 5;
-    if (!have_conns && !o->burst) o->connections = 10;
-    if (o->rate > 0 && o->pipeline > 1) usage_error("%s", "--pipeline is for the closed loop; --rate sets the pace");
-    port = port ? port : o->target == TG_REDIS ? "6379" : "7379";
-    o->port = port;
-    size_t bl = strlen(o->bank);
-    if (bl == 0 || bl > SB_BANK_MAX || strspn(o->bank, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != bl)
-        usage_error("--bank '%s': 1-11 characters A-Z 0-9", o->bank);
-    if (strlen(o->list) == 0 || strlen(o->list) > 31) usage_error("--list '%s': 1-31 characters", o->list);
-    if (o->preload) o->list_size = o->preload;
-    if (!have_hit) o->hit_ratio = o->list_size ? 0.5 : 0;
-    if (o->hit_ratio > 0 && !o->list_size) usage_error("%s", "--hit-ratio needs a list: --preload N or --list-size N");
-    if (tlsc_opts_check(&o->tls)) usage_error("%s", tlsc_opts_check(&o->tls));
+}
+
+static void check_transport(const sb_opts *o) {
     if (o->tls.on && o->transport == TR_UDP) usage_error("%s", "--tls is for --transport resp");
     if (o->transport == TR_UDP) {
         if (o->target == TG_REDIS) usage_error("%s", "Redis has no UDP: --target redis needs --transport resp");
@@ -236,12 +232,53 @@ static void parse_args(int argc, char **argv, sb_opts *o) {
     } else if (o->batch != 1) {
         usage_error("%s", "--batch is for --transport udp (RESP: --pipeline)");
     }
+}
+
+/* The checks across options, and the values derived from them. */
+static void check_opts(sb_opts *o, seen_opts *seen) {
+    if (o->burst) check_burst(o, seen);
+    if (!seen->op) usage_error("%s", "--op check|stop|mixed|ping is required");
+    if (o->requests && o->duration_s > 0) usage_error("%s", "--requests and --duration exclude each other");
+    if (!o->requests && o->duration_s == 0 && !o->burst) o->duration_s = 5;
+    if (!seen->conns && !o->burst) o->connections = 10;
+    if (o->rate > 0 && o->pipeline > 1) usage_error("%s", "--pipeline is for the closed loop; --rate sets the pace");
+    o->port = seen->port ? seen->port : o->target == TG_REDIS ? "6379" : "7379";
+    size_t bl = strlen(o->bank);
+    if (bl == 0 || bl > SB_BANK_MAX || strspn(o->bank, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != bl)
+        usage_error("--bank '%s': 1-11 characters A-Z 0-9", o->bank);
+    if (strlen(o->list) == 0 || strlen(o->list) > 31) usage_error("--list '%s': 1-31 characters", o->list);
+    if (o->preload) o->list_size = o->preload;
+    if (!seen->hit) o->hit_ratio = o->list_size ? 0.5 : 0;
+    if (o->hit_ratio > 0 && !o->list_size) usage_error("%s", "--hit-ratio needs a list: --preload N or --list-size N");
+    if (tlsc_opts_check(&o->tls)) usage_error("%s", tlsc_opts_check(&o->tls));
+    check_transport(o);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (o->threads == 0) o->threads = (int)(cpus < 1 ? 1 : cpus > SB_THREADS_MAX ? SB_THREADS_MAX : cpus);
     if (o->threads > o->connections) o->threads = o->connections;
     if (o->rate > 0) o->total = o->requests ? o->requests : sched_total_for(o->rate, o->duration_s);
     double expect_s = o->rate > 0 ? (double)o->total / o->rate : o->duration_s;
     o->tick_ns = o->burst ? 1000000 : expect_s > 0 && expect_s < 2 ? 10000000 : SB_TICK_NS;
+}
+
+static void parse_args(int argc, char **argv, sb_opts *o) {
+    seen_opts seen = {0};
+    opterr = 0;
+    int ch, li = -1;
+    while ((ch = getopt_long(argc, argv, ":h:p:n:c:P:", long_opts, &li)) != -1) {
+        char name[48];
+        const char *word = argv[optind - 1];
+        if (ch == '?' || ch == ':') { /* the word as typed, without an "=value" */
+            const char *eq = strncmp(word, "--", 2) ? NULL : strchr(word, '=');
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - word) : (int)strlen(word), word);
+            usage_error(ch == ':' ? "%s needs a value" : "unknown option '%s'", name);
+        }
+        if (li >= 0) snprintf(name, sizeof name, "--%s", long_opts[li].name);
+        else snprintf(name, sizeof name, "-%c", ch);
+        take_opt(o, &seen, ch, name, optarg);
+        li = -1;
+    }
+    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+    check_opts(o, &seen);
 }
 
 /* ---- setup: RESP ---- */
@@ -653,6 +690,27 @@ static int run_burst(sb_opts *o, sb_result *res, char *err, size_t errcap) {
     return 0;
 }
 
+/* After the timed run: every worker's figures merged into res, and the verdicts on them. */
+static void collect_results(const sb_opts *o, sb_result *res) {
+    wait_workers(o);
+    for (int i = 0; i < g_run.nworkers; i++) {
+        sb_stats_merge(&res->all, &g_run.w[i].st);
+        sb_stats_free(&g_run.w[i].st);
+    }
+    res->seconds = (double)res->all.t_last_ns / 1e9;
+    if (res->seconds <= 0) res->seconds = (double)(sb_now_ns() - g_run.t0_ns) / 1e9;
+    if (o->burst) { /* over UDP: acknowledged only (INFO is not polled) */
+        res->burst_done = sb_ok(res) == o->burst;
+        res->burst.acked_ms = res->seconds * 1e3;
+        res->burst.at_bank_ms = res->burst.confirmed_ms = -1;
+        res->burst.accepted = res->all.statuses[0];
+    }
+    if (o->rate > 0) {
+        double got = res->seconds > 0 ? (double)sb_ok(res) / res->seconds : 0;
+        res->rate_sustained = res->all.unsent == 0 && res->all.timeouts == 0 && got >= 0.9 * o->rate;
+    }
+}
+
 int main(int argc, char **argv) {
     sb_opts o = {.host = "127.0.0.1", .agent = "dev", .udp_port = 7380, .pipeline = 1, .batch = 1, .list = "mule",
                  .stop_ratio = 0.1, .bank = "ICBC", .timeout_ms = 10000, .udp_retry_ms = 250, .poll_us = 500};
@@ -710,23 +768,7 @@ int main(int argc, char **argv) {
     }
     if (!rc && start_workers(&o, fds, err, sizeof err) != 0) rc = SB_EXIT_ERRORS;
     if (!rc) {
-        wait_workers(&o);
-        for (int i = 0; i < g_run.nworkers; i++) {
-            sb_stats_merge(&res.all, &g_run.w[i].st);
-            sb_stats_free(&g_run.w[i].st);
-        }
-        res.seconds = (double)res.all.t_last_ns / 1e9;
-        if (res.seconds <= 0) res.seconds = (double)(sb_now_ns() - g_run.t0_ns) / 1e9;
-        if (o.burst) { /* over UDP: acknowledged only (INFO is not polled) */
-            res.burst_done = sb_ok(&res) == o.burst;
-            res.burst.acked_ms = res.seconds * 1e3;
-            res.burst.at_bank_ms = res.burst.confirmed_ms = -1;
-            res.burst.accepted = res.all.statuses[0];
-        }
-        if (o.rate > 0) {
-            double got = res.seconds > 0 ? (double)sb_ok(&res) / res.seconds : 0;
-            res.rate_sustained = res.all.unsent == 0 && res.all.timeouts == 0 && got >= 0.9 * o.rate;
-        }
+        collect_results(&o, &res);
     } else if (rc && o.transport == TR_RESP) {
         for (int i = 0; i < o.connections; i++)
             if (fds[i].fd > 0) sb_link_close(&fds[i]);

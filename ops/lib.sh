@@ -30,6 +30,9 @@ SG_PACKAGES=(
     libjansson-dev redis-server redis-tools python3
     dpdk-dev iproute2 gnuplot-nox libsystemd-dev systemd libssl-dev openssl
     etcd-server etcd-client libcurl4-openssl-dev
+    prometheus # promtool: tests/integration/test_promtool.py checks /metrics and docs/alerts.yml
+    dpkg-dev lintian # ops/make-deb (dpkg-shlibdeps) and tests/integration/test_deb.py
+    man-db groff-base # man and groff: tests/integration/test_manpages.py renders the man pages
 )
 
 # The repository root, whatever directory the script was started from.

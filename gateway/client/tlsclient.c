@@ -13,21 +13,15 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-int tlsc_parse_opt(tlsc_opts *o, int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    if (!strcmp(a, "--tls")) {
-        o->on = true;
-        return 1;
+bool tlsc_take_opt(tlsc_opts *o, int val, const char *arg) {
+    switch (val) {
+    case TLSC_OPT_BASE: o->on = true; return true;
+    case TLSC_OPT_BASE + 1: o->cacert = arg; return true;
+    case TLSC_OPT_BASE + 2: o->cert = arg; return true;
+    case TLSC_OPT_BASE + 3: o->key = arg; return true;
+    case TLSC_OPT_BASE + 4: o->sni = arg; return true;
+    default: return false;
     }
-    const char **slot = !strcmp(a, "--cacert") ? &o->cacert
-                        : !strcmp(a, "--cert") ? &o->cert
-                        : !strcmp(a, "--key")  ? &o->key
-                        : !strcmp(a, "--sni")  ? &o->sni
-                                               : NULL;
-    if (!slot) return 0;
-    if (*i + 1 >= argc) return -1;
-    *slot = argv[++*i];
-    return 1;
 }
 
 const char *tlsc_opts_check(const tlsc_opts *o) {

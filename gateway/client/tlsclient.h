@@ -14,6 +14,7 @@
 #ifndef SG_TLSCLIENT_H
 #define SG_TLSCLIENT_H
 #include <stdbool.h>
+#include <getopt.h>
 #include <stddef.h>
 
 typedef struct ssl_st tlsc_ssl;
@@ -26,9 +27,15 @@ typedef struct tlsc_opts {
     const char *sni;              /* --sni: server name to send and to verify */
 } tlsc_opts;
 
-/* Parse one TLS option at argv[*i] (advancing *i past its value): 1 taken, 0 not a TLS
- * option, -1 missing value. Shared so stopctl and stopbench read the same flags. */
-int tlsc_parse_opt(tlsc_opts *o, int argc, char **argv, int *i);
+/* The TLS options as getopt_long entries (put them in a program's struct option table), and
+ * the hand-back of what getopt_long returned for them: true when val was one of them.
+ * Shared so stopctl and stopbench read the same flags. */
+#define TLSC_OPT_BASE 0x7100
+#define TLSC_LONG_OPTIONS                                                                               \
+    {"tls", no_argument, NULL, TLSC_OPT_BASE}, {"cacert", required_argument, NULL, TLSC_OPT_BASE + 1},  \
+        {"cert", required_argument, NULL, TLSC_OPT_BASE + 2}, {"key", required_argument, NULL, TLSC_OPT_BASE + 3}, \
+        {"sni", required_argument, NULL, TLSC_OPT_BASE + 4}
+bool tlsc_take_opt(tlsc_opts *o, int val, const char *arg);
 /* "--cert needs --key" and the like: NULL when consistent, else the complaint. */
 const char *tlsc_opts_check(const tlsc_opts *o);
 

@@ -57,6 +57,10 @@
 /* Engine and metrics. */
 #define CASCADE_RETRY_MAX 4096       /* FUNDS_MOVED orders whose cascade waits for room */
 #define METRICS_BANKS_SHOWN_MAX 256  /* banks with their own series in /metrics; more are left out (truncated) */
+#define PROM_FAMILIES_MAX 256        /* metric families one /metrics page may hold (prom.h) */
+#define PROM_NAME_MAX 128            /* bytes of one metric family name (plugin stats: stopgate_plugin_<name>) */
+#define METRICS_PAGE_BYTES_MAX (1 << 20) /* one /metrics page; larger: 500, never a page with holes */
+#define METRICS_HEADER_BYTES_MAX 512     /* the HTTP header in front of it */
 /* Listeners: how long start-up waits for a port still held by a killed predecessor. */
 #define LISTEN_BIND_RETRY_MS 5000
 #define LISTEN_BIND_RETRY_STEP_MS 10

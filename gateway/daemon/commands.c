@@ -16,8 +16,9 @@
 #include "account.h"
 #include "clock.h"
 #include "gateway.h"
+#include "sg_version.h"
 
-#define VERSION "0.1.0"
+#define VERSION SG_VERSION /* meson project version (sg_version.h) */
 
 typedef int (*cmd_fn)(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns);
 

@@ -233,64 +233,55 @@ bool dpdk_drained(const gateway *gw) {
 
 /* --- metrics ----------------------------------------------------------------------------- */
 
-void dpdk_metrics(gateway *gw, buf *b) {
+void dpdk_metrics(gateway *gw, prom_writer *w) {
     struct dpdk_state *d = gw->dpdk;
-    buf_printf(b, "# HELP stopgate_dpdk_up 1 while the DPDK fast path runs.\n# TYPE stopgate_dpdk_up gauge\n"
-                  "stopgate_dpdk_up %d\n", d && d->c ? 1 : 0);
+    prom_family(w, "stopgate_dpdk_up", PROM_GAUGE, "1 while the DPDK fast path runs.");
+    prom_sample(w, NULL, NULL, d && d->c ? 1 : 0);
     if (!d || !d->c) return;
     dp_ctx *c = d->c;
-#define C(i) ((unsigned long long)dp_counter(c, (i)))
-    buf_printf(b, "# HELP stopgate_dpdk_packets_total Packets received and sent on the DPDK port.\n"
-                  "# TYPE stopgate_dpdk_packets_total counter\n"
-                  "stopgate_dpdk_packets_total{dir=\"rx\"} %llu\nstopgate_dpdk_packets_total{dir=\"tx\"} %llu\n",
-               C(DP_C_RX_PKTS), C(DP_C_TX_PKTS));
-    buf_printf(b, "# HELP stopgate_dpdk_tx_dropped_total Packets the port did not take (tx ring full).\n"
-                  "# TYPE stopgate_dpdk_tx_dropped_total counter\nstopgate_dpdk_tx_dropped_total %llu\n",
-               C(DP_C_TX_DROPPED) + (unsigned long long)d->lost);
-    buf_printf(b, "# HELP stopgate_dpdk_frames_total Frame datagrams received and replies sent.\n"
-                  "# TYPE stopgate_dpdk_frames_total counter\n"
-                  "stopgate_dpdk_frames_total{dir=\"rx\"} %llu\nstopgate_dpdk_frames_total{dir=\"tx\"} %llu\n",
-               C(DP_C_RX_FRAMES), C(DP_C_TX_FRAMES));
-    buf_printf(b, "# HELP stopgate_dpdk_dropped_total Frame datagrams dropped unanswered, by reason (as stopgate_udp_dropped_total).\n"
-                  "# TYPE stopgate_dpdk_dropped_total counter\n");
-    for (int i = 0; i < UDP_DROP__COUNT; i++)
-        buf_printf(b, "stopgate_dpdk_dropped_total{why=\"%s\"} %llu\n", udp_drop_name(i),
-                   C(DP_C_DROP + i) + (unsigned long long)d->drops[i]);
-    buf_printf(b, "# HELP stopgate_dpdk_ignored_total Packets that were not for the fast path.\n"
-                  "# TYPE stopgate_dpdk_ignored_total counter\n"
-                  "stopgate_dpdk_ignored_total{why=\"not_ours\"} %llu\n"
-                  "stopgate_dpdk_ignored_total{why=\"bad_ip\"} %llu\nstopgate_dpdk_ignored_total{why=\"other\"} %llu\n",
-               C(DP_C_IGN_NOT_OURS), C(DP_C_IGN_BAD_IP), C(DP_C_IGN_OTHER));
-    buf_printf(b, "# TYPE stopgate_dpdk_messages_total counter\n"
-                  "stopgate_dpdk_messages_total{type=\"check\"} %llu\nstopgate_dpdk_messages_total{type=\"stop\"} %llu\n"
-                  "stopgate_dpdk_messages_total{type=\"hello\"} %llu\nstopgate_dpdk_messages_total{type=\"ping\"} %llu\n",
-               C(DP_C_CHECKS) + (unsigned long long)d->mc.checks, (unsigned long long)d->mc.stops, C(DP_C_HELLOS),
-               C(DP_C_PINGS));
-    buf_printf(b, "# HELP stopgate_dpdk_check_hits_total CHECKs answered on the lcore that were LISTED or FROZEN.\n"
-                  "# TYPE stopgate_dpdk_check_hits_total counter\nstopgate_dpdk_check_hits_total %llu\n",
-               C(DP_C_CHECK_HITS));
-    buf_printf(b, "# TYPE stopgate_dpdk_errors_total counter\n"
-                  "stopgate_dpdk_errors_total{why=\"message\"} %llu\nstopgate_dpdk_errors_total{why=\"malformed_message\"} %llu\n"
-                  "stopgate_dpdk_errors_total{why=\"epoch\"} %llu\n",
-               C(DP_C_MSG_ERRORS) + (unsigned long long)d->mc.msg_errors,
-               C(DP_C_MALFORMED_MSGS) + (unsigned long long)d->mc.malformed_msgs, C(DP_C_EPOCH));
-    buf_printf(b, "# HELP stopgate_dpdk_ip_fragmented_total Datagrams reassembled from IPv4 fragments (rx) and replies sent as fragments (tx).\n"
-                  "# TYPE stopgate_dpdk_ip_fragmented_total counter\n"
-                  "stopgate_dpdk_ip_fragmented_total{dir=\"rx\"} %llu\nstopgate_dpdk_ip_fragmented_total{dir=\"tx\"} %llu\n",
-               C(DP_C_REASSEMBLED), C(DP_C_FRAGMENTED));
-    buf_printf(b, "# HELP stopgate_dpdk_arp_replies_total ARP requests for [dpdk] ip answered.\n"
-                  "# TYPE stopgate_dpdk_arp_replies_total counter\nstopgate_dpdk_arp_replies_total %llu\n",
-               C(DP_C_ARP));
-    buf_printf(b, "# HELP stopgate_dpdk_icmp_echo_replies_total ICMP echo requests answered.\n"
-                  "# TYPE stopgate_dpdk_icmp_echo_replies_total counter\nstopgate_dpdk_icmp_echo_replies_total %llu\n",
-               C(DP_C_ICMP));
-    buf_printf(b, "# HELP stopgate_dpdk_handoffs_total Datagrams between the lcore and the order side.\n"
-                  "# TYPE stopgate_dpdk_handoffs_total counter\n"
-                  "stopgate_dpdk_handoffs_total{dir=\"to_order\"} %llu\nstopgate_dpdk_handoffs_total{dir=\"from_order\"} %llu\n"
-                  "stopgate_dpdk_handoffs_total{dir=\"auto_stop\"} %llu\n",
-               C(DP_C_TO_ORDER), C(DP_C_FROM_ORDER), C(DP_C_AUTO));
-    buf_printf(b, "# TYPE stopgate_dpdk_replies_waiting gauge\nstopgate_dpdk_replies_waiting %u\n", d->nwait);
-    buf_printf(b, "# TYPE stopgate_dpdk_mtu gauge\nstopgate_dpdk_mtu %u\n", c->mtu);
+#define C(i) dp_counter(c, (i))
+    prom_family(w, "stopgate_dpdk_packets_total", PROM_COUNTER, "Packets received and sent on the DPDK port.");
+    prom_sample(w, "dir", "rx", C(DP_C_RX_PKTS));
+    prom_sample(w, "dir", "tx", C(DP_C_TX_PKTS));
+    prom_family(w, "stopgate_dpdk_tx_dropped_total", PROM_COUNTER, "Packets the port did not take (tx ring full).");
+    prom_sample(w, NULL, NULL, C(DP_C_TX_DROPPED) + d->lost);
+    prom_family(w, "stopgate_dpdk_frames_total", PROM_COUNTER, "Frame datagrams received and replies sent.");
+    prom_sample(w, "dir", "rx", C(DP_C_RX_FRAMES));
+    prom_sample(w, "dir", "tx", C(DP_C_TX_FRAMES));
+    prom_family(w, "stopgate_dpdk_dropped_total", PROM_COUNTER,
+                "Frame datagrams dropped unanswered, by reason (as stopgate_udp_dropped_total).");
+    for (int i = 0; i < UDP_DROP__COUNT; i++) prom_sample(w, "why", udp_drop_name(i), C(DP_C_DROP + i) + d->drops[i]);
+    prom_family(w, "stopgate_dpdk_ignored_total", PROM_COUNTER, "Packets that were not for the fast path.");
+    prom_sample(w, "why", "not_ours", C(DP_C_IGN_NOT_OURS));
+    prom_sample(w, "why", "bad_ip", C(DP_C_IGN_BAD_IP));
+    prom_sample(w, "why", "other", C(DP_C_IGN_OTHER));
+    prom_family(w, "stopgate_dpdk_messages_total", PROM_COUNTER, "Frame messages handled on the fast path, by type.");
+    prom_sample(w, "type", "check", C(DP_C_CHECKS) + d->mc.checks);
+    prom_sample(w, "type", "stop", d->mc.stops);
+    prom_sample(w, "type", "hello", C(DP_C_HELLOS));
+    prom_sample(w, "type", "ping", C(DP_C_PINGS));
+    prom_family(w, "stopgate_dpdk_check_hits_total", PROM_COUNTER, "CHECKs answered on the lcore that were LISTED or FROZEN.");
+    prom_sample(w, NULL, NULL, C(DP_C_CHECK_HITS));
+    prom_family(w, "stopgate_dpdk_errors_total", PROM_COUNTER, "Frame messages answered with an error, by reason.");
+    prom_sample(w, "why", "message", C(DP_C_MSG_ERRORS) + d->mc.msg_errors);
+    prom_sample(w, "why", "malformed_message", C(DP_C_MALFORMED_MSGS) + d->mc.malformed_msgs);
+    prom_sample(w, "why", "epoch", C(DP_C_EPOCH));
+    prom_family(w, "stopgate_dpdk_ip_fragmented_total", PROM_COUNTER,
+                "Datagrams reassembled from IPv4 fragments (rx) and replies sent as fragments (tx).");
+    prom_sample(w, "dir", "rx", C(DP_C_REASSEMBLED));
+    prom_sample(w, "dir", "tx", C(DP_C_FRAGMENTED));
+    prom_family(w, "stopgate_dpdk_arp_replies_total", PROM_COUNTER, "ARP requests for [dpdk] ip answered.");
+    prom_sample(w, NULL, NULL, C(DP_C_ARP));
+    prom_family(w, "stopgate_dpdk_icmp_echo_replies_total", PROM_COUNTER, "ICMP echo requests answered.");
+    prom_sample(w, NULL, NULL, C(DP_C_ICMP));
+    prom_family(w, "stopgate_dpdk_handoffs_total", PROM_COUNTER, "Datagrams between the lcore and the order side.");
+    prom_sample(w, "dir", "to_order", C(DP_C_TO_ORDER));
+    prom_sample(w, "dir", "from_order", C(DP_C_FROM_ORDER));
+    prom_sample(w, "dir", "auto_stop", C(DP_C_AUTO));
+    prom_family(w, "stopgate_dpdk_replies_waiting", PROM_GAUGE, "Fast-path STOP replies waiting for durability.");
+    prom_sample(w, NULL, NULL, d->nwait);
+    prom_family(w, "stopgate_dpdk_mtu", PROM_GAUGE, "The DPDK port's MTU.");
+    prom_sample(w, NULL, NULL, c->mtu);
 #undef C
 }
 

@@ -28,6 +28,7 @@
 #include "htab.h"
 #include "login.h"
 #include "orders.h"
+#include "prom.h"
 #include "resp.h"
 #include "tls.h"
 #include <netinet/in.h>
@@ -486,7 +487,7 @@ bool dpdk_drained(const gateway *gw);
 /* Agents or auto_stop lists changed (SIGHUP): the order side's agent table and a new
  * snapshot for the lcore. */
 void dpdk_agents_changed(gateway *gw);
-void dpdk_metrics(gateway *gw, buf *b);
+void dpdk_metrics(gateway *gw, prom_writer *w);
 void dpdk_stop(gateway *gw);
 #else
 static inline int dpdk_start(gateway *gw, char *err, size_t errcap) {
@@ -500,7 +501,7 @@ static inline void dpdk_on_durable(gateway *gw, uint64_t durable_lsn) { (void)gw
 static inline void dpdk_on_journal_failed(gateway *gw) { (void)gw; }
 static inline bool dpdk_drained(const gateway *gw) { (void)gw; return true; }
 static inline void dpdk_agents_changed(gateway *gw) { (void)gw; }
-static inline void dpdk_metrics(gateway *gw, buf *b) { (void)gw, (void)b; }
+static inline void dpdk_metrics(gateway *gw, prom_writer *w) { (void)gw, (void)w; }
 static inline void dpdk_stop(gateway *gw) { (void)gw; }
 #endif
 

@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,18 +22,19 @@
 #include "gateway.h"
 #include "notify.h"
 #include "ring.h"
+#include "sg_version.h"
 
 #define RING_ENTRIES 4096
 #define TICK_MAX_US 100000   /* wake at least this often for housekeeping */
 #define DRAIN_TIMEOUT_MS 10000
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: stopgated [-c FILE] [--check-config] [--truncate-damaged-tail]\n"
-               "  -c FILE          configuration (INI); without it the embedded defaults run\n"
-               "  --check-config   validate the configuration and exit (0 valid, 1 not)\n"
-               "  --truncate-damaged-tail\n"
-               "                   start even if the journal's last batch was written whole and is\n"
-               "                   damaged: cut it and log what was dropped (docs/operations.md)\n");
+    fprintf(f, "usage: stopgated [-c FILE] [--check-config] [--truncate-damaged-tail] [--version]\n"
+               "  -c, --config=FILE        configuration (INI); without it the embedded defaults run\n"
+               "  --check-config           validate the configuration and exit (0 valid, 1 not)\n"
+               "  --truncate-damaged-tail  start even if the journal's last batch was written whole and\n"
+               "                           is damaged: cut it and log what was dropped (stopgated(8))\n"
+               "  -h, --help, --version\n");
 }
 
 static int setup_agents(gateway *gw) {
@@ -227,24 +229,44 @@ static void run_loop(gateway *gw) {
     }
 }
 
-int main(int argc, char **argv) {
-    const char *conf = NULL;
-    bool check_only = false, truncate_damaged = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-c") && i + 1 < argc) conf = argv[++i];
-        else if (!strcmp(argv[i], "--check-config")) check_only = true;
-        else if (!strcmp(argv[i], "--truncate-damaged-tail")) truncate_damaged = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
+/* What the command line asks for. */
+typedef struct args {
+    const char *conf;
+    bool check_only, truncate_damaged;
+} args;
+
+/* -1: go on and start; otherwise the exit status (--help, --version, a usage error). */
+static int parse_args(int argc, char **argv, args *a) {
+    enum { OPT_CHECK = 0x100, OPT_TRUNCATE, OPT_VERSION };
+    static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
+                                       {"check-config", no_argument, NULL, OPT_CHECK},
+                                       {"truncate-damaged-tail", no_argument, NULL, OPT_TRUNCATE},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, OPT_VERSION},
+                                       {0}};
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":c:h", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'c': a->conf = optarg; break;
+        case OPT_CHECK: a->check_only = true; break;
+        case OPT_TRUNCATE: a->truncate_damaged = true; break;
+        case 'h': usage(stdout); return 0;
+        case OPT_VERSION: printf("stopgated (stopgate) %s\n", SG_VERSION); return 0;
+        case ':': fprintf(stderr, "stopgated: missing value for '%s'\n", argv[optind - 1]); usage(stderr); return 2;
+        default: fprintf(stderr, "stopgated: unknown option '%s'\n", argv[optind - 1]); usage(stderr); return 2;
         }
     }
-    static gateway gw_storage; /* large; lives for the whole process */
-    gateway *gw = &gw_storage;
-    gw->truncate_damaged_tail = truncate_damaged;
+    if (optind < argc) {
+        fprintf(stderr, "stopgated: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* Defaults, the file, the derived values; 0 or 1 with the reason on stderr. */
+static int load_config(gateway *gw, const char *conf) {
     char err[1024];
     config_defaults(&gw->cfg);
     if (conf && config_load(&gw->cfg, conf, err, sizeof err) != 0) {
@@ -259,16 +281,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "stopgated: libsodium failed to initialise\n");
         return 1;
     }
-    if (check_only) return check_config(gw, argv[0]);
-    if (gateway_config_check_static(&gw->cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "stopgated: %s\n", err);
-        return 1;
-    }
-    glog_open(&gw->log, gw->cfg.log_file);
-    warn_config_mode(gw);
-    gw->started_ms = gw->now_ms = clock_now_ms();
-    gw->phase = PHASE_RECOVERING;
-    notify_status("recovering: replaying the journal");
+    return 0;
+}
+
+/* Signals through a signalfd on the ring; enough descriptors for max_clients. */
+static void setup_process(gateway *gw) {
     signal(SIGPIPE, SIG_IGN);
     sigset_t mask;
     sigemptyset(&mask);
@@ -282,6 +299,11 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max < gw->cfg.max_clients + 256 ? rl.rlim_max : gw->cfg.max_clients + 256;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* Everything allocated at start: agents, TLS, the ring, the order tables, the engine. */
+static int start_tables(gateway *gw) {
+    char err[1024];
     if (setup_agents(gw) != 0) return 1;
     if (tls_server_init(&gw->tls, &gw->cfg, err, sizeof err) != 0) {
         LOGE(gw, "%s", err);
@@ -311,12 +333,18 @@ int main(int argc, char **argv) {
         LOGI(gw, "prefault: %zu MiB of order indexes resident in %.1f ms", bytes >> 20,
              (double)(clock_mono_ns() - t0) / 1e6);
     }
+    return 0;
+}
+
+/* Metrics, plugins, lists, then the journal replayed and the list table published. */
+static int start_recover(gateway *gw, const char *argv0) {
+    char err[1024];
     /* Metrics first, so /healthz can say "recovering" while the journal replays. */
     if (metrics_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "metrics: %s", err);
         return 1;
     }
-    if (router_init(gw, argv[0], err, sizeof err) != 0) {
+    if (router_init(gw, argv0, err, sizeof err) != 0) {
         LOGE(gw, "%s", err);
         return 1;
     }
@@ -337,6 +365,12 @@ int main(int argc, char **argv) {
     }
     journal_attach(&gw->j, &gw->ring, on_durable, gw);
     engine_finish_cascades(gw);
+    return 0;
+}
+
+/* The listeners (RESP, TLS, UDP, DPDK) and the signals armed; the gateway is running. */
+static int start_listeners(gateway *gw) {
+    char err[1024];
     if (login_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "auth: %s", err);
         return 1;
@@ -368,7 +402,11 @@ int main(int argc, char **argv) {
     char status[256];
     snprintf(status, sizeof status, "accepting on %.64s:%u", gw->cfg.listen.host, gw->cfg.listen.port);
     notify_ready(status); /* after the accept is armed: the first submit makes it live */
-    run_loop(gw);
+    return 0;
+}
+
+/* After the loop: the close record, then every module closed in reverse. */
+static void shutdown_gateway(gateway *gw) {
     /* A close record last: at the next start, damage to the last batch cannot pass for a
      * torn write. Only when everything is durable (a timed-out drain leaves it out). */
     if (journal_idle(&gw->j)) {
@@ -392,5 +430,30 @@ int main(int argc, char **argv) {
     free(gw->recbuf);
     engine_free(gw);
     tls_server_free(&gw->tls);
+}
+
+int main(int argc, char **argv) {
+    args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    static gateway gw_storage; /* large; lives for the whole process */
+    gateway *gw = &gw_storage;
+    gw->truncate_damaged_tail = a.truncate_damaged;
+    if (load_config(gw, a.conf) != 0) return 1;
+    if (a.check_only) return check_config(gw, argv[0]);
+    char err[1024];
+    if (gateway_config_check_static(&gw->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "stopgated: %s\n", err);
+        return 1;
+    }
+    glog_open(&gw->log, gw->cfg.log_file);
+    warn_config_mode(gw);
+    gw->started_ms = gw->now_ms = clock_now_ms();
+    gw->phase = PHASE_RECOVERING;
+    notify_status("recovering: replaying the journal");
+    setup_process(gw);
+    if (start_tables(gw) != 0 || start_recover(gw, argv[0]) != 0 || start_listeners(gw) != 0) return 1;
+    run_loop(gw);
+    shutdown_gateway(gw);
     return 0;
 }

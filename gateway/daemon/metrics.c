@@ -4,6 +4,7 @@
  * recovering or draining). A handful of connection slots, all I/O on the loop's ring;
  * a scrape that finds every slot busy is refused with 503 rather than queued.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,7 +37,7 @@ int metrics_init(gateway *gw, char *err, size_t errcap) {
     if (m->listen_fd < 0) return -1;
     for (uint32_t i = 0; i < NCONN; i++) {
         m->conns[i].fd = -1;
-        buf_init(&m->conns[i].resp, 1 << 20);
+        buf_init(&m->conns[i].resp, METRICS_PAGE_BYTES_MAX + METRICS_HEADER_BYTES_MAX);
     }
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_multishot_accept(sqe, m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -51,134 +52,139 @@ typedef struct bank_count {
 } bank_count;
 /* METRICS_BANKS_SHOWN_MAX: limits.h */
 
-/* One unlabelled counter or gauge: "# TYPE name type" and its value. */
-static void w_metric(buf *b, const char *type, const char *name, unsigned long long v) {
-    buf_printf(b, "# TYPE %s %s\n%s %llu\n", name, type, name, v);
+/* One unlabelled counter or gauge with its HELP. */
+static void w_one(prom_writer *w, prom_type type, const char *name, const char *help, uint64_t v) {
+    prom_family(w, name, type, help);
+    prom_sample(w, NULL, NULL, v);
 }
 
-/* A plugin's own counters (e.g. redis_streams: XADDs Redis refused), untyped HELP-less
- * series so that two instances of one plugin type do not repeat a family's HELP. */
-static void render_plugin_stats(buf *b, plugin_inst *p) {
-    if (!p->ops || !p->ops->stats) return;
-    sg_plugin_stat st[SG_PLUGIN_STATS_MAX];
-    size_t n = p->ops->stats(p->state, st, SG_PLUGIN_STATS_MAX);
-    if (n > SG_PLUGIN_STATS_MAX) n = SG_PLUGIN_STATS_MAX; /* a plugin's bug, not worth a crash */
-    for (size_t i = 0; i < n; i++)
-        buf_printf(b, "stopgate_plugin_%s{plugin=\"%s\"} %llu\n", st[i].name, p->name,
-                   (unsigned long long)st[i].value);
-}
-
-static void render(gateway *gw, buf *b) {
+static void render_orders(gateway *gw, prom_writer *w) {
     metrics *m = &gw->m;
-    journal_stats *js = &gw->j.stats;
-    buf_printf(b, "# HELP stopgate_up 1 while the gateway runs.\n# TYPE stopgate_up gauge\nstopgate_up 1\n");
-    buf_printf(b, "# HELP stopgate_phase 0 recovering, 1 running, 2 draining.\n# TYPE stopgate_phase gauge\n"
-                  "stopgate_phase %d\n", gw->phase);
-    buf_printf(b, "# HELP stopgate_orders Orders by current state.\n# TYPE stopgate_orders gauge\n");
-    for (int s = 1; s < ST__COUNT; s++)
-        buf_printf(b, "stopgate_orders{state=\"%s\"} %llu\n", order_state_name((uint8_t)s),
-                   (unsigned long long)gw->o.state_count[s]);
-    buf_printf(b, "# HELP stopgate_order_answers_total STOP/FREEZE/RELEASE/EXTEND answers by status.\n"
-                  "# TYPE stopgate_order_answers_total counter\n");
-    for (int a = 0; a <= ANS_EXTENDED; a++)
-        buf_printf(b, "stopgate_order_answers_total{status=\"%s\"} %llu\n", answer_name(a),
-                   (unsigned long long)m->answers[a]);
-    w_metric(b, "counter", "stopgate_commands_total", m->commands);
-    w_metric(b, "counter", "stopgate_errors_total", m->errors);
-    w_metric(b, "counter", "stopgate_protocol_errors_total", m->protocol_errors);
-    buf_printf(b, "# TYPE stopgate_connections gauge\nstopgate_connections %u\n", gw->srv.count);
-    w_metric(b, "counter", "stopgate_connections_total", m->connections_total);
-    w_metric(b, "counter", "stopgate_connections_rejected_total", m->connections_rejected);
-    w_metric(b, "counter", "stopgate_connections_idle_closed_total", m->idle_closed);
-    buf_printf(b, "# HELP stopgate_tls_handshakes_total TLS handshakes completed on tls_listen.\n");
-    w_metric(b, "counter", "stopgate_tls_handshakes_total", gw->tls.handshakes);
-    buf_printf(b, "# HELP stopgate_tls_handshake_failures_total TLS handshakes refused, failed or timed out.\n");
-    w_metric(b, "counter", "stopgate_tls_handshake_failures_total", gw->tls.handshake_failures);
-    w_metric(b, "gauge", "stopgate_tls_clients", gw->tls.clients);
-    const login_stats *ls_ = &gw->login.st;
-    buf_printf(b, "# HELP stopgate_auth_failures_total AUTHs refused (wrong secret, unknown agent, rate-limited).\n");
-    w_metric(b, "counter", "stopgate_auth_failures_total", ls_->failures);
-    buf_printf(b, "# HELP stopgate_auth_rate_limited_total AUTHs refused at once: the address is over auth_fail_limit.\n");
-    w_metric(b, "counter", "stopgate_auth_rate_limited_total", ls_->limited);
-    w_metric(b, "counter", "stopgate_auth_busy_total", ls_->busy);
-    w_metric(b, "gauge", "stopgate_auth_queue", authq_busy(&gw->aq));
-    w_metric(b, "counter", "stopgate_connections_auth_deadline_closed_total", ls_->deadline_closed);
-    w_metric(b, "counter", "stopgate_connections_address_refused_total", ls_->addr_refused);
-    w_metric(b, "counter", "stopgate_connections_preauth_toobig_total", ls_->preauth_toobig);
-    w_metric(b, "counter", "stopgate_checks_total", m->checks);
-    w_metric(b, "counter", "stopgate_check_hits_total", m->check_hits);
+    w_one(w, PROM_GAUGE, "stopgate_up", "1 while the gateway runs.", 1);
+    w_one(w, PROM_GAUGE, "stopgate_phase", "0 recovering, 1 running, 2 draining.", (uint64_t)gw->phase);
+    prom_family(w, "stopgate_orders", PROM_GAUGE, "Orders by current state.");
+    for (int s = 1; s < ST__COUNT; s++) prom_sample(w, "state", order_state_name((uint8_t)s), gw->o.state_count[s]);
+    prom_family(w, "stopgate_order_answers_total", PROM_COUNTER, "STOP/FREEZE/RELEASE/EXTEND answers by status.");
+    for (int a = 0; a <= ANS_EXTENDED; a++) prom_sample(w, "status", answer_name(a), m->answers[a]);
+    w_one(w, PROM_COUNTER, "stopgate_commands_total", "RESP commands executed.", m->commands);
+    w_one(w, PROM_COUNTER, "stopgate_errors_total", "RESP commands answered with an error.", m->errors);
+    w_one(w, PROM_COUNTER, "stopgate_protocol_errors_total", "Connections closed for a RESP protocol error.",
+          m->protocol_errors);
+    w_one(w, PROM_COUNTER, "stopgate_checks_total", "CHECKs answered (RESP and UDP).", m->checks);
+    w_one(w, PROM_COUNTER, "stopgate_check_hits_total", "CHECKs that found the account LISTED or FROZEN.",
+          m->check_hits);
+}
+
+static void render_connections(gateway *gw, prom_writer *w) {
+    metrics *m = &gw->m;
+    const login_stats *ls = &gw->login.st;
+    /* Not "stopgate_connections": OpenMetrics reads the counter below as that family. */
+    w_one(w, PROM_GAUGE, "stopgate_connections_open", "RESP client connections open now.", gw->srv.count);
+    w_one(w, PROM_COUNTER, "stopgate_connections_total", "RESP client connections accepted.", m->connections_total);
+    w_one(w, PROM_COUNTER, "stopgate_connections_rejected_total", "Connections refused at max_clients.",
+          m->connections_rejected);
+    w_one(w, PROM_COUNTER, "stopgate_connections_idle_closed_total", "Connections closed after idle_timeout.",
+          m->idle_closed);
+    w_one(w, PROM_COUNTER, "stopgate_tls_handshakes_total", "TLS handshakes completed on tls_listen.",
+          gw->tls.handshakes);
+    w_one(w, PROM_COUNTER, "stopgate_tls_handshake_failures_total", "TLS handshakes refused, failed or timed out.",
+          gw->tls.handshake_failures);
+    w_one(w, PROM_GAUGE, "stopgate_tls_clients", "TLS client connections open now.", gw->tls.clients);
+    w_one(w, PROM_COUNTER, "stopgate_auth_failures_total",
+          "AUTHs refused (wrong secret, unknown agent, rate-limited).", ls->failures);
+    w_one(w, PROM_COUNTER, "stopgate_auth_rate_limited_total",
+          "AUTHs refused at once: the address is over auth_fail_limit.", ls->limited);
+    w_one(w, PROM_COUNTER, "stopgate_auth_busy_total", "AUTHs refused with ERR BUSY: the verify queue was full.",
+          ls->busy);
+    w_one(w, PROM_GAUGE, "stopgate_auth_queue", "AUTHs being verified off the loop now.", authq_busy(&gw->aq));
+    w_one(w, PROM_COUNTER, "stopgate_connections_auth_deadline_closed_total",
+          "Connections closed for not authenticating in time.", ls->deadline_closed);
+    w_one(w, PROM_COUNTER, "stopgate_connections_address_refused_total",
+          "Connections refused: the address has too many unauthenticated connections.", ls->addr_refused);
+    w_one(w, PROM_COUNTER, "stopgate_connections_preauth_toobig_total",
+          "Connections closed for sending too much before AUTH.", ls->preauth_toobig);
+}
+
+static void render_udp(gateway *gw, prom_writer *w) {
     const udp_state *u = &gw->udp;
-    buf_printf(b, "# HELP stopgate_udp_frames_total UDP datagrams received and replies sent.\n"
-                  "# TYPE stopgate_udp_frames_total counter\n"
-                  "stopgate_udp_frames_total{dir=\"rx\"} %llu\nstopgate_udp_frames_total{dir=\"tx\"} %llu\n",
-               (unsigned long long)u->rx_frames, (unsigned long long)u->tx_frames);
-    buf_printf(b, "# HELP stopgate_udp_dropped_total UDP datagrams dropped unanswered, by reason.\n"
-                  "# TYPE stopgate_udp_dropped_total counter\n");
-    for (int i = 0; i < UDP_DROP__COUNT; i++)
-        buf_printf(b, "stopgate_udp_dropped_total{why=\"%s\"} %llu\n", udp_drop_name(i), (unsigned long long)u->drops[i]);
-    buf_printf(b, "# TYPE stopgate_udp_messages_total counter\n"
-                  "stopgate_udp_messages_total{type=\"check\"} %llu\nstopgate_udp_messages_total{type=\"stop\"} %llu\n"
-                  "stopgate_udp_messages_total{type=\"hello\"} %llu\n",
-               (unsigned long long)u->mc.checks, (unsigned long long)u->mc.stops, (unsigned long long)u->hellos);
-    buf_printf(b, "# TYPE stopgate_udp_errors_total counter\n"
-                  "stopgate_udp_errors_total{why=\"message\"} %llu\nstopgate_udp_errors_total{why=\"malformed_message\"} %llu\n"
-                  "stopgate_udp_errors_total{why=\"epoch\"} %llu\nstopgate_udp_errors_total{why=\"io\"} %llu\n",
-               (unsigned long long)u->mc.msg_errors, (unsigned long long)u->mc.malformed_msgs,
-               (unsigned long long)u->epoch_refused, (unsigned long long)(u->rx_errors + u->tx_errors));
-    dpdk_metrics(gw, b);
+    prom_family(w, "stopgate_udp_frames_total", PROM_COUNTER, "UDP datagrams received and replies sent.");
+    prom_sample(w, "dir", "rx", u->rx_frames);
+    prom_sample(w, "dir", "tx", u->tx_frames);
+    prom_family(w, "stopgate_udp_dropped_total", PROM_COUNTER, "UDP datagrams dropped unanswered, by reason.");
+    for (int i = 0; i < UDP_DROP__COUNT; i++) prom_sample(w, "why", udp_drop_name(i), u->drops[i]);
+    prom_family(w, "stopgate_udp_messages_total", PROM_COUNTER, "UDP frame messages handled, by type.");
+    prom_sample(w, "type", "check", u->mc.checks);
+    prom_sample(w, "type", "stop", u->mc.stops);
+    prom_sample(w, "type", "hello", u->hellos);
+    prom_family(w, "stopgate_udp_errors_total", PROM_COUNTER, "UDP messages answered with an error, and socket errors.");
+    prom_sample(w, "why", "message", u->mc.msg_errors);
+    prom_sample(w, "why", "malformed_message", u->mc.malformed_msgs);
+    prom_sample(w, "why", "epoch", u->epoch_refused);
+    prom_sample(w, "why", "io", u->rx_errors + u->tx_errors);
+}
+
+static void render_lists(gateway *gw, prom_writer *w) {
     const lists_state *ls = &gw->ls;
     if (ls->t.h) {
-        buf_printf(b, "# TYPE stopgate_list_entries gauge\n");
-        for (uint32_t i = 0; i < ls->nlists; i++)
-            buf_printf(b, "stopgate_list_entries{list=\"%s\"} %llu\n", ls->names[i],
-                       (unsigned long long)ls->t.h->list_count[i]);
-        w_metric(b, "gauge", "stopgate_list_table_used", atomic_load(&ls->t.h->count));
-        w_metric(b, "gauge", "stopgate_list_table_capacity", (ls->t.mask + 1));
-        w_metric(b, "gauge", "stopgate_list_generation", ls->generation);
+        prom_family(w, "stopgate_list_entries", PROM_GAUGE, "Accounts on each fraud list.");
+        for (uint32_t i = 0; i < ls->nlists; i++) prom_sample(w, "list", ls->names[i], ls->t.h->list_count[i]);
+        w_one(w, PROM_GAUGE, "stopgate_list_table_used", "Entries in the shared list table.",
+              atomic_load(&ls->t.h->count));
+        w_one(w, PROM_GAUGE, "stopgate_list_table_capacity", "Slots of the shared list table.", ls->t.mask + 1);
+        w_one(w, PROM_GAUGE, "stopgate_list_generation", "Generation of the shared list table.", ls->generation);
     }
-    w_metric(b, "counter", "stopgate_list_loads_total", ls->loads);
-    w_metric(b, "counter", "stopgate_list_auto_stops_total", ls->auto_stops);
-    w_metric(b, "counter", "stopgate_list_frozen_dropped_total", ls->frozen_dropped);
-    buf_printf(b, "# HELP stopgate_bank_results_ignored_total Bank results that changed nothing.\n"
-                  "# TYPE stopgate_bank_results_ignored_total counter\n"
-                  "stopgate_bank_results_ignored_total{why=\"duplicate\"} %llu\n"
-                  "stopgate_bank_results_ignored_total{why=\"unknown_instruction\"} %llu\n"
-                  "stopgate_bank_results_ignored_total{why=\"malformed\"} %llu\n",
-               (unsigned long long)m->results_dup, (unsigned long long)m->results_unknown,
-               (unsigned long long)m->results_bad);
-    buf_printf(b, "# HELP stopgate_journal_fsyncs_total fdatasync calls that made records durable.\n"
-                  "# TYPE stopgate_journal_fsyncs_total counter\nstopgate_journal_fsyncs_total %llu\n",
-               (unsigned long long)js->fsyncs);
-    w_metric(b, "counter", "stopgate_journal_records_total", js->records);
-    w_metric(b, "counter", "stopgate_journal_bytes_total", js->bytes);
-    w_metric(b, "counter", "stopgate_journal_write_errors_total", js->write_errors);
-    w_metric(b, "gauge", "stopgate_journal_durable_lsn", gw->j.durable_lsn);
-    buf_printf(b, "# HELP stopgate_journal_records_per_fsync Records made durable by one group commit.\n"
-                  "# TYPE stopgate_journal_records_per_fsync histogram\n");
+    w_one(w, PROM_COUNTER, "stopgate_list_loads_total", "LIST.LOADs applied.", ls->loads);
+    w_one(w, PROM_COUNTER, "stopgate_list_auto_stops_total", "STOPs ordered by an auto_stop list.", ls->auto_stops);
+    w_one(w, PROM_COUNTER, "stopgate_list_frozen_dropped_total", "FROZEN list entries dropped on release or expiry.",
+          ls->frozen_dropped);
+    metrics *m = &gw->m;
+    prom_family(w, "stopgate_bank_results_ignored_total", PROM_COUNTER, "Bank results that changed nothing.");
+    prom_sample(w, "why", "duplicate", m->results_dup);
+    prom_sample(w, "why", "unknown_instruction", m->results_unknown);
+    prom_sample(w, "why", "malformed", m->results_bad);
+}
+
+static void render_journal(gateway *gw, prom_writer *w) {
+    journal_stats *js = &gw->j.stats;
+    w_one(w, PROM_COUNTER, "stopgate_journal_fsyncs_total", "fdatasync calls that made records durable.", js->fsyncs);
+    w_one(w, PROM_COUNTER, "stopgate_journal_records_total", "Records appended to the journal.", js->records);
+    w_one(w, PROM_COUNTER, "stopgate_journal_bytes_total", "Bytes appended to the journal.", js->bytes);
+    w_one(w, PROM_COUNTER, "stopgate_journal_write_errors_total", "Journal writes or fsyncs that failed.",
+          js->write_errors);
+    w_one(w, PROM_GAUGE, "stopgate_journal_durable_lsn", "Position of the last durable journal record.",
+          gw->j.durable_lsn);
+    prom_family(w, "stopgate_journal_records_per_fsync", PROM_HISTOGRAM, "Records made durable by one group commit.");
+    char le[32];
     uint64_t cum = 0, lim = 1;
     for (int k = 0; k < JOURNAL_RPF_BUCKETS - 1; k++, lim *= 2) {
         cum += js->rpf_buckets[k];
-        buf_printf(b, "stopgate_journal_records_per_fsync_bucket{le=\"%llu\"} %llu\n", (unsigned long long)lim,
-                   (unsigned long long)cum);
+        snprintf(le, sizeof le, "%llu", (unsigned long long)lim);
+        prom_bucket(w, le, cum);
     }
     cum += js->rpf_buckets[JOURNAL_RPF_BUCKETS - 1];
-    buf_printf(b, "stopgate_journal_records_per_fsync_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    buf_printf(b, "stopgate_journal_records_per_fsync_sum %llu\nstopgate_journal_records_per_fsync_count %llu\n",
-               (unsigned long long)js->records, (unsigned long long)cum);
-    buf_printf(b, "# HELP stopgate_stop_latency_seconds From request parsed to durable answer released.\n"
-                  "# TYPE stopgate_stop_latency_seconds histogram\n");
-    cum = 0;
-    lim = 25;
+    snprintf(le, sizeof le, "%llu", (unsigned long long)js->records);
+    prom_histogram_end(w, le, cum);
+}
+
+static void render_latency(gateway *gw, prom_writer *w) {
+    metrics *m = &gw->m;
+    prom_family(w, "stopgate_stop_latency_seconds", PROM_HISTOGRAM, "From request parsed to durable answer released.");
+    char le[32];
+    uint64_t cum = 0, lim = 25;
     for (int k = 0; k < LAT_BUCKETS; k++, lim *= 2) {
         cum += m->stop_lat_buckets[k];
-        buf_printf(b, "stopgate_stop_latency_seconds_bucket{le=\"%.6f\"} %llu\n", lim / 1e6, (unsigned long long)cum);
+        snprintf(le, sizeof le, "%.6f", lim / 1e6);
+        prom_bucket(w, le, cum);
     }
     cum += m->stop_lat_buckets[LAT_BUCKETS];
-    buf_printf(b, "stopgate_stop_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    buf_printf(b, "stopgate_stop_latency_seconds_sum %.6f\nstopgate_stop_latency_seconds_count %llu\n",
-               m->stop_lat_sum_us / 1e6, (unsigned long long)m->stop_lat_count);
+    assert(cum == m->stop_lat_count);
+    snprintf(le, sizeof le, "%.6f", m->stop_lat_sum_us / 1e6);
+    prom_histogram_end(w, le, m->stop_lat_count);
+}
 
-    static bank_count banks[METRICS_BANKS_SHOWN_MAX];
+/* Pending and overdue orders per bank, at most METRICS_BANKS_SHOWN_MAX banks; true when
+ * more banks had pending orders than that. */
+static bool count_banks(const gateway *gw, bank_count *banks, uint32_t *nb_out) {
     uint32_t nb = 0;
     bool truncated = false;
     for (uint32_t no = 1; no <= gw->o.n; no++) {
@@ -200,24 +206,86 @@ static void render(gateway *gw, buf *b) {
         banks[i].pending++;
         if (o->state == ST_OVERDUE) banks[i].overdue++;
     }
+    *nb_out = nb;
+    return truncated;
+}
+
+static void render_banks(gateway *gw, prom_writer *w) {
+    static bank_count banks[METRICS_BANKS_SHOWN_MAX]; /* scrape-time scratch, loop thread only */
+    uint32_t nb = 0;
+    bool truncated = count_banks(gw, banks, &nb);
     /* At capacity new orders get ERR BUSY (max_outbox). */
-    w_metric(b, "gauge", "stopgate_outbox_instructions", gw->ob.len);
-    w_metric(b, "gauge", "stopgate_outbox_capacity", gw->ob.cap);
-    buf_printf(b, "# HELP stopgate_bank_pending Orders waiting for the bank's answer (ACCEPTED, SENT, OVERDUE).\n"
-                  "# TYPE stopgate_bank_pending gauge\n");
-    for (uint32_t i = 0; i < nb; i++)
-        buf_printf(b, "stopgate_bank_pending{bank=\"%s\"} %llu\n", banks[i].bank, (unsigned long long)banks[i].pending);
-    buf_printf(b, "# HELP stopgate_bank_overdue Orders past bank_deadline_ms without an answer.\n"
-                  "# TYPE stopgate_bank_overdue gauge\n");
-    for (uint32_t i = 0; i < nb; i++)
-        buf_printf(b, "stopgate_bank_overdue{bank=\"%s\"} %llu\n", banks[i].bank, (unsigned long long)banks[i].overdue);
-    buf_printf(b, "# TYPE stopgate_bank_series_truncated gauge\nstopgate_bank_series_truncated %d\n", truncated);
+    w_one(w, PROM_GAUGE, "stopgate_outbox_instructions", "Instructions waiting to be handed to a bank plugin.",
+          gw->ob.len);
+    w_one(w, PROM_GAUGE, "stopgate_outbox_capacity", "Room in the outbox (max_outbox).", gw->ob.cap);
+    prom_family(w, "stopgate_bank_pending", PROM_GAUGE, "Orders waiting for the bank's answer (ACCEPTED, SENT, OVERDUE).");
+    for (uint32_t i = 0; i < nb; i++) prom_sample(w, "bank", banks[i].bank, banks[i].pending);
+    prom_family(w, "stopgate_bank_overdue", PROM_GAUGE, "Orders past bank_deadline_ms without an answer.");
+    for (uint32_t i = 0; i < nb; i++) prom_sample(w, "bank", banks[i].bank, banks[i].overdue);
+    w_one(w, PROM_GAUGE, "stopgate_bank_series_truncated",
+          "1 when more banks had pending orders than METRICS_BANKS_SHOWN_MAX.", truncated);
+}
+
+/* The plugins' own counters, grouped by name so that each family is written once with all
+ * its instances (two redis_streams instances share stopgate_plugin_queued). A name a
+ * plugin got wrong (prom.h's rules) is left out rather than allowed to spoil the page. */
+typedef struct plugin_stat_row {
+    const char *plugin;
+    sg_plugin_stat st;
+} plugin_stat_row;
+
+static void render_plugin_stats(gateway *gw, prom_writer *w) {
+    static plugin_stat_row rows[PLUGINS_MAX * SG_PLUGIN_STATS_MAX]; /* scrape-time scratch, loop thread only */
+    static bool done[PLUGINS_MAX * SG_PLUGIN_STATS_MAX];
+    size_t nrows = 0;
     for (uint32_t i = 0; i < gw->rt.nplugins; i++) {
         plugin_inst *p = &gw->rt.plugins[i];
-        buf_printf(b, "stopgate_plugin_submitted_total{plugin=\"%s\"} %llu\n", p->name, (unsigned long long)p->submitted);
-        buf_printf(b, "stopgate_plugin_results_total{plugin=\"%s\"} %llu\n", p->name, (unsigned long long)p->results);
-        render_plugin_stats(b, p);
+        if (!p->ops || !p->ops->stats) continue;
+        sg_plugin_stat st[SG_PLUGIN_STATS_MAX];
+        size_t n = p->ops->stats(p->state, st, SG_PLUGIN_STATS_MAX);
+        if (n > SG_PLUGIN_STATS_MAX) n = SG_PLUGIN_STATS_MAX; /* a plugin's bug, not worth a crash */
+        for (size_t k = 0; k < n; k++) rows[nrows++] = (plugin_stat_row){p->name, st[k]};
     }
+    memset(done, 0, nrows * sizeof done[0]);
+    char name[PROM_NAME_MAX + 1];
+    for (size_t i = 0; i < nrows; i++) {
+        if (done[i] || !rows[i].st.name) continue;
+        prom_type type = rows[i].st.counter ? PROM_COUNTER : PROM_GAUGE;
+        int n = snprintf(name, sizeof name, "stopgate_plugin_%s", rows[i].st.name);
+        bool ok = n > 0 && (size_t)n < sizeof name &&
+                  prom_family_try(w, name, type, rows[i].st.help ? rows[i].st.help : "A plugin's own counter.");
+        for (size_t k = i; k < nrows; k++) {
+            if (done[k] || !rows[k].st.name || strcmp(rows[k].st.name, rows[i].st.name)) continue;
+            done[k] = true;
+            if (ok && (rows[k].st.counter != 0) == (type == PROM_COUNTER))
+                prom_sample(w, "plugin", rows[k].plugin, rows[k].st.value);
+        }
+    }
+}
+
+static void render_plugins(gateway *gw, prom_writer *w) {
+    prom_family(w, "stopgate_plugin_submitted_total", PROM_COUNTER, "Instructions handed to each bank plugin.");
+    for (uint32_t i = 0; i < gw->rt.nplugins; i++) prom_sample(w, "plugin", gw->rt.plugins[i].name, gw->rt.plugins[i].submitted);
+    prom_family(w, "stopgate_plugin_results_total", PROM_COUNTER, "Bank results each plugin passed back.");
+    for (uint32_t i = 0; i < gw->rt.nplugins; i++) prom_sample(w, "plugin", gw->rt.plugins[i].name, gw->rt.plugins[i].results);
+    render_plugin_stats(gw, w);
+}
+
+/* The whole page, one group of families per module. A new family goes into the group of
+ * the module that counts it (or a new render_* here); prom.h checks its name, type and
+ * HELP, and test_metrics runs promtool over the result. */
+static void render(gateway *gw, buf *b) {
+    prom_writer w;
+    prom_init(&w, b);
+    render_orders(gw, &w);
+    render_connections(gw, &w);
+    render_udp(gw, &w);
+    dpdk_metrics(gw, &w);
+    render_lists(gw, &w);
+    render_journal(gw, &w);
+    render_latency(gw, &w);
+    render_banks(gw, &w);
+    render_plugins(gw, &w);
 }
 
 static void conn_close(gateway *gw, uint32_t i) {
@@ -233,11 +301,17 @@ static void conn_close(gateway *gw, uint32_t i) {
 static void respond(gateway *gw, uint32_t i) {
     struct metrics_conn *mc = &gw->m.conns[i];
     buf body;
-    buf_init(&body, 1 << 20);
+    buf_init(&body, METRICS_PAGE_BYTES_MAX);
     int code = 200;
-    const char *ctype = "text/plain; version=0.0.4";
+    const char *ctype = "text/plain; version=0.0.4; charset=utf-8";
     if (!strncmp(mc->req, "GET /metrics", 12)) {
         render(gw, &body);
+        if (body.overflowed) { /* a page with holes would mislead: say so instead */
+            buf_reset(&body);
+            code = 500;
+            ctype = "text/plain";
+            buf_printf(&body, "metrics page larger than METRICS_PAGE_BYTES_MAX\n");
+        }
     } else if (!strncmp(mc->req, "GET /healthz", 12)) {
         code = gw->phase == PHASE_RUNNING ? 200 : 503;
         buf_printf(&body, "%s\n", gw->phase == PHASE_RUNNING ? "ok" : gw->phase == PHASE_DRAINING ? "draining" : "recovering");
@@ -248,7 +322,8 @@ static void respond(gateway *gw, uint32_t i) {
         ctype = "text/plain";
     }
     buf_printf(&mc->resp, "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-               code, code == 200 ? "OK" : code == 503 ? "Service Unavailable" : "Not Found", ctype, body.len);
+               code, code == 200 ? "OK" : code == 503 ? "Service Unavailable" : code == 500 ? "Internal Server Error" : "Not Found",
+               ctype, body.len);
     buf_append(&mc->resp, body.data, body.len);
     buf_free(&body);
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);

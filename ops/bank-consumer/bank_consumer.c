@@ -15,6 +15,7 @@
  * until SIGINT/SIGTERM; reconnects with capped back-off when Redis goes away.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sg_version.h"
 #include "sim_rules.h"
 
 #define BANKS_MAX 64
@@ -171,31 +173,67 @@ static int handle(redisContext *c, const opts *o, const char *bank, const char *
     return (int)entries->elements;
 }
 
-int main(int argc, char **argv) {
-    opts o = {.host = "127.0.0.1", .port = 6379, .group = "bank", .consumer = "bank-1", .prefix = "stopgate",
-              .balance = 1000000, .latency_ms = 0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") && has) o.host = argv[++i];
-        else if (!strcmp(a, "-p") && has) o.port = atoi(argv[++i]);
-        else if (!strcmp(a, "--group") && has) o.group = argv[++i];
-        else if (!strcmp(a, "--consumer") && has) o.consumer = argv[++i];
-        else if (!strcmp(a, "--prefix") && has) o.prefix = argv[++i];
-        else if (!strcmp(a, "--balance") && has) o.balance = strtoll(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--latency-ms") && has) o.latency_ms = atoi(argv[++i]);
-        else if (a[0] == '-') {
-            fprintf(stderr, "usage: stopgate-bank-consumer [-h HOST] [-p PORT] [--group G] [--consumer C] "
-                            "[--prefix P] [--balance MINOR] [--latency-ms MS] BANK [BANK...]\n");
-            return 2;
-        } else if (o.nbanks < BANKS_MAX && strlen(a) <= 11) {
-            o.banks[o.nbanks++] = a;
-        } else {
-            fprintf(stderr, "stopgate-bank-consumer: bad bank '%s' (at most %d banks of 1-11 characters)\n", a,
-                    BANKS_MAX);
+#define USAGE                                                                                               \
+    "usage: stopgate-bank-consumer [-h HOST] [-p PORT] [--group G] [--consumer C] [--prefix P]\n"           \
+    "                              [--balance MINOR] [--latency-ms MS] BANK [BANK...]\n"                    \
+    "       (every option also as --opt=value; --host, --port; --help, --version)\n"
+
+/* A whole decimal number in lo..hi, else exit 2 naming the option and the word. */
+static long long number(const char *name, const char *v, long long lo, long long hi) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "stopgate-bank-consumer: %s: '%s' is not a number in %lld..%lld\n", name, v, lo, hi);
+        exit(2);
+    }
+    return x;
+}
+
+/* -1: run; else the exit status (--help, --version, a usage error naming the word). */
+static int parse_args(int argc, char **argv, opts *o) {
+    enum { O_GROUP = 0x100, O_CONSUMER, O_PREFIX, O_BALANCE, O_LATENCY, O_HELP, O_VERSION };
+    static const struct option lo[] = {
+        {"host", required_argument, NULL, 'h'},         {"port", required_argument, NULL, 'p'},
+        {"group", required_argument, NULL, O_GROUP},    {"consumer", required_argument, NULL, O_CONSUMER},
+        {"prefix", required_argument, NULL, O_PREFIX},  {"balance", required_argument, NULL, O_BALANCE},
+        {"latency-ms", required_argument, NULL, O_LATENCY}, {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},      {0}};
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":h:p:", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'h': o->host = optarg; break;
+        case 'p': o->port = (int)number("--port", optarg, 1, 65535); break;
+        case O_GROUP: o->group = optarg; break;
+        case O_CONSUMER: o->consumer = optarg; break;
+        case O_PREFIX: o->prefix = optarg; break;
+        case O_BALANCE: o->balance = number("--balance", optarg, 0, INT64_MAX); break;
+        case O_LATENCY: o->latency_ms = (int)number("--latency-ms", optarg, 0, 3600000); break;
+        case O_HELP: fputs(USAGE, stdout); return 0;
+        case O_VERSION: printf("stopgate-bank-consumer (stopgate) %s\n", SG_VERSION); return 0;
+        default:
+            fprintf(stderr, "stopgate-bank-consumer: %s '%s'\n" USAGE,
+                    ch == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
             return 2;
         }
     }
+    for (int i = optind; i < argc; i++) {
+        if (o->nbanks == BANKS_MAX || strlen(argv[i]) < 1 || strlen(argv[i]) > 11) {
+            fprintf(stderr, "stopgate-bank-consumer: bad bank '%s' (at most %d banks of 1-11 characters)\n",
+                    argv[i], BANKS_MAX);
+            return 2;
+        }
+        o->banks[o->nbanks++] = argv[i];
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    opts o = {.host = "127.0.0.1", .port = 6379, .group = "bank", .consumer = "bank-1", .prefix = "stopgate",
+              .balance = 1000000, .latency_ms = 0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
     if (o.nbanks == 0 || o.port <= 0 || o.port > 65535 || o.balance < 0) {
         fprintf(stderr, "stopgate-bank-consumer: give at least one BANK (and a sane port and balance)\n");
         return 2;

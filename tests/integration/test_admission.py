@@ -367,7 +367,7 @@ class PreAuth(GatewayCase):
         finally:
             for c in held:
                 c.close()
-        wait_until(lambda: self.gw.metrics().get("stopgate_connections", 99) <= 1, what="connections closed")
+        wait_until(lambda: self.gw.metrics().get("stopgate_connections_open", 99) <= 1, what="connections closed")
         with Client(self.gw.port) as c:
             self.assertEqual(c.call("PING"), "PONG")
         self.assertGreaterEqual(self.gw.metrics().get("stopgate_connections_address_refused_total", 0), 1)

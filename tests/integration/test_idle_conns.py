@@ -155,7 +155,7 @@ class MaxClientsBusy(GatewayCase):
         r0 = gw.metrics().get("stopgate_connections_rejected_total", 0)
         held = [Client(gw.port, timeout=5) for _ in range(50)]
         try:
-            wait_until(lambda: int(gw.metrics()["stopgate_connections"]) >= 50, timeout=5, what="50 clients")
+            wait_until(lambda: int(gw.metrics()["stopgate_connections_open"]) >= 50, timeout=5, what="50 clients")
             extra = Client(gw.port, timeout=5)
             try:
                 r = extra.read()
@@ -169,7 +169,7 @@ class MaxClientsBusy(GatewayCase):
         finally:
             for c in held:
                 c.close()
-        wait_until(lambda: int(gw.metrics()["stopgate_connections"]) <= 1, timeout=5, what="clients gone")
+        wait_until(lambda: int(gw.metrics()["stopgate_connections_open"]) <= 1, timeout=5, what="clients gone")
         self.assertServing()
 
 

@@ -1,10 +1,22 @@
 """stopctl (SPEC §2): every subcommand against a live gateway, human and --json output, and the
 exit codes 0 ok, 1 refused by the gateway, 2 usage, 3 cannot connect."""
+import datetime
 import json
+import os
+import re
 import time
 
 import sgtest
 from sgtest import GatewayCase, free_port, run_stopctl
+
+
+COMMANDS = ["stop", "freeze", "release", "extend", "confirm", "status", "case", "check", "info", "list add",
+            "list del", "list load", "list info", "journal verify", "journal dump", "hash-secret"]
+
+
+def project_version():
+    with open(os.path.join(sgtest.ROOT, "meson.build"), encoding="utf-8") as f:
+        return re.search(r"version\s*:\s*'([^']+)'", f.read()).group(1)
 
 
 class Stopctl(GatewayCase):
@@ -147,8 +159,99 @@ class Stopctl(GatewayCase):
         p = self.ctl("info")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("orders_total:", p.stdout)
+        # --json: an object of sections, integers as numbers (issue 14: it was one string).
         j = self.js(self.ctl("info", json_out=True))
-        self.assertIn("orders_total:", j["info"])
+        self.assertIsInstance(j["orders"]["orders_total"], int)
+        self.assertEqual(j["server"]["phase"], "running")
+        self.assertEqual(j["server"]["stopgate_version"], project_version())
+        self.assertIsInstance(j["journal"]["durable_lsn"], int)
+        for name, sec in j.items():
+            self.assertIsInstance(sec, dict, name)
+
+    def test_list_info_json_objects(self):
+        # The whole table: "lists" is an object name -> entries, not ["protected", 0].
+        j = self.js(self.ctl("list", "info", json_out=True))
+        self.assertIsInstance(j["lists"], dict)
+        self.assertIn("protected", j["lists"])
+        self.assertIsInstance(j["lists"]["protected"], int)
+        self.assertIsInstance(j["capacity"], int)
+        one = self.js(self.ctl("list", "info", "protected", json_out=True))
+        self.assertEqual(one["list"], "protected")
+        self.assertIsInstance(one["entries"], int)
+
+    def test_opt_equals_value_and_version(self):
+        a = self.acct("EQ")
+        p = run_stopctl("--host=127.0.0.1", "--port=%d" % self.gw.port, "--agent=alice", "--json", "stop",
+                        "--request-id=%s" % self.rid("eq"), "--bank=CTLB", "--account=" + a, "--case=CTLEQ",
+                        "--amount=77", secret=self.gw.secret("alice"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        d = self.js(p)
+        self.assertEqual(d["status"], "ACCEPTED")
+        st = self.js(self.ctl("status", d["order_id"], json_out=True))
+        self.assertEqual((st["account"], st["amount"]), (a, 77))
+        # Options may follow the positional arguments (getopt_long permutes).
+        p = self.ctl("status", d["order_id"], "--json")
+        self.assertEqual(self.js(p)["order_id"], d["order_id"])
+        v = run_stopctl("--version")
+        self.assertEqual(v.returncode, 0)
+        self.assertEqual(v.stdout.strip(), "stopctl (stopgate) %s" % project_version())
+
+    def test_human_times_iso8601(self):
+        d = self.js(self.stop(json_out=True))
+        with self.gw.client("alice") as c:
+            self.wait_state(c, d["order_id"], "CONFIRMED")
+        js = self.js(self.ctl("status", d["order_id"], json_out=True))
+        p = self.ctl("status", d["order_id"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m = re.search(r"^accepted_at\s+(\S+)$", p.stdout, re.M)
+        self.assertTrue(m, p.stdout)
+        self.assertRegex(m.group(1), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        when = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+        self.assertEqual(int(when.timestamp() * 1000 + 0.5), js["accepted_at"])  # the same instant
+        self.assertRegex(p.stdout, r"expires_at\s+\d{4}-")
+        self.assertNotRegex(p.stdout, r"_at\s+\d{13}\b")
+
+    def test_errors_name_the_word(self):
+        for args, word in ((("frobnicate",), "'frobnicate'"),
+                           (("stop", "--request-id", "x", "--bogus=1"), "'--bogus'"),
+                           (("stop", "--request-id", "x", "--bank", "B", "--account", "A"), "'case'"),
+                           (("status", "SG-1", "SG-2"), "'SG-2'"),
+                           (("list", "frob"), "'frob'"),
+                           (("journal", "verify", "--nope"), "'--nope'"),
+                           (("-p", "notaport", "info"), "'notaport'"),
+                           (("--wat=1", "info"), "'--wat'")):
+            p = run_stopctl(*args)
+            self.assertEqual(p.returncode, 2, args)
+            self.assertIn(word, p.stderr, args)
+
+    def test_every_command_has_help(self):
+        for cmd in COMMANDS:
+            p = run_stopctl(*cmd.split(), "--help")
+            self.assertEqual(p.returncode, 0, "%s --help: %s" % (cmd, p.stderr))
+            self.assertTrue(p.stdout.startswith("usage: stopctl [GLOBAL OPTIONS] %s" % cmd), p.stdout)
+            self.assertIn("--json", p.stdout)
+            h = run_stopctl("help", *cmd.split())
+            self.assertEqual(h.stdout, p.stdout)
+        # The global help lists exactly these commands.
+        g = run_stopctl("--help").stdout
+        listed = [re.match(r"  (\S+(?: \S+)?)\s\s", l).group(1) for l in g.split("commands")[1].splitlines()[1:]
+                  if l.startswith("  ")]
+        self.assertEqual(sorted(listed), sorted(COMMANDS))
+
+    def test_journal_verify_json(self):
+        self.stop()
+        p = run_stopctl("journal", "verify", "--json", self.gw.journal_dir)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        j = self.js(p)
+        self.assertEqual((j["ok"], j["journal"], j["problem"]), (True, self.gw.journal_dir, None))
+        self.assertGreaterEqual(j["segments"], 1)
+        self.assertGreaterEqual(j["records"], 1)
+        self.assertIsInstance(j["closed"], bool)
+        p = run_stopctl("--json", "journal", "verify", "/nonexistent-sg-journal")
+        self.assertEqual(p.returncode, 1)
+        j = self.js(p)
+        self.assertEqual(j["ok"], False)
+        self.assertIn("/nonexistent-sg-journal", j["problem"])
 
     def test_usage_exit_2(self):
         for args in ((), ("frobnicate",), ("stop",), ("stop", "--request-id", "x", "--bank", "B"),
@@ -202,6 +305,8 @@ class Stopctl(GatewayCase):
         self.assertEqual(len(h.splitlines()), 1)
         h2 = run_stopctl("hash-secret", "abc").stdout.strip()
         self.assertNotEqual(h, h2, "the hash is salted")
+        j = self.js(run_stopctl("--json", "hash-secret", "abc"))
+        self.assertTrue(j["secret_hash"].startswith(h.split("$")[0] + "$"), j)
 
 
 if __name__ == "__main__":
