@@ -1,0 +1,1129 @@
+/*
+ * console: the agents' web console (contract in console.h, design in docs/console.md).
+ *
+ * Layout of this file: HTTP connections (accept, receive, send, deadlines), sessions and
+ * their RESP backends, the routes (static page, JSON API, event streams).
+ *
+ * One request per connection is answered at a time: a request that needs the gateway
+ * (every API call but /api/me and /api/health) marks its connection busy until the
+ * session's backend answers; pipelined requests wait in the buffer meanwhile. Input is
+ * consumed by an offset and compacted only while no receive is in flight, so a receive
+ * never lands in bytes that moved.
+ */
+#include "console.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "account.h"
+#include "clock.h"
+#include "console_assets.h"
+#include "gateway.h"
+#include "http.h"
+#include "respjson.h"
+#include "ring.h"
+
+int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
+
+enum { OP_ACCEPT = 0, OP_RECV, OP_SEND, OP_BRECV, OP_BSEND };
+enum { W_LOGIN = 1, W_API, W_SSE };
+#define TOKEN_BYTES 32
+#define TOKEN_HEX (2 * TOKEN_BYTES)
+#define COOKIE_NAME "sg_session"
+#define BACKEND_RECV_CHUNK 65536
+#define BACKEND_SEND_BYTES_MAX (1024 * 1024)
+#define ARGS_MAX 24
+
+typedef struct waiter {
+    uint32_t conn, gen; /* the HTTP connection (its generation: it may have closed) */
+    uint8_t what;
+} waiter;
+
+typedef struct session {
+    bool in_use, ready, ending;
+    uint32_t gen;
+    char token[TOKEN_HEX + 1], csrf[TOKEN_HEX + 1];
+    char agent[AGENT_LEN_MAX + 1];
+    int role;
+    int64_t expires_ms;
+    int fd; /* the console's end of the socketpair; the gateway serves the other */
+    bool recv_inflight, send_inflight;
+    uint32_t inflight;
+    buf rbuf, sbuf;
+    waiter q[CONSOLE_PIPELINE_MAX];
+    uint32_t qhead, qlen;
+} session;
+
+typedef struct hconn {
+    bool in_use, closing, recv_inflight, send_inflight, busy, close_after, sse;
+    uint32_t gen, inflight;
+    int fd;
+    uint32_t addr;
+    uint16_t port;
+    buf in, out;
+    uint32_t in_off;
+    int64_t req_start_ms, last_ms;
+    int32_t sess; /* the session a waiting request or a stream belongs to, -1: none */
+    uint32_t sess_gen;
+    char sse_case[CASE_LEN_MAX + 1];
+    uint64_t sse_seen_lsn;
+    int64_t sse_ping_ms;
+} hconn;
+
+struct console {
+    int listen_fd;
+    bool tls;
+    hconn *conns;
+    session *sess;
+    uint32_t nsse, nsessions;
+    buf scratch; /* one response body being built */
+    uint64_t scanned_lsn;
+    int64_t next_scan_ms, next_sweep_ms;
+    uint64_t requests, refused_conns, logins, login_failures, events;
+};
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+static console *cons(gateway *gw) { return gw->console; }
+
+static void sqe_ud(struct io_uring_sqe *sqe, uint32_t op, uint32_t idx) {
+    io_uring_sqe_set_data64(sqe, ud_make(UD_CONSOLE, op, idx));
+}
+
+static const char *reason_phrase(int st) {
+    switch (st) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* ---- HTTP connections ------------------------------------------------------------- */
+
+static void conn_arm_send(gateway *gw, hconn *c);
+static void conn_process(gateway *gw, hconn *c);
+
+static uint32_t conn_idx(console *cs, const hconn *c) { return (uint32_t)(c - cs->conns); }
+
+static void conn_release(gateway *gw, hconn *c) {
+    console *cs = cons(gw);
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_close(sqe, c->fd);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+    if (c->sse) cs->nsse--;
+    c->fd = -1;
+    c->in_use = false;
+    c->gen++;
+}
+
+static void conn_close(gateway *gw, hconn *c) {
+    if (!c->closing) {
+        c->closing = true;
+        if (c->recv_inflight) {
+            struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+            io_uring_prep_cancel64(sqe, ud_make(UD_CONSOLE, OP_RECV, conn_idx(cons(gw), c)), 0);
+            io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+        }
+    }
+    if (c->inflight == 0) conn_release(gw, c);
+}
+
+static void conn_arm_recv(gateway *gw, hconn *c) {
+    if (c->recv_inflight || c->closing) return;
+    if (c->in_off) { /* compact: no receive is in flight, nothing points into the buffer */
+        memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+        c->in.len -= c->in_off;
+        c->in_off = 0;
+    }
+    size_t room = c->in.cap - c->in.len;
+    if (room == 0) return; /* full and busy: the request being answered frees it */
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, room, 0);
+    sqe_ud(sqe, OP_RECV, conn_idx(cons(gw), c));
+    c->recv_inflight = true;
+    c->inflight++;
+}
+
+static void conn_arm_send(gateway *gw, hconn *c) {
+    if (c->send_inflight || c->closing || c->out.len == 0) return;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_send(sqe, c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+    sqe_ud(sqe, OP_SEND, conn_idx(cons(gw), c));
+    buf_pin(&c->out);
+    c->send_inflight = true;
+    c->inflight++;
+}
+
+static void on_accept(gateway *gw, int res, uint32_t flags) {
+    console *cs = cons(gw);
+    if (!(flags & IORING_CQE_F_MORE) && cs->listen_fd >= 0) {
+        struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+        io_uring_prep_multishot_accept(sqe, cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        sqe_ud(sqe, OP_ACCEPT, 0);
+    }
+    if (res < 0) return;
+    hconn *c = NULL;
+    for (uint32_t i = 0; i < CONSOLE_CONNS_MAX && !c; i++)
+        if (!cs->conns[i].in_use) c = &cs->conns[i];
+    if (!c || gw->phase == PHASE_DRAINING) {
+        cs->refused_conns++;
+        struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+        io_uring_prep_close(sqe, res);
+        io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+        return;
+    }
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    c->addr = 0;
+    c->port = 0;
+    if (getpeername(res, (struct sockaddr *)&sa, &sl) == 0 && sa.sin_family == AF_INET) {
+        c->addr = sa.sin_addr.s_addr;
+        c->port = ntohs(sa.sin_port);
+    }
+    c->in_use = true;
+    c->closing = c->recv_inflight = c->send_inflight = c->busy = c->close_after = c->sse = false;
+    c->inflight = 0;
+    c->fd = res;
+    c->in.len = c->in_off = 0;
+    buf_reset(&c->out);
+    c->req_start_ms = 0;
+    c->last_ms = gw->now_ms;
+    c->sess = -1;
+    conn_arm_recv(gw, c);
+}
+
+/* ---- responses -------------------------------------------------------------------- */
+
+static void respond(gateway *gw, hconn *c, int st, const char *ctype, const void *body, size_t len,
+                    const char *extra) {
+    bool keep = !c->close_after;
+    int rc = buf_printf(&c->out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                        "Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n%s%s\r\n",
+                        st, reason_phrase(st), ctype, len, extra ? extra : "",
+                        keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+    if (rc == 0 && len) rc = buf_append(&c->out, body, len);
+    if (rc != 0) { /* over CONSOLE_OUT_BYTES_MAX: nothing sane can follow */
+        buf_reset(&c->out);
+        c->close_after = true;
+        conn_close(gw, c);
+        return;
+    }
+    c->busy = false;
+    c->req_start_ms = 0;
+    conn_arm_send(gw, c);
+}
+
+static void respond_json(gateway *gw, hconn *c, int st, buf *body, const char *extra) {
+    respond(gw, c, st, "application/json; charset=utf-8", body->data, body->len, extra);
+}
+
+/* {"error": code, "reason": why}: the code is the RESP error's stable first words. */
+static void respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...) {
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    buf *b = &cons(gw)->scratch;
+    buf_reset(b);
+    buf_append(b, "{\"error\":", 9);
+    respjson_string(b, code, strlen(code));
+    buf_append(b, ",\"reason\":", 10);
+    respjson_string(b, why, strlen(why));
+    buf_append(b, "}", 1);
+    respond_json(gw, c, st, b, NULL);
+}
+
+/* A refused request whose stream cannot be trusted any more (malformed, over a limit). */
+static void respond_fatal(gateway *gw, hconn *c, int st, const char *why) {
+    c->close_after = true;
+    respond_err(gw, c, st, st == 413 || st == 431 ? "ERR TOOBIG" : "ERR SYNTAX", "%s", why);
+}
+
+/* The HTTP status of a RESP error code (SPEC §4.1 codes). */
+static int status_of(const char *code, size_t len) {
+    struct { const char *code; int st; } map[] = {
+        {"NOPERM", 403},       {"NOAUTH", 401},         {"WRONGPASS", 401},  {"ERR NOTFOUND", 404},
+        {"ERR BUSY", 503},     {"READONLY", 503},       {"ERR TOOBIG", 413}, {"ERR IDEMPOTENCY", 409},
+        {"ERR STATE", 409},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strlen(map[i].code) == len && !memcmp(map[i].code, code, len)) return map[i].st;
+    return 400;
+}
+
+/* ---- sessions and their RESP backends --------------------------------------------- */
+
+static uint32_t sess_idx(console *cs, const session *s) { return (uint32_t)(s - cs->sess); }
+
+static hconn *waiter_conn(console *cs, const waiter *w) {
+    hconn *c = &cs->conns[w->conn];
+    return c->in_use && !c->closing && c->gen == w->gen ? c : NULL;
+}
+
+static void sess_release(gateway *gw, session *s) {
+    console *cs = cons(gw);
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_close(sqe, s->fd);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+    sodium_memzero(s->sbuf.data, s->sbuf.cap); /* it held the HELLO ... AUTH secret */
+    buf_reset(&s->sbuf);
+    buf_reset(&s->rbuf);
+    sodium_memzero(s->token, sizeof s->token);
+    sodium_memzero(s->csrf, sizeof s->csrf);
+    s->fd = -1;
+    s->in_use = s->ready = s->ending = false;
+    s->gen++;
+    cs->nsessions--;
+}
+
+/* The session ends (logout, expiry, its RESP connection closed, a broken reply): waiting
+ * requests are answered, streams closed by the sweep; the slot frees once no I/O is left. */
+static void sess_end(gateway *gw, session *s) {
+    console *cs = cons(gw);
+    if (!s->ending) {
+        s->ending = true;
+        s->ready = false;
+        for (uint32_t k = 0; k < s->qlen; k++) {
+            waiter *w = &s->q[(s->qhead + k) % CONSOLE_PIPELINE_MAX];
+            hconn *c = waiter_conn(cs, w);
+            if (!c || w->what == W_SSE) continue;
+            if (w->what == W_LOGIN) respond_err(gw, c, 503, "ERR BUSY", "the gateway closed the session's connection");
+            else respond_err(gw, c, 401, "NOAUTH", "session ended; sign in again");
+        }
+        s->qlen = 0;
+        shutdown(s->fd, SHUT_RDWR); /* the armed receive completes; the gateway sees EOF */
+    }
+    if (s->inflight == 0) sess_release(gw, s);
+}
+
+static void sess_arm_recv(gateway *gw, session *s) {
+    if (s->recv_inflight || s->ending) return;
+    size_t want = BACKEND_RECV_CHUNK;
+    if (s->rbuf.cap_max - s->rbuf.len < want) want = s->rbuf.cap_max - s->rbuf.len;
+    if (want == 0 || buf_reserve(&s->rbuf, want) != 0) {
+        LOGW(gw, "console: session of '%s': a reply over %d bytes; session ended", s->agent,
+             CONSOLE_REPLY_BYTES_MAX);
+        sess_end(gw, s);
+        return;
+    }
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_recv(sqe, s->fd, s->rbuf.data + s->rbuf.len, s->rbuf.cap - s->rbuf.len, 0);
+    sqe_ud(sqe, OP_BRECV, sess_idx(cons(gw), s));
+    s->recv_inflight = true;
+    s->inflight++;
+}
+
+static void sess_arm_send(gateway *gw, session *s) {
+    if (s->send_inflight || s->ending || s->sbuf.len == 0) return;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_send(sqe, s->fd, s->sbuf.data, s->sbuf.len, MSG_NOSIGNAL);
+    sqe_ud(sqe, OP_BSEND, sess_idx(cons(gw), s));
+    buf_pin(&s->sbuf);
+    s->send_inflight = true;
+    s->inflight++;
+}
+
+/* Queue one RESP command (argv as byte strings) for w. false when the pipeline is full. */
+static bool sess_command(gateway *gw, session *s, waiter w, uint32_t argc, const char *const *argv,
+                         const size_t *lens) {
+    if (s->ending || s->qlen == CONSOLE_PIPELINE_MAX) return false;
+    size_t before = s->sbuf.len;
+    int rc = buf_printf(&s->sbuf, "*%u\r\n", argc);
+    for (uint32_t i = 0; i < argc && rc == 0; i++) {
+        rc = buf_printf(&s->sbuf, "$%zu\r\n", lens[i]);
+        if (rc == 0) rc = buf_append(&s->sbuf, argv[i], lens[i]);
+        if (rc == 0) rc = buf_append(&s->sbuf, "\r\n", 2);
+    }
+    if (rc != 0) {
+        buf_truncate(&s->sbuf, before);
+        return false;
+    }
+    s->q[(s->qhead + s->qlen) % CONSOLE_PIPELINE_MAX] = w;
+    s->qlen++;
+    sess_arm_send(gw, s);
+    return true;
+}
+
+static session *sess_new(gateway *gw) {
+    console *cs = cons(gw);
+    for (uint32_t i = 0; i < CONSOLE_SESSIONS_MAX; i++) {
+        session *s = &cs->sess[i];
+        if (s->in_use) continue;
+        uint8_t raw[TOKEN_BYTES];
+        randombytes_buf(raw, sizeof raw);
+        sodium_bin2hex(s->token, sizeof s->token, raw, sizeof raw);
+        randombytes_buf(raw, sizeof raw);
+        sodium_bin2hex(s->csrf, sizeof s->csrf, raw, sizeof raw);
+        sodium_memzero(raw, sizeof raw);
+        s->in_use = true;
+        s->ready = s->ending = false;
+        s->qhead = s->qlen = 0;
+        s->inflight = 0;
+        s->recv_inflight = s->send_inflight = false;
+        s->fd = -1;
+        s->expires_ms = gw->now_ms + (int64_t)gw->cfg.console_session_ttl_s * 1000;
+        cs->nsessions++;
+        return s;
+    }
+    return NULL;
+}
+
+/* The session named by the request's cookie: live, signed in, not expired. Compared in
+ * constant time against every slot, so timing says nothing about tokens. */
+static session *sess_find(gateway *gw, const http_req *r) {
+    console *cs = cons(gw);
+    http_str v = http_cookie(r->cookie, COOKIE_NAME);
+    if (v.len != TOKEN_HEX) return NULL;
+    session *found = NULL;
+    for (uint32_t i = 0; i < CONSOLE_SESSIONS_MAX; i++) {
+        session *s = &cs->sess[i];
+        if (sodium_memcmp(s->token, v.p, TOKEN_HEX) == 0 && s->in_use && s->ready) found = s;
+    }
+    if (found && gw->now_ms >= found->expires_ms) {
+        sess_end(gw, found);
+        return NULL;
+    }
+    return found;
+}
+
+static void deliver(gateway *gw, session *s, waiter w, const char *p, size_t n);
+
+/* Replies arrived: each goes to the oldest waiter (RESP answers in order). */
+static void on_brecv(gateway *gw, session *s, int res) {
+    s->recv_inflight = false;
+    s->inflight--;
+    if (res <= 0 || s->ending) {
+        sess_end(gw, s);
+        return;
+    }
+    s->rbuf.len += (size_t)res;
+    size_t off = 0;
+    for (;;) {
+        long n = respjson_length((const char *)s->rbuf.data + off, s->rbuf.len - off);
+        if (n == 0) break;
+        if (n < 0 || s->qlen == 0) {
+            LOGW(gw, "console: session of '%s': unexpected reply from the gateway; session ended", s->agent);
+            sess_end(gw, s);
+            return;
+        }
+        waiter w = s->q[s->qhead];
+        s->qhead = (s->qhead + 1) % CONSOLE_PIPELINE_MAX;
+        s->qlen--;
+        deliver(gw, s, w, (const char *)s->rbuf.data + off, (size_t)n);
+        off += (size_t)n;
+        if (!s->in_use || s->ending) break;
+    }
+    if (!s->in_use) return;
+    buf_consume(&s->rbuf, off);
+    if (s->ending) sess_end(gw, s);
+    else sess_arm_recv(gw, s);
+}
+
+static void on_bsend(gateway *gw, session *s, int res) {
+    s->send_inflight = false;
+    s->inflight--;
+    buf_unpin(&s->sbuf);
+    if (res <= 0) {
+        sess_end(gw, s);
+        return;
+    }
+    sodium_memzero(s->sbuf.data, (size_t)res); /* sent: the AUTH secret must not linger */
+    buf_consume(&s->sbuf, (size_t)res);
+    if (s->ending) sess_end(gw, s);
+    else sess_arm_send(gw, s);
+}
+
+/* ---- answers from the gateway -------------------------------------------------------- */
+
+static void cookie_header(gateway *gw, const session *s, char *out, size_t cap, bool clear) {
+    snprintf(out, cap, "Set-Cookie: " COOKIE_NAME "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%u%s\r\n",
+             clear ? "" : s->token, clear ? 0u : gw->cfg.console_session_ttl_s,
+             cons(gw)->tls ? "; Secure" : "");
+}
+
+/* {"agent", "role", "csrf", "expires_at"}: what the page needs to act (the cookie is
+ * HttpOnly: the CSRF token comes from here). */
+static void w_me(gateway *gw, const session *s, buf *b) {
+    buf_reset(b);
+    buf_append(b, "{\"agent\":", 9);
+    respjson_string(b, s->agent, strlen(s->agent));
+    buf_printf(b, ",\"role\":\"%s\",\"csrf\":\"%s\",\"expires_at\":%lld,\"currency\":\"%s\"}",
+               role_name((role)s->role), s->csrf,
+               (long long)(clock_now_ms() + (s->expires_ms - gw->now_ms)), gw->cfg.currency);
+}
+
+static void deliver_login(gateway *gw, session *s, hconn *c, const char *p, size_t n) {
+    console *cs = cons(gw);
+    if (p[0] == '-') {
+        const char *code, *why;
+        size_t cl, wl;
+        respjson_error(p, n, &code, &cl, &why, &wl);
+        int st = status_of(code, cl);
+        cs->login_failures++;
+        if (c) respond_err(gw, c, st == 503 ? 503 : 401, st == 503 ? "ERR BUSY" : "WRONGPASS", "%.*s",
+                           (int)wl, why);
+        sess_end(gw, s);
+        return;
+    }
+    const cfg_agent *a = config_agent(&gw->cfg, s->agent, strlen(s->agent));
+    if (!a) { /* reloaded away between the AUTH and now */
+        if (c) respond_err(gw, c, 401, "WRONGPASS", "invalid agent or secret");
+        sess_end(gw, s);
+        return;
+    }
+    s->ready = true;
+    s->role = (int)a->role;
+    cs->logins++;
+    LOGI(gw, "console: '%s' signed in (role %s)", s->agent, role_name(a->role));
+    if (!c) return;
+    char cookie[256];
+    cookie_header(gw, s, cookie, sizeof cookie, false);
+    w_me(gw, s, &cs->scratch);
+    respond_json(gw, c, 200, &cs->scratch, cookie);
+}
+
+static void deliver_sse(gateway *gw, hconn *c, const char *p, size_t n) {
+    console *cs = cons(gw);
+    if (p[0] == '-') return; /* e.g. not durable any more after a journal failure: skip */
+    size_t before = c->out.len;
+    if (buf_append(&c->out, "event: order\ndata: ", 19) != 0 || respjson_convert(p, n, &c->out) <= 0 ||
+        buf_append(&c->out, "\n\n", 2) != 0) {
+        buf_truncate(&c->out, before); /* a reader that does not read: it is closed */
+        conn_close(gw, c);
+        return;
+    }
+    cs->events++;
+    c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
+    conn_arm_send(gw, c);
+}
+
+static void deliver(gateway *gw, session *s, waiter w, const char *p, size_t n) {
+    console *cs = cons(gw);
+    hconn *c = waiter_conn(cs, &w);
+    if (w.what == W_LOGIN) {
+        deliver_login(gw, s, c, p, n);
+        return;
+    }
+    if (!c) return;
+    if (w.what == W_SSE) {
+        deliver_sse(gw, c, p, n);
+        return;
+    }
+    if (p[0] == '-') {
+        const char *code, *why;
+        size_t cl, wl;
+        respjson_error(p, n, &code, &cl, &why, &wl);
+        char cb[32];
+        snprintf(cb, sizeof cb, "%.*s", (int)(cl < sizeof cb ? cl : sizeof cb - 1), code);
+        respond_err(gw, c, status_of(code, cl), cb, "%.*s", (int)wl, why);
+    } else {
+        buf_reset(&cs->scratch);
+        if (respjson_convert(p, n, &cs->scratch) <= 0) {
+            respond_err(gw, c, 503, "ERR TOOBIG", "the answer could not be shown as JSON");
+        } else {
+            respond_json(gw, c, 200, &cs->scratch, NULL);
+        }
+    }
+    conn_process(gw, c); /* requests pipelined behind this one */
+}
+
+/* ---- the JSON API ------------------------------------------------------------------ */
+
+/* One RESP command being built from a request: words point into the request, the JSON
+ * document or num[] until it is queued. */
+typedef struct cmdv {
+    uint32_t argc;
+    const char *argv[ARGS_MAX];
+    size_t lens[ARGS_MAX];
+    char num[ARGS_MAX][24];
+} cmdv;
+
+static void cmd_add(cmdv *v, const char *p, size_t len) {
+    assert(v->argc < ARGS_MAX);
+    v->argv[v->argc] = p;
+    v->lens[v->argc++] = len;
+}
+
+/* A field of a POST form: its JSON name and the RESP option it becomes (NULL: positional,
+ * in table order). Amounts and TTLs may be JSON integers or strings of digits. */
+typedef struct field {
+    const char *json, *opt;
+    bool required, number;
+} field;
+
+typedef struct endpoint {
+    const char *path, *command;
+    const field *fields;
+} endpoint;
+
+static const field f_stop[] = {{"request_id", NULL, true, false}, {"bank", "BANK", true, false},
+                               {"account", "ACCOUNT", true, false}, {"case", "CASE", true, false},
+                               {"amount", "AMOUNT", false, true},  {"currency", "CURRENCY", false, false},
+                               {"ttl", "TTL", false, true},        {"reason", "REASON", false, false},
+                               {"note", "NOTE", false, false},     {NULL}};
+static const field f_freeze[] = {{"request_id", NULL, true, false}, {"bank", "BANK", true, false},
+                                 {"account", "ACCOUNT", true, false}, {"case", "CASE", true, false},
+                                 {"doc", "DOC", true, false},       {"amount", "AMOUNT", false, true},
+                                 {"currency", "CURRENCY", false, false}, {"ttl", "TTL", false, true},
+                                 {"reason", "REASON", false, false}, {"note", "NOTE", false, false},
+                                 {NULL}};
+static const field f_release[] = {{"request_id", NULL, true, false}, {"order_id", NULL, true, false},
+                                  {"reason", "REASON", false, false}, {"doc", "DOC", false, false}, {NULL}};
+static const field f_extend[] = {{"request_id", NULL, true, false}, {"order_id", NULL, true, false},
+                                 {"ttl", "TTL", true, true}, {NULL}};
+static const field f_confirm[] = {{"order_id", NULL, true, false}, {NULL}};
+
+static const endpoint k_posts[] = {
+    {"/api/stop", "STOP", f_stop},          {"/api/freeze", "FREEZE", f_freeze},
+    {"/api/release", "RELEASE", f_release}, {"/api/extend", "EXTEND", f_extend},
+    {"/api/confirm", "CONFIRM", f_confirm},
+};
+
+/* The words of one field value; NULL, or why it is refused. */
+static const char *field_value(const field *f, json_t *v, cmdv *cv) {
+    if (json_is_string(v)) {
+        cmd_add(cv, json_string_value(v), json_string_length(v));
+        return NULL;
+    }
+    if (f->number && json_is_integer(v)) {
+        int n = snprintf(cv->num[cv->argc], sizeof cv->num[0], "%lld", (long long)json_integer_value(v));
+        cmd_add(cv, cv->num[cv->argc], (size_t)n);
+        return NULL;
+    }
+    return f->number ? "must be an integer (minor units or seconds) or a string of digits" : "must be a string";
+}
+
+/* The form's fields as RESP words; NULL, or why not (why filled). */
+static const char *form_words(const endpoint *ep, json_t *doc, cmdv *cv, char *why, size_t cap) {
+    const char *key;
+    json_t *val;
+    json_object_foreach(doc, key, val) {
+        const field *f;
+        for (f = ep->fields; f->json && strcmp(f->json, key); f++) {}
+        if (!f->json) return snprintf(why, cap, "unknown field '%.40s'", key), why;
+    }
+    for (int pass = 0; pass < 2; pass++) /* positional words first, then NAME value pairs */
+        for (const field *f = ep->fields; f->json; f++) {
+            if ((pass == 0) != (f->opt == NULL)) continue;
+            json_t *v = json_object_get(doc, f->json);
+            if (!v || json_is_null(v)) {
+                if (f->required) return snprintf(why, cap, "missing field '%s'", f->json), why;
+                continue;
+            }
+            if (f->opt) cmd_add(cv, f->opt, strlen(f->opt));
+            const char *e = field_value(f, v, cv);
+            if (e) return snprintf(why, cap, "field '%s' %s", f->json, e), why;
+        }
+    return NULL;
+}
+
+/* Queue cv on the session for c; the connection waits for the answer. */
+static void api_send(gateway *gw, hconn *c, session *s, cmdv *cv) {
+    waiter w = {.conn = conn_idx(cons(gw), c), .gen = c->gen, .what = W_API};
+    if (!sess_command(gw, s, w, cv->argc, cv->argv, cv->lens)) {
+        respond_err(gw, c, 503, "ERR BUSY", "too many requests in flight on this session; retry");
+        return;
+    }
+    c->busy = true;
+}
+
+static void api_post(gateway *gw, hconn *c, session *s, const http_req *r, const endpoint *ep) {
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc || !json_is_object(doc)) {
+        respond_err(gw, c, 400, "ERR SYNTAX", "the body must be a JSON object%s%s", doc ? "" : ": ",
+                    doc ? "" : jerr.text);
+        json_decref(doc);
+        return;
+    }
+    cmdv cv = {0};
+    char why[160];
+    cmd_add(&cv, ep->command, strlen(ep->command));
+    const char *e = form_words(ep, doc, &cv, why, sizeof why);
+    if (e) respond_err(gw, c, 400, "ERR SYNTAX", "%s", e);
+    else api_send(gw, c, s, &cv);
+    json_decref(doc);
+}
+
+/* GET /api/<what>/<a>[/<b>]: the path's words, percent-decoded, into words[]. */
+static int path_words(http_str rest, char words[2][128], size_t lens[2]) {
+    int n = 0;
+    uint32_t i = 0;
+    while (i <= rest.len && n < 2) {
+        const char *slash = memchr(rest.p + i, '/', rest.len - i);
+        uint32_t e = slash ? (uint32_t)(slash - rest.p) : rest.len;
+        int l = http_pct_decode(rest.p + i, e - i, words[n], sizeof words[n]);
+        if (l <= 0) return -1;
+        lens[n++] = (size_t)l;
+        if (!slash) return n;
+        i = e + 1;
+    }
+    return -1;
+}
+
+static void api_get(gateway *gw, hconn *c, session *s, http_str path) {
+    static const struct { const char *prefix, *command; int words; } gets[] = {
+        {"/api/case/", "CASE", 1}, {"/api/order/", "STATUS", 1}, {"/api/check/", "CHECK", 2}};
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
+        size_t pl = strlen(gets[i].prefix);
+        if (path.len < pl || memcmp(path.p, gets[i].prefix, pl)) continue;
+        char words[2][128];
+        size_t lens[2];
+        int n = path_words((http_str){path.p + pl, (uint32_t)(path.len - pl)}, words, lens);
+        if (n != gets[i].words) {
+            respond_err(gw, c, 400, "ERR SYNTAX", "%s takes %d path word%s", gets[i].prefix, gets[i].words,
+                        gets[i].words > 1 ? "s: /api/check/<bank>/<account>" : "");
+            return;
+        }
+        cmdv cv = {0};
+        cmd_add(&cv, gets[i].command, strlen(gets[i].command));
+        for (int k = 0; k < n; k++) cmd_add(&cv, words[k], lens[k]);
+        api_send(gw, c, s, &cv);
+        return;
+    }
+    respond_err(gw, c, 404, "ERR NOTFOUND", "no such API endpoint (docs/console.md)");
+}
+
+/* POST /api/login {"agent", "secret"}: HELLO 3 AUTH on a new RESP connection that carries
+ * the browser's address, so the gateway's own AUTH judges it (authq, limiter, log). */
+static void api_login(gateway *gw, hconn *c, http_req *r) {
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    sodium_memzero((void *)r->body, r->body_len);
+    json_t *a = doc ? json_object_get(doc, "agent") : NULL, *sec = doc ? json_object_get(doc, "secret") : NULL;
+    if (!json_is_object(doc) || !json_is_string(a) || !json_is_string(sec) || json_object_size(doc) != 2 ||
+        json_string_length(a) == 0 || json_string_length(a) > AGENT_LEN_MAX || json_string_length(sec) > SECRET_LEN_MAX) {
+        if (json_is_string(sec)) sodium_memzero((void *)json_string_value(sec), json_string_length(sec));
+        json_decref(doc);
+        respond_err(gw, c, 400, "ERR SYNTAX", "the body must be {\"agent\": name, \"secret\": secret} "
+                    "(name 1-%d bytes, secret at most %d)", AGENT_LEN_MAX, SECRET_LEN_MAX);
+        return;
+    }
+    session *s = sess_new(gw);
+    int sv[2] = {-1, -1};
+    int rc = !s ? -ENOSPC : socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ? -errno : 0;
+    if (rc == 0) rc = server_adopt(gw, sv[1], c->addr, c->port);
+    if (rc != 0) {
+        if (sv[0] >= 0) close(sv[0]), close(sv[1]);
+        if (s) s->in_use = false, cons(gw)->nsessions--;
+        sodium_memzero((void *)json_string_value(sec), json_string_length(sec));
+        json_decref(doc);
+        respond_err(gw, c, 503, "ERR BUSY", "%s", rc == -ENOSPC ? "too many console sessions" :
+                    rc == -EMFILE ? "too many connections from your address (max_clients_per_address)" :
+                    rc == -EBUSY ? "the gateway takes no more clients now" : "cannot open a session");
+        return;
+    }
+    s->fd = sv[0];
+    snprintf(s->agent, sizeof s->agent, "%s", json_string_value(a));
+    const char *argv[] = {"HELLO", "3", "AUTH", json_string_value(a), json_string_value(sec)};
+    size_t lens[] = {5, 1, 4, json_string_length(a), json_string_length(sec)};
+    waiter w = {.conn = conn_idx(cons(gw), c), .gen = c->gen, .what = W_LOGIN};
+    bool queued = sess_command(gw, s, w, 5, argv, lens);
+    assert(queued); /* a new session's pipeline is empty */
+    (void)queued;
+    sodium_memzero((void *)json_string_value(sec), json_string_length(sec));
+    json_decref(doc);
+    sess_arm_recv(gw, s);
+    c->busy = true;
+}
+
+/* GET /api/health: the strip on every page, from the loop's own state (no RESP command:
+ * any signed-in role may see it, INFO is for ops). */
+static void api_health(gateway *gw, hconn *c) {
+    buf *b = &cons(gw)->scratch;
+    buf_reset(b);
+    const char *phase = gw->phase == PHASE_RUNNING ? "running" : gw->phase == PHASE_DRAINING ? "draining" : "recovering";
+    buf_printf(b, "{\"phase\":\"%s\",\"uptime_s\":%lld,\"journal_ok\":%s,\"durable_lsn\":%llu,\"orders\":{", phase,
+               (long long)((gw->now_ms - gw->started_ms) / 1000), gw->j.last_error ? "false" : "true",
+               (unsigned long long)gw->j.durable_lsn);
+    for (int st = 1; st < ST__COUNT; st++)
+        buf_printf(b, "%s\"%s\":%llu", st > 1 ? "," : "", order_state_name((uint8_t)st),
+                   (unsigned long long)gw->o.state_count[st]);
+    buf_printf(b, "},\"outbox\":%u,\"outbox_capacity\":%u,\"clients\":%u,\"console_sessions\":%u,\"now\":%lld}",
+               gw->ob.len, gw->ob.cap, gw->srv.count, cons(gw)->nsessions, (long long)clock_now_ms());
+    respond_json(gw, c, 200, b, NULL);
+}
+
+/* GET /api/events?case=C: a stream of `order` events for the case (console.h). */
+static void api_events(gateway *gw, hconn *c, session *s, const http_req *r) {
+    console *cs = cons(gw);
+    char cid[CASE_LEN_MAX + 1];
+    int n = http_query_param(r->query, "case", cid, CASE_LEN_MAX);
+    if (n <= 0 || !field_ident_ok(cid, (size_t)n, CASE_LEN_MAX)) {
+        respond_err(gw, c, 400, "ERR SYNTAX", "?case= must be 1-%d printable characters without spaces", CASE_LEN_MAX);
+        return;
+    }
+    if (cs->nsse >= CONSOLE_SSE_MAX) {
+        respond_err(gw, c, 503, "ERR BUSY", "too many event streams open (%d)", CONSOLE_SSE_MAX);
+        return;
+    }
+    cid[n] = 0;
+    memcpy(c->sse_case, cid, (size_t)n + 1);
+    c->sse = true;
+    cs->nsse++;
+    c->sess = (int32_t)sess_idx(cs, s);
+    c->sess_gen = s->gen;
+    c->sse_seen_lsn = gw->j.durable_lsn;
+    c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
+    c->close_after = true;
+    buf_printf(&c->out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                        "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nretry: 2000\n\n"
+                        "event: hello\ndata: {\"case\":");
+    respjson_string(&c->out, cid, (size_t)n);
+    buf_printf(&c->out, ",\"lsn\":%llu}\n\n", (unsigned long long)c->sse_seen_lsn);
+    c->req_start_ms = 0;
+    conn_arm_send(gw, c);
+}
+
+static void serve_asset(gateway *gw, hconn *c, const char *name, size_t len) {
+    for (size_t i = 0; i < console_nassets; i++) {
+        const console_asset *a = &console_assets[i];
+        if (strlen(a->name) != len || memcmp(a->name, name, len)) continue;
+        respond(gw, c, 200, a->ctype, a->data, a->len,
+                "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "
+                "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                "base-uri 'none'\r\n");
+        return;
+    }
+    respond_err(gw, c, 404, "ERR NOTFOUND", "no such page");
+}
+
+/* ---- routing ------------------------------------------------------------------------ */
+
+static bool path_is(http_str p, const char *lit) { return p.len == strlen(lit) && !memcmp(p.p, lit, p.len); }
+static bool path_has(http_str p, const char *prefix) { return p.len > strlen(prefix) && !memcmp(p.p, prefix, strlen(prefix)); }
+
+static void route_page(gateway *gw, hconn *c, const http_req *r) {
+    http_str p = r->path;
+    if (r->method != HTTP_GET) {
+        respond_err(gw, c, 405, "ERR SYNTAX", "pages are read with GET");
+        return;
+    }
+    if (path_is(p, "/") || path_has(p, "/case/")) serve_asset(gw, c, "index.html", 10);
+    else if (path_has(p, "/assets/")) serve_asset(gw, c, p.p + 8, p.len - 8);
+    else respond_err(gw, c, 404, "ERR NOTFOUND", "no such page");
+}
+
+/* A POST must come from our page: a JSON body and the session's CSRF token (compared in
+ * constant time). SameSite=Strict already keeps the cookie off other sites' requests. */
+static bool post_ok(gateway *gw, hconn *c, const session *s, const http_req *r) {
+    if (r->csrf.len != TOKEN_HEX || sodium_memcmp(r->csrf.p, s->csrf, TOKEN_HEX) != 0) {
+        respond_err(gw, c, 403, "CSRF", "missing or wrong X-CSRF-Token (GET /api/me gives it)");
+        return false;
+    }
+    if (r->content_type.len < 16 || strncasecmp(r->content_type.p, "application/json", 16) != 0) {
+        respond_err(gw, c, 415, "ERR SYNTAX", "POST bodies are JSON: Content-Type: application/json");
+        return false;
+    }
+    return true;
+}
+
+static void route_api(gateway *gw, hconn *c, http_req *r) {
+    http_str p = r->path;
+    if (path_is(p, "/api/login")) {
+        if (r->method != HTTP_POST) respond_err(gw, c, 405, "ERR SYNTAX", "sign in with POST");
+        else if (r->content_type.len < 16 || strncasecmp(r->content_type.p, "application/json", 16))
+            respond_err(gw, c, 415, "ERR SYNTAX", "POST bodies are JSON: Content-Type: application/json");
+        else api_login(gw, c, r);
+        return;
+    }
+    session *s = sess_find(gw, r);
+    if (!s) {
+        respond_err(gw, c, 401, "NOAUTH", "sign in first (POST /api/login)");
+        return;
+    }
+    if (r->method == HTTP_POST) {
+        if (!post_ok(gw, c, s, r)) return;
+        if (path_is(p, "/api/logout")) {
+            char cookie[256];
+            cookie_header(gw, s, cookie, sizeof cookie, true);
+            LOGI(gw, "console: '%s' signed out", s->agent);
+            sess_end(gw, s);
+            buf *b = &cons(gw)->scratch;
+            buf_reset(b);
+            buf_printf(b, "{\"status\":\"SIGNED_OUT\"}");
+            respond_json(gw, c, 200, b, cookie);
+            return;
+        }
+        for (size_t i = 0; i < sizeof k_posts / sizeof k_posts[0]; i++)
+            if (path_is(p, k_posts[i].path)) {
+                api_post(gw, c, s, r, &k_posts[i]);
+                return;
+            }
+        respond_err(gw, c, 404, "ERR NOTFOUND", "no such API endpoint (docs/console.md)");
+        return;
+    }
+    if (r->method != HTTP_GET) {
+        respond_err(gw, c, 405, "ERR SYNTAX", "the API takes GET and POST");
+        return;
+    }
+    if (path_is(p, "/api/me")) {
+        w_me(gw, s, &cons(gw)->scratch);
+        respond_json(gw, c, 200, &cons(gw)->scratch, NULL);
+    } else if (path_is(p, "/api/health")) {
+        api_health(gw, c);
+    } else if (path_is(p, "/api/events")) {
+        api_events(gw, c, s, r);
+    } else {
+        api_get(gw, c, s, p);
+    }
+}
+
+/* Parse and answer what the connection sent, one request at a time. */
+static void conn_process(gateway *gw, hconn *c) {
+    while (c->in_use && !c->closing && !c->busy && !c->close_after && !c->sse) {
+        size_t avail = c->in.len - c->in_off;
+        if (avail == 0) break;
+        http_req r;
+        const char *why;
+        int st = http_parse((const char *)c->in.data + c->in_off, avail, &r, &why);
+        if (st == HTTP_INCOMPLETE) {
+            if (!c->req_start_ms) c->req_start_ms = gw->now_ms;
+            break;
+        }
+        if (st != HTTP_OK) {
+            respond_fatal(gw, c, st == HTTP_TOOBIG ? (r.head_toobig ? 431 : 413) : st == HTTP_UNSUPPORTED ? 501 : 400, why);
+            break;
+        }
+        cons(gw)->requests++;
+        c->close_after = !r.keep_alive;
+        c->last_ms = gw->now_ms;
+        if (path_has(r.path, "/api/")) route_api(gw, c, &r);
+        else route_page(gw, c, &r);
+        c->in_off += (uint32_t)r.total;
+    }
+    if (c->in_use && !c->closing) conn_arm_recv(gw, c);
+}
+
+static void on_recv(gateway *gw, hconn *c, int res) {
+    c->recv_inflight = false;
+    c->inflight--;
+    if (res <= 0 || c->closing) {
+        conn_close(gw, c);
+        return;
+    }
+    c->in.len += (size_t)res;
+    c->last_ms = gw->now_ms;
+    if (c->sse) { /* a stream's peer has nothing to say: drop it, keep watching for EOF */
+        c->in.len = c->in_off = 0;
+        conn_arm_recv(gw, c);
+        return;
+    }
+    conn_process(gw, c);
+}
+
+static void on_send(gateway *gw, hconn *c, int res) {
+    c->send_inflight = false;
+    c->inflight--;
+    buf_unpin(&c->out);
+    if (res <= 0 || c->closing) {
+        conn_close(gw, c);
+        return;
+    }
+    buf_consume(&c->out, (size_t)res);
+    c->last_ms = gw->now_ms;
+    if (c->out.len) {
+        conn_arm_send(gw, c);
+    } else if (c->close_after && !c->sse && !c->busy) {
+        conn_close(gw, c);
+    } else {
+        conn_process(gw, c);
+    }
+}
+
+void console_on_cqe(gateway *gw, uint32_t op, uint32_t idx, int res, uint32_t flags) {
+    console *cs = cons(gw);
+    if (op == OP_ACCEPT) {
+        on_accept(gw, res, flags);
+    } else if (op == OP_RECV || op == OP_SEND) {
+        assert(idx < CONSOLE_CONNS_MAX && cs->conns[idx].in_use);
+        hconn *c = &cs->conns[idx];
+        if (op == OP_RECV) on_recv(gw, c, res);
+        else on_send(gw, c, res);
+        if (c->in_use && c->closing && c->inflight == 0) conn_release(gw, c);
+    } else {
+        assert(idx < CONSOLE_SESSIONS_MAX && cs->sess[idx].in_use);
+        session *s = &cs->sess[idx];
+        if (op == OP_BRECV) on_brecv(gw, s, res);
+        else on_bsend(gw, s, res);
+    }
+}
+
+/* ---- event streams and housekeeping ----------------------------------------------- */
+
+static session *stream_session(console *cs, const hconn *c) {
+    session *s = &cs->sess[c->sess];
+    return s->in_use && s->ready && s->gen == c->sess_gen ? s : NULL;
+}
+
+/* The orders of c's case whose newest record became durable since the last look: asked
+ * for with STATUS on the stream's session, each answer one event. Too many at once (a
+ * burst into one case): one `resync` event, the page reloads the case. */
+static void sse_look(gateway *gw, hconn *c, session *s, uint64_t durable) {
+    const orders *o = &gw->o;
+    const case_ent *ce = orders_find_case(o, c->sse_case, (uint32_t)strlen(c->sse_case));
+    uint32_t ids[CONSOLE_SSE_CHANGES_MAX], n = 0;
+    bool over = false;
+    for (uint32_t l = ce ? ce->orders_head : 0; l && !over; l = o->links[l].next) {
+        const order *ord = &o->v[o->links[l].val];
+        if (ord->last_lsn <= c->sse_seen_lsn || ord->last_lsn > durable) continue;
+        if (n == CONSOLE_SSE_CHANGES_MAX || n >= CONSOLE_PIPELINE_MAX - s->qlen) over = true;
+        else ids[n++] = ord->no;
+    }
+    c->sse_seen_lsn = durable;
+    if (over) {
+        buf_printf(&c->out, "event: resync\ndata: {}\n\n");
+        conn_arm_send(gw, c);
+        return;
+    }
+    waiter w = {.conn = conn_idx(cons(gw), c), .gen = c->gen, .what = W_SSE};
+    for (uint32_t i = 0; i < n; i++) {
+        char id[32];
+        order_id_format(id, sizeof id, ids[i]);
+        const char *argv[] = {"STATUS", id};
+        size_t lens[] = {6, strlen(id)};
+        sess_command(gw, s, w, 2, argv, lens);
+    }
+}
+
+static void sse_scan(gateway *gw) {
+    console *cs = cons(gw);
+    uint64_t durable = gw->j.durable_lsn;
+    cs->scanned_lsn = durable;
+    cs->next_scan_ms = gw->now_ms + CONSOLE_SSE_TICK_MS;
+    for (uint32_t i = 0; i < CONSOLE_CONNS_MAX; i++) {
+        hconn *c = &cs->conns[i];
+        if (!c->in_use || c->closing || !c->sse || c->sse_seen_lsn >= durable) continue;
+        session *s = stream_session(cs, c);
+        if (s) sse_look(gw, c, s, durable);
+    }
+}
+
+/* Once a second: deadlines of connections, ends of sessions and their streams, pings. */
+static void sweep(gateway *gw) {
+    console *cs = cons(gw);
+    cs->next_sweep_ms = gw->now_ms + 1000;
+    for (uint32_t i = 0; i < CONSOLE_SESSIONS_MAX; i++) {
+        session *s = &cs->sess[i];
+        if (s->in_use && s->ready && gw->now_ms >= s->expires_ms) {
+            LOGI(gw, "console: session of '%s' expired", s->agent);
+            sess_end(gw, s);
+        }
+    }
+    for (uint32_t i = 0; i < CONSOLE_CONNS_MAX; i++) {
+        hconn *c = &cs->conns[i];
+        if (!c->in_use || c->closing) continue;
+        if (c->sse) {
+            if (!stream_session(cs, c)) {
+                buf_printf(&c->out, "event: end\ndata: {\"reason\":\"session ended\"}\n\n");
+                c->sse = false; /* closes once sent */
+                cs->nsse--;
+                conn_arm_send(gw, c);
+            } else if (gw->now_ms >= c->sse_ping_ms) {
+                c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
+                buf_printf(&c->out, ": ping\n\n");
+                conn_arm_send(gw, c);
+            }
+            continue;
+        }
+        if (c->busy || c->send_inflight) continue;
+        if (c->req_start_ms && gw->now_ms - c->req_start_ms > CONSOLE_REQUEST_MS_MAX) {
+            respond_fatal(gw, c, 408, "request not complete in time");
+        } else if (!c->req_start_ms && c->in.len == c->in_off && gw->now_ms - c->last_ms > CONSOLE_IDLE_MS_MAX) {
+            conn_close(gw, c);
+        }
+    }
+}
+
+void console_tick(gateway *gw) {
+    console *cs = cons(gw);
+    if (!cs) return;
+    if (cs->nsse && gw->j.durable_lsn > cs->scanned_lsn && gw->now_ms >= cs->next_scan_ms) sse_scan(gw);
+    if (gw->now_ms >= cs->next_sweep_ms) sweep(gw);
+}
+
+int64_t console_next_due_us(gateway *gw, int64_t now_us) {
+    console *cs = cons(gw);
+    if (!cs || !cs->nsse || gw->j.durable_lsn <= cs->scanned_lsn) return INT64_MAX;
+    int64_t due = cs->next_scan_ms * 1000;
+    return due > now_us ? due : now_us;
+}
+
+/* ---- start and stop --------------------------------------------------------------- */
+
+int console_init(gateway *gw, char *err, size_t errcap) {
+    gw->console = NULL;
+    if (!gw->cfg.console.enabled) return 0;
+    console *cs = calloc(1, sizeof *cs);
+    if (!cs) return snprintf(err, errcap, "out of memory"), -1;
+    cs->conns = calloc(CONSOLE_CONNS_MAX, sizeof *cs->conns);
+    cs->sess = calloc(CONSOLE_SESSIONS_MAX, sizeof *cs->sess);
+    buf_init(&cs->scratch, CONSOLE_OUT_BYTES_MAX);
+    gw->console = cs;
+    if (!cs->conns || !cs->sess) return snprintf(err, errcap, "out of memory"), -1;
+    for (uint32_t i = 0; i < CONSOLE_CONNS_MAX; i++) {
+        hconn *c = &cs->conns[i];
+        c->fd = -1;
+        buf_init(&c->in, HTTP_REQUEST_BYTES_MAX);
+        buf_init(&c->out, CONSOLE_OUT_BYTES_MAX);
+        if (buf_reserve(&c->in, HTTP_REQUEST_BYTES_MAX) != 0) return snprintf(err, errcap, "out of memory"), -1;
+    }
+    for (uint32_t i = 0; i < CONSOLE_SESSIONS_MAX; i++) {
+        cs->sess[i].fd = -1;
+        buf_init(&cs->sess[i].rbuf, CONSOLE_REPLY_BYTES_MAX);
+        buf_init(&cs->sess[i].sbuf, BACKEND_SEND_BYTES_MAX);
+    }
+    cs->listen_fd = server_listen_socket(&gw->cfg.console, SOCK_STREAM, err, errcap);
+    if (cs->listen_fd < 0) return -1;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_multishot_accept(sqe, cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    sqe_ud(sqe, OP_ACCEPT, 0);
+    LOGI(gw, "console: agents' console on http://%s:%u/", gw->cfg.console.host, gw->cfg.console.port);
+    return 0;
+}
+
+void console_close(gateway *gw) {
+    console *cs = cons(gw);
+    if (!cs) return;
+    if (cs->listen_fd >= 0) close(cs->listen_fd);
+    for (uint32_t i = 0; cs->conns && i < CONSOLE_CONNS_MAX; i++) {
+        if (cs->conns[i].fd >= 0) close(cs->conns[i].fd);
+        buf_free(&cs->conns[i].in);
+        buf_free(&cs->conns[i].out);
+    }
+    for (uint32_t i = 0; cs->sess && i < CONSOLE_SESSIONS_MAX; i++) {
+        if (cs->sess[i].fd >= 0) close(cs->sess[i].fd);
+        buf_free(&cs->sess[i].rbuf);
+        buf_free(&cs->sess[i].sbuf);
+    }
+    buf_free(&cs->scratch);
+    free(cs->conns);
+    free(cs->sess);
+    free(cs);
+    gw->console = NULL;
+}
