@@ -30,6 +30,7 @@ SG_PACKAGES=(
     libjansson-dev redis-server redis-tools python3
     dpdk-dev iproute2 gnuplot-nox libsystemd-dev systemd libssl-dev openssl
     etcd-server etcd-client libcurl4-openssl-dev
+    chromium chromium-driver python3-selenium
 )
 
 # The repository root, whatever directory the script was started from.

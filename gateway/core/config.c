@@ -251,7 +251,7 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
         RANGE(0, 86400 * 365);
         c->idle_timeout_s = (uint32_t)x;
     } else if (!strcmp(k, "console_session_ttl")) {
-        RANGE(60, 604800);
+        RANGE(1, 604800);
         _Static_assert(CONSOLE_SESSION_TTL_S_MAX == 604800, "the range above names the limit");
         c->console_session_ttl_s = (uint32_t)x;
     } else if (!strcmp(k, "auth_timeout")) {

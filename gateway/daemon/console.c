@@ -65,6 +65,7 @@ typedef struct session {
 
 typedef struct hconn {
     bool in_use, closing, recv_inflight, send_inflight, busy, close_after, sse;
+    bool lingering; /* answered, write side shut: reading what the peer still sends until EOF */
     uint32_t gen, inflight;
     int fd;
     uint32_t addr;
@@ -202,6 +203,7 @@ static void on_accept(gateway *gw, int res, uint32_t flags) {
     }
     c->in_use = true;
     c->closing = c->recv_inflight = c->send_inflight = c->busy = c->close_after = c->sse = false;
+    c->lingering = false;
     c->inflight = 0;
     c->fd = res;
     c->in.len = c->in_off = 0;
@@ -929,12 +931,24 @@ static void on_recv(gateway *gw, hconn *c, int res) {
     }
     c->in.len += (size_t)res;
     c->last_ms = gw->now_ms;
-    if (c->sse) { /* a stream's peer has nothing to say: drop it, keep watching for EOF */
+    if (c->sse || c->lingering) { /* nothing more to answer: drop it, keep watching for EOF */
         c->in.len = c->in_off = 0;
         conn_arm_recv(gw, c);
         return;
     }
     conn_process(gw, c);
+}
+
+/* The last answer is sent: shut the write side and read until the peer closes (at most
+ * CONSOLE_LINGER_MS), so that closing with its unread request bytes (an oversized one) does
+ * not reset the connection and destroy the answer before the peer read it. */
+static void linger(gateway *gw, hconn *c) {
+    if (c->lingering) return;
+    c->lingering = true;
+    c->last_ms = gw->now_ms;
+    shutdown(c->fd, SHUT_WR);
+    if (!c->recv_inflight) c->in.len = c->in_off = 0; /* else its completion drops it */
+    conn_arm_recv(gw, c);
 }
 
 static void on_send(gateway *gw, hconn *c, int res) {
@@ -950,7 +964,7 @@ static void on_send(gateway *gw, hconn *c, int res) {
     if (c->out.len) {
         conn_arm_send(gw, c);
     } else if (c->close_after && !c->sse && !c->busy) {
-        conn_close(gw, c);
+        linger(gw, c);
     } else {
         conn_process(gw, c);
     }
@@ -1049,6 +1063,10 @@ static void sweep(gateway *gw) {
                 buf_printf(&c->out, ": ping\n\n");
                 conn_arm_send(gw, c);
             }
+            continue;
+        }
+        if (c->lingering) {
+            if (gw->now_ms - c->last_ms > CONSOLE_LINGER_MS) conn_close(gw, c);
             continue;
         }
         if (c->busy || c->send_inflight) continue;
