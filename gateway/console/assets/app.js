@@ -215,7 +215,7 @@ function nodeAt(o, px, py) {
   });
   g.append(el("rect", { class: "box", width: NODE_W, height: NODE_H }));
   g.append(el("text", { class: "acct", x: 10, y: 18 }, o.bank + " \u00b7 " + o.account));
-  const badgeW = 8 + 6.6 * o.state.length;
+  const badgeW = 10 + 7.4 * o.state.length;
   g.append(el("rect", { class: "badge st-" + o.state, x: 10, y: 26, width: badgeW, height: 16 }));
   g.append(el("text", { class: "badge", x: 14, y: 38 }, o.state));
   g.append(el("text", { class: "sub", x: 18 + badgeW, y: 38 }, o.order_id + " \u00b7 level " + o.level + " \u00b7 " + o.kind));
@@ -258,6 +258,25 @@ function draw() {
       edges.append(el("path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
       const w = (o.onward || []).find((w) => w.child === c.order_id);
       if (w) edges.append(el("text", { class: "edge-label", x: mx - 24, y: (y1 + y2) / 2 - 4 }, money(w.amount)));
+    }
+    /* Money moved on to an account that already had a live order: merged into it (SPEC §3),
+     * drawn dashed to that order. */
+    for (const w of o.onward || []) {
+      const t = w.child && state.orders.get(w.child), q = t && L.pos.get(w.child);
+      if (!q || t.parent === o.order_id) continue;
+      let d, lx, ly;
+      if (q.x > p.x) { /* further right: a curve like a cascade edge */
+        const x1 = px(p) + NODE_W, y1 = py(p) + NODE_H / 2, x2 = px(q), y2 = py(q) + NODE_H / 2, mx = (x1 + x2) / 2;
+        d = `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`;
+        lx = mx - 24; ly = (y1 + y2) / 2 + 14;
+      } else { /* same column or left: straight down (or up) between the boxes' edges */
+        const x = px(q) + NODE_W * 0.75, down = q.y > p.y;
+        const y1 = py(p) + (down ? NODE_H : 0), y2 = py(q) + (down ? 0 : NODE_H);
+        d = `M${px(p) + NODE_W * 0.75},${y1} L${x},${y2}`;
+        lx = x + 6; ly = (y1 + y2) / 2 + 4;
+      }
+      edges.append(el("path", { class: "edge merged", d }));
+      edges.append(el("text", { class: "edge-label", x: lx, y: ly }, money(w.amount) + " merged"));
     }
     nodes.append(nodeAt(o, px(p), py(p)));
   }
