@@ -73,6 +73,7 @@ typedef struct hconn {
     buf in, out;
     uint32_t in_off;
     int64_t req_start_ms, last_ms;
+    tls_conn *tls; /* NULL: plain HTTP (console.tls off) */
     int32_t sess; /* the session a waiting request or a stream belongs to, -1: none */
     uint32_t sess_gen;
     char sse_case[CASE_LEN_MAX + 1];
@@ -82,7 +83,8 @@ typedef struct hconn {
 
 struct console {
     int listen_fd;
-    bool tls;
+    bool tls;          /* HTTPS: tls_cert is set (tls.h, the listener's certificate and key) */
+    tls_server tlss;   /* its context and counters, the console's own */
     hconn *conns;
     session *sess;
     uint32_t nsse, nsessions;
@@ -132,6 +134,8 @@ static void conn_release(gateway *gw, hconn *c) {
     io_uring_prep_close(sqe, c->fd);
     io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
     if (c->sse) cs->nsse--;
+    if (c->tls) tls_conn_free(&cs->tlss, c->tls);
+    c->tls = NULL;
     c->fd = -1;
     c->in_use = false;
     c->gen++;
@@ -149,28 +153,51 @@ static void conn_close(gateway *gw, hconn *c) {
     if (c->inflight == 0) conn_release(gw, c);
 }
 
+static void conn_compact(hconn *c) {
+    if (!c->in_off) return;
+    memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+    c->in.len -= c->in_off;
+    c->in_off = 0;
+}
+
 static void conn_arm_recv(gateway *gw, hconn *c) {
     if (c->recv_inflight || c->closing) return;
-    if (c->in_off) { /* compact: no receive is in flight, nothing points into the buffer */
-        memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
-        c->in.len -= c->in_off;
-        c->in_off = 0;
+    uint8_t *dst;
+    size_t room;
+    if (c->tls) { /* ciphertext lands in the tls_conn, plaintext is appended on completion */
+        if (tls_stalled(c->tls)) return; /* resumed when a send completes */
+        room = tls_recv_room(c->tls, &dst);
+    } else {
+        conn_compact(c); /* no receive is in flight: nothing points into the buffer */
+        dst = c->in.data + c->in.len;
+        room = c->in.cap - c->in.len;
     }
-    size_t room = c->in.cap - c->in.len;
     if (room == 0) return; /* full and busy: the request being answered frees it */
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-    io_uring_prep_recv(sqe, c->fd, c->in.data + c->in.len, room, 0);
+    io_uring_prep_recv(sqe, c->fd, dst, room, 0);
     sqe_ud(sqe, OP_RECV, conn_idx(cons(gw), c));
     c->recv_inflight = true;
     c->inflight++;
 }
 
 static void conn_arm_send(gateway *gw, hconn *c) {
-    if (c->send_inflight || c->closing || c->out.len == 0) return;
+    if (c->send_inflight || c->closing) return;
+    const uint8_t *p = c->out.data;
+    size_t len = c->out.len;
+    if (c->tls) { /* encrypt what fits, send the ciphertext: out itself is never pinned */
+        long took = c->out.len ? tls_encrypt(c->tls, c->out.data, c->out.len) : 0;
+        if (took < 0) {
+            conn_close(gw, c);
+            return;
+        }
+        buf_consume(&c->out, (size_t)took);
+        len = tls_send_data(c->tls, &p);
+    }
+    if (len == 0) return;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-    io_uring_prep_send(sqe, c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
     sqe_ud(sqe, OP_SEND, conn_idx(cons(gw), c));
-    buf_pin(&c->out);
+    if (!c->tls) buf_pin(&c->out);
     c->send_inflight = true;
     c->inflight++;
 }
@@ -186,7 +213,8 @@ static void on_accept(gateway *gw, int res, uint32_t flags) {
     hconn *c = NULL;
     for (uint32_t i = 0; i < CONSOLE_CONNS_MAX && !c; i++)
         if (!cs->conns[i].in_use) c = &cs->conns[i];
-    if (!c || gw->phase == PHASE_DRAINING) {
+    tls_conn *tc = c && cs->tls && gw->phase != PHASE_DRAINING ? tls_conn_new(&cs->tlss, gw->now_ms) : NULL;
+    if (!c || gw->phase == PHASE_DRAINING || (cs->tls && !tc)) {
         cs->refused_conns++;
         struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
         io_uring_prep_close(sqe, res);
@@ -204,6 +232,7 @@ static void on_accept(gateway *gw, int res, uint32_t flags) {
     c->in_use = true;
     c->closing = c->recv_inflight = c->send_inflight = c->busy = c->close_after = c->sse = false;
     c->lingering = false;
+    c->tls = tc;
     c->inflight = 0;
     c->fd = res;
     c->in.len = c->in_off = 0;
@@ -929,8 +958,25 @@ static void on_recv(gateway *gw, hconn *c, int res) {
         conn_close(gw, c);
         return;
     }
-    c->in.len += (size_t)res;
     c->last_ms = gw->now_ms;
+    if (c->tls) {
+        conn_compact(c); /* TLS: no receive ever points into in */
+        int st = tls_on_recv(&cons(gw)->tlss, c->tls, (size_t)res, &c->in);
+        if (st == TLS_CLOSED || st == TLS_FAILED) {
+            c->close_after = true; /* an alert may wait to be sent */
+            c->busy = false;
+            conn_arm_send(gw, c);
+            if (!c->send_inflight) conn_close(gw, c);
+            return;
+        }
+        if (st == TLS_TOOBIG) {
+            respond_fatal(gw, c, 413, "request too large");
+            return;
+        }
+    } else {
+        c->in.len += (size_t)res;
+    }
+    if (c->tls) conn_arm_send(gw, c); /* handshake flights */
     if (c->sse || c->lingering) { /* nothing more to answer: drop it, keep watching for EOF */
         c->in.len = c->in_off = 0;
         conn_arm_recv(gw, c);
@@ -943,6 +989,17 @@ static void on_recv(gateway *gw, hconn *c, int res) {
  * CONSOLE_LINGER_MS), so that closing with its unread request bytes (an oversized one) does
  * not reset the connection and destroy the answer before the peer read it. */
 static void linger(gateway *gw, hconn *c) {
+    if (c->tls) { /* a close_notify, sent, then closed (see conn_flushed) */
+        if (c->lingering) {
+            conn_close(gw, c);
+            return;
+        }
+        c->lingering = true;
+        tls_shutdown(c->tls);
+        conn_arm_send(gw, c);
+        if (!c->send_inflight) conn_close(gw, c);
+        return;
+    }
     if (c->lingering) return;
     c->lingering = true;
     c->last_ms = gw->now_ms;
@@ -951,17 +1008,30 @@ static void linger(gateway *gw, hconn *c) {
     conn_arm_recv(gw, c);
 }
 
+static bool conn_flushed(const hconn *c) {
+    const uint8_t *p;
+    return c->out.len == 0 && (!c->tls || tls_send_data(c->tls, &p) == 0);
+}
+
 static void on_send(gateway *gw, hconn *c, int res) {
     c->send_inflight = false;
     c->inflight--;
-    buf_unpin(&c->out);
+    if (!c->tls) buf_unpin(&c->out);
     if (res <= 0 || c->closing) {
         conn_close(gw, c);
         return;
     }
-    buf_consume(&c->out, (size_t)res);
+    if (c->tls) {
+        tls_on_sent(c->tls, (size_t)res);
+        if (tls_stalled(c->tls) && tls_on_recv(&cons(gw)->tlss, c->tls, 0, &c->in) != TLS_OK) {
+            conn_close(gw, c);
+            return;
+        }
+    } else {
+        buf_consume(&c->out, (size_t)res);
+    }
     c->last_ms = gw->now_ms;
-    if (c->out.len) {
+    if (!conn_flushed(c)) {
         conn_arm_send(gw, c);
     } else if (c->close_after && !c->sse && !c->busy) {
         linger(gw, c);
@@ -1069,6 +1139,11 @@ static void sweep(gateway *gw) {
             if (gw->now_ms - c->last_ms > CONSOLE_LINGER_MS) conn_close(gw, c);
             continue;
         }
+        if (c->tls && !tls_handshake_done(c->tls) && tls_handshake_overdue(c->tls, gw->now_ms)) {
+            cs->tlss.handshake_failures++;
+            conn_close(gw, c);
+            continue;
+        }
         if (c->busy || c->send_inflight) continue;
         if (c->req_start_ms && gw->now_ms - c->req_start_ms > CONSOLE_REQUEST_MS_MAX) {
             respond_fatal(gw, c, 408, "request not complete in time");
@@ -1116,12 +1191,16 @@ int console_init(gateway *gw, char *err, size_t errcap) {
         buf_init(&cs->sess[i].rbuf, CONSOLE_REPLY_BYTES_MAX);
         buf_init(&cs->sess[i].sbuf, BACKEND_SEND_BYTES_MAX);
     }
+    cs->listen_fd = -1;
+    if (tls_server_init_console(&cs->tlss, &gw->cfg, err, errcap) != 0) return -1;
+    cs->tls = cs->tlss.ctx != NULL;
     cs->listen_fd = server_listen_socket(&gw->cfg.console, SOCK_STREAM, err, errcap);
     if (cs->listen_fd < 0) return -1;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_multishot_accept(sqe, cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     sqe_ud(sqe, OP_ACCEPT, 0);
-    LOGI(gw, "console: agents' console on http://%s:%u/", gw->cfg.console.host, gw->cfg.console.port);
+    LOGI(gw, "console: agents' console on %s://%s:%u/", cs->tls ? "https" : "http", gw->cfg.console.host,
+         gw->cfg.console.port);
     return 0;
 }
 
@@ -1140,6 +1219,9 @@ void console_close(gateway *gw) {
         buf_free(&cs->sess[i].sbuf);
     }
     buf_free(&cs->scratch);
+    for (uint32_t i = 0; cs->conns && i < CONSOLE_CONNS_MAX; i++)
+        if (cs->conns[i].tls) tls_conn_free(&cs->tlss, cs->conns[i].tls);
+    tls_server_free(&cs->tlss);
     free(cs->conns);
     free(cs->sess);
     free(cs);

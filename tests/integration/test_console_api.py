@@ -7,7 +7,9 @@ other connections) stay fine, logout and session expiry, the static page and its
 import http.client
 import json
 import socket
+import ssl
 import time
+import unittest
 
 import sgtest
 from sgtest import Gateway, GatewayCase, todict, wait_until
@@ -342,6 +344,55 @@ class ConsoleOff(GatewayCase):
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", self.gw.console_port), timeout=2).close()
         self.assertServing()
+
+
+class ConsoleTls(unittest.TestCase):
+    """With tls_cert/tls_key set the console speaks HTTPS only, with the same certificate as
+    RESP over TLS (here without tls_listen: the certificate alone turns it on), and the
+    session cookie is Secure."""
+
+    @classmethod
+    def setUpClass(cls):
+        import test_tls
+        d = sgtest.make_temp_dir("sgtest-console-certs-")
+        ca = test_tls.make_ca(d, "ca")
+        server = test_tls.make_cert(d, "server", ca, "serverAuth", "IP:127.0.0.1,DNS:localhost")
+        cls.cafile = ca[1]
+        cls.gw = sgtest.track(Gateway(name="ConsoleTls", gateway={"tls_cert": server[1], "tls_key": server[0]}))
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.close()
+
+    def test_https_and_secure_cookie(self):
+        ctx = ssl.create_default_context(cafile=self.cafile)
+        c = Console(self.gw.console_port)
+        c.conn = http.client.HTTPSConnection("127.0.0.1", self.gw.console_port, timeout=15, context=ctx)
+        self.addCleanup(c.close)
+        st, r, doc = c.login("alice", AGENTS["alice"][1])
+        self.assertEqual(st, 200, doc)
+        self.assertIn("Secure", [f.strip() for f in r.getheader("Set-Cookie").split(";")])
+        case = "TLS-%d" % time.time()
+        st, _, ans = c.request("POST", "/api/stop", {"request_id": case, "bank": "SGTB", "account": "TLS0001",
+                                                     "case": case})
+        self.assertEqual((st, ans["status"]), (200, "ACCEPTED"), ans)
+        st, _, cs = c.request("GET", "/api/case/" + case)
+        self.assertEqual((st, cs["orders"][0]["order_id"]), (200, ans["order_id"]))
+        st, r, body = c.request("GET", "/")
+        self.assertEqual(st, 200)
+        self.assertIn("<svg", body)
+        # Plain HTTP on the HTTPS port gets nothing it could take for an answer.
+        s = socket.create_connection(("127.0.0.1", self.gw.console_port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            got = s.recv(100)
+        except OSError:
+            got = b""
+        s.close()
+        self.assertFalse(got.startswith(b"HTTP/1.1 200"), got)
+        # And the HTTPS side still works afterwards.
+        self.assertEqual(c.request("GET", "/api/me")[0], 200)
 
 
 if __name__ == "__main__":
