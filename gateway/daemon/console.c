@@ -35,7 +35,7 @@
 int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
 
 enum { OP_ACCEPT = 0, OP_RECV, OP_SEND, OP_BRECV, OP_BSEND };
-enum { W_LOGIN = 1, W_API, W_SSE };
+enum { W_LOGIN = 1, W_API, W_SSE, W_PING };
 #define TOKEN_BYTES 32
 #define TOKEN_HEX (2 * TOKEN_BYTES)
 #define COOKIE_NAME "sg_session"
@@ -55,6 +55,7 @@ typedef struct session {
     char agent[AGENT_LEN_MAX + 1];
     int role;
     int64_t expires_ms;
+    int64_t last_cmd_ms; /* for the keep-alive PING under [gateway] idle_timeout */
     int fd; /* the console's end of the socketpair; the gateway serves the other */
     bool recv_inflight, send_inflight;
     uint32_t inflight;
@@ -396,6 +397,7 @@ static bool sess_command(gateway *gw, session *s, waiter w, uint32_t argc, const
     }
     s->q[(s->qhead + s->qlen) % CONSOLE_PIPELINE_MAX] = w;
     s->qlen++;
+    s->last_cmd_ms = gw->now_ms;
     sess_arm_send(gw, s);
     return true;
 }
@@ -529,6 +531,8 @@ static void deliver_login(gateway *gw, session *s, hconn *c, const char *p, size
     }
     s->ready = true;
     s->role = (int)a->role;
+    s->expires_ms = gw->now_ms + (int64_t)gw->cfg.console_session_ttl_s * 1000; /* from sign-in */
+    s->last_cmd_ms = gw->now_ms;
     cs->logins++;
     LOGI(gw, "console: '%s' signed in (role %s)", s->agent, role_name(a->role));
     if (!c) return;
@@ -555,6 +559,7 @@ static void deliver_sse(gateway *gw, hconn *c, const char *p, size_t n) {
 
 static void deliver(gateway *gw, session *s, waiter w, const char *p, size_t n) {
     console *cs = cons(gw);
+    if (w.what == W_PING) return;
     hconn *c = waiter_conn(cs, &w);
     if (w.what == W_LOGIN) {
         deliver_login(gw, s, c, p, n);
@@ -1117,6 +1122,13 @@ static void sweep(gateway *gw) {
         if (s->in_use && s->ready && gw->now_ms >= s->expires_ms) {
             LOGI(gw, "console: session of '%s' expired", s->agent);
             sess_end(gw, s);
+        } else if (s->in_use && s->ready && gw->cfg.idle_timeout_s &&
+                   gw->now_ms - s->last_cmd_ms >= (int64_t)gw->cfg.idle_timeout_s * 1000 / 3) {
+            /* The gateway closes clients idle for idle_timeout: a signed-in page that only
+             * looks at a case must not lose its session to it. */
+            static const char *const ping[] = {"PING"};
+            static const size_t ping_len[] = {4};
+            sess_command(gw, s, (waiter){.what = W_PING}, 1, ping, ping_len);
         }
     }
     for (uint32_t i = 0; i < CONSOLE_CONNS_MAX; i++) {

@@ -323,16 +323,16 @@ class ConsoleApi(GatewayCase):
 
 
 class ConsoleExpiry(GatewayCase):
-    GW_ARGS = dict(gateway={"console_session_ttl": "1"})
+    GW_ARGS = dict(gateway={"console_session_ttl": "2"})
 
     def test_session_expires(self):
         c = Console(self.gw.console_port)
         self.addCleanup(c.close)
         st, r, doc = c.login("alice", AGENTS["alice"][1])
         self.assertEqual(st, 200, doc)
-        self.assertIn("Max-Age=1", r.getheader("Set-Cookie"))
+        self.assertIn("Max-Age=2", r.getheader("Set-Cookie"))
         self.assertEqual(c.request("GET", "/api/me")[0], 200)
-        time.sleep(1.3)
+        time.sleep(2.3)
         st, _, doc = c.request("GET", "/api/me")
         self.assertEqual((st, doc["error"]), (401, "NOAUTH"))
 
@@ -393,6 +393,20 @@ class ConsoleTls(unittest.TestCase):
         self.assertFalse(got.startswith(b"HTTP/1.1 200"), got)
         # And the HTTPS side still works afterwards.
         self.assertEqual(c.request("GET", "/api/me")[0], 200)
+
+
+class ConsoleIdleTimeout(GatewayCase):
+    """[gateway] idle_timeout closes idle RESP clients; a session's own is kept alive."""
+    GW_ARGS = dict(gateway={"idle_timeout": "3"})
+
+    def test_session_survives_idle_timeout(self):
+        c = Console(self.gw.console_port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.login("alice", AGENTS["alice"][1])[0], 200)
+        time.sleep(4.5)
+        c.conn.close()  # the HTTP connection may have idled out (60 s); the session must not
+        st, _, doc = c.request("GET", "/api/order/SG-424242")
+        self.assertEqual((st, doc["error"]), (404, "ERR NOTFOUND"), doc)
 
 
 if __name__ == "__main__":
