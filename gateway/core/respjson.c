@@ -63,6 +63,42 @@ int respjson_string(buf *out, const char *s, size_t len) {
     return rc ? rc : buf_append(out, "\"", 1);
 }
 
+static long elem(const char *p, size_t len, buf *out, int depth);
+
+/* An array, set, push or map of v elements (pairs) whose header is head bytes long. */
+static long aggregate(const char *p, size_t len, buf *out, int depth, size_t head, long long v) {
+    int rc = 0;
+    if (v == -1) {
+        if (out) rc = buf_append(out, "null", 4);
+        return rc ? -2 : (long)head;
+    }
+    bool map = p[0] == '%';
+    unsigned long long count = (unsigned long long)v * (map ? 2 : 1);
+    if (count > len) return 0; /* every element takes 3 bytes or more: not all here yet */
+    if (out) rc = buf_append(out, map ? "{" : "[", 1);
+    size_t off = head;
+    for (unsigned long long i = 0; i < count && rc == 0; i++) {
+        if (out && i) rc = buf_append(out, map && i % 2 ? ":" : ",", 1);
+        if (rc) break;
+        /* A map key must come out as a JSON string: integers are quoted. */
+        bool key = map && i % 2 == 0;
+        if (key && off < len && p[off] == ':') {
+            long m = line_len(p + off + 1, len - off - 1);
+            if (m == -2) return 0;
+            if (m < 0) return -1;
+            if (out) rc = respjson_string(out, p + off + 1, (size_t)m);
+            off += (size_t)m + 3;
+            continue;
+        }
+        if (key && off < len && strchr("*~>%", p[off])) return -1;
+        long e = elem(p + off, len - off, out, depth + 1);
+        if (e <= 0) return e;
+        off += (size_t)e;
+    }
+    if (!rc && out) rc = buf_append(out, map ? "}" : "]", 1);
+    return rc ? -2 : (long)off;
+}
+
 /* One element at p; out may be NULL (length only). Returns bytes, 0 incomplete, -1 bad, -2 out. */
 static long elem(const char *p, size_t len, buf *out, int depth) {
     if (len < 1) return 0;
@@ -112,38 +148,9 @@ static long elem(const char *p, size_t len, buf *out, int depth) {
     case '*':
     case '~':
     case '>':
-    case '%': {
+    case '%':
         if (parse_int(l, n, &v) != 0 || v < -1) return -1;
-        if (v == -1) {
-            if (out) rc = buf_append(out, "null", 4);
-            return rc ? -2 : (long)head;
-        }
-        bool map = p[0] == '%';
-        unsigned long long count = (unsigned long long)v * (map ? 2 : 1);
-        if (count > len) return 0; /* every element takes 3 bytes or more: not all here yet */
-        if (out) rc = buf_append(out, map ? "{" : "[", 1);
-        size_t off = head;
-        for (unsigned long long i = 0; i < count && rc == 0; i++) {
-            if (out && i) rc = buf_append(out, map && i % 2 ? ":" : ",", 1);
-            if (rc) break;
-            /* A map key must come out as a JSON string: integers are quoted. */
-            bool key = map && i % 2 == 0;
-            if (key && off < len && p[off] == ':') {
-                long m = line_len(p + off + 1, len - off - 1);
-                if (m == -2) return 0;
-                if (m < 0) return -1;
-                if (out) rc = respjson_string(out, p + off + 1, (size_t)m);
-                off += (size_t)m + 3;
-                continue;
-            }
-            if (key && off < len && strchr("*~>%", p[off])) return -1;
-            long e = elem(p + off, len - off, out, depth + 1);
-            if (e <= 0) return e;
-            off += (size_t)e;
-        }
-        if (!rc && out) rc = buf_append(out, map ? "}" : "]", 1);
-        return rc ? -2 : (long)off;
-    }
+        return aggregate(p, len, out, depth, head, v);
     default: return -1;
     }
 }
