@@ -865,9 +865,22 @@ static void route_page(gateway *gw, hconn *c, const http_req *r) {
     else respond_err(gw, c, 404, "ERR NOTFOUND", "no such page");
 }
 
+/* A browser says where a POST comes from in Origin: when it does, it must be this very
+ * site (scheme://Host), whatever the cookie and token say. */
+static bool origin_ok(gateway *gw, hconn *c, const http_req *r) {
+    const char *sep = r->origin.len ? memmem(r->origin.p, r->origin.len, "://", 3) : NULL;
+    if (!r->origin.len) return true;
+    if (sep && r->host.len && (size_t)(r->origin.p + r->origin.len - sep - 3) == r->host.len &&
+        !memcmp(sep + 3, r->host.p, r->host.len))
+        return true;
+    respond_err(gw, c, 403, "CSRF", "cross-origin request refused (Origin is not this console)");
+    return false;
+}
+
 /* A POST must come from our page: a JSON body and the session's CSRF token (compared in
  * constant time). SameSite=Strict already keeps the cookie off other sites' requests. */
 static bool post_ok(gateway *gw, hconn *c, const session *s, const http_req *r) {
+    if (!origin_ok(gw, c, r)) return false;
     if (r->csrf.len != TOKEN_HEX || sodium_memcmp(r->csrf.p, s->csrf, TOKEN_HEX) != 0) {
         respond_err(gw, c, 403, "CSRF", "missing or wrong X-CSRF-Token (GET /api/me gives it)");
         return false;
@@ -883,6 +896,7 @@ static void route_api(gateway *gw, hconn *c, http_req *r) {
     http_str p = r->path;
     if (path_is(p, "/api/login")) {
         if (r->method != HTTP_POST) respond_err(gw, c, 405, "ERR SYNTAX", "sign in with POST");
+        else if (!origin_ok(gw, c, r)) return;
         else if (r->content_type.len < 16 || strncasecmp(r->content_type.p, "application/json", 16))
             respond_err(gw, c, 415, "ERR SYNTAX", "POST bodies are JSON: Content-Type: application/json");
         else api_login(gw, c, r);
@@ -1177,6 +1191,29 @@ int64_t console_next_due_us(gateway *gw, int64_t now_us) {
     if (!cs || !cs->nsse || gw->j.durable_lsn <= cs->scanned_lsn) return INT64_MAX;
     int64_t due = cs->next_scan_ms * 1000;
     return due > now_us ? due : now_us;
+}
+
+/* ---- metrics ---------------------------------------------------------------------- */
+
+static void w_family(buf *b, const char *name, const char *type, const char *help, unsigned long long v) {
+    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+}
+
+void console_metrics(gateway *gw, buf *b) {
+    console *cs = cons(gw);
+    if (!cs) return;
+    uint32_t open = 0;
+    for (uint32_t i = 0; i < CONSOLE_CONNS_MAX; i++) open += cs->conns[i].in_use;
+    w_family(b, "stopgate_console_sessions", "gauge", "Console sessions signed in or signing in.", cs->nsessions);
+    w_family(b, "stopgate_console_connections", "gauge", "Console HTTP connections open (event streams included).", open);
+    w_family(b, "stopgate_console_event_streams", "gauge", "Console event streams (SSE) open.", cs->nsse);
+    w_family(b, "stopgate_console_requests_total", "counter", "Console HTTP requests parsed.", cs->requests);
+    w_family(b, "stopgate_console_connections_refused_total", "counter",
+             "Console connections closed at accept: all slots in use, or draining.", cs->refused_conns);
+    w_family(b, "stopgate_console_logins_total", "counter", "Console sign-ins granted.", cs->logins);
+    w_family(b, "stopgate_console_login_failures_total", "counter",
+             "Console sign-ins refused (wrong secret, rate-limited, busy).", cs->login_failures);
+    w_family(b, "stopgate_console_events_total", "counter", "Console order events sent on event streams.", cs->events);
 }
 
 /* ---- start and stop --------------------------------------------------------------- */

@@ -42,4 +42,7 @@ void console_tick(struct gateway *gw);
 /* Microseconds until console_tick has work (event streams waiting for their next look). */
 int64_t console_next_due_us(struct gateway *gw, int64_t now_us);
 void console_close(struct gateway *gw);
+/* The console's families for /metrics (HELP and TYPE each; nothing when off). */
+struct buf;
+void console_metrics(struct gateway *gw, struct buf *b);
 #endif

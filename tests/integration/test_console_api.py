@@ -97,6 +97,12 @@ class ConsoleApi(GatewayCase):
         self.assertEqual((st, me["agent"], me["csrf"]), (200, "sam", doc["csrf"]))
         # The sign-in went through the gateway's own AUTH: failures are counted and logged.
         self.assertIn("auth failed for agent 'alice' from 127.0.0.1", self.gw.log())
+        st, body = sgtest.http_get(self.gw.metrics_port, "/metrics")
+        m = sgtest.parse_metrics(body)
+        self.assertGreaterEqual(m["stopgate_console_logins_total"], 1)
+        self.assertGreaterEqual(m["stopgate_console_login_failures_total"], 2)
+        self.assertGreaterEqual(m["stopgate_console_sessions"], 1)
+        self.assertIn("# HELP stopgate_console_sessions ", body)
 
     def test_needs_session(self):
         c = self.console()
@@ -114,9 +120,14 @@ class ConsoleApi(GatewayCase):
         self.assertApiErr(c.request("POST", "/api/stop", form, headers={"X-CSRF-Token": "f" * 64}), 403, "CSRF")
         self.assertApiErr(c.request("POST", "/api/stop", raw_body=json.dumps(form).encode(),
                                     headers={"Content-Type": "text/plain"}), 415, "ERR SYNTAX")
+        self.assertApiErr(c.request("POST", "/api/stop", form, headers={"Origin": "http://evil.example"}),
+                          403, "CSRF")
+        self.assertApiErr(c.request("POST", "/api/login", {"agent": "alice", "secret": AGENTS["alice"][1]},
+                                    headers={"Origin": "http://evil.example"}), 403, "CSRF")
         # Nothing was ordered.
         self.assertApiErr(c.request("GET", "/api/case/" + case), 404, "ERR NOTFOUND")
-        st, _, doc = c.request("POST", "/api/stop", form)
+        origin = "http://127.0.0.1:%d" % self.gw.console_port  # what a browser on the page sends
+        st, _, doc = c.request("POST", "/api/stop", form, headers={"Origin": origin, "Host": origin[7:]})
         self.assertEqual((st, doc["status"]), (200, "ACCEPTED"), doc)
 
     def test_stop_case_order_check(self):
