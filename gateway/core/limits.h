@@ -134,6 +134,7 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define CONSOLE_REQUEST_MS_MAX 10000 /* a request not complete by then: closed (slowloris) */
 #define CONSOLE_IDLE_MS_MAX 60000    /* a keep-alive connection idle that long: closed */
 #define CONSOLE_LINGER_MS 2000       /* after a last answer, how long the rest of a request is read */
+#define CONSOLE_SSE_OUT_BYTES_MAX (1024 * 1024) /* unsent events of one stream; more: closed (the page reconnects) */
 #define CONSOLE_SSE_PING_MS 15000    /* comment line on an idle event stream (proxies, dead peers) */
 #define CONSOLE_SSE_TICK_MS 5        /* durable changes are looked for at most this often */
 #define CONSOLE_SSE_CHANGES_MAX 256  /* orders one stream asks about per look; more: a resync event */

@@ -545,6 +545,10 @@ static void deliver_login(gateway *gw, session *s, hconn *c, const char *p, size
 static void deliver_sse(gateway *gw, hconn *c, const char *p, size_t n) {
     console *cs = cons(gw);
     if (p[0] == '-') return; /* e.g. not durable any more after a journal failure: skip */
+    if (c->out.len > CONSOLE_SSE_OUT_BYTES_MAX) { /* a reader that does not read: it reconnects */
+        conn_close(gw, c);
+        return;
+    }
     size_t before = c->out.len;
     if (buf_append(&c->out, "event: order\ndata: ", 19) != 0 || respjson_convert(p, n, &c->out) <= 0 ||
         buf_append(&c->out, "\n\n", 2) != 0) {
