@@ -180,6 +180,31 @@ class ConsoleApi(GatewayCase):
                                                           "reason": "MISTAKE"})
         self.assertEqual((st, rel["status"]), (200, "RELEASED"), rel)
 
+    def test_held_confirm_freeze_extend(self):
+        alice, sam = self.console("alice"), self.console("sam")
+        case = self.rid("held")
+        acct = "HELD%dX" % (time.time() * 1000 % 100000000)
+        with self.gw.client("olga") as ops:
+            self.assertNotIsInstance(ops.call("LIST.ADD", "protected", "SGTB", acct), sgtest.RespError)
+        st, _, held = alice.request("POST", "/api/stop", {"request_id": self.rid(), "bank": "SGTB",
+                                                          "account": acct, "case": case})
+        self.assertEqual((st, held["status"], held["lists"]), (200, "HELD", ["protected"]), held)
+        self.assertApiErr(alice.request("POST", "/api/confirm", {"order_id": held["order_id"]}), 403, "NOPERM")
+        st, _, conf = sam.request("POST", "/api/confirm", {"order_id": held["order_id"]})
+        self.assertEqual((st, conf["status"]), (200, "CONFIRMED"), conf)
+        # FREEZE needs its legal document; EXTEND of one's own order.
+        form = {"request_id": self.rid(), "bank": "SGTB", "account": "FRZ%dX" % (time.time() * 1000 % 10000000),
+                "case": case}
+        self.assertApiErr(alice.request("POST", "/api/freeze", form), 400, "ERR SYNTAX")
+        st, _, frz = alice.request("POST", "/api/freeze", dict(form, doc="COURT-2026-17"))
+        self.assertEqual((st, frz["status"]), (200, "ACCEPTED"), frz)
+        st, _, ext = alice.request("POST", "/api/extend", {"request_id": self.rid(), "order_id": frz["order_id"],
+                                                           "ttl": 86400})
+        self.assertEqual((st, ext["status"]), (200, "EXTENDED"), ext)
+        self.assertIsInstance(ext["expires_at"], int)
+        st, _, order = alice.request("GET", "/api/order/" + frz["order_id"])
+        self.assertEqual((order["kind"], order["doc"]), ("FREEZE", "COURT-2026-17"))
+
     def read_events(self, sock, want, timeout=15.0):
         """SSE events from sock until want(events) says enough; [(type, data, t_arrival_ms)]."""
         sock.settimeout(0.5)
