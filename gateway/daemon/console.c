@@ -10,7 +10,7 @@
  * consumed by an offset and compacted only while no receive is in flight, so a receive
  * never lands in bytes that moved.
  */
-#include "console.h"
+#include "console_int.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -33,75 +33,7 @@
 #include "ring.h"
 
 int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
-
-enum { OP_ACCEPT = 0, OP_RECV, OP_SEND, OP_BRECV, OP_BSEND };
-enum { W_LOGIN = 1, W_API, W_SSE, W_PING };
-#define TOKEN_BYTES 32
-#define TOKEN_HEX (2 * TOKEN_BYTES)
-#define COOKIE_NAME "sg_session"
-#define BACKEND_RECV_CHUNK 65536
-#define BACKEND_SEND_BYTES_MAX (1024 * 1024)
-#define ARGS_MAX 24
-
-typedef struct waiter {
-    uint32_t conn, gen; /* the HTTP connection (its generation: it may have closed) */
-    uint8_t what;
-} waiter;
-
-typedef struct session {
-    bool in_use, ready, ending;
-    uint32_t gen;
-    char token[TOKEN_HEX + 1], csrf[TOKEN_HEX + 1];
-    char agent[AGENT_LEN_MAX + 1];
-    int role;
-    int64_t expires_ms;
-    int64_t last_cmd_ms; /* for the keep-alive PING under [gateway] idle_timeout */
-    int fd; /* the console's end of the socketpair; the gateway serves the other */
-    bool recv_inflight, send_inflight;
-    uint32_t inflight;
-    buf rbuf, sbuf;
-    waiter q[CONSOLE_PIPELINE_MAX];
-    uint32_t qhead, qlen;
-} session;
-
-typedef struct hconn {
-    bool in_use, closing, recv_inflight, send_inflight, busy, close_after, sse;
-    bool lingering; /* answered, write side shut: reading what the peer still sends until EOF */
-    uint32_t gen, inflight;
-    int fd;
-    uint32_t addr;
-    uint16_t port;
-    buf in, out;
-    uint32_t in_off;
-    int64_t req_start_ms, last_ms;
-    tls_conn *tls; /* NULL: plain HTTP (console.tls off) */
-    int32_t sess; /* the session a waiting request or a stream belongs to, -1: none */
-    uint32_t sess_gen;
-    char sse_case[CASE_LEN_MAX + 1];
-    uint64_t sse_seen_lsn;
-    int64_t sse_ping_ms;
-} hconn;
-
-struct console {
-    int listen_fd;
-    bool tls;          /* HTTPS: tls_cert is set (tls.h, the listener's certificate and key) */
-    tls_server tlss;   /* its context and counters, the console's own */
-    hconn *conns;
-    session *sess;
-    uint32_t nsse, nsessions;
-    buf scratch; /* one response body being built */
-    uint64_t scanned_lsn;
-    int64_t next_scan_ms, next_sweep_ms;
-    uint64_t requests, refused_conns, logins, login_failures, events;
-};
-
 /* ---- small helpers ----------------------------------------------------------------- */
-
-static console *cons(gateway *gw) { return gw->console; }
-
-static void sqe_ud(struct io_uring_sqe *sqe, uint32_t op, uint32_t idx) {
-    io_uring_sqe_set_data64(sqe, ud_make(UD_CONSOLE, op, idx));
-}
 
 static const char *reason_phrase(int st) {
     switch (st) {
@@ -124,10 +56,6 @@ static const char *reason_phrase(int st) {
 
 /* ---- HTTP connections ------------------------------------------------------------- */
 
-static void conn_arm_send(gateway *gw, hconn *c);
-static void conn_process(gateway *gw, hconn *c);
-
-static uint32_t conn_idx(console *cs, const hconn *c) { return (uint32_t)(c - cs->conns); }
 
 static void conn_release(gateway *gw, hconn *c) {
     console *cs = cons(gw);
@@ -142,12 +70,12 @@ static void conn_release(gateway *gw, hconn *c) {
     c->gen++;
 }
 
-static void conn_close(gateway *gw, hconn *c) {
+void cons_conn_close(gateway *gw, hconn *c) {
     if (!c->closing) {
         c->closing = true;
         if (c->recv_inflight) {
             struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-            io_uring_prep_cancel64(sqe, ud_make(UD_CONSOLE, OP_RECV, conn_idx(cons(gw), c)), 0);
+            io_uring_prep_cancel64(sqe, ud_make(UD_CONSOLE, OP_RECV, cons_conn_idx(cons(gw), c)), 0);
             io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
         }
     }
@@ -176,19 +104,19 @@ static void conn_arm_recv(gateway *gw, hconn *c) {
     if (room == 0) return; /* full and busy: the request being answered frees it */
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_recv(sqe, c->fd, dst, room, 0);
-    sqe_ud(sqe, OP_RECV, conn_idx(cons(gw), c));
+    cons_sqe_ud(sqe, OP_RECV, cons_conn_idx(cons(gw), c));
     c->recv_inflight = true;
     c->inflight++;
 }
 
-static void conn_arm_send(gateway *gw, hconn *c) {
+void cons_conn_arm_send(gateway *gw, hconn *c) {
     if (c->send_inflight || c->closing) return;
     const uint8_t *p = c->out.data;
     size_t len = c->out.len;
     if (c->tls) { /* encrypt what fits, send the ciphertext: out itself is never pinned */
         long took = c->out.len ? tls_encrypt(c->tls, c->out.data, c->out.len) : 0;
         if (took < 0) {
-            conn_close(gw, c);
+            cons_conn_close(gw, c);
             return;
         }
         buf_consume(&c->out, (size_t)took);
@@ -197,7 +125,7 @@ static void conn_arm_send(gateway *gw, hconn *c) {
     if (len == 0) return;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_send(sqe, c->fd, p, len, MSG_NOSIGNAL);
-    sqe_ud(sqe, OP_SEND, conn_idx(cons(gw), c));
+    cons_sqe_ud(sqe, OP_SEND, cons_conn_idx(cons(gw), c));
     if (!c->tls) buf_pin(&c->out);
     c->send_inflight = true;
     c->inflight++;
@@ -208,7 +136,7 @@ static void on_accept(gateway *gw, int res, uint32_t flags) {
     if (!(flags & IORING_CQE_F_MORE) && cs->listen_fd >= 0) {
         struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
         io_uring_prep_multishot_accept(sqe, cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        sqe_ud(sqe, OP_ACCEPT, 0);
+        cons_sqe_ud(sqe, OP_ACCEPT, 0);
     }
     if (res < 0) return;
     hconn *c = NULL;
@@ -259,22 +187,20 @@ static void respond(gateway *gw, hconn *c, int st, const char *ctype, const void
     if (rc != 0) { /* over CONSOLE_OUT_BYTES_MAX: nothing sane can follow */
         buf_reset(&c->out);
         c->close_after = true;
-        conn_close(gw, c);
+        cons_conn_close(gw, c);
         return;
     }
     c->busy = false;
     c->req_start_ms = 0;
-    conn_arm_send(gw, c);
+    cons_conn_arm_send(gw, c);
 }
 
-static void respond_json(gateway *gw, hconn *c, int st, buf *body, const char *extra) {
+void cons_respond_json(gateway *gw, hconn *c, int st, buf *body, const char *extra) {
     respond(gw, c, st, "application/json; charset=utf-8", body->data, body->len, extra);
 }
 
 /* {"error": code, "reason": why}: the code is the RESP error's stable first words. */
-static void respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...) {
+void cons_respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...) {
     char why[400];
     va_list ap;
     va_start(ap, fmt);
@@ -287,17 +213,17 @@ static void respond_err(gateway *gw, hconn *c, int st, const char *code, const c
     buf_append(b, ",\"reason\":", 10);
     respjson_string(b, why, strlen(why));
     buf_append(b, "}", 1);
-    respond_json(gw, c, st, b, NULL);
+    cons_respond_json(gw, c, st, b, NULL);
 }
 
 /* A refused request whose stream cannot be trusted any more (malformed, over a limit). */
 static void respond_fatal(gateway *gw, hconn *c, int st, const char *why) {
     c->close_after = true;
-    respond_err(gw, c, st, st == 413 || st == 431 ? "ERR TOOBIG" : "ERR SYNTAX", "%s", why);
+    cons_respond_err(gw, c, st, st == 413 || st == 431 ? "ERR TOOBIG" : "ERR SYNTAX", "%s", why);
 }
 
 /* The HTTP status of a RESP error code (SPEC §4.1 codes). */
-static int status_of(const char *code, size_t len) {
+int cons_status_of(const char *code, size_t len) {
     struct { const char *code; int st; } map[] = {
         {"NOPERM", 403},       {"NOAUTH", 401},         {"WRONGPASS", 401},  {"ERR NOTFOUND", 404},
         {"ERR BUSY", 503},     {"READONLY", 503},       {"ERR TOOBIG", 413}, {"ERR IDEMPOTENCY", 409},
@@ -306,290 +232,6 @@ static int status_of(const char *code, size_t len) {
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strlen(map[i].code) == len && !memcmp(map[i].code, code, len)) return map[i].st;
     return 400;
-}
-
-/* ---- sessions and their RESP backends --------------------------------------------- */
-
-static uint32_t sess_idx(console *cs, const session *s) { return (uint32_t)(s - cs->sess); }
-
-static hconn *waiter_conn(console *cs, const waiter *w) {
-    hconn *c = &cs->conns[w->conn];
-    return c->in_use && !c->closing && c->gen == w->gen ? c : NULL;
-}
-
-static void sess_release(gateway *gw, session *s) {
-    console *cs = cons(gw);
-    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-    io_uring_prep_close(sqe, s->fd);
-    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
-    sodium_memzero(s->sbuf.data, s->sbuf.cap); /* it held the HELLO ... AUTH secret */
-    buf_reset(&s->sbuf);
-    buf_reset(&s->rbuf);
-    sodium_memzero(s->token, sizeof s->token);
-    sodium_memzero(s->csrf, sizeof s->csrf);
-    s->fd = -1;
-    s->in_use = s->ready = s->ending = false;
-    s->gen++;
-    cs->nsessions--;
-}
-
-/* The session ends (logout, expiry, its RESP connection closed, a broken reply): waiting
- * requests are answered, streams closed by the sweep; the slot frees once no I/O is left. */
-static void sess_end(gateway *gw, session *s) {
-    console *cs = cons(gw);
-    if (!s->ending) {
-        s->ending = true;
-        s->ready = false;
-        for (uint32_t k = 0; k < s->qlen; k++) {
-            waiter *w = &s->q[(s->qhead + k) % CONSOLE_PIPELINE_MAX];
-            hconn *c = waiter_conn(cs, w);
-            if (!c || w->what == W_SSE) continue;
-            if (w->what == W_LOGIN) respond_err(gw, c, 503, "ERR BUSY", "the gateway closed the session's connection");
-            else respond_err(gw, c, 401, "NOAUTH", "session ended; sign in again");
-        }
-        s->qlen = 0;
-        shutdown(s->fd, SHUT_RDWR); /* the armed receive completes; the gateway sees EOF */
-    }
-    if (s->inflight == 0) sess_release(gw, s);
-}
-
-static void sess_arm_recv(gateway *gw, session *s) {
-    if (s->recv_inflight || s->ending) return;
-    size_t want = BACKEND_RECV_CHUNK;
-    if (s->rbuf.cap_max - s->rbuf.len < want) want = s->rbuf.cap_max - s->rbuf.len;
-    if (want == 0 || buf_reserve(&s->rbuf, want) != 0) {
-        LOGW(gw, "console: session of '%s': a reply over %d bytes; session ended", s->agent,
-             CONSOLE_REPLY_BYTES_MAX);
-        sess_end(gw, s);
-        return;
-    }
-    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-    io_uring_prep_recv(sqe, s->fd, s->rbuf.data + s->rbuf.len, s->rbuf.cap - s->rbuf.len, 0);
-    sqe_ud(sqe, OP_BRECV, sess_idx(cons(gw), s));
-    s->recv_inflight = true;
-    s->inflight++;
-}
-
-static void sess_arm_send(gateway *gw, session *s) {
-    if (s->send_inflight || s->ending || s->sbuf.len == 0) return;
-    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
-    io_uring_prep_send(sqe, s->fd, s->sbuf.data, s->sbuf.len, MSG_NOSIGNAL);
-    sqe_ud(sqe, OP_BSEND, sess_idx(cons(gw), s));
-    buf_pin(&s->sbuf);
-    s->send_inflight = true;
-    s->inflight++;
-}
-
-/* Queue one RESP command (argv as byte strings) for w. false when the pipeline is full. */
-static bool sess_command(gateway *gw, session *s, waiter w, uint32_t argc, const char *const *argv,
-                         const size_t *lens) {
-    if (s->ending || s->qlen == CONSOLE_PIPELINE_MAX) return false;
-    size_t before = s->sbuf.len;
-    int rc = buf_printf(&s->sbuf, "*%u\r\n", argc);
-    for (uint32_t i = 0; i < argc && rc == 0; i++) {
-        rc = buf_printf(&s->sbuf, "$%zu\r\n", lens[i]);
-        if (rc == 0) rc = buf_append(&s->sbuf, argv[i], lens[i]);
-        if (rc == 0) rc = buf_append(&s->sbuf, "\r\n", 2);
-    }
-    if (rc != 0) {
-        buf_truncate(&s->sbuf, before);
-        return false;
-    }
-    s->q[(s->qhead + s->qlen) % CONSOLE_PIPELINE_MAX] = w;
-    s->qlen++;
-    s->last_cmd_ms = gw->now_ms;
-    sess_arm_send(gw, s);
-    return true;
-}
-
-static session *sess_new(gateway *gw) {
-    console *cs = cons(gw);
-    for (uint32_t i = 0; i < CONSOLE_SESSIONS_MAX; i++) {
-        session *s = &cs->sess[i];
-        if (s->in_use) continue;
-        uint8_t raw[TOKEN_BYTES];
-        randombytes_buf(raw, sizeof raw);
-        sodium_bin2hex(s->token, sizeof s->token, raw, sizeof raw);
-        randombytes_buf(raw, sizeof raw);
-        sodium_bin2hex(s->csrf, sizeof s->csrf, raw, sizeof raw);
-        sodium_memzero(raw, sizeof raw);
-        s->in_use = true;
-        s->ready = s->ending = false;
-        s->qhead = s->qlen = 0;
-        s->inflight = 0;
-        s->recv_inflight = s->send_inflight = false;
-        s->fd = -1;
-        s->expires_ms = gw->now_ms + (int64_t)gw->cfg.console_session_ttl_s * 1000;
-        cs->nsessions++;
-        return s;
-    }
-    return NULL;
-}
-
-/* The session named by the request's cookie: live, signed in, not expired. Compared in
- * constant time against every slot, so timing says nothing about tokens. */
-static session *sess_find(gateway *gw, const http_req *r) {
-    console *cs = cons(gw);
-    http_str v = http_cookie(r->cookie, COOKIE_NAME);
-    if (v.len != TOKEN_HEX) return NULL;
-    session *found = NULL;
-    for (uint32_t i = 0; i < CONSOLE_SESSIONS_MAX; i++) {
-        session *s = &cs->sess[i];
-        if (sodium_memcmp(s->token, v.p, TOKEN_HEX) == 0 && s->in_use && s->ready) found = s;
-    }
-    if (found && gw->now_ms >= found->expires_ms) {
-        sess_end(gw, found);
-        return NULL;
-    }
-    return found;
-}
-
-static void deliver(gateway *gw, session *s, waiter w, const char *p, size_t n);
-
-/* Replies arrived: each goes to the oldest waiter (RESP answers in order). */
-static void on_brecv(gateway *gw, session *s, int res) {
-    s->recv_inflight = false;
-    s->inflight--;
-    if (res <= 0 || s->ending) {
-        sess_end(gw, s);
-        return;
-    }
-    s->rbuf.len += (size_t)res;
-    size_t off = 0;
-    for (;;) {
-        long n = respjson_length((const char *)s->rbuf.data + off, s->rbuf.len - off);
-        if (n == 0) break;
-        if (n < 0 || s->qlen == 0) {
-            LOGW(gw, "console: session of '%s': unexpected reply from the gateway; session ended", s->agent);
-            sess_end(gw, s);
-            return;
-        }
-        waiter w = s->q[s->qhead];
-        s->qhead = (s->qhead + 1) % CONSOLE_PIPELINE_MAX;
-        s->qlen--;
-        deliver(gw, s, w, (const char *)s->rbuf.data + off, (size_t)n);
-        off += (size_t)n;
-        if (!s->in_use || s->ending) break;
-    }
-    if (!s->in_use) return;
-    buf_consume(&s->rbuf, off);
-    if (s->ending) sess_end(gw, s);
-    else sess_arm_recv(gw, s);
-}
-
-static void on_bsend(gateway *gw, session *s, int res) {
-    s->send_inflight = false;
-    s->inflight--;
-    buf_unpin(&s->sbuf);
-    if (res <= 0) {
-        sess_end(gw, s);
-        return;
-    }
-    sodium_memzero(s->sbuf.data, (size_t)res); /* sent: the AUTH secret must not linger */
-    buf_consume(&s->sbuf, (size_t)res);
-    if (s->ending) sess_end(gw, s);
-    else sess_arm_send(gw, s);
-}
-
-/* ---- answers from the gateway -------------------------------------------------------- */
-
-static void cookie_header(gateway *gw, const session *s, char *out, size_t cap, bool clear) {
-    snprintf(out, cap, "Set-Cookie: " COOKIE_NAME "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%u%s\r\n",
-             clear ? "" : s->token, clear ? 0u : gw->cfg.console_session_ttl_s,
-             cons(gw)->tls ? "; Secure" : "");
-}
-
-/* {"agent", "role", "csrf", "expires_at"}: what the page needs to act (the cookie is
- * HttpOnly: the CSRF token comes from here). */
-static void w_me(gateway *gw, const session *s, buf *b) {
-    buf_reset(b);
-    buf_append(b, "{\"agent\":", 9);
-    respjson_string(b, s->agent, strlen(s->agent));
-    buf_printf(b, ",\"role\":\"%s\",\"csrf\":\"%s\",\"expires_at\":%lld,\"currency\":\"%s\"}",
-               role_name((role)s->role), s->csrf,
-               (long long)(clock_now_ms() + (s->expires_ms - gw->now_ms)), gw->cfg.currency);
-}
-
-static void deliver_login(gateway *gw, session *s, hconn *c, const char *p, size_t n) {
-    console *cs = cons(gw);
-    if (p[0] == '-') {
-        const char *code, *why;
-        size_t cl, wl;
-        respjson_error(p, n, &code, &cl, &why, &wl);
-        int st = status_of(code, cl);
-        cs->login_failures++;
-        if (c) respond_err(gw, c, st == 503 ? 503 : 401, st == 503 ? "ERR BUSY" : "WRONGPASS", "%.*s",
-                           (int)wl, why);
-        sess_end(gw, s);
-        return;
-    }
-    const cfg_agent *a = config_agent(&gw->cfg, s->agent, strlen(s->agent));
-    if (!a) { /* reloaded away between the AUTH and now */
-        if (c) respond_err(gw, c, 401, "WRONGPASS", "invalid agent or secret");
-        sess_end(gw, s);
-        return;
-    }
-    s->ready = true;
-    s->role = (int)a->role;
-    s->expires_ms = gw->now_ms + (int64_t)gw->cfg.console_session_ttl_s * 1000; /* from sign-in */
-    s->last_cmd_ms = gw->now_ms;
-    cs->logins++;
-    LOGI(gw, "console: '%s' signed in (role %s)", s->agent, role_name(a->role));
-    if (!c) return;
-    char cookie[256];
-    cookie_header(gw, s, cookie, sizeof cookie, false);
-    w_me(gw, s, &cs->scratch);
-    respond_json(gw, c, 200, &cs->scratch, cookie);
-}
-
-static void deliver_sse(gateway *gw, hconn *c, const char *p, size_t n) {
-    console *cs = cons(gw);
-    if (p[0] == '-') return; /* e.g. not durable any more after a journal failure: skip */
-    if (c->out.len > CONSOLE_SSE_OUT_BYTES_MAX) { /* a reader that does not read: it reconnects */
-        conn_close(gw, c);
-        return;
-    }
-    size_t before = c->out.len;
-    if (buf_append(&c->out, "event: order\ndata: ", 19) != 0 || respjson_convert(p, n, &c->out) <= 0 ||
-        buf_append(&c->out, "\n\n", 2) != 0) {
-        buf_truncate(&c->out, before); /* a reader that does not read: it is closed */
-        conn_close(gw, c);
-        return;
-    }
-    cs->events++;
-    c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
-    conn_arm_send(gw, c);
-}
-
-static void deliver(gateway *gw, session *s, waiter w, const char *p, size_t n) {
-    console *cs = cons(gw);
-    if (w.what == W_PING) return;
-    hconn *c = waiter_conn(cs, &w);
-    if (w.what == W_LOGIN) {
-        deliver_login(gw, s, c, p, n);
-        return;
-    }
-    if (!c) return;
-    if (w.what == W_SSE) {
-        deliver_sse(gw, c, p, n);
-        return;
-    }
-    if (p[0] == '-') {
-        const char *code, *why;
-        size_t cl, wl;
-        respjson_error(p, n, &code, &cl, &why, &wl);
-        char cb[32];
-        snprintf(cb, sizeof cb, "%.*s", (int)(cl < sizeof cb ? cl : sizeof cb - 1), code);
-        respond_err(gw, c, status_of(code, cl), cb, "%.*s", (int)wl, why);
-    } else {
-        buf_reset(&cs->scratch);
-        if (respjson_convert(p, n, &cs->scratch) <= 0) {
-            respond_err(gw, c, 503, "ERR TOOBIG", "the answer could not be shown as JSON");
-        } else {
-            respond_json(gw, c, 200, &cs->scratch, NULL);
-        }
-    }
-    conn_process(gw, c); /* requests pipelined behind this one */
 }
 
 /* ---- the JSON API ------------------------------------------------------------------ */
@@ -684,9 +326,9 @@ static const char *form_words(const endpoint *ep, json_t *doc, cmdv *cv, char *w
 
 /* Queue cv on the session for c; the connection waits for the answer. */
 static void api_send(gateway *gw, hconn *c, session *s, cmdv *cv) {
-    waiter w = {.conn = conn_idx(cons(gw), c), .gen = c->gen, .what = W_API};
-    if (!sess_command(gw, s, w, cv->argc, cv->argv, cv->lens)) {
-        respond_err(gw, c, 503, "ERR BUSY", "too many requests in flight on this session; retry");
+    waiter w = {.conn = cons_conn_idx(cons(gw), c), .gen = c->gen, .what = W_API};
+    if (!csess_command(gw, s, w, cv->argc, cv->argv, cv->lens)) {
+        cons_respond_err(gw, c, 503, "ERR BUSY", "too many requests in flight on this session; retry");
         return;
     }
     c->busy = true;
@@ -696,7 +338,7 @@ static void api_post(gateway *gw, hconn *c, session *s, const http_req *r, const
     json_error_t jerr;
     json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc || !json_is_object(doc)) {
-        respond_err(gw, c, 400, "ERR SYNTAX", "the body must be a JSON object%s%s", doc ? "" : ": ",
+        cons_respond_err(gw, c, 400, "ERR SYNTAX", "the body must be a JSON object%s%s", doc ? "" : ": ",
                     doc ? "" : jerr.text);
         json_decref(doc);
         return;
@@ -705,7 +347,7 @@ static void api_post(gateway *gw, hconn *c, session *s, const http_req *r, const
     char why[160];
     cmd_add(&cv, ep->command, strlen(ep->command));
     const char *e = form_words(ep, doc, &cv, why, sizeof why);
-    if (e) respond_err(gw, c, 400, "ERR SYNTAX", "%s", e);
+    if (e) cons_respond_err(gw, c, 400, "ERR SYNTAX", "%s", e);
     else api_send(gw, c, s, &cv);
     json_decref(doc);
 }
@@ -736,7 +378,7 @@ static void api_get(gateway *gw, hconn *c, session *s, http_str path) {
         size_t lens[2];
         int n = path_words((http_str){path.p + pl, (uint32_t)(path.len - pl)}, words, lens);
         if (n != gets[i].words) {
-            respond_err(gw, c, 400, "ERR SYNTAX", "%s takes %d path word%s", gets[i].prefix, gets[i].words,
+            cons_respond_err(gw, c, 400, "ERR SYNTAX", "%s takes %d path word%s", gets[i].prefix, gets[i].words,
                         gets[i].words > 1 ? "s: /api/check/<bank>/<account>" : "");
             return;
         }
@@ -746,7 +388,7 @@ static void api_get(gateway *gw, hconn *c, session *s, http_str path) {
         api_send(gw, c, s, &cv);
         return;
     }
-    respond_err(gw, c, 404, "ERR NOTFOUND", "no such API endpoint (docs/console.md)");
+    cons_respond_err(gw, c, 404, "ERR NOTFOUND", "no such API endpoint (docs/console.md)");
 }
 
 /* POST /api/login {"agent", "secret"}: HELLO 3 AUTH on a new RESP connection that carries
@@ -760,11 +402,11 @@ static void api_login(gateway *gw, hconn *c, http_req *r) {
         json_string_length(a) == 0 || json_string_length(a) > AGENT_LEN_MAX || json_string_length(sec) > SECRET_LEN_MAX) {
         if (json_is_string(sec)) sodium_memzero((void *)json_string_value(sec), json_string_length(sec));
         json_decref(doc);
-        respond_err(gw, c, 400, "ERR SYNTAX", "the body must be {\"agent\": name, \"secret\": secret} "
+        cons_respond_err(gw, c, 400, "ERR SYNTAX", "the body must be {\"agent\": name, \"secret\": secret} "
                     "(name 1-%d bytes, secret at most %d)", AGENT_LEN_MAX, SECRET_LEN_MAX);
         return;
     }
-    session *s = sess_new(gw);
+    session *s = csess_new(gw);
     int sv[2] = {-1, -1};
     int rc = !s ? -ENOSPC : socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ? -errno : 0;
     if (rc == 0) rc = server_adopt(gw, sv[1], c->addr, c->port);
@@ -773,7 +415,7 @@ static void api_login(gateway *gw, hconn *c, http_req *r) {
         if (s) s->in_use = false, cons(gw)->nsessions--;
         sodium_memzero((void *)json_string_value(sec), json_string_length(sec));
         json_decref(doc);
-        respond_err(gw, c, 503, "ERR BUSY", "%s", rc == -ENOSPC ? "too many console sessions" :
+        cons_respond_err(gw, c, 503, "ERR BUSY", "%s", rc == -ENOSPC ? "too many console sessions" :
                     rc == -EMFILE ? "too many connections from your address (max_clients_per_address)" :
                     rc == -EBUSY ? "the gateway takes no more clients now" : "cannot open a session");
         return;
@@ -782,13 +424,13 @@ static void api_login(gateway *gw, hconn *c, http_req *r) {
     snprintf(s->agent, sizeof s->agent, "%s", json_string_value(a));
     const char *argv[] = {"HELLO", "3", "AUTH", json_string_value(a), json_string_value(sec)};
     size_t lens[] = {5, 1, 4, json_string_length(a), json_string_length(sec)};
-    waiter w = {.conn = conn_idx(cons(gw), c), .gen = c->gen, .what = W_LOGIN};
-    bool queued = sess_command(gw, s, w, 5, argv, lens);
+    waiter w = {.conn = cons_conn_idx(cons(gw), c), .gen = c->gen, .what = W_LOGIN};
+    bool queued = csess_command(gw, s, w, 5, argv, lens);
     assert(queued); /* a new session's pipeline is empty */
     (void)queued;
     sodium_memzero((void *)json_string_value(sec), json_string_length(sec));
     json_decref(doc);
-    sess_arm_recv(gw, s);
+    csess_arm_recv(gw, s);
     c->busy = true;
 }
 
@@ -806,7 +448,7 @@ static void api_health(gateway *gw, hconn *c) {
                    (unsigned long long)gw->o.state_count[st]);
     buf_printf(b, "},\"outbox\":%u,\"outbox_capacity\":%u,\"clients\":%u,\"console_sessions\":%u,\"now\":%lld}",
                gw->ob.len, gw->ob.cap, gw->srv.count, cons(gw)->nsessions, (long long)clock_now_ms());
-    respond_json(gw, c, 200, b, NULL);
+    cons_respond_json(gw, c, 200, b, NULL);
 }
 
 /* GET /api/events?case=C: a stream of `order` events for the case (console.h). */
@@ -815,18 +457,18 @@ static void api_events(gateway *gw, hconn *c, session *s, const http_req *r) {
     char cid[CASE_LEN_MAX + 1];
     int n = http_query_param(r->query, "case", cid, CASE_LEN_MAX);
     if (n <= 0 || !field_ident_ok(cid, (size_t)n, CASE_LEN_MAX)) {
-        respond_err(gw, c, 400, "ERR SYNTAX", "?case= must be 1-%d printable characters without spaces", CASE_LEN_MAX);
+        cons_respond_err(gw, c, 400, "ERR SYNTAX", "?case= must be 1-%d printable characters without spaces", CASE_LEN_MAX);
         return;
     }
     if (cs->nsse >= CONSOLE_SSE_MAX) {
-        respond_err(gw, c, 503, "ERR BUSY", "too many event streams open (%d)", CONSOLE_SSE_MAX);
+        cons_respond_err(gw, c, 503, "ERR BUSY", "too many event streams open (%d)", CONSOLE_SSE_MAX);
         return;
     }
     cid[n] = 0;
     memcpy(c->sse_case, cid, (size_t)n + 1);
     c->sse = true;
     cs->nsse++;
-    c->sess = (int32_t)sess_idx(cs, s);
+    c->sess = (int32_t)csess_idx(cs, s);
     c->sess_gen = s->gen;
     c->sse_seen_lsn = gw->j.durable_lsn;
     c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
@@ -837,7 +479,7 @@ static void api_events(gateway *gw, hconn *c, session *s, const http_req *r) {
     respjson_string(&c->out, cid, (size_t)n);
     buf_printf(&c->out, ",\"lsn\":%llu}\n\n", (unsigned long long)c->sse_seen_lsn);
     c->req_start_ms = 0;
-    conn_arm_send(gw, c);
+    cons_conn_arm_send(gw, c);
 }
 
 static void serve_asset(gateway *gw, hconn *c, const char *name, size_t len) {
@@ -850,7 +492,7 @@ static void serve_asset(gateway *gw, hconn *c, const char *name, size_t len) {
                 "base-uri 'none'\r\n");
         return;
     }
-    respond_err(gw, c, 404, "ERR NOTFOUND", "no such page");
+    cons_respond_err(gw, c, 404, "ERR NOTFOUND", "no such page");
 }
 
 /* ---- routing ------------------------------------------------------------------------ */
@@ -861,12 +503,12 @@ static bool path_has(http_str p, const char *prefix) { return p.len > strlen(pre
 static void route_page(gateway *gw, hconn *c, const http_req *r) {
     http_str p = r->path;
     if (r->method != HTTP_GET) {
-        respond_err(gw, c, 405, "ERR SYNTAX", "pages are read with GET");
+        cons_respond_err(gw, c, 405, "ERR SYNTAX", "pages are read with GET");
         return;
     }
     if (path_is(p, "/") || path_has(p, "/case/")) serve_asset(gw, c, "index.html", 10);
     else if (path_has(p, "/assets/")) serve_asset(gw, c, p.p + 8, p.len - 8);
-    else respond_err(gw, c, 404, "ERR NOTFOUND", "no such page");
+    else cons_respond_err(gw, c, 404, "ERR NOTFOUND", "no such page");
 }
 
 /* A browser says where a POST comes from in Origin: when it does, it must be this very
@@ -877,7 +519,7 @@ static bool origin_ok(gateway *gw, hconn *c, const http_req *r) {
     if (sep && r->host.len && (size_t)(r->origin.p + r->origin.len - sep - 3) == r->host.len &&
         !memcmp(sep + 3, r->host.p, r->host.len))
         return true;
-    respond_err(gw, c, 403, "CSRF", "cross-origin request refused (Origin is not this console)");
+    cons_respond_err(gw, c, 403, "CSRF", "cross-origin request refused (Origin is not this console)");
     return false;
 }
 
@@ -886,11 +528,11 @@ static bool origin_ok(gateway *gw, hconn *c, const http_req *r) {
 static bool post_ok(gateway *gw, hconn *c, const session *s, const http_req *r) {
     if (!origin_ok(gw, c, r)) return false;
     if (r->csrf.len != TOKEN_HEX || sodium_memcmp(r->csrf.p, s->csrf, TOKEN_HEX) != 0) {
-        respond_err(gw, c, 403, "CSRF", "missing or wrong X-CSRF-Token (GET /api/me gives it)");
+        cons_respond_err(gw, c, 403, "CSRF", "missing or wrong X-CSRF-Token (GET /api/me gives it)");
         return false;
     }
     if (r->content_type.len < 16 || strncasecmp(r->content_type.p, "application/json", 16) != 0) {
-        respond_err(gw, c, 415, "ERR SYNTAX", "POST bodies are JSON: Content-Type: application/json");
+        cons_respond_err(gw, c, 415, "ERR SYNTAX", "POST bodies are JSON: Content-Type: application/json");
         return false;
     }
     return true;
@@ -899,29 +541,29 @@ static bool post_ok(gateway *gw, hconn *c, const session *s, const http_req *r) 
 static void route_api(gateway *gw, hconn *c, http_req *r) {
     http_str p = r->path;
     if (path_is(p, "/api/login")) {
-        if (r->method != HTTP_POST) respond_err(gw, c, 405, "ERR SYNTAX", "sign in with POST");
+        if (r->method != HTTP_POST) cons_respond_err(gw, c, 405, "ERR SYNTAX", "sign in with POST");
         else if (!origin_ok(gw, c, r)) return;
         else if (r->content_type.len < 16 || strncasecmp(r->content_type.p, "application/json", 16))
-            respond_err(gw, c, 415, "ERR SYNTAX", "POST bodies are JSON: Content-Type: application/json");
+            cons_respond_err(gw, c, 415, "ERR SYNTAX", "POST bodies are JSON: Content-Type: application/json");
         else api_login(gw, c, r);
         return;
     }
-    session *s = sess_find(gw, r);
+    session *s = csess_find(gw, r);
     if (!s) {
-        respond_err(gw, c, 401, "NOAUTH", "sign in first (POST /api/login)");
+        cons_respond_err(gw, c, 401, "NOAUTH", "sign in first (POST /api/login)");
         return;
     }
     if (r->method == HTTP_POST) {
         if (!post_ok(gw, c, s, r)) return;
         if (path_is(p, "/api/logout")) {
             char cookie[256];
-            cookie_header(gw, s, cookie, sizeof cookie, true);
+            csess_cookie_header(gw, s, cookie, sizeof cookie, true);
             LOGI(gw, "console: '%s' signed out", s->agent);
-            sess_end(gw, s);
+            csess_end(gw, s);
             buf *b = &cons(gw)->scratch;
             buf_reset(b);
             buf_printf(b, "{\"status\":\"SIGNED_OUT\"}");
-            respond_json(gw, c, 200, b, cookie);
+            cons_respond_json(gw, c, 200, b, cookie);
             return;
         }
         for (size_t i = 0; i < sizeof k_posts / sizeof k_posts[0]; i++)
@@ -929,16 +571,16 @@ static void route_api(gateway *gw, hconn *c, http_req *r) {
                 api_post(gw, c, s, r, &k_posts[i]);
                 return;
             }
-        respond_err(gw, c, 404, "ERR NOTFOUND", "no such API endpoint (docs/console.md)");
+        cons_respond_err(gw, c, 404, "ERR NOTFOUND", "no such API endpoint (docs/console.md)");
         return;
     }
     if (r->method != HTTP_GET) {
-        respond_err(gw, c, 405, "ERR SYNTAX", "the API takes GET and POST");
+        cons_respond_err(gw, c, 405, "ERR SYNTAX", "the API takes GET and POST");
         return;
     }
     if (path_is(p, "/api/me")) {
-        w_me(gw, s, &cons(gw)->scratch);
-        respond_json(gw, c, 200, &cons(gw)->scratch, NULL);
+        csess_w_me(gw, s, &cons(gw)->scratch);
+        cons_respond_json(gw, c, 200, &cons(gw)->scratch, NULL);
     } else if (path_is(p, "/api/health")) {
         api_health(gw, c);
     } else if (path_is(p, "/api/events")) {
@@ -949,7 +591,7 @@ static void route_api(gateway *gw, hconn *c, http_req *r) {
 }
 
 /* Parse and answer what the connection sent, one request at a time. */
-static void conn_process(gateway *gw, hconn *c) {
+void cons_conn_process(gateway *gw, hconn *c) {
     while (c->in_use && !c->closing && !c->busy && !c->close_after && !c->sse) {
         size_t avail = c->in.len - c->in_off;
         if (avail == 0) break;
@@ -978,7 +620,7 @@ static void on_recv(gateway *gw, hconn *c, int res) {
     c->recv_inflight = false;
     c->inflight--;
     if (res <= 0 || c->closing) {
-        conn_close(gw, c);
+        cons_conn_close(gw, c);
         return;
     }
     c->last_ms = gw->now_ms;
@@ -988,8 +630,8 @@ static void on_recv(gateway *gw, hconn *c, int res) {
         if (st == TLS_CLOSED || st == TLS_FAILED) {
             c->close_after = true; /* an alert may wait to be sent */
             c->busy = false;
-            conn_arm_send(gw, c);
-            if (!c->send_inflight) conn_close(gw, c);
+            cons_conn_arm_send(gw, c);
+            if (!c->send_inflight) cons_conn_close(gw, c);
             return;
         }
         if (st == TLS_TOOBIG) {
@@ -999,13 +641,13 @@ static void on_recv(gateway *gw, hconn *c, int res) {
     } else {
         c->in.len += (size_t)res;
     }
-    if (c->tls) conn_arm_send(gw, c); /* handshake flights */
+    if (c->tls) cons_conn_arm_send(gw, c); /* handshake flights */
     if (c->sse || c->lingering) { /* nothing more to answer: drop it, keep watching for EOF */
         c->in.len = c->in_off = 0;
         conn_arm_recv(gw, c);
         return;
     }
-    conn_process(gw, c);
+    cons_conn_process(gw, c);
 }
 
 /* The last answer is sent: shut the write side and read until the peer closes (at most
@@ -1014,13 +656,13 @@ static void on_recv(gateway *gw, hconn *c, int res) {
 static void linger(gateway *gw, hconn *c) {
     if (c->tls) { /* a close_notify, sent, then closed (see conn_flushed) */
         if (c->lingering) {
-            conn_close(gw, c);
+            cons_conn_close(gw, c);
             return;
         }
         c->lingering = true;
         tls_shutdown(c->tls);
-        conn_arm_send(gw, c);
-        if (!c->send_inflight) conn_close(gw, c);
+        cons_conn_arm_send(gw, c);
+        if (!c->send_inflight) cons_conn_close(gw, c);
         return;
     }
     if (c->lingering) return;
@@ -1041,13 +683,13 @@ static void on_send(gateway *gw, hconn *c, int res) {
     c->inflight--;
     if (!c->tls) buf_unpin(&c->out);
     if (res <= 0 || c->closing) {
-        conn_close(gw, c);
+        cons_conn_close(gw, c);
         return;
     }
     if (c->tls) {
         tls_on_sent(c->tls, (size_t)res);
         if (tls_stalled(c->tls) && tls_on_recv(&cons(gw)->tlss, c->tls, 0, &c->in) != TLS_OK) {
-            conn_close(gw, c);
+            cons_conn_close(gw, c);
             return;
         }
     } else {
@@ -1055,11 +697,11 @@ static void on_send(gateway *gw, hconn *c, int res) {
     }
     c->last_ms = gw->now_ms;
     if (!conn_flushed(c)) {
-        conn_arm_send(gw, c);
+        cons_conn_arm_send(gw, c);
     } else if (c->close_after && !c->sse && !c->busy) {
         linger(gw, c);
     } else {
-        conn_process(gw, c);
+        cons_conn_process(gw, c);
     }
 }
 
@@ -1076,8 +718,8 @@ void console_on_cqe(gateway *gw, uint32_t op, uint32_t idx, int res, uint32_t fl
     } else {
         assert(idx < CONSOLE_SESSIONS_MAX && cs->sess[idx].in_use);
         session *s = &cs->sess[idx];
-        if (op == OP_BRECV) on_brecv(gw, s, res);
-        else on_bsend(gw, s, res);
+        if (op == OP_BRECV) csess_on_recv(gw, s, res);
+        else csess_on_sent(gw, s, res);
     }
 }
 
@@ -1105,16 +747,16 @@ static void sse_look(gateway *gw, hconn *c, session *s, uint64_t durable) {
     c->sse_seen_lsn = durable;
     if (over) {
         buf_printf(&c->out, "event: resync\ndata: {}\n\n");
-        conn_arm_send(gw, c);
+        cons_conn_arm_send(gw, c);
         return;
     }
-    waiter w = {.conn = conn_idx(cons(gw), c), .gen = c->gen, .what = W_SSE};
+    waiter w = {.conn = cons_conn_idx(cons(gw), c), .gen = c->gen, .what = W_SSE};
     for (uint32_t i = 0; i < n; i++) {
         char id[32];
         order_id_format(id, sizeof id, ids[i]);
         const char *argv[] = {"STATUS", id};
         size_t lens[] = {6, strlen(id)};
-        sess_command(gw, s, w, 2, argv, lens);
+        csess_command(gw, s, w, 2, argv, lens);
     }
 }
 
@@ -1139,14 +781,14 @@ static void sweep(gateway *gw) {
         session *s = &cs->sess[i];
         if (s->in_use && s->ready && gw->now_ms >= s->expires_ms) {
             LOGI(gw, "console: session of '%s' expired", s->agent);
-            sess_end(gw, s);
+            csess_end(gw, s);
         } else if (s->in_use && s->ready && gw->cfg.idle_timeout_s &&
                    gw->now_ms - s->last_cmd_ms >= (int64_t)gw->cfg.idle_timeout_s * 1000 / 3) {
             /* The gateway closes clients idle for idle_timeout: a signed-in page that only
              * looks at a case must not lose its session to it. */
             static const char *const ping[] = {"PING"};
             static const size_t ping_len[] = {4};
-            sess_command(gw, s, (waiter){.what = W_PING}, 1, ping, ping_len);
+            csess_command(gw, s, (waiter){.what = W_PING}, 1, ping, ping_len);
         }
     }
     for (uint32_t i = 0; i < CONSOLE_CONNS_MAX; i++) {
@@ -1157,28 +799,28 @@ static void sweep(gateway *gw) {
                 buf_printf(&c->out, "event: end\ndata: {\"reason\":\"session ended\"}\n\n");
                 c->sse = false; /* closes once sent */
                 cs->nsse--;
-                conn_arm_send(gw, c);
+                cons_conn_arm_send(gw, c);
             } else if (gw->now_ms >= c->sse_ping_ms) {
                 c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
                 buf_printf(&c->out, ": ping\n\n");
-                conn_arm_send(gw, c);
+                cons_conn_arm_send(gw, c);
             }
             continue;
         }
         if (c->lingering) {
-            if (gw->now_ms - c->last_ms > CONSOLE_LINGER_MS) conn_close(gw, c);
+            if (gw->now_ms - c->last_ms > CONSOLE_LINGER_MS) cons_conn_close(gw, c);
             continue;
         }
         if (c->tls && !tls_handshake_done(c->tls) && tls_handshake_overdue(c->tls, gw->now_ms)) {
             cs->tlss.handshake_failures++;
-            conn_close(gw, c);
+            cons_conn_close(gw, c);
             continue;
         }
         if (c->busy || c->send_inflight) continue;
         if (c->req_start_ms && gw->now_ms - c->req_start_ms > CONSOLE_REQUEST_MS_MAX) {
             respond_fatal(gw, c, 408, "request not complete in time");
         } else if (!c->req_start_ms && c->in.len == c->in_off && gw->now_ms - c->last_ms > CONSOLE_IDLE_MS_MAX) {
-            conn_close(gw, c);
+            cons_conn_close(gw, c);
         }
     }
 }
@@ -1251,7 +893,7 @@ int console_init(gateway *gw, char *err, size_t errcap) {
     if (cs->listen_fd < 0) return -1;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_multishot_accept(sqe, cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    sqe_ud(sqe, OP_ACCEPT, 0);
+    cons_sqe_ud(sqe, OP_ACCEPT, 0);
     LOGI(gw, "console: agents' console on %s://%s:%u/", cs->tls ? "https" : "http", gw->cfg.console.host,
          gw->cfg.console.port);
     return 0;
