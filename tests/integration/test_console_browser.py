@@ -5,8 +5,9 @@ An agent signs in, orders a STOP from the form on an account whose bank says the
 on (the sim's S002: 90% on to S001, 10% to T000, S001 on to S000 and T000, SPEC §2b), sees the
 case's money trail drawn as it grows - every node, each one's state changing when its bank
 answers (the sim answers after a second here) - and the final states equal to STATUS over
-RESP; the case reopens from its bookmarkable address /case/<case>; a CONFIRM (supervisors
-only) is refused with the gateway's NOPERM, shown on the page. A wrong secret is refused.
+RESP; the account look-up says FROZEN; the case reopens from its bookmarkable address
+/case/<case>; a CONFIRM (supervisors only) is refused with the gateway's NOPERM, shown on the
+page. A wrong secret is refused.
 
 Skips (exit 77) only when chromium cannot start on this machine. CONSOLE_SCREENSHOT=path saves
 the page with the tree (docs/img/console-tree.png is made so, docs/console.md)."""
@@ -158,6 +159,16 @@ class ConsoleBrowser(GatewayCase):
                         what="the CONFIRM refusal")
         self.assertIn("CONFIRM refused: NOPERM", msg.text)
         self.assertIn("err", msg.get_attribute("class"))
+
+        # The account look-up on the lists: the leaf's account is FROZEN by its order.
+        leaf = [k for k, v in nodes.items() if v["level"] == 2][0]
+        check = d.find_element(By.ID, "check-form")
+        check.find_element(By.NAME, "bank").send_keys("SGTB")
+        check.find_element(By.NAME, "account").send_keys("TRAIL 0000 S000")
+        d.find_element(By.ID, "do-check").click()
+        res = self.wait(lambda d: (lambda e: e if e.is_displayed() and e.text else None)(
+            d.find_element(By.ID, "check-result")), what="the look-up")
+        self.assertEqual(res.text, "FROZEN by order " + leaf)
 
         # The address is bookmarkable: a fresh load draws the same trail.
         t0 = time.monotonic()
