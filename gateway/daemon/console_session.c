@@ -232,7 +232,8 @@ static void csess_deliver_login(gateway *gw, session *s, hconn *c, const char *p
     s->ready = true;
     s->role = (int)a->role;
     s->expires_ms = gw->now_ms + (int64_t)gw->cfg.console_session_ttl_s * 1000; /* from sign-in */
-    s->last_cmd_ms = gw->now_ms;
+    /* last_cmd_ms stays the HELLO's: the gateway counts idleness from what it received,
+     * and the KDF may have taken a while since. */
     cs->logins++;
     LOGI(gw, "console: '%s' signed in (role %s)", s->agent, role_name(a->role));
     if (!c) return;
