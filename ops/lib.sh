@@ -33,6 +33,7 @@ SG_PACKAGES=(
     prometheus # promtool: tests/integration/test_promtool.py checks /metrics and docs/alerts.yml
     dpkg-dev lintian # ops/make-deb (dpkg-shlibdeps) and tests/integration/test_deb.py
     man-db groff-base # man and groff: tests/integration/test_manpages.py renders the man pages
+    chromium chromium-driver python3-selenium # tests/integration/test_console_browser.py
 )
 
 # The repository root, whatever directory the script was started from.

@@ -40,6 +40,8 @@ void config_defaults(config *c) {
     config_parse_addr("127.0.0.1:7379", &c->listen);
     config_parse_addr("127.0.0.1:7380", &c->udp);
     config_parse_addr("127.0.0.1:9379", &c->metrics);
+    config_parse_addr("127.0.0.1:9380", &c->console);
+    c->console_session_ttl_s = CONSOLE_SESSION_TTL_S_DEFAULT;
     snprintf(c->journal_dir, sizeof c->journal_dir, "./var/journal");
     snprintf(c->shm_name, sizeof c->shm_name, "stopgate-lists");
     c->shm_gid = -1;
@@ -192,8 +194,9 @@ static int gateway_tls_key(parse_ctx *p, const char *k, const char *v) {
 static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     config *c = p->c;
     int64_t x;
-    if (!strcmp(k, "listen") || !strcmp(k, "udp") || !strcmp(k, "metrics")) {
-        cfg_addr *a = !strcmp(k, "listen") ? &c->listen : !strcmp(k, "udp") ? &c->udp : &c->metrics;
+    if (!strcmp(k, "listen") || !strcmp(k, "udp") || !strcmp(k, "metrics") || !strcmp(k, "console")) {
+        cfg_addr *a = !strcmp(k, "listen") ? &c->listen : !strcmp(k, "udp") ? &c->udp
+                    : !strcmp(k, "console") ? &c->console : &c->metrics;
         if (config_parse_addr(v, a) != 0) return fail(p, "bad address for %s: '%s' (want HOST:PORT or off)", k, v);
         if (a == &c->listen && !a->enabled) return fail(p, "%s cannot be off%s", k, "");
     } else if (!strncmp(k, "tls_", 4)) {
@@ -247,6 +250,10 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     } else if (!strcmp(k, "idle_timeout")) {
         RANGE(0, 86400 * 365);
         c->idle_timeout_s = (uint32_t)x;
+    } else if (!strcmp(k, "console_session_ttl")) {
+        RANGE(1, 604800);
+        _Static_assert(CONSOLE_SESSION_TTL_S_MAX == 604800, "the range above names the limit");
+        c->console_session_ttl_s = (uint32_t)x;
     } else if (!strcmp(k, "auth_timeout")) {
         RANGE(0, 3600);
         c->auth_timeout_s = (uint32_t)x;

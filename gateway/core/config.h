@@ -75,6 +75,8 @@ typedef struct cfg_list {
 typedef struct config {
     char path[4096]; /* "" = embedded defaults */
     cfg_addr listen, udp, metrics;
+    cfg_addr console;            /* the agents' web console (SPEC §12); off: disabled */
+    uint32_t console_session_ttl_s; /* a console session ends this long after sign-in */
     char journal_dir[4096];
     char shm_name[64];
     char shm_group[64]; /* group of the shared-memory lists, "" = the gateway's primary group */

@@ -132,4 +132,28 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define ETCD_LEASES_MAX 4      /* leases one client keeps alive */
 #define ETCD_ERR_MSG_MAX 256   /* bytes of a result's message, NUL included */
 
+/* Agents' console (SPEC §12, gateway/daemon/console.h, docs/console.md). Everything is
+ * reserved at start: CONSOLE_CONNS_MAX x (HTTP_REQUEST_BYTES_MAX + output) and
+ * CONSOLE_SESSIONS_MAX backend buffers. */
+#define HTTP_HEAD_BYTES_MAX 8192   /* request line + headers of one request */
+#define HTTP_HEADERS_MAX 64        /* header lines of one request */
+#define HTTP_TARGET_BYTES_MAX 1024 /* the request target (path and query) */
+#define HTTP_BODY_BYTES_MAX 8192   /* a JSON form: far more than the longest order needs */
+#define HTTP_REQUEST_BYTES_MAX (HTTP_HEAD_BYTES_MAX + HTTP_BODY_BYTES_MAX)
+#define CONSOLE_CONNS_MAX 128      /* HTTP connections open at once (SSE streams included) */
+#define CONSOLE_SSE_MAX 64         /* of which event streams */
+#define CONSOLE_SESSIONS_MAX 256   /* signed-in sessions; each holds one RESP client slot */
+#define CONSOLE_PIPELINE_MAX 64    /* commands a session has in flight on its RESP backend */
+#define CONSOLE_REPLY_BYTES_MAX (16 * 1024 * 1024) /* one backend reply (a large CASE) */
+#define CONSOLE_OUT_BYTES_MAX (32 * 1024 * 1024)   /* queued output of one HTTP connection */
+#define CONSOLE_REQUEST_MS_MAX 10000 /* a request not complete by then: closed (slowloris) */
+#define CONSOLE_IDLE_MS_MAX 60000    /* a keep-alive connection idle that long: closed */
+#define CONSOLE_LINGER_MS 2000       /* after a last answer, how long the rest of a request is read */
+#define CONSOLE_SSE_OUT_BYTES_MAX (1024 * 1024) /* unsent events of one stream; more: closed (the page reconnects) */
+#define CONSOLE_SSE_PING_MS 15000    /* comment line on an idle event stream (proxies, dead peers) */
+#define CONSOLE_SSE_TICK_MS 5        /* durable changes are looked for at most this often */
+#define CONSOLE_SSE_CHANGES_MAX 256  /* orders one stream asks about per look; more: a resync event */
+#define CONSOLE_SESSION_TTL_S_DEFAULT 28800 /* [gateway] console_session_ttl: 8 h, a shift */
+#define CONSOLE_SESSION_TTL_S_MAX (7 * 86400)
+
 #endif

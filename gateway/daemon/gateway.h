@@ -8,6 +8,7 @@
  *   engine.c    order decisions: validate -> journal -> orders_apply -> outbox -> bank
  *   router.c    bank code -> plugin instance; plugin loading (dlopen) and polling
  *   metrics.c   counters, histograms, HTTP /metrics and /healthz
+ *   console.c   the agents' web console and its JSON API (console.h)
  *   glog.c      one line per event
  */
 #ifndef SG_GATEWAY_H
@@ -22,6 +23,7 @@
 #include "authq.h"
 #include "buf.h"
 #include "config.h"
+#include "console.h"
 #include "durview.h"
 #include "journal.h"
 #include "lists_table.h"
@@ -307,6 +309,7 @@ typedef struct gateway {
     lists_state ls;
     udp_state udp;
     struct dpdk_state *dpdk; /* dpdk.c; NULL unless [dpdk] enabled = yes */
+    console *console;        /* console.c; NULL when [gateway] console = off */
     int journal_error_logged; /* last journal errno reported in the log */
     bool truncate_damaged_tail; /* stopgated --truncate-damaged-tail: cut a damaged journal tail */
     uint32_t cascade_retry[CASCADE_RETRY_MAX]; /* FUNDS_MOVED orders whose cascade waits for room */
@@ -353,6 +356,11 @@ void server_reap_tls(gateway *gw);
 client *server_client(gateway *gw, uint32_t idx, uint32_t gen);
 /* c's AUTH was answered: go on with its pipeline. */
 void server_resume(gateway *gw, client *c);
+/* Serve fd (a connected stream socket: the console's end of a socketpair, console.h) as a
+ * RESP client whose peer is addr:port for admission, AUTH limits and the log, exactly as if
+ * accepted. 0, or -EBUSY (not accepting, max_clients) / -EMFILE (max_clients_per_address):
+ * fd is then still the caller's. */
+int server_adopt(gateway *gw, int fd, uint32_t addr, uint16_t port);
 
 /* commands.c: handle one parsed command. Returns 1 when handled, 0 when it must wait for
  * journal room (nothing was written; call again later with the same command). */

@@ -157,6 +157,7 @@ static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     case UD_UDP_SEND: udp_on_cqe(gw, kind, ud_idx(ud), cqe->res); break;
     case UD_DPDK: dpdk_on_cqe(gw, cqe->res); break;
     case UD_AUTH: login_on_cqe(gw, cqe->res); break;
+    case UD_CONSOLE: console_on_cqe(gw, ud_aux(ud), ud_idx(ud), cqe->res, cqe->flags); break;
     default: break;
     }
 }
@@ -167,6 +168,8 @@ static int64_t wait_us(gateway *gw) {
     int64_t due_ms = orders_next_due_ms(&gw->o);
     if (due_ms != INT64_MAX && due_ms * 1000 < next) next = due_ms * 1000;
     int64_t p = router_next_poll_us(gw);
+    if (p < next) next = p;
+    p = console_next_due_us(gw, now_us);
     if (p < next) next = p;
     if (gw->j.retry_at_ns) next = now_us + 1000;
     int64_t lazy_ns = journal_lazy_deadline_ns(&gw->j);
@@ -200,6 +203,7 @@ static void run_loop(gateway *gw) {
         server_reap_idle(gw);
         server_reap_tls(gw);
         lists_tick(gw);
+        console_tick(gw);
         router_poll_due(gw, clock_now_us());
         journal_flush(&gw->j, clock_mono_ns());
         if (gw->j.last_error != gw->journal_error_logged) {
@@ -390,6 +394,10 @@ static int start_listeners(gateway *gw) {
         lists_close(gw);
         return 1;
     }
+    if (console_init(gw, err, sizeof err) != 0) {
+        LOGE(gw, "console: %s", err);
+        return 1;
+    }
     server_arm_accept(gw);
     arm_signals(gw);
     gw->phase = PHASE_RUNNING;
@@ -421,6 +429,7 @@ static void shutdown_gateway(gateway *gw) {
     lists_close(gw);
     journal_close(&gw->j);
     metrics_close(gw);
+    console_close(gw);
     io_uring_queue_exit(&gw->ring);
     orders_free(&gw->o);
     durview_free(&gw->dv);

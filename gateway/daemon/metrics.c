@@ -281,6 +281,7 @@ static void render(gateway *gw, buf *b) {
     render_connections(gw, &w);
     render_udp(gw, &w);
     dpdk_metrics(gw, &w);
+    console_metrics(gw, &w);
     render_lists(gw, &w);
     render_journal(gw, &w);
     render_latency(gw, &w);

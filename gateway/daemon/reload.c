@@ -124,6 +124,7 @@ static const restart_key k_restart_keys[] = {
     RK("gateway", "listen", listen, KEY_ADDR),
     RK("gateway", "udp", udp, KEY_ADDR),
     RK("gateway", "metrics", metrics, KEY_ADDR),
+    RK("gateway", "console", console, KEY_ADDR),
     RK("gateway", "journal_dir", journal_dir, KEY_STR),
     RK("gateway", "shm_name", shm_name, KEY_STR),
     RK("gateway", "shm_group", shm_gid, KEY_BYTES),
@@ -286,6 +287,7 @@ static void reload_live_keys(gateway *gw, const config *nc) {
     gw->cfg.freeze_ttl_max_s = nc->freeze_ttl_max_s;
     gw->cfg.allow_anonymous_check = nc->allow_anonymous_check;
     gw->cfg.idle_timeout_s = nc->idle_timeout_s;
+    gw->cfg.console_session_ttl_s = nc->console_session_ttl_s; /* new sessions */
     gw->cfg.cascade_max_depth = nc->cascade_max_depth;
     gw->cfg.cascade_min_amount = nc->cascade_min_amount;
 }

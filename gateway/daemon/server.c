@@ -420,6 +420,32 @@ static void admission_start(gateway *gw, client *c) {
     if (gw->cfg.auth_timeout_s) c->auth_deadline_ms = gw->now_ms + (int64_t)gw->cfg.auth_timeout_s * 1000;
 }
 
+/* A new client on fd (admitted by login_conn_open already): its slot, reading at once. */
+static void client_open(gateway *gw, int fd, tls_conn *tc, uint32_t addr, uint16_t port) {
+    uint32_t idx = gw->srv.free_list[--gw->srv.nfree];
+    client *c = &gw->srv.clients[idx];
+    uint32_t gen = (c->gen + 1) & 0xffffffu;
+    memset(c, 0, sizeof *c);
+    c->idx = idx;
+    c->gen = gen;
+    c->fd = fd;
+    c->in_use = true;
+    c->marks = gw->srv.marks_pool + (size_t)idx * CLIENT_REPLY_MARKS_MAX;
+    c->marks_cap = CLIENT_REPLY_MARKS_MAX;
+    c->proto = 2;
+    c->tls = tc;
+    c->addr = addr;
+    c->port = port;
+    c->id = ++gw->srv.next_client_id;
+    c->created_ms = gw->now_ms;
+    admission_start(gw, c);
+    buf_init(&c->out, CLIENT_OUTPUT_BYTES_MAX);
+    c->last_active_ms = gw->now_ms;
+    gw->srv.count++;
+    gw->m.connections_total++;
+    arm_recv(gw, c);
+}
+
 static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
     if (!(flags & IORING_CQE_F_MORE) && gw->srv.accepting)
         arm_accept_on(gw, which == ACCEPT_TLS ? gw->srv.tls_listen_fd : gw->srv.listen_fd, which);
@@ -453,28 +479,14 @@ static void on_accept(gateway *gw, int res, uint32_t flags, uint32_t which) {
     }
     int one = 1;
     setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    uint32_t idx = gw->srv.free_list[--gw->srv.nfree];
-    client *c = &gw->srv.clients[idx];
-    uint32_t gen = (c->gen + 1) & 0xffffffu;
-    memset(c, 0, sizeof *c);
-    c->idx = idx;
-    c->gen = gen;
-    c->fd = res;
-    c->in_use = true;
-    c->marks = gw->srv.marks_pool + (size_t)idx * CLIENT_REPLY_MARKS_MAX;
-    c->marks_cap = CLIENT_REPLY_MARKS_MAX;
-    c->proto = 2;
-    c->tls = tc;
-    c->addr = addr;
-    c->port = port;
-    c->id = ++gw->srv.next_client_id;
-    c->created_ms = gw->now_ms;
-    admission_start(gw, c);
-    buf_init(&c->out, CLIENT_OUTPUT_BYTES_MAX);
-    c->last_active_ms = gw->now_ms;
-    gw->srv.count++;
-    gw->m.connections_total++;
-    arm_recv(gw, c);
+    client_open(gw, res, tc, addr, port);
+}
+
+int server_adopt(gateway *gw, int fd, uint32_t addr, uint16_t port) {
+    if (!gw->srv.accepting || gw->srv.nfree == 0) return -EBUSY;
+    if (!login_conn_open(gw, addr)) return -EMFILE;
+    client_open(gw, fd, NULL, addr, port);
+    return 0;
 }
 
 void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int res, uint32_t flags) {

@@ -80,9 +80,21 @@ static int load_ca(SSL_CTX *ctx, const config *cfg, char *err, size_t errcap) {
     return 0;
 }
 
+static int make_ctx(tls_server *t, const config *cfg, bool with_ca, char *err, size_t errcap);
+
 int tls_server_init(tls_server *t, const config *cfg, char *err, size_t errcap) {
     memset(t, 0, sizeof *t);
     if (!cfg->tls_listen.enabled) return 0;
+    return make_ctx(t, cfg, true, err, errcap);
+}
+
+int tls_server_init_console(tls_server *t, const config *cfg, char *err, size_t errcap) {
+    memset(t, 0, sizeof *t);
+    if (!cfg->tls_cert[0]) return 0;
+    return make_ctx(t, cfg, false, err, errcap);
+}
+
+static int make_ctx(tls_server *t, const config *cfg, bool with_ca, char *err, size_t errcap) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         char why[256];
@@ -100,7 +112,7 @@ int tls_server_init(tls_server *t, const config *cfg, char *err, size_t errcap) 
      * buffers are kept (no RELEASE_BUFFERS): releasing them would malloc per request. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (load_pair(ctx, cfg, err, errcap) != 0 || load_ca(ctx, cfg, err, errcap) != 0) {
+    if (load_pair(ctx, cfg, err, errcap) != 0 || (with_ca && load_ca(ctx, cfg, err, errcap) != 0)) {
         SSL_CTX_free(ctx);
         return -1;
     }

@@ -57,6 +57,10 @@ enum tls_status {
  * into a server context. 0, or -1 with err = "file:line: reason" naming the config key.
  * --check-config runs it too, so a bad pair is refused before the gateway starts. */
 int tls_server_init(tls_server *t, const config *cfg, char *err, size_t errcap);
+/* The same for the agents' console (console.h): a context when tls_cert is set, whether
+ * tls_listen is or not, with the same certificate and key; no client certificates asked
+ * for (agents sign in with their secret in a browser). 0, or -1 with err. */
+int tls_server_init_console(tls_server *t, const config *cfg, char *err, size_t errcap);
 void tls_server_free(tls_server *t);
 
 /* A new server-side connection, handshake pending. NULL when out of memory. */

@@ -513,6 +513,7 @@ class Gateway(object):
         if no_config:
             self.journal_dir = os.path.join(self.dir, "var", "journal")
             self.port, self.metrics_port, self.udp_port = 7379, 9379, 7380
+            self.console_port = 9380
         else:
             self._pick_ports()
             self.write_config()
@@ -523,12 +524,16 @@ class Gateway(object):
         while self.metrics_port == self.port:
             self.metrics_port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.console_port = free_port()
+        while self.console_port in (self.port, self.metrics_port):
+            self.console_port = free_port()
 
     def config_text(self):
         g = {
             "listen": "%s:%d" % (HOST, self.port),
             "udp": "%s:%d" % (HOST, self.udp_port),
             "metrics": "%s:%d" % (HOST, self.metrics_port),
+            "console": "%s:%d" % (HOST, self.console_port),
             "journal_dir": self.journal_dir,
             "shm_name": self.shm_name,
             "max_orders": "262144",
@@ -584,7 +589,8 @@ class Gateway(object):
             # After kill -9 the kernel tears the old process's io_uring down asynchronously and
             # its listening sockets linger for a few ms: wait for the ports to be bindable.
             deadline = time.monotonic() + 5
-            while (port_in_use(self.port) or port_in_use(self.metrics_port)) and time.monotonic() < deadline:
+            while (port_in_use(self.port) or port_in_use(self.metrics_port) or port_in_use(self.console_port)) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.005)
         with open(self.log_path, "ab") as logf:
             logf.write(("---- sgtest: start #%d: %s\n" % (self.starts + 1, " ".join(argv))).encode())

@@ -312,6 +312,7 @@ class Gateway(object):
             "listen": "%s:%d" % (HOST, self.port),
             "udp": "off",
             "metrics": "%s:%d" % (HOST, self.metrics_port),
+            "console": "off",  # the console's own tests run it (test_console_*.py)
             "journal_dir": self.journal_dir,
             "shm_name": self.shm_name,
             "list_capacity": "65536",
