@@ -1,0 +1,406 @@
+/*
+ * follow: applying the cluster log on a member that does not lead (follow.h). The parent
+ * functions keep the control flow (on_range, on_watch); apply_value decides one batch.
+ */
+#include "follow.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COOKIE_RANGE (FOLLOW_COOKIE_TAG | 1u)
+#define COOKIE_WATCH (FOLLOW_COOKIE_TAG | 2u)
+#define COOKIE_PUBLISH (FOLLOW_COOKIE_TAG | 3u)
+#define RETRY_FULL_MS 5    /* the local journal had no room: it frees within an fdatasync */
+#define RETRY_ERROR_MS 100 /* etcd refused or failed a read */
+#define PUBLISH_IDLE_MS 1000 /* unchanged P/members/<name> is still put this often */
+
+typedef enum apply_rc { AP_OK, AP_SKIP, AP_GAP, AP_AGAIN, AP_FAIL } apply_rc;
+
+static void flog(follow *f, const char *level, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (f->ops.log) f->ops.log(f->ops.ctx, level, msg);
+}
+
+size_t follow_log_key(const char *prefix, uint64_t lsn, char *out, size_t cap) {
+    int n = snprintf(out, cap, "%s/log/%020llu", prefix, (unsigned long long)lsn);
+    assert(n > 0 && (size_t)n < cap);
+    return (size_t)n;
+}
+
+const char *follow_state_name(follow_state s) {
+    static const char *names[] = {"off", "catchup", "live", "stale", "failed"};
+    return s <= FOLLOW_FAILED ? names[s] : "?";
+}
+
+int follow_init(follow *f, etcd_client *ec, journal *j, const char *prefix, const char *name,
+                const follow_ops *ops, char *err, size_t errcap) {
+    memset(f, 0, sizeof *f);
+    if (strlen(prefix) >= FOLLOW_PREFIX_MAX || strlen(name) >= FOLLOW_NAME_MAX || !*name) {
+        snprintf(err, errcap, "cluster prefix (< %d bytes) or name (1..%d bytes) out of bounds",
+                 FOLLOW_PREFIX_MAX, FOLLOW_NAME_MAX - 1);
+        return -1;
+    }
+    assert(ops->apply);
+    f->ec = ec;
+    f->j = j;
+    f->ops = *ops;
+    snprintf(f->prefix, sizeof f->prefix, "%s", prefix);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->watch_id = -1;
+    f->role = "follower";
+    return 0;
+}
+
+/* A range page of the log from applied + 1 (pinned to range_rev when paginating). */
+static void submit_range(follow *f) {
+    char key[FOLLOW_PREFIX_MAX + 32], end[FOLLOW_PREFIX_MAX + 8], err[256];
+    size_t kl = follow_log_key(f->prefix, f->applied_lsn + 1, key, sizeof key);
+    int el = snprintf(end, sizeof end, "%s/log0", f->prefix);
+    etcd_request rq = {.kind = ETCD_RANGE,
+                       .flags = ETCD_F_IDEMPOTENT,
+                       .op = {.kind = ETCD_OP_RANGE,
+                              .key = key,
+                              .key_len = kl,
+                              .range_end = end,
+                              .range_end_len = (size_t)el,
+                              .limit = FOLLOW_RANGE_KEYS,
+                              .revision = f->range_rev}};
+    if (etcd_submit(f->ec, &rq, COOKIE_RANGE, err, sizeof err) != 0) {
+        f->stats.etcd_errors++;
+        f->retry_at_ms = etcd_mono_ms() + RETRY_ERROR_MS;
+        return;
+    }
+    f->range_inflight = true;
+    f->stats.ranges++;
+}
+
+/* Read the log again from applied + 1 now, or once the read in flight has ended. */
+static void read_again(follow *f) {
+    if (f->range_inflight) {
+        f->range_again = true;
+        return;
+    }
+    f->range_rev = 0;
+    submit_range(f);
+}
+
+void follow_start(follow *f) {
+    assert(f->state == FOLLOW_OFF);
+    f->applied_lsn = journal_last_lsn(f->j);
+    f->state = FOLLOW_CATCHUP;
+    flog(f, "INFO", "cluster: following the log from lsn %llu",
+         (unsigned long long)f->applied_lsn + 1);
+    read_again(f);
+}
+
+static void become(follow *f, follow_state s, const char *why) {
+    if (f->state == s) return;
+    f->state = s;
+    snprintf(f->why, sizeof f->why, "%s", why);
+    flog(f, "ERROR", "cluster: %s at lsn %llu: %s", follow_state_name(s),
+         (unsigned long long)f->applied_lsn, why);
+}
+
+/* The lsn range a value claims (not yet checked: journal_append_frames checks it). */
+static bool value_range(const uint8_t *v, size_t n, uint64_t *first, uint64_t *last) {
+    if (n < JOURNAL_FRAME_OVERHEAD) return false;
+    journal_frame h, t;
+    memcpy(&h, v, sizeof h);
+    memcpy(&t, v + n - sizeof t, sizeof t);
+    *first = h.first_lsn;
+    *last = t.last_lsn;
+    return h.magic == JOURNAL_FRAME_MAGIC && t.magic == JOURNAL_TRAILER_MAGIC && *first <= *last;
+}
+
+/* Offset of the frame starting at lsn inside value v (a batch that straddles applied), or
+ * -1. */
+static long frame_at(const uint8_t *v, size_t n, uint64_t lsn) {
+    for (size_t off = 0; off + sizeof(journal_frame) <= n;) {
+        journal_frame h;
+        memcpy(&h, v + off, sizeof h);
+        if (h.magic != JOURNAL_FRAME_MAGIC || h.len < JOURNAL_FRAME_OVERHEAD || h.len > n - off)
+            return -1;
+        if (h.first_lsn == lsn) return (long)off;
+        off += h.len;
+    }
+    return -1;
+}
+
+/* One log batch: applied (exactly once, in lsn order), skipped, or why not. */
+static apply_rc apply_value(follow *f, const uint8_t *v, size_t n, int64_t rev) {
+    uint64_t first, last;
+    if (!value_range(v, n, &first, &last)) {
+        become(f, FOLLOW_FAILED, "a log value is not a journal batch");
+        return AP_FAIL;
+    }
+    if (last <= f->applied_lsn) {
+        f->stats.batches_skipped++; /* an idempotent resend, or a range overlapping the watch */
+        return AP_SKIP;
+    }
+    if (first > f->applied_lsn + 1) return AP_GAP;
+    long off = first == f->applied_lsn + 1 ? 0 : frame_at(v, n, f->applied_lsn + 1);
+    if (off < 0) {
+        become(f, FOLLOW_FAILED, "a log batch straddles the local journal's end");
+        return AP_FAIL;
+    }
+    char err[256];
+    int rc = journal_append_frames(f->j, v + off, (uint32_t)(n - (size_t)off), f->ops.apply,
+                                   f->ops.ctx, err, sizeof err);
+    if (rc == -EAGAIN) return AP_AGAIN;
+    if (rc == -EINVAL) {
+        become(f, FOLLOW_FAILED, err);
+        return AP_FAIL;
+    }
+    if (rc != 0) {
+        /* Records were applied but not appended: memory and journal disagree. Stop, as
+         * recovery does; a restart replays the journal and reads the log again. */
+        flog(f, "ERROR", "cluster: applying the log: %s", err);
+        abort();
+    }
+    f->stats.batches_applied++;
+    f->stats.records_applied += last - f->applied_lsn;
+    f->stats.last_apply_mono_ms = etcd_mono_ms();
+    f->applied_lsn = last;
+    f->applied_rev = rev;
+    assert(journal_last_lsn(f->j) == last);
+    if (f->ops.applied) f->ops.applied(f->ops.ctx, last, rev);
+    return AP_OK;
+}
+
+static void start_watch(follow *f, int64_t from_rev) {
+    char key[FOLLOW_PREFIX_MAX + 2], end[FOLLOW_PREFIX_MAX + 2];
+    int kl = snprintf(key, sizeof key, "%s/", f->prefix);
+    int el = snprintf(end, sizeof end, "%s0", f->prefix);
+    f->watch_id = etcd_watch_start(f->ec, key, (size_t)kl, end, (size_t)el, from_rev, COOKIE_WATCH);
+    if (f->watch_id < 0) {
+        f->stats.etcd_errors++;
+        f->retry_at_ms = etcd_mono_ms() + RETRY_ERROR_MS;
+        return;
+    }
+    f->watch_from = from_rev;
+}
+
+/* A range page: apply what fits, then the next page, or the watch once at the end. */
+static void on_range(follow *f, const etcd_result *r) {
+    f->range_inflight = false;
+    if (f->state == FOLLOW_STALE || f->state == FOLLOW_FAILED) return;
+    if (r->err != ETCD_OK) {
+        f->stats.etcd_errors++;
+        f->range_rev = 0; /* a compacted page revision: start over at the latest */
+        f->retry_at_ms = etcd_mono_ms() + RETRY_ERROR_MS;
+        return;
+    }
+    for (size_t i = 0; i < r->kv_count && !f->leading; i++) {
+        apply_rc rc = apply_value(f, r->kvs[i].value, r->kvs[i].value_len, r->kvs[i].mod_revision);
+        if (rc == AP_FAIL) return;
+        if (rc == AP_AGAIN) {
+            f->stats.retries++;
+            f->retry_at_ms = etcd_mono_ms() + RETRY_FULL_MS;
+            return;
+        }
+        if (rc == AP_GAP) {
+            /* The read starts at applied + 1: a first key past it means the log was trimmed
+             * past this member. */
+            become(f, FOLLOW_STALE, "the log in etcd starts past this member's journal "
+                                    "(trimmed): re-seed it (docs/operations.md)");
+            return;
+        }
+    }
+    if (r->more) {
+        f->range_rev = r->revision;
+        submit_range(f);
+        return;
+    }
+    f->range_rev = 0;
+    if (f->sync_asked && !f->range_again) f->sync_done_rev = r->revision;
+    if (f->state == FOLLOW_CATCHUP) f->state = FOLLOW_LIVE;
+    if (f->watch_id < 0 && f->watch_from == 0) start_watch(f, r->revision + 1);
+    if (f->range_again) {
+        f->range_again = false;
+        submit_range(f);
+    }
+}
+
+static void member_seen(follow *f, const char *name, size_t nl, const etcd_event *e) {
+    follow_member *m = NULL, *free_slot = NULL;
+    for (int i = 0; i < FOLLOW_MEMBERS_MAX; i++) {
+        follow_member *x = &f->members[i];
+        if (x->name[0] && strlen(x->name) == nl && memcmp(x->name, name, nl) == 0) m = x;
+        if (!x->name[0] && !free_slot) free_slot = x;
+    }
+    if (!m) {
+        if (e->is_delete || !free_slot || nl >= FOLLOW_NAME_MAX) return;
+        m = free_slot;
+        memcpy(m->name, name, nl);
+        m->name[nl] = 0;
+    }
+    m->present = !e->is_delete;
+    if (e->is_delete) return;
+    char v[128];
+    size_t vl = e->kv.value_len < sizeof v - 1 ? e->kv.value_len : sizeof v - 1;
+    memcpy(v, e->kv.value, vl);
+    v[vl] = 0;
+    unsigned long long lsn = 0;
+    long long rev = 0;
+    char role[16] = "";
+    if (sscanf(v, "%llu %lld %15s", &lsn, &rev, role) >= 2) {
+        m->applied_lsn = lsn;
+        m->rev = rev;
+        snprintf(m->role, sizeof m->role, "%s", role);
+    }
+}
+
+static void leader_seen(follow *f, const etcd_event *e) {
+    f->leader_name[0] = f->leader_addr[0] = 0;
+    f->leader_epoch = 0;
+    if (!e->is_delete) {
+        char v[FOLLOW_NAME_MAX + 160];
+        size_t vl = e->kv.value_len < sizeof v - 1 ? e->kv.value_len : sizeof v - 1;
+        memcpy(v, e->kv.value, vl);
+        v[vl] = 0;
+        char *sp = strchr(v, ' ');
+        if (sp) *sp = 0;
+        snprintf(f->leader_name, sizeof f->leader_name, "%s", v);
+        snprintf(f->leader_addr, sizeof f->leader_addr, "%s", sp ? sp + 1 : "");
+        f->leader_epoch = e->kv.create_revision;
+    }
+    if (f->ops.leader) f->ops.leader(f->ops.ctx, f->leader_name, f->leader_addr, f->leader_epoch);
+}
+
+/* One event of the prefix watch. */
+static void on_event(follow *f, const etcd_event *e) {
+    size_t pl = strlen(f->prefix);
+    const char *k = (const char *)e->kv.key + pl;
+    size_t kl = e->kv.key_len - pl;
+    if (e->kv.key_len <= pl) return;
+    if (kl > 5 && memcmp(k, "/log/", 5) == 0) {
+        if (e->is_delete || f->leading || f->state == FOLLOW_STALE || f->state == FOLLOW_FAILED)
+            return; /* trimming, or our own batch */
+        apply_rc rc = apply_value(f, e->kv.value, e->kv.value_len, e->kv.mod_revision);
+        if (rc == AP_GAP || rc == AP_AGAIN) {
+            f->stats.gaps += rc == AP_GAP;
+            f->stats.retries += rc == AP_AGAIN;
+            if (rc == AP_AGAIN && !f->range_inflight)
+                f->retry_at_ms = etcd_mono_ms() + RETRY_FULL_MS;
+            else
+                read_again(f);
+        }
+    } else if (kl == 7 && memcmp(k, "/leader", 7) == 0) {
+        leader_seen(f, e);
+    } else if (kl > 9 && memcmp(k, "/members/", 9) == 0) {
+        member_seen(f, k + 9, kl - 9, e);
+    }
+}
+
+static void on_watch(follow *f, const etcd_result *r) {
+    if (r->err == ETCD_E_COMPACTED) {
+        f->watch_id = -1;
+        if (!f->leading)
+            become(f, FOLLOW_STALE, "the log revisions this member needs were compacted: "
+                                    "re-seed it (docs/operations.md)");
+        return;
+    }
+    if (r->final) {
+        /* Ended for good (not a reconnect, which the client does itself): start it again
+         * from the last revision applied. */
+        f->watch_id = -1;
+        f->watch_from = 0;
+        f->stats.etcd_errors++;
+        f->retry_at_ms = etcd_mono_ms() + RETRY_ERROR_MS;
+        return;
+    }
+    for (size_t i = 0; i < r->event_count; i++) on_event(f, &r->events[i]);
+}
+
+static void on_publish(follow *f, const etcd_result *r) {
+    f->publish_inflight = false;
+    if (r->err != ETCD_OK) f->stats.publish_errors++;
+}
+
+void follow_on_result(follow *f, const etcd_result *r) {
+    assert(follow_owns(r->cookie));
+    switch (r->cookie) {
+    case COOKIE_RANGE: on_range(f, r); break;
+    case COOKIE_WATCH: on_watch(f, r); break;
+    case COOKIE_PUBLISH: on_publish(f, r); break;
+    default: assert(!"unknown follow cookie");
+    }
+}
+
+static void publish(follow *f, int64_t now) {
+    char key[FOLLOW_PREFIX_MAX + FOLLOW_NAME_MAX + 16], val[96], err[256];
+    int kl = snprintf(key, sizeof key, "%s/members/%s", f->prefix, f->name);
+    int vl = snprintf(val, sizeof val, "%llu %lld %s", (unsigned long long)f->applied_lsn,
+                      (long long)f->applied_rev, f->state == FOLLOW_STALE ? "stale" : f->role);
+    etcd_request rq = {.kind = ETCD_PUT,
+                       .flags = ETCD_F_IDEMPOTENT,
+                       .deadline_ms = 1000,
+                       .op = {.kind = ETCD_OP_PUT,
+                              .key = key,
+                              .key_len = (size_t)kl,
+                              .value = val,
+                              .value_len = (size_t)vl,
+                              .lease = f->lease}};
+    if (etcd_submit(f->ec, &rq, COOKIE_PUBLISH, err, sizeof err) != 0) {
+        f->stats.publish_errors++;
+        return;
+    }
+    f->publish_inflight = true;
+    f->published_ms = now;
+    f->published_lsn = f->applied_lsn;
+    f->published_role = f->role;
+    f->stats.publishes++;
+}
+
+void follow_tick(follow *f, int64_t now) {
+    if (f->state == FOLLOW_OFF) return;
+    if (f->retry_at_ms && now >= f->retry_at_ms) {
+        f->retry_at_ms = 0;
+        if (f->watch_id < 0 && f->watch_from == 0 && f->state == FOLLOW_LIVE)
+            start_watch(f, f->applied_rev + 1);
+        if (f->state == FOLLOW_CATCHUP || f->state == FOLLOW_LIVE) read_again(f);
+    }
+    bool changed = f->published_lsn != f->applied_lsn || f->published_role != f->role;
+    if (f->lease && !f->publish_inflight && now - f->published_ms >= FOLLOW_PUBLISH_MS &&
+        (changed || now - f->published_ms >= PUBLISH_IDLE_MS))
+        publish(f, now);
+}
+
+void follow_sync(follow *f) {
+    f->sync_asked = etcd_mono_ms();
+    f->sync_done_rev = 0;
+    read_again(f);
+}
+
+bool follow_synced(const follow *f) {
+    return f->sync_asked && f->sync_done_rev > 0 && !f->range_inflight && !f->range_again &&
+           f->state == FOLLOW_LIVE;
+}
+
+void follow_set_leading(follow *f, bool leading) {
+    f->leading = leading;
+    if (leading) f->applied_lsn = journal_last_lsn(f->j);
+}
+
+void follow_set_lease(follow *f, int64_t lease, const char *role) {
+    f->lease = lease;
+    f->role = role;
+}
+
+uint64_t follow_members_min_applied(const follow *f) {
+    uint64_t min = f->applied_lsn;
+    for (int i = 0; i < FOLLOW_MEMBERS_MAX; i++) {
+        const follow_member *m = &f->members[i];
+        if (m->name[0] && m->present && strcmp(m->name, f->name) != 0 && m->applied_lsn < min)
+            min = m->applied_lsn;
+    }
+    return min;
+}
