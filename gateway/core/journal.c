@@ -406,7 +406,7 @@ bool journal_has_room(const journal *j, uint32_t payload_len) {
      * segment header and the new frame (header and trailer). */
     return b->len + journal_rec_len(payload_len) + sizeof(journal_seg_hdr) +
                    2 * JOURNAL_FRAME_OVERHEAD <=
-               JOURNAL_BUF_BYTES &&
+               (j->batch_cap ? j->batch_cap : JOURNAL_BUF_BYTES) &&
            b->n_ext < JOURNAL_EXTENTS_MAX;
 }
 

@@ -126,6 +126,8 @@ typedef struct journal {
     uint64_t batch_seq;
     bool next_lazy; /* the next journal_append is a record nobody waits for */
     bool flush_all; /* draining: lazy batches go at once */
+    uint32_t batch_cap; /* a batch holds at most this (0: JOURNAL_BUF_BYTES); cluster mode caps it
+                           so that one batch fits one etcd request (commit.h) */
     struct {
         int fd;
         uint64_t after_seq;

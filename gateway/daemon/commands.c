@@ -358,7 +358,7 @@ static void w_status(gateway *gw, client *c, const order *ord, bool live) {
             const char *skip = engine_onward_skip(gw, ord, &ow[i], nb, na);
             int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
             const request *rq = skip ? NULL : orders_find_request(o, rid, (uint32_t)rl);
-            if (rq && !live && rq->lsn > gw->j.durable_lsn) rq = NULL; /* not durable yet: pending */
+            if (rq && !live && rq->lsn > commit_acked_lsn(&gw->commit)) rq = NULL; /* not durable yet: pending */
             resp_w_map(b, c->proto, 5);
             resp_w_kv_str(b, "bank", ow[i].bank);
             resp_w_kv_str(b, "account", ow[i].account);

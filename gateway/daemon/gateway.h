@@ -5,7 +5,8 @@
  * Module map (docs/architecture.md):
  *   server.c    TCP clients: accept, recv, ordered replies held until durable, send, close
  *   commands.c  RESP command table: parse arguments, check roles, format replies
- *   engine.c    order decisions: validate -> journal -> orders_apply -> outbox -> bank
+ *   engine.c    order decisions: validate -> commit -> outbox -> bank
+ *   commit.c    journal append + apply beneath engine and lists; the acknowledged lsn
  *   router.c    bank code -> plugin instance; plugin loading (dlopen) and polling
  *   metrics.c   counters, histograms, HTTP /metrics and /healthz
  *   glog.c      one line per event
@@ -21,6 +22,7 @@
 #include "auth.h"
 #include "authq.h"
 #include "buf.h"
+#include "commit.h"
 #include "config.h"
 #include "durview.h"
 #include "journal.h"
@@ -272,6 +274,7 @@ typedef struct gateway {
     glog log;
     struct io_uring ring;
     journal j;
+    commit commit; /* journal append + apply, and what is acknowledged (commit.h) */
     orders o;
     durview dv; /* the orders as reads show them: durable state only (durview.h) */
     router rt;
@@ -385,8 +388,6 @@ bool engine_room(gateway *gw);
 
 /* True (and a filled with ERR BUSY and the reason) while journal writes fail. */
 bool engine_journal_failing(const gateway *gw, engine_answer *a);
-/* Journal one record and apply it (orders or lists); the lsn, or -EAGAIN / -errno. */
-int64_t engine_commit(gateway *gw, order_rec *r);
 /* Confirm a HELD order (supervisor): 0 with a filled, or -EAGAIN. */
 int engine_confirm(gateway *gw, uint32_t order_no, const char *agent, engine_answer *a);
 /* CHECK-triggered STOP on an auto_stop list hit (once per account, agent "auto"). */

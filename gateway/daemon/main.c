@@ -138,6 +138,14 @@ static void on_durable(void *ctx, uint64_t lsn) {
     dpdk_on_durable(gw, lsn);
 }
 
+static int apply_list(void *ctx, const order_rec *r, bool live, char *err, size_t errcap) {
+    return lists_apply(ctx, r, live, err, errcap);
+}
+
+static void commit_log(void *ctx, const char *level, const char *msg) {
+    glog_write(&((gateway *)ctx)->log, level, "%s", msg);
+}
+
 static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     uint64_t ud = cqe->user_data;
     unsigned kind = ud_kind(ud);
@@ -199,7 +207,7 @@ static void run_loop(gateway *gw) {
         server_reap_tls(gw);
         lists_tick(gw);
         router_poll_due(gw, clock_now_us());
-        journal_flush(&gw->j, clock_mono_ns());
+        commit_flush(&gw->commit, clock_mono_ns());
         if (gw->j.last_error != gw->journal_error_logged) {
             /* One line per change of state, not per retry. */
             if (gw->j.last_error)
@@ -301,6 +309,8 @@ int main(int argc, char **argv) {
         LOGE(gw, "cannot reserve tables for max_orders=%u", gw->cfg.max_orders);
         return 1;
     }
+    commit_ops cops = {.apply_list = apply_list, .acked = on_durable, .log = commit_log, .ctx = gw};
+    commit_init(&gw->commit, &gw->j, &gw->o, &gw->dv, gw->recbuf, &cops);
     if (engine_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "%s", err);
         return 1;
@@ -335,7 +345,7 @@ int main(int argc, char **argv) {
         lists_close(gw);
         return 1;
     }
-    journal_attach(&gw->j, &gw->ring, on_durable, gw);
+    commit_attach(&gw->commit, &gw->ring);
     engine_finish_cascades(gw);
     if (login_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "auth: %s", err);

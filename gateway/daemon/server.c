@@ -221,7 +221,7 @@ static void release_marks(gateway *gw, client *c) {
     int64_t now_ns = 0;
     while (c->marks_len) {
         reply_mark *m = &c->marks[c->marks_head];
-        if (m->lsn > gw->j.durable_lsn) break;
+        if (m->lsn > commit_acked_lsn(&gw->commit)) break;
         assert(m->end >= c->sendable_abs && m->end <= c->out_base + c->out.len);
         c->sendable_abs = m->end;
         if (m->t_recv_ns) {
@@ -269,7 +269,7 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
         replace_reply(gw, c, reply_start(c), "ERR TOOBIG", why);
         lsn = 0;
         t_recv_ns = 0;
-    } else if (lsn > gw->j.durable_lsn && gw->j.last_error) {
+    } else if (lsn > commit_acked_lsn(&gw->commit) && gw->j.last_error) {
         /* It would wait for a write that keeps failing: answer now that it is not taken.
          * The record may still become durable; a retry with the same request_id then says
          * DUPLICATE with the same order, else it is accepted afresh. */
@@ -281,7 +281,7 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
     }
     uint64_t end = c->out_base + c->out.len;
     assert(end >= c->sendable_abs && c->marks_cap == CLIENT_REPLY_MARKS_MAX && c->marks_len <= c->marks_cap);
-    if (lsn <= gw->j.durable_lsn && !marks_pending(c)) {
+    if (lsn <= commit_acked_lsn(&gw->commit) && !marks_pending(c)) {
         c->sendable_abs = end;
         if (t_recv_ns) metrics_observe_stop_us(&gw->m, (uint64_t)(clock_mono_ns() - t_recv_ns) / 1000);
         return;
@@ -559,7 +559,7 @@ static void fail_pending_replies(gateway *gw, client *c, const char *why) {
     uint64_t seg = start;
     for (uint32_t i = 0; i < c->marks_len; i++) {
         reply_mark *m = &c->marks[(c->marks_head + i) % c->marks_cap];
-        if (m->lsn > gw->j.durable_lsn) {
+        if (m->lsn > commit_acked_lsn(&gw->commit)) {
             gw->m.errors++;
             resp_w_error(&c->out, "ERR BUSY", "%s", why);
             m->lsn = 0;
@@ -583,7 +583,7 @@ void server_on_journal_failed(gateway *gw) {
         if (!c->closing) fail_pending_replies(gw, c, why);
     }
     /* The rewritten replies have lsn 0 now: what leads may go. */
-    server_on_durable(gw, gw->j.durable_lsn);
+    server_on_durable(gw, commit_acked_lsn(&gw->commit));
 }
 
 void server_resume(gateway *gw, client *c) {

@@ -331,7 +331,7 @@ static void handle(gateway *gw, udp_slot *s, size_t len) {
         return;
     }
     assert(t->len <= sizeof t->buf && lsn <= journal_last_lsn(&gw->j));
-    if (lsn > gw->j.durable_lsn) {
+    if (lsn > commit_acked_lsn(&gw->commit)) {
         /* An order is answered only once durable: park the datagram until its fsync. */
         t->lsn = lsn;
         t->state = UDP_TX_WAITING;

@@ -1,0 +1,111 @@
+/*
+ * commit: the one way a change enters the gateway's state, and the one place that says when
+ * it is acknowledged. Beneath engine.c and lists.c (both call down into it); it calls nothing
+ * above it except through the callbacks given to commit_init().
+ *
+ * Write path. commit_record() encodes a record, appends it to the open journal batch and
+ * applies it at once (orders_apply, or the list callback for LIST records) - memory runs ahead
+ * of the disk, and durview keeps reads on the acknowledged state meanwhile (durview.h).
+ *
+ * Acknowledgement. A record is acknowledged when its lsn <= commit_acked_lsn(): replies,
+ * reads (durview), bank instructions (outbox) and UDP answers all wait for that, never for
+ * the journal's own durable_lsn. Single node: acked = the journal's durable lsn (the
+ * journal's on_durable goes through commit_on_journal_durable). Cluster (SPEC §10,
+ * docs/cluster.md): acked = min(journal durable lsn, last lsn committed in the etcd log).
+ *
+ * The cluster log hook. In cluster mode the loop calls commit_flush() instead of
+ * journal_flush(). When it sends a new journal batch to the disk it also hands the batch's
+ * bytes to ops.batch (the cluster module submits one fenced etcd txn), and sends no further
+ * batch to the disk until that txn is settled (commit_cluster_done), so exactly one batch
+ * is in flight to etcd and the log never has a gap; the journal groups everything that
+ * arrives meanwhile into the next batch. The bytes handed over are the batch's frames
+ * (journal format v2: frame header, records, trailer - hash chain included), concatenated,
+ * without the segment header a roll puts between two frames: exactly the frames as they are
+ * in the segments. The pointer stays valid until commit_cluster_done() (the journal buffer,
+ * or the scratch a rolled batch is gathered into, is not reused before), so a resend needs no
+ * copy. commit_set_batch_cap() caps a batch so that it fits one etcd request.
+ *
+ * Replay. commit_replay() is the journal's replay path for one record (decode + apply, no
+ * journal append, everything replayed is already acknowledged): engine_recover uses it, and
+ * a follower applying the cluster log does the same.
+ *
+ * Single-threaded (the event loop). No allocation. The journal, orders and durview it is given
+ * stay the caller's.
+ */
+#ifndef SG_COMMIT_H
+#define SG_COMMIT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "durview.h"
+#include "journal.h"
+#include "orders.h"
+#include "record.h"
+
+/* One journal batch as it goes to the cluster log. */
+typedef struct commit_batch {
+    uint64_t first_lsn, last_lsn;
+    const uint8_t *bytes; /* frames, header..trailer each, as written to the segments */
+    size_t len;
+} commit_batch;
+
+typedef struct commit_ops {
+    /* Apply a LIST record (lists.c): 0, or -1 with err. live = false while replaying. */
+    int (*apply_list)(void *ctx, const order_rec *r, bool live, char *err, size_t errcap);
+    /* Everything up to lsn is acknowledged (called once per advance, lsn increasing). */
+    void (*acked)(void *ctx, uint64_t lsn);
+    /* Cluster mode only: a new batch went to the disk; commit it to the cluster log and call
+     * commit_cluster_done() (once) when it is settled. NULL: single node. */
+    void (*batch)(void *ctx, const commit_batch *b);
+    /* A line for the log ("ERROR", message): only before an abort. */
+    void (*log)(void *ctx, const char *level, const char *msg);
+    void *ctx;
+} commit_ops;
+
+typedef struct commit {
+    journal *j;
+    orders *o;
+    durview *dv;
+    uint8_t *recbuf; /* JOURNAL_RECORD_BYTES_MAX of encoding scratch */
+    commit_ops ops;
+    uint64_t acked_lsn;   /* see above */
+    bool clustered;       /* ops.batch != NULL */
+    uint64_t cluster_lsn; /* last lsn committed in the cluster log (clustered) */
+    int64_t cluster_rev;  /* etcd revision of that commit */
+    bool pending;         /* a batch is in flight to the cluster log: no new disk batch */
+    commit_batch inflight;
+    uint8_t *scratch; /* commit_set_batch_cap */
+    size_t scratch_cap;
+    uint64_t sent_seq;    /* journal batch seq last handed to ops.batch */
+    uint64_t batches, bytes; /* committed to the cluster log */
+} commit;
+
+/* Wire the layer before the journal is replayed (commit_replay needs it). ops is copied. */
+void commit_init(commit *c, journal *j, orders *o, durview *dv, uint8_t *recbuf, const commit_ops *ops);
+/* After the replay: attach the journal to the ring with commit_on_journal_durable, so that its
+ * durability reaches ops.acked through here. Everything replayed counts as acknowledged. */
+void commit_attach(commit *c, struct io_uring *ring);
+/* Journal one record and apply it (orders or lists): its lsn, or -EAGAIN (no room in the open
+ * batch or in durview: nothing changed, retry after the next acknowledged batch) or -errno
+ * (a segment cannot be created). The caller has checked the table room it needs: a record
+ * that is journaled but cannot be applied means memory and disk disagree, and aborts. */
+int64_t commit_record(commit *c, order_rec *r);
+/* Apply one record of the journal (or of the cluster log) without journaling it again:
+ * 0, 1 (malformed payload) or 2 (cannot be applied), with err. */
+int commit_replay(commit *c, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len, char *err,
+                  size_t errcap);
+/* journal_durable_fn: ctx is the commit. */
+void commit_on_journal_durable(void *ctx, uint64_t durable_lsn);
+/* Send the open journal batch when it may go (journal_flush), and in cluster mode hand a new
+ * batch to ops.batch; no new batch while one is in flight to the cluster log. */
+void commit_flush(commit *c, int64_t now_ns);
+static inline uint64_t commit_acked_lsn(const commit *c) { return c->acked_lsn; }
+/* Cluster mode: the batch handed to ops.batch is settled. ok: it is in the cluster log at
+ * etcd revision rev (acked advances once the disk has it too). !ok: it will never be (this
+ * member was deposed): the next batch may go (the caller has stopped writing by then). */
+void commit_cluster_done(commit *c, bool ok, int64_t rev);
+/* Cluster mode: cap a journal batch at bytes so that it fits one etcd request; scratch
+ * (bytes long, the caller's) gathers the frames of a batch that rolled into a new segment. */
+void commit_set_batch_cap(commit *c, uint32_t bytes, uint8_t *scratch);
+#endif
