@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,8 +269,9 @@ static void leader_seen(follow *f, const etcd_event *e) {
         v[vl] = 0;
         char *sp = strchr(v, ' ');
         if (sp) *sp = 0;
-        snprintf(f->leader_name, sizeof f->leader_name, "%s", v);
-        snprintf(f->leader_addr, sizeof f->leader_addr, "%s", sp ? sp + 1 : "");
+        snprintf(f->leader_name, sizeof f->leader_name, "%.*s", FOLLOW_NAME_MAX - 1, v);
+        snprintf(f->leader_addr, sizeof f->leader_addr, "%.*s", (int)sizeof f->leader_addr - 1,
+                 sp ? sp + 1 : "");
         f->leader_epoch = e->kv.create_revision;
     }
     if (f->ops.leader) f->ops.leader(f->ops.ctx, f->leader_name, f->leader_addr, f->leader_epoch);
@@ -403,4 +405,186 @@ uint64_t follow_members_min_applied(const follow *f) {
             min = m->applied_lsn;
     }
     return min;
+}
+
+/* --- reconcile: the local tail against the log (start only, synchronous) ------------------ */
+
+typedef struct tail {
+    uint8_t *data[2]; /* the last two segment files */
+    size_t size[2];
+    const uint8_t *frame[FOLLOW_TAIL_FRAMES]; /* the last frames, oldest first */
+    uint32_t len[FOLLOW_TAIL_FRAMES];
+    int n;
+} tail;
+
+static void tail_free(tail *t) {
+    free(t->data[0]);
+    free(t->data[1]);
+}
+
+static int read_file(const char *path, uint8_t **out, size_t *size) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -errno;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    *out = malloc(n > 0 ? (size_t)n : 1);
+    *size = n > 0 && *out && fread(*out, 1, (size_t)n, fp) == (size_t)n ? (size_t)n : 0;
+    fclose(fp);
+    return *out ? 0 : -ENOMEM;
+}
+
+/* The whole frames (header and trailer consistent) of the last two segments, last ones kept. */
+static int tail_read(const char *dir, tail *t, char *err, size_t errcap) {
+    memset(t, 0, sizeof *t);
+    uint64_t *seqs = NULL;
+    int n = journal_list_segments(dir, &seqs);
+    if (n < 0) {
+        snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(-n));
+        return -1;
+    }
+    for (int k = n >= 2 ? n - 2 : 0, s = 0; k < n; k++, s++) {
+        char name[64], path[4200];
+        journal_seg_name(name, sizeof name, seqs[k]);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        if (read_file(path, &t->data[s], &t->size[s]) != 0) continue;
+        for (size_t off = sizeof(journal_seg_hdr); off < t->size[s];) {
+            journal_frame h, tr;
+            if (!journal_frame_read(t->data[s], t->size[s], off, JOURNAL_FRAME_MAGIC, &h) ||
+                h.len < JOURNAL_FRAME_OVERHEAD || h.len > t->size[s] - off ||
+                !journal_frame_read(t->data[s], t->size[s], off + h.len - sizeof tr,
+                                    JOURNAL_TRAILER_MAGIC, &tr))
+                break; /* a torn tail: journal_open cuts it */
+            if (t->n == FOLLOW_TAIL_FRAMES) {
+                memmove(t->frame, t->frame + 1, sizeof t->frame[0] * (FOLLOW_TAIL_FRAMES - 1));
+                memmove(t->len, t->len + 1, sizeof t->len[0] * (FOLLOW_TAIL_FRAMES - 1));
+                t->n--;
+            }
+            t->frame[t->n] = t->data[s] + off;
+            t->len[t->n++] = h.len;
+            off += h.len;
+        }
+    }
+    free(seqs);
+    return 0;
+}
+
+/* The local checksum of record lsn, if the tail holds it (or it is the record just before
+ * the tail, whose sum the first record carries as prev_sum). */
+static bool tail_sum(const tail *t, uint64_t lsn, uint64_t *sum) {
+    for (int i = 0; i < t->n; i++)
+        if (journal_frames_sum_at(t->frame[i], t->len[i], lsn, sum) == 0) return true;
+    if (t->n > 0) {
+        journal_frame h;
+        journal_rec_hdr r;
+        memcpy(&h, t->frame[0], sizeof h);
+        memcpy(&r, t->frame[0] + sizeof h, sizeof r);
+        if (lsn + 1 == h.first_lsn) {
+            *sum = r.prev_sum;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The highest lsn where the tail and the log value v agree (0: none shown by v). */
+static uint64_t agree_with(const tail *t, const uint8_t *v, size_t n, uint64_t local_last) {
+    uint64_t first, last, a = 0, ls, vs;
+    if (!value_range(v, n, &first, &last) || n < sizeof(journal_frame) + sizeof(journal_rec_hdr))
+        return 0;
+    journal_rec_hdr r;
+    memcpy(&r, v + sizeof(journal_frame), sizeof r);
+    if (first > 1 && tail_sum(t, first - 1, &ls) && ls == r.prev_sum) a = first - 1;
+    uint64_t upto = last < local_last ? last : local_last;
+    for (uint64_t x = upto; x >= first && x > a; x--) {
+        /* Only the highest lsn both hold needs checking: the chain vouches for the rest. */
+        if (tail_sum(t, x, &ls) && journal_frames_sum_at(v, n, x, &vs) == 0) {
+            if (ls == vs) a = x;
+            break;
+        }
+    }
+    return a;
+}
+
+/* One range read, waited for on the client's eventfd. The result stays valid until the next
+ * etcd_poll. NULL with err on timeout or error. */
+static const etcd_result *range_sync(etcd_client *ec, const char *key, size_t kl, const char *end,
+                                     size_t el, int64_t limit, uint32_t deadline_ms, char *err,
+                                     size_t errcap) {
+    etcd_request rq = {.kind = ETCD_RANGE,
+                       .flags = ETCD_F_IDEMPOTENT,
+                       .deadline_ms = deadline_ms,
+                       .op = {.kind = ETCD_OP_RANGE, .key = key, .key_len = kl, .range_end = end,
+                              .range_end_len = el, .limit = limit}};
+    if (etcd_submit(ec, &rq, 1, err, errcap) != 0) return NULL;
+    int64_t until = etcd_mono_ms() + deadline_ms + 1000;
+    while (etcd_mono_ms() < until) {
+        struct pollfd p = {.fd = etcd_event_fd(ec), .events = POLLIN};
+        poll(&p, 1, 50);
+        const etcd_result *r;
+        if (etcd_poll(ec, &r, 1) == 1) {
+            if (r->err == ETCD_OK) return r;
+            snprintf(err, errcap, "etcd: %s (%s)", etcd_strerror(r->err), r->msg);
+            return NULL;
+        }
+    }
+    snprintf(err, errcap, "etcd: no answer");
+    return NULL;
+}
+
+int follow_reconcile(const char *endpoints, const char *prefix, const char *journal_dir,
+                     uint32_t deadline_ms, uint64_t *keep, char *err, size_t errcap) {
+    *keep = 0;
+    tail t;
+    if (tail_read(journal_dir, &t, err, errcap) != 0) return -1;
+    if (t.n == 0) {
+        tail_free(&t);
+        return 0; /* nothing local to check */
+    }
+    journal_frame h, tr;
+    memcpy(&h, t.frame[0], sizeof h);
+    memcpy(&tr, t.frame[t.n - 1] + t.len[t.n - 1] - sizeof tr, sizeof tr);
+    uint64_t local_last = tr.last_lsn;
+    etcd_config cfg = {.endpoints = endpoints, .deadline_ms = deadline_ms};
+    etcd_client *ec = etcd_create(&cfg, err, errcap);
+    if (!ec) {
+        tail_free(&t);
+        return -1;
+    }
+    char key[FOLLOW_PREFIX_MAX + 32], end[FOLLOW_PREFIX_MAX + 8];
+    size_t kl = follow_log_key(prefix, h.first_lsn > 1 ? h.first_lsn - 1 : 1, key, sizeof key);
+    size_t el = (size_t)snprintf(end, sizeof end, "%s/log0", prefix);
+    /* From the lsn before the tail: a batch of the log starting there shows the chain
+     * through it by its first record's prev_sum. */
+    int rc = -1;
+    const etcd_result *r = range_sync(ec, key, kl, end, el, FOLLOW_TAIL_FRAMES + 2, deadline_ms, err, errcap);
+    if (r) {
+        uint64_t a = 0;
+        for (size_t i = 0; i < r->kv_count; i++) {
+            uint64_t x = agree_with(&t, r->kvs[i].value, r->kvs[i].value_len, local_last);
+            if (x > a) a = x;
+        }
+        if (r->kv_count == 0) {
+            /* The log holds nothing from the tail on: empty (a new cluster), else the tail
+             * and the log share nothing we can see. */
+            size_t k0 = (size_t)snprintf(key, sizeof key, "%s/log/", prefix);
+            r = range_sync(ec, key, k0, end, el, 1, deadline_ms, err, errcap);
+            if (r && r->count == 0) rc = 0;
+            else if (r)
+                snprintf(err, errcap, "the cluster log ends before this journal's last %d "
+                                      "frames (lsn %llu..%llu): re-seed this member "
+                                      "(docs/operations.md)",
+                         t.n, (unsigned long long)h.first_lsn, (unsigned long long)local_last);
+        } else if (a == 0) {
+            snprintf(err, errcap, "this journal's tail (lsn %llu..%llu) shares no record with "
+                                  "the cluster log: re-seed this member (docs/operations.md)",
+                     (unsigned long long)h.first_lsn, (unsigned long long)local_last);
+        } else {
+            *keep = a < local_last ? a : 0;
+            rc = 0;
+        }
+    }
+    etcd_destroy(ec);
+    tail_free(&t);
+    return rc;
 }

@@ -128,6 +128,16 @@ void follow_set_lease(follow *f, int64_t lease, const char *role);
 /* Smallest applied lsn among the members present (this one included); 0 if none known. */
 uint64_t follow_members_min_applied(const follow *f);
 const char *follow_state_name(follow_state s);
+/* Before the journal is replayed (stopgated's start in cluster mode): compare the local
+ * journal's tail (its last FOLLOW_TAIL_FRAMES frames) with the cluster log and set *keep to
+ * the last lsn both hold with the same hash chain - what follows it locally is a tail this
+ * member fsynced as leader but the cluster never committed (never acknowledged), to be cut
+ * with journal_opts.keep_through_lsn. *keep = 0: nothing to cut. Synchronous (its own etcd
+ * client, up to deadline_ms): at start only. 0, or -1 with err (etcd unreachable, or the
+ * tail shares nothing with the log: a re-seed is needed). */
+#define FOLLOW_TAIL_FRAMES 16
+int follow_reconcile(const char *endpoints, const char *prefix, const char *journal_dir,
+                     uint32_t deadline_ms, uint64_t *keep, char *err, size_t errcap);
 /* The key of a log batch: <prefix>/log/<first lsn in 20 digits>. Its length. */
 size_t follow_log_key(const char *prefix, uint64_t lsn, char *out, size_t cap);
 #endif
