@@ -724,10 +724,24 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
                       .damaged = damaged_record,
                       .ctx = &rc,
                       .truncate_damaged_tail = gw->truncate_damaged_tail};
+    o.keep_through_lsn = gw->keep_through_lsn;
     if (journal_open(&gw->j, gw->cfg.journal_dir, &o, &rec, err, errcap) != 0) return -1;
     log_recovery(gw, &rec);
-    /* Instructions whose answer never came may have died with the old process (or the bank
-     * never got them): send them again, same instruction id. */
+    if (rec.kept_cut)
+        LOGW(gw,
+             "journal: cut after lsn %llu (segment %llu offset %llu, %llu bytes): this member "
+             "fsynced them as leader but the cluster never committed them, so none of their "
+             "orders was acknowledged",
+             (unsigned long long)(gw->j.next_lsn - 1), (unsigned long long)rec.cut_seq,
+             (unsigned long long)rec.cut_offset, (unsigned long long)rec.cut_bytes);
+    return engine_resume_instructions(gw, err, errcap);
+}
+
+int engine_resume_instructions(gateway *gw, char *err, size_t errcap) {
+    /* Instructions whose answer never came may have died with the old process or the old
+     * leader (or the bank never got them): send them again, same instruction id. What the
+     * outbox held is rebuilt from the orders, so nothing is queued twice. */
+    gw->ob.head = gw->ob.len = 0;
     uint32_t resend = 0;
     for (uint32_t no = 1; no <= gw->o.n; no++) {
         order *ord = &gw->o.v[no];

@@ -275,6 +275,10 @@ typedef struct gateway {
     struct io_uring ring;
     journal j;
     commit commit; /* journal append + apply, and what is acknowledged (commit.h) */
+    struct follow *fl;         /* cluster mode: the cluster log reader (follower.h), else NULL */
+    uint64_t keep_through_lsn; /* cluster mode: recovery cuts the journal after it (0: no cut) */
+    char **argv;               /* as started: a deposed leader starts again in place */
+    int64_t takeover_ms;       /* a won campaign is catching up with the log since (0: no) */
     orders o;
     durview dv; /* the orders as reads show them: durable state only (durview.h) */
     router rt;
@@ -379,6 +383,10 @@ int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t tt
 int engine_init(gateway *gw, char *err, size_t errcap);
 void engine_free(gateway *gw);
 int engine_recover(gateway *gw, char *err, size_t errcap);
+/* Rebuild the outbox from the orders: every live instruction without a final bank answer,
+ * to be sent again with its instruction id (after recovery; on a new cluster leader once it
+ * has applied the whole log). 0, or -1 with err when max_outbox cannot hold them. */
+int engine_resume_instructions(gateway *gw, char *err, size_t errcap);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);
 /* A bank's answer: journaled (returns its lsn) or ignored (returns 0, counted). */

@@ -1,0 +1,151 @@
+/*
+ * follower: follow.c bound to the gateway (follower.h).
+ */
+#include "follower.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "follow.h"
+#include "gateway.h"
+
+#define TAKEOVER_LOG_MS 1000 /* a takeover still catching up says so this often */
+
+static bool is_list_record(uint16_t type) {
+    return type >= REC_LIST_ADD && type <= REC_LIST_LOAD_COMMIT;
+}
+
+/* One record of the log, through the journal's replay path. An order's frozen mark in
+ * shared memory follows at once: the record is committed in the cluster already. */
+static int apply_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                        uint32_t len) {
+    gateway *gw = ctx;
+    char err[256];
+    int rc = commit_replay(&gw->commit, type, lsn, payload, len, err, sizeof err);
+    if (rc != 0) {
+        LOGE(gw, "cluster log record %llu: %s", (unsigned long long)lsn, err);
+        return rc;
+    }
+    if (!is_list_record(type)) {
+        order_rec r;
+        if (record_decode(type, payload, len, &r) == 0 && r.order_no) lists_sync_order(gw, r.order_no);
+    }
+    return 0;
+}
+
+static void on_applied(void *ctx, uint64_t lsn, int64_t rev) {
+    gateway *gw = ctx;
+    (void)rev;
+    /* The commit layer's acknowledged lsn follows the journal's durability; what a follower
+     * applied is committed in the cluster already. */
+    (void)gw;
+    (void)lsn;
+}
+
+static void on_log(void *ctx, const char *level, const char *msg) {
+    glog_write(&((gateway *)ctx)->log, level, "%s", msg);
+}
+
+int follower_reconcile(gateway *gw, uint64_t *keep, char *err, size_t errcap) {
+    int rc = follow_reconcile(gw->cfg.cluster_etcd, gw->cfg.cluster_prefix, gw->cfg.journal_dir,
+                              gw->cfg.cluster_commit_timeout_ms, keep, err, errcap);
+    if (rc == 0 && *keep)
+        LOGW(gw, "cluster: the journal holds records after lsn %llu that the cluster log does not: "
+                 "they are cut (never acknowledged)",
+             (unsigned long long)*keep);
+    return rc;
+}
+
+int follower_start(gateway *gw, etcd_client *ec, char *err, size_t errcap) {
+    assert(!gw->fl);
+    gw->fl = calloc(1, sizeof *gw->fl);
+    if (!gw->fl) {
+        snprintf(err, errcap, "out of memory");
+        return -1;
+    }
+    follow_ops ops = {.apply = apply_record, .applied = on_applied, .log = on_log, .ctx = gw};
+    if (follow_init(gw->fl, ec, &gw->j, gw->cfg.cluster_prefix, gw->cfg.cluster_name, &ops, err,
+                    errcap) != 0)
+        return -1;
+    follow_start(gw->fl);
+    return 0;
+}
+
+bool follower_owns(uint64_t cookie) { return follow_owns(cookie); }
+
+void follower_on_result(gateway *gw, const etcd_result *r) {
+    if (gw->fl) follow_on_result(gw->fl, r);
+}
+
+void follower_set_lease(gateway *gw, int64_t lease, const char *role) {
+    if (gw->fl) follow_set_lease(gw->fl, lease, role);
+}
+
+/* A takeover's catch-up is complete: rebuild the outbox and start accepting writes. */
+static void take_over_done(gateway *gw) {
+    char err[256];
+    follow_set_leading(gw->fl, true);
+    gw->takeover_ms = 0;
+    if (engine_resume_instructions(gw, err, sizeof err) != 0) {
+        LOGE(gw, "cluster: taking over: %s", err);
+        follower_rejoin(gw, "the outbox cannot hold the instructions to resume");
+        return;
+    }
+    engine_finish_cascades(gw);
+    LOGI(gw, "cluster: caught up with the log at lsn %llu (revision %lld): %u instructions "
+             "without a bank answer resumed; accepting writes",
+         (unsigned long long)journal_last_lsn(&gw->j), (long long)gw->fl->sync_done_rev, gw->ob.len);
+    cluster_lead_ready(gw);
+}
+
+void follower_tick(gateway *gw) {
+    if (!gw->fl) return;
+    follow_tick(gw->fl, etcd_mono_ms());
+    if (gw->takeover_ms) {
+        if (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED) {
+            follower_rejoin(gw, "the log cannot be applied here; this member must not lead");
+        } else if (follow_synced(gw->fl) && journal_idle(&gw->j)) {
+            take_over_done(gw);
+        } else if (gw->now_ms - gw->takeover_ms > TAKEOVER_LOG_MS) {
+            LOGW(gw, "cluster: taking over: still reading the log (applied lsn %llu)",
+                 (unsigned long long)gw->fl->applied_lsn);
+            gw->takeover_ms = gw->now_ms;
+        }
+    }
+}
+
+int follower_take_over(gateway *gw) {
+    assert(gw->fl);
+    if (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED) return -1;
+    gw->takeover_ms = gw->now_ms ? gw->now_ms : 1;
+    follow_sync(gw->fl);
+    return 1;
+}
+
+void follower_rejoin(gateway *gw, const char *why) {
+    LOGW(gw, "cluster: %s: starting again in place to rejoin as a follower", why);
+    /* Everything but stdin/out/err closes at exec: the ring (and with it the sockets it
+     * holds), the journal, the etcd client's sockets. */
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    execv("/proc/self/exe", gw->argv);
+    LOGE(gw, "cluster: exec to rejoin failed: %s; exiting", strerror(errno));
+    _exit(1);
+}
+
+const char *follower_state(const gateway *gw) {
+    return gw->fl ? follow_state_name(gw->fl->state) : "off";
+}
+
+bool follower_stale(const gateway *gw) {
+    return gw->fl && (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED);
+}
+
+uint64_t follower_applied_lsn(const gateway *gw) { return gw->fl ? gw->fl->applied_lsn : 0; }
+int64_t follower_applied_rev(const gateway *gw) { return gw->fl ? gw->fl->applied_rev : 0; }
+
+uint64_t follower_members_min_applied(const gateway *gw) {
+    return gw->fl ? follow_members_min_applied(gw->fl) : 0;
+}
