@@ -15,6 +15,8 @@
 #define COOKIE_RANGE (FOLLOW_COOKIE_TAG | 1u)
 #define COOKIE_WATCH (FOLLOW_COOKIE_TAG | 2u)
 #define COOKIE_PUBLISH (FOLLOW_COOKIE_TAG | 3u)
+#define COOKIE_TRIM (FOLLOW_COOKIE_TAG | 4u)
+#define COOKIE_COMPACT (FOLLOW_COOKIE_TAG | 5u)
 #define RETRY_FULL_MS 5    /* the local journal had no room: it frees within an fdatasync */
 #define RETRY_ERROR_MS 100 /* etcd refused or failed a read */
 #define PUBLISH_IDLE_MS 1000 /* unchanged P/members/<name> is still put this often */
@@ -277,6 +279,63 @@ static void leader_seen(follow *f, const etcd_event *e) {
     if (f->ops.leader) f->ops.leader(f->ops.ctx, f->leader_name, f->leader_addr, f->leader_epoch);
 }
 
+/* Remembers a log key for trimming (lsn order: the log is written in order). */
+static void key_seen(follow *f, const uint8_t *v, size_t n) {
+    uint64_t first, last;
+    if (!value_range(v, n, &first, &last)) return;
+    if (f->keys_len) {
+        const follow_logkey *prev = &f->keys[(f->keys_head + f->keys_len - 1) % FOLLOW_TRIM_RING];
+        if (first <= prev->last_lsn) return; /* a resend */
+    }
+    if (f->keys_len == FOLLOW_TRIM_RING) { /* forget the oldest: trimmed by a later look */
+        f->keys_head = (f->keys_head + 1) % FOLLOW_TRIM_RING;
+        f->keys_len--;
+    }
+    f->keys[(f->keys_head + f->keys_len++) % FOLLOW_TRIM_RING] =
+        (follow_logkey){.first_lsn = first, .last_lsn = last, .seen_ms = etcd_mono_ms()};
+}
+
+/* The leader: delete [P/log/, P/log/<keep>) where keep is the first key some present member
+ * still needs, or too young, or the last one. */
+static void trim(follow *f, int64_t now) {
+    f->trimmed_ms = now;
+    uint64_t bound = follow_members_min_applied(f);
+    uint32_t n = 0;
+    while (n + 1 < f->keys_len) {
+        const follow_logkey *k = &f->keys[(f->keys_head + n) % FOLLOW_TRIM_RING];
+        if (k->last_lsn > bound || now - k->seen_ms < FOLLOW_RETENTION_MS) break;
+        n++;
+    }
+    if (n == 0) return;
+    uint64_t keep = f->keys[(f->keys_head + n) % FOLLOW_TRIM_RING].first_lsn;
+    char key[FOLLOW_PREFIX_MAX + 8], end[FOLLOW_PREFIX_MAX + 32], err[256];
+    int kl = snprintf(key, sizeof key, "%s/log/", f->prefix);
+    size_t el = follow_log_key(f->prefix, keep, end, sizeof end);
+    etcd_request rq = {.kind = ETCD_DELETE,
+                       .flags = ETCD_F_IDEMPOTENT,
+                       .op = {.kind = ETCD_OP_DELETE, .key = key, .key_len = (size_t)kl,
+                              .range_end = end, .range_end_len = el}};
+    if (etcd_submit(f->ec, &rq, COOKIE_TRIM, err, sizeof err) != 0) return;
+    f->trim_inflight = true;
+    f->keys_head = (f->keys_head + n) % FOLLOW_TRIM_RING;
+    f->keys_len -= n;
+    f->stats.trimmed_keys += n;
+    flog(f, "INFO", "cluster: trimming the log below lsn %llu (%u keys; every member applied them)",
+         (unsigned long long)keep, n);
+}
+
+static void on_trim(follow *f, const etcd_result *r) {
+    f->trim_inflight = false;
+    if (r->err != ETCD_OK) {
+        f->stats.etcd_errors++;
+        return;
+    }
+    f->stats.trims++;
+    char err[256];
+    etcd_request rq = {.kind = ETCD_COMPACT, .revision = r->revision};
+    if (etcd_submit(f->ec, &rq, COOKIE_COMPACT, err, sizeof err) == 0) f->stats.compactions++;
+}
+
 /* One event of the prefix watch. */
 static void on_event(follow *f, const etcd_event *e) {
     size_t pl = strlen(f->prefix);
@@ -284,6 +343,7 @@ static void on_event(follow *f, const etcd_event *e) {
     size_t kl = e->kv.key_len - pl;
     if (e->kv.key_len <= pl) return;
     if (kl > 5 && memcmp(k, "/log/", 5) == 0) {
+        if (!e->is_delete) key_seen(f, e->kv.value, e->kv.value_len);
         if (e->is_delete || f->leading || f->state == FOLLOW_STALE || f->state == FOLLOW_FAILED)
             return; /* trimming, or our own batch */
         apply_rc rc = apply_value(f, e->kv.value, e->kv.value_len, e->kv.mod_revision);
@@ -304,10 +364,10 @@ static void on_event(follow *f, const etcd_event *e) {
 
 static void on_watch(follow *f, const etcd_result *r) {
     if (r->err == ETCD_E_COMPACTED) {
+        /* Revisions compacted: what the log still holds decides (a range; a gap = stale). */
         f->watch_id = -1;
-        if (!f->leading)
-            become(f, FOLLOW_STALE, "the log revisions this member needs were compacted: "
-                                    "re-seed it (docs/operations.md)");
+        f->watch_from = 0;
+        read_again(f);
         return;
     }
     if (r->final) {
@@ -333,6 +393,10 @@ void follow_on_result(follow *f, const etcd_result *r) {
     case COOKIE_RANGE: on_range(f, r); break;
     case COOKIE_WATCH: on_watch(f, r); break;
     case COOKIE_PUBLISH: on_publish(f, r); break;
+    case COOKIE_TRIM: on_trim(f, r); break;
+    case COOKIE_COMPACT:
+        if (r->err != ETCD_OK) f->stats.etcd_errors++;
+        break;
     default: assert(!"unknown follow cookie");
     }
 }
@@ -370,6 +434,7 @@ void follow_tick(follow *f, int64_t now) {
             start_watch(f, f->applied_rev + 1);
         if (f->state == FOLLOW_CATCHUP || f->state == FOLLOW_LIVE) read_again(f);
     }
+    if (f->leading && !f->trim_inflight && now - f->trimmed_ms >= FOLLOW_TRIM_MS) trim(f, now);
     bool changed = f->published_lsn != f->applied_lsn || f->published_role != f->role;
     if (f->lease && !f->publish_inflight && now - f->published_ms >= FOLLOW_PUBLISH_MS &&
         (changed || now - f->published_ms >= PUBLISH_IDLE_MS))

@@ -15,8 +15,13 @@
  * own P/members/<name> = "applied_lsn revision role" is put under its lease at most every
  * FOLLOW_PUBLISH_MS, when it changed.
  *
- * A start revision etcd compacted away, or a log that starts past applied + 1 (trimmed), makes
- * the member `stale`: it applies nothing more and says so until re-seeded (docs/operations.md).
+ * Trimming (the leader only): every FOLLOW_TRIM_MS it deletes the log keys whose last lsn
+ * every present member has applied (P/members) and that are older than FOLLOW_RETENTION_MS,
+ * never the last key (a returning member checks its tail against it), then compacts etcd at
+ * that revision. A log that starts past applied + 1 (trimmed past this member) makes it
+ * `stale`: it applies nothing more and says so until re-seeded (docs/operations.md). A watch
+ * whose revision was compacted away reads the log with a range instead; only a gap there is
+ * staleness.
  *
  * While this member leads (follow_set_leading), log events are its own batches and are not
  * applied; the watch keeps the leader key and the members table current.
@@ -37,6 +42,9 @@
 #define FOLLOW_MEMBERS_MAX 16     /* members the table keeps */
 #define FOLLOW_NAME_MAX 64        /* member name bytes, NUL included */
 #define FOLLOW_PREFIX_MAX 200     /* [cluster] prefix bytes */
+#define FOLLOW_TRIM_MS 1000        /* the leader looks for log keys to trim this often */
+#define FOLLOW_RETENTION_MS 60000  /* a log key stays at least this long (a restart needs none) */
+#define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
 #define FOLLOW_COOKIE_TAG 0x464f4c4c00000000ull /* "FOLL": cookies of this module */
 #define FOLLOW_COOKIE_MASK 0xffffffff00000000ull
 
@@ -66,9 +74,16 @@ typedef struct follow_member {
     bool present;
 } follow_member;
 
+/* A log key seen on the watch (the leader's own batches too): what trimming may delete. */
+typedef struct follow_logkey {
+    uint64_t first_lsn, last_lsn;
+    int64_t seen_ms;
+} follow_logkey;
+
 typedef struct follow_stats {
     uint64_t batches_applied, batches_skipped, records_applied;
     uint64_t gaps, ranges, retries, publishes, publish_errors, etcd_errors;
+    uint64_t trims, trimmed_keys, compactions;
     int64_t last_apply_mono_ms;
 } follow_stats;
 
@@ -100,6 +115,10 @@ typedef struct follow {
     char leader_addr[128];
     int64_t leader_epoch;
     follow_member members[FOLLOW_MEMBERS_MAX];
+    follow_logkey keys[FOLLOW_TRIM_RING]; /* ring, lsn order */
+    uint32_t keys_head, keys_len;
+    int64_t trimmed_ms;   /* last trim look */
+    bool trim_inflight;
     follow_stats stats;
     char why[256]; /* stale / failed: why */
 } follow;
