@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COOKIE_RANGE (FOLLOW_COOKIE_TAG | 1u)
-#define COOKIE_WATCH (FOLLOW_COOKIE_TAG | 2u)
-#define COOKIE_PUBLISH (FOLLOW_COOKIE_TAG | 3u)
-#define COOKIE_TRIM (FOLLOW_COOKIE_TAG | 4u)
-#define COOKIE_COMPACT (FOLLOW_COOKIE_TAG | 5u)
+#define COOKIE_RANGE (FOLLOW_COOKIE_TAG | FOLLOW_CK_RANGE)
+#define COOKIE_WATCH (FOLLOW_COOKIE_TAG | FOLLOW_CK_WATCH)
+#define COOKIE_PUBLISH (FOLLOW_COOKIE_TAG | FOLLOW_CK_PUBLISH)
+#define COOKIE_TRIM (FOLLOW_COOKIE_TAG | FOLLOW_CK_TRIM)
+#define COOKIE_COMPACT (FOLLOW_COOKIE_TAG | FOLLOW_CK_COMPACT)
 #define RETRY_FULL_MS 5    /* the local journal had no room: it frees within an fdatasync */
 #define RETRY_ERROR_MS 100 /* etcd refused or failed a read */
 #define PUBLISH_IDLE_MS 1000 /* unchanged P/members/<name> is still put this often */

@@ -47,6 +47,9 @@
 #define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
 #define FOLLOW_COOKIE_TAG 0x464f4c4c00000000ull /* "FOLL": cookies of this module */
 #define FOLLOW_COOKIE_MASK 0xffffffff00000000ull
+enum { /* the cookies of follow's requests (FOLLOW_COOKIE_TAG | kind) */
+    FOLLOW_CK_RANGE = 1, FOLLOW_CK_WATCH, FOLLOW_CK_PUBLISH, FOLLOW_CK_TRIM, FOLLOW_CK_COMPACT
+};
 
 typedef enum follow_state {
     FOLLOW_OFF = 0,   /* not started (single node) */
