@@ -442,6 +442,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
 
 void engine_auto_stop(gateway *gw, const char *bank, const char *account, const sg_verdict *v) {
     uint64_t hit = v->mask & gw->ls.auto_stop_mask;
+    if (!cluster_leads(gw)) return; /* a follower's CHECK: the leader's own CHECKs stop */
     /* A protected account (payroll, public bodies) is never stopped without a supervisor. */
     if (!hit || v->frozen || (v->mask & gw->ls.protected_mask)) return;
     order_req rq = {.kind = KIND_STOP, .agent = "auto"};
@@ -588,6 +589,9 @@ static void overdue_one(gateway *gw, order *ord) {
 
 void engine_tick(gateway *gw) {
     uint32_t no;
+    /* Expiries, re-sends and cascades are the leader's to journal; a follower gets them
+     * through the cluster log. */
+    if (!cluster_leads(gw)) return;
     if (gw->cascade_retry_len && journal_room(gw)) {
         uint32_t n = gw->cascade_retry_len;
         gw->cascade_retry_len = 0;
@@ -743,6 +747,11 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
         }
     }
     if (resend) LOGI(gw, "outbox: %u instructions without a bank answer will be sent again", resend);
+    return 0;
+}
+
+int engine_on_lead(gateway *gw) {
+    (void)gw; /* the follower side's catch-up and outbox rebuild go here */
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "authq.h"
 #include "buf.h"
+#include "cluster.h"
 #include "commit.h"
 #include "config.h"
 #include "durview.h"
@@ -275,6 +276,7 @@ typedef struct gateway {
     struct io_uring ring;
     journal j;
     commit commit; /* journal append + apply, and what is acknowledged (commit.h) */
+    struct cluster *cl; /* cluster.h; NULL: a single node (no [cluster] etcd) */
     orders o;
     durview dv; /* the orders as reads show them: durable state only (durview.h) */
     router rt;
@@ -318,6 +320,10 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
 /* The journal has started failing: every reply waiting for a record not yet durable is
  * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
 void server_on_journal_failed(gateway *gw);
+/* Every reply waiting for a record not yet acknowledged is answered `-<code> <why>` now
+ * (the cluster: ERR BUSY when its log cannot be written, READONLY when this member was
+ * deposed); order is kept, and blocked clients run again. */
+void server_fail_unacked(gateway *gw, const char *code, const char *why);
 void server_kick_all(gateway *gw);
 /* Close clients idle longer than [gateway] idle_timeout (0 = never), and those not admitted by
  * their AUTH deadline; sweeps once a second. */
@@ -379,6 +385,9 @@ int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t tt
 int engine_init(gateway *gw, char *err, size_t errcap);
 void engine_free(gateway *gw);
 int engine_recover(gateway *gw, char *err, size_t errcap);
+/* This member just won a cluster campaign (cluster.h): 0 when it may take writes at once, 1 when
+ * a catch-up runs first (which then calls cluster_lead_ready). Finishes interrupted cascades. */
+int engine_on_lead(gateway *gw);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);
 /* A bank's answer: journaled (returns its lsn) or ignored (returns 0, counted). */

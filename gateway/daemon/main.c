@@ -7,6 +7,7 @@
  * SIGTERM/SIGINT: stop accepting, answer what is durable, sync, exit 0.
  */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -163,6 +164,7 @@ static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     case UD_UDP_SEND: udp_on_cqe(gw, kind, ud_idx(ud), cqe->res); break;
     case UD_DPDK: dpdk_on_cqe(gw, cqe->res); break;
     case UD_AUTH: login_on_cqe(gw, cqe->res); break;
+    case UD_CLUSTER: cluster_on_cqe(gw, cqe->res, cqe->flags); break;
     default: break;
     }
 }
@@ -206,7 +208,8 @@ static void run_loop(gateway *gw) {
         server_reap_idle(gw);
         server_reap_tls(gw);
         lists_tick(gw);
-        router_poll_due(gw, clock_now_us());
+        cluster_tick(gw);
+        if (cluster_leads(gw)) router_poll_due(gw, clock_now_us()); /* only the leader drives banks */
         commit_flush(&gw->commit, clock_mono_ns());
         if (gw->j.last_error != gw->journal_error_logged) {
             /* One line per change of state, not per retry. */
@@ -346,7 +349,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     commit_attach(&gw->commit, &gw->ring);
-    engine_finish_cascades(gw);
+    if (!gw->cfg.cluster_etcd[0]) engine_finish_cascades(gw); /* a cluster's leader: engine_on_lead */
+    /* libcurl's global state, once, before the etcd client's thread starts (etcd.h). */
+    if (gw->cfg.cluster_etcd[0] && curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        LOGE(gw, "cluster: curl_global_init failed");
+        return 1;
+    }
+    if (cluster_start(gw, err, sizeof err) != 0) {
+        LOGE(gw, "cluster: %s", err);
+        return 1;
+    }
     if (login_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "auth: %s", err);
         return 1;
@@ -390,6 +402,8 @@ int main(int argc, char **argv) {
     login_close(gw);
     udp_close(gw);
     dpdk_stop(gw);
+    cluster_stop(gw);
+    if (gw->cfg.cluster_etcd[0]) curl_global_cleanup();
     lists_close(gw);
     journal_close(&gw->j);
     metrics_close(gw);
