@@ -117,4 +117,28 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define ETCD_LEASES_MAX 4      /* leases one client keeps alive */
 #define ETCD_ERR_MSG_MAX 256   /* bytes of a result's message, NUL included */
 
+/* Cluster: the [cluster] section and the leader's commit path (docs/cluster.md). */
+#define CLUSTER_ETCD_LEN_MAX (ETCD_ENDPOINTS_MAX * (ETCD_ENDPOINT_LEN_MAX + 1)) /* [cluster] etcd */
+#define CLUSTER_NAME_LEN_MAX 64     /* [cluster] name: letters, digits, '-', '_', '.' */
+#define CLUSTER_PREFIX_LEN_MAX 128  /* [cluster] prefix: starts with '/', no spaces */
+#define CLUSTER_LEASE_MS_DEFAULT 2000
+#define CLUSTER_LEASE_MS_MIN 1000   /* etcd TTLs are whole seconds */
+#define CLUSTER_LEASE_MS_MAX 60000
+/* [cluster] commit_timeout_ms: the deadline of one batch's fenced txn; past it the batch's
+ * orders get ERR BUSY (the txn is resent until settled). It must outlast an etcd leader
+ * election (etcd's --election-timeout, 1 s by default) or every etcd leader change turns into
+ * BUSY answers. */
+#define CLUSTER_COMMIT_TIMEOUT_MS_DEFAULT 3000
+#define CLUSTER_COMMIT_TIMEOUT_MS_MIN 200
+#define CLUSTER_COMMIT_TIMEOUT_MS_MAX 60000
+/* Room in one etcd request beside a batch's bytes (key, compare, protobuf framing): in cluster
+ * mode a journal batch holds at most ETCD_REQUEST_BYTES_MAX minus this, so that one batch is
+ * always one txn (checked against etcd_request_bytes() at start). */
+#define CLUSTER_TXN_OVERHEAD_BYTES 4096
+#define CLUSTER_BATCH_BYTES_MAX (ETCD_REQUEST_BYTES_MAX - CLUSTER_TXN_OVERHEAD_BYTES)
+/* The leader stops acknowledging this long before its lease can have expired: 10 % of the
+ * lease + 50 ms for clock-rate drift between hosts (safety comes from the fenced txn). */
+#define CLUSTER_LEASE_MARGIN_PCT 10
+#define CLUSTER_LEASE_MARGIN_MS 50
+
 #endif

@@ -25,6 +25,7 @@ typedef struct cmd_def {
     cmd_fn fn;
     unsigned perm; /* 0 = open to unauthenticated connections */
     int argc_min, argc_max; /* including the command name; -1 = unbounded */
+    bool write;             /* changes state: only a cluster's leader takes it (SPEC §10) */
 } cmd_def;
 
 static void reply_err(gateway *gw, client *c, const char *code, const char *fmt, ...)
@@ -384,7 +385,7 @@ static void w_status(gateway *gw, client *c, const order *ord, bool live) {
  * While the journal fails, that wait could be endless: reads then show the durable view
  * (durview.h) and are answered at once; the answers already held become ERR BUSY
  * (server_on_journal_failed). */
-static bool read_live(const gateway *gw) { return gw->j.last_error == 0; }
+static bool read_live(const gateway *gw) { return gw->j.last_error == 0 && !cluster_failing(gw); }
 /* STATUS and CASE show an order's children and cascade requests too: wait for everything
  * appended so far (they are not on the hot path). */
 static uint64_t read_lsn(gateway *gw, bool live) { return live ? journal_last_lsn(&gw->j) : 0; }
@@ -858,11 +859,37 @@ static int cmd_empty(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
+/* ROLE (SPEC §10): this member's place in the cluster, for any authenticated agent. */
+static int cmd_role(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)cmd, (void)t_ns;
+    cluster_view v;
+    cluster_view_get(gw, &v);
+    resp_map m;
+    resp_map_begin(&m, &c->out, c->proto);
+    int rc = resp_w_kv_str(&c->out, "role", v.role_name);
+    rc = rc ? rc : resp_w_kv_str(&c->out, "name", v.name);
+    rc = rc ? rc : resp_w_kv_str(&c->out, "leader", v.leader);
+    rc = rc ? rc : resp_w_kv_str(&c->out, "leader_addr", v.leader_addr);
+    rc = rc ? rc : resp_w_kv_int(&c->out, "epoch", v.epoch);
+    rc = rc ? rc : resp_w_kv_int(&c->out, "applied_lsn", (int64_t)v.applied_lsn);
+    rc = rc ? rc : resp_w_kv_int(&c->out, "committed_lsn", (int64_t)v.committed_lsn);
+    rc = rc ? rc : resp_w_kv_int(&c->out, "writable", v.writable);
+    if (resp_map_end(&m, rc) != 0) c->out.overflowed = true; /* answered ERR TOOBIG */
+    ok(gw, c, 0);
+    return 1;
+}
+
 static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
-    (void)cmd;
     (void)t_ns;
     buf tmp;
     buf_init(&tmp, 1 << 20);
+    if (cmd->argc == 2 && resp_arg_is(&cmd->argv[1], "cluster")) {
+        cluster_info(gw, &tmp);
+        resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
+        buf_free(&tmp);
+        ok(gw, c, 0);
+        return 1;
+    }
     buf_printf(&tmp, "# Server\r\nstopgate_version:%s\r\nuptime_s:%lld\r\nphase:%s\r\n", VERSION,
                (long long)((gw->now_ms - gw->started_ms) / 1000),
                gw->phase == PHASE_RUNNING ? "running" : gw->phase == PHASE_DRAINING ? "draining" : "recovering");
@@ -880,6 +907,7 @@ static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         buf_printf(&tmp, "plugin_%s:type=%s,submitted=%llu,results=%llu\r\n", p->name, p->ops->name,
                    (unsigned long long)p->submitted, (unsigned long long)p->results);
     }
+    cluster_info(gw, &tmp);
     resp_w_bulk(&c->out, (const char *)tmp.data, tmp.len);
     buf_free(&tmp);
     ok(gw, c, 0);
@@ -887,17 +915,17 @@ static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 }
 
 static const cmd_def commands[] = {
-    {"STOP", cmd_stop, PERM_ORDER, 8, RESP_ARGS_MAX},
-    {"FREEZE", cmd_freeze, PERM_ORDER, 10, RESP_ARGS_MAX},
-    {"RELEASE", cmd_release, PERM_ORDER, 3, 7},
-    {"EXTEND", cmd_extend, PERM_ORDER, 5, 5},
-    {"CONFIRM", cmd_confirm, PERM_CONFIRM, 2, 2},
+    {"STOP", cmd_stop, PERM_ORDER, 8, RESP_ARGS_MAX, true},
+    {"FREEZE", cmd_freeze, PERM_ORDER, 10, RESP_ARGS_MAX, true},
+    {"RELEASE", cmd_release, PERM_ORDER, 3, 7, true},
+    {"EXTEND", cmd_extend, PERM_ORDER, 5, 5, true},
+    {"CONFIRM", cmd_confirm, PERM_CONFIRM, 2, 2, true},
     {"STATUS", cmd_status, PERM_STATUS, 2, 2},
     {"CASE", cmd_case, PERM_STATUS, 2, 2},
     {"CHECK", cmd_check, PERM_CHECK, 3, 3},
-    {"LIST.ADD", cmd_list_add, PERM_LIST, 4, 10},
-    {"LIST.DEL", cmd_list_del, PERM_LIST, 4, 4},
-    {"LIST.LOAD", cmd_list_load, PERM_LIST, 3, 4},
+    {"LIST.ADD", cmd_list_add, PERM_LIST, 4, 10, true},
+    {"LIST.DEL", cmd_list_del, PERM_LIST, 4, 4, true},
+    {"LIST.LOAD", cmd_list_load, PERM_LIST, 3, 4, true},
     {"LIST.INFO", cmd_list_info, PERM_STATUS | PERM_LIST, 1, 2},
     {"MCHECK", cmd_mcheck, PERM_CHECK, 3, RESP_ARGS_MAX},
     {"AUTH", cmd_auth, 0, 2, 3},
@@ -906,6 +934,7 @@ static const cmd_def commands[] = {
     {"ECHO", cmd_echo, PERM_SESSION, 2, 2},
     {"QUIT", cmd_quit, 0, 1, 1},
     {"INFO", cmd_info, PERM_INFO, 1, 2},
+    {"ROLE", cmd_role, PERM_SESSION, 1, 1},
     {"COMMAND", cmd_empty, PERM_SESSION, 1, RESP_ARGS_MAX},
     {"CONFIG", cmd_empty, PERM_SESSION, 1, RESP_ARGS_MAX},
 };
@@ -937,6 +966,14 @@ int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         }
         if (gw->phase == PHASE_DRAINING && (d->perm & PERM_ORDER)) {
             reply_err(gw, c, "ERR BUSY", "gateway is shutting down");
+            return 1;
+        }
+        const char *code;
+        char why[256];
+        if (d->write && cluster_write_refused(gw, &code, why, sizeof why)) {
+            /* A follower (READONLY <leader> <host:port>: send it there), or a leader that
+             * cannot commit to the cluster log now (ERR BUSY). */
+            reply_err(gw, c, code, "%s", why);
             return 1;
         }
         return d->fn(gw, c, cmd, t_ns);

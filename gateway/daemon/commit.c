@@ -21,7 +21,8 @@ static void fatal(commit *c, const char *msg) {
 void commit_init(commit *c, journal *j, orders *o, durview *dv, uint8_t *recbuf, const commit_ops *ops) {
     assert(j && o && dv && recbuf && ops && ops->apply_list && ops->acked);
     *c = (commit){.j = j, .o = o, .dv = dv, .recbuf = recbuf, .ops = *ops};
-    c->clustered = ops->batch != NULL;
+    c->clustered = false;
+    c->ops.batch = NULL;
 }
 
 void commit_attach(commit *c, struct io_uring *ring) {
@@ -30,13 +31,15 @@ void commit_attach(commit *c, struct io_uring *ring) {
     c->cluster_lsn = c->j->durable_lsn;
 }
 
-void commit_set_batch_cap(commit *c, uint32_t bytes, uint8_t *scratch) {
-    assert(bytes >= 2 * JOURNAL_RECORD_BYTES_MAX && bytes <= JOURNAL_BUF_BYTES && scratch);
-    c->j->batch_cap = bytes;
+void commit_enable_cluster(commit *c, void (*batch)(void *ctx, const commit_batch *b), uint32_t cap,
+                           uint8_t *scratch) {
+    assert(batch && scratch && cap >= 2 * JOURNAL_RECORD_BYTES_MAX && cap <= JOURNAL_BUF_BYTES);
+    c->ops.batch = batch;
+    c->clustered = true;
+    c->j->batch_cap = cap;
     c->scratch = scratch;
-    c->scratch_cap = bytes;
+    c->scratch_cap = cap;
 }
-
 static int apply(commit *c, const order_rec *r, uint64_t lsn, bool live, char *err, size_t errcap) {
     return is_list_record(r->type) ? c->ops.apply_list(c->ops.ctx, r, live, err, errcap)
                                    : orders_apply(c->o, r, lsn, err, errcap);
@@ -44,6 +47,7 @@ static int apply(commit *c, const order_rec *r, uint64_t lsn, bool live, char *e
 
 int64_t commit_record(commit *c, order_rec *r) {
     bool list = is_list_record(r->type);
+    if (c->readonly) return -EROFS;
     if (!list && !durview_room(c->dv, 1)) return -EAGAIN;
     char msg[320];
     int n = record_encode(r, c->recbuf, JOURNAL_RECORD_BYTES_MAX - sizeof(journal_rec_hdr));
@@ -85,7 +89,7 @@ int commit_replay(commit *c, uint16_t type, uint64_t lsn, const uint8_t *payload
 
 static void advance(commit *c) {
     uint64_t lsn = c->j->durable_lsn;
-    if (c->clustered && c->cluster_lsn < lsn) lsn = c->cluster_lsn;
+    if (c->clustered && !c->mirror && c->cluster_lsn < lsn) lsn = c->cluster_lsn;
     if (lsn <= c->acked_lsn) return;
     c->acked_lsn = lsn;
     c->ops.acked(c->ops.ctx, lsn);
@@ -129,12 +133,12 @@ static commit_batch gather(commit *c, const journal_batch *b) {
 void commit_flush(commit *c, int64_t now_ns) {
     if (c->pending) return; /* one batch in flight to the cluster log; the journal groups the rest */
     journal_flush(c->j, now_ns);
-    if (!c->clustered || !c->j->inflight) return;
+    if (!c->clustered || c->mirror || !c->j->inflight) return;
     const journal_batch *b = &c->j->batch[c->j->open_idx ^ 1];
     if (b->seq == c->sent_seq) return; /* the disk retry of a batch the cluster log has had */
     c->sent_seq = b->seq;
     c->inflight = gather(c, b);
-    assert(c->inflight.first_lsn == c->cluster_lsn + 1); /* the log never has a gap */
+    assert(c->inflight.first_lsn == c->cluster_lsn + 1 || c->refused); /* the log never has a gap */
     c->pending = true;
     c->ops.batch(c->ops.ctx, &c->inflight);
 }
@@ -142,11 +146,22 @@ void commit_flush(commit *c, int64_t now_ns) {
 void commit_cluster_done(commit *c, bool ok, int64_t rev) {
     assert(c->clustered && c->pending);
     c->pending = false;
-    if (!ok) return;
+    if (!ok) {
+        c->refused = true;
+        return;
+    }
     assert(c->inflight.first_lsn == c->cluster_lsn + 1 && c->inflight.last_lsn > c->cluster_lsn);
     c->cluster_lsn = c->inflight.last_lsn;
     c->cluster_rev = rev;
     c->batches++;
     c->bytes += c->inflight.len;
+    advance(c);
+}
+
+void commit_cluster_reset(commit *c, uint64_t lsn, int64_t rev) {
+    assert(c->clustered && !c->pending && lsn <= journal_last_lsn(c->j));
+    c->cluster_lsn = lsn;
+    c->cluster_rev = rev;
+    c->refused = false;
     advance(c);
 }

@@ -23,7 +23,7 @@
  * without the segment header a roll puts between two frames: exactly the frames as they are
  * in the segments. The pointer stays valid until commit_cluster_done() (the journal buffer,
  * or the scratch a rolled batch is gathered into, is not reused before), so a resend needs no
- * copy. commit_set_batch_cap() caps a batch so that it fits one etcd request.
+ * copy. commit_enable_cluster() caps a batch so that it fits one etcd request.
  *
  * Replay. commit_replay() is the journal's replay path for one record (decode + apply, no
  * journal append, everything replayed is already acknowledged): engine_recover uses it, and
@@ -55,8 +55,8 @@ typedef struct commit_ops {
     int (*apply_list)(void *ctx, const order_rec *r, bool live, char *err, size_t errcap);
     /* Everything up to lsn is acknowledged (called once per advance, lsn increasing). */
     void (*acked)(void *ctx, uint64_t lsn);
-    /* Cluster mode only: a new batch went to the disk; commit it to the cluster log and call
-     * commit_cluster_done() (once) when it is settled. NULL: single node. */
+    /* Cluster mode only (commit_enable_cluster): a new batch went to the disk; commit it to
+     * the cluster log and call commit_cluster_done() (once) when it is settled. */
     void (*batch)(void *ctx, const commit_batch *b);
     /* A line for the log ("ERROR", message): only before an abort. */
     void (*log)(void *ctx, const char *level, const char *msg);
@@ -70,7 +70,7 @@ typedef struct commit {
     uint8_t *recbuf; /* JOURNAL_RECORD_BYTES_MAX of encoding scratch */
     commit_ops ops;
     uint64_t acked_lsn;   /* see above */
-    bool clustered;       /* ops.batch != NULL */
+    bool clustered;       /* commit_enable_cluster */
     uint64_t cluster_lsn; /* last lsn committed in the cluster log (clustered) */
     int64_t cluster_rev;  /* etcd revision of that commit */
     bool pending;         /* a batch is in flight to the cluster log: no new disk batch */
@@ -79,6 +79,9 @@ typedef struct commit {
     size_t scratch_cap;
     uint64_t sent_seq;    /* journal batch seq last handed to ops.batch */
     uint64_t batches, bytes; /* committed to the cluster log */
+    bool readonly;        /* commit_set_writable(false): commit_record refuses (-EROFS) */
+    bool refused;         /* the last batch was settled !ok: the log may lag the journal */
+    bool mirror;          /* commit_set_mirror */
 } commit;
 
 /* Wire the layer before the journal is replayed (commit_replay needs it). ops is copied. */
@@ -91,6 +94,9 @@ void commit_attach(commit *c, struct io_uring *ring);
  * (a segment cannot be created). The caller has checked the table room it needs: a record
  * that is journaled but cannot be applied means memory and disk disagree, and aborts. */
 int64_t commit_record(commit *c, order_rec *r);
+/* Cluster: only the leader writes. While not writable, commit_record() returns -EROFS and
+ * journals nothing - the safety net beneath the READONLY answers of commands.c and udp.c. */
+static inline void commit_set_writable(commit *c, bool writable) { c->readonly = !writable; }
 /* Apply one record of the journal (or of the cluster log) without journaling it again:
  * 0, 1 (malformed payload) or 2 (cannot be applied), with err. */
 int commit_replay(commit *c, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len, char *err,
@@ -105,7 +111,22 @@ static inline uint64_t commit_acked_lsn(const commit *c) { return c->acked_lsn; 
  * etcd revision rev (acked advances once the disk has it too). !ok: it will never be (this
  * member was deposed): the next batch may go (the caller has stopped writing by then). */
 void commit_cluster_done(commit *c, bool ok, int64_t rev);
-/* Cluster mode: cap a journal batch at bytes so that it fits one etcd request; scratch
- * (bytes long, the caller's) gathers the frames of a batch that rolled into a new segment. */
-void commit_set_batch_cap(commit *c, uint32_t bytes, uint8_t *scratch);
+/* Cluster mode: the local journal and the cluster log agree up to lsn, committed at etcd
+ * revision rev (a follower that caught up, a leader that cut a tail the cluster never had): the
+ * next batch handed over starts at lsn + 1, and acknowledgement resumes from there. For the
+ * follower side (catch-up before leading, tail cut of a returning leader). */
+void commit_cluster_reset(commit *c, uint64_t lsn, int64_t rev);
+static inline uint64_t commit_cluster_lsn(const commit *c) { return c->cluster_lsn; }
+static inline int64_t commit_cluster_rev(const commit *c) { return c->cluster_rev; }
+/* Cluster mode, after commit_attach: hand every new batch to batch(ops.ctx, b) and acknowledge
+ * only what the cluster log has too. A journal batch is capped at cap bytes so that it fits
+ * one etcd request; scratch (cap bytes, the caller's) gathers the frames of a batch that rolled
+ * into a new segment. */
+void commit_enable_cluster(commit *c, void (*batch)(void *ctx, const commit_batch *b), uint32_t cap,
+                           uint8_t *scratch);
+/* Cluster mode, follower side: while mirror is set the journal only copies batches that are
+ * in the cluster log already, so nothing is handed to ops.batch and the acknowledged lsn is
+ * the journal's durable lsn, as on a single node. Leave it (after commit_cluster_reset) before
+ * this member takes writes. */
+static inline void commit_set_mirror(commit *c, bool mirror) { c->mirror = mirror; }
 #endif

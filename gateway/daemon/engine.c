@@ -14,6 +14,7 @@
 
 #include "account.h"
 #include "clock.h"
+#include "follower.h"
 #include "gateway.h"
 #include "mem.h"
 
@@ -442,6 +443,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
 
 void engine_auto_stop(gateway *gw, const char *bank, const char *account, const sg_verdict *v) {
     uint64_t hit = v->mask & gw->ls.auto_stop_mask;
+    if (!cluster_leads(gw)) return; /* a follower's CHECK: the leader's own CHECKs stop */
     /* A protected account (payroll, public bodies) is never stopped without a supervisor. */
     if (!hit || v->frozen || (v->mask & gw->ls.protected_mask)) return;
     order_req rq = {.kind = KIND_STOP, .agent = "auto"};
@@ -588,6 +590,9 @@ static void overdue_one(gateway *gw, order *ord) {
 
 void engine_tick(gateway *gw) {
     uint32_t no;
+    /* Expiries, re-sends and cascades are the leader's to journal; a follower gets them
+     * through the cluster log. */
+    if (!cluster_leads(gw)) return;
     if (gw->cascade_retry_len && journal_room(gw)) {
         uint32_t n = gw->cascade_retry_len;
         gw->cascade_retry_len = 0;
@@ -758,6 +763,12 @@ int engine_resume_instructions(gateway *gw, char *err, size_t errcap) {
     }
     if (resend) LOGI(gw, "outbox: %u instructions without a bank answer will be sent again", resend);
     return 0;
+}
+
+int engine_on_lead(gateway *gw) {
+    /* Read the log to its end and apply it first; follower.c rebuilds the outbox and calls
+     * cluster_lead_ready() then. */
+    return follower_take_over(gw);
 }
 
 void engine_finish_cascades(gateway *gw) {

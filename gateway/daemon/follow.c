@@ -504,6 +504,7 @@ static int tail_read(const char *dir, tail *t, char *err, size_t errcap) {
     memset(t, 0, sizeof *t);
     uint64_t *seqs = NULL;
     int n = journal_list_segments(dir, &seqs);
+    if (n == -ENOENT) return 0; /* a new member: nothing to check */
     if (n < 0) {
         snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(-n));
         return -1;

@@ -9,10 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "follow.h"
 #include "gateway.h"
 
 #define TAKEOVER_LOG_MS 1000 /* a takeover still catching up says so this often */
+#define FOLLOWER_REJOIN_DELAY_MS 200 /* a deposed leader's last answers go out meanwhile */
 
 static bool is_list_record(uint16_t type) {
     return type >= REC_LIST_ADD && type <= REC_LIST_LOAD_COMMIT;
@@ -46,7 +48,9 @@ static void on_applied(void *ctx, uint64_t lsn, int64_t rev) {
 }
 
 static void on_log(void *ctx, const char *level, const char *msg) {
-    glog_write(&((gateway *)ctx)->log, level, "%s", msg);
+    char lv[8];
+    snprintf(lv, sizeof lv, "%-5.5s", level); /* the log's level column is 5 wide */
+    glog_write(&((gateway *)ctx)->log, lv, "%s", msg);
 }
 
 int follower_reconcile(gateway *gw, uint64_t *keep, char *err, size_t errcap) {
@@ -80,29 +84,40 @@ void follower_on_result(gateway *gw, const etcd_result *r) {
     if (gw->fl) follow_on_result(gw->fl, r);
 }
 
-void follower_set_lease(gateway *gw, int64_t lease, const char *role) {
-    if (gw->fl) follow_set_lease(gw->fl, lease, role);
+void follower_set_lease(gateway *gw, int64_t lease, const char *published_role) {
+    if (gw->fl) follow_set_lease(gw->fl, lease, published_role);
 }
 
-/* A takeover's catch-up is complete: rebuild the outbox and start accepting writes. */
+/* A takeover's catch-up is complete (the whole log applied, the journal idle): the commit
+ * layer hands the next batch to the cluster log from here, the outbox is rebuilt, and the
+ * member starts accepting writes (cluster_lead_ready also finishes interrupted cascades). */
 static void take_over_done(gateway *gw) {
     char err[256];
+    uint64_t lsn = journal_last_lsn(&gw->j);
     follow_set_leading(gw->fl, true);
+    follow_set_lease(gw->fl, gw->fl->lease, "leader");
     gw->takeover_ms = 0;
+    commit_set_mirror(&gw->commit, false);
+    commit_cluster_reset(&gw->commit, lsn, gw->fl->sync_done_rev);
     if (engine_resume_instructions(gw, err, sizeof err) != 0) {
         LOGE(gw, "cluster: taking over: %s", err);
         follower_rejoin(gw, "the outbox cannot hold the instructions to resume");
         return;
     }
-    engine_finish_cascades(gw);
     LOGI(gw, "cluster: caught up with the log at lsn %llu (revision %lld): %u instructions "
-             "without a bank answer resumed; accepting writes",
-         (unsigned long long)journal_last_lsn(&gw->j), (long long)gw->fl->sync_done_rev, gw->ob.len);
+             "without a bank answer resumed with their instruction ids",
+         (unsigned long long)lsn, (long long)gw->fl->sync_done_rev, gw->ob.len);
     cluster_lead_ready(gw);
 }
 
 void follower_tick(gateway *gw) {
     if (!gw->fl) return;
+    if (gw->rejoin_at_ms && gw->now_ms >= gw->rejoin_at_ms)
+        follower_rejoin(gw, "no longer leader");
+    if (gw->fl->leading) { /* published and trimmed by: what the log has of ours */
+        gw->fl->applied_lsn = commit_cluster_lsn(&gw->commit);
+        gw->fl->applied_rev = commit_cluster_rev(&gw->commit);
+    }
     follow_tick(gw->fl, etcd_mono_ms());
     if (gw->takeover_ms) {
         if (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED) {
@@ -123,6 +138,11 @@ int follower_take_over(gateway *gw) {
     gw->takeover_ms = gw->now_ms ? gw->now_ms : 1;
     follow_sync(gw->fl);
     return 1;
+}
+
+void follower_deposed(gateway *gw) {
+    /* Let the READONLY / BUSY answers to what was in flight go out first. */
+    if (!gw->rejoin_at_ms) gw->rejoin_at_ms = gw->now_ms + FOLLOWER_REJOIN_DELAY_MS;
 }
 
 void follower_rejoin(gateway *gw, const char *why) {

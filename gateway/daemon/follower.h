@@ -36,11 +36,13 @@ int follower_start(struct gateway *gw, etcd_client *ec, char *err, size_t errcap
 bool follower_owns(uint64_t cookie);
 void follower_on_result(struct gateway *gw, const etcd_result *r);
 void follower_tick(struct gateway *gw);
-void follower_set_lease(struct gateway *gw, int64_t lease, const char *role);
+void follower_set_lease(struct gateway *gw, int64_t lease, const char *published_role);
 /* Campaign won: catch up with the log. Returns 1 (ready later: follower_tick calls
  * engine_lead_caught_up, then cluster_lead_ready) or -1 (stale/failed: must not lead). */
 int follower_take_over(struct gateway *gw);
-/* Deposed, or found a tail the cluster never committed: start again in place (exec). */
+/* Deposed (cluster.c step_down): answers in flight go out, then follower_rejoin. */
+void follower_deposed(struct gateway *gw);
+/* Start again in place (exec): at start, reconcile cuts what the cluster never committed. */
 void follower_rejoin(struct gateway *gw, const char *why);
 /* "live", "catchup", "stale", "failed", or "off"; and whether reads may be served. */
 const char *follower_state(const struct gateway *gw);

@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "authq.h"
 #include "buf.h"
+#include "cluster.h"
 #include "commit.h"
 #include "config.h"
 #include "durview.h"
@@ -275,10 +276,12 @@ typedef struct gateway {
     struct io_uring ring;
     journal j;
     commit commit; /* journal append + apply, and what is acknowledged (commit.h) */
+    struct cluster *cl; /* cluster.h; NULL: a single node (no [cluster] etcd) */
     struct follow *fl;         /* cluster mode: the cluster log reader (follower.h), else NULL */
     uint64_t keep_through_lsn; /* cluster mode: recovery cuts the journal after it (0: no cut) */
     char **argv;               /* as started: a deposed leader starts again in place */
     int64_t takeover_ms;       /* a won campaign is catching up with the log since (0: no) */
+    int64_t rejoin_at_ms;      /* deposed: start again in place at (0: no) */
     orders o;
     durview dv; /* the orders as reads show them: durable state only (durview.h) */
     router rt;
@@ -322,6 +325,10 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
 /* The journal has started failing: every reply waiting for a record not yet durable is
  * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
 void server_on_journal_failed(gateway *gw);
+/* Every reply waiting for a record not yet acknowledged is answered `-<code> <why>` now
+ * (the cluster: ERR BUSY when its log cannot be written, READONLY when this member was
+ * deposed); order is kept, and blocked clients run again. */
+void server_fail_unacked(gateway *gw, const char *code, const char *why);
 void server_kick_all(gateway *gw);
 /* Close clients idle longer than [gateway] idle_timeout (0 = never), and those not admitted by
  * their AUTH deadline; sweeps once a second. */
@@ -383,6 +390,9 @@ int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t tt
 int engine_init(gateway *gw, char *err, size_t errcap);
 void engine_free(gateway *gw);
 int engine_recover(gateway *gw, char *err, size_t errcap);
+/* This member just won a cluster campaign (cluster.h): 0 when it may take writes at once, 1 when
+ * a catch-up runs first (which then calls cluster_lead_ready). Finishes interrupted cascades. */
+int engine_on_lead(gateway *gw);
 /* Rebuild the outbox from the orders: every live instruction without a final bank answer,
  * to be sent again with its instruction id (after recovery; on a new cluster leader once it
  * has applied the whole log). 0, or -1 with err when max_outbox cannot hold them. */

@@ -7,6 +7,7 @@
  * SIGTERM/SIGINT: stop accepting, answer what is durable, sync, exit 0.
  */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "follower.h"
 #include "gateway.h"
 #include "notify.h"
 #include "ring.h"
@@ -163,6 +165,7 @@ static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     case UD_UDP_SEND: udp_on_cqe(gw, kind, ud_idx(ud), cqe->res); break;
     case UD_DPDK: dpdk_on_cqe(gw, cqe->res); break;
     case UD_AUTH: login_on_cqe(gw, cqe->res); break;
+    case UD_CLUSTER: cluster_on_cqe(gw, cqe->res, cqe->flags); break;
     default: break;
     }
 }
@@ -206,7 +209,8 @@ static void run_loop(gateway *gw) {
         server_reap_idle(gw);
         server_reap_tls(gw);
         lists_tick(gw);
-        router_poll_due(gw, clock_now_us());
+        cluster_tick(gw);
+        if (cluster_leads(gw)) router_poll_due(gw, clock_now_us()); /* only the leader drives banks */
         commit_flush(&gw->commit, clock_mono_ns());
         if (gw->j.last_error != gw->journal_error_logged) {
             /* One line per change of state, not per retry. */
@@ -253,6 +257,7 @@ int main(int argc, char **argv) {
     static gateway gw_storage; /* large; lives for the whole process */
     gateway *gw = &gw_storage;
     gw->truncate_damaged_tail = truncate_damaged;
+    gw->argv = argv;
     char err[1024];
     config_defaults(&gw->cfg);
     if (conf && config_load(&gw->cfg, conf, err, sizeof err) != 0) {
@@ -334,6 +339,17 @@ int main(int argc, char **argv) {
         LOGE(gw, "lists: %s", err);
         return 1;
     }
+    /* libcurl's global state, once, before any etcd client's thread starts (etcd.h). */
+    if (gw->cfg.cluster_etcd[0] && curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        LOGE(gw, "cluster: curl_global_init failed");
+        return 1;
+    }
+    /* A former leader's journal may end in batches the cluster never committed: cut them. */
+    if (gw->cfg.cluster_etcd[0] && follower_reconcile(gw, &gw->keep_through_lsn, err, sizeof err) != 0) {
+        LOGE(gw, "cluster: %s", err);
+        lists_close(gw);
+        return 1;
+    }
     if (engine_recover(gw, err, sizeof err) != 0) {
         LOGE(gw, "journal: %s", err);
         lists_close(gw); /* removes the table being built; the published one stays */
@@ -346,7 +362,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     commit_attach(&gw->commit, &gw->ring);
-    engine_finish_cascades(gw);
+    if (!gw->cfg.cluster_etcd[0]) engine_finish_cascades(gw); /* a cluster's leader: engine_on_lead */
+    if (cluster_start(gw, err, sizeof err) != 0) {
+        LOGE(gw, "cluster: %s", err);
+        return 1;
+    }
     if (login_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "auth: %s", err);
         return 1;
@@ -390,6 +410,8 @@ int main(int argc, char **argv) {
     login_close(gw);
     udp_close(gw);
     dpdk_stop(gw);
+    cluster_stop(gw);
+    if (gw->cfg.cluster_etcd[0]) curl_global_cleanup();
     lists_close(gw);
     journal_close(&gw->j);
     metrics_close(gw);

@@ -126,6 +126,7 @@ static void render(gateway *gw, buf *b) {
                (unsigned long long)u->mc.msg_errors, (unsigned long long)u->mc.malformed_msgs,
                (unsigned long long)u->epoch_refused, (unsigned long long)(u->rx_errors + u->tx_errors));
     dpdk_metrics(gw, b);
+    cluster_metrics(gw, b); /* role standalone on a single node */
     const lists_state *ls = &gw->ls;
     if (ls->t.h) {
         buf_printf(b, "# TYPE stopgate_list_entries gauge\n");

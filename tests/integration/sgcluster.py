@@ -104,8 +104,9 @@ class GatewayCluster(object):
         return None
 
     def wait_leader(self, exclude=(), timeout=15.0):
-        return sgtest.wait_until(lambda: self.leader(exclude), timeout=timeout, interval=0.02,
-                                 what="a leader among the gateways")
+        found = sgtest.wait_until(lambda: (self.leader(exclude),) if self.leader(exclude) is not None else None,
+                                  timeout=timeout, interval=0.02, what="a leader among the gateways")
+        return found[0]
 
     # -- etcd, straight (what the cluster holds, independently of any gateway)
     def etcd_range(self, key, end, limit=0):

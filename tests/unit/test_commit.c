@@ -58,7 +58,7 @@ static void ct_open(bool clustered, uint64_t seg_bytes) {
     unit_mkdtemp(g_dir, sizeof g_dir, "commit");
     assert_int_equal(orders_init(&g->o, 1024, 5000), 0);
     assert_int_equal(durview_init(&g->dv, 1024, 64), 0);
-    commit_ops ops = {.apply_list = apply_list, .acked = on_acked, .batch = clustered ? on_batch : NULL, .ctx = g};
+    commit_ops ops = {.apply_list = apply_list, .acked = on_acked, .ctx = g};
     commit_init(&g->c, &g->j, &g->o, &g->dv, g->recbuf, &ops);
     journal_opts o = {.segment_bytes = seg_bytes};
     journal_recovery rec;
@@ -66,7 +66,7 @@ static void ct_open(bool clustered, uint64_t seg_bytes) {
     if (journal_open(&g->j, g_dir, &o, &rec, err, sizeof err) != 0) fail_msg("journal_open: %s", err);
     assert_int_equal(io_uring_queue_init(64, &g->ring, 0), 0);
     commit_attach(&g->c, &g->ring);
-    if (clustered) commit_set_batch_cap(&g->c, sizeof g->scratch, g->scratch);
+    if (clustered) commit_enable_cluster(&g->c, on_batch, sizeof g->scratch, g->scratch);
 }
 
 static void ct_close(void) {
