@@ -510,6 +510,7 @@ void cluster_info(const gateway *gw, buf *b) {
     buf_printf(b, "etcd_requests:%llu\r\netcd_errors:%llu\r\netcd_failovers:%llu\r\n",
                (unsigned long long)v.etcd_requests, (unsigned long long)v.etcd_errors,
                (unsigned long long)v.etcd_failovers);
+    follower_info(gw, b);
 }
 
 void cluster_metrics(const gateway *gw, buf *b) {

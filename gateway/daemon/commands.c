@@ -14,6 +14,7 @@
 
 #include "account.h"
 #include "clock.h"
+#include "follower.h"
 #include "gateway.h"
 
 #define VERSION "0.1.0"
@@ -874,6 +875,7 @@ static int cmd_role(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     rc = rc ? rc : resp_w_kv_int(&c->out, "applied_lsn", (int64_t)v.applied_lsn);
     rc = rc ? rc : resp_w_kv_int(&c->out, "committed_lsn", (int64_t)v.committed_lsn);
     rc = rc ? rc : resp_w_kv_int(&c->out, "writable", v.writable);
+    rc = rc ? rc : resp_w_kv_str(&c->out, "log", follower_state(gw));
     if (resp_map_end(&m, rc) != 0) c->out.overflowed = true; /* answered ERR TOOBIG */
     ok(gw, c, 0);
     return 1;
@@ -974,6 +976,13 @@ int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
             /* A follower (READONLY <leader> <host:port>: send it there), or a leader that
              * cannot commit to the cluster log now (ERR BUSY). */
             reply_err(gw, c, code, "%s", why);
+            return 1;
+        }
+        if (!d->write && (d->perm & (PERM_STATUS | PERM_CHECK | PERM_LIST)) && follower_stale(gw)) {
+            /* Behind the trimmed cluster log, or holding a batch that does not continue it:
+             * what it holds may be old, so it answers no reads of it (docs/operations.md). */
+            reply_err(gw, c, "ERR STALE", "this member cannot follow the cluster log (%s); ask another member",
+                      follower_stale_why(gw));
             return 1;
         }
         return d->fn(gw, c, cmd, t_ns);

@@ -163,6 +163,21 @@ bool follower_stale(const gateway *gw) {
     return gw->fl && (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED);
 }
 
+const char *follower_stale_why(const gateway *gw) { return gw->fl ? gw->fl->why : ""; }
+
+void follower_info(const gateway *gw, buf *b) {
+    if (!gw->fl) return;
+    const follow *f = gw->fl;
+    buf_printf(b, "log_reader:%s\r\nlog_applied_lsn:%llu\r\nlog_applied_revision:%lld\r\n",
+               follow_state_name(f->state), (unsigned long long)f->applied_lsn, (long long)f->applied_rev);
+    buf_printf(b, "log_batches_applied:%llu\r\nlog_batches_skipped:%llu\r\nlog_gaps:%llu\r\n"
+                  "log_trimmed_keys:%llu\r\nlog_members_min_applied:%llu\r\n",
+               (unsigned long long)f->stats.batches_applied, (unsigned long long)f->stats.batches_skipped,
+               (unsigned long long)f->stats.gaps, (unsigned long long)f->stats.trimmed_keys,
+               (unsigned long long)follow_members_min_applied(f));
+    if (f->why[0]) buf_printf(b, "log_reader_why:%s\r\n", f->why);
+}
+
 uint64_t follower_applied_lsn(const gateway *gw) { return gw->fl ? gw->fl->applied_lsn : 0; }
 int64_t follower_applied_rev(const gateway *gw) { return gw->fl ? gw->fl->applied_rev : 0; }
 

@@ -47,6 +47,10 @@ void follower_rejoin(struct gateway *gw, const char *why);
 /* "live", "catchup", "stale", "failed", or "off"; and whether reads may be served. */
 const char *follower_state(const struct gateway *gw);
 bool follower_stale(const struct gateway *gw);
+const char *follower_stale_why(const struct gateway *gw);
+/* INFO cluster's lines about the log reader. */
+struct buf;
+void follower_info(const struct gateway *gw, struct buf *b);
 uint64_t follower_applied_lsn(const struct gateway *gw);
 int64_t follower_applied_rev(const struct gateway *gw);
 /* Smallest applied lsn over the members present (the leader's trim bound); 0 unknown. */
