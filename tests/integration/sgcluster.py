@@ -64,14 +64,14 @@ class ClusterGateway(sgtest.Gateway):
 
 class GatewayCluster(object):
     def __init__(self, n=3, candidates=(True, True, False), lease_ms=1000, sections=LISTS,
-                 gateway=None, etcd=None):
+                 gateway=None, etcd=None, names=None):
         self.etcd = etcd or etcdcluster.EtcdCluster(3)
         self.own_etcd = etcd is None
         self.prefix = "/sgtest/%d-%d" % (os.getpid(), random.randrange(1 << 30))
         self.lease_ms = lease_ms
         self.gws = []
         for i in range(n):
-            opts = {"etcd": self.etcd.endpoints, "name": "c%d" % i, "prefix": self.prefix,
+            opts = {"etcd": self.etcd.endpoints, "name": names[i] if names else "c%d" % i, "prefix": self.prefix,
                     "candidate": "yes" if candidates[i] else "no", "lease_ms": str(lease_ms)}
             self.gws.append(ClusterGateway(opts, name="c%d" % i, sections=sections,
                                            gateway=dict(gateway or {})))

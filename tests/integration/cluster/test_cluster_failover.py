@@ -11,7 +11,12 @@ and 3 gateways on loopback (sgcluster.py): c0 and c1 candidates, c2 a list mirro
   instruction id (the sim bank's log); the killed gateway restarted, caught up, follower;
 - the leader frozen (SIGSTOP) past its lease, then SIGCONT: it acknowledges nothing after the
   new election; STOPs sent to it get READONLY or BUSY (or a closed connection), and their
-  request ids are unknown to the cluster (ACCEPTED, not DUPLICATE, on the new leader).
+  request ids are unknown to the cluster (ACCEPTED, not DUPLICATE, on the new leader); it
+  restarts itself in place and follows;
+- a returning leader whose last batch etcd never committed (quorum lost, then kill -9) cuts
+  it at start and follows the new leader's log;
+- the re-seed procedure of docs/operations.md: a member whose journal is gone gets a running
+  follower's copy and follows.
 
 Figures go to stdout as `FIGURE name value` lines (docs/cluster.md has the commands).
 """
@@ -304,6 +309,27 @@ class Cluster(unittest.TestCase):
                              "AFTER%06d" % (os.getpid() % 10 ** 6))
         with self.cl.gws[ni].client("alice") as c:  # never acknowledged, never in the cluster
             self.assertEqual(todict(c.ok(*self.stop_args(rid, acct)))["status"], "ACCEPTED")
+
+    # -- re-seed (docs/operations.md "Re-seeding a cluster member") ------------------------
+    def test_5_reseed_from_a_follower(self):
+        import shutil
+        li = self.leader()
+        mirror = self.cl.gws[2]
+        donor = self.cl.gws[[i for i in (0, 1) if i != li][0]]
+        mirror.stop()
+        shutil.rmtree(mirror.journal_dir)
+        # the donor keeps running: closed segments first, the last one last (a torn copy of
+        # it is cut at start and supplied again by the log)
+        segs = sorted(os.listdir(donor.journal_dir))
+        os.makedirs(mirror.journal_dir)
+        for name in segs:
+            shutil.copyfile(os.path.join(donor.journal_dir, name), os.path.join(mirror.journal_dir, name))
+        with self.cl.gws[li].client("alice") as c:
+            after = todict(c.ok(*self.stop_args(self.rid("seed"), "SEED%07d" % (os.getpid() % 10 ** 7))))
+        mirror.start()
+        self.assert_follows(mirror, li)
+        with mirror.client("alice") as c:
+            self.assertIn(todict(c.ok("STATUS", after["order_id"]))["state"], ("ACCEPTED", "SENT"))
 
 
 if __name__ == "__main__":
