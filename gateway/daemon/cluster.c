@@ -18,12 +18,13 @@
 #include "ring.h"
 
 /* Cookies: kind in the low byte; a commit's also carries its batch's first lsn. */
-enum { CK_GRANT = 1, CK_KEEP, CK_CAMPAIGN, CK_PROBE, CK_WATCH, CK_COMMIT, CK_ABDICATE };
+enum { CK_GRANT = 1, CK_KEEP, CK_CAMPAIGN, CK_PROBE, CK_WATCH, CK_COMMIT, CK_ABDICATE, CK_REVOKE };
 #define CK_KIND(ck) ((unsigned)((ck) & 0xff))
 #define CK_LSN(ck) ((ck) >> 8)
 
 #define CLUSTER_RETRY_MS 250 /* pause before a failed grant, campaign or probe is tried again */
 #define POLL_BATCH 32        /* results taken per etcd_poll */
+#define REVOKE_WAIT_MS 500   /* a stopping leader waits this long for etcd to drop its lease */
 
 struct cluster {
     etcd_client *ec;
@@ -47,7 +48,8 @@ struct cluster {
     char key_head[CLUSTER_PREFIX_LEN_MAX + 16]; /* P/head: the last lsn of the log */
     size_t key_head_len;
     char value[CLUSTER_NAME_LEN_MAX + 80]; /* "<name> <host:port>" */
-    uint8_t *scratch;       /* commit_set_batch_cap's */
+    uint8_t *scratch;       /* commit_enable_cluster's */
+    cluster_ext_fn ext;     /* CLUSTER_COOKIE_EXT results */
     uint64_t commit_failures, deposed, campaigns, elected;
 };
 
@@ -335,6 +337,10 @@ static void on_commit(gateway *gw, const etcd_result *r) {
 }
 
 static void dispatch(gateway *gw, const etcd_result *r) {
+    if (r->cookie & CLUSTER_COOKIE_EXT) {
+        if (gw->cl->ext) gw->cl->ext(gw, r);
+        return;
+    }
     switch (CK_KIND(r->cookie)) {
     case CK_GRANT: on_grant(gw, r); break;
     case CK_KEEP:
@@ -499,16 +505,45 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
     return 0;
 }
 
+/* A leader that stops gives its lease back, so that another candidate takes over at once
+ * instead of after lease_ms. The loop has ended: waiting here (bounded) blocks no client. */
+static void give_lease_back(gateway *gw) {
+    cluster *cl = gw->cl;
+    etcd_request r = {.kind = ETCD_LEASE_REVOKE, .lease_id = cl->lease, .deadline_ms = REVOKE_WAIT_MS};
+    if (!submit(gw, &r, CK_REVOKE)) return;
+    int64_t until = mono_ms() + REVOKE_WAIT_MS + 100;
+    for (int64_t now = mono_ms(); now < until; now = mono_ms()) {
+        struct pollfd p = {.fd = cl->efd, .events = POLLIN};
+        poll(&p, 1, (int)(until - now));
+        const etcd_result *out[POLL_BATCH];
+        size_t n = etcd_poll(cl->ec, out, POLL_BATCH);
+        for (size_t i = 0; i < n; i++)
+            if (CK_KIND(out[i]->cookie) == CK_REVOKE && !(out[i]->cookie & CLUSTER_COOKIE_EXT)) {
+                if (out[i]->err == ETCD_OK) LOGI(gw, "cluster: lease revoked; the leader key is free");
+                return;
+            }
+    }
+}
+
 void cluster_stop(gateway *gw) {
     cluster *cl = gw->cl;
     if (!cl) return;
-    etcd_destroy(cl->ec); /* the lease expires at etcd after its TTL */
+    if (cl->lease && (cl->role == CLUSTER_LEADER || cl->role == CLUSTER_LEADING)) give_lease_back(gw);
+    etcd_destroy(cl->ec); /* a follower's lease expires at etcd after its TTL */
     free(cl->scratch);
     free(cl);
     gw->cl = NULL;
 }
 
 /* ---- what others ask ------------------------------------------------------------------- */
+
+void cluster_set_ext(gateway *gw, cluster_ext_fn fn) {
+    if (gw->cl) gw->cl->ext = fn;
+}
+
+struct etcd_client *cluster_etcd(gateway *gw) { return gw->cl ? gw->cl->ec : NULL; }
+
+int64_t cluster_lease(const gateway *gw) { return gw->cl ? gw->cl->lease : 0; }
 
 cluster_role cluster_role_of(const gateway *gw) { return gw->cl ? gw->cl->role : CLUSTER_STANDALONE; }
 

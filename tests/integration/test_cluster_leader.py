@@ -11,7 +11,8 @@ The cluster's leader side (SPEC §10, docs/cluster.md) against a real 3-member e
   - with 2 of 3 etcd members killed, a STOP on the leader is answered ERR BUSY within the
     commit deadline and never ACCEPTED, while CHECK is still served; once etcd is back, the
     same request id is taken (ACCEPTED or DUPLICATE with one order id, never two);
-  - kill -9 of the leader: the other candidate leads within lease_ms + 1 s (ROLE says leader).
+  - kill -9 of the leader: the other candidate leads within lease_ms + 1 s (ROLE says leader);
+    a leader stopped with SIGTERM revokes its lease (the leader key is gone at once).
 """
 import base64
 import json
@@ -173,7 +174,9 @@ def main():
         took = time.monotonic() - t
         check(took < LEASE_MS / 1000.0 + 1.0, "takeover in %.2f s (lease %d ms)" % (took, LEASE_MS))
         check(role(other)["epoch"] > ra["epoch"], "a new epoch")
-        other.stop()
+        # A leader stopped with SIGTERM gives its lease back: the leader key is free at once.
+        check(other.stop() == 0, "the new leader stops cleanly")
+        check(not etcd_range(cl, "%s/leader" % PREFIX).get("kvs"), "the stopped leader's key is gone at once")
     print("all ok in %.1f s" % (time.monotonic() - t0))
     return 0
 
