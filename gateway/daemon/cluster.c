@@ -19,12 +19,13 @@
 #include "ring.h"
 
 /* Cookies: kind in the low byte; a commit's also carries its batch's first lsn. */
-enum { CK_GRANT = 1, CK_KEEP, CK_CAMPAIGN, CK_PROBE, CK_WATCH, CK_COMMIT, CK_REVOKE };
+enum { CK_GRANT = 1, CK_KEEP, CK_CAMPAIGN, CK_PROBE, CK_WATCH, CK_COMMIT, CK_ABDICATE, CK_REVOKE };
 #define CK_KIND(ck) ((unsigned)((ck) & 0xff))
 #define CK_LSN(ck) ((ck) >> 8)
 
 #define CLUSTER_RETRY_MS 250 /* pause before a failed grant, campaign or probe is tried again */
 #define POLL_BATCH 32        /* results taken per etcd_poll */
+#define REVOKE_WAIT_MS 500   /* a stopping leader waits this long for etcd to drop its lease */
 
 struct cluster {
     etcd_client *ec;
@@ -45,8 +46,11 @@ struct cluster {
     bool lease_sure;        /* last tick: the lease surely lives past now + margin */
     char key_leader[CLUSTER_PREFIX_LEN_MAX + 16];
     size_t key_leader_len;
+    char key_head[CLUSTER_PREFIX_LEN_MAX + 16]; /* P/head: the last lsn of the log */
+    size_t key_head_len;
     char value[CLUSTER_NAME_LEN_MAX + 80]; /* "<name> <host:port>" */
-    uint8_t *scratch;       /* commit_set_batch_cap's */
+    uint8_t *scratch;       /* commit_enable_cluster's */
+    cluster_ext_fn ext;     /* CLUSTER_COOKIE_EXT results */
     uint64_t commit_failures, deposed, campaigns, elected;
 };
 
@@ -123,6 +127,7 @@ static void step_down(gateway *gw, const char *why) {
     cluster *cl = gw->cl;
     if (cl->role != CLUSTER_LEADER && cl->role != CLUSTER_LEADING) return;
     LOGW(gw, "cluster: no longer leader of epoch %" PRId64 " (%s); now a follower", cl->epoch, why);
+    if (!strcmp(cl->leader, gw->cfg.cluster_name)) cl->leader[0] = cl->leader_addr[0] = 0; /* not us: unknown */
     cl->role = CLUSTER_FOLLOWER;
     cl->epoch = 0;
     cl->deposed++;
@@ -183,8 +188,10 @@ static const etcd_kv *first_kv(const etcd_result *r) { return r->kv_count ? &r->
 
 static void maybe_campaign(gateway *gw) {
     cluster *cl = gw->cl;
+    /* A journal that holds what the log does not (commit.refused) must be cut before this member
+     * may lead again: the follower side's catch-up resets it (commit_cluster_reset). */
     if (gw->cfg.cluster_candidate && cl->lease && !cl->campaigning && cl->role == CLUSTER_FOLLOWER &&
-        !cl->leader_rev && gw->phase == PHASE_RUNNING)
+        !cl->leader_rev && gw->phase == PHASE_RUNNING && !gw->commit.refused)
         campaign(gw);
 }
 
@@ -258,6 +265,52 @@ static void on_watch(gateway *gw, const etcd_result *r) {
 
 static void send_batch(gateway *gw);
 
+/* The i-th response of a txn's branch: its first key, or NULL. */
+static const etcd_kv *op_kv(const etcd_result *r, size_t i) {
+    return i < r->op_count && r->ops[i].kv_count ? &r->kvs[r->ops[i].kv_first] : NULL;
+}
+
+/* Give the leader key up (this member cannot lead on): delete it if it is still ours. */
+static void abdicate(gateway *gw, int64_t epoch) {
+    cluster *cl = gw->cl;
+    etcd_compare ours = {.key = cl->key_leader, .key_len = cl->key_leader_len, .target = ETCD_CMP_CREATE,
+                         .result = ETCD_CMP_EQUAL, .number = epoch};
+    etcd_op del = {.kind = ETCD_OP_DELETE, .key = cl->key_leader, .key_len = cl->key_leader_len};
+    etcd_request r = {.kind = ETCD_TXN, .compares = &ours, .compare_count = 1, .success = &del, .success_count = 1};
+    submit(gw, &r, CK_ABDICATE);
+}
+
+/* The txn's compares failed: its failure branch read P/leader and P/head. */
+static void commit_refused(gateway *gw, const etcd_result *r) {
+    cluster *cl = gw->cl;
+    commit *cm = &gw->commit;
+    const etcd_kv *lk = op_kv(r, 0), *hk = op_kv(r, 1);
+    char last[24];
+    snprintf(last, sizeof last, "%020" PRIu64, cm->inflight.last_lsn);
+    cl->failing = false;
+    if (lk && lk->create_revision == cl->epoch && cl->epoch) {
+        if (hk && hk->value_len == 20 && !memcmp(hk->value, last, 20)) {
+            /* An earlier send of this very txn (answer lost, or timed out) got in. */
+            commit_cluster_done(cm, true, hk->mod_revision);
+            return;
+        }
+        /* Still the leader, but the log does not end where this journal does: it is behind
+         * (a member that never caught up) or holds a tail the log never took. Committing
+         * would overwrite the log or leave a gap: give the lead up. */
+        int64_t epoch = cl->epoch;
+        LOGE(gw, "cluster: the log ends at lsn %.*s, this journal's batch starts at %" PRIu64
+                 "; not leading (the journal must catch up or be cut first)",
+             hk ? (int)hk->value_len : 1, hk ? (const char *)hk->value : "0", cm->inflight.first_lsn);
+        step_down(gw, "the cluster log and this journal differ");
+        abdicate(gw, epoch);
+        commit_cluster_done(cm, false, 0);
+        return;
+    }
+    leader_is(gw, lk); /* another epoch: deposed */
+    step_down(gw, "the log's fence names another epoch");
+    commit_cluster_done(cm, false, 0);
+}
+
 static void on_commit(gateway *gw, const etcd_result *r) {
     cluster *cl = gw->cl;
     commit *cm = &gw->commit;
@@ -269,11 +322,8 @@ static void on_commit(gateway *gw, const etcd_result *r) {
         commit_cluster_done(cm, true, r->revision);
         return;
     }
-    if (r->err == ETCD_OK) { /* the fence held against us: another epoch */
-        leader_is(gw, first_kv(r));
-        step_down(gw, "the log's fence names another epoch");
-        cl->failing = false;
-        commit_cluster_done(cm, false, 0);
+    if (r->err == ETCD_OK) {
+        commit_refused(gw, r);
         return;
     }
     cl->commit_failures++;
@@ -290,8 +340,8 @@ static void on_commit(gateway *gw, const etcd_result *r) {
 }
 
 static void dispatch(gateway *gw, const etcd_result *r) {
-    if (follower_owns(r->cookie)) { /* the log reader's (follower.h) */
-        follower_on_result(gw, r);
+    if (r->cookie & CLUSTER_COOKIE_EXT) {
+        if (gw->cl->ext) gw->cl->ext(gw, r);
         return;
     }
     switch (CK_KIND(r->cookie)) {
@@ -309,20 +359,39 @@ static void dispatch(gateway *gw, const etcd_result *r) {
 
 /* ---- the commit path ------------------------------------------------------------------- */
 
-/* The batch commit.c has in flight, as its fenced txn. The same key, bytes and fence every
- * time it is sent: a resend whose first copy did land only puts the same value again. */
+/* The batch commit.c has in flight, as its fenced txn:
+ *   if   create_revision(P/leader) == epoch            (still this member's epoch)
+ *   and  P/head == the lsn before this batch           (the log ends where this journal does)
+ *   then put P/log/<first lsn> = frames, put P/head = last lsn
+ *   else range P/leader, range P/head
+ * The same key, bytes and compares every time it is sent: a resend whose first copy did land
+ * fails the head compare and finds its own last lsn in P/head (commit_refused). So the log is
+ * never overwritten and never has a gap, whoever writes it. */
 static void send_batch(gateway *gw) {
     cluster *cl = gw->cl;
     const commit_batch *b = &gw->commit.inflight;
-    char key[sizeof cl->key_leader + 32];
+    char key[sizeof cl->key_leader + 32], prev[24], last[24];
     int kl = snprintf(key, sizeof key, "%s/log/%020" PRIu64, gw->cfg.cluster_prefix, b->first_lsn);
-    etcd_compare fence = {.key = cl->key_leader, .key_len = cl->key_leader_len, .target = ETCD_CMP_CREATE,
-                          .result = ETCD_CMP_EQUAL, .number = cl->epoch};
-    etcd_op put = {.kind = ETCD_OP_PUT, .key = key, .key_len = (size_t)kl, .value = b->bytes, .value_len = b->len};
-    etcd_op who = {.kind = ETCD_OP_RANGE, .key = cl->key_leader, .key_len = cl->key_leader_len};
+    snprintf(prev, sizeof prev, "%020" PRIu64, b->first_lsn - 1);
+    snprintf(last, sizeof last, "%020" PRIu64, b->last_lsn);
+    etcd_compare cmp[2] = {
+        {.key = cl->key_leader, .key_len = cl->key_leader_len, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL,
+         .number = cl->epoch},
+        /* etcd fails a value compare on a missing key: an empty log is version 0. */
+        b->first_lsn == 1
+            ? (etcd_compare){.key = cl->key_head, .key_len = cl->key_head_len, .target = ETCD_CMP_VERSION,
+                             .result = ETCD_CMP_EQUAL, .number = 0}
+            : (etcd_compare){.key = cl->key_head, .key_len = cl->key_head_len, .target = ETCD_CMP_VALUE,
+                             .result = ETCD_CMP_EQUAL, .value = prev, .value_len = 20},
+    };
+    etcd_op put[2] = {{.kind = ETCD_OP_PUT, .key = key, .key_len = (size_t)kl, .value = b->bytes, .value_len = b->len},
+                      {.kind = ETCD_OP_PUT, .key = cl->key_head, .key_len = cl->key_head_len, .value = last,
+                       .value_len = 20}};
+    etcd_op who[2] = {{.kind = ETCD_OP_RANGE, .key = cl->key_leader, .key_len = cl->key_leader_len},
+                      {.kind = ETCD_OP_RANGE, .key = cl->key_head, .key_len = cl->key_head_len}};
     etcd_request r = {.kind = ETCD_TXN, .flags = ETCD_F_IDEMPOTENT, .deadline_ms = gw->cfg.cluster_commit_timeout_ms,
-                      .compares = &fence, .compare_count = 1, .success = &put, .success_count = 1,
-                      .failure = &who, .failure_count = 1};
+                      .compares = cmp, .compare_count = 2, .success = put, .success_count = 2,
+                      .failure = who, .failure_count = 2};
     assert(etcd_request_bytes(&r) <= ETCD_REQUEST_BYTES_MAX); /* the batch cap sees to it */
     cl->resend_at_ms = 0;
     if (submit(gw, &r, CK_COMMIT | (b->first_lsn << 8))) cl->txn_out = true;
@@ -402,11 +471,31 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
         free(scratch);
         return -1;
     }
+    /* The batch cap leaves room for the txn around the frames (checked once, not per batch). */
+    etcd_op big = {.kind = ETCD_OP_PUT, .key = gw->cfg.cluster_prefix, .key_len = CLUSTER_PREFIX_LEN_MAX + 32,
+                   .value = scratch, .value_len = CLUSTER_BATCH_BYTES_MAX};
+    etcd_op head = {.kind = ETCD_OP_PUT, .key = gw->cfg.cluster_prefix, .key_len = CLUSTER_PREFIX_LEN_MAX + 8,
+                    .value = scratch, .value_len = 20};
+    etcd_op both[2] = {big, head};
+    etcd_compare cmp[2] = {{.key = scratch, .key_len = CLUSTER_PREFIX_LEN_MAX + 8, .target = ETCD_CMP_CREATE},
+                           {.key = scratch, .key_len = CLUSTER_PREFIX_LEN_MAX + 8, .target = ETCD_CMP_VALUE,
+                            .value = scratch, .value_len = 20}};
+    etcd_request worst = {.kind = ETCD_TXN, .compares = cmp, .compare_count = 2, .success = both, .success_count = 2,
+                          .failure = both + 1, .failure_count = 1};
+    if (etcd_request_bytes(&worst) > ETCD_REQUEST_BYTES_MAX) {
+        snprintf(err, errcap, "CLUSTER_TXN_OVERHEAD_BYTES too small: a full batch's txn is %zu bytes",
+                 etcd_request_bytes(&worst));
+        etcd_destroy(cl->ec);
+        free(cl);
+        free(scratch);
+        return -1;
+    }
     cl->scratch = scratch;
     cl->efd = etcd_event_fd(cl->ec);
     cl->watch_id = -1;
     cl->role = CLUSTER_FOLLOWER;
     cl->key_leader_len = (size_t)snprintf(cl->key_leader, sizeof cl->key_leader, "%s/leader", gw->cfg.cluster_prefix);
+    cl->key_head_len = (size_t)snprintf(cl->key_head, sizeof cl->key_head, "%s/head", gw->cfg.cluster_prefix);
     snprintf(cl->value, sizeof cl->value, "%s %s:%u", gw->cfg.cluster_name, gw->cfg.cluster_advertise.host,
              gw->cfg.cluster_advertise.port);
     gw->cl = cl;
@@ -428,16 +517,45 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
     return 0;
 }
 
+/* A leader that stops gives its lease back, so that another candidate takes over at once
+ * instead of after lease_ms. The loop has ended: waiting here (bounded) blocks no client. */
+static void give_lease_back(gateway *gw) {
+    cluster *cl = gw->cl;
+    etcd_request r = {.kind = ETCD_LEASE_REVOKE, .lease_id = cl->lease, .deadline_ms = REVOKE_WAIT_MS};
+    if (!submit(gw, &r, CK_REVOKE)) return;
+    int64_t until = mono_ms() + REVOKE_WAIT_MS + 100;
+    for (int64_t now = mono_ms(); now < until; now = mono_ms()) {
+        struct pollfd p = {.fd = cl->efd, .events = POLLIN};
+        poll(&p, 1, (int)(until - now));
+        const etcd_result *out[POLL_BATCH];
+        size_t n = etcd_poll(cl->ec, out, POLL_BATCH);
+        for (size_t i = 0; i < n; i++)
+            if (CK_KIND(out[i]->cookie) == CK_REVOKE && !(out[i]->cookie & CLUSTER_COOKIE_EXT)) {
+                if (out[i]->err == ETCD_OK) LOGI(gw, "cluster: lease revoked; the leader key is free");
+                return;
+            }
+    }
+}
+
 void cluster_stop(gateway *gw) {
     cluster *cl = gw->cl;
     if (!cl) return;
-    etcd_destroy(cl->ec); /* the lease expires at etcd after its TTL */
+    if (cl->lease && (cl->role == CLUSTER_LEADER || cl->role == CLUSTER_LEADING)) give_lease_back(gw);
+    etcd_destroy(cl->ec); /* a follower's lease expires at etcd after its TTL */
     free(cl->scratch);
     free(cl);
     gw->cl = NULL;
 }
 
 /* ---- what others ask ------------------------------------------------------------------- */
+
+void cluster_set_ext(gateway *gw, cluster_ext_fn fn) {
+    if (gw->cl) gw->cl->ext = fn;
+}
+
+struct etcd_client *cluster_etcd(gateway *gw) { return gw->cl ? gw->cl->ec : NULL; }
+
+int64_t cluster_lease(const gateway *gw) { return gw->cl ? gw->cl->lease : 0; }
 
 cluster_role cluster_role_of(const gateway *gw) { return gw->cl ? gw->cl->role : CLUSTER_STANDALONE; }
 

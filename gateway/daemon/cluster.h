@@ -88,6 +88,18 @@ bool cluster_failing(const struct gateway *gw);
 /* Catch-up done (engine_on_lead returned 1): start accepting writes in this epoch. */
 void cluster_lead_ready(struct gateway *gw);
 void cluster_view_get(const struct gateway *gw, cluster_view *v);
+/* The follower side shares this member's etcd client (one thread, one eventfd, armed here):
+ * its requests and watches use cookies with CLUSTER_COOKIE_EXT set, and their results are
+ * handed, on the loop, to the function registered with cluster_set_ext (results without it
+ * are dropped). cluster_etcd is NULL on a single node. cluster_lease is this member's lease
+ * (0 while none is granted), for keys that must vanish with the member (P/members/<name>). */
+#define CLUSTER_COOKIE_EXT (1ULL << 63)
+struct etcd_client;
+struct etcd_result;
+typedef void (*cluster_ext_fn)(struct gateway *gw, const struct etcd_result *r);
+void cluster_set_ext(struct gateway *gw, cluster_ext_fn fn);
+struct etcd_client *cluster_etcd(struct gateway *gw);
+int64_t cluster_lease(const struct gateway *gw);
 /* INFO's "# Cluster" section and /metrics' stopgate_cluster_* lines. */
 void cluster_info(const struct gateway *gw, struct buf *b);
 void cluster_metrics(const struct gateway *gw, struct buf *b);

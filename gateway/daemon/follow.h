@@ -45,7 +45,8 @@
 #define FOLLOW_TRIM_MS 1000        /* the leader looks for log keys to trim this often */
 #define FOLLOW_RETENTION_MS 60000  /* a log key stays at least this long (a restart needs none) */
 #define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
-#define FOLLOW_COOKIE_TAG 0x464f4c4c00000000ull /* "FOLL": cookies of this module */
+/* "FOLL" with bit 63 set: cluster.c hands results with that bit to the follower side. */
+#define FOLLOW_COOKIE_TAG 0xc64f4c4c00000000ull
 #define FOLLOW_COOKIE_MASK 0xffffffff00000000ull
 enum { /* the cookies of follow's requests (FOLLOW_COOKIE_TAG | kind) */
     FOLLOW_CK_RANGE = 1, FOLLOW_CK_WATCH, FOLLOW_CK_PUBLISH, FOLLOW_CK_TRIM, FOLLOW_CK_COMPACT

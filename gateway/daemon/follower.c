@@ -74,6 +74,7 @@ int follower_start(gateway *gw, etcd_client *ec, char *err, size_t errcap) {
     if (follow_init(gw->fl, ec, &gw->j, gw->cfg.cluster_prefix, gw->cfg.cluster_name, &ops, err,
                     errcap) != 0)
         return -1;
+    cluster_set_ext(gw, follower_on_result);
     follow_start(gw->fl);
     return 0;
 }
@@ -81,7 +82,7 @@ int follower_start(gateway *gw, etcd_client *ec, char *err, size_t errcap) {
 bool follower_owns(uint64_t cookie) { return follow_owns(cookie); }
 
 void follower_on_result(gateway *gw, const etcd_result *r) {
-    if (gw->fl) follow_on_result(gw->fl, r);
+    if (gw->fl && follow_owns(r->cookie)) follow_on_result(gw->fl, r);
 }
 
 void follower_set_lease(gateway *gw, int64_t lease, const char *published_role) {

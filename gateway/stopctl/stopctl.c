@@ -50,11 +50,12 @@ static int usage(const char *msg) {
             "  freeze  --request-id ID --bank B --account A --case C --doc REF [--amount MINOR] [--ttl S]\n"
             "  release --request-id ID ORDER_ID [--reason CODE] [--doc LEGAL_REF]   (a FREEZE: supervisor, --doc)\n"
             "  extend  --request-id ID ORDER_ID --ttl S\n"
-            "  confirm ORDER_ID | status ORDER_ID | case CASE | check BANK ACCOUNT | info\n"
+            "  confirm ORDER_ID | status ORDER_ID | case CASE | check BANK ACCOUNT | info [SECTION] | role\n"
             "  list add|del LIST BANK ACCOUNT [--score N] | list load LIST FILE.csv | list info [LIST]\n"
             "  journal verify DIR | journal dump DIR      (offline)\n"
             "  hash-secret SECRET\n"
-            "The secret comes from the environment variable STOPGATE_SECRET.\n");
+            "The secret comes from the environment variable STOPGATE_SECRET. A cluster member that does\n"
+            "not lead answers a write with READONLY <leader> <host:port>: stopctl sends it there, once.\n");
     return EXIT_USAGE;
 }
 
@@ -240,13 +241,8 @@ static redisReply *conn_command(gwconn *c, int argc, const char **argv) {
     }
 }
 
-/* Run one command and print its answer. Returns an exit code. */
-static int run(gwconn *c, const opts *o, int argc, const char **argv, bool as_map) {
-    redisReply *r = conn_command(c, argc, argv);
-    if (!r) {
-        fprintf(stderr, "stopctl: connection lost: %s\n", c->errstr);
-        return EXIT_CONNECT;
-    }
+/* Print one answer (and free it). Returns an exit code. */
+static int report(const opts *o, redisReply *r, bool as_map) {
     int rc = EXIT_OK;
     if (r->type == REDIS_REPLY_ERROR) {
         rc = EXIT_REFUSED;
@@ -298,6 +294,54 @@ static int run(gwconn *c, const opts *o, int argc, const char **argv, bool as_ma
         json_decref(j);
     }
     freeReplyObject(r);
+    return rc;
+}
+
+static gwconn *connect_gw(const opts *o, int *rc);
+
+/* "READONLY <leader> <host:port>" (SPEC §10: a cluster member that does not lead): the
+ * leader's address into host/port. */
+static bool redirect_target(const redisReply *r, char *host, size_t cap, int *port) {
+    if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "READONLY ", 9) != 0) return false;
+    const char *addr = strchr(r->str + 9, ' ');
+    const char *colon = addr ? strrchr(addr + 1, ':') : NULL;
+    if (!colon || colon == addr + 1 || (size_t)(colon - addr - 1) >= cap) return false;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p <= 0 || p > 65535) return false;
+    snprintf(host, cap, "%.*s", (int)(colon - addr - 1), addr + 1);
+    *port = (int)p;
+    return true;
+}
+
+/* Run one command on a fresh connection and print its answer; an answer READONLY sends it once
+ * more, to the leader it names (never further: two members naming each other cannot loop).
+ * Returns an exit code. */
+static int run(const opts *o, int argc, const char **argv, bool as_map) {
+    int rc;
+    gwconn *c = connect_gw(o, &rc);
+    if (!c) return rc;
+    redisReply *r = conn_command(c, argc, argv);
+    char host[256];
+    int port;
+    if (r && redirect_target(r, host, sizeof host, &port)) {
+        fprintf(stderr, "stopctl: %s:%d %s; sending the command there\n", o->host, o->port, r->str);
+        freeReplyObject(r);
+        conn_close(c);
+        opts to = *o;
+        to.host = host;
+        to.port = port;
+        c = connect_gw(&to, &rc);
+        if (!c) return rc;
+        r = conn_command(c, argc, argv);
+    }
+    if (!r) {
+        fprintf(stderr, "stopctl: connection lost: %s\n", c->errstr);
+        conn_close(c);
+        return EXIT_CONNECT;
+    }
+    rc = report(o, r, as_map);
+    conn_close(c);
     return rc;
 }
 
@@ -392,22 +436,10 @@ static int cmd_order(const opts *o, const char *verb, int argc, char **argv) {
             av[ac++] = f[k].name;
             av[ac++] = f[k].value;
         }
-    int rc;
-    gwconn *c = connect_gw(o, &rc);
-    if (!c) return rc;
-    rc = run(c, o, ac, av, true);
-    conn_close(c);
-    return rc;
+    return run(o, ac, av, true);
 }
 
-static int cmd_simple(const opts *o, int ac, const char **av, bool as_map) {
-    int rc;
-    gwconn *c = connect_gw(o, &rc);
-    if (!c) return rc;
-    rc = run(c, o, ac, av, as_map);
-    conn_close(c);
-    return rc;
-}
+static int cmd_simple(const opts *o, int ac, const char **av, bool as_map) { return run(o, ac, av, as_map); }
 
 /* ---- offline journal ------------------------------------------------------------------- */
 
@@ -690,8 +722,13 @@ int main(int argc, char **argv) {
         return cmd_simple(&o, 3, av, true);
     }
     if (!strcmp(cmd, "info")) {
-        const char *av[1] = {"INFO"};
-        return cmd_simple(&o, 1, av, false);
+        if (rest > 1) return usage("info [SECTION]");
+        const char *av[2] = {"INFO", rest ? ra[0] : NULL};
+        return cmd_simple(&o, 1 + rest, av, false);
+    }
+    if (!strcmp(cmd, "role")) {
+        const char *av[1] = {"ROLE"};
+        return cmd_simple(&o, 1, av, true);
     }
     if (!strcmp(cmd, "list")) {
         if (rest < 1) return usage(NULL);
