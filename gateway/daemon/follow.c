@@ -191,6 +191,8 @@ static void start_watch(follow *f, int64_t from_rev) {
     f->watch_from = from_rev;
 }
 
+static void key_seen(follow *f, const uint8_t *v, size_t n);
+
 /* A range page: apply what fits, then the next page, or the watch once at the end. */
 static void on_range(follow *f, const etcd_result *r) {
     f->range_inflight = false;
@@ -201,6 +203,7 @@ static void on_range(follow *f, const etcd_result *r) {
         f->retry_at_ms = etcd_mono_ms() + RETRY_ERROR_MS;
         return;
     }
+    for (size_t i = 0; i < r->kv_count; i++) key_seen(f, r->kvs[i].value, r->kvs[i].value_len);
     for (size_t i = 0; i < r->kv_count && !f->leading; i++) {
         apply_rc rc = apply_value(f, r->kvs[i].value, r->kvs[i].value_len, r->kvs[i].mod_revision);
         if (rc == AP_FAIL) return;
@@ -623,7 +626,8 @@ int follow_reconcile(const char *endpoints, const char *prefix, const char *jour
     /* From the lsn before the tail: a batch of the log starting there shows the chain
      * through it by its first record's prev_sum. */
     int rc = -1;
-    const etcd_result *r = range_sync(ec, key, kl, end, el, FOLLOW_TAIL_FRAMES + 2, deadline_ms, err, errcap);
+    /* A few keys past the tail's start cover it: the log may have gone on far beyond. */
+    const etcd_result *r = range_sync(ec, key, kl, end, el, 2 * FOLLOW_TAIL_FRAMES, deadline_ms, err, errcap);
     if (r) {
         uint64_t a = 0;
         for (size_t i = 0; i < r->kv_count; i++) {

@@ -282,33 +282,43 @@ class Cluster(unittest.TestCase):
 
     # -- (d) a returning leader cuts what the cluster never committed ---------------------
     def test_4_uncommitted_tail_cut(self):
-        li = self.leader()
-        old, et = self.cl.gws[li], self.cl.etcd
-        frozen = [i for i in range(3) if et.running(i)][:2]
-        rid, acct = self.rid("lost"), "LOST%07d" % (os.getpid() % 10 ** 7)
-        with old.client("alice", timeout=20) as c:
-            for i in frozen:  # etcd loses its quorum: the batch is fsynced here, never committed
-                et.stop(i)
-            try:
-                r = c.call(*self.stop_args(rid, acct))
-            finally:
-                old.kill9()
+        # The STOP must reach the old leader's disk but not etcd: etcd loses its quorum just
+        # before it. When the leader already knows its lease is unsure, it refuses the STOP
+        # without journaling it (no tail to cut): then the scenario is tried again.
+        for attempt in range(4):
+            li = self.leader()
+            old, et = self.cl.gws[li], self.cl.etcd
+            frozen = [i for i in range(3) if et.running(i)][:2]
+            rid, acct = self.rid("lost"), "LOST%07d" % (os.getpid() % 10 ** 7)
+            with old.client("alice", timeout=20) as c:
                 for i in frozen:
-                    et.cont(i)
-        self.assertIsInstance(r, RespError, "acknowledged without the cluster log: %r" % (r,))
-        self.assertIn(r.code, ("ERR BUSY", "READONLY"), r)  # the lease goes before the txn's deadline
-        ni = self.leader(exclude={li})
-        with self.cl.gws[ni].client("alice") as c:  # the log goes on with other bytes at that lsn
-            after = todict(c.ok(*self.stop_args(self.rid("after"), "AFTER%06d" % (os.getpid() % 10 ** 6))))
-            self.assertEqual(after["status"], "ACCEPTED")
-        old.start()
-        self.assert_follows(old, ni)
+                    et.stop(i)
+                try:
+                    r = c.call(*self.stop_args(rid, acct))
+                finally:
+                    old.kill9()
+                    for i in frozen:
+                        et.cont(i)
+            self.assertIsInstance(r, RespError, "acknowledged without the cluster log: %r" % (r,))
+            self.assertIn(r.code, ("ERR BUSY", "READONLY"), r)
+            journaled = any(rid.encode() in open(p, "rb").read() for p in old.segments())
+            ni = self.leader(exclude={li})
+            with self.cl.gws[ni].client("alice") as c:  # the log goes on with other bytes
+                after = todict(c.ok(*self.stop_args(self.rid("after"), "AFTER%06d" % (os.getpid() % 10 ** 6))))
+                self.assertEqual(after["status"], "ACCEPTED")
+            old.start()
+            self.assert_follows(old, ni)
+            with self.cl.gws[ni].client("alice") as c:  # never acknowledged, never in the cluster
+                self.assertEqual(todict(c.ok(*self.stop_args(rid, acct)))["status"], "ACCEPTED")
+            if journaled:
+                break
+            print("attempt %d: the STOP was refused before the journal; again" % attempt, flush=True)
+        else:
+            self.skipTest("the leader refused every STOP before journaling it (lease unsure at once)")
         self.assertIn("the cluster never committed", old.log_since_start())
         with old.client("alice") as c:  # the cut tail is gone, the new leader's order is there
             self.assertEqual(todict(c.ok("STATUS", after["order_id"]))["account"],
                              "AFTER%06d" % (os.getpid() % 10 ** 6))
-        with self.cl.gws[ni].client("alice") as c:  # never acknowledged, never in the cluster
-            self.assertEqual(todict(c.ok(*self.stop_args(rid, acct)))["status"], "ACCEPTED")
 
     # -- re-seed (docs/operations.md "Re-seeding a cluster member") ------------------------
     def test_5_reseed_from_a_follower(self):
