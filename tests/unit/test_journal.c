@@ -1129,7 +1129,7 @@ static void test_append_frames_follow(void **state) {
     (void)state;
     frames f;
     uint64_t leader_sum;
-    leader_frames(&f, 60, &leader_sum);
+    leader_frames(&f, 24, &leader_sum);
     uint64_t last = journal_last_lsn(&g_t.j);
     /* The follower: its own directory, smaller segments than the leader's. */
     unit_rmtree(g_dir);
@@ -1244,7 +1244,7 @@ static void test_keep_through_cut(void **state) {
     (void)state;
     frames f;
     uint64_t sum;
-    leader_frames(&f, 60, &sum);
+    leader_frames(&f, 24, &sum);
     uint64_t last = journal_last_lsn(&g_t.j);
     uint64_t f1, l1, f2, l2;
     journal_frames_range(f.v[5], f.len[5], &f1, &l1);
