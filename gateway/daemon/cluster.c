@@ -314,8 +314,8 @@ static void commit_refused(gateway *gw, const etcd_result *r) {
 static void on_commit(gateway *gw, const etcd_result *r) {
     cluster *cl = gw->cl;
     commit *cm = &gw->commit;
-    cl->txn_out = false;
     if (!cm->pending || CK_LSN(r->cookie) != cm->inflight.first_lsn) return; /* settled meanwhile */
+    cl->txn_out = false;
     if (r->err == ETCD_OK && r->succeeded) {
         if (cl->failing) LOGI(gw, "cluster: the log takes batches again (lsn %" PRIu64 ")", cm->inflight.first_lsn);
         cl->failing = false;
@@ -457,7 +457,7 @@ void cluster_tick(gateway *gw) {
 int cluster_start(gateway *gw, char *err, size_t errcap) {
     if (!gw->cfg.cluster_etcd[0]) return 0;
     cluster *cl = calloc(1, sizeof *cl);
-    uint8_t *scratch = malloc(CLUSTER_BATCH_BYTES_MAX);
+    uint8_t *scratch = malloc(2 * (size_t)CLUSTER_BATCH_BYTES_MAX); /* commit_enable_cluster */
     if (!cl || !scratch) {
         free(cl);
         free(scratch);

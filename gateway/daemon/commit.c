@@ -33,6 +33,7 @@ void commit_attach(commit *c, struct io_uring *ring) {
 
 void commit_enable_cluster(commit *c, void (*batch)(void *ctx, const commit_batch *b), uint32_t cap,
                            uint8_t *scratch) {
+    /* scratch: 2 x cap bytes (the batch in flight, the one queued behind it). */
     assert(batch && scratch && cap >= 2 * JOURNAL_RECORD_BYTES_MAX && cap <= JOURNAL_BUF_BYTES);
     c->ops.batch = batch;
     c->clustered = true;
@@ -101,65 +102,73 @@ void commit_on_journal_durable(void *ctx, uint64_t durable_lsn) {
     advance(c);
 }
 
-/* The frames of the batch just sent to the disk, contiguous. A roll puts a segment header
- * (written at file offset 0 of the new segment) before the frame it opens; the cluster log
- * carries frames only, so that a follower writes them into segments of its own size. Rare
- * (once per segment), so only then are the frames gathered into the scratch buffer. */
-static commit_batch gather(commit *c, const journal_batch *b) {
-    commit_batch cb = {.last_lsn = b->last_lsn, .bytes = b->data, .len = b->len};
-    bool rolled = false;
-    for (uint32_t i = 0; i < b->n_ext; i++) rolled |= b->ext[i].file_off == 0;
-    if (rolled) {
-        assert(c->scratch);
-        size_t n = 0;
-        for (uint32_t i = 0; i < b->n_ext; i++) {
-            const journal_ext *e = &b->ext[i];
-            size_t skip = e->file_off == 0 ? sizeof(journal_seg_hdr) : 0;
-            assert(e->len >= skip && n + e->len - skip <= c->scratch_cap);
-            memcpy(c->scratch + n, b->data + e->buf_off + skip, e->len - skip);
-            n += e->len - skip;
-        }
-        cb.bytes = c->scratch;
-        cb.len = n;
+/* The frames of the batch just sent to the disk, copied into buf (scratch_cap bytes): the
+ * journal reuses its buffer once the batch is durable, while the txn may still be in flight
+ * or need a resend. A roll puts a segment header (written at file offset 0 of the new segment)
+ * before the frame it opens; the cluster log carries frames only, so that a follower writes
+ * them into segments of its own size. */
+static commit_batch gather(commit *c, const journal_batch *b, uint8_t *buf) {
+    commit_batch cb = {.last_lsn = b->last_lsn, .bytes = buf};
+    for (uint32_t i = 0; i < b->n_ext; i++) {
+        const journal_ext *e = &b->ext[i];
+        size_t skip = e->file_off == 0 ? sizeof(journal_seg_hdr) : 0;
+        assert(e->len >= skip && cb.len + e->len - skip <= c->scratch_cap);
+        memcpy(buf + cb.len, b->data + e->buf_off + skip, e->len - skip);
+        cb.len += e->len - skip;
     }
     journal_frame f;
     assert(cb.len >= JOURNAL_FRAME_OVERHEAD);
     memcpy(&f, cb.bytes, sizeof f);
-    assert(f.magic == JOURNAL_FRAME_MAGIC && f.first_lsn <= f.last_lsn);
+    assert(f.magic == JOURNAL_FRAME_MAGIC && f.first_lsn <= f.last_lsn && f.last_lsn <= cb.last_lsn);
     cb.first_lsn = f.first_lsn;
     return cb;
 }
 
+/* Hand the queued batch over as the one in flight. */
+static void send_queued(commit *c) {
+    assert(c->queued && !c->pending);
+    c->queued = false;
+    c->inflight = c->next;
+    c->pending = true;
+    /* The log never has a gap: each batch starts right after the last one committed. */
+    assert(c->inflight.first_lsn == c->cluster_lsn + 1 || c->refused);
+    c->ops.batch(c->ops.ctx, &c->inflight);
+}
+
 void commit_flush(commit *c, int64_t now_ns) {
-    if (c->pending) return; /* one batch in flight to the cluster log; the journal groups the rest */
+    /* Disk and cluster log overlap by one batch: the disk may take batch N+1 while batch N's
+     * txn is in flight, not N+2 (the journal groups what arrives meanwhile). */
+    if (c->queued) return;
     journal_flush(c->j, now_ns);
     if (!c->clustered || c->mirror || !c->j->inflight) return;
     const journal_batch *b = &c->j->batch[c->j->open_idx ^ 1];
     if (b->seq == c->sent_seq) return; /* the disk retry of a batch the cluster log has had */
     c->sent_seq = b->seq;
-    c->inflight = gather(c, b);
-    assert(c->inflight.first_lsn == c->cluster_lsn + 1 || c->refused); /* the log never has a gap */
-    c->pending = true;
-    c->ops.batch(c->ops.ctx, &c->inflight);
+    /* Two copy buffers: the one in flight keeps its bytes for a resend, the other takes this. */
+    uint8_t *buf = c->scratch + (c->pending && c->inflight.bytes == c->scratch ? c->scratch_cap : 0);
+    c->next = gather(c, b, buf);
+    c->queued = true;
+    if (!c->pending) send_queued(c);
 }
 
 void commit_cluster_done(commit *c, bool ok, int64_t rev) {
     assert(c->clustered && c->pending);
     c->pending = false;
-    if (!ok) {
-        c->refused = true;
-        return;
+    if (ok) {
+        assert(c->inflight.first_lsn == c->cluster_lsn + 1 && c->inflight.last_lsn > c->cluster_lsn);
+        c->cluster_lsn = c->inflight.last_lsn;
+        c->cluster_rev = rev;
+        c->batches++;
+        c->bytes += c->inflight.len;
+        advance(c);
+    } else {
+        c->refused = true; /* the queued batch follows a refused one: the cluster refuses it too */
     }
-    assert(c->inflight.first_lsn == c->cluster_lsn + 1 && c->inflight.last_lsn > c->cluster_lsn);
-    c->cluster_lsn = c->inflight.last_lsn;
-    c->cluster_rev = rev;
-    c->batches++;
-    c->bytes += c->inflight.len;
-    advance(c);
+    if (c->queued) send_queued(c);
 }
 
 void commit_cluster_reset(commit *c, uint64_t lsn, int64_t rev) {
-    assert(c->clustered && !c->pending && lsn <= journal_last_lsn(c->j));
+    assert(c->clustered && !c->pending && !c->queued && lsn <= journal_last_lsn(c->j));
     c->cluster_lsn = lsn;
     c->cluster_rev = rev;
     c->refused = false;

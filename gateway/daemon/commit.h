@@ -14,16 +14,16 @@
  * docs/cluster.md): acked = min(journal durable lsn, last lsn committed in the etcd log).
  *
  * The cluster log hook. In cluster mode the loop calls commit_flush() instead of
- * journal_flush(). When it sends a new journal batch to the disk it also hands the batch's
- * bytes to ops.batch (the cluster module submits one fenced etcd txn), and sends no further
- * batch to the disk until that txn is settled (commit_cluster_done), so exactly one batch
- * is in flight to etcd and the log never has a gap; the journal groups everything that
- * arrives meanwhile into the next batch. The bytes handed over are the batch's frames
- * (journal format v2: frame header, records, trailer - hash chain included), concatenated,
- * without the segment header a roll puts between two frames: exactly the frames as they are
- * in the segments. The pointer stays valid until commit_cluster_done() (the journal buffer,
- * or the scratch a rolled batch is gathered into, is not reused before), so a resend needs no
- * copy. commit_enable_cluster() caps a batch so that it fits one etcd request.
+ * journal_flush(). Each new journal batch sent to the disk is copied and handed to ops.batch
+ * (the cluster module submits one fenced etcd txn) as soon as the batch before it is settled
+ * (commit_cluster_done): exactly one batch is in flight to etcd, in lsn order, so the log never
+ * has a gap. Disk and etcd overlap by one batch: batch N+1 may be written and fsynced while
+ * batch N's txn is in flight, batch N+2 waits (the journal groups everything that arrives
+ * meanwhile). The bytes handed over are the batch's frames (journal format v2: frame header,
+ * records, trailer - hash chain included), concatenated, without the segment header a roll
+ * puts between two frames: exactly the frames as they are in the segments. They stay valid
+ * until commit_cluster_done() (two copy buffers), so a resend needs no copy.
+ * commit_enable_cluster() caps a batch so that it fits one etcd request.
  *
  * Replay. commit_replay() is the journal's replay path for one record (decode + apply, no
  * journal append, everything replayed is already acknowledged): engine_recover uses it, and
@@ -73,9 +73,11 @@ typedef struct commit {
     bool clustered;       /* commit_enable_cluster */
     uint64_t cluster_lsn; /* last lsn committed in the cluster log (clustered) */
     int64_t cluster_rev;  /* etcd revision of that commit */
-    bool pending;         /* a batch is in flight to the cluster log: no new disk batch */
+    bool pending;         /* inflight is in flight to the cluster log */
     commit_batch inflight;
-    uint8_t *scratch; /* commit_set_batch_cap */
+    bool queued;          /* next is on its way to the disk, waiting for inflight: no new disk batch */
+    commit_batch next;
+    uint8_t *scratch;     /* commit_enable_cluster: 2 x scratch_cap, copies of inflight and next */
     size_t scratch_cap;
     uint64_t sent_seq;    /* journal batch seq last handed to ops.batch */
     uint64_t batches, bytes; /* committed to the cluster log */
@@ -120,8 +122,8 @@ static inline uint64_t commit_cluster_lsn(const commit *c) { return c->cluster_l
 static inline int64_t commit_cluster_rev(const commit *c) { return c->cluster_rev; }
 /* Cluster mode, after commit_attach: hand every new batch to batch(ops.ctx, b) and acknowledge
  * only what the cluster log has too. A journal batch is capped at cap bytes so that it fits
- * one etcd request; scratch (cap bytes, the caller's) gathers the frames of a batch that rolled
- * into a new segment. */
+ * one etcd request; scratch (2 x cap bytes, the caller's) holds the copies of the batch in flight
+ * and of the one queued behind it. */
 void commit_enable_cluster(commit *c, void (*batch)(void *ctx, const commit_batch *b), uint32_t cap,
                            uint8_t *scratch);
 /* Cluster mode, follower side: while mirror is set the journal only copies batches that are

@@ -553,7 +553,7 @@ void engine_on_durable(gateway *gw, uint64_t durable_lsn) {
      * reads, which must see it. Readers of the shared-memory lists see an order's frozen
      * mark change only now that the record changing it is durable. */
     durview_advance(&gw->dv, durable_lsn, publish_durable, gw);
-    outbox_drain(gw);
+    if (cluster_leads(gw)) outbox_drain(gw); /* a follower never instructs a bank (SPEC §10) */
 }
 
 bool engine_room(gateway *gw) {

@@ -158,7 +158,9 @@ const char *follow_state_name(follow_state s);
  * with journal_opts.keep_through_lsn. *keep = 0: nothing to cut. Synchronous (its own etcd
  * client, up to deadline_ms): at start only. 0, or -1 with err (etcd unreachable, or the
  * tail shares nothing with the log: a re-seed is needed). */
-#define FOLLOW_TAIL_FRAMES 4 /* a leader has at most one batch (<= 3 frames) out of the log */
+/* A leader has at most two batches out of the log (one txn in flight, the next one fsynced
+ * meanwhile: commit.h), each at most two or three frames (a roll). */
+#define FOLLOW_TAIL_FRAMES 6
 int follow_reconcile(const char *endpoints, const char *prefix, const char *journal_dir,
                      uint32_t deadline_ms, uint64_t *keep, char *err, size_t errcap);
 /* The key of a log batch: <prefix>/log/<first lsn in 20 digits>. Its length. */

@@ -25,7 +25,7 @@ typedef struct ct {
     int acked_calls, list_applied, batches;
     commit_batch last;
     uint8_t last_bytes[64 * 1024];
-    uint8_t scratch[256 * 1024];
+    uint8_t scratch[2 * 128 * 1024];
 } ct;
 
 static ct *g;
@@ -66,7 +66,7 @@ static void ct_open(bool clustered, uint64_t seg_bytes) {
     if (journal_open(&g->j, g_dir, &o, &rec, err, sizeof err) != 0) fail_msg("journal_open: %s", err);
     assert_int_equal(io_uring_queue_init(64, &g->ring, 0), 0);
     commit_attach(&g->c, &g->ring);
-    if (clustered) commit_enable_cluster(&g->c, on_batch, sizeof g->scratch, g->scratch);
+    if (clustered) commit_enable_cluster(&g->c, on_batch, sizeof g->scratch / 2, g->scratch);
 }
 
 static void ct_close(void) {
@@ -139,20 +139,31 @@ static void test_cluster_acks_when_both(void **state) {
     memcpy(&f, g->last_bytes + g->last.len - sizeof f, sizeof f);
     assert_int_equal(f.magic, JOURNAL_TRAILER_MAGIC);
     assert_int_equal(f.last_lsn, (uint64_t)l2);
-    /* While that batch is in flight to the cluster, the next waits (grouped). */
+    /* While that batch is in flight to the cluster, the next goes to the disk but waits for
+     * it (one txn in flight, in lsn order), and the one after waits in the journal. */
     int64_t l3 = put_order("r3", "ACC3");
     ct_flush();
     assert_int_equal(g->batches, 1);
-    assert_true(g->j.durable_lsn == (uint64_t)l2);
+    assert_true(g->j.durable_lsn == (uint64_t)l3);
+    assert_int_equal(commit_acked_lsn(&g->c), 0);
+    int64_t l4 = put_order("r4", "ACC4");
+    ct_flush();
+    assert_true(g->j.durable_lsn == (uint64_t)l3); /* held: only one batch ahead of the log */
     commit_cluster_done(&g->c, true, 42);
     assert_int_equal(commit_acked_lsn(&g->c), (uint64_t)l2);
     assert_int_equal(g->c.cluster_rev, 42);
-    ct_flush(); /* now the third goes to disk and cluster */
-    assert_int_equal(g->batches, 2);
+    assert_int_equal(g->batches, 2); /* the queued batch went at once */
     assert_int_equal(g->last.first_lsn, (uint64_t)l3);
-    assert_int_equal(commit_acked_lsn(&g->c), (uint64_t)l2);
+    assert_int_equal(g->last.last_lsn, (uint64_t)l3);
+    ct_flush(); /* now the fourth goes to the disk, queued behind the third */
+    assert_true(g->j.durable_lsn == (uint64_t)l4);
+    assert_int_equal(g->batches, 2);
     commit_cluster_done(&g->c, true, 43);
     assert_int_equal(commit_acked_lsn(&g->c), (uint64_t)l3);
+    assert_int_equal(g->batches, 3);
+    assert_int_equal(g->last.first_lsn, (uint64_t)l4);
+    commit_cluster_done(&g->c, true, 44);
+    assert_int_equal(commit_acked_lsn(&g->c), (uint64_t)l4);
     ct_close();
 }
 
