@@ -141,4 +141,18 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define CLUSTER_LEASE_MARGIN_PCT 10
 #define CLUSTER_LEASE_MARGIN_MS 50
 
+/* Cluster, the follower side (gateway/daemon/follow.h, docs/cluster.md). */
+#define FOLLOW_PUBLISH_MS 50       /* P/members/<name> put at most this often */
+#define FOLLOW_RANGE_KEYS 64       /* log keys per catch-up range page */
+#define FOLLOW_MEMBERS_MAX 16      /* members' publications kept; more are not seen by trimming */
+#define FOLLOW_NAME_MAX (CLUSTER_NAME_LEN_MAX + 1)     /* a member name, NUL included */
+#define FOLLOW_PREFIX_MAX (CLUSTER_PREFIX_LEN_MAX + 1) /* [cluster] prefix, NUL included */
+#define FOLLOW_TRIM_MS 1000        /* the leader looks for log keys to trim this often */
+#define FOLLOW_RETENTION_MS 60000  /* a log key stays at least this long (a restart needs none) */
+#define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
+/* Frames of a returning member's journal tail checked against the log at start: a leader has
+ * at most two batches out of the log (one txn in flight, the next fsynced meanwhile), each
+ * at most two or three frames (a segment roll). */
+#define FOLLOW_TAIL_FRAMES 6
+
 #endif

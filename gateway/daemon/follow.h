@@ -37,14 +37,7 @@
 #include "etcd.h"
 #include "journal.h"
 
-#define FOLLOW_PUBLISH_MS 50      /* P/members/<name> at most this often */
-#define FOLLOW_RANGE_KEYS 64      /* log keys per range page (each at most one etcd request) */
-#define FOLLOW_MEMBERS_MAX 16     /* members the table keeps */
-#define FOLLOW_NAME_MAX 64        /* member name bytes, NUL included */
-#define FOLLOW_PREFIX_MAX 200     /* [cluster] prefix bytes */
-#define FOLLOW_TRIM_MS 1000        /* the leader looks for log keys to trim this often */
-#define FOLLOW_RETENTION_MS 60000  /* a log key stays at least this long (a restart needs none) */
-#define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
+/* Limits and periods: FOLLOW_* in limits.h. */
 /* "FOLL" with bit 63 set: cluster.c hands results with that bit to the follower side. */
 #define FOLLOW_COOKIE_TAG 0xc64f4c4c00000000ull
 #define FOLLOW_COOKIE_MASK 0xffffffff00000000ull
@@ -158,9 +151,6 @@ const char *follow_state_name(follow_state s);
  * with journal_opts.keep_through_lsn. *keep = 0: nothing to cut. Synchronous (its own etcd
  * client, up to deadline_ms): at start only. 0, or -1 with err (etcd unreachable, or the
  * tail shares nothing with the log: a re-seed is needed). */
-/* A leader has at most two batches out of the log (one txn in flight, the next one fsynced
- * meanwhile: commit.h), each at most two or three frames (a roll). */
-#define FOLLOW_TAIL_FRAMES 6
 int follow_reconcile(const char *endpoints, const char *prefix, const char *journal_dir,
                      uint32_t deadline_ms, uint64_t *keep, char *err, size_t errcap);
 /* The key of a log batch: <prefix>/log/<first lsn in 20 digits>. Its length. */
