@@ -280,6 +280,44 @@ static void test_foreign_batch_fails(void **state) {
     free_frames(&b);
 }
 
+
+/* The leader trims the keys every present member applied and that are past the retention,
+ * never the last one, then compacts at the delete's revision. */
+static void test_trim(void **state) {
+    (void)state;
+    frames fr;
+    leader_frames(&fr, 6);
+    give_range(&fr, 0, 6, false, 80);
+    assert_int_equal(g.f.keys_len, 6);
+    follow_set_leading(&g.f, true);
+    char v[64];
+    int vl = snprintf(v, sizeof v, "%llu 70 follower", (unsigned long long)fr.last[3]);
+    etcd_event m = {.kv = {.key = (const uint8_t *)"/t/members/gw-b", .key_len = 15, .value = (const uint8_t *)v,
+                           .value_len = (size_t)vl}};
+    give_events(&m, 1);
+    int64_t now = etcd_mono_ms();
+    follow_tick(&g.f, now); /* every key younger than the retention: nothing */
+    assert_int_equal(g.f.stats.trimmed_keys, 0);
+    for (uint32_t i = 0; i < g.f.keys_len; i++) g.f.keys[(g.f.keys_head + i) % FOLLOW_TRIM_RING].seen_ms -= FOLLOW_RETENTION_MS;
+    follow_tick(&g.f, now + FOLLOW_TRIM_MS);
+    assert_int_equal(g.f.stats.trimmed_keys, 4); /* gw-b has applied batches 0..3 */
+    assert_int_equal(g.f.keys_len, 2);
+    assert_int_equal(g.f.keys[g.f.keys_head].first_lsn, fr.first[4]);
+    assert_true(g.f.trim_inflight);
+    etcd_result done = {.cookie = FOLLOW_COOKIE_TAG | FOLLOW_CK_TRIM, .kind = ETCD_DELETE, .revision = 90};
+    follow_on_result(&g.f, &done);
+    assert_int_equal(g.f.stats.trims, 1);
+    assert_int_equal(g.f.stats.compactions, 1);
+    /* gw-b catches up: everything but the last key goes */
+    vl = snprintf(v, sizeof v, "%llu 95 follower", (unsigned long long)fr.last[5]);
+    m.kv.value_len = (size_t)vl;
+    give_events(&m, 1);
+    follow_tick(&g.f, now + 2 * FOLLOW_TRIM_MS);
+    assert_int_equal(g.f.stats.trimmed_keys, 5);
+    assert_int_equal(g.f.keys_len, 1);
+    free_frames(&fr);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -288,6 +326,7 @@ int main(void) {
         T(test_leader_and_members),
         T(test_trimmed_is_stale),
         T(test_foreign_batch_fails),
+        T(test_trim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
