@@ -454,6 +454,22 @@ void cluster_tick(gateway *gw) {
     cl->lease_sure = sure;
 }
 
+/* What etcd counts against its request limit for the txn of a full batch (CLUSTER_BATCH_BYTES_MAX)
+ * under the longest prefix: the batch cap must leave room for it. Sizes only: p is any buffer
+ * of CLUSTER_BATCH_BYTES_MAX bytes. Checked once at start, not per batch. */
+static size_t full_batch_txn_bytes(const uint8_t *p) {
+    size_t key = CLUSTER_PREFIX_LEN_MAX + sizeof "/log/" + 20, small = CLUSTER_PREFIX_LEN_MAX + sizeof "/leader";
+    etcd_compare cmp[2] = {{.key = p, .key_len = small, .target = ETCD_CMP_CREATE, .number = INT64_MAX},
+                           {.key = p, .key_len = small, .target = ETCD_CMP_VALUE, .value = p, .value_len = 20}};
+    etcd_op put[2] = {{.kind = ETCD_OP_PUT, .key = p, .key_len = key, .value = p, .value_len = CLUSTER_BATCH_BYTES_MAX},
+                      {.kind = ETCD_OP_PUT, .key = p, .key_len = small, .value = p, .value_len = 20}};
+    etcd_op who[2] = {{.kind = ETCD_OP_RANGE, .key = p, .key_len = small},
+                      {.kind = ETCD_OP_RANGE, .key = p, .key_len = small}};
+    etcd_request r = {.kind = ETCD_TXN, .compares = cmp, .compare_count = 2, .success = put, .success_count = 2,
+                      .failure = who, .failure_count = 2};
+    return etcd_request_bytes(&r);
+}
+
 int cluster_start(gateway *gw, char *err, size_t errcap) {
     if (!gw->cfg.cluster_etcd[0]) return 0;
     cluster *cl = calloc(1, sizeof *cl);
@@ -471,20 +487,9 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
         free(scratch);
         return -1;
     }
-    /* The batch cap leaves room for the txn around the frames (checked once, not per batch). */
-    etcd_op big = {.kind = ETCD_OP_PUT, .key = gw->cfg.cluster_prefix, .key_len = CLUSTER_PREFIX_LEN_MAX + 32,
-                   .value = scratch, .value_len = CLUSTER_BATCH_BYTES_MAX};
-    etcd_op head = {.kind = ETCD_OP_PUT, .key = gw->cfg.cluster_prefix, .key_len = CLUSTER_PREFIX_LEN_MAX + 8,
-                    .value = scratch, .value_len = 20};
-    etcd_op both[2] = {big, head};
-    etcd_compare cmp[2] = {{.key = scratch, .key_len = CLUSTER_PREFIX_LEN_MAX + 8, .target = ETCD_CMP_CREATE},
-                           {.key = scratch, .key_len = CLUSTER_PREFIX_LEN_MAX + 8, .target = ETCD_CMP_VALUE,
-                            .value = scratch, .value_len = 20}};
-    etcd_request worst = {.kind = ETCD_TXN, .compares = cmp, .compare_count = 2, .success = both, .success_count = 2,
-                          .failure = both + 1, .failure_count = 1};
-    if (etcd_request_bytes(&worst) > ETCD_REQUEST_BYTES_MAX) {
-        snprintf(err, errcap, "CLUSTER_TXN_OVERHEAD_BYTES too small: a full batch's txn is %zu bytes",
-                 etcd_request_bytes(&worst));
+    size_t worst = full_batch_txn_bytes(scratch);
+    if (worst > ETCD_REQUEST_BYTES_MAX) {
+        snprintf(err, errcap, "CLUSTER_TXN_OVERHEAD_BYTES too small: a full batch's txn is %zu bytes", worst);
         etcd_destroy(cl->ec);
         free(cl);
         free(scratch);

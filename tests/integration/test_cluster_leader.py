@@ -5,8 +5,9 @@ The cluster's leader side (SPEC §10, docs/cluster.md) against a real 3-member e
   - ROLE on both: one leader, one follower naming it, the same epoch;
   - a STOP on the leader is ACCEPTED and its batch is under P/log/ in etcd: the journal frame's
     bytes, keyed by its first lsn, which is the lsn the answer gave;
-  - a STOP on the follower is answered -READONLY <leader> <host:port>, and stopctl sent to the
-    follower follows the redirect and gets ACCEPTED from the leader;
+  - a STOP on the follower is answered -READONLY <leader> <host:port> (LIST.ADD and RELEASE too,
+    a UDP STOP gets message error 10), and stopctl sent to the follower follows the redirect and
+    gets ACCEPTED from the leader; ROLE on a gateway without [cluster] says standalone;
   - INFO cluster and /metrics show role, epoch and committed lsn;
   - with 2 of 3 etcd members killed, a STOP on the leader is answered ERR BUSY within the
     commit deadline and never ACCEPTED, while CHECK is still served; once etcd is back, the
@@ -30,6 +31,7 @@ from sgtest import Client, RespError, todict, wait_until  # noqa: E402
 LEASE_MS = 6000  # long enough to keep the lead through the etcd outage below
 COMMIT_TIMEOUT_MS = 1500
 PREFIX = "/sgtest-%d" % os.getpid()
+UDP_PROBE = os.environ.get("UDP_PROBE") or os.path.join(sgtest.ROOT, "build", "tests", "integration", "udp_probe")
 
 
 def member(name, endpoints):
@@ -79,6 +81,10 @@ def main():
         b = member("gw-b", cl.endpoints).start()
         wait_until(lambda: role(b)["leader"] == "gw-a", timeout=10, what="gw-b knows the leader")
         ra, rb = role(a), role(b)
+        alone = sgtest.Gateway(name="gw-alone").start()
+        r = role(alone)
+        check(r["role"] == "standalone" and r["epoch"] == 0 and r["writable"] == 1, "ROLE without [cluster]: %r" % r)
+        alone.stop()
         check(ra["role"] == "leader" and ra["name"] == "gw-a" and ra["epoch"] > 0, "ROLE on the leader: %r" % ra)
         check(rb["role"] == "follower" and rb["leader_addr"] == "127.0.0.1:%d" % a.port and rb["epoch"] == ra["epoch"],
               "ROLE on the follower names the leader: %r" % rb)
@@ -111,6 +117,23 @@ def main():
                   "STOP on the follower: %s" % r.line)
             r = c.call("CHECK", "DVB", "ACC-9")
             check(not isinstance(r, RespError), "CHECK served on the follower")
+        # The other writes too: LIST.ADD (ops) and RELEASE; a UDP STOP gets message error 10.
+        with Client(b.port) as c:
+            c.auth("olga", "olga-s3cret")
+            r = c.call("LIST.ADD", "mule", "DVB", "ACC-7")
+            check(isinstance(r, RespError) and str(r.line).startswith("READONLY gw-a "), "LIST.ADD on the follower: %s"
+                  % getattr(r, "line", r))
+        with Client(b.port) as c:
+            c.auth("alice", "alice-s3cret")
+            r = c.call("RELEASE", "r-rel", "SG-1")
+            check(isinstance(r, RespError) and str(r.line).startswith("READONLY gw-a "), "RELEASE on the follower")
+        if os.path.exists(UDP_PROBE):
+            p = subprocess.run([UDP_PROBE, "127.0.0.1", str(b.udp_port), "alice", "hello", "stop", "r-udp", "DVB",
+                                "ACC-8", "C-1", "100"], env=dict(os.environ, STOPGATE_SECRET="alice-s3cret"),
+                               capture_output=True, text=True, timeout=60)
+            replies = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
+            err = replies[1]["replies"][0]["err"] if len(replies) > 1 and replies[1].get("replies") else None
+            check(err == 10, "UDP STOP on the follower: message error 10 READONLY (%r)" % replies)
         # stopctl sent to the follower follows the redirect once.
         env = dict(os.environ, STOPGATE_SECRET="alice-s3cret")
         p = subprocess.run([sgtest.STOPCTL, "-p", str(b.port), "--agent", "alice", "--json", "stop",
