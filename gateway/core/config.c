@@ -64,6 +64,10 @@ void config_defaults(config *c) {
     c->cascade_max_depth = 5;
     c->cascade_min_amount = 0;
     c->dpdk_port = 7380;
+    snprintf(c->cluster_prefix, sizeof c->cluster_prefix, "/stopgate");
+    c->cluster_candidate = true;
+    c->cluster_lease_ms = CLUSTER_LEASE_MS_DEFAULT;
+    c->cluster_commit_timeout_ms = CLUSTER_COMMIT_TIMEOUT_MS_DEFAULT;
 }
 
 int config_parse_addr(const char *s, cfg_addr *out) {
@@ -361,7 +365,8 @@ static bool route_pattern(parse_ctx *p, const char *pat, cfg_route *r) {
  * this is its only check. The same entries are made and names checked as for a section with
  * keys; a section that means nothing without keys is refused rather than ignored. */
 static void empty_section(parse_ctx *p, const char *section) {
-    if (!strcmp(section, "gateway") || !strcmp(section, "cascade") || !strcmp(section, "dpdk"))
+    if (!strcmp(section, "gateway") || !strcmp(section, "cascade") || !strcmp(section, "dpdk") ||
+        !strcmp(section, "cluster"))
         return;
     if (!strncmp(section, "agent ", 6)) {
         /* Kept, so config_finish() refuses it for its missing secret_hash: dropping it could
@@ -421,6 +426,69 @@ static bool duplicate_key(parse_ctx *p, const char *section, const char *k) {
     return false;
 }
 
+/* [cluster] etcd: comma-separated http(s) URLs, at most ETCD_ENDPOINTS_MAX, each short enough
+ * for the etcd client (which parses them again, without a line to name). */
+static bool cluster_endpoints_ok(const char *v) {
+    int n = 0;
+    for (const char *s = v; *s;) {
+        const char *e = strchr(s, ',');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len == 0 || len > ETCD_ENDPOINT_LEN_MAX || ++n > ETCD_ENDPOINTS_MAX) return false;
+        if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) return false;
+        for (size_t i = 0; i < len; i++)
+            if (isspace((unsigned char)s[i])) return false;
+        s += len + (e ? 1 : 0);
+        if (e && !*s) return false;
+    }
+    return n > 0;
+}
+
+static bool cluster_ms(parse_ctx *p, const char *k, const char *v, int64_t lo, int64_t hi, uint32_t *out) {
+    int64_t x;
+    if (!parse_i64(v, lo, hi, &x)) {
+        char range[64];
+        snprintf(range, sizeof range, "%s' (integer %lld..%lld)", v, (long long)lo, (long long)hi);
+        fail(p, "bad value for %s: '%s", k, range);
+        return false;
+    }
+    *out = (uint32_t)x;
+    return true;
+}
+
+static int cluster_key(parse_ctx *p, const char *k, const char *v) {
+    config *c = p->c;
+    if (!strcmp(k, "etcd")) {
+        if (*v && !cluster_endpoints_ok(v))
+            return fail(p, "bad value for %s: '%s' (comma-separated http://HOST:PORT URLs, at most " STR(
+                               ETCD_ENDPOINTS_MAX) ")", k, v);
+        copy_val(c->cluster_etcd, sizeof c->cluster_etcd, v);
+        c->cluster_line = p->line;
+    } else if (!strcmp(k, "name")) {
+        if (!field_ident_ok(v, strlen(v), CLUSTER_NAME_LEN_MAX) || strchr(v, '/'))
+            return fail(p, "bad value for %s: '%s' (printable, no spaces nor '/'; at most " STR(
+                               CLUSTER_NAME_LEN_MAX) " bytes)", k, v);
+        copy_val(c->cluster_name, sizeof c->cluster_name, v);
+    } else if (!strcmp(k, "prefix")) {
+        if (v[0] != '/' || strlen(v) > CLUSTER_PREFIX_LEN_MAX || strpbrk(v, " \t") || v[strlen(v) - 1] == '/')
+            return fail(p, "bad value for %s: '%s' (starts with '/', does not end with one, no spaces, at most " STR(
+                               CLUSTER_PREFIX_LEN_MAX) " bytes)", k, v);
+        copy_val(c->cluster_prefix, sizeof c->cluster_prefix, v);
+    } else if (!strcmp(k, "advertise")) {
+        if (config_parse_addr(v, &c->cluster_advertise) != 0 || !c->cluster_advertise.enabled)
+            return fail(p, "bad address for %s: '%s' (want HOST:PORT)", k, v);
+    } else if (!strcmp(k, "candidate")) {
+        if (!parse_bool(v, &c->cluster_candidate)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
+    } else if (!strcmp(k, "lease_ms")) {
+        return cluster_ms(p, k, v, CLUSTER_LEASE_MS_MIN, CLUSTER_LEASE_MS_MAX, &c->cluster_lease_ms);
+    } else if (!strcmp(k, "commit_timeout_ms")) {
+        return cluster_ms(p, k, v, CLUSTER_COMMIT_TIMEOUT_MS_MIN, CLUSTER_COMMIT_TIMEOUT_MS_MAX,
+                          &c->cluster_commit_timeout_ms);
+    } else {
+        return fail(p, "unknown key '%s' in [%s]", k, "cluster");
+    }
+    return 1;
+}
+
 static int handler(void *user, const char *section, const char *k, const char *v) {
     parse_ctx *p = user;
     config *c = p->c;
@@ -428,6 +496,7 @@ static int handler(void *user, const char *section, const char *k, const char *v
     p->sec_keys = true;
     if (duplicate_key(p, section, k)) return 0;
     if (!strcmp(section, "gateway")) return gateway_key(p, k, v);
+    if (!strcmp(section, "cluster")) return cluster_key(p, k, v);
     if (!strcmp(section, "cascade")) {
         if (!strcmp(k, "max_depth")) {
             RANGE(0, 64);
@@ -663,7 +732,20 @@ static cfg_plugin *plugin_named(config *c, const char *name) {
     return NULL;
 }
 
+/* A member of a cluster must say who it is and where clients reach it while it leads. */
+static int cluster_finish(const config *c, char *err, size_t errcap) {
+    if (!c->cluster_etcd[0]) return 0;
+    const char *missing = !c->cluster_name[0] ? "name" : !c->cluster_advertise.enabled ? "advertise" : NULL;
+    if (missing) {
+        snprintf(err, errcap, "%s:%d: [cluster] etcd is set, so [cluster] %s must be too", c->path, c->cluster_line,
+                 missing);
+        return -1;
+    }
+    return 0;
+}
+
 int config_finish(config *c, char *err, size_t errcap) {
+    if (cluster_finish(c, err, errcap) != 0) return -1;
     /* A default lifetime past the maximum would refuse every order that gives no TTL. */
     if (c->stop_ttl_s > c->stop_ttl_max_s || c->freeze_ttl_s > c->freeze_ttl_max_s) {
         snprintf(err, errcap, "%s: [gateway] %s = %lld is past %s = %lld",

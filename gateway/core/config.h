@@ -116,6 +116,14 @@ typedef struct config {
     char dpdk_eal[1024];
     char dpdk_ip[64];
     uint16_t dpdk_port;
+    /* Cluster (SPEC §10, docs/cluster.md): a single node unless cluster_etcd is set. */
+    char cluster_etcd[CLUSTER_ETCD_LEN_MAX + 1]; /* "http://h:p,http://h:p,..." */
+    char cluster_name[CLUSTER_NAME_LEN_MAX + 1];
+    char cluster_prefix[CLUSTER_PREFIX_LEN_MAX + 1];
+    cfg_addr cluster_advertise; /* the RESP address clients are sent to while this member leads */
+    bool cluster_candidate;
+    uint32_t cluster_lease_ms, cluster_commit_timeout_ms;
+    int cluster_line; /* line of [cluster] etcd, for the checks of config_finish */
 } config;
 
 void config_defaults(config *c);

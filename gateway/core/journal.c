@@ -239,6 +239,17 @@ static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n
     journal_scan_result res;
     if (scan_file(j, seq, chain, o, &fd, &res, rec, err, errcap) != 0) return -1;
     rec->segments++;
+    if (res.stopped) {
+        /* keep_through_lsn: what follows was never committed by the cluster. */
+        struct stat st;
+        rec->kept_cut = true;
+        rec->cut_seq = seq;
+        rec->cut_offset = res.bad_offset;
+        rec->cut_bytes = fstat(fd, &st) == 0 ? (uint64_t)st.st_size - res.bad_offset : 0;
+        snprintf(rec->cut_why, sizeof rec->cut_why, "lsn %llu and later never committed",
+                 (unsigned long long)res.bad_first_lsn);
+        return cut_at(j, fd, seq, res.bad_offset, later, n_later, err, errcap);
+    }
     if (res.clean) {
         j->seg_fd = fd;
         j->seg_seq = seq;
@@ -323,7 +334,7 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
         snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(-n));
         return -1;
     }
-    journal_chain chain = {.next_lsn = 1, .prev_sum = 0};
+    journal_chain chain = {.next_lsn = 1, .prev_sum = 0, .stop_after_lsn = o->keep_through_lsn};
     for (int i = 0; i < n; i++) {
         if (i > 0 && seqs[i] != seqs[i - 1] + 1) {
             snprintf(err, errcap, "journal_dir %s: segment %llu missing", dir, (unsigned long long)(seqs[i - 1] + 1));
@@ -345,7 +356,7 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
     }
     uint64_t last_seq = n > 0 ? seqs[n - 1] : 0;
     free(seqs);
-    rec->clean_shutdown = chain.closed && !rec->tail_cut && !rec->damage.cut;
+    rec->clean_shutdown = chain.closed && !rec->tail_cut && !rec->damage.cut && !rec->kept_cut;
     if (j->seg_fd >= 0 && chain.version == JOURNAL_SEG_VERSION_V1) {
         /* An old journal: read as it is, continued in a new segment of the current format. */
         close(j->seg_fd);
@@ -359,7 +370,7 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
     j->durable_lsn = chain.next_lsn - 1;
     if (j->seg_fd < 0) {
         /* Nothing usable on disk (empty dir, or the last segment's header was torn). */
-        bool gone = (rec->tail_cut && rec->cut_offset < sizeof(journal_seg_hdr)) ||
+        bool gone = ((rec->tail_cut || rec->kept_cut) && rec->cut_offset < sizeof(journal_seg_hdr)) ||
                     (rec->damage.cut && rec->damage.offset < sizeof(journal_seg_hdr));
         uint64_t seq = last_seq + (gone ? 0 : 1);
         if (seq == 0) seq = 1;
@@ -395,7 +406,7 @@ bool journal_has_room(const journal *j, uint32_t payload_len) {
      * segment header and the new frame (header and trailer). */
     return b->len + journal_rec_len(payload_len) + sizeof(journal_seg_hdr) +
                    2 * JOURNAL_FRAME_OVERHEAD <=
-               JOURNAL_BUF_BYTES &&
+               (j->batch_cap ? j->batch_cap : JOURNAL_BUF_BYTES) &&
            b->n_ext < JOURNAL_EXTENTS_MAX;
 }
 
@@ -485,6 +496,72 @@ int64_t journal_append(journal *j, uint16_t type, const void *payload, uint32_t 
     return (int64_t)j->next_lsn++;
 }
 
+/* Applies checked frames through fn, then copies them into the open batch; a segment roll
+ * goes between frames (a frame never spans two segments). */
+static int put_frames(journal *j, journal_batch *b, const uint8_t *data, uint32_t size,
+                      journal_record_fn fn, void *ctx) {
+    if (fn) {
+        int rc = journal_frames_each(data, size, fn, ctx);
+        if (rc) return rc;
+    }
+    if (b->len == 0) {
+        b->seq = ++j->batch_seq;
+        b->opened_ns = clock_mono_ns();
+    }
+    b->urgent = true;
+    if (b->frame_open) frame_close(j, b);
+    for (uint32_t off = 0; off < size;) {
+        journal_frame fh;
+        memcpy(&fh, data + off, sizeof fh);
+        if (j->seg_off + fh.len > j->segment_bytes &&
+            j->seg_off > sizeof(journal_seg_hdr) + JOURNAL_FRAME_OVERHEAD) {
+            int rc = roll(j, b);
+            if (rc) return rc;
+        }
+        batch_put(j, b, data + off, fh.len);
+        b->records += (uint32_t)(fh.last_lsn - fh.first_lsn + 1);
+        b->last_lsn = fh.last_lsn;
+        j->next_lsn = fh.last_lsn + 1; /* what a roll's segment header must continue */
+        j->last_sum = fh.last_sum;
+        off += fh.len;
+    }
+    return 0;
+}
+
+int journal_append_frames(journal *j, const uint8_t *data, uint32_t size, journal_record_fn fn,
+                          void *ctx, char *err, size_t errcap) {
+    journal_chain c = {.next_lsn = j->next_lsn, .prev_sum = j->last_sum};
+    uint64_t last_lsn, last_sum;
+    const char *why = journal_frames_check(data, size, &c, &last_lsn, &last_sum);
+    if (why) {
+        uint64_t first = 0;
+        if (size >= sizeof(journal_frame)) memcpy(&first, data + 16, sizeof first);
+        snprintf(err, errcap, "cluster batch at lsn %llu refused: %s (journal ends at lsn %llu)",
+                 (unsigned long long)first, why, (unsigned long long)(j->next_lsn - 1));
+        return -EINVAL;
+    }
+    journal_batch *b = &j->batch[j->open_idx];
+    /* Worst case: every frame rolls into a segment of its own. */
+    uint32_t frames = 0;
+    for (uint32_t off = 0; off < size; frames++) {
+        journal_frame fh;
+        memcpy(&fh, data + off, sizeof fh);
+        off += fh.len;
+    }
+    if (b->len + size + frames * sizeof(journal_seg_hdr) + JOURNAL_FRAME_OVERHEAD >
+            JOURNAL_BUF_BYTES ||
+        b->n_ext + frames + 1 > JOURNAL_EXTENTS_MAX)
+        return -EAGAIN;
+    int rc = put_frames(j, b, data, size, fn, ctx);
+    if (rc) {
+        snprintf(err, errcap, "cluster batch at lsn %llu: %s", (unsigned long long)j->next_lsn,
+                 rc < 0 ? strerror(-rc) : "a record was refused by apply");
+        return rc;
+    }
+    assert(j->next_lsn == last_lsn + 1 && j->last_sum == last_sum && b->last_lsn == last_lsn);
+    return 0;
+}
+
 static void submit_batch(journal *j, journal_batch *b, int64_t now_ns) {
     assert(b->n_ext > 0);
     j->cqe_expected = 2 * b->n_ext;
@@ -531,7 +608,7 @@ void journal_flush(journal *j, int64_t now_ns) {
     journal_batch *b = &j->batch[j->open_idx];
     if (b->len == 0) return;
     if (!b->urgent && now_ns - b->opened_ns < JOURNAL_LAZY_NS && !j->flush_all) return;
-    frame_close(j, b);
+    if (b->frame_open) frame_close(j, b); /* not open when it ends with another's frames */
     j->open_idx ^= 1;
     submit_batch(j, b, now_ns);
 }

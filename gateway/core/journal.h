@@ -84,6 +84,10 @@ typedef struct journal_opts {
     journal_salvage_fn damaged; /* each record still found in damaged data (may be NULL) */
     void *ctx;                  /* for both */
     bool truncate_damaged_tail; /* cut a damaged tail instead of refusing (stopgated flag) */
+    /* 0: keep everything. Else cut every frame holding an lsn past it, with the recovery's
+     * tail cut: the tail a former cluster leader fsynced but the cluster never committed
+     * (docs/cluster.md). Whole frames: the journal may end before it. */
+    uint64_t keep_through_lsn;
 } journal_opts;
 
 typedef struct journal_recovery {
@@ -97,6 +101,7 @@ typedef struct journal_recovery {
     uint64_t cut_offset;
     uint64_t cut_bytes;
     char cut_why[128];
+    bool kept_cut;          /* keep_through_lsn cut the journal at cut_seq / cut_offset */
     int64_t replay_ns;
 } journal_recovery;
 
@@ -121,6 +126,8 @@ typedef struct journal {
     uint64_t batch_seq;
     bool next_lazy; /* the next journal_append is a record nobody waits for */
     bool flush_all; /* draining: lazy batches go at once */
+    uint32_t batch_cap; /* a batch holds at most this (0: JOURNAL_BUF_BYTES); cluster mode caps it
+                           so that one batch fits one etcd request (commit.h) */
     struct {
         int fd;
         uint64_t after_seq;
@@ -162,5 +169,18 @@ bool journal_idle(const journal *j);
  * 0 or -errno. */
 int journal_seal(journal *j, int64_t now_ms);
 uint64_t journal_last_lsn(const journal *j);
+/* Checksum of the last record (0 for an empty journal): by the hash chain, of all of them. */
+static inline uint64_t journal_last_sum(const journal *j) { return j->last_sum; }
+
+/* Appends frames data[0, size) that another member's journal wrote (the cluster log, docs/
+ * cluster.md) byte for byte, after checking them (journal_frames_check against this
+ * journal's last record), and hands each record to fn, as recovery does, before returning.
+ * They go out with the next journal_flush (on_durable as for any append). 0; -EINVAL with err
+ * (nothing appended: bad frame, checksum, or not continuing this journal's chain); -EAGAIN
+ * (the open batch has no room: retry after the next on_durable; nothing appended); or, after
+ * fn applied records, fn's non-zero value or -errno (a segment could not be created): memory
+ * and disk may disagree, the caller must stop, as recovery does. */
+int journal_append_frames(journal *j, const uint8_t *data, uint32_t size, journal_record_fn fn,
+                          void *ctx, char *err, size_t errcap);
 void journal_close(journal *j);
 #endif

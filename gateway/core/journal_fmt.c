@@ -1,6 +1,7 @@
 #include "journal_fmt.h"
 
 
+#include <assert.h>
 #include <dirent.h>
 #include <unistd.h>
 #include <errno.h>
@@ -147,6 +148,11 @@ static int scan_v1(const uint8_t *data, size_t size, journal_chain *chain, journ
             res->valid_after_bad = res->damaged = plausible_from(data, size, off + 8, true);
             return 0;
         }
+        if (chain->stop_after_lsn && h.lsn > chain->stop_after_lsn) {
+            set_bad(res, off, chain, "kept lsn reached");
+            res->stopped = true;
+            return 0;
+        }
         if (fn) {
             int rc = fn(ctx, h.type, h.lsn, data + off + sizeof h, h.payload_len);
             if (rc) return rc;
@@ -277,6 +283,12 @@ static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journ
             res->bad_record_offset = bad_rec;
             return 0;
         }
+        if (chain->stop_after_lsn && fh.last_lsn > chain->stop_after_lsn) {
+            /* Whole frames only: a frame is one write, and the cut keeps no half of one. */
+            set_bad(res, off, chain, "kept lsn reached");
+            res->stopped = true;
+            return 0;
+        }
         size_t end = off + fh.len - sizeof ft;
         for (size_t o = off + sizeof fh; o < end;) {
             journal_rec_hdr h;
@@ -290,6 +302,87 @@ static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journ
         }
         off += fh.len;
     }
+}
+
+const char *journal_frames_check(const uint8_t *data, size_t size, const journal_chain *chain,
+                                 uint64_t *last_lsn, uint64_t *last_sum) {
+    journal_chain c = *chain;
+    if (size == 0) return "no frame";
+    for (size_t off = 0; off < size;) {
+        journal_frame fh, ft;
+        size_t bad_rec;
+        if (!frame_plausible(data, size, off, JOURNAL_FRAME_MAGIC, &fh))
+            return size - off < sizeof fh ? "truncated frame header"
+                                          : "bad frame header (magic or checksum)";
+        if (fh.len % 8 || fh.len < JOURNAL_FRAME_OVERHEAD + sizeof(journal_rec_hdr) ||
+            fh.len > JOURNAL_FRAME_BYTES_MAX || fh.last_lsn < fh.first_lsn || fh.len > size - off)
+            return "bad frame length or lsn range";
+        if (fh.first_lsn != c.next_lsn) return "frame lsn does not continue the journal";
+        if (!frame_plausible(data, size, off + fh.len - sizeof ft, JOURNAL_TRAILER_MAGIC, &ft) ||
+            ft.len != fh.len || ft.first_lsn != fh.first_lsn || ft.last_lsn != fh.last_lsn ||
+            ft.last_sum != fh.last_sum)
+            return "bad frame trailer";
+        const char *why = frame_records_check(data, off, &fh, &c, &bad_rec);
+        if (why) return why;
+        for (size_t o = off + sizeof fh; o < off + fh.len - sizeof ft;) {
+            journal_rec_hdr h;
+            memcpy(&h, data + o, sizeof h);
+            if (h.type == JOURNAL_REC_CLOSE) return "a close record in a cluster batch";
+            chain_take(&c, &h);
+            o += h.len;
+        }
+        off += fh.len;
+    }
+    *last_lsn = c.next_lsn - 1;
+    *last_sum = c.prev_sum;
+    return NULL;
+}
+
+void journal_frames_range(const uint8_t *data, size_t size, uint64_t *first_lsn,
+                          uint64_t *last_lsn) {
+    journal_frame f;
+    assert(size >= JOURNAL_FRAME_OVERHEAD);
+    memcpy(&f, data, sizeof f);
+    *first_lsn = f.first_lsn;
+    memcpy(&f, data + size - sizeof f, sizeof f);
+    *last_lsn = f.last_lsn;
+}
+
+int journal_frames_each(const uint8_t *data, size_t size, journal_record_fn fn, void *ctx) {
+    for (size_t off = 0; off < size;) {
+        journal_frame fh;
+        memcpy(&fh, data + off, sizeof fh);
+        assert(fh.magic == JOURNAL_FRAME_MAGIC && fh.len <= size - off);
+        for (size_t o = off + sizeof fh; o < off + fh.len - sizeof fh;) {
+            journal_rec_hdr h;
+            memcpy(&h, data + o, sizeof h);
+            int rc = fn(ctx, h.type, h.lsn, data + o + sizeof h, h.payload_len);
+            if (rc) return rc;
+            o += h.len;
+        }
+        off += fh.len;
+    }
+    return 0;
+}
+
+int journal_frames_sum_at(const uint8_t *data, size_t size, uint64_t lsn, uint64_t *sum) {
+    for (size_t off = 0; off < size;) {
+        journal_frame fh;
+        memcpy(&fh, data + off, sizeof fh);
+        if (lsn >= fh.first_lsn && lsn <= fh.last_lsn) {
+            for (size_t o = off + sizeof fh; o < off + fh.len - sizeof fh;) {
+                journal_rec_hdr h;
+                memcpy(&h, data + o, sizeof h);
+                if (h.lsn == lsn) {
+                    *sum = h.sum;
+                    return 0;
+                }
+                o += h.len;
+            }
+        }
+        off += fh.len;
+    }
+    return -1;
 }
 
 int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,

@@ -99,6 +99,9 @@ typedef struct journal_chain {
     uint64_t records;  /* records accepted so far (close records not counted) */
     bool closed;       /* the last record accepted is a close record (clean shutdown) */
     uint32_t version;  /* format version of the last segment scanned */
+    /* 0, or: stop before the first frame (v1: record) holding an lsn past it - the tail
+     * after it is to be cut (a tail the cluster never committed, docs/cluster.md). */
+    uint64_t stop_after_lsn;
 } journal_chain;
 
 typedef struct journal_scan_result {
@@ -108,6 +111,7 @@ typedef struct journal_scan_result {
      * followed by valid data): not a torn write, cutting it may lose acknowledged records.
      * Otherwise the bad part is an incomplete last write: a torn tail, safe to cut. */
     bool damaged;
+    bool stopped;             /* chain.stop_after_lsn reached at bad_offset (not damage) */
     bool valid_after_bad;     /* valid data (not only a close record) follows the damage */
     size_t bad_offset;        /* offset of the first bad frame (v1: record) when !clean */
     size_t bad_end;           /* end of the damaged frame when known, else 0 */
@@ -131,6 +135,23 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
 /* Is there a self-consistent frame header (JOURNAL_FRAME_MAGIC) or trailer at off? */
 bool journal_frame_read(const uint8_t *data, size_t size, size_t off, uint32_t magic,
                         journal_frame *f);
+
+/* One or more whole v2 frames back to back (header..trailer each, no segment header): a
+ * batch as the cluster log carries it (docs/cluster.md). Checks every frame, record, checksum
+ * and the hash chain continuing *chain, without changing it. NULL when all holds (then
+ * *last_lsn and *last_sum are those of the last record), else why not. A close record is
+ * refused: it is one journal's own and never travels. */
+const char *journal_frames_check(const uint8_t *data, size_t size, const journal_chain *chain,
+                                 uint64_t *last_lsn, uint64_t *last_sum);
+/* The lsn range of frames data[0, size) that journal_frames_check accepted. */
+void journal_frames_range(const uint8_t *data, size_t size, uint64_t *first_lsn,
+                          uint64_t *last_lsn);
+/* The checksum of record lsn inside frames data[0, size) (checked before): 0 and *sum, or -1
+ * when lsn is not in them. A hash chain makes it the checksum of every record up to lsn, so
+ * two journals agree up to lsn exactly when these are equal. */
+int journal_frames_sum_at(const uint8_t *data, size_t size, uint64_t lsn, uint64_t *sum);
+/* Calls fn for each record of checked frames data[0, size), in order; 0 or fn's value. */
+int journal_frames_each(const uint8_t *data, size_t size, journal_record_fn fn, void *ctx);
 
 /* A record found in damaged data; verified: its own checksum holds (else its fields, even
  * its lsn, may be the damaged bytes: say so when naming it). */

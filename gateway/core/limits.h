@@ -156,4 +156,42 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define CONSOLE_SESSION_TTL_S_DEFAULT 28800 /* [gateway] console_session_ttl: 8 h, a shift */
 #define CONSOLE_SESSION_TTL_S_MAX (7 * 86400)
 
+/* Cluster: the [cluster] section and the leader's commit path (docs/cluster.md). */
+#define CLUSTER_ETCD_LEN_MAX (ETCD_ENDPOINTS_MAX * (ETCD_ENDPOINT_LEN_MAX + 1)) /* [cluster] etcd */
+#define CLUSTER_NAME_LEN_MAX 64     /* [cluster] name: letters, digits, '-', '_', '.' */
+#define CLUSTER_PREFIX_LEN_MAX 128  /* [cluster] prefix: starts with '/', no spaces */
+#define CLUSTER_LEASE_MS_DEFAULT 2000
+#define CLUSTER_LEASE_MS_MIN 1000   /* etcd TTLs are whole seconds */
+#define CLUSTER_LEASE_MS_MAX 60000
+/* [cluster] commit_timeout_ms: the deadline of one batch's fenced txn; past it the batch's
+ * orders get ERR BUSY (the txn is resent until settled). It must outlast an etcd leader
+ * election (etcd's --election-timeout, 1 s by default) or every etcd leader change turns into
+ * BUSY answers. */
+#define CLUSTER_COMMIT_TIMEOUT_MS_DEFAULT 3000
+#define CLUSTER_COMMIT_TIMEOUT_MS_MIN 200
+#define CLUSTER_COMMIT_TIMEOUT_MS_MAX 60000
+/* Room in one etcd request beside a batch's bytes (key, compare, protobuf framing): in cluster
+ * mode a journal batch holds at most ETCD_REQUEST_BYTES_MAX minus this, so that one batch is
+ * always one txn (checked against etcd_request_bytes() at start). */
+#define CLUSTER_TXN_OVERHEAD_BYTES 4096
+#define CLUSTER_BATCH_BYTES_MAX (ETCD_REQUEST_BYTES_MAX - CLUSTER_TXN_OVERHEAD_BYTES)
+/* The leader stops acknowledging this long before its lease can have expired: 10 % of the
+ * lease + 50 ms for clock-rate drift between hosts (safety comes from the fenced txn). */
+#define CLUSTER_LEASE_MARGIN_PCT 10
+#define CLUSTER_LEASE_MARGIN_MS 50
+
+/* Cluster, the follower side (gateway/daemon/follow.h, docs/cluster.md). */
+#define FOLLOW_PUBLISH_MS 50       /* P/members/<name> put at most this often */
+#define FOLLOW_RANGE_KEYS 64       /* log keys per catch-up range page */
+#define FOLLOW_MEMBERS_MAX 16      /* members' publications kept; more are not seen by trimming */
+#define FOLLOW_NAME_MAX (CLUSTER_NAME_LEN_MAX + 1)     /* a member name, NUL included */
+#define FOLLOW_PREFIX_MAX (CLUSTER_PREFIX_LEN_MAX + 1) /* [cluster] prefix, NUL included */
+#define FOLLOW_TRIM_MS 1000        /* the leader looks for log keys to trim this often */
+#define FOLLOW_RETENTION_MS 60000  /* a log key stays at least this long (a restart needs none) */
+#define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
+/* Frames of a returning member's journal tail checked against the log at start: a leader has
+ * at most two batches out of the log (one txn in flight, the next fsynced meanwhile), each
+ * at most two or three frames (a segment roll). */
+#define FOLLOW_TAIL_FRAMES 6
+
 #endif

@@ -28,6 +28,7 @@ enum ud_kind {
     UD_DPDK, /* the DPDK order side's eventfd (dpdk.c) */
     UD_AUTH, /* the auth workers' eventfd (login.c) */
     UD_CONSOLE, /* the agents' console (console.c): its operation in aux */
+    UD_CLUSTER, /* the etcd client's eventfd (cluster.c) */
 };
 
 static inline uint64_t ud_make(unsigned kind, uint32_t aux, uint32_t idx) {

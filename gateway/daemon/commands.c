@@ -15,6 +15,7 @@
 
 #include "account.h"
 #include "clock.h"
+#include "follower.h"
 #include "gateway.h"
 #include "sg_version.h"
 
@@ -27,6 +28,7 @@ typedef struct cmd_def {
     cmd_fn fn;
     unsigned perm; /* 0 = open to unauthenticated connections */
     int argc_min, argc_max; /* including the command name; -1 = unbounded */
+    bool write;             /* changes state: only a cluster's leader takes it (SPEC §10) */
 } cmd_def;
 
 /* Writers return 0 or a negative errno (buf.h). A reply whose write failed cannot be
@@ -370,7 +372,7 @@ static int w_onward_one(gateway *gw, client *c, const order *ord, const sg_onwar
     const char *skip = engine_onward_skip(gw, ord, ow, nb, na);
     int rl = snprintf(rid, sizeof rid, "cascade:%s:%u", id, i + 1);
     const request *rq = skip ? NULL : orders_find_request(&gw->o, rid, (uint32_t)rl);
-    if (rq && !live && rq->lsn > gw->j.durable_lsn) rq = NULL; /* not durable yet: pending */
+    if (rq && !live && rq->lsn > commit_acked_lsn(&gw->commit)) rq = NULL; /* not durable yet: pending */
     TRY(resp_w_kv_str(b, "bank", ow->bank));
     TRY(resp_w_kv_str(b, "account", ow->account));
     TRY(resp_w_kv_int(b, "amount", ow->amount_minor));
@@ -455,7 +457,7 @@ static int w_status(gateway *gw, client *c, const order *ord, bool live) {
  * While the journal fails, that wait could be endless: reads then show the durable view
  * (durview.h) and are answered at once; the answers already held become ERR BUSY
  * (server_on_journal_failed). */
-static bool read_live(const gateway *gw) { return gw->j.last_error == 0; }
+static bool read_live(const gateway *gw) { return gw->j.last_error == 0 && !cluster_failing(gw); }
 /* STATUS and CASE show an order's children and cascade requests too: wait for everything
  * appended so far (they are not on the hot path). */
 static uint64_t read_lsn(gateway *gw, bool live) { return live ? journal_last_lsn(&gw->j) : 0; }
@@ -979,8 +981,8 @@ static int cmd_empty(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
 }
 
 /* INFO's sections, in the order INFO without arguments shows them. */
-enum { INFO_SERVER, INFO_CLIENTS, INFO_ORDERS, INFO_JOURNAL, INFO_BANKS, INFO__COUNT };
-static const char *const info_sections[INFO__COUNT] = {"server", "clients", "orders", "journal", "banks"};
+enum { INFO_SERVER, INFO_CLIENTS, INFO_ORDERS, INFO_JOURNAL, INFO_BANKS, INFO_CLUSTER, INFO__COUNT };
+static const char *const info_sections[INFO__COUNT] = {"server", "clients", "orders", "journal", "banks", "cluster"};
 
 static int w_info_section(gateway *gw, buf *t, int s) {
     switch (s) {
@@ -1011,6 +1013,9 @@ static int w_info_section(gateway *gw, buf *t, int s) {
                            (unsigned long long)p->submitted, (unsigned long long)p->results));
         }
         return 0;
+    case INFO_CLUSTER:
+        cluster_info(gw, t);
+        return t->overflowed ? -ENOBUFS : 0;
     }
     assert(0 && "unknown INFO section");
     return -EINVAL;
@@ -1029,6 +1034,27 @@ static unsigned info_wanted(const resp_cmd *cmd) {
             if (resp_arg_is(a, info_sections[s])) want |= 1u << s;
     }
     return want;
+}
+
+/* ROLE (SPEC §10): this member's place in the cluster, for any authenticated agent. */
+static int cmd_role(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
+    (void)cmd;
+    cluster_view v;
+    cluster_view_get(gw, &v);
+    buf *b = &c->out;
+    resp_map m;
+    resp_map_begin(&m, b, c->proto);
+    int rc = resp_w_kv_str(b, "role", v.role_name);
+    if (!rc) rc = resp_w_kv_str(b, "name", v.name);
+    if (!rc) rc = resp_w_kv_str(b, "leader", v.leader);
+    if (!rc) rc = resp_w_kv_str(b, "leader_addr", v.leader_addr);
+    if (!rc) rc = resp_w_kv_int(b, "epoch", v.epoch);
+    if (!rc) rc = resp_w_kv_int(b, "applied_lsn", (int64_t)v.applied_lsn);
+    if (!rc) rc = resp_w_kv_int(b, "committed_lsn", (int64_t)v.committed_lsn);
+    if (!rc) rc = resp_w_kv_int(b, "writable", v.writable);
+    if (!rc) rc = resp_w_kv_str(b, "log", follower_state(gw));
+    reply_end(gw, c, resp_map_end(&m, rc), 0, t_ns);
+    return 1;
 }
 
 static int cmd_info(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
@@ -1288,17 +1314,17 @@ static void lower(char *dst, size_t cap, const char *s) {
 static int cmd_command(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns);
 
 static const cmd_def commands[] = {
-    {"STOP", cmd_stop, PERM_ORDER, 8, RESP_ARGS_MAX},
-    {"FREEZE", cmd_freeze, PERM_ORDER, 10, RESP_ARGS_MAX},
-    {"RELEASE", cmd_release, PERM_ORDER, 3, 7},
-    {"EXTEND", cmd_extend, PERM_ORDER, 5, 5},
-    {"CONFIRM", cmd_confirm, PERM_CONFIRM, 2, 2},
+    {"STOP", cmd_stop, PERM_ORDER, 8, RESP_ARGS_MAX, true},
+    {"FREEZE", cmd_freeze, PERM_ORDER, 10, RESP_ARGS_MAX, true},
+    {"RELEASE", cmd_release, PERM_ORDER, 3, 7, true},
+    {"EXTEND", cmd_extend, PERM_ORDER, 5, 5, true},
+    {"CONFIRM", cmd_confirm, PERM_CONFIRM, 2, 2, true},
     {"STATUS", cmd_status, PERM_STATUS, 2, 2},
     {"CASE", cmd_case, PERM_STATUS, 2, 2},
     {"CHECK", cmd_check, PERM_CHECK, 3, 3},
-    {"LIST.ADD", cmd_list_add, PERM_LIST, 4, 10},
-    {"LIST.DEL", cmd_list_del, PERM_LIST, 4, 4},
-    {"LIST.LOAD", cmd_list_load, PERM_LIST, 3, 4},
+    {"LIST.ADD", cmd_list_add, PERM_LIST, 4, 10, true},
+    {"LIST.DEL", cmd_list_del, PERM_LIST, 4, 4, true},
+    {"LIST.LOAD", cmd_list_load, PERM_LIST, 3, 4, true},
     {"LIST.INFO", cmd_list_info, PERM_STATUS | PERM_LIST, 1, 2},
     {"MCHECK", cmd_mcheck, PERM_CHECK, 3, RESP_ARGS_MAX},
     {"AUTH", cmd_auth, 0, 2, 3},
@@ -1307,6 +1333,7 @@ static const cmd_def commands[] = {
     {"ECHO", cmd_echo, PERM_SESSION, 2, 2},
     {"QUIT", cmd_quit, 0, 1, 1},
     {"INFO", cmd_info, PERM_INFO, 1, 16},
+    {"ROLE", cmd_role, PERM_SESSION, 1, 1},
     {"COMMAND", cmd_command, PERM_SESSION, 1, RESP_ARGS_MAX},
     {"CONFIG", cmd_empty, PERM_SESSION, 1, RESP_ARGS_MAX},
     {"CLIENT", cmd_client, 0, 2, 10},
@@ -1437,6 +1464,21 @@ int commands_dispatch(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
         }
         if (gw->phase == PHASE_DRAINING && (d->perm & PERM_ORDER)) {
             reply_err(gw, c, "ERR BUSY", "gateway is shutting down");
+            return 1;
+        }
+        const char *code;
+        char why[256];
+        if (d->write && cluster_write_refused(gw, &code, why, sizeof why)) {
+            /* A follower (READONLY <leader> <host:port>: send it there), or a leader that
+             * cannot commit to the cluster log now (ERR BUSY). */
+            reply_err(gw, c, code, "%s", why);
+            return 1;
+        }
+        if (!d->write && (d->perm & (PERM_STATUS | PERM_CHECK | PERM_LIST)) && follower_stale(gw)) {
+            /* Behind the trimmed cluster log, or holding a batch that does not continue it:
+             * what it holds may be old, so it answers no reads of it (docs/operations.md). */
+            reply_err(gw, c, "ERR STALE", "this member cannot follow the cluster log (%s); ask another member",
+                      follower_stale_why(gw));
             return 1;
         }
         return d->fn(gw, c, cmd, t_ns);

@@ -442,7 +442,7 @@ static void api_health(gateway *gw, hconn *c) {
     const char *phase = gw->phase == PHASE_RUNNING ? "running" : gw->phase == PHASE_DRAINING ? "draining" : "recovering";
     buf_printf(b, "{\"phase\":\"%s\",\"uptime_s\":%lld,\"journal_ok\":%s,\"durable_lsn\":%llu,\"orders\":{", phase,
                (long long)((gw->now_ms - gw->started_ms) / 1000), gw->j.last_error ? "false" : "true",
-               (unsigned long long)gw->j.durable_lsn);
+               (unsigned long long)commit_acked_lsn(&gw->commit));
     for (int st = 1; st < ST__COUNT; st++)
         buf_printf(b, "%s\"%s\":%llu", st > 1 ? "," : "", order_state_name((uint8_t)st),
                    (unsigned long long)gw->o.state_count[st]);
@@ -470,7 +470,7 @@ static void api_events(gateway *gw, hconn *c, session *s, const http_req *r) {
     cs->nsse++;
     c->sess = (int32_t)csess_idx(cs, s);
     c->sess_gen = s->gen;
-    c->sse_seen_lsn = gw->j.durable_lsn;
+    c->sse_seen_lsn = commit_acked_lsn(&gw->commit);
     c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
     c->close_after = true;
     buf_printf(&c->out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
@@ -762,7 +762,7 @@ static void sse_look(gateway *gw, hconn *c, session *s, uint64_t durable) {
 
 static void sse_scan(gateway *gw) {
     console *cs = cons(gw);
-    uint64_t durable = gw->j.durable_lsn;
+    uint64_t durable = commit_acked_lsn(&gw->commit);
     cs->scanned_lsn = durable;
     cs->next_scan_ms = gw->now_ms + CONSOLE_SSE_TICK_MS;
     for (uint32_t i = 0; i < CONSOLE_CONNS_MAX; i++) {
@@ -828,13 +828,13 @@ static void sweep(gateway *gw) {
 void console_tick(gateway *gw) {
     console *cs = cons(gw);
     if (!cs) return;
-    if (cs->nsse && gw->j.durable_lsn > cs->scanned_lsn && gw->now_ms >= cs->next_scan_ms) sse_scan(gw);
+    if (cs->nsse && commit_acked_lsn(&gw->commit) > cs->scanned_lsn && gw->now_ms >= cs->next_scan_ms) sse_scan(gw);
     if (gw->now_ms >= cs->next_sweep_ms) sweep(gw);
 }
 
 int64_t console_next_due_us(gateway *gw, int64_t now_us) {
     console *cs = cons(gw);
-    if (!cs || !cs->nsse || gw->j.durable_lsn <= cs->scanned_lsn) return INT64_MAX;
+    if (!cs || !cs->nsse || commit_acked_lsn(&gw->commit) <= cs->scanned_lsn) return INT64_MAX;
     int64_t due = cs->next_scan_ms * 1000;
     return due > now_us ? due : now_us;
 }

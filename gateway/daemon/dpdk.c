@@ -143,7 +143,7 @@ static void order_frame(gateway *gw, struct dpdk_state *d, dp_msg *msg) {
     msg->len = (uint32_t)n;
     msg->lsn = lsn;
     msg->next = NULL;
-    if (lsn > gw->j.durable_lsn) {
+    if (lsn > commit_acked_lsn(&gw->commit)) {
         /* An order is answered only once durable. */
         if (d->wait_tail) d->wait_tail->next = msg;
         else d->wait_head = msg;
@@ -221,7 +221,7 @@ void dpdk_on_journal_failed(gateway *gw) {
             release(d, msg);
             continue;
         }
-        d->mc.msg_errors += udp_reply_fail_pending(msg->buf, msg->len, gw->j.durable_lsn, ag->key);
+        d->mc.msg_errors += udp_reply_fail_pending(msg->buf, msg->len, commit_acked_lsn(&gw->commit), ag->key);
         to_lcore(d, msg);
     }
 }

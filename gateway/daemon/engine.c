@@ -14,6 +14,7 @@
 
 #include "account.h"
 #include "clock.h"
+#include "follower.h"
 #include "gateway.h"
 #include "mem.h"
 
@@ -39,38 +40,6 @@ static void refuse(engine_answer *a, const char *code, const char *fmt, const ch
     snprintf(a->why, sizeof a->why, fmt, arg);
 }
 
-static bool is_list_record(uint16_t type) { return type >= REC_LIST_ADD && type <= REC_LIST_LOAD_COMMIT; }
-
-/* Journal a record and apply it. The caller has checked journal and table room, so a failure
- * here means memory and disk disagree: stop rather than acknowledge a divergent state. */
-int64_t engine_commit(gateway *gw, order_rec *r) {
-    bool list = is_list_record(r->type);
-    if (!list && !durview_room(&gw->dv, 1)) return -EAGAIN;
-    int n = record_encode(r, gw->recbuf, JOURNAL_RECORD_BYTES_MAX - sizeof(journal_rec_hdr));
-    if (n < 0) {
-        LOGE(gw, "record does not fit JOURNAL_RECORD_BYTES_MAX (type %s)", record_type_name(r->type));
-        abort();
-    }
-#ifndef NDEBUG
-    /* Pair assertion with replay: what goes to disk decodes back to the record applied now. */
-    order_rec back;
-    assert(record_decode(r->type, gw->recbuf, (size_t)n, &back) == 0 && record_equal(r, &back));
-#endif
-    int64_t lsn = journal_append(&gw->j, r->type, gw->recbuf, (uint32_t)n);
-    if (lsn < 0) return lsn;
-    char err[256];
-    assert((uint64_t)lsn == journal_last_lsn(&gw->j));
-    /* Reads keep showing the order as it was until this record is durable; the frozen mark
-     * in shared memory follows in engine_on_durable. */
-    if (!list) durview_before_apply(&gw->dv, &gw->o, r, (uint64_t)lsn);
-    int rc = list ? lists_apply(gw, r, true, err, sizeof err) : orders_apply(&gw->o, r, (uint64_t)lsn, err, sizeof err);
-    if (rc != 0) {
-        LOGE(gw, "journaled record %lld cannot be applied: %s", (long long)lsn, err);
-        abort();
-    }
-    return lsn;
-}
-#define commit engine_commit
 
 static uint64_t fp_str(uint64_t h, rec_str s) { return XXH3_64bits_withSeed(s.p ? s.p : "", s.len, h ^ (s.len + 1)); }
 
@@ -208,7 +177,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
                              : (rq->amount_minor > live->amount_minor ? rq->amount_minor : live->amount_minor);
         int64_t exp = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
         r.expires_at_ms = exp > live->expires_at_ms ? exp : live->expires_at_ms;
-        int64_t lsn = commit(gw, &r);
+        int64_t lsn = commit_record(&gw->commit, &r);
         if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
         a->status = ANS_MERGED;
         a->order_no = live->no;
@@ -246,7 +215,7 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     r.reason = rq->reason;
     r.note = rq->note;
     r.expires_at_ms = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
-    int64_t lsn = commit(gw, &r);
+    int64_t lsn = commit_record(&gw->commit, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
     /* The order now exists as journaled: numbered in sequence, findable by its request id. */
     assert(o->n == r.order_no && o->v[o->n].state == r.state);
@@ -350,7 +319,7 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_st
                    .doc = doc,
                    .ts_ms = gw->now_ms,
                    .agent = {who->name, (uint32_t)strlen(who->name)}};
-    int64_t lsn = commit(gw, &r);
+    int64_t lsn = commit_record(&gw->commit, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
     assert(orders_get(&gw->o, no)->state == ST_RELEASED);
     /* The bank lifts its hold too; its acknowledgement changes nothing here. */
@@ -379,7 +348,7 @@ int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const en
                    .expires_at_ms = exp > ord->expires_at_ms ? exp : ord->expires_at_ms,
                    .ts_ms = gw->now_ms,
                    .agent = {who->name, (uint32_t)strlen(who->name)}};
-    int64_t lsn = commit(gw, &r);
+    int64_t lsn = commit_record(&gw->commit, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
     assert(ord->expires_at_ms == r.expires_at_ms); /* an EXTEND never shortens */
     a->status = ANS_EXTENDED;
@@ -438,7 +407,7 @@ int engine_cascade(gateway *gw, uint32_t parent_no) {
     return 0;
 }
 
-static int commit_state(gateway *gw, uint32_t no, uint8_t st);
+static int mark_state(gateway *gw, uint32_t no, uint8_t st);
 
 void engine_on_delivered(gateway *gw, plugin_inst *p, uint64_t instruction_id) {
     p->delivered++;
@@ -446,7 +415,7 @@ void engine_on_delivered(gateway *gw, plugin_inst *p, uint64_t instruction_id) {
     order *ord = orders_get(&gw->o, instruction_id);
     if (ord) ord->in_plugin = false;
     /* A re-send of an order already SENT (or answered) changes nothing. */
-    if (ord && ord->state == ST_ACCEPTED && journal_room(gw)) commit_state(gw, ord->no, ST_SENT);
+    if (ord && ord->state == ST_ACCEPTED && journal_room(gw)) mark_state(gw, ord->no, ST_SENT);
 }
 
 int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a) {
@@ -462,7 +431,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
     if (engine_journal_failing(gw, a) || outbox_full(gw, a)) return 0;
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_CONFIRM, .order_no = no, .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
-    int64_t lsn = commit(gw, &r);
+    int64_t lsn = commit_record(&gw->commit, &r);
     if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
     assert(ord->state == ST_ACCEPTED);
     outbox_push(gw, (uint64_t)lsn, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
@@ -474,6 +443,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
 
 void engine_auto_stop(gateway *gw, const char *bank, const char *account, const sg_verdict *v) {
     uint64_t hit = v->mask & gw->ls.auto_stop_mask;
+    if (!cluster_leads(gw)) return; /* a follower's CHECK: the leader's own CHECKs stop */
     /* A protected account (payroll, public bodies) is never stopped without a supervisor. */
     if (!hit || v->frozen || (v->mask & gw->ls.protected_mask)) return;
     order_req rq = {.kind = KIND_STOP, .agent = "auto"};
@@ -499,12 +469,12 @@ void engine_auto_stop(gateway *gw, const char *bank, const char *account, const 
     }
 }
 
-static int commit_state(gateway *gw, uint32_t no, uint8_t st) {
+static int mark_state(gateway *gw, uint32_t no, uint8_t st) {
     order_rec r = {.type = REC_STATE, .order_no = no, .state = st, .ts_ms = gw->now_ms};
     /* SENT, OVERDUE, EXPIRED: nobody waits for these to be durable (a SENT lost in a crash
      * only means the instruction is sent again): let them ride the next batch. */
     journal_lazy_next(&gw->j);
-    int64_t lsn = commit(gw, &r);
+    int64_t lsn = commit_record(&gw->commit, &r);
     return lsn < 0 ? (int)lsn : 0;
 }
 
@@ -516,7 +486,7 @@ static bool awaiting_answer(const order *ord) {
  * full); 0: done (sent, or no longer needed). */
 static int send_one(gateway *gw, const outbox_ent *e) {
     order *ord = orders_get(&gw->o, e->order_no);
-    assert(ord && e->lsn <= gw->j.durable_lsn); /* never tell the bank what the disk could forget */
+    assert(ord && e->lsn <= commit_acked_lsn(&gw->commit)); /* never tell the bank what the disk could forget */
     if (e->kind != SG_INSTR_RELEASE && !awaiting_answer(ord)) return 0;
     plugin_inst *p = router_route(gw, ord->bank);
     if (!p) {
@@ -559,7 +529,7 @@ static int send_one(gateway *gw, const outbox_ent *e) {
         return -EAGAIN;
     }
     if (ord->attempts < 255) ord->attempts++;
-    if (e->kind != SG_INSTR_RELEASE && ord->state == ST_ACCEPTED) return commit_state(gw, ord->no, ST_SENT);
+    if (e->kind != SG_INSTR_RELEASE && ord->state == ST_ACCEPTED) return mark_state(gw, ord->no, ST_SENT);
     return 0;
 }
 
@@ -569,7 +539,7 @@ static void outbox_drain(gateway *gw) {
     while (ob->len) {
         assert(ob->head < ob->cap);
         outbox_ent *e = &ob->v[ob->head];
-        if (e->lsn > gw->j.durable_lsn) break;
+        if (e->lsn > commit_acked_lsn(&gw->commit)) break;
         if (send_one(gw, e) == -EAGAIN) break;
         ob->head = (ob->head + 1) % ob->cap;
         ob->len--;
@@ -584,7 +554,7 @@ void engine_on_durable(gateway *gw, uint64_t durable_lsn) {
      * mark change only now that the record changing it is durable. */
     durview_advance(&gw->dv, durable_lsn, publish_durable, gw);
     lists_on_durable(gw, durable_lsn); /* list changes likewise: LIST.ADD/DEL/LOAD */
-    outbox_drain(gw);
+    if (cluster_leads(gw)) outbox_drain(gw); /* a follower never instructs a bank (SPEC §10) */
 }
 
 bool engine_room(gateway *gw) {
@@ -600,7 +570,7 @@ static void overdue_one(gateway *gw, order *ord) {
         LOGW(gw, "order SG-%u at bank %s: no answer within %lld ms%s, OVERDUE", ord->no, ord->bank,
              (long long)gw->o.bank_deadline_ms,
              ord->state == ST_ACCEPTED ? " (not yet delivered to the bank)" : "");
-        commit_state(gw, ord->no, ST_OVERDUE);
+        mark_state(gw, ord->no, ST_OVERDUE);
     }
     /* Ask again, same instruction id, backing off: deadline x 2^attempts, at most
      * RESEND_BACKOFF_MAX_MS; the bank dedupes, its first answer settles the order. Not before
@@ -621,12 +591,15 @@ static void overdue_one(gateway *gw, order *ord) {
 
 void engine_tick(gateway *gw) {
     uint32_t no;
+    /* Expiries, re-sends and cascades are the leader's to journal; a follower gets them
+     * through the cluster log. */
+    if (!cluster_leads(gw)) return;
     if (gw->cascade_retry_len && journal_room(gw)) {
         uint32_t n = gw->cascade_retry_len;
         gw->cascade_retry_len = 0;
         for (uint32_t i = 0; i < n; i++) engine_cascade(gw, gw->cascade_retry[i]);
     }
-    while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) commit_state(gw, no, ST_EXPIRED);
+    while (journal_room(gw) && (no = orders_next_expired(&gw->o, gw->now_ms))) mark_state(gw, no, ST_EXPIRED);
     while (journal_room(gw) && (no = orders_next_overdue(&gw->o, gw->now_ms)))
         overdue_one(gw, &gw->o.v[no]);
     outbox_drain(gw);
@@ -678,7 +651,7 @@ uint64_t engine_on_result(gateway *gw, plugin_inst *p, const sg_result *res) {
     /* Lazy too: an answer lost in a crash is asked for again (the instruction is re-sent),
      * and transports that acknowledge answers wait for durability themselves. */
     journal_lazy_next(&gw->j);
-    int64_t lsn = commit(gw, &r);
+    int64_t lsn = commit_record(&gw->commit, &r);
     if (lsn >= 0) {
         assert(ord->state == r.state && ord->answer_state == r.state && ord->onward_count == r.onward_count);
         if (r.state == ST_FUNDS_MOVED) engine_cascade(gw, ord->no);
@@ -698,21 +671,11 @@ typedef struct recover_ctx {
 
 static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload, uint32_t len) {
     gateway *gw = ((recover_ctx *)ctx)->gw;
-    assert(lsn >= 1 && (payload || len == 0));
-    order_rec r;
     char err[256];
-    if (record_decode(type, payload, len, &r) != 0) {
-        LOGE(gw, "journal record %llu (%s): malformed payload", (unsigned long long)lsn, record_type_name(type));
-        return 1;
-    }
-    assert(r.type == type);
-    int rc = is_list_record(type) ? lists_apply(gw, &r, false, err, sizeof err)
-                                  : orders_apply(&gw->o, &r, lsn, err, sizeof err);
-    if (rc != 0) {
+    int rc = commit_replay(&gw->commit, type, lsn, payload, len, err, sizeof err);
+    if (rc != 0)
         LOGE(gw, "journal record %llu (%s): %s", (unsigned long long)lsn, record_type_name(type), err);
-        return 2;
-    }
-    return 0;
+    return rc;
 }
 
 #define DAMAGED_LOG_MAX 64 /* readable records of a damaged tail named one by one in the log */
@@ -767,10 +730,24 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
                       .damaged = damaged_record,
                       .ctx = &rc,
                       .truncate_damaged_tail = gw->truncate_damaged_tail};
+    o.keep_through_lsn = gw->keep_through_lsn;
     if (journal_open(&gw->j, gw->cfg.journal_dir, &o, &rec, err, errcap) != 0) return -1;
     log_recovery(gw, &rec);
-    /* Instructions whose answer never came may have died with the old process (or the bank
-     * never got them): send them again, same instruction id. */
+    if (rec.kept_cut)
+        LOGW(gw,
+             "journal: cut after lsn %llu (segment %llu offset %llu, %llu bytes): this member "
+             "fsynced them as leader but the cluster never committed them, so none of their "
+             "orders was acknowledged",
+             (unsigned long long)(gw->j.next_lsn - 1), (unsigned long long)rec.cut_seq,
+             (unsigned long long)rec.cut_offset, (unsigned long long)rec.cut_bytes);
+    return engine_resume_instructions(gw, err, errcap);
+}
+
+int engine_resume_instructions(gateway *gw, char *err, size_t errcap) {
+    /* Instructions whose answer never came may have died with the old process or the old
+     * leader (or the bank never got them): send them again, same instruction id. What the
+     * outbox held is rebuilt from the orders, so nothing is queued twice. */
+    gw->ob.head = gw->ob.len = 0;
     uint32_t resend = 0;
     for (uint32_t no = 1; no <= gw->o.n; no++) {
         order *ord = &gw->o.v[no];
@@ -787,6 +764,12 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
     }
     if (resend) LOGI(gw, "outbox: %u instructions without a bank answer will be sent again", resend);
     return 0;
+}
+
+int engine_on_lead(gateway *gw) {
+    /* Read the log to its end and apply it first; follower.c rebuilds the outbox and calls
+     * cluster_lead_ready() then. */
+    return follower_take_over(gw);
 }
 
 void engine_finish_cascades(gateway *gw) {

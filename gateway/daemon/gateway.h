@@ -5,7 +5,8 @@
  * Module map (docs/architecture.md):
  *   server.c    TCP clients: accept, recv, ordered replies held until durable, send, close
  *   commands.c  RESP command table: parse arguments, check roles, format replies
- *   engine.c    order decisions: validate -> journal -> orders_apply -> outbox -> bank
+ *   engine.c    order decisions: validate -> commit -> outbox -> bank
+ *   commit.c    journal append + apply beneath engine and lists; the acknowledged lsn
  *   router.c    bank code -> plugin instance; plugin loading (dlopen) and polling
  *   metrics.c   counters, histograms, HTTP /metrics and /healthz
  *   console.c   the agents' web console and its JSON API (console.h)
@@ -22,6 +23,8 @@
 #include "auth.h"
 #include "authq.h"
 #include "buf.h"
+#include "cluster.h"
+#include "commit.h"
 #include "config.h"
 #include "console.h"
 #include "durview.h"
@@ -299,6 +302,13 @@ typedef struct gateway {
     glog log;
     struct io_uring ring;
     journal j;
+    commit commit; /* journal append + apply, and what is acknowledged (commit.h) */
+    struct cluster *cl; /* cluster.h; NULL: a single node (no [cluster] etcd) */
+    struct follow *fl;         /* cluster mode: the cluster log reader (follower.h), else NULL */
+    uint64_t keep_through_lsn; /* cluster mode: recovery cuts the journal after it (0: no cut) */
+    char **argv;               /* as started: a deposed leader starts again in place */
+    int64_t takeover_ms;       /* a won campaign is catching up with the log since (0: no) */
+    int64_t rejoin_at_ms;      /* deposed: start again in place at (0: no) */
     orders o;
     durview dv; /* the orders as reads show them: durable state only (durview.h) */
     router rt;
@@ -343,6 +353,10 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns);
 /* The journal has started failing: every reply waiting for a record not yet durable is
  * answered ERR BUSY now (SPEC §9: bounded time), and blocked clients run again. */
 void server_on_journal_failed(gateway *gw);
+/* Every reply waiting for a record not yet acknowledged is answered `-<code> <why>` now
+ * (the cluster: ERR BUSY when its log cannot be written, READONLY when this member was
+ * deposed); order is kept, and blocked clients run again. */
+void server_fail_unacked(gateway *gw, const char *code, const char *why);
 void server_kick_all(gateway *gw);
 /* Close another client as the idle reaper does (CLIENT KILL): replies it was still owed are
  * dropped. A client ending itself uses close_after_flush instead. */
@@ -412,6 +426,13 @@ int engine_extend(gateway *gw, rec_str request_id, uint32_t order_no, int64_t tt
 int engine_init(gateway *gw, char *err, size_t errcap);
 void engine_free(gateway *gw);
 int engine_recover(gateway *gw, char *err, size_t errcap);
+/* This member just won a cluster campaign (cluster.h): 0 when it may take writes at once, 1 when
+ * a catch-up runs first (which then calls cluster_lead_ready). Finishes interrupted cascades. */
+int engine_on_lead(gateway *gw);
+/* Rebuild the outbox from the orders: every live instruction without a final bank answer,
+ * to be sent again with its instruction id (after recovery; on a new cluster leader once it
+ * has applied the whole log). 0, or -1 with err when max_outbox cannot hold them. */
+int engine_resume_instructions(gateway *gw, char *err, size_t errcap);
 void engine_on_durable(gateway *gw, uint64_t durable_lsn);
 void engine_tick(gateway *gw);
 /* A bank's answer: journaled (returns its lsn) or ignored (returns 0, counted). */
@@ -421,8 +442,6 @@ bool engine_room(gateway *gw);
 
 /* True (and a filled with ERR BUSY and the reason) while journal writes fail. */
 bool engine_journal_failing(const gateway *gw, engine_answer *a);
-/* Journal one record and apply it (orders or lists); the lsn, or -EAGAIN / -errno. */
-int64_t engine_commit(gateway *gw, order_rec *r);
 /* Confirm a HELD order (supervisor): 0 with a filled, or -EAGAIN. */
 int engine_confirm(gateway *gw, uint32_t order_no, const char *agent, engine_answer *a);
 /* CHECK-triggered STOP on an auto_stop list hit (once per account, agent "auto"). */

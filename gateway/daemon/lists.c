@@ -715,7 +715,7 @@ int lists_change(gateway *gw, uint16_t type, int bit, const char *bank, const ch
                    .expires_at_ms = ttl_s > 0 ? gw->now_ms + ttl_s * 1000 : 0,
                    .agent = {agent, (uint32_t)strlen(agent)},
                    .ts_ms = gw->now_ms};
-    int64_t lsn = engine_commit(gw, &r);
+    int64_t lsn = commit_record(&gw->commit, &r);
     if (lsn < 0) {
         if (lsn == -EAGAIN) return -EAGAIN;
         a->code = "ERR BUSY";
@@ -885,7 +885,7 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
         if (!room(gw)) return -EAGAIN;
         r.type = REC_LIST_LOAD_BEGIN;
         r.row_count = ls->nstage;
-        int64_t lsn = engine_commit(gw, &r);
+        int64_t lsn = commit_record(&gw->commit, &r);
         if (lsn < 0) goto journal_failed;
         ls->live.begun = true;
     }
@@ -908,7 +908,7 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
         r.type = REC_LIST_LOAD_ROWS;
         r.rows = (rec_str){(const char *)blob, (uint32_t)len};
         r.row_count = i - first;
-        int64_t lsn = engine_commit(gw, &r);
+        int64_t lsn = commit_record(&gw->commit, &r);
         if (lsn < 0) goto journal_failed;
         ls->live.next_row = i;
     }
@@ -917,7 +917,7 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
     r.rows = (rec_str){0};
     r.row_count = ls->nstage;
     uint32_t rows = ls->nstage;
-    int64_t lsn = engine_commit(gw, &r); /* queues it: lists_on_durable builds and publishes the table */
+    int64_t lsn = commit_record(&gw->commit, &r); /* queues it: lists_on_durable builds and publishes the table */
     if (lsn < 0) goto journal_failed;
     ls->live.active = false;
     ls->loads++;

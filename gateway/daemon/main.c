@@ -7,6 +7,7 @@
  * SIGTERM/SIGINT: stop accepting, answer what is durable, sync, exit 0.
  */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "follower.h"
 #include "gateway.h"
 #include "notify.h"
 #include "ring.h"
@@ -140,6 +142,14 @@ static void on_durable(void *ctx, uint64_t lsn) {
     dpdk_on_durable(gw, lsn);
 }
 
+static int apply_list(void *ctx, const order_rec *r, bool live, char *err, size_t errcap) {
+    return lists_apply(ctx, r, live, err, errcap);
+}
+
+static void commit_log(void *ctx, const char *level, const char *msg) {
+    glog_write(&((gateway *)ctx)->log, level, "%s", msg);
+}
+
 static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     uint64_t ud = cqe->user_data;
     unsigned kind = ud_kind(ud);
@@ -158,6 +168,7 @@ static void dispatch(gateway *gw, struct io_uring_cqe *cqe) {
     case UD_DPDK: dpdk_on_cqe(gw, cqe->res); break;
     case UD_AUTH: login_on_cqe(gw, cqe->res); break;
     case UD_CONSOLE: console_on_cqe(gw, ud_aux(ud), ud_idx(ud), cqe->res, cqe->flags); break;
+    case UD_CLUSTER: cluster_on_cqe(gw, cqe->res, cqe->flags); break;
     default: break;
     }
 }
@@ -204,8 +215,9 @@ static void run_loop(gateway *gw) {
         server_reap_tls(gw);
         lists_tick(gw);
         console_tick(gw);
-        router_poll_due(gw, clock_now_us());
-        journal_flush(&gw->j, clock_mono_ns());
+        cluster_tick(gw);
+        if (cluster_leads(gw)) router_poll_due(gw, clock_now_us()); /* only the leader drives banks */
+        commit_flush(&gw->commit, clock_mono_ns());
         if (gw->j.last_error != gw->journal_error_logged) {
             /* One line per change of state, not per retry. */
             if (gw->j.last_error)
@@ -327,6 +339,8 @@ static int start_tables(gateway *gw) {
         LOGE(gw, "cannot reserve tables for max_orders=%u", gw->cfg.max_orders);
         return 1;
     }
+    commit_ops cops = {.apply_list = apply_list, .acked = on_durable, .log = commit_log, .ctx = gw};
+    commit_init(&gw->commit, &gw->j, &gw->o, &gw->dv, gw->recbuf, &cops);
     if (engine_init(gw, err, sizeof err) != 0) {
         LOGE(gw, "%s", err);
         return 1;
@@ -356,6 +370,17 @@ static int start_recover(gateway *gw, const char *argv0) {
         LOGE(gw, "lists: %s", err);
         return 1;
     }
+    /* libcurl's global state, once, before any etcd client's thread starts (etcd.h). */
+    if (gw->cfg.cluster_etcd[0] && curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        LOGE(gw, "cluster: curl_global_init failed");
+        return 1;
+    }
+    /* A former leader's journal may end in batches the cluster never committed: cut them. */
+    if (gw->cfg.cluster_etcd[0] && follower_reconcile(gw, &gw->keep_through_lsn, err, sizeof err) != 0) {
+        LOGE(gw, "cluster: %s", err);
+        lists_close(gw);
+        return 1;
+    }
     if (engine_recover(gw, err, sizeof err) != 0) {
         LOGE(gw, "journal: %s", err);
         lists_close(gw); /* removes the table being built; the published one stays */
@@ -367,8 +392,12 @@ static int start_recover(gateway *gw, const char *argv0) {
         lists_close(gw);
         return 1;
     }
-    journal_attach(&gw->j, &gw->ring, on_durable, gw);
-    engine_finish_cascades(gw);
+    commit_attach(&gw->commit, &gw->ring);
+    if (!gw->cfg.cluster_etcd[0]) engine_finish_cascades(gw); /* a cluster's leader: engine_on_lead */
+    if (cluster_start(gw, err, sizeof err) != 0) {
+        LOGE(gw, "cluster: %s", err);
+        return 1;
+    }
     return 0;
 }
 
@@ -426,6 +455,8 @@ static void shutdown_gateway(gateway *gw) {
     login_close(gw);
     udp_close(gw);
     dpdk_stop(gw);
+    cluster_stop(gw);
+    if (gw->cfg.cluster_etcd[0]) curl_global_cleanup();
     lists_close(gw);
     journal_close(&gw->j);
     metrics_close(gw);
@@ -448,6 +479,7 @@ int main(int argc, char **argv) {
     static gateway gw_storage; /* large; lives for the whole process */
     gateway *gw = &gw_storage;
     gw->truncate_damaged_tail = a.truncate_damaged;
+    gw->argv = argv;
     if (load_config(gw, a.conf) != 0) return 1;
     if (a.check_only) return check_config(gw, argv[0]);
     char err[1024];

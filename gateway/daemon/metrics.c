@@ -282,6 +282,7 @@ static void render(gateway *gw, buf *b) {
     render_udp(gw, &w);
     dpdk_metrics(gw, &w);
     console_metrics(gw, &w);
+    cluster_metrics(gw, &w); /* role standalone on a single node */
     render_lists(gw, &w);
     render_journal(gw, &w);
     render_latency(gw, &w);

@@ -145,6 +145,14 @@ static const restart_key k_restart_keys[] = {
     RK("dpdk", "eal", dpdk_eal, KEY_STR),
     RK("dpdk", "ip", dpdk_ip, KEY_STR),
     RK("dpdk", "port", dpdk_port, KEY_BYTES),
+    /* A member's identity and its place in the cluster are fixed for its life. */
+    RK("cluster", "etcd", cluster_etcd, KEY_STR),
+    RK("cluster", "name", cluster_name, KEY_STR),
+    RK("cluster", "prefix", cluster_prefix, KEY_STR),
+    RK("cluster", "advertise", cluster_advertise, KEY_ADDR),
+    RK("cluster", "candidate", cluster_candidate, KEY_BYTES),
+    RK("cluster", "lease_ms", cluster_lease_ms, KEY_BYTES),
+    RK("cluster", "commit_timeout_ms", cluster_commit_timeout_ms, KEY_BYTES),
 };
 
 static bool key_differs(const config *a, const config *b, const restart_key *k) {

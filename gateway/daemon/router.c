@@ -32,7 +32,7 @@ static void host_delivered(void *ctx, uint64_t id) {
 }
 static uint64_t host_durable_lsn(void *ctx) {
     plugin_inst *p = ctx;
-    return p->gw->j.durable_lsn;
+    return commit_acked_lsn(&p->gw->commit);
 }
 static void host_log(void *ctx, sg_log_level lvl, const char *msg) {
     plugin_inst *p = ctx;

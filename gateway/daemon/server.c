@@ -223,7 +223,7 @@ static void release_marks(gateway *gw, client *c) {
     int64_t now_ns = 0;
     while (c->marks_len) {
         reply_mark *m = &c->marks[c->marks_head];
-        if (m->lsn > gw->j.durable_lsn) break;
+        if (m->lsn > commit_acked_lsn(&gw->commit)) break;
         assert(m->end >= c->sendable_abs && m->end <= c->out_base + c->out.len);
         c->sendable_abs = m->end;
         if (m->t_recv_ns) {
@@ -258,7 +258,9 @@ static void replace_reply(gateway *gw, client *c, uint64_t start, const char *co
 /* The reason every answer that depends on a record the journal cannot write gets. */
 static void journal_busy_why(const gateway *gw, char *why, size_t cap) {
     engine_answer a;
+    const char *code;
     if (engine_journal_failing(gw, &a)) snprintf(why, cap, "%s", a.why);
+    else if (cluster_failing(gw) && cluster_write_refused(gw, &code, why, cap)) return;
     else snprintf(why, cap, "journal cannot write; not acknowledged, retry with the same request_id");
 }
 
@@ -271,10 +273,10 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
         replace_reply(gw, c, reply_start(c), "ERR TOOBIG", why);
         lsn = 0;
         t_recv_ns = 0;
-    } else if (lsn > gw->j.durable_lsn && gw->j.last_error) {
-        /* It would wait for a write that keeps failing: answer now that it is not taken.
-         * The record may still become durable; a retry with the same request_id then says
-         * DUPLICATE with the same order, else it is accepted afresh. */
+    } else if (lsn > commit_acked_lsn(&gw->commit) && (gw->j.last_error || cluster_failing(gw))) {
+        /* It would wait for a write that keeps failing (disk, or the cluster log): answer now
+         * that it is not taken. The record may still become durable; a retry with the same
+         * request_id then says DUPLICATE with the same order, else it is accepted afresh. */
         char why[256];
         journal_busy_why(gw, why, sizeof why);
         replace_reply(gw, c, reply_start(c), "ERR BUSY", why);
@@ -283,7 +285,7 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
     }
     uint64_t end = c->out_base + c->out.len;
     assert(end >= c->sendable_abs && c->marks_cap == CLIENT_REPLY_MARKS_MAX && c->marks_len <= c->marks_cap);
-    if (lsn <= gw->j.durable_lsn && !marks_pending(c)) {
+    if (lsn <= commit_acked_lsn(&gw->commit) && !marks_pending(c)) {
         c->sendable_abs = end;
         if (t_recv_ns) metrics_observe_stop_us(&gw->m, (uint64_t)(clock_mono_ns() - t_recv_ns) / 1000);
         return;
@@ -562,7 +564,7 @@ void server_on_durable(gateway *gw, uint64_t durable_lsn) {
 
 /* Rewrite the unsent tail of c's output: every pending reply that waits for a record not
  * yet durable becomes ERR BUSY, the others keep their bytes; order is kept. */
-static void fail_pending_replies(gateway *gw, client *c, const char *why) {
+static void fail_pending_replies(gateway *gw, client *c, const char *code, const char *why) {
     uint64_t start = c->sendable_abs, old_end = c->out_base + c->out.len;
     size_t tail_len = (size_t)(old_end - start);
     uint8_t *tail = malloc(tail_len ? tail_len : 1); /* once per client per disk failure */
@@ -575,9 +577,9 @@ static void fail_pending_replies(gateway *gw, client *c, const char *why) {
     uint64_t seg = start;
     for (uint32_t i = 0; i < c->marks_len; i++) {
         reply_mark *m = &c->marks[(c->marks_head + i) % c->marks_cap];
-        if (m->lsn > gw->j.durable_lsn) {
+        if (m->lsn > commit_acked_lsn(&gw->commit)) {
             gw->m.errors++;
-            resp_w_error(&c->out, "ERR BUSY", "%s", why);
+            resp_w_error(&c->out, code, "%s", why);
             m->lsn = 0;
             m->t_recv_ns = 0;
         } else {
@@ -591,15 +593,19 @@ static void fail_pending_replies(gateway *gw, client *c, const char *why) {
     if (c->out.overflowed) c->close_after_flush = true; /* cannot happen: errors are short */
 }
 
+void server_fail_unacked(gateway *gw, const char *code, const char *why) {
+    for (uint32_t link = gw->srv.waiting_head; link; link = gw->srv.clients[link - 1].next_waiting) {
+        client *c = &gw->srv.clients[link - 1];
+        if (!c->closing) fail_pending_replies(gw, c, code, why);
+    }
+    /* The rewritten replies have lsn 0 now: what leads may go. */
+    server_on_durable(gw, commit_acked_lsn(&gw->commit));
+}
+
 void server_on_journal_failed(gateway *gw) {
     char why[256];
     journal_busy_why(gw, why, sizeof why);
-    for (uint32_t link = gw->srv.waiting_head; link; link = gw->srv.clients[link - 1].next_waiting) {
-        client *c = &gw->srv.clients[link - 1];
-        if (!c->closing) fail_pending_replies(gw, c, why);
-    }
-    /* The rewritten replies have lsn 0 now: what leads may go. */
-    server_on_durable(gw, gw->j.durable_lsn);
+    server_fail_unacked(gw, "ERR BUSY", why);
     udp_on_journal_failed(gw);
     dpdk_on_journal_failed(gw);
 }

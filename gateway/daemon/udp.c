@@ -141,6 +141,17 @@ static uint16_t err_code(const char *code) {
     return SG_FE_SYNTAX;
 }
 
+/* SPEC §10: a write on a member that does not lead (SG_FE_READONLY: the client asks ROLE who
+ * leads), or on a leader that cannot commit to the cluster log now (SG_FE_BUSY: retry, same
+ * request id). */
+static bool stop_refused(const gateway *gw, sg_reply *r) {
+    const char *code;
+    char why[256];
+    if (!cluster_write_refused(gw, &code, why, sizeof why)) return false;
+    r->err = !strcmp(code, "READONLY") ? SG_FE_READONLY : SG_FE_BUSY;
+    return true;
+}
+
 /* A read, as RESP CHECK (commands.c read_live): while the journal writes, the order table as
  * it is, the reply held (*lsn) until the account's latest order is durable; while it fails,
  * the durable view (durview.h), at once. */
@@ -154,7 +165,7 @@ static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
     }
     sg_verdict v;
     order tmp;
-    bool rlive = gw->j.last_error == 0;
+    bool rlive = gw->j.last_error == 0 && !cluster_failing(gw);
     uint64_t llsn = lists_lookup_read(gw, bank, acct, rlive, &v);
     if (llsn > *lsn) *lsn = llsn;
     const order *latest = rlive ? orders_latest_on_account(&gw->o, bank, acct) : NULL;
@@ -243,7 +254,8 @@ size_t udp_answer(gateway *gw, const cfg_agent *agent, const uint8_t key[SG_FRAM
         case SG_MSG_STOP:
             if (!(perms & PERM_ORDER)) r.err = SG_FE_NOPERM;
             else if (gw->phase == PHASE_DRAINING) r.err = SG_FE_BUSY;
-            else if (do_stop(gw, agent, &m, &r, lsn) == -EAGAIN) r.err = SG_FE_BUSY; /* client retries, same id */
+            else if (stop_refused(gw, &r)) {
+            } else if (do_stop(gw, agent, &m, &r, lsn) == -EAGAIN) r.err = SG_FE_BUSY; /* client retries, same id */
             mc->stops++;
             break;
         case SG_MSG_PING: break;
@@ -334,7 +346,7 @@ static void handle(gateway *gw, udp_slot *s, size_t len) {
         return;
     }
     assert(t->len <= sizeof t->buf && lsn <= journal_last_lsn(&gw->j));
-    if (lsn > gw->j.durable_lsn) {
+    if (lsn > commit_acked_lsn(&gw->commit)) {
         /* An order is answered only once durable: park the datagram until its fsync. */
         t->lsn = lsn;
         t->state = UDP_TX_WAITING;
@@ -376,7 +388,7 @@ void udp_on_journal_failed(gateway *gw) {
             drop(gw, UDP_DROP_UNKNOWN_AGENT);
             continue;
         }
-        u->mc.msg_errors += udp_reply_fail_pending(t->buf, t->len, gw->j.durable_lsn, ag->key);
+        u->mc.msg_errors += udp_reply_fail_pending(t->buf, t->len, commit_acked_lsn(&gw->commit), ag->key);
         send_slot(gw, ti);
     }
 }

@@ -97,6 +97,8 @@ static const subcmd SUBCMDS[] = {
      "Screen an account: CLEAR, LISTED or FROZEN, with its lists."},
     {"info", "INFO", "[SECTION]", 0, 1, {{0}}, NULL, run_info,
      "The gateway's INFO; with --json an object of sections ({\"server\": {...}, ...})."},
+    {"role", "ROLE", "", 0, 0, {{0}}, NULL, run_simple,
+     "This member's place in the cluster: role, leader, epoch, applied lsn (SPEC §10)."},
     {"list add", "LIST.ADD", "LIST BANK ACCOUNT", 3, 3,
      {{"score", "SCORE", false, "score 0-100"}, {"ttl", "TTL", false, "seconds on the list"},
       {"case", "CASE", false, "the case it comes from"}},
@@ -245,12 +247,42 @@ static json_t *shape_info(const redisReply *r, const subcmd *sc) {
     return ctl_info_json(r->str, r->len);
 }
 
+/* The leader a -READONLY <name> <host:port> answer names (SPEC §10); false for any other reply. */
+static bool redirect_target(const redisReply *r, char *host, size_t cap, int *port) {
+    if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "READONLY ", 9) != 0) return false;
+    const char *addr = strchr(r->str + 9, ' ');
+    const char *colon = addr ? strrchr(addr + 1, ':') : NULL;
+    if (!colon || colon == addr + 1 || (size_t)(colon - addr - 1) >= cap) return false;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p <= 0 || p > 65535) return false;
+    snprintf(host, cap, "%.*s", (int)(colon - addr - 1), addr + 1);
+    *port = (int)p;
+    return true;
+}
+
+/* Send one command on a fresh connection and print its answer; an answer READONLY sends it
+ * once more, to the leader it names (never further: two members naming each other cannot
+ * loop). Returns an exit code. */
 static int send_and_print(const opts *o, const subcmd *sc, int ac, const char **av,
                           json_t *(*shape)(const redisReply *, const subcmd *)) {
     int rc;
     ctl_conn *c = connect_gw(o, &rc);
     if (!c) return rc;
     redisReply *r = ctl_conn_command(c, ac, av);
+    char host[256];
+    int port;
+    if (r && redirect_target(r, host, sizeof host, &port)) {
+        fprintf(stderr, "stopctl: %s:%d %s; sending the command there\n", o->host, o->port, r->str);
+        freeReplyObject(r);
+        ctl_conn_close(c);
+        opts to = *o;
+        to.host = host;
+        to.port = port;
+        c = connect_gw(&to, &rc);
+        if (!c) return rc;
+        r = ctl_conn_command(c, ac, av);
+    }
     if (!r) {
         fprintf(stderr, "stopctl: connection lost: %s\n", ctl_conn_error(c));
         rc = EXIT_CONNECT;

@@ -53,6 +53,7 @@ enum sg_frame_err {
     SG_FE_TOOBIG = 7,
     SG_FE_BUSY = 8,
     SG_FE_EPOCH = 9, /* frame status: the gateway restarted; HELLO again */
+    SG_FE_READONLY = 10, /* STOP on a cluster member that does not lead: ROLE names the leader */
 };
 
 enum sg_verdict_code { SG_V_CLEAR = 0, SG_V_LISTED = 1, SG_V_FROZEN = 2 };

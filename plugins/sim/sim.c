@@ -33,6 +33,7 @@ typedef struct sim {
     int64_t queue_max; /* answers owed at once; past it submit says -EAGAIN (a bank that takes no more) */
     pending *q; /* FIFO ring: latency is constant, so due times are in order */
     uint32_t head, len;
+    FILE *log; /* `log = path`: one line per instruction received (tests: ids across failover) */
 } sim;
 
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
@@ -60,21 +61,29 @@ static int sim_init(const sg_host *host, const sg_plugin_kv *kv, size_t n, void 
         if (!strcmp(kv[i].key, "latency_us")) rc = parse_i64(kv[i].value, 0, 60000000, &s->latency_us);
         else if (!strcmp(kv[i].key, "balance")) rc = parse_i64(kv[i].value, 0, 100000000000000000LL, &s->balance);
         else if (!strcmp(kv[i].key, "queue_max")) rc = parse_i64(kv[i].value, 1, SIM_QUEUE_MAX, &s->queue_max);
-        else {
-            snprintf(err, SG_PLUGIN_ERR_MAX, "unknown key '%s' (sim knows latency_us, balance, queue_max)", kv[i].key);
+        else if (!strcmp(kv[i].key, "log")) {
+            if (s->log) fclose(s->log);
+            s->log = fopen(kv[i].value, "a");
+            if (s->log) setvbuf(s->log, NULL, _IOLBF, 0);
+            rc = s->log ? 0 : -1;
+        } else {
+            snprintf(err, SG_PLUGIN_ERR_MAX, "unknown key '%s' (sim knows latency_us, balance, queue_max, log)", kv[i].key);
             *bad_line = kv[i].line;
+            if (s->log) fclose(s->log);
             free(s);
             return -1;
         }
         if (rc) {
             snprintf(err, SG_PLUGIN_ERR_MAX, "bad value for %s: '%s'", kv[i].key, kv[i].value);
             *bad_line = kv[i].line;
+            if (s->log) fclose(s->log);
             free(s);
             return -1;
         }
     }
     s->q = calloc(SIM_QUEUE_MAX, sizeof *s->q);
     if (!s->q) {
+        if (s->log) fclose(s->log);
         free(s);
         snprintf(err, SG_PLUGIN_ERR_MAX, "out of memory");
         return -1;
@@ -98,6 +107,9 @@ static int decide(const sim *s, const sg_instruction *in, pending *p) {
 
 static int sim_submit(void *state, const sg_instruction *in) {
     sim *s = state;
+    if (s->log)
+        fprintf(s->log, "%llu %s %s %u\n", (unsigned long long)in->instruction_id, in->order_id,
+                in->kind == SG_INSTR_RELEASE ? "release" : "stop", in->attempt);
     if (in->kind == SG_INSTR_RELEASE) return 0; /* the simulated hold is lifted silently */
     if (s->len >= s->queue_max) return -EAGAIN;
     pending *p = &s->q[(s->head + s->len) % SIM_QUEUE_MAX];
@@ -131,6 +143,7 @@ static int64_t sim_poll(void *state, int64_t now_us) {
 static void sim_shutdown(void *state) {
     sim *s = state;
     if (!s) return;
+    if (s->log) fclose(s->log);
     free(s->q);
     free(s);
 }

@@ -10,7 +10,7 @@ import sgtest
 from sgtest import GatewayCase, free_port, run_stopctl
 
 
-COMMANDS = ["stop", "freeze", "release", "extend", "confirm", "status", "case", "check", "info", "list add",
+COMMANDS = ["stop", "freeze", "release", "extend", "confirm", "status", "case", "check", "info", "role", "list add",
             "list del", "list load", "list info", "journal verify", "journal dump", "hash-secret"]
 
 

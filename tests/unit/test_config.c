@@ -365,6 +365,22 @@ static const bad_case k_bad[] = {
     {"[cascade]\nmax_depth = 1\n; comment\n\nmax_depth = 1\n", 5, "duplicate key 'max_depth'"},
     {"[gateway]\nshm_group = sg-no-such-group-xyz\n", 2, "shm_group"},
     {"[gateway]\nshm_group = -3\n", 2, "shm_group"},
+    /* [cluster] (SPEC §10) */
+    {"[cluster]\netcd = 127.0.0.1:2379\n", 2, "etcd"},
+    {"[cluster]\netcd = http://a:1,,http://b:2\n", 2, "etcd"},
+    {"[cluster]\netcd = http://a:1,http://b:2,\n", 2, "etcd"},
+    {"[cluster]\netcd = http://1:1,http://2:1,http://3:1,http://4:1,http://5:1,http://6:1,http://7:1,"
+     "http://8:1,http://9:1,http://10:1\n", 2, "at most 9"},
+    {"[cluster]\nname = gw/a\n", 2, "name"},
+    {"[cluster]\nprefix = stopgate\n", 2, "prefix"},
+    {"[cluster]\nprefix = /stopgate/\n", 2, "prefix"},
+    {"[cluster]\nadvertise = off\n", 2, "advertise"},
+    {"[cluster]\nadvertise = 127.0.0.1\n", 2, "advertise"},
+    {"[cluster]\ncandidate = maybe\n", 2, "candidate"},
+    {"[cluster]\nlease_ms = 999\n", 2, "lease_ms: '999' (integer 1000..60000)"},
+    {"[cluster]\nlease_ms = 60001\n", 2, "lease_ms"},
+    {"[cluster]\ncommit_timeout_ms = 100\n", 2, "commit_timeout_ms"},
+    {"[cluster]\nleader = yes\n", 2, "unknown key 'leader' in [cluster]"},
 };
 
 static void test_bad_lines(void **state) {
@@ -580,6 +596,43 @@ static void test_shm_group(void **state) {
     assert_int_equal(g_c->shm_gid, 12345);
 }
 
+/* [cluster] (SPEC §10): off by default; every key read; a member needs a name and an address
+ * to be sent to, refused with the line of `etcd` when missing. */
+static void test_cluster(void **state) {
+    (void)state;
+    char err[1024];
+    load_ok("[gateway]\nlisten = 127.0.0.1:1\n");
+    assert_string_equal(g_c->cluster_etcd, "");
+    assert_string_equal(g_c->cluster_prefix, "/stopgate");
+    assert_true(g_c->cluster_candidate);
+    assert_int_equal(g_c->cluster_lease_ms, CLUSTER_LEASE_MS_DEFAULT);
+    assert_int_equal(g_c->cluster_commit_timeout_ms, CLUSTER_COMMIT_TIMEOUT_MS_DEFAULT);
+    assert_int_equal(config_finish(g_c, err, sizeof err), 0);
+    load_ok("[cluster]\n"); /* an empty section: still a single node */
+    assert_int_equal(config_finish(g_c, err, sizeof err), 0);
+    load_ok("[cluster]\netcd = http://127.0.0.1:2379,https://h:22379\nname = gw-a\nprefix = /stopgate/prod\n"
+            "advertise = 10.0.0.1:7379\ncandidate = no\nlease_ms = 3000\ncommit_timeout_ms = 2500\n");
+    assert_string_equal(g_c->cluster_etcd, "http://127.0.0.1:2379,https://h:22379");
+    assert_string_equal(g_c->cluster_name, "gw-a");
+    assert_string_equal(g_c->cluster_prefix, "/stopgate/prod");
+    assert_true(g_c->cluster_advertise.enabled);
+    assert_string_equal(g_c->cluster_advertise.host, "10.0.0.1");
+    assert_int_equal(g_c->cluster_advertise.port, 7379);
+    assert_false(g_c->cluster_candidate);
+    assert_int_equal(g_c->cluster_lease_ms, 3000);
+    assert_int_equal(g_c->cluster_commit_timeout_ms, 2500);
+    assert_int_equal(config_finish(g_c, err, sizeof err), 0);
+    /* etcd without a name or an address to advertise: refused at the etcd line. */
+    load_ok("[gateway]\nlisten = 127.0.0.1:1\n[cluster]\netcd = http://127.0.0.1:2379\nadvertise = 1.2.3.4:5\n");
+    assert_int_equal(config_finish(g_c, err, sizeof err), -1);
+    char want[512];
+    snprintf(want, sizeof want, "%s:4: [cluster] etcd is set, so [cluster] name must be too", g_path);
+    assert_string_equal(err, want);
+    load_ok("[cluster]\nname = a\netcd = http://127.0.0.1:2379\n");
+    assert_int_equal(config_finish(g_c, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":3: [cluster] etcd is set, so [cluster] advertise must be too"));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -603,6 +656,7 @@ int main(void) {
         T(test_overlay_and_repeat_sections),
         T(test_same_key_elsewhere_ok),
         T(test_shm_group),
+        T(test_cluster),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

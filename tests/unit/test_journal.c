@@ -1072,6 +1072,242 @@ static void test_reads_version1_journal(void **state) {
     jt_close(&g_t);
 }
 
+
+/* --- the cluster log: frames appended verbatim, and the uncommitted tail cut ------------ */
+
+/* The frames of the journal in g_dir, in order, as the cluster log carries them: each one
+ * a whole frame (header..trailer) copied out of its segment. */
+typedef struct frames {
+    uint8_t *v[256];
+    uint32_t len[256];
+    int n;
+} frames;
+
+static void frames_read(frames *f) {
+    memset(f, 0, sizeof *f);
+    for (uint64_t seq = 1;; seq++) {
+        char path[256];
+        seg_path(path, sizeof path, seq);
+        if (access(path, F_OK) != 0) break;
+        size_t size;
+        uint8_t *d = unit_read_file(path, &size);
+        for (size_t off = sizeof(journal_seg_hdr); off + sizeof(journal_frame) <= size;) {
+            journal_frame fh;
+            if (!journal_frame_read(d, size, off, JOURNAL_FRAME_MAGIC, &fh)) break;
+            assert_true(f->n < 256);
+            f->v[f->n] = malloc(fh.len);
+            memcpy(f->v[f->n], d + off, fh.len);
+            f->len[f->n++] = fh.len;
+            off += fh.len;
+        }
+        free(d);
+    }
+}
+
+static void frames_free(frames *f) {
+    for (int i = 0; i < f->n; i++) free(f->v[i]);
+    memset(f, 0, sizeof *f);
+}
+
+/* A leader's journal of `batches` group commits (rolling segments), its frames read back. */
+static void leader_frames(frames *f, int batches, uint64_t *last_sum) {
+    journal_recovery rec;
+    jt_open_ok(&g_t, 1024 * 1024, NULL, &rec);
+    for (int b = 0; b < batches; b++) {
+        for (int i = 0; i < 40 + b * 7; i++) jt_append(&g_t, 0);
+        jt_sync(&g_t);
+    }
+    *last_sum = journal_last_sum(&g_t.j);
+    jt_close(&g_t);
+    frames_read(f);
+    assert_true(f->n >= batches); /* a rolled batch is two frames */
+}
+
+/* A follower journal fed the leader's frames holds the same records, the same hash chain,
+ * replays them to its callback at once, and reads back after a reopen. */
+static void test_append_frames_follow(void **state) {
+    (void)state;
+    frames f;
+    uint64_t leader_sum;
+    leader_frames(&f, 24, &leader_sum);
+    uint64_t last = journal_last_lsn(&g_t.j);
+    /* The follower: its own directory, smaller segments than the leader's. */
+    unit_rmtree(g_dir);
+    unit_mkdtemp(g_dir, sizeof g_dir, "journal");
+    journal_recovery rec;
+    replay r = {0};
+    jt_open_ok(&g_t, 256 * 1024, NULL, &rec);
+    char err[256];
+    for (int i = 0; i < f.n; i++) {
+        int rc = journal_append_frames(&g_t.j, f.v[i], f.len[i], collect, &r, err, sizeof err);
+        if (rc == -EAGAIN) {
+            jt_sync(&g_t);
+            rc = journal_append_frames(&g_t.j, f.v[i], f.len[i], collect, &r, err, sizeof err);
+        }
+        if (rc != 0) fail_msg("frame %d: %d %s", i, rc, err);
+        if (i % 3 == 0) jt_sync(&g_t); /* some alone, some grouped in one write */
+    }
+    expect_replay(&r, 1, last, 0); /* applied as they arrived */
+    replay_free(&r);
+    jt_sync(&g_t);
+    assert_int_equal(journal_last_lsn(&g_t.j), last);
+    assert_int_equal(journal_last_sum(&g_t.j), leader_sum);
+    assert_true(g_t.j.seg_seq > 2); /* it rolled its own segments between frames */
+    /* the same frame again, or one from the past, does not continue the chain */
+    assert_int_equal(journal_append_frames(&g_t.j, f.v[f.n - 1], f.len[f.n - 1], collect, &r, err,
+                                           sizeof err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "does not continue"));
+    assert_int_equal(r.n, 0);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, 256 * 1024, &r, &rec);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, last, 0);
+    replay_free(&r);
+    /* its own appends continue the chain after the leader's records */
+    jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, 256 * 1024, NULL, &rec);
+    assert_int_equal(journal_last_lsn(&g_t.j), last + 1);
+    jt_close(&g_t);
+    frames_free(&f);
+}
+
+/* Anything but the next whole frames of this chain is refused, and nothing of it is applied
+ * or appended: a flipped byte anywhere, a gap, a cut frame, another journal's frame. */
+static void test_append_frames_refused(void **state) {
+    (void)state;
+    frames f;
+    uint64_t sum;
+    leader_frames(&f, 4, &sum);
+    unit_rmtree(g_dir);
+    unit_mkdtemp(g_dir, sizeof g_dir, "journal");
+    journal_recovery rec;
+    replay r = {0};
+    char err[256];
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    assert_int_equal(journal_append_frames(&g_t.j, f.v[1], f.len[1], collect, &r, err, sizeof err),
+                     -EINVAL); /* a gap: lsn 1 first */
+    assert_non_null(strstr(err, "does not continue"));
+    for (uint32_t at = 0; at < f.len[0]; at += 13) {
+        f.v[0][at] ^= 0x10;
+        assert_int_equal(
+            journal_append_frames(&g_t.j, f.v[0], f.len[0], collect, &r, err, sizeof err), -EINVAL);
+        f.v[0][at] ^= 0x10;
+    }
+    assert_int_equal(journal_append_frames(&g_t.j, f.v[0], f.len[0] - 8, collect, &r, err, sizeof err),
+                     -EINVAL);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(journal_last_lsn(&g_t.j), 0);
+    assert_true(journal_idle(&g_t.j));
+    /* two frames in one value are fine */
+    uint8_t *two = malloc(f.len[0] + f.len[1]);
+    memcpy(two, f.v[0], f.len[0]);
+    memcpy(two + f.len[0], f.v[1], f.len[1]);
+    assert_int_equal(journal_append_frames(&g_t.j, two, f.len[0] + f.len[1], collect, &r, err, sizeof err), 0);
+    free(two);
+    jt_sync(&g_t);
+    uint64_t at2 = journal_last_lsn(&g_t.j);
+    /* another journal's next frame: same lsns, but its chain is not this one's */
+    jt_close(&g_t);
+    char fdir[128];
+    memcpy(fdir, g_dir, sizeof fdir);
+    unit_mkdtemp(g_dir, sizeof g_dir, "journal");
+    frames other;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    for (uint64_t i = 0; i < at2; i++) jt_append(&g_t, 7);
+    jt_sync(&g_t);
+    for (int i = 0; i < 10; i++) jt_append(&g_t, 7);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+    frames_read(&other);
+    assert_int_equal(other.n, 2);
+    unit_rmtree(g_dir);
+    memcpy(g_dir, fdir, sizeof fdir);
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    assert_int_equal(journal_last_lsn(&g_t.j), at2);
+    replay_free(&r);
+    assert_int_equal(journal_append_frames(&g_t.j, other.v[1], other.len[1], collect, &r, err, sizeof err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "hash chain"));
+    assert_int_equal(r.n, 0);
+    jt_close(&g_t);
+    frames_free(&other);
+    replay_free(&r);
+    frames_free(&f);
+}
+
+/* keep_through_lsn cuts whole frames past it with the recovery's tail cut: the journal then
+ * ends at the last frame ending at or before it, later segments are gone, appends go on. */
+static void test_keep_through_cut(void **state) {
+    (void)state;
+    frames f;
+    uint64_t sum;
+    leader_frames(&f, 24, &sum);
+    uint64_t last = journal_last_lsn(&g_t.j);
+    uint64_t f1, l1, f2, l2;
+    journal_frames_range(f.v[5], f.len[5], &f1, &l1);
+    journal_frames_range(f.v[f.n - 1], f.len[f.n - 1], &f2, &l2);
+    assert_int_equal(l2, last);
+    journal_recovery rec;
+    replay r = {0};
+    /* keeping everything cuts nothing */
+    journal_opts o = {.segment_bytes = 1024 * 1024, .replay = collect, .ctx = &r,
+                      .keep_through_lsn = last};
+    char err[512];
+    assert_int_equal(journal_open(&g_t.j, g_dir, &o, &rec, err, sizeof err), 0);
+    assert_false(rec.kept_cut);
+    expect_replay(&r, 1, last, 0);
+    replay_free(&r);
+    journal_close(&g_t.j);
+    /* inside frame 5: the cut is at its start, everything from it on is gone */
+    o.keep_through_lsn = l1 - 1;
+    assert_int_equal(journal_open(&g_t.j, g_dir, &o, &rec, err, sizeof err), 0);
+    assert_true(rec.kept_cut);
+    assert_false(rec.clean_shutdown);
+    assert_int_equal(journal_last_lsn(&g_t.j), f1 - 1);
+    expect_replay(&r, 1, f1 - 1, 0);
+    replay_free(&r);
+    uint64_t segs = g_t.j.seg_seq;
+    journal_close(&g_t.j);
+    char path[256];
+    seg_path(path, sizeof path, segs + 1);
+    assert_int_not_equal(access(path, F_OK), 0); /* the later segments were removed */
+    /* what was cut can be supplied again, byte for byte, by the log */
+    jt_open_ok(&g_t, 1024 * 1024, NULL, &rec);
+    for (int i = 5; i < f.n; i++) {
+        int rc = journal_append_frames(&g_t.j, f.v[i], f.len[i], NULL, NULL, err, sizeof err);
+        if (rc == -EAGAIN) {
+            jt_sync(&g_t);
+            rc = journal_append_frames(&g_t.j, f.v[i], f.len[i], NULL, NULL, err, sizeof err);
+        }
+        if (rc) fail_msg("frame %d: %s", i, err);
+    }
+    jt_sync(&g_t);
+    assert_int_equal(journal_last_sum(&g_t.j), sum);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, 1024 * 1024, &r, &rec);
+    assert_false(rec.kept_cut || rec.tail_cut);
+    expect_replay(&r, 1, last, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+    /* at a frame's end exactly: the frame stays */
+    o.keep_through_lsn = l1;
+    assert_int_equal(journal_open(&g_t.j, g_dir, &o, &rec, err, sizeof err), 0);
+    assert_int_equal(journal_last_lsn(&g_t.j), l1);
+    replay_free(&r);
+    journal_close(&g_t.j);
+    /* the sum at an lsn, read from the log's frames, is the journal's at that lsn */
+    uint64_t s5;
+    assert_int_equal(journal_frames_sum_at(f.v[5], f.len[5], l1, &s5), 0);
+    jt_open_ok(&g_t, 1024 * 1024, NULL, &rec);
+    assert_int_equal(journal_last_sum(&g_t.j), s5);
+    assert_int_equal(journal_frames_sum_at(f.v[5], f.len[5], l1 + 1, &s5), -1);
+    jt_close(&g_t);
+    frames_free(&f);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1102,6 +1338,9 @@ int main(void) {
         T(test_truncate_damaged_tail),
         T(test_truncate_flag_keeps_mid_damage),
         T(test_reads_version1_journal),
+        T(test_append_frames_follow),
+        T(test_append_frames_refused),
+        T(test_keep_through_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

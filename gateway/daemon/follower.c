@@ -1,0 +1,187 @@
+/*
+ * follower: follow.c bound to the gateway (follower.h).
+ */
+#include "follower.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "follow.h"
+#include "gateway.h"
+
+#define TAKEOVER_LOG_MS 1000 /* a takeover still catching up says so this often */
+#define FOLLOWER_REJOIN_DELAY_MS 200 /* a deposed leader's last answers go out meanwhile */
+
+static bool is_list_record(uint16_t type) {
+    return type >= REC_LIST_ADD && type <= REC_LIST_LOAD_COMMIT;
+}
+
+/* One record of the log, through the journal's replay path. An order's frozen mark in
+ * shared memory follows at once: the record is committed in the cluster already. */
+static int apply_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                        uint32_t len) {
+    gateway *gw = ctx;
+    char err[256];
+    int rc = commit_replay(&gw->commit, type, lsn, payload, len, err, sizeof err);
+    if (rc != 0) {
+        LOGE(gw, "cluster log record %llu: %s", (unsigned long long)lsn, err);
+        return rc;
+    }
+    if (!is_list_record(type)) {
+        order_rec r;
+        if (record_decode(type, payload, len, &r) == 0 && r.order_no) lists_sync_order(gw, r.order_no);
+    }
+    return 0;
+}
+
+static void on_applied(void *ctx, uint64_t lsn, int64_t rev) {
+    gateway *gw = ctx;
+    (void)rev;
+    /* The commit layer's acknowledged lsn follows the journal's durability; what a follower
+     * applied is committed in the cluster already. */
+    (void)gw;
+    (void)lsn;
+}
+
+static void on_log(void *ctx, const char *level, const char *msg) {
+    char lv[8];
+    snprintf(lv, sizeof lv, "%-5.5s", level); /* the log's level column is 5 wide */
+    glog_write(&((gateway *)ctx)->log, lv, "%s", msg);
+}
+
+int follower_reconcile(gateway *gw, uint64_t *keep, char *err, size_t errcap) {
+    int rc = follow_reconcile(gw->cfg.cluster_etcd, gw->cfg.cluster_prefix, gw->cfg.journal_dir,
+                              gw->cfg.cluster_commit_timeout_ms, keep, err, errcap);
+    if (rc == 0 && *keep)
+        LOGW(gw, "cluster: the journal holds records after lsn %llu that the cluster log does not: "
+                 "they are cut (never acknowledged)",
+             (unsigned long long)*keep);
+    return rc;
+}
+
+int follower_start(gateway *gw, etcd_client *ec, char *err, size_t errcap) {
+    assert(!gw->fl);
+    gw->fl = calloc(1, sizeof *gw->fl);
+    if (!gw->fl) {
+        snprintf(err, errcap, "out of memory");
+        return -1;
+    }
+    follow_ops ops = {.apply = apply_record, .applied = on_applied, .log = on_log, .ctx = gw};
+    if (follow_init(gw->fl, ec, &gw->j, gw->cfg.cluster_prefix, gw->cfg.cluster_name, &ops, err,
+                    errcap) != 0)
+        return -1;
+    cluster_set_ext(gw, follower_on_result);
+    follow_start(gw->fl);
+    return 0;
+}
+
+bool follower_owns(uint64_t cookie) { return follow_owns(cookie); }
+
+void follower_on_result(gateway *gw, const etcd_result *r) {
+    if (gw->fl && follow_owns(r->cookie)) follow_on_result(gw->fl, r);
+}
+
+void follower_set_lease(gateway *gw, int64_t lease, const char *published_role) {
+    if (gw->fl) follow_set_lease(gw->fl, lease, published_role);
+}
+
+/* A takeover's catch-up is complete (the whole log applied, the journal idle): the commit
+ * layer hands the next batch to the cluster log from here, the outbox is rebuilt, and the
+ * member starts accepting writes (cluster_lead_ready also finishes interrupted cascades). */
+static void take_over_done(gateway *gw) {
+    char err[256];
+    uint64_t lsn = journal_last_lsn(&gw->j);
+    follow_set_leading(gw->fl, true);
+    follow_set_lease(gw->fl, gw->fl->lease, "leader");
+    gw->takeover_ms = 0;
+    commit_set_mirror(&gw->commit, false);
+    commit_cluster_reset(&gw->commit, lsn, gw->fl->sync_done_rev);
+    if (engine_resume_instructions(gw, err, sizeof err) != 0) {
+        LOGE(gw, "cluster: taking over: %s", err);
+        follower_rejoin(gw, "the outbox cannot hold the instructions to resume");
+        return;
+    }
+    LOGI(gw, "cluster: caught up with the log at lsn %llu (revision %lld): %u instructions "
+             "without a bank answer resumed with their instruction ids",
+         (unsigned long long)lsn, (long long)gw->fl->sync_done_rev, gw->ob.len);
+    cluster_lead_ready(gw);
+}
+
+void follower_tick(gateway *gw) {
+    if (!gw->fl) return;
+    if (gw->rejoin_at_ms && gw->now_ms >= gw->rejoin_at_ms)
+        follower_rejoin(gw, "no longer leader");
+    if (gw->fl->leading) { /* published and trimmed by: what the log has of ours */
+        gw->fl->applied_lsn = commit_cluster_lsn(&gw->commit);
+        gw->fl->applied_rev = commit_cluster_rev(&gw->commit);
+    }
+    follow_tick(gw->fl, etcd_mono_ms());
+    if (gw->takeover_ms) {
+        if (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED) {
+            follower_rejoin(gw, "the log cannot be applied here; this member must not lead");
+        } else if (follow_synced(gw->fl) && journal_idle(&gw->j)) {
+            take_over_done(gw);
+        } else if (gw->now_ms - gw->takeover_ms > TAKEOVER_LOG_MS) {
+            LOGW(gw, "cluster: taking over: still reading the log (applied lsn %llu)",
+                 (unsigned long long)gw->fl->applied_lsn);
+            gw->takeover_ms = gw->now_ms;
+        }
+    }
+}
+
+int follower_take_over(gateway *gw) {
+    assert(gw->fl);
+    if (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED) return -1;
+    gw->takeover_ms = gw->now_ms ? gw->now_ms : 1;
+    follow_sync(gw->fl);
+    return 1;
+}
+
+void follower_deposed(gateway *gw) {
+    /* Let the READONLY / BUSY answers to what was in flight go out first. */
+    if (!gw->rejoin_at_ms) gw->rejoin_at_ms = gw->now_ms + FOLLOWER_REJOIN_DELAY_MS;
+}
+
+void follower_rejoin(gateway *gw, const char *why) {
+    LOGW(gw, "cluster: %s: starting again in place to rejoin as a follower", why);
+    /* Everything but stdin/out/err closes at exec: the ring (and with it the sockets it
+     * holds), the journal, the etcd client's sockets. */
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    execv("/proc/self/exe", gw->argv);
+    LOGE(gw, "cluster: exec to rejoin failed: %s; exiting", strerror(errno));
+    _exit(1);
+}
+
+const char *follower_state(const gateway *gw) {
+    return gw->fl ? follow_state_name(gw->fl->state) : "off";
+}
+
+bool follower_stale(const gateway *gw) {
+    return gw->fl && (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED);
+}
+
+const char *follower_stale_why(const gateway *gw) { return gw->fl ? gw->fl->why : ""; }
+
+void follower_info(const gateway *gw, buf *b) {
+    if (!gw->fl) return;
+    const follow *f = gw->fl;
+    buf_printf(b, "log_reader:%s\r\nlog_applied_lsn:%llu\r\nlog_applied_revision:%lld\r\n",
+               follow_state_name(f->state), (unsigned long long)f->applied_lsn, (long long)f->applied_rev);
+    buf_printf(b, "log_batches_applied:%llu\r\nlog_batches_skipped:%llu\r\nlog_gaps:%llu\r\n"
+                  "log_trimmed_keys:%llu\r\nlog_members_min_applied:%llu\r\n",
+               (unsigned long long)f->stats.batches_applied, (unsigned long long)f->stats.batches_skipped,
+               (unsigned long long)f->stats.gaps, (unsigned long long)f->stats.trimmed_keys,
+               (unsigned long long)follow_members_min_applied(f));
+    if (f->why[0]) buf_printf(b, "log_reader_why:%s\r\n", f->why);
+}
+
+uint64_t follower_applied_lsn(const gateway *gw) { return gw->fl ? gw->fl->applied_lsn : 0; }
+int64_t follower_applied_rev(const gateway *gw) { return gw->fl ? gw->fl->applied_rev : 0; }
+
+uint64_t follower_members_min_applied(const gateway *gw) {
+    return gw->fl ? follow_members_min_applied(gw->fl) : 0;
+}

@@ -1,0 +1,99 @@
+# ops/bench-cluster.sh — the cluster part of ./ops/bench (issue 12, SPEC §10, docs/cluster.md).
+# Sourced by ops/bench, never run alone: it uses ops/bench's helpers (gw_start, gw_stop,
+# record, section, sg_log, rb_run, kv) and variables (QUICK, WORK, BENCH_BIN, SECRET, BANK,
+# STOP_CMD, A_CONNS, BURST_N) and its cleanup trap.
+#
+#   (n) durable STOP/s at 50 connections on a gateway in cluster mode (leader of a 3-member
+#       etcd on this machine: every journal batch is also one fenced etcd txn) vs a single
+#       node, fresh gateways in turn, same generator (redis-benchmark); and the 6,077 burst
+#       acknowledged in cluster mode vs on a single node.
+# The etcd members (tests/integration/etcdcluster.py: heartbeat 25 ms, election 250 ms) keep
+# their data under the scratch directory, on the same disk as the journals.
+# shellcheck shell=bash disable=SC2154,SC2034  # variables and helpers come from, and go to, ops/bench
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    echo "ops/bench-cluster.sh is part of ./ops/bench: run ./ops/bench [--cluster-only]" >&2
+    exit 2
+fi
+
+if ((QUICK)); then
+    N_RUNS=2 N_N=20000 N_BURSTS=2
+else
+    N_RUNS=3 N_N=100000 N_BURSTS=5
+fi
+ETCD_BIN="$(command -v etcd || echo /usr/bin/etcd)"
+
+if [[ ! -x "$ETCD_BIN" ]]; then
+    sg_warn "(n) skipped: no etcd binary (apt-get install etcd-server)"
+else
+    section "(n) cluster mode: STOP/s at $A_CONNS connections ($N_RUNS x $N_N) and the $BURST_N burst ($N_BURSTS x), leader on a 3-member etcd vs a single node"
+    mkdir -p "$WORK/etcd"
+    ETCDCLUSTER_DIR="$WORK/etcd" python3 "$SG_ROOT/tests/integration/etcdcluster.py" 3 \
+        >"$WORK/etcdcluster.out" 2>"$WORK/etcdcluster.log" </dev/null 9>&- &
+    ETCD_PID=$!
+    PIDS+=("$ETCD_PID")
+    for ((i = 0; i < 600; i++)); do
+        [[ -s "$WORK/etcdcluster.out" ]] && break
+        kill -0 "$ETCD_PID" 2>/dev/null || { echo "ops/bench: etcd cluster did not start (see etcdcluster.log)" >&2; exit 1; }
+        sleep 0.05
+    done
+    ETCD_ENDPOINTS="$(head -n 1 "$WORK/etcdcluster.out")"
+    [[ "$ETCD_ENDPOINTS" == http://* ]] || { echo "ops/bench: etcd cluster did not start" >&2; exit 1; }
+
+    # cluster_start NAME: a fresh gateway leading its own prefix; waits until it takes writes.
+    # (A one-member cluster: nobody is redirected, so advertise only has to be well-formed.)
+    cluster_start() {
+        local name="$1" port
+        port="$(sg_free_port)"
+        GW_EXTRA_CONF="$(printf '[cluster]\netcd = %s\nname = %s\nprefix = /bench-%s-%s\nadvertise = 127.0.0.1:%s\n' \
+            "$ETCD_ENDPOINTS" "$name" "$$" "$name" "$port")"
+        gw_start "$name" "$WORK/journal-$name" 1048576
+        GW_EXTRA_CONF=""
+        local k
+        for ((k = 0; k < 200; k++)); do
+            [[ "$(gw_cli ROLE 2>/dev/null | awk 'prev == "writable" { print; exit } { prev = $0 }')" == 1 ]] && return 0
+            sleep 0.05
+        done
+        echo "ops/bench: cluster gateway $name does not lead (see $GW_LOG)" >&2
+        return 1
+    }
+    for ((r = 1; r <= N_RUNS; r++)); do
+        gw_start "single-n$r" "$WORK/journal-single-n$r" 1048576
+        s_rps="$(rb_run -p "$GW_PORT" --user dev -a "$SECRET" -c "$A_CONNS" -n "$N_N" -r 2147483647 --csv "${STOP_CMD[@]}")" ||
+            { echo "ops/bench: redis-benchmark against the single node failed" >&2; exit 1; }
+        gw_stop KILL
+        rm -rf "$WORK/journal-single-n$r"
+        cluster_start "cluster-n$r"
+        c_rps="$(rb_run -p "$GW_PORT" --user dev -a "$SECRET" -c "$A_CONNS" -n "$N_N" -r 2147483647 --csv "${STOP_CMD[@]}")" ||
+            { echo "ops/bench: redis-benchmark against the cluster leader failed" >&2; exit 1; }
+        batches="$(gw_cli INFO cluster | tr -d '\r' | awk -F: '$1 == "log_batches" { print $2 }')"
+        gw_stop
+        rm -rf "$WORK/journal-cluster-n$r"
+        record stop_per_s_50c_cluster stopgate "$r" "$c_rps"
+        record stop_per_s_50c_cluster peer "$r" "$s_rps"
+        printf '    run %d: cluster %8.0f STOP/s (%s etcd txns)   single node %8.0f STOP/s\n' \
+            "$r" "$c_rps" "$batches" "$s_rps" >&2
+    done
+    for ((r = 1; r <= N_BURSTS; r++)); do
+        cluster_start "cburst-$r"
+        out="$(STOPGATE_SECRET="$SECRET" timeout 120 "$BENCH_BIN/burst" -p "$GW_PORT" -n "$BURST_N" --bank "$BANK")" ||
+            { echo "ops/bench: burst against the cluster leader failed: $out" >&2; exit 1; }
+        gw_stop
+        rm -rf "$WORK/journal-cburst-$r"
+        cack="$(kv acked_ms "$out")"
+        gw_start "sburst-$r" "$WORK/journal-sburst-$r" 1048576
+        out="$(STOPGATE_SECRET="$SECRET" timeout 120 "$BENCH_BIN/burst" -p "$GW_PORT" -n "$BURST_N" --bank "$BANK")" ||
+            { echo "ops/bench: burst against the single node failed: $out" >&2; exit 1; }
+        gw_stop KILL
+        rm -rf "$WORK/journal-sburst-$r"
+        sack="$(kv acked_ms "$out")"
+        record burst6077_acked_ms_cluster stopgate "$r" "$cack"
+        record burst6077_acked_ms_cluster peer "$r" "$sack"
+        printf '    run %d: burst acked: cluster %6.1f ms   single node %6.1f ms\n' "$r" "$cack" "$sack" >&2
+    done
+    kill -TERM "$ETCD_PID" 2>/dev/null || true
+    wait "$ETCD_PID" 2>/dev/null || true
+    forget_pid "$ETCD_PID"
+    printf '    (%ds)\n' $((SECONDS - SECTION_T0)) >&2
+    SECTION_T0=""
+fi
