@@ -484,6 +484,9 @@ int lists_bit(const gateway *gw, const char *name, size_t len);
 const char *lists_name(const gateway *gw, unsigned bit);
 const char *lists_case_str(const gateway *gw, uint32_t ref);
 bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict *v);
+/* The tag line and home slot lists_lookup will read, to prefetch (check_ahead.h): 2 addresses
+ * in out, or 0 when the account is malformed or no table is mapped. */
+unsigned lists_lines(const gateway *gw, const char *bank, const char *account, const void *out[2]);
 void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool frozen);
 void lists_sync_order(gateway *gw, uint32_t order_no);
 void lists_tick(gateway *gw);

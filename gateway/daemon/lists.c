@@ -489,6 +489,16 @@ bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict
     return sgl_lookup(&m, &k, sgl_hash(&k), now_s(gw), v) == 1;
 }
 
+unsigned lists_lines(const gateway *gw, const char *bank, const char *account, const void *out[2]) {
+    const lists_table *t = &gw->ls.t;
+    sgl_key k;
+    if (!t->base || sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return 0;
+    uint64_t i = sgl_hash(&k) & t->mask;
+    out[0] = (const void *)&t->tags[i];
+    out[1] = &t->slots[i]; /* where a listed key mostly is: its tag is then the first */
+    return 2;
+}
+
 static void lists_sweep(gateway *gw, uint32_t budget) {
     lists_state *ls = &gw->ls;
     uint32_t ns = (uint32_t)now_s(gw);
