@@ -504,6 +504,19 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
+/* The CLEAR answer (half a screening load and more) in one append, byte for byte what the
+ * field writers in w_check give for it (integration test_check_reply_bytes): formatting it
+ * field by field was about a tenth of a CHECK's CPU. */
+static void w_check_clear(buf *b, int proto) {
+    static const char r2[] = "*8\r\n$7\r\nverdict\r\n$5\r\nCLEAR\r\n$5\r\nlists\r\n*0\r\n$5\r\nscore\r\n:0\r\n"
+                             "$8\r\norder_id\r\n$-1\r\n";
+    static const char r3[] = "%4\r\n$7\r\nverdict\r\n$5\r\nCLEAR\r\n$5\r\nlists\r\n*0\r\n$5\r\nscore\r\n:0\r\n"
+                             "$8\r\norder_id\r\n_\r\n";
+    assert(proto == 2 || proto == 3);
+    if (proto == 3) buf_append(b, r3, sizeof r3 - 1);
+    else buf_append(b, r2, sizeof r2 - 1);
+}
+
 /* One CHECK answer; returns the lsn it depends on (the account's latest order, live reads). */
 static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *account, bool rlive) {
     buf *b = &c->out;
@@ -518,14 +531,18 @@ static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *ac
                               : durview_live_on_account(&gw->dv, &gw->o, bank, account, gw->now_ms, &tmp);
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
-    resp_w_map(b, c->proto, 4);
-    resp_w_kv_str(b, "verdict", live ? "FROZEN" : v.mask ? "LISTED" : "CLEAR");
-    resp_w_str(b, "lists");
-    w_mask_names(gw, b, v.mask);
-    resp_w_kv_int(b, "score", v.score);
-    resp_w_str(b, "order_id");
-    if (live) w_order_id(b, live->no);
-    else resp_w_null(b, c->proto);
+    if (!live && !v.mask && !v.score) {
+        w_check_clear(b, c->proto);
+    } else {
+        resp_w_map(b, c->proto, 4);
+        resp_w_kv_str(b, "verdict", live ? "FROZEN" : v.mask ? "LISTED" : "CLEAR");
+        resp_w_str(b, "lists");
+        w_mask_names(gw, b, v.mask);
+        resp_w_kv_int(b, "score", v.score);
+        resp_w_str(b, "order_id");
+        if (live) w_order_id(b, live->no);
+        else resp_w_null(b, c->proto);
+    }
     /* The auto-stop is a write: it goes by every order taken, durable or not. */
     v.frozen = (v.mask & gw->ls.auto_stop_mask) ? orders_live_on_account(&gw->o, bank, account, gw->now_ms) != NULL
                                                  : live != NULL;
