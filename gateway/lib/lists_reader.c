@@ -175,8 +175,8 @@ int sg_lists_key_make(const char *bank, const char *account, sg_lists_key *key) 
 }
 
 /* A batch is looked up in phases of PHASE lookups (docs/lists.md "Batched lookups"): prefetch
- * every tag line, then walk every lookup's tags and prefetch its candidate slot, then read the
- * slots. The phases keep the prefetches back to back: on a TLB miss (every lookup, at 10 M
+ * every tag line (the next phase's, before this one is walked), then walk every lookup's tags
+ * and prefetch its candidate slot, then read the slots. The phases keep the prefetches back to back: on a TLB miss (every lookup, at 10 M
  * entries) a prefetch holds up retirement until its page walk is done, and only prefetches close
  * together in the instruction stream get their walks overlapped. A software pipeline with a
  * lookup's stages spread over the loop measured 0.55-0.6x rte_hash where these phases measured
@@ -211,14 +211,20 @@ static inline int stage_read(const sgl_map *m, const sg_lists_key *k, walk *w, i
     return 0;
 }
 
+static inline void prefetch_tags(const sgl_map *m, const sg_lists_key *k, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (key_ok(&k[i])) __builtin_prefetch((const void *)&m->tags[k[i].opaque[KEY_HASH] & m->mask]);
+}
+
 static void lookup_keys(const sgl_map *m, int64_t now_s, size_t n, const sg_lists_key *keys, sg_verdict *out,
                         int *rc) {
     walk w[PHASE];
+    prefetch_tags(m, keys, n < PHASE ? n : PHASE);
     for (size_t base = 0; base < n; base += PHASE) {
         size_t b = n - base < PHASE ? n - base : PHASE;
         const sg_lists_key *k = keys + base;
-        for (size_t i = 0; i < b; i++)
-            if (key_ok(&k[i])) __builtin_prefetch((const void *)&m->tags[k[i].opaque[KEY_HASH] & m->mask]);
+        /* The next phase's tag lines first: they arrive while this phase walks and reads. */
+        if (base + b < n) prefetch_tags(m, k + b, n - base - b < PHASE ? n - base - b : PHASE);
         for (size_t i = 0; i < b; i++)
             if (key_ok(&k[i])) stage_walk(m, &k[i], &w[i]);
         for (size_t i = 0; i < b; i++) {
