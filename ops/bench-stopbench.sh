@@ -81,8 +81,10 @@ GW_EXTRA_CONF=$'\n[list mule]\nauto_stop = no\n'
 sb_section "stopbench suite: a stopgated with UDP and list mule, a redis-server (appendfsync always)"
 gw_start stopbench "$WORK/journal-stopbench" $((QUICK ? 2097152 : 4194304))
 SB_GW_PORT="$GW_PORT"
+SB_GW_PID="$GW_PID"
 rd_start redis-stopbench "$WORK/redis-stopbench"
 SB_RD_PORT="$RD_PORT"
+SB_RD_PID="$RD_PID"
 gw=(-p "$SB_GW_PORT")
 rd=(--target redis -p "$SB_RD_PORT")
 
@@ -105,11 +107,21 @@ done
 sb_section "(h) CHECK over RESP, 50 connections x 16, 50 % hits on $SB_LIST listed accounts vs Redis SISMEMBER"
 sb preload-list "${gw[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
 sb preload-set "${rd[@]}" --op check --preload "$SB_LIST" --requests 1 -c 1 || exit 1
+# Server CPU per request: the process's user+system ticks over the run / requests answered.
+sb_cpu_us() { python3 -c "print(round(($2 - $1) * 1e6 / $CLK_TCK / max(1, $3), 3))"; }
 for ((r = 1; r <= SB_RUNS; r++)); do
+    c0="$(cpu_ticks "$SB_GW_PID")"
     sb "check-resp-$r" "${gw[@]}" --op check -c 50 -P 16 --list-size "$SB_LIST" --hit-ratio 0.5 \
         --duration "$SB_DUR" --plot "$SB_PLOTS/check-resp-$r.svg" || exit 1
+    c1="$(cpu_ticks "$SB_GW_PID")"
+    record check_cpu_us_resp_50c_p16 stopgate "$r" \
+        "$(sb_cpu_us "$c0" "$c1" "$(jget "$SB_JSON/check-resp-$r.json" 'd["requests"]')")"
+    c0="$(cpu_ticks "$SB_RD_PID")"
     sb "sismember-$r" "${rd[@]}" --op check -c 50 -P 16 --list-size "$SB_LIST" --hit-ratio 0.5 \
         --duration "$SB_DUR" || exit 1
+    c1="$(cpu_ticks "$SB_RD_PID")"
+    record check_cpu_us_resp_50c_p16 peer "$r" \
+        "$(sb_cpu_us "$c0" "$c1" "$(jget "$SB_JSON/sismember-$r.json" 'd["requests"]')")"
     for side in stopgate peer; do
         f="$SB_JSON/check-resp-$r.json"
         [[ $side == peer ]] && f="$SB_JSON/sismember-$r.json"
@@ -217,7 +229,10 @@ sb_section "(l) in-process CHECK: libstopgate vs DPDK rte_hash, $SB_LB_ENTRIES e
 timeout 900 "$BENCH_BIN/listbench" --entries "$SB_LB_ENTRIES" "${SB_LB_ARGS[@]}" --json "$SB_JSON/listbench.json" \
     >"$SB_JSON/listbench.txt" 2>&1 || { echo "ops/bench: listbench failed: $(tail -n 3 "$SB_JSON/listbench.txt")" >&2; exit 1; }
 sed 's/^/    /' "$SB_JSON/listbench.txt" >&2
-record check_ns_inprocess_bulk stopgate 1 "$(jget "$SB_JSON/listbench.json" 'd["check_many_ns"]')"
+# The bulk row is the pre-normalised form on both sides (sg_lists_check_keys vs rte_hash's fixed
+# keys); the raw-strings batch (sg_lists_check_many, normalising inside) has a row of its own.
+record check_ns_inprocess_bulk stopgate 1 "$(jget "$SB_JSON/listbench.json" 'd["check_keys_ns"]')"
+record check_ns_inprocess_bulk_strings stopgate 1 "$(jget "$SB_JSON/listbench.json" 'd["check_many_ns"]')"
 rte="$(jget "$SB_JSON/listbench.json" 'd["rte_hash_bulk_ns"]')"
 if python3 -c "import sys; sys.exit(0 if float('$rte') > 0 else 1)"; then
     record check_ns_inprocess_bulk peer 1 "$rte"

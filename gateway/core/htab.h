@@ -32,6 +32,8 @@ void htab_free(htab *h);
 size_t htab_prefault(htab *h);
 /* Slot holding key, or the empty slot where it would go. */
 htab_slot *htab_lookup(const htab *h, uint64_t hash, const void *key, htab_eq_fn eq, const void *ctx);
+/* The slot a lookup of hash reads first (to prefetch it: a CHECK's look ahead). */
+static inline const void *htab_first_slot(const htab *h, uint64_t hash) { return &h->slots[hash & h->mask]; }
 /* Fill an empty slot returned by htab_lookup. -ENOSPC when the table is at its limit. */
 int htab_fill(htab *h, htab_slot *s, uint64_t hash, uint32_t val);
 #endif

@@ -215,6 +215,10 @@ order *orders_latest_on_account(orders *o, const char *bank, const char *account
     return s->val ? &o->v[s->val] : NULL;
 }
 
+const void *orders_account_line(const orders *o, const char *bank, const char *account) {
+    return o->acct_idx.slots ? htab_first_slot(&o->acct_idx, acct_hash(bank, account)) : NULL;
+}
+
 order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms) {
     order *ord = orders_latest_on_account(o, bank, account);
     return ord && order_is_live(ord, now_ms) ? ord : NULL;

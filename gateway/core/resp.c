@@ -139,6 +139,35 @@ resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, re
     return RESP_OK;
 }
 
+/* "$<n>\r\n" with n in 1..RESP_PEEK_ARG_MAX, canonical digits; bytes used or 0. */
+static size_t peek_len(const char *in, size_t len, uint32_t *n) {
+    if (len < 4 || in[0] != '$' || in[1] < '1' || in[1] > '9') return 0;
+    uint32_t v = 0;
+    size_t i = 1;
+    for (; i < len && i < 4 && in[i] >= '0' && in[i] <= '9'; i++) v = v * 10 + (uint32_t)(in[i] - '0');
+    if (len - i < 2 || in[i] != '\r' || in[i + 1] != '\n') return 0;
+    *n = v;
+    return i + 2;
+}
+
+bool resp_peek3(const char *in, size_t len, resp_arg argv[3], size_t *consumed) {
+    _Static_assert(RESP_PEEK_ARG_MAX <= RESP_BULK_BYTES_MAX && RESP_ARGS_MAX >= 3, "peek3 stays inside parse's limits");
+    if (len < 4 || memcmp(in, "*3\r\n", 4) != 0) return false;
+    size_t pos = 4;
+    for (int a = 0; a < 3; a++) {
+        uint32_t n;
+        size_t u = peek_len(in + pos, len - pos, &n);
+        if (u == 0) return false;
+        pos += u;
+        if (len - pos < (size_t)n + 2 || in[pos + n] != '\r' || in[pos + n + 1] != '\n') return false;
+        argv[a].p = in + pos;
+        argv[a].len = n;
+        pos += n + 2;
+    }
+    *consumed = pos;
+    return true;
+}
+
 long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done) {
     size_t pos = 0;
     *done = 0;

@@ -14,6 +14,7 @@
  */
 #ifndef SG_RESP_H
 #define SG_RESP_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,14 @@ typedef struct resp_cmd {
  * nothing does, e.g. an inline command with too many words). */
 resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, resp_skip *skip);
 
+/* A look ahead for prefetching, never for executing: when in[0..len) starts with a complete
+ * multibulk command of exactly three bulk arguments in canonical form ("*3", then per argument
+ * "$<n>" with 1 <= n <= RESP_PEEK_ARG_MAX, no leading zero, and CRLFs), fills argv and *consumed
+ * and returns true; else false (the caller stops looking). Whenever it returns true,
+ * resp_parse() on the same bytes returns RESP_OK with the same arguments and the same length
+ * (tests/fuzz/fuzz_resp.c checks it). */
+#define RESP_PEEK_ARG_MAX 999
+bool resp_peek3(const char *in, size_t len, resp_arg argv[3], size_t *consumed);
 /* Feed input to an active skip. Returns bytes consumed; sets *done when the command is gone.
  * Returns -1 on a malformed header inside the skipped command (protocol error). */
 long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done);

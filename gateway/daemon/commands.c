@@ -580,6 +580,18 @@ static int cmd_case(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns) {
     return 1;
 }
 
+/* The CLEAR answer (half a screening load and more) in one append, byte for byte what
+ * w_check_pairs writes for it (integration test_check_reply_bytes): formatting it field by
+ * field was about a tenth of a CHECK's CPU. */
+static int w_check_clear(buf *b, int proto) {
+    static const char r2[] = "*8\r\n$7\r\nverdict\r\n$5\r\nCLEAR\r\n$5\r\nlists\r\n*0\r\n$5\r\nscore\r\n:0\r\n"
+                             "$8\r\norder_id\r\n$-1\r\n";
+    static const char r3[] = "%4\r\n$7\r\nverdict\r\n$5\r\nCLEAR\r\n$5\r\nlists\r\n*0\r\n$5\r\nscore\r\n:0\r\n"
+                             "$8\r\norder_id\r\n_\r\n";
+    assert(proto == 2 || proto == 3);
+    return proto == 3 ? buf_append(b, r3, sizeof r3 - 1) : buf_append(b, r2, sizeof r2 - 1);
+}
+
 static int w_check_pairs(gateway *gw, client *c, const sg_verdict *v, const order *live) {
     buf *b = &c->out;
     TRY(resp_w_kv_str(b, "verdict", live ? "FROZEN" : v->mask ? "LISTED" : "CLEAR"));
@@ -606,7 +618,9 @@ static uint64_t w_check(gateway *gw, client *c, const char *bank, const char *ac
     assert(!live || (!strcmp(live->bank, bank) && !strcmp(live->account, account)));
     gw->m.checks++;
     if (live || v.mask) gw->m.check_hits++;
-    if (!*rc) {
+    if (!*rc && !live && !v.mask && !v.score) {
+        *rc = w_check_clear(&c->out, c->proto);
+    } else if (!*rc) {
         resp_map m;
         resp_map_begin(&m, &c->out, c->proto);
         *rc = resp_map_end(&m, w_check_pairs(gw, c, &v, live));

@@ -556,6 +556,9 @@ bool lists_lookup(gateway *gw, const char *bank, const char *account, sg_verdict
  * durable state only. A load's COMMIT not yet durable is not put in (its rows are not
  * looked up one by one): for that moment the list reads as before the load. */
 uint64_t lists_lookup_read(gateway *gw, const char *bank, const char *account, bool live, sg_verdict *v);
+/* The tag line and home slot lists_lookup will read, to prefetch (check_ahead.h): 2 addresses
+ * in out, or 0 when the account is malformed or no table is mapped. */
+unsigned lists_lines(const gateway *gw, const char *bank, const char *account, const void *out[2]);
 void lists_set_frozen(gateway *gw, const char *bank, const char *account, bool frozen);
 void lists_sync_order(gateway *gw, uint32_t order_no);
 /* Records up to durable_lsn are on disk: publish the list changes among them. */

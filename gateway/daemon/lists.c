@@ -605,6 +605,16 @@ uint64_t lists_lookup_read(gateway *gw, const char *bank, const char *account, b
     return lsn;
 }
 
+unsigned lists_lines(const gateway *gw, const char *bank, const char *account, const void *out[2]) {
+    const lists_table *t = &gw->ls.t;
+    sgl_key k;
+    if (!t->base || sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return 0;
+    uint64_t i = sgl_hash(&k) & t->mask;
+    out[0] = (const void *)&t->tags[i];
+    out[1] = &t->slots[i]; /* where a listed key mostly is: its tag is then the first */
+    return 2;
+}
+
 static void lists_sweep(gateway *gw, uint32_t budget) {
     lists_state *ls = &gw->ls;
     uint32_t ns = (uint32_t)now_s(gw);

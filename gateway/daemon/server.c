@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_ahead.h"
 #include "clock.h"
 #include "gateway.h"
 #include "mem.h"
@@ -314,6 +315,7 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
 static void process_input(gateway *gw, client *c) {
     size_t off = 0;
     c->input_held = false;
+    if (!c->skipping) check_ahead(gw, (const char *)c->in.data, c->in.len);
     while (!c->closing && !c->close_after_flush && !c->auth_pending) {
         if (c->skipping) {
             int done;

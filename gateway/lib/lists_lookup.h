@@ -53,7 +53,8 @@ static inline int64_t sgl_tag_next(const sgl_map *m, uint8_t fp, uint64_t *i, ui
 
 /* Read slot idx under its seqlock: 1 when it holds key k (out filled), 0 when not, -EBUSY
  * when it stayed locked (a writer died in the middle of writing it). */
-static inline int sgl_slot_match(const sgl_map *m, uint64_t idx, const sgl_key *k, int64_t now_s, sg_verdict *out) {
+static inline int sgl_slot_match_w(const sgl_map *m, uint64_t idx, const uint64_t kw[SGL_KEY_WORDS], int64_t now_s,
+                                   sg_verdict *out) {
     const sgl_slot *s = &m->slots[idx];
     uint64_t w0, mask, ext, key[SGL_KEY_WORDS];
     unsigned spins = 0;
@@ -70,7 +71,7 @@ static inline int sgl_slot_match(const sgl_map *m, uint64_t idx, const sgl_key *
         if (atomic_load_explicit(&s->w0, memory_order_relaxed) == w0) break;
         if (++spins > SGL_SPIN_MAX) return -EBUSY;
     }
-    if (SGL_W0_STATE(w0) != SGL_STATE_USED || memcmp(key, k->w, sizeof key) != 0) return 0;
+    if (SGL_W0_STATE(w0) != SGL_STATE_USED || memcmp(key, kw, sizeof key) != 0) return 0;
     uint32_t expires_s = (uint32_t)ext;
     bool expired = expires_s != 0 && (int64_t)expires_s <= now_s;
     out->mask = expired ? 0 : mask;
@@ -78,6 +79,10 @@ static inline int sgl_slot_match(const sgl_map *m, uint64_t idx, const sgl_key *
     out->frozen = SGL_W0_FROZEN(w0);
     out->case_ref = expired ? 0 : (uint32_t)(ext >> 32);
     return 1;
+}
+
+static inline int sgl_slot_match(const sgl_map *m, uint64_t idx, const sgl_key *k, int64_t now_s, sg_verdict *out) {
+    return sgl_slot_match_w(m, idx, k->w, now_s, out);
 }
 
 /* 1 found (out filled), 0 absent, -EBUSY (see sgl_slot_match). */

@@ -11,6 +11,9 @@
  * two threads at once.
  *
  *   cc reader.c $(pkg-config --cflags --libs stopgate)
+ *
+ * ABI: within one SONAME (libstopgate.so.0) functions are only ever added, and the structs
+ * here never change size or meaning; anything else takes a new SONAME.
  */
 #ifndef STOPGATE_LISTS_H
 #define STOPGATE_LISTS_H
@@ -48,6 +51,23 @@ int sg_lists_check(const sg_lists *l, const char *bank, const char *account, sg_
  * screen a batch). rc[i] is what sg_lists_check would return for the i-th account. */
 void sg_lists_check_many(const sg_lists *l, size_t n, const char *const *banks, const char *const *accounts,
                          sg_verdict *out, int *rc);
+
+/* A (bank, account) normalised, packed and hashed once, for a caller that screens the same
+ * account many times (a switch's payee cache): sg_lists_check_keys() then pays no packing and
+ * no hashing. Contents are private to libstopgate; a key is valid for any table of the layout
+ * the library that made it reads (a key made by another library version answers -EINVAL, it is
+ * never misread). Plain data: copy it, keep it in arrays, no free. */
+typedef struct sg_lists_key {
+    uint64_t opaque[8];
+} sg_lists_key;
+
+/* Make a key with the same normalisation as sg_lists_check. 0, or -EINVAL (malformed; the key
+ * is then marked invalid and sg_lists_check_keys answers -EINVAL for it). */
+int sg_lists_key_make(const char *bank, const char *account, sg_lists_key *key);
+
+/* sg_lists_check_many over keys made by sg_lists_key_make: rc[i] and out[i] as sg_lists_check
+ * would give them for the account the key was made from. The fastest way to screen a batch. */
+void sg_lists_check_keys(const sg_lists *l, size_t n, const sg_lists_key *keys, sg_verdict *out, int *rc);
 
 /* Name of list bit i, or NULL when no list has that bit. Valid until the next check or close. */
 const char *sg_lists_name(const sg_lists *l, unsigned bit);

@@ -8,7 +8,8 @@
  * ASan sees any read past it. The parser is restartable, so both runs must see the same
  * sequence of commands and errors: a difference aborts. Every parse must consume something
  * or ask for more (else process_input would spin), and every argument must lie inside the
- * buffer (its bytes are read).
+ * buffer (its bytes are read). resp_peek3 on the same bytes must, when it accepts, give
+ * exactly what resp_parse gives.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -73,8 +74,19 @@ static size_t process(conn *c, char *in, size_t len, trace *t) {
             c->skipping = false;
             continue;
         }
+        /* resp_peek3 (check_ahead's look ahead) on the same bytes: when it says yes, the
+         * parse must agree on the three arguments and the length. */
+        resp_arg peek[3];
+        size_t peek_used = 0;
+        bool peeked = resp_peek3(in + off, len - off, peek, &peek_used);
+        if (peeked && (peek_used > len - off)) abort();
         size_t used = 0;
         resp_status st = resp_parse(in + off, len - off, &cmd, &used, &c->skip);
+        if (peeked) {
+            if (st != RESP_OK || cmd.argc != 3 || used != peek_used) abort();
+            for (int i = 0; i < 3; i++)
+                if (peek[i].p != cmd.argv[i].p || peek[i].len != cmd.argv[i].len) abort();
+        }
         if (st == RESP_INCOMPLETE) break;
         if (st == RESP_PROTO) {
             event(t, RESP_PROTO, &cmd, in + off, len - off);

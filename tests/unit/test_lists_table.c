@@ -969,6 +969,93 @@ static void test_check_many(void **state) {
     cleanup_shm(name);
 }
 
+/* --- keys made once (sg_lists_key_make / sg_lists_check_keys) ----------------------------------- */
+
+/* check_keys agrees with check on every kind of entry, across phase boundaries (n = 200), and
+ * refuses what is not a key this library made; a kept key follows a republished table. */
+static void test_check_keys(void **state) {
+    (void)state;
+    char name[64];
+    shm_name(name, sizeof name);
+    lists_table t;
+    make_table(&t, name, 1);
+    int64_t now = sgl_now_s();
+    enum { N = 200 };
+    static char acct[N][40];
+    static sg_lists_key keys[N];
+    const char *banks[N], *accts[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(acct[i], sizeof acct[i], "%s%d", i % 3 == 0 ? "ac-" : "AC", i);
+        banks[i] = i % 7 == 0 ? "bank" : "BANK";
+        accts[i] = acct[i];
+        switch (i % 5) {
+        case 0: put(&t, "BANK", acct[i], MULE, (uint8_t)(i % 101), false, 0, (uint32_t)i); break;
+        case 1: put(&t, "BANK", acct[i], SUSPECT, 9, true, 0, 0); break;
+        case 2: put(&t, "BANK", acct[i], MULE, 50, false, (uint32_t)(now - 10), 0); break; /* expired */
+        default: break;                                                                  /* absent */
+        }
+    }
+    banks[17] = "BA NK";
+    accts[33] = "AC_33";
+    banks[51] = NULL;
+    publish(&t, NULL);
+    sg_lists *l = sg_lists_open(name);
+    assert_non_null(l);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        memset(&keys[i], 0x5a, sizeof keys[i]);
+        int r = sg_lists_key_make(banks[i], accts[i], &keys[i]);
+        if (r != 0) {
+            assert_int_equal(r, -EINVAL);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 3);
+    memset(&keys[60], 0, sizeof keys[60]); /* zeroed memory is no key */
+    keys[61].opaque[6] ^= 1;               /* nor one of another layout version */
+    sg_verdict out[N];
+    int rc[N];
+    memset(out, 0xee, sizeof out);
+    sg_lists_check_keys(l, N, keys, out, rc);
+    int hits = 0;
+    for (int i = 0; i < N; i++) {
+        sg_verdict one;
+        int r1 = banks[i] && i != 60 && i != 61 ? sg_lists_check(l, banks[i], accts[i], &one) : -EINVAL;
+        if (r1 == -EINVAL) memset(&one, 0, sizeof one);
+        assert_int_equal(rc[i], r1);
+        assert_memory_equal(&out[i], &one, sizeof one);
+        hits += one.mask != 0;
+    }
+    assert_int_equal(rc[60], -EINVAL);
+    assert_int_equal(rc[61], -EINVAL);
+    assert_true(hits > 30);
+    assert_int_equal(out[0].mask, MULE);
+    assert_int_equal(out[0].case_ref, 0);
+    assert_int_equal(out[5].case_ref, 5);
+    assert_true(out[1].frozen);
+    assert_int_equal(out[2].mask, 0); /* expired */
+    /* Odd batch sizes, 1 and 0 (n = 0 writes nothing). */
+    sg_lists_check_keys(l, 1, &keys[5], out, rc);
+    assert_int_equal(rc[0], 0);
+    assert_int_equal(out[0].mask, MULE);
+    rc[0] = 12345;
+    sg_lists_check_keys(l, 0, keys, out, rc);
+    assert_int_equal(rc[0], 12345);
+    /* The writer republishes: the same keys read the new table. */
+    lists_table t2;
+    make_table(&t2, name, 2);
+    assert_int_equal(put(&t2, "BANK", acct[3], PROTECTED, 7, false, 0, 0), 0);
+    publish(&t2, &t);
+    sg_lists_check_keys(l, 6, keys, out, rc);
+    assert_int_equal(sg_lists_generation(l), 2);
+    assert_int_equal(out[0].mask, 0);
+    assert_int_equal(out[3].mask, PROTECTED);
+    assert_int_equal(out[3].score, 7);
+    sg_lists_close(l);
+    ltab_close(&t2, true);
+    cleanup_shm(name);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_insert_lookup, remove_my_shm),
@@ -981,6 +1068,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_bad_files, remove_my_shm),
         cmocka_unit_test_teardown(test_file_mode_and_group, remove_my_shm),
         cmocka_unit_test_teardown(test_check_many, remove_my_shm),
+        cmocka_unit_test_teardown(test_check_keys, remove_my_shm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

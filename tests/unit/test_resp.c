@@ -646,9 +646,51 @@ static void test_count_elems_rejects_cut(void **state) {
     assert_int_equal(resp_count_elems("", 0), 0);
 }
 
+/* resp_peek3 (check_ahead's look ahead): canonical 3-argument commands only, each exactly what
+ * resp_parse makes of the same bytes; anything else is refused, never misread. */
+static void test_peek3(void **state) {
+    (void)state;
+    char in[] = "*3\r\n$5\r\nCHECK\r\n$4\r\nICBC\r\n$10\r\nAC00000001\r\n*3\r\n$5\r\ncheck\r\n$1\r\nX\r\n$3\r\nA-1\r\n"
+                "PING\r\n";
+    size_t len = strlen(in), off = 0, used;
+    resp_arg a[3];
+    resp_skip skip;
+    for (int cmd = 0; cmd < 2; cmd++) {
+        assert_true(resp_peek3(in + off, len - off, a, &used));
+        size_t pused = 0;
+        assert_int_equal(resp_parse(in + off, len - off, &g_cmd, &pused, &skip), RESP_OK);
+        assert_int_equal(g_cmd.argc, 3);
+        assert_int_equal(used, pused);
+        for (int i = 0; i < 3; i++) {
+            assert_ptr_equal(a[i].p, g_cmd.argv[i].p);
+            assert_int_equal(a[i].len, g_cmd.argv[i].len);
+        }
+        off += used;
+    }
+    assert_memory_equal(a[2].p, "A-1", 3);
+    assert_false(resp_peek3(in + off, len - off, a, &used)); /* inline PING: not for peek3 */
+    /* every prefix of a whole command is incomplete: refused */
+    for (size_t n = 0; n < 42; n++) assert_false(resp_peek3(in, n, a, &used));
+    assert_true(resp_peek3(in, 42, a, &used));
+    static const char *refused[] = {
+        "*2\r\n$4\r\nPING\r\n$1\r\nx\r\n",                            /* two arguments */
+        "*4\r\n$5\r\nCHECK\r\n$1\r\nA\r\n$1\r\nB\r\n$1\r\nC\r\n",       /* four */
+        "*3\r\n$05\r\nCHECK\r\n$1\r\nA\r\n$1\r\nB\r\n",               /* leading zero */
+        "*3\r\n$5\r\nCHECK\r\n$0\r\n\r\n$1\r\nB\r\n",                 /* empty argument */
+        "*3\r\n$5\r\nCHECK\r\n$1000\r\n",                             /* over RESP_PEEK_ARG_MAX */
+        "*3\r\n$5\r\nCHECK\r\n$-1\r\n$1\r\nA\r\n$1\r\nB\r\n",         /* null bulk */
+        "*3\r\n$5\r\nCHECKX\r\n$1\r\nA\r\n$1\r\nB\r\n",               /* length lies */
+        "*3\r\n$5\r\nCHECK\n\n$1\r\nA\r\n$1\r\nB\r\n",                /* bare LF */
+        "*3\r\n$5\r\nCHECK\r\n:1\r\n$1\r\nB\r\n",                     /* not a bulk */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        assert_false(resp_peek3(refused[i], strlen(refused[i]), a, &used));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_multibulk_simple),
+        cmocka_unit_test(test_peek3),
         cmocka_unit_test(test_binary_safe_and_empty_bulk),
         cmocka_unit_test(test_empty_multibulk),
         cmocka_unit_test(test_inline),

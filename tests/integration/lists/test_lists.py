@@ -135,6 +135,51 @@ class Lists(unittest.TestCase):
         finally:
             c.close()
 
+    def test_check_reply_bytes(self):
+        # The CLEAR answer is written from a template (commands.c w_check_clear): byte for byte
+        # what the field writers give, in RESP2 and RESP3; LISTED still goes field by field.
+        c = login(self.gw, "scott")
+        try:
+            want2 = (b"*8\r\n$7\r\nverdict\r\n$5\r\nCLEAR\r\n$5\r\nlists\r\n*0\r\n$5\r\nscore\r\n:0\r\n"
+                     b"$8\r\norder_id\r\n$-1\r\n")
+            want3 = want2.replace(b"*8\r\n", b"%4\r\n", 1).replace(b"$-1\r\n", b"_\r\n")
+            for proto, want in ((2, want2), (3, want3)):
+                if proto == 3:
+                    self.assertIsInstance(c.call("HELLO", "3"), dict)
+                c.sock.sendall(lgtest.encode("CHECK", "BYTESBANK", "BYTES-0001"))
+                got = b""
+                while len(got) < len(want):
+                    d = c.sock.recv(4096)
+                    self.assertTrue(d, "connection closed")
+                    got += d
+                self.assertEqual(got, want)
+            self.ops.ok("LIST.ADD", "mule", "BYTESBANK", "BYTES0002", "SCORE", "12")
+            self.assertEqual(c.ok("CHECK", "BYTESBANK", "BYTES0002"),
+                             {"verdict": "LISTED", "lists": ["mule"], "score": 12, "order_id": None})
+        finally:
+            c.close()
+
+    def test_pipelined_checks_agree(self):
+        # A pipeline of CHECKs (check_ahead prefetches for those behind the first) answers
+        # exactly what the same commands sent one at a time answer, in order, whatever is
+        # mixed in: listed and clear accounts, other spellings, malformed ones, other commands.
+        ops, scr = self.ops, self.screen
+        for i in range(0, 40, 3):
+            ops.ok("LIST.ADD", "suspect", "PIPEBANK", "PIPE%04d" % i, "SCORE", str(i))
+        cmds = []
+        for i in range(40):
+            cmds.append(("CHECK" if i % 2 else "check", "PIPEBANK", "pipe-%04d" % i))
+            if i % 7 == 0:
+                cmds.append(("PING",))
+            if i % 11 == 0:
+                cmds.append(("CHECK", "PIPE BANK", "X"))  # malformed bank
+        one = [scr.call(*c) for c in cmds]
+        many = scr.pipeline(cmds)
+        self.assertEqual([repr(x) if isinstance(x, lgtest.RespError) else x for x in many],
+                         [repr(x) if isinstance(x, lgtest.RespError) else x for x in one])
+        listed = [todict(x)["score"] for x in many if isinstance(x, list) and todict(x)["verdict"] == "LISTED"]
+        self.assertEqual(listed, list(range(0, 40, 3)))
+
     def test_score_of_an_entry_on_two_lists(self):
         # include/stopgate/lists.h: sg_verdict.score is "the highest risk score given while
         # listed". A low-score list must not hide a high-score one.
