@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "journal_fmt.h"
+#include "journal_spare.h"
 #include "limits.h"
 
 typedef void (*journal_durable_fn)(void *ctx, uint64_t durable_lsn);
@@ -84,6 +85,7 @@ typedef struct journal_opts {
     journal_salvage_fn damaged; /* each record still found in damaged data (may be NULL) */
     void *ctx;                  /* for both */
     bool truncate_damaged_tail; /* cut a damaged tail instead of refusing (stopgated flag) */
+    bool preallocate; /* segments written full of zeros ahead of use (journal_spare.h) */
 } journal_opts;
 
 typedef struct journal_recovery {
@@ -98,6 +100,8 @@ typedef struct journal_recovery {
     uint64_t cut_bytes;
     char cut_why[128];
     int64_t replay_ns;
+    int prealloc_errno; /* preallocate: the open segment could not be zero-filled (0: it was) */
+    int64_t prealloc_ns; /* preallocate: time spent zero-filling the open segment */
 } journal_recovery;
 
 typedef struct journal {
@@ -126,6 +130,9 @@ typedef struct journal {
         uint64_t after_seq;
     } retired[JOURNAL_RETIRED_MAX];
     uint32_t n_retired;
+    bool prealloc;        /* opts.preallocate */
+    uint64_t spare_for;   /* the segment during which a spare was last asked for */
+    journal_spare spare;
     struct io_uring *ring;
     journal_durable_fn on_durable;
     void *ctx;
