@@ -175,18 +175,17 @@ static int64_t wait_us(gateway *gw) {
     return next > now_us ? next - now_us : 0;
 }
 
-/* The ring, with the cheapest completion delivery this kernel offers. Only the loop thread
- * ever submits (etcd, auth and DPDK threads signal through eventfds read on the ring), so
- * SINGLE_ISSUER holds; with DEFER_TASKRUN completions are posted when the loop asks for
- * events (every submit below does), in batches, instead of by an IPI per completion that
- * interrupts whatever the loop is doing (issue 13: 13 % of the profile was reschedule IPIs).
- * Older kernels: COOP_TASKRUN (no IPI, task work at the next syscall), then plain. */
+/* The ring, with the cheapest completion delivery measured on this loop (issue 13,
+ * docs/PERFORMANCE.md "Issue 13"): COOP_TASKRUN, so a completion from an io-wq worker (every
+ * journal fdatasync) does not interrupt the loop with an IPI; its task work runs at the
+ * loop's next io_uring_enter. SINGLE_ISSUER|DEFER_TASKRUN was measured too and was slower
+ * here (more context switches, -6..-24 % STOP/s at 50 connections): with a wait for one
+ * completion, each deferred completion wakes the loop alone. Older kernels: plain. */
 static int ring_setup(struct io_uring *ring, const char **mode) {
     static const struct {
         unsigned flags;
         const char *name;
     } modes[] = {
-        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, "single issuer, deferred task run"},
         {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "cooperative task run"},
         {0, "plain"},
     };
@@ -211,7 +210,7 @@ static void run_loop(gateway *gw) {
         int64_t us = wait_us(gw);
         struct __kernel_timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
         struct io_uring_cqe *cqe;
-        /* Both ask the kernel for events: with DEFER_TASKRUN nothing completes otherwise. */
+        /* Both ask the kernel for events, so pending task work runs at every pass. */
         int rc = us == 0 ? io_uring_submit_and_get_events(&gw->ring)
                          : io_uring_submit_and_wait_timeout(&gw->ring, &cqe, 1, &ts, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
