@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
         }
     }
     if (optind != argc) usage();
-    enum { M_FDATASYNC, M_DSYNC, M_DIRECT } m;
+    enum { M_FDATASYNC, M_DSYNC, M_DIRECT } m = M_FDATASYNC;
     if (strcmp(mode, "fdatasync") == 0) m = M_FDATASYNC;
     else if (strcmp(mode, "dsync") == 0) m = M_DSYNC;
     else if (strcmp(mode, "direct") == 0) m = M_DIRECT;
