@@ -19,6 +19,7 @@ declare -A PID PORT
 cleanup() {
     for t in "${!PID[@]}"; do kill -TERM "${PID[$t]}" 2>/dev/null || true; done
     for t in "${!PID[@]}"; do wait "${PID[$t]}" 2>/dev/null || true; done
+    for t in "${!PID[@]}"; do rm -f "/dev/shm/stop-ab-$$-$t"; done # the lists region stays otherwise
     rm -rf "$work"
 }
 trap cleanup EXIT
