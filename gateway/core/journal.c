@@ -157,6 +157,16 @@ static int cut_at(journal *j, int fd, uint64_t seq, uint64_t off, const uint64_t
     return 1;
 }
 
+/* Asks the kernel to start reading segment seq now, so that its read overlaps the replay of
+ * the one before (a cold start reads the journal once, sequentially). Best effort. */
+static void seg_willneed(journal *j, uint64_t seq) {
+    int fd = seg_open(j, seq, O_RDONLY);
+    if (fd < 0) return;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    close(fd);
+}
+
 /* Close records are the journal's own: the caller's replay never sees them. */
 static int replay_data(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
                        uint32_t len) {
@@ -287,9 +297,13 @@ static int replay_segment(journal *j, uint64_t seq, const uint64_t *later, int n
     return cut_at(j, fd, seq, res.bad_offset, later, n_later, err, errcap);
 }
 
-/* Create segment seq; its header goes out with the first batch written to it. */
+/* Create segment seq; its header goes out with the first batch written to it. With
+ * preallocate, the ready spare (zero-filled, synced) becomes it; else a new empty file. */
 static int seg_create(journal *j, uint64_t seq) {
-    int fd = seg_open(j, seq, O_WRONLY | O_CREAT | O_EXCL);
+    char name[64];
+    journal_seg_name(name, sizeof name, seq);
+    int fd = j->prealloc ? journal_spare_take(&j->spare, name) : -EAGAIN;
+    if (fd < 0) fd = seg_open(j, seq, O_WRONLY | O_CREAT | O_EXCL);
     if (fd < 0) return -errno;
     /* The directory entry must be durable before any record in the file is acknowledged. */
     if (fsync(j->dirfd) != 0) {
@@ -299,6 +313,31 @@ static int seg_create(journal *j, uint64_t seq) {
     }
     j->stats.segments_created++;
     return fd;
+}
+
+/* Zero-fills the open segment from its end to segment_bytes, so that appends overwrite
+ * written blocks and fdatasync commits no size (journal_spare.h says why). Once per start,
+ * before anything is accepted. A failure (full disk) is not fatal: the segment is cut back
+ * and grows by appends as without preallocation; rec says so. */
+static void prealloc_open_segment(journal *j, journal_recovery *rec) {
+    int64_t t0 = clock_mono_ns();
+    struct stat st;
+    if (fstat(j->seg_fd, &st) != 0) {
+        rec->prealloc_errno = errno;
+        return;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    assert(size >= j->seg_off);
+    if (size < j->segment_bytes) {
+        int rc = journal_zero_fill(j->seg_fd, size, j->segment_bytes);
+        if (rc != 0) {
+            rec->prealloc_errno = -rc;
+            /* Best effort: what is left past the log's end is zeros, a clean end anyway. */
+            if (ftruncate(j->seg_fd, (off_t)size) == 0) (void)fdatasync(j->seg_fd);
+        }
+    }
+    rec->prealloc_ns = clock_mono_ns() - t0;
+    j->spare_for = 0;
 }
 
 int journal_open(journal *j, const char *dir, const journal_opts *o, journal_recovery *rec,
@@ -318,6 +357,10 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
     if (j->dirfd < 0) {
         snprintf(err, errcap, "journal_dir %s: %s", dir, strerror(errno));
         return -1;
+    }
+    if (o->preallocate) {
+        journal_spare_init(&j->spare, j->dirfd, o->segment_bytes);
+        j->prealloc = true;
     }
     /* Populated now: the first burst after a start should not fault on its batch buffer. */
     for (int i = 0; i < 2; i++) {
@@ -343,6 +386,7 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
         }
         if (j->seg_fd >= 0) close(j->seg_fd);
         j->seg_fd = -1;
+        if (i + 1 < n) seg_willneed(j, seqs[i + 1]);
         rc = replay_segment(j, seqs[i], seqs + i + 1, n - i - 1, &chain, o, rec, err, errcap);
         if (rc < 0) {
             free(seqs);
@@ -390,6 +434,7 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
         j->seg_seq = seq;
         j->seg_off = sizeof h;
     }
+    if (o->preallocate) prealloc_open_segment(j, rec);
     j->open_idx = 0;
     return 0;
 }
@@ -606,6 +651,12 @@ void journal_flush(journal *j, int64_t now_ns) {
         return;
     }
     journal_batch *b = &j->batch[j->open_idx];
+    if (j->prealloc && j->spare_for != j->seg_seq && j->seg_off >= j->segment_bytes / 2) {
+        /* Half way through a segment: have the next one zero-filled by the time it is
+         * needed (once per segment; a failure leaves the roll to create a plain one). */
+        j->spare_for = j->seg_seq;
+        journal_spare_kick(&j->spare);
+    }
     if (b->len == 0) return;
     if (!b->urgent && now_ns - b->opened_ns < JOURNAL_LAZY_NS && !j->flush_all) return;
     if (b->frame_open) frame_close(j, b); /* not open when it ends with another's frames */
@@ -710,6 +761,8 @@ int journal_seal(journal *j, int64_t now_ms) {
 }
 
 void journal_close(journal *j) {
+    if (j->prealloc) journal_spare_close(&j->spare);
+    j->prealloc = false;
     for (uint32_t i = 0; i < j->n_retired; i++) close(j->retired[i].fd);
     j->n_retired = 0;
     if (j->seg_fd >= 0) {

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "journal_fmt.h"
+#include "journal_spare.h"
 #include "limits.h"
 
 typedef void (*journal_durable_fn)(void *ctx, uint64_t durable_lsn);
@@ -88,6 +89,7 @@ typedef struct journal_opts {
      * tail cut: the tail a former cluster leader fsynced but the cluster never committed
      * (docs/cluster.md). Whole frames: the journal may end before it. */
     uint64_t keep_through_lsn;
+    bool preallocate; /* segments written full of zeros ahead of use (journal_spare.h) */
 } journal_opts;
 
 typedef struct journal_recovery {
@@ -103,6 +105,8 @@ typedef struct journal_recovery {
     char cut_why[128];
     bool kept_cut;          /* keep_through_lsn cut the journal at cut_seq / cut_offset */
     int64_t replay_ns;
+    int prealloc_errno; /* preallocate: the open segment could not be zero-filled (0: it was) */
+    int64_t prealloc_ns; /* preallocate: time spent zero-filling the open segment */
 } journal_recovery;
 
 typedef struct journal {
@@ -133,6 +137,9 @@ typedef struct journal {
         uint64_t after_seq;
     } retired[JOURNAL_RETIRED_MAX];
     uint32_t n_retired;
+    bool prealloc;        /* opts.preallocate */
+    uint64_t spare_for;   /* the segment during which a spare was last asked for */
+    journal_spare spare;
     struct io_uring *ring;
     journal_durable_fn on_durable;
     void *ctx;

@@ -715,6 +715,12 @@ static void log_recovery(gateway *gw, const journal_recovery *rec) {
              (unsigned long long)d->last_lsn, (unsigned long long)d->readable, d->why);
     if (rec->upgraded)
         LOGI(gw, "journal: format version 1 segments read; new records go to a version 2 segment");
+    if (rec->prealloc_errno)
+        LOGW(gw, "journal: could not zero-fill the open segment (%s); it grows by appends",
+             strerror(rec->prealloc_errno));
+    else
+        LOGI(gw, "journal: open segment zero-filled to segment_bytes in %.1f ms",
+             rec->prealloc_ns / 1e6);
     LOGI(gw,
          "journal: replayed %llu records from %llu segments in %.1f ms; %u orders, next lsn %llu%s",
          (unsigned long long)rec->records, (unsigned long long)rec->segments, rec->replay_ns / 1e6,
@@ -729,7 +735,8 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
                       .replay = replay_record,
                       .damaged = damaged_record,
                       .ctx = &rc,
-                      .truncate_damaged_tail = gw->truncate_damaged_tail};
+                      .truncate_damaged_tail = gw->truncate_damaged_tail,
+                      .preallocate = true};
     o.keep_through_lsn = gw->keep_through_lsn;
     if (journal_open(&gw->j, gw->cfg.journal_dir, &o, &rec, err, errcap) != 0) return -1;
     log_recovery(gw, &rec);

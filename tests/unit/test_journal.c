@@ -87,6 +87,7 @@ static void expect_replay(const replay *r, uint64_t from_lsn, uint64_t to_lsn, u
 }
 
 static bool g_truncate_damaged; /* jt_open passes truncate_damaged_tail */
+static bool g_prealloc;         /* jt_open passes preallocate */
 
 static int jt_open(jt *t, uint64_t seg_bytes, replay *r, journal_recovery *rec, char *err,
                    size_t errcap) {
@@ -96,7 +97,8 @@ static int jt_open(jt *t, uint64_t seg_bytes, replay *r, journal_recovery *rec, 
     journal_opts o = {.segment_bytes = seg_bytes,
                       .replay = r ? collect : NULL,
                       .ctx = r,
-                      .truncate_damaged_tail = g_truncate_damaged};
+                      .truncate_damaged_tail = g_truncate_damaged,
+                      .preallocate = g_prealloc};
     int rc = journal_open(&t->j, g_dir, &o, rec, err, errcap);
     if (rc != 0) return rc;
     if (!t->ring_up) {
@@ -231,6 +233,7 @@ static int teardown(void **state) {
     if (g_t.j.dirfd > 0 || g_t.j.seg_fd > 0) journal_close(&g_t.j);
     jt_teardown_ring(&g_t);
     unit_rmtree(g_dir);
+    g_prealloc = false;
     return 0;
 }
 
@@ -1308,6 +1311,187 @@ static void test_keep_through_cut(void **state) {
     frames_free(&f);
 }
 
+/* --- pre-zeroed segments (journal_opts.preallocate, issue 13) --------------------------- */
+
+#define SEG_PRE (256u * 1024)
+
+static void spare_wait_ready(void) {
+    for (int i = 0; i < 5000; i++) {
+        if (atomic_load(&g_t.j.spare.state) == SPARE_READY) return;
+        usleep(1000);
+    }
+    fail_msg("the spare segment was never ready");
+}
+
+/* The open segment is zero-filled to segment_bytes at open, and appends overwrite it in
+ * place: the file size never changes, so fdatasync has no size to commit. */
+static void test_prealloc_in_place(void **state) {
+    (void)state;
+    g_prealloc = true;
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_PRE, NULL, &rec);
+    assert_int_equal(rec.prealloc_errno, 0);
+    assert_int_equal(unit_file_size(path), (off_t)SEG_PRE);
+    for (int i = 0; i < 40; i++) {
+        jt_append(&g_t, 0);
+        if (i % 4 == 3) jt_sync(&g_t);
+    }
+    jt_sync(&g_t);
+    assert_int_equal(unit_file_size(path), (off_t)SEG_PRE);
+    jt_close(&g_t);
+    replay r = {0};
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_false(rec.tail_cut);
+    assert_false(rec.damage.found);
+    expect_replay(&r, 1, 40, 0);
+    replay_free(&r);
+    assert_int_equal(journal_last_lsn(&g_t.j), 40);
+    jt_append(&g_t, 0); /* continues the chain after the zeros' start, not at the file end */
+    jt_sync(&g_t);
+    assert_int_equal(journal_seal(&g_t.j, 1), 0);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_true(rec.clean_shutdown);
+    expect_replay(&r, 1, 41, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+    assert_int_equal(unit_file_size(path), (off_t)SEG_PRE);
+}
+
+/* Half way through a segment the next one is zero-filled by a worker; the roll renames it
+ * into place (no leftover spare is ever taken for a segment by the scanner). */
+static void test_prealloc_roll_takes_spare(void **state) {
+    (void)state;
+    g_prealloc = true;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_PRE, NULL, &rec);
+    uint64_t n = 0;
+    for (int seg = 1; seg <= 3; seg++) {
+        while (g_t.j.seg_off < SEG_PRE / 2 + 1) {
+            jt_append(&g_t, 0);
+            n++;
+        }
+        jt_sync(&g_t); /* the flush asks for the spare */
+        spare_wait_ready();
+        char spare[256];
+        snprintf(spare, sizeof spare, "%s/%s", g_dir, JOURNAL_SPARE_NAME);
+        assert_int_equal(unit_file_size(spare), (off_t)SEG_PRE);
+        while (g_t.j.seg_seq == (uint64_t)seg) {
+            jt_append(&g_t, 0);
+            n++;
+            if (n % 8 == 0) jt_sync(&g_t);
+        }
+        jt_sync(&g_t);
+        char path[256];
+        seg_path(path, sizeof path, (uint64_t)seg + 1);
+        assert_int_equal(unit_file_size(path), (off_t)SEG_PRE); /* the spare, in place */
+        assert_int_equal(access(spare, F_OK), -1);
+    }
+    jt_close(&g_t);
+    uint64_t *seqs = NULL;
+    assert_int_equal(journal_list_segments(g_dir, &seqs), 4);
+    free(seqs);
+    replay r = {0};
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, n, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+/* Power lost during the last batch's write into zero-filled space: the pages of its end
+ * never reached the disk, so its trailer's place still reads as zeros. Never acknowledged:
+ * cut, the segment zero-filled again, and appends continue the chain. */
+static void test_prealloc_power_loss_zero_tail(void **state) {
+    (void)state;
+    g_prealloc = true;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_PRE, NULL, &rec);
+    for (int i = 0; i < 12; i++) {
+        jt_append(&g_t, 0);
+        jt_sync(&g_t); /* a frame per record */
+    }
+    jt_close(&g_t);
+    char path[256];
+    seg_path(path, sizeof path, 1);
+    record_offsets(1, 1, 0);
+    assert_int_equal(g_offs.n, 12);
+    size_t last = g_offs.off[11];
+    /* the last frame's header reached the disk, everything from its first record's
+     * payload on did not (reads as the zeros that were there) */
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    static uint8_t zeros[4096];
+    assert_int_equal(pwrite(fd, zeros, sizeof zeros, (off_t)last + 40), (ssize_t)sizeof zeros);
+    close(fd);
+    assert_int_equal(unit_file_size(path), (off_t)SEG_PRE);
+    replay r = {0};
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_true(rec.tail_cut);
+    assert_false(rec.damage.found);
+    assert_int_equal(rec.cut_offset, FRAME_OF(last));
+    expect_replay(&r, 1, 11, 0);
+    replay_free(&r);
+    assert_int_equal(unit_file_size(path), (off_t)SEG_PRE); /* zero-filled again */
+    jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, 12, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+    /* and when none of the last batch reached the disk, it is simply not there */
+    seg_path(path, sizeof path, 1);
+    record_offsets(1, 1, 0);
+    last = g_offs.off[11];
+    fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, zeros, sizeof zeros, (off_t)FRAME_OF(last)), (ssize_t)sizeof zeros);
+    close(fd);
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_false(rec.tail_cut);
+    assert_false(rec.damage.found);
+    expect_replay(&r, 1, 11, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+/* A crash right after a roll renamed the spare: the new segment holds only zeros, no
+ * header. And a spare left half written: not a segment, removed at start. */
+static void test_prealloc_crash_after_rename(void **state) {
+    (void)state;
+    g_prealloc = true;
+    write_n_and_close(SEG_PRE, 20);
+    char path[256], spare[256];
+    seg_path(path, sizeof path, 2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(journal_zero_fill(fd, 0, SEG_PRE), 0);
+    close(fd);
+    snprintf(spare, sizeof spare, "%s/%s", g_dir, JOURNAL_SPARE_NAME);
+    unit_write_file(spare, "half written");
+    replay r = {0};
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_true(rec.tail_cut);
+    assert_false(rec.damage.found);
+    assert_int_equal(rec.cut_seq, 2);
+    expect_replay(&r, 1, 20, 0);
+    replay_free(&r);
+    assert_int_equal(access(spare, F_OK), -1);
+    for (int i = 0; i < 3; i++) jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_close(&g_t);
+    jt_open_ok(&g_t, SEG_PRE, &r, &rec);
+    assert_false(rec.tail_cut);
+    expect_replay(&r, 1, 23, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1341,6 +1525,10 @@ int main(void) {
         T(test_append_frames_follow),
         T(test_append_frames_refused),
         T(test_keep_through_cut),
+        T(test_prealloc_in_place),
+        T(test_prealloc_roll_takes_spare),
+        T(test_prealloc_power_loss_zero_tail),
+        T(test_prealloc_crash_after_rename),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
