@@ -21,6 +21,7 @@ and 3 gateways on loopback (sgcluster.py): c0 and c1 candidates, c2 a list mirro
 Figures go to stdout as `FIGURE name value` lines (docs/cluster.md has the commands).
 """
 import os
+import pathlib
 import signal
 import sys
 import threading
@@ -289,7 +290,7 @@ class Cluster(unittest.TestCase):
             li = self.leader()
             old, et = self.cl.gws[li], self.cl.etcd
             frozen = [i for i in range(3) if et.running(i)][:2]
-            rid, acct = self.rid("lost"), "LOST%07d" % (os.getpid() % 10 ** 7)
+            rid, acct = self.rid("lost"), "LOST%05d%02d" % (os.getpid() % 10 ** 5, attempt)
             with old.client("alice", timeout=20) as c:
                 for i in frozen:
                     et.stop(i)
@@ -301,7 +302,7 @@ class Cluster(unittest.TestCase):
                         et.cont(i)
             self.assertIsInstance(r, RespError, "acknowledged without the cluster log: %r" % (r,))
             self.assertIn(r.code, ("ERR BUSY", "READONLY"), r)
-            journaled = any(rid.encode() in open(p, "rb").read() for p in old.segments())
+            journaled = any(rid.encode() in pathlib.Path(p).read_bytes() for p in old.segments())
             ni = self.leader(exclude={li})
             with self.cl.gws[ni].client("alice") as c:  # the log goes on with other bytes
                 after = todict(c.ok(*self.stop_args(self.rid("after"), "AFTER%06d" % (os.getpid() % 10 ** 6))))
@@ -309,7 +310,15 @@ class Cluster(unittest.TestCase):
             old.start()
             self.assert_follows(old, ni)
             with self.cl.gws[ni].client("alice") as c:  # never acknowledged, never in the cluster
-                self.assertEqual(todict(c.ok(*self.stop_args(rid, acct)))["status"], "ACCEPTED")
+                again = todict(c.ok(*self.stop_args(rid, acct)))["status"]
+            if again == "DUPLICATE":
+                # etcd held the proposal and committed it when its quorum came back: the order
+                # answered BUSY is in the log after all (docs/cluster.md: a retry finds it).
+                # Then there is no tail to cut: try again.
+                print("attempt %d: the STOP answered %s reached the log after all; again" % (attempt, r.code),
+                      flush=True)
+                continue
+            self.assertEqual(again, "ACCEPTED")
             if journaled:
                 break
             print("attempt %d: the STOP was refused before the journal; again" % attempt, flush=True)
