@@ -17,6 +17,9 @@ and 3 gateways on loopback (sgcluster.py): c0 and c1 candidates, c2 a list mirro
   it at start and follows the new leader's log;
 - the re-seed procedure of docs/operations.md: a member whose journal is gone gets a running
   follower's copy and follows;
+- [cluster] log_retention_ms (1 s, a cluster of its own on the same etcd): a member stopped
+  while the log is trimmed past it refuses to start ("re-seed this member"); re-seeded from a
+  follower's journal (docs/operations.md) it follows again;
 - etcd members lost: with one of three gone STOPs are still ACCEPTED; with two gone they are
   answered ERR BUSY within the commit deadline (never ACCEPTED) while the followers serve CHECK
   and STATUS; with etcd back every acknowledged order is on every gateway and a request id
@@ -436,6 +439,58 @@ class Cluster(unittest.TestCase):
         except Exception:
             return False
         return not isinstance(st, RespError) and todict(st).get("order_id") == oid
+    # -- (f) a member away longer than the log's retention --------------------------------
+    def test_7_trimmed_past_a_member(self):
+        """[cluster] log_retention_ms = 1000 on a small cluster of its own (same etcd, its own
+        prefix): s0 leads, s1 and s2 mirror. s2 stopped, the log trimmed past it: it refuses
+        to start (re-seed); re-seeded from s1 (docs/operations.md) it follows again."""
+        import shutil
+        sub = sgcluster.GatewayCluster(candidates=(True, False, False), lease_ms=1000,
+                                       etcd=self.cl.etcd, names=["s0", "s1", "s2"])
+        try:
+            for g in sub.gws:
+                g.cluster_opts["log_retention_ms"] = "1000"
+                g.write_config()
+            sub.start()
+            lead, donor, away = sub.gws
+            with lead.client("alice") as c:
+                first = todict(c.ok(*self.stop_args(self.rid("ret"), "RET%07d" % (os.getpid() % 10 ** 7))))
+            self.assertEqual(first["status"], "ACCEPTED")
+            self.wait_applied(away, lead)
+            away.stop()
+            orders = []
+            with lead.client("alice") as c:  # batches of their own: log keys past s2
+                for k in range(3):
+                    r = todict(c.ok(*self.stop_args(self.rid("trim"), "TRIM%d%05d" % (os.getpid() % 100, k))))
+                    orders.append(r["order_id"])
+                    time.sleep(0.1)
+            # once s2's lease is gone it is not waited for: after the retention only the last
+            # log key is left (never trimmed)
+            sgtest.wait_until(lambda: len(sub.log_keys()) == 1, timeout=15, interval=0.2,
+                              what="the log trimmed to its last key")
+            rc, log = away.start_expect_failure()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("re-seed this member", log)
+            # re-seed from the follower s1, as docs/operations.md says
+            shutil.rmtree(away.journal_dir)
+            os.makedirs(away.journal_dir)
+            for name in sorted(os.listdir(donor.journal_dir)):
+                shutil.copyfile(os.path.join(donor.journal_dir, name), os.path.join(away.journal_dir, name))
+            away.start()
+            sgtest.wait_until(lambda: (away.role() or {}).get("role") == "follower", timeout=15,
+                              what="the re-seeded member following")
+            self.wait_applied(away, lead)
+            with away.client("alice") as c:
+                for oid in orders:
+                    self.assertNotIsInstance(c.call("STATUS", oid), RespError)
+        finally:
+            sub.close()
+
+    def wait_applied(self, g, lead):
+        with lead.client("alice") as c:
+            last = int(sgtest.parse_info(c.ok("INFO", "cluster")).get("committed_lsn", 0))
+        sgtest.wait_until(lambda: int((g.role() or {}).get("applied_lsn", 0)) >= last, timeout=10,
+                          what="applying the log to lsn %d" % last)
 
 
 if __name__ == "__main__":
