@@ -6,7 +6,12 @@
 #   (n) durable STOP/s at 50 connections on a gateway in cluster mode (leader of a 3-member
 #       etcd on this machine: every journal batch is also one fenced etcd txn) vs a single
 #       node, fresh gateways in turn, same generator (redis-benchmark); and the 6,077 burst
-#       acknowledged in cluster mode vs on a single node.
+#       acknowledged in cluster mode vs on a single node;
+#   (o) failover time (kill -9 of the leader to the first ACCEPTED on the new leader, p99 of
+#       N_FAILOVERS runs) and follower list lag (LIST.ADD on the leader to the follower's
+#       CHECK and libstopgate shared memory, p99 of N_LAG_ADDS): the measurement entry points
+#       of tests/integration/cluster/test_cluster_failover.py (3 etcd + 3 gateways, lease
+#       1000 ms), parsed from its FIGURE lines.
 # The etcd members (tests/integration/etcdcluster.py: heartbeat 25 ms, election 250 ms) keep
 # their data under the scratch directory, on the same disk as the journals.
 # shellcheck shell=bash disable=SC2154,SC2034  # variables and helpers come from, and go to, ops/bench
@@ -17,9 +22,9 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 fi
 
 if ((QUICK)); then
-    N_RUNS=2 N_N=20000 N_BURSTS=2
+    N_RUNS=2 N_N=20000 N_BURSTS=2 N_FAILOVERS=5 N_LAG_ADDS=60
 else
-    N_RUNS=3 N_N=100000 N_BURSTS=5
+    N_RUNS=3 N_N=100000 N_BURSTS=5 N_FAILOVERS=20 N_LAG_ADDS=200
 fi
 ETCD_BIN="$(command -v etcd || echo /usr/bin/etcd)"
 
@@ -94,6 +99,26 @@ else
     kill -TERM "$ETCD_PID" 2>/dev/null || true
     wait "$ETCD_PID" 2>/dev/null || true
     forget_pid "$ETCD_PID"
+    printf '    (%ds)\n' $((SECONDS - SECTION_T0)) >&2
+    SECTION_T0=""
+
+    section "(o) cluster failover ($N_FAILOVERS x kill -9 of the leader) and follower list lag ($N_LAG_ADDS LIST.ADDs): 3 etcd + 3 gateways"
+    FO_OUT="$WORK/cluster-failover.out"
+    if (cd "$SG_ROOT/tests/integration/cluster" &&
+        STOPGATED="$GW_BUILD/gateway/stopgated" STOPCTL="$GW_BUILD/gateway/stopctl" \
+            SG_FAILOVER_RUNS="$N_FAILOVERS" SG_LAG_ADDS="$N_LAG_ADDS" SG_LEASE_MS=1000 PYTHONDONTWRITEBYTECODE=1 \
+            timeout 900 /usr/bin/python3 test_cluster_failover.py Cluster.test_1_list_lag Cluster.test_2_kill9_failover \
+            >"$FO_OUT" 2>"$FO_OUT.log" </dev/null 9>&-); then
+        fo_p99="$(awk '$1 == "FIGURE" && $2 == "failover_ms" { print $6 }' "$FO_OUT")"
+        # the later of the two readers (CHECK over RESP, libstopgate on the shared memory)
+        lag_p99="$(awk '$1 == "FIGURE" && $2 ~ /^follower_list_lag_/ { if ($6 > m) m = $6 } END { print m }' "$FO_OUT")"
+        record cluster_failover_ms_p99 stopgate 1 "$fo_p99"
+        record cluster_list_lag_ms_p99 stopgate 1 "$lag_p99"
+        grep '^FIGURE' "$FO_OUT" | sed 's/^/    /' >&2
+    else
+        sg_warn "(o) failed: no failover/lag rows (see $FO_OUT.log)"
+        tail -n 20 "$FO_OUT.log" >&2
+    fi
     printf '    (%ds)\n' $((SECONDS - SECTION_T0)) >&2
     SECTION_T0=""
 fi

@@ -68,6 +68,7 @@ void config_defaults(config *c) {
     c->cluster_candidate = true;
     c->cluster_lease_ms = CLUSTER_LEASE_MS_DEFAULT;
     c->cluster_commit_timeout_ms = CLUSTER_COMMIT_TIMEOUT_MS_DEFAULT;
+    c->cluster_log_retention_ms = CLUSTER_LOG_RETENTION_MS_DEFAULT;
 }
 
 int config_parse_addr(const char *s, cfg_addr *out) {
@@ -483,6 +484,9 @@ static int cluster_key(parse_ctx *p, const char *k, const char *v) {
     } else if (!strcmp(k, "commit_timeout_ms")) {
         return cluster_ms(p, k, v, CLUSTER_COMMIT_TIMEOUT_MS_MIN, CLUSTER_COMMIT_TIMEOUT_MS_MAX,
                           &c->cluster_commit_timeout_ms);
+    } else if (!strcmp(k, "log_retention_ms")) {
+        return cluster_ms(p, k, v, CLUSTER_LOG_RETENTION_MS_MIN, CLUSTER_LOG_RETENTION_MS_MAX,
+                          &c->cluster_log_retention_ms);
     } else {
         return fail(p, "unknown key '%s' in [%s]", k, "cluster");
     }

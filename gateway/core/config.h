@@ -122,7 +122,7 @@ typedef struct config {
     char cluster_prefix[CLUSTER_PREFIX_LEN_MAX + 1];
     cfg_addr cluster_advertise; /* the RESP address clients are sent to while this member leads */
     bool cluster_candidate;
-    uint32_t cluster_lease_ms, cluster_commit_timeout_ms;
+    uint32_t cluster_lease_ms, cluster_commit_timeout_ms, cluster_log_retention_ms;
     int cluster_line; /* line of [cluster] etcd, for the checks of config_finish */
 } config;
 

@@ -170,6 +170,13 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define CLUSTER_COMMIT_TIMEOUT_MS_DEFAULT 3000
 #define CLUSTER_COMMIT_TIMEOUT_MS_MIN 200
 #define CLUSTER_COMMIT_TIMEOUT_MS_MAX 60000
+/* [cluster] log_retention_ms: the leader trims a log key only once every present member has
+ * applied it and it is at least this old. A member away longer than this (stopped: its
+ * P/members key gone with its lease) may find the log trimmed past its journal: it is stale
+ * and needs a re-seed (docs/operations.md). A restart of a few seconds needs none. */
+#define CLUSTER_LOG_RETENTION_MS_DEFAULT 60000
+#define CLUSTER_LOG_RETENTION_MS_MIN 1000     /* the leader looks every FOLLOW_TRIM_MS */
+#define CLUSTER_LOG_RETENTION_MS_MAX 86400000 /* a day: etcd holds the log in memory */
 /* Room in one etcd request beside a batch's bytes (key, compare, protobuf framing): in cluster
  * mode a journal batch holds at most ETCD_REQUEST_BYTES_MAX minus this, so that one batch is
  * always one txn (checked against etcd_request_bytes() at start). */
@@ -187,7 +194,6 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define FOLLOW_NAME_MAX (CLUSTER_NAME_LEN_MAX + 1)     /* a member name, NUL included */
 #define FOLLOW_PREFIX_MAX (CLUSTER_PREFIX_LEN_MAX + 1) /* [cluster] prefix, NUL included */
 #define FOLLOW_TRIM_MS 1000        /* the leader looks for log keys to trim this often */
-#define FOLLOW_RETENTION_MS 60000  /* a log key stays at least this long (a restart needs none) */
 #define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
 /* Frames of a returning member's journal tail checked against the log at start: a leader has
  * at most two batches out of the log (one txn in flight, the next fsynced meanwhile), each

@@ -59,7 +59,13 @@ int follow_init(follow *f, etcd_client *ec, journal *j, const char *prefix, cons
     snprintf(f->name, sizeof f->name, "%s", name);
     f->watch_id = -1;
     f->role = "follower";
+    f->retention_ms = CLUSTER_LOG_RETENTION_MS_DEFAULT;
     return 0;
+}
+
+void follow_set_retention(follow *f, uint32_t ms) {
+    assert(ms >= CLUSTER_LOG_RETENTION_MS_MIN && ms <= CLUSTER_LOG_RETENTION_MS_MAX);
+    f->retention_ms = ms;
 }
 
 /* A range page of the log from applied + 1 (pinned to range_rev when paginating). */
@@ -306,7 +312,7 @@ static void trim(follow *f, int64_t now) {
     uint32_t n = 0;
     while (n + 1 < f->keys_len) {
         const follow_logkey *k = &f->keys[(f->keys_head + n) % FOLLOW_TRIM_RING];
-        if (k->last_lsn > bound || now - k->seen_ms < FOLLOW_RETENTION_MS) break;
+        if (k->last_lsn > bound || now - k->seen_ms < f->retention_ms) break;
         n++;
     }
     if (n == 0) return;

@@ -16,7 +16,7 @@
  * FOLLOW_PUBLISH_MS, when it changed.
  *
  * Trimming (the leader only): every FOLLOW_TRIM_MS it deletes the log keys whose last lsn
- * every present member has applied (P/members) and that are older than FOLLOW_RETENTION_MS,
+ * every present member has applied (P/members) and that are older than log_retention_ms,
  * never the last key (a returning member checks its tail against it), then compacts etcd at
  * that revision. A log that starts past applied + 1 (trimmed past this member) makes it
  * `stale`: it applies nothing more and says so until re-seeded (docs/operations.md). A watch
@@ -115,6 +115,7 @@ typedef struct follow {
     follow_logkey keys[FOLLOW_TRIM_RING]; /* ring, lsn order */
     uint32_t keys_head, keys_len;
     int64_t trimmed_ms;   /* last trim look */
+    int64_t retention_ms; /* [cluster] log_retention_ms (follow_set_retention) */
     bool trim_inflight;
     follow_stats stats;
     char why[256]; /* stale / failed: why */
@@ -126,6 +127,9 @@ int follow_init(follow *f, etcd_client *ec, journal *j, const char *prefix, cons
 /* Start following from the local journal's last lsn: a range read to the end of the log,
  * then the watch from that read's revision + 1. */
 void follow_start(follow *f);
+/* [cluster] log_retention_ms (CLUSTER_LOG_RETENTION_MS_DEFAULT until set): a log key younger
+ * than this is never trimmed. */
+void follow_set_retention(follow *f, uint32_t ms);
 /* Does this etcd result belong to follow? Then follow_on_result takes it. */
 static inline bool follow_owns(uint64_t cookie) {
     return (cookie & FOLLOW_COOKIE_MASK) == FOLLOW_COOKIE_TAG;

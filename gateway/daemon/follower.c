@@ -74,6 +74,7 @@ int follower_start(gateway *gw, etcd_client *ec, char *err, size_t errcap) {
     if (follow_init(gw->fl, ec, &gw->j, gw->cfg.cluster_prefix, gw->cfg.cluster_name, &ops, err,
                     errcap) != 0)
         return -1;
+    follow_set_retention(gw->fl, gw->cfg.cluster_log_retention_ms);
     cluster_set_ext(gw, follower_on_result);
     follow_start(gw->fl);
     return 0;

@@ -153,6 +153,7 @@ static const restart_key k_restart_keys[] = {
     RK("cluster", "candidate", cluster_candidate, KEY_BYTES),
     RK("cluster", "lease_ms", cluster_lease_ms, KEY_BYTES),
     RK("cluster", "commit_timeout_ms", cluster_commit_timeout_ms, KEY_BYTES),
+    RK("cluster", "log_retention_ms", cluster_log_retention_ms, KEY_BYTES),
 };
 
 static bool key_differs(const config *a, const config *b, const restart_key *k) {

@@ -380,6 +380,8 @@ static const bad_case k_bad[] = {
     {"[cluster]\nlease_ms = 999\n", 2, "lease_ms: '999' (integer 1000..60000)"},
     {"[cluster]\nlease_ms = 60001\n", 2, "lease_ms"},
     {"[cluster]\ncommit_timeout_ms = 100\n", 2, "commit_timeout_ms"},
+    {"[cluster]\nlog_retention_ms = 999\n", 2, "log_retention_ms: '999' (integer 1000..86400000)"},
+    {"[cluster]\nlog_retention_ms = 86400001\n", 2, "log_retention_ms"},
     {"[cluster]\nleader = yes\n", 2, "unknown key 'leader' in [cluster]"},
 };
 
@@ -607,11 +609,13 @@ static void test_cluster(void **state) {
     assert_true(g_c->cluster_candidate);
     assert_int_equal(g_c->cluster_lease_ms, CLUSTER_LEASE_MS_DEFAULT);
     assert_int_equal(g_c->cluster_commit_timeout_ms, CLUSTER_COMMIT_TIMEOUT_MS_DEFAULT);
+    assert_int_equal(g_c->cluster_log_retention_ms, CLUSTER_LOG_RETENTION_MS_DEFAULT);
     assert_int_equal(config_finish(g_c, err, sizeof err), 0);
     load_ok("[cluster]\n"); /* an empty section: still a single node */
     assert_int_equal(config_finish(g_c, err, sizeof err), 0);
     load_ok("[cluster]\netcd = http://127.0.0.1:2379,https://h:22379\nname = gw-a\nprefix = /stopgate/prod\n"
-            "advertise = 10.0.0.1:7379\ncandidate = no\nlease_ms = 3000\ncommit_timeout_ms = 2500\n");
+            "advertise = 10.0.0.1:7379\ncandidate = no\nlease_ms = 3000\ncommit_timeout_ms = 2500\n"
+            "log_retention_ms = 5000\n");
     assert_string_equal(g_c->cluster_etcd, "http://127.0.0.1:2379,https://h:22379");
     assert_string_equal(g_c->cluster_name, "gw-a");
     assert_string_equal(g_c->cluster_prefix, "/stopgate/prod");
@@ -621,6 +625,7 @@ static void test_cluster(void **state) {
     assert_false(g_c->cluster_candidate);
     assert_int_equal(g_c->cluster_lease_ms, 3000);
     assert_int_equal(g_c->cluster_commit_timeout_ms, 2500);
+    assert_int_equal(g_c->cluster_log_retention_ms, 5000);
     assert_int_equal(config_finish(g_c, err, sizeof err), 0);
     /* etcd without a name or an address to advertise: refused at the etcd line. */
     load_ok("[gateway]\nlisten = 127.0.0.1:1\n[cluster]\netcd = http://127.0.0.1:2379\nadvertise = 1.2.3.4:5\n");

@@ -298,7 +298,7 @@ static void test_trim(void **state) {
     int64_t now = etcd_mono_ms();
     follow_tick(&g.f, now); /* every key younger than the retention: nothing */
     assert_int_equal(g.f.stats.trimmed_keys, 0);
-    for (uint32_t i = 0; i < g.f.keys_len; i++) g.f.keys[(g.f.keys_head + i) % FOLLOW_TRIM_RING].seen_ms -= FOLLOW_RETENTION_MS;
+    for (uint32_t i = 0; i < g.f.keys_len; i++) g.f.keys[(g.f.keys_head + i) % FOLLOW_TRIM_RING].seen_ms -= CLUSTER_LOG_RETENTION_MS_DEFAULT;
     follow_tick(&g.f, now + FOLLOW_TRIM_MS);
     assert_int_equal(g.f.stats.trimmed_keys, 4); /* gw-b has applied batches 0..3 */
     assert_int_equal(g.f.keys_len, 2);

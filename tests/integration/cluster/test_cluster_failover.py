@@ -16,7 +16,14 @@ and 3 gateways on loopback (sgcluster.py): c0 and c1 candidates, c2 a list mirro
 - a returning leader whose last batch etcd never committed (quorum lost, then kill -9) cuts
   it at start and follows the new leader's log;
 - the re-seed procedure of docs/operations.md: a member whose journal is gone gets a running
-  follower's copy and follows.
+  follower's copy and follows;
+- [cluster] log_retention_ms (1 s, a cluster of its own on the same etcd): a member stopped
+  while the log is trimmed past it refuses to start ("re-seed this member"); re-seeded from a
+  follower's journal (docs/operations.md) it follows again;
+- etcd members lost: with one of three gone STOPs are still ACCEPTED; with two gone they are
+  answered ERR BUSY within the commit deadline (never ACCEPTED) while the followers serve CHECK
+  and STATUS; with etcd back every acknowledged order is on every gateway and a request id
+  answered BUSY, retried, is ACCEPTED or DUPLICATE and one order.
 
 Figures go to stdout as `FIGURE name value` lines (docs/cluster.md has the commands).
 """
@@ -349,6 +356,150 @@ class Cluster(unittest.TestCase):
         self.assert_follows(mirror, li)
         with mirror.client("alice") as c:
             self.assertIn(todict(c.ok("STATUS", after["order_id"]))["state"], ("ACCEPTED", "SENT"))
+
+    # -- (e) etcd members lost under a running cluster --------------------------------------
+    def served_by(self, idx, order_id, acct):
+        """CHECK and STATUS answered by the gateways idx."""
+        for i in idx:
+            g = self.cl.gws[i]
+
+            def served():
+                try:
+                    with g.client("alice", timeout=2) as c:
+                        ck, st = c.call("CHECK", "SGTB", acct), c.call("STATUS", order_id)
+                except Exception as e:
+                    last[0] = e
+                    return None
+                if isinstance(ck, RespError) or isinstance(st, RespError):
+                    last[0] = (ck, st)
+                    return None
+                return todict(st)
+            last = [None]
+            try:
+                st = sgtest.wait_until(served, timeout=8, what="c%d serving CHECK and STATUS" % i)
+            except AssertionError:
+                self.fail("c%d does not serve CHECK and STATUS: %r; log: %s" % (i, last[0], g.log_since_start()[-1500:]))
+            self.assertEqual(st["order_id"], order_id)
+
+    def test_6_etcd_member_loss(self):
+        et = self.cl.etcd
+        li = self.leader()
+        acked, busy = [], []
+        lost = []
+        try:
+            # one member gone (not etcd's leader: no election to wait for): still acknowledged
+            lost.append([i for i in range(3) if et.running(i) and i != et.leader()][0])
+            et.kill9(lost[0])
+            with self.cl.gws[li].client("alice") as c:
+                for k in range(5):
+                    rid, acct = self.rid("one"), "ONE%d%05d" % (os.getpid() % 1000, k)
+                    r = todict(c.ok(*self.stop_args(rid, acct)))
+                    self.assertEqual(r["status"], "ACCEPTED", "one etcd member down: %r" % r)
+                    acked.append((rid, acct, r["order_id"]))
+            # two gone: no quorum. BUSY within the commit deadline, never ACCEPTED
+            lost.append([i for i in range(3) if et.running(i)][0])
+            et.kill9(lost[1])
+            with self.cl.gws[li].client("alice", timeout=10) as c:
+                for k in range(3):
+                    rid, acct = self.rid("two"), "TWO%d%05d" % (os.getpid() % 1000, k)
+                    t0 = time.monotonic()
+                    r = c.call(*self.stop_args(rid, acct))
+                    took = time.monotonic() - t0
+                    self.assertIsInstance(r, RespError, "acknowledged without an etcd quorum: %r" % (r,))
+                    # the first: BUSY at its deadline; later ones may meet a deposed leader
+                    self.assertIn(r.code, ("ERR BUSY",) if k == 0 else ("ERR BUSY", "READONLY"), r)
+                    self.assertLess(took, (3000 + 1500) / 1000.0, "answered after %.2f s" % took)
+                    busy.append((rid, acct))
+            # Followers go on serving reads. The leader lost its lease with the quorum and
+            # started again in place; its start waits for etcd (the journal's tail is reconciled
+            # with the log first: docs/cluster.md), so it serves again once etcd is back.
+            self.served_by([i for i in range(3) if i != li], acked[0][2], acked[0][1])
+        finally:
+            for i in lost:
+                if not et.running(i):
+                    et.restart(i, wait=False)
+            et.wait_healthy()
+        old = self.cl.gws[li]
+        if not old.running:  # its start gave up waiting for etcd: its service manager restarts it
+            print("the old leader exited waiting for etcd; started again", flush=True)
+            old.start()
+        li = self.leader()
+        self.served_by(range(3), acked[0][2], acked[0][1])
+        # every acknowledged order on every gateway
+        for i, g in enumerate(self.cl.gws):
+            for rid, acct, oid in acked:
+                sgtest.wait_until(lambda: self.status_on(g, oid), timeout=10,
+                                  what="c%d holding acknowledged order %s" % (i, oid))
+        # a request id answered BUSY, retried: ACCEPTED or DUPLICATE, and then one order
+        with self.cl.gws[li].client("alice") as c:
+            for rid, acct in busy:
+                r = todict(c.ok(*self.stop_args(rid, acct)))
+                self.assertIn(r["status"], ("ACCEPTED", "DUPLICATE"), r)
+                again = todict(c.ok(*self.stop_args(rid, acct)))
+                self.assertEqual((again["status"], again["order_id"]), ("DUPLICATE", r["order_id"]))
+                for i, g in enumerate(self.cl.gws):
+                    sgtest.wait_until(lambda: self.status_on(g, r["order_id"]), timeout=10,
+                                      what="c%d holding retried order %s" % (i, r["order_id"]))
+
+    def status_on(self, g, oid):
+        try:
+            with g.client("alice", timeout=2) as c:
+                st = c.call("STATUS", oid)
+        except Exception:
+            return False
+        return not isinstance(st, RespError) and todict(st).get("order_id") == oid
+    # -- (f) a member away longer than the log's retention --------------------------------
+    def test_7_trimmed_past_a_member(self):
+        """[cluster] log_retention_ms = 1000 on a small cluster of its own (same etcd, its own
+        prefix): s0 leads, s1 and s2 mirror. s2 stopped, the log trimmed past it: it refuses
+        to start (re-seed); re-seeded from s1 (docs/operations.md) it follows again."""
+        import shutil
+        sub = sgcluster.GatewayCluster(candidates=(True, False, False), lease_ms=1000,
+                                       etcd=self.cl.etcd, names=["s0", "s1", "s2"])
+        try:
+            for g in sub.gws:
+                g.cluster_opts["log_retention_ms"] = "1000"
+                g.write_config()
+            sub.start()
+            lead, donor, away = sub.gws
+            with lead.client("alice") as c:
+                first = todict(c.ok(*self.stop_args(self.rid("ret"), "RET%07d" % (os.getpid() % 10 ** 7))))
+            self.assertEqual(first["status"], "ACCEPTED")
+            self.wait_applied(away, lead)
+            away.stop()
+            orders = []
+            with lead.client("alice") as c:  # batches of their own: log keys past s2
+                for k in range(3):
+                    r = todict(c.ok(*self.stop_args(self.rid("trim"), "TRIM%d%05d" % (os.getpid() % 100, k))))
+                    orders.append(r["order_id"])
+                    time.sleep(0.1)
+            # once s2's lease is gone it is not waited for: after the retention only the last
+            # log key is left (never trimmed)
+            sgtest.wait_until(lambda: len(sub.log_keys()) == 1, timeout=15, interval=0.2,
+                              what="the log trimmed to its last key")
+            rc, log = away.start_expect_failure()
+            self.assertNotEqual(rc, 0)
+            self.assertIn("re-seed this member", log)
+            # re-seed from the follower s1, as docs/operations.md says
+            shutil.rmtree(away.journal_dir)
+            os.makedirs(away.journal_dir)
+            for name in sorted(os.listdir(donor.journal_dir)):
+                shutil.copyfile(os.path.join(donor.journal_dir, name), os.path.join(away.journal_dir, name))
+            away.start()
+            sgtest.wait_until(lambda: (away.role() or {}).get("role") == "follower", timeout=15,
+                              what="the re-seeded member following")
+            self.wait_applied(away, lead)
+            with away.client("alice") as c:
+                for oid in orders:
+                    self.assertNotIsInstance(c.call("STATUS", oid), RespError)
+        finally:
+            sub.close()
+
+    def wait_applied(self, g, lead):
+        with lead.client("alice") as c:
+            last = int(sgtest.parse_info(c.ok("INFO", "cluster")).get("committed_lsn", 0))
+        sgtest.wait_until(lambda: int((g.role() or {}).get("applied_lsn", 0)) >= last, timeout=10,
+                          what="applying the log to lsn %d" % last)
 
 
 if __name__ == "__main__":
