@@ -31,7 +31,7 @@ SG_PACKAGES=(
     dpdk-dev iproute2 gnuplot-nox libsystemd-dev systemd libssl-dev openssl
     etcd-server etcd-client libcurl4-openssl-dev
     prometheus # promtool: tests/integration/test_promtool.py checks /metrics and docs/alerts.yml
-    dpkg-dev lintian # ops/make-deb (dpkg-shlibdeps) and tests/integration/test_deb.py
+    dpkg-dev debhelper lintian # ops/package (dpkg-buildpackage, dh) and tests/integration/test_deb.py
     man-db groff-base # man and groff: tests/integration/test_manpages.py renders the man pages
     chromium chromium-driver python3-selenium # tests/integration/test_console_browser.py
 )
