@@ -635,7 +635,7 @@ int follow_reconcile(const char *endpoints, const char *prefix, const char *jour
     /* A few keys past the tail's start cover it: the log may have gone on far beyond. */
     const etcd_result *r = range_sync(ec, key, kl, end, el, 2 * FOLLOW_TAIL_FRAMES, deadline_ms, err, errcap);
     if (r) {
-        uint64_t a = 0;
+        uint64_t a = 0, f0, l0;
         for (size_t i = 0; i < r->kv_count; i++) {
             uint64_t x = agree_with(&t, r->kvs[i].value, r->kvs[i].value_len, local_last);
             if (x > a) a = x;
@@ -651,6 +651,12 @@ int follow_reconcile(const char *endpoints, const char *prefix, const char *jour
                                       "frames (lsn %llu..%llu): re-seed this member "
                                       "(docs/operations.md)",
                          t.n, (unsigned long long)h.first_lsn, (unsigned long long)local_last);
+        } else if (a == 0 && h.first_lsn == 1 &&
+                   value_range(r->kvs[0].value, r->kvs[0].value_len, &f0, &l0) && f0 == 1) {
+            /* The log's first batch is not ours: nothing in this journal was committed (a
+             * leader that never got one batch through), so none of it was acknowledged. */
+            *keep = FOLLOW_CUT_ALL;
+            rc = 0;
         } else if (a == 0) {
             snprintf(err, errcap, "this journal's tail (lsn %llu..%llu) shares no record with "
                                   "the cluster log: re-seed this member (docs/operations.md)",

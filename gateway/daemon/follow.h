@@ -154,7 +154,9 @@ const char *follow_state_name(follow_state s);
  * member fsynced as leader but the cluster never committed (never acknowledged), to be cut
  * with journal_opts.keep_through_lsn. *keep = 0: nothing to cut. Synchronous (its own etcd
  * client, up to deadline_ms): at start only. 0, or -1 with err (etcd unreachable, or the
- * tail shares nothing with the log: a re-seed is needed). */
+ * tail shares nothing with the log: a re-seed is needed). *keep = FOLLOW_CUT_ALL: the whole
+ * journal is such a tail (it starts at lsn 1 and the log's lsn 1 differs): set it aside. */
+#define FOLLOW_CUT_ALL UINT64_MAX
 int follow_reconcile(const char *endpoints, const char *prefix, const char *journal_dir,
                      uint32_t deadline_ms, uint64_t *keep, char *err, size_t errcap);
 /* The key of a log batch: <prefix>/log/<first lsn in 20 digits>. Its length. */

@@ -4,12 +4,19 @@
 #include "follower.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cluster.h"
+#include "journal_fmt.h"
 #include "follow.h"
 #include "gateway.h"
 
@@ -53,9 +60,62 @@ static void on_log(void *ctx, const char *level, const char *msg) {
     glog_write(&((gateway *)ctx)->log, lv, "%s", msg);
 }
 
+/* "a/b" into out; -1 when it does not fit (a path is never cut short). */
+static int path_join(char *out, size_t cap, const char *a, const char *b) {
+    int n = snprintf(out, cap, "%s/%s", a, b);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* Move every segment of the journal into <dir>/uncommitted-<unix ms>/: kept for forensics,
+ * out of the replay's way. */
+static int set_aside(gateway *gw, char *err, size_t errcap) {
+    char name[48], aside[PATH_MAX];
+    snprintf(name, sizeof name, "uncommitted-%lld", (long long)clock_now_ms());
+    if (path_join(aside, sizeof aside, gw->cfg.journal_dir, name) != 0) {
+        snprintf(err, errcap, "journal_dir too long to set its uncommitted journal aside");
+        return -1;
+    }
+    DIR *d = opendir(gw->cfg.journal_dir);
+    if (!d || mkdir(aside, 0750) != 0) {
+        snprintf(err, errcap, "setting the uncommitted journal aside in %s: %s", aside, strerror(errno));
+        if (d) closedir(d);
+        return -1;
+    }
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        uint64_t seq;
+        if (journal_seg_parse_name(e->d_name, &seq) != 0) continue;
+        char from[PATH_MAX], to[PATH_MAX];
+        if (path_join(from, sizeof from, gw->cfg.journal_dir, e->d_name) != 0 ||
+            path_join(to, sizeof to, aside, e->d_name) != 0 || rename(from, to) != 0) {
+            snprintf(err, errcap, "setting %s aside: %s", e->d_name, strerror(errno ? errno : ENAMETOOLONG));
+            rc = -1;
+        }
+    }
+    closedir(d);
+    int dfd = open(gw->cfg.journal_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { /* the renames durable before the emptied journal is written again */
+        if (fsync(dfd) != 0 && rc == 0) {
+            snprintf(err, errcap, "fsync %s: %s", gw->cfg.journal_dir, strerror(errno));
+            rc = -1;
+        }
+        close(dfd);
+    }
+    if (rc == 0)
+        LOGW(gw, "cluster: no record of this journal is in the cluster log (the cluster never committed "
+                 "them; never acknowledged): set aside in %s",
+             aside);
+    return rc;
+}
+
 int follower_reconcile(gateway *gw, uint64_t *keep, char *err, size_t errcap) {
     int rc = follow_reconcile(gw->cfg.cluster_etcd, gw->cfg.cluster_prefix, gw->cfg.journal_dir,
                               gw->cfg.cluster_commit_timeout_ms, keep, err, errcap);
+    if (rc == 0 && *keep == FOLLOW_CUT_ALL) {
+        *keep = 0;
+        return set_aside(gw, err, errcap);
+    }
     if (rc == 0 && *keep)
         LOGW(gw, "cluster: the journal holds records after lsn %llu that the cluster log does not: "
                  "they are cut (never acknowledged)",
