@@ -34,7 +34,7 @@ HOST = "127.0.0.1"
 ETCD = os.environ.get("ETCD") or shutil.which("etcd") or "/usr/bin/etcd"
 
 _live = []
-_lock = threading.Lock()
+_lock = threading.RLock()  # _cleanup holds it while close() takes it again
 
 
 def _pdeathsig():
