@@ -841,6 +841,70 @@ def journal_records(path):
 _all_gateways_made = []
 
 
+# The reader proper, in a process of its own: a libstopgate built with ASan can only be loaded
+# by a process whose first library is the ASan runtime (LD_PRELOAD), which this Python is not.
+_SHM_HELPER = r"""
+import ctypes, sys
+class Verdict(ctypes.Structure):
+    _fields_ = [("mask", ctypes.c_uint64), ("score", ctypes.c_uint8), ("frozen", ctypes.c_bool),
+                ("case_ref", ctypes.c_uint32)]
+lib = ctypes.CDLL(sys.argv[1])
+lib.sg_lists_open.restype = ctypes.c_void_p
+lib.sg_lists_open.argtypes = [ctypes.c_char_p]
+lib.sg_lists_check.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(Verdict)]
+lib.sg_lists_close.argtypes = [ctypes.c_void_p]
+h = lib.sg_lists_open(sys.argv[2].encode())
+print("ok" if h else "ERR open", flush=True)
+for line in sys.stdin:
+    bank, account = line.split()
+    v = Verdict()
+    rc = lib.sg_lists_check(h, bank.encode(), account.encode(), ctypes.byref(v))
+    print("ERR %d" % rc if rc else "%d %d %d %d" % (v.mask, v.score, v.frozen, v.case_ref), flush=True)
+if h:
+    lib.sg_lists_close(h)
+"""
+
+
+class ShmReader(object):
+    """libstopgate on a gateway's shared-memory lists: what a screening process sees."""
+
+    class Verdict(object):
+        def __init__(self, mask, score, frozen, case_ref):
+            self.mask, self.score, self.frozen, self.case_ref = mask, score, bool(frozen), case_ref
+
+    def __init__(self, shm_name):
+        # meson passes the library's path; run by hand, the one beside stopgated
+        lib = os.environ.get("LIBSTOPGATE") or os.path.join(os.path.dirname(os.path.abspath(STOPGATED)),
+                                                             "libstopgate.so")
+        env = dict(os.environ)
+        needed = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+        for line in needed.splitlines():
+            if "libasan" in line and "=>" in line:  # an ASan build: its runtime goes first
+                env["LD_PRELOAD"] = line.split("=>")[1].split()[0]
+                env["ASAN_OPTIONS"] = "detect_leaks=0"  # Python's own allocations are not ours
+        self.p = subprocess.Popen([sys.executable, "-c", _SHM_HELPER, lib, shm_name], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, env=env)
+        first = self.p.stdout.readline().strip()
+        if first != "ok":
+            self.close()
+            raise AssertionError("sg_lists_open(%s) failed: %r" % (shm_name, first))
+
+    def check(self, bank, account):
+        self.p.stdin.write("%s %s\n" % (bank, account))
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().strip()
+        if not line or line.startswith("ERR"):
+            raise AssertionError("sg_lists_check: %r" % line)
+        return ShmReader.Verdict(*(int(x) for x in line.split()))
+
+    def close(self):
+        if self.p:
+            self.p.stdin.close()
+            self.p.wait(timeout=10)
+            self.p.stdout.close()
+            self.p = None
+
+
 class GatewayCase(unittest.TestCase):
     """One gateway per test class (GW_ARGS are Gateway() keyword arguments), started in
     setUpClass and required to exit 0 on SIGTERM in tearDownClass."""

@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import unittest
 
@@ -40,54 +39,27 @@ def umount(path):
         subprocess.run(["umount", "-l", path], capture_output=True)
 
 
-_SHM_CHECK = r"""
-import ctypes, sys
-class Verdict(ctypes.Structure):
-    _fields_ = [("mask", ctypes.c_uint64), ("score", ctypes.c_uint8), ("frozen", ctypes.c_bool),
-                ("case_ref", ctypes.c_uint32)]
-lib = ctypes.CDLL(sys.argv[1])
-lib.sg_lists_open.restype = ctypes.c_void_p
-lib.sg_lists_open.argtypes = [ctypes.c_char_p]
-lib.sg_lists_check.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(Verdict)]
-h = lib.sg_lists_open(sys.argv[2].encode())
-if not h:
-    sys.exit("sg_lists_open failed")
-for acct in sys.argv[4:]:
-    v = Verdict()
-    rc = lib.sg_lists_check(h, sys.argv[3].encode(), acct.encode(), ctypes.byref(v))
-    print(acct, rc, int(v.frozen), v.mask)
-"""
-
-
 class ShmLists(object):
     """The gateway's shared-memory lists as an in-process reader sees them: libstopgate's
-    sg_lists_check() through ctypes, in a child interpreter (an ASan build of the library
+    sg_lists_check() (sgtest.ShmReader, in a child interpreter: an ASan build of the library
     needs its runtime preloaded there)."""
 
     def __init__(self, shm_name):
-        self.path = os.environ.get("LIBSTOPGATE")
-        if not self.path:
+        if not os.environ.get("LIBSTOPGATE"):
             raise unittest.SkipTest("LIBSTOPGATE not set (run through meson test)")
         self.shm_name = shm_name
-        self.env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
-        ldd = subprocess.run(["ldd", self.path], capture_output=True, text=True).stdout
-        for ln in ldd.splitlines():
-            if "libasan" in ln and "=>" in ln:
-                self.env["LD_PRELOAD"] = ln.split("=>")[1].split()[0]
 
     def verdicts(self, bank, accounts):
         """{account: (frozen, list mask)} as sg_lists_check() answers."""
-        p = subprocess.run([sys.executable, "-c", _SHM_CHECK, self.path, self.shm_name, bank] + list(accounts),
-                           capture_output=True, text=True, env=self.env, timeout=30)
-        if p.returncode != 0:
-            raise AssertionError("libstopgate reader failed: %s" % p.stderr[-2000:])
-        out = {}
-        for ln in p.stdout.splitlines():
-            acct, rc, frozen, mask = ln.split()
-            if rc != "0":
-                raise AssertionError("sg_lists_check(%s): %s" % (acct, rc))
-            out[acct] = (frozen == "1", int(mask))
-        return out
+        r = sgtest.ShmReader(self.shm_name)
+        try:
+            out = {}
+            for acct in accounts:
+                v = r.check(bank, acct)
+                out[acct] = (v.frozen, v.mask)
+            return out
+        finally:
+            r.close()
 
     def frozen_many(self, bank, accounts):
         return {a: v[0] for a, v in self.verdicts(bank, accounts).items()}
