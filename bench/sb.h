@@ -5,6 +5,7 @@
  *   sb_keys.c     the requests: accounts with a hit ratio against a pre-loaded list, unique
  *                 STOP request ids, the RESP encoding of each command
  *   sb_resp.c     the RESP/TCP engine: one epoll loop per thread, closed or open loop
+ *   sb_reply.c    the RESP reply reader (hiredis's redisReader, no reply objects built)
  *   sb_udp.c      the UDP engine: libstopgate's frames, many datagrams in flight, by seq
  *   sb_burst.c    --burst N: N STOPs at once on one connection, acked and at the bank
  *   sb_ctl.c      the blocking control-plane client (AUTH, LIST.LOAD / SADD, INFO, STATUS)
@@ -183,22 +184,39 @@ int sb_stats_init(sb_stats *st, int64_t tick_ns);
 void sb_stats_free(sb_stats *st);
 void sb_stats_merge(sb_stats *dst, const sb_stats *src);
 
-/* ---- sb_resp.c: the reply scanner (also used by main and the burst) ---- */
+/* ---- sb_reply.c: the RESP reply reader (hiredis's redisReader; every RESP client here) ---- */
+#define SB_ERR_TEXT_MAX 256 /* an error reply's text kept, at most (longer ones are cut) */
 typedef struct sb_reply_info {
-    bool capture; /* in: also copy order_id and state (STATUS, the burst's STOPs) */
-    bool err;     /* a top-level error reply: err_p[0..err_len) */
-    const char *err_p;
+    bool err; /* a top-level error reply: err_text[0..err_len) */
+    char err_text[SB_ERR_TEXT_MAX];
     size_t err_len;
     int verdict; /* CHECK: 0 CLEAR 1 LISTED 2 FROZEN, else -1 */
     int status;  /* STOP: 0 ACCEPTED 1 DUPLICATE 2 MERGED 3 HELD, else -1 */
     long long ival; /* a top-level integer (Redis SISMEMBER) */
     bool has_ival;
-    const char *bulk; /* a top-level bulk string (INFO) */
+    const char *bulk; /* a top-level bulk string (INFO), NUL-terminated; the reader's */
     size_t bulk_len;
-    char order_id[24], state[24];
+    char order_id[24], state[24]; /* with capture */
 } sb_reply_info;
-/* One complete reply at p[0..n): its length, 0 when incomplete, -1 when malformed. */
-long sb_reply_scan(const char *p, size_t n, sb_reply_info *ri);
+struct redisReader;
+/* One connection's reader: bytes in, one sb_reply_info per complete reply out. */
+typedef struct sb_reader {
+    struct redisReader *r;
+    bool capture; /* also copy order_id and state (STATUS, the burst's STOPs) */
+    sb_reply_info cur; /* the reply being read, then the one handed out */
+    int want;          /* what the next scalar is the value of */
+    bool done;
+    char *bulk; /* cur.bulk's storage: grows to the largest bulk seen */
+    size_t bulk_cap;
+} sb_reader;
+int sb_reader_init(sb_reader *rd); /* 0, or -1 (memory) */
+void sb_reader_free(sb_reader *rd);
+int sb_reader_feed(sb_reader *rd, const char *p, size_t n); /* 0, or -1 (memory, or a bad reply before) */
+/* The next complete reply: 1 with *out (valid until the next call), 0 when more bytes are
+ * needed, -1 when the bytes are not RESP (sb_reader_error says why; the reader is dead). */
+int sb_reader_next(sb_reader *rd, const sb_reply_info **out);
+size_t sb_reader_pending(const sb_reader *rd); /* bytes fed and not yet part of a reply */
+const char *sb_reader_error(const sb_reader *rd);
 
 /* ---- engines: run in the worker's thread, return when its share is done ---- */
 /* A RESP connection: a non-blocking socket, and its TLS session with --tls. */

@@ -63,15 +63,10 @@ typedef struct burst_state {
 
 static int read_answers(burst_state *b, sb_burst_result *br, int64_t t0) {
     sb_stats *st = &b->w->st;
+    sb_reader *rd = &b->in.rd;
     for (;;) {
-        if (b->in.len == b->in.cap) {
-            size_t cap = b->in.cap ? b->in.cap * 2 : 1 << 20;
-            char *p = realloc(b->in.p, cap);
-            if (!p) return -1;
-            b->in.p = p;
-            b->in.cap = cap;
-        }
-        ssize_t k = sb_link_recv(b->fd, b->in.p + b->in.len, b->in.cap - b->in.len);
+        char in[65536];
+        ssize_t k = sb_link_recv(b->fd, in, sizeof in);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
         if (k <= 0) {
@@ -79,36 +74,36 @@ static int read_answers(burst_state *b, sb_burst_result *br, int64_t t0) {
                      (unsigned long long)b->answered);
             return -1;
         }
-        b->in.len += (size_t)k;
+        if (sb_reader_feed(rd, in, (size_t)k) != 0) {
+            snprintf(st->first_error, sizeof st->first_error, "out of memory reading the burst's answers");
+            return -1;
+        }
         int64_t now = sb_now_ns() - t0;
-        size_t off = 0;
-        while (off < b->in.len && b->answered < b->w->o->burst) {
-            sb_reply_info ri = {.capture = true};
-            long r = sb_reply_scan(b->in.p + off, b->in.len - off, &ri);
+        while (b->answered < b->w->o->burst) {
+            const sb_reply_info *ri;
+            int r = sb_reader_next(rd, &ri);
             if (r < 0) {
                 snprintf(st->first_error, sizeof st->first_error, "malformed reply in the burst");
                 return -1;
             }
             if (r == 0) break;
-            off += (size_t)r;
             b->answered++;
             st->t_last_ns = now;
-            if (ri.err) {
+            if (ri->err) {
                 size_t cl = 0;
-                while (cl < ri.err_len && ri.err_p[cl] != ' ') cl++;
-                if (cl == 3 && !memcmp(ri.err_p, "ERR", 3))
-                    for (cl++; cl < ri.err_len && ri.err_p[cl] != ' ';) cl++;
-                sb_count_error(st, K_STOP, ri.err_p, cl, ri.err_p, ri.err_len);
+                while (cl < ri->err_len && ri->err_text[cl] != ' ') cl++;
+                if (cl == 3 && !memcmp(ri->err_text, "ERR", 3))
+                    for (cl++; cl < ri->err_len && ri->err_text[cl] != ' ';) cl++;
+                sb_count_error(st, K_STOP, ri->err_text, cl, ri->err_text, ri->err_len);
                 continue;
             }
             hdr_record(&st->lat[K_STOP], (uint64_t)now);
             st->answered[K_STOP]++;
             sb_tick(st, now, 1);
-            if (ri.status >= 0) st->statuses[ri.status]++;
-            if (ri.status == 0 || b->w->o->target == TG_REDIS) br->accepted++;
-            if (ri.order_id[0]) snprintf(br->last_order, sizeof br->last_order, "%s", ri.order_id);
+            if (ri->status >= 0) st->statuses[ri->status]++;
+            if (ri->status == 0 || b->w->o->target == TG_REDIS) br->accepted++;
+            if (ri->order_id[0]) snprintf(br->last_order, sizeof br->last_order, "%s", ri->order_id);
         }
-        sb_rbuf_consume(&b->in, off);
         if (b->answered == b->w->o->burst) {
             br->acked_ms = (double)now / 1e6;
             return 0;
@@ -129,7 +124,6 @@ static int read_info(burst_state *b, sb_burst_result *br, int64_t t0, bool acked
     int64_t now = sb_now_ns() - t0;
     long long bank, conf;
     int rc = info_counts(ri.bulk, ri.bulk_len, &bank, &conf);
-    sb_rbuf_consume(&b->cin, (size_t)r);
     b->info_pending = false;
     if (rc != 0) {
         snprintf(b->w->st.first_error, sizeof b->w->st.first_error, "INFO has no orders_<state> counters");
@@ -147,7 +141,6 @@ static int baseline(burst_state *b) {
     sb_reply_info ri = {0};
     long r = sb_call(b->ctl, info_cmd, sizeof info_cmd - 1, &b->cin, &ri, 10000, err, sizeof err);
     int rc = r > 0 && !ri.err && ri.bulk ? info_counts(ri.bulk, ri.bulk_len, &b->base_bank, &b->base_conf) : -1;
-    if (r > 0) sb_rbuf_consume(&b->cin, (size_t)r);
     if (rc != 0)
         snprintf(b->w->st.first_error, sizeof b->w->st.first_error, "INFO before the burst: %s",
                  r < 0 ? err : "no orders_<state> counters (or INFO refused)");
@@ -160,12 +153,9 @@ static void last_status(burst_state *b, sb_burst_result *br) {
     const char *argv[] = {"STATUS", br->last_order};
     if (sb_cmd_append(&c, 2, argv, NULL) != 0) return;
     char err[160];
-    sb_reply_info ri = {.capture = true};
+    sb_reply_info ri = {0};
     long r = sb_call(b->ctl, c.p, c.len, &b->cin, &ri, 10000, err, sizeof err);
-    if (r > 0) {
-        snprintf(br->last_state, sizeof br->last_state, "%s", ri.err ? "?" : ri.state);
-        sb_rbuf_consume(&b->cin, (size_t)r);
-    }
+    if (r > 0) snprintf(br->last_state, sizeof br->last_state, "%s", ri.err ? "?" : ri.state);
     sb_cmdbuf_free(&c);
 }
 
@@ -176,10 +166,14 @@ int sb_burst_run(sb_worker *w, sb_link *fdl, sb_link *ctll, sb_burst_result *br)
     br->at_bank_ms = br->confirmed_ms = -1;
     int rc = -1;
     b.out = malloc(o->burst * SB_REQ_BYTES_MAX);
-    if (!b.out) {
+    b.in.capture = b.cin.capture = true; /* the STOPs' order ids, the last one's state */
+    if (!b.out || sb_reader_init(&b.in.rd) != 0) {
         snprintf(w->st.first_error, sizeof w->st.first_error, "out of memory for the burst");
+        free(b.out);
+        sb_rbuf_free(&b.in);
         return -1;
     }
+    b.in.rd.capture = true;
     for (uint64_t i = 0; i < o->burst; i++) {
         sb_req r;
         sb_next_req(w, &r);
@@ -242,8 +236,7 @@ int sb_burst_run(sb_worker *w, sb_link *fdl, sb_link *ctll, sb_burst_result *br)
     if (ctl >= 0 && b.info_pending) { /* the last poll's answer, so STATUS reads its own */
         char err[160];
         sb_reply_info ri = {0};
-        long r = sb_read_reply(b.ctl, &b.cin, &ri, 10000, err, sizeof err);
-        if (r > 0) sb_rbuf_consume(&b.cin, (size_t)r);
+        (void)sb_read_reply(b.ctl, &b.cin, &ri, 10000, err, sizeof err);
     }
     if (ctl >= 0) {
         last_status(&b, br);

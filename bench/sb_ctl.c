@@ -143,28 +143,29 @@ int sb_send_all(sb_link *l, const char *p, size_t n, int timeout_ms, char *err, 
 long sb_read_reply(sb_link *l, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap) {
     int64_t deadline = sb_now_ns() + (int64_t)timeout_ms * 1000000;
     int fd = l->fd;
+    if (!b->rd.r && sb_reader_init(&b->rd) != 0) {
+        snprintf(err, errcap, "out of memory");
+        return -1;
+    }
+    b->rd.capture = b->capture;
     for (;;) {
-        if (b->len) {
-            long r = sb_reply_scan(b->p, b->len, ri);
-            if (r < 0) {
-                snprintf(err, errcap, "malformed reply");
-                return -1;
-            }
-            if (r > 0) return r;
+        const sb_reply_info *cur;
+        int r = sb_reader_next(&b->rd, &cur);
+        if (r < 0) {
+            snprintf(err, errcap, "malformed reply: %s", sb_reader_error(&b->rd));
+            return -1;
         }
-        if (b->len == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 65536;
-            char *p = realloc(b->p, cap);
-            if (!p) {
+        if (r > 0) {
+            *ri = *cur;
+            return 1;
+        }
+        char in[16384];
+        ssize_t k = sb_link_recv(l, in, sizeof in);
+        if (k > 0) {
+            if (sb_reader_feed(&b->rd, in, (size_t)k) != 0) {
                 snprintf(err, errcap, "out of memory");
                 return -1;
             }
-            b->p = p;
-            b->cap = cap;
-        }
-        ssize_t k = sb_link_recv(l, b->p + b->len, b->cap - b->len);
-        if (k > 0) {
-            b->len += (size_t)k;
             continue;
         }
         if (k < 0 && errno == EINTR) continue;
@@ -185,13 +186,8 @@ long sb_read_reply(sb_link *l, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, ch
     }
 }
 
-void sb_rbuf_consume(sb_rbuf *b, size_t n) {
-    memmove(b->p, b->p + n, b->len - n);
-    b->len -= n;
-}
-
 void sb_rbuf_free(sb_rbuf *b) {
-    free(b->p);
+    sb_reader_free(&b->rd);
     memset(b, 0, sizeof *b);
 }
 
@@ -231,7 +227,7 @@ void sb_cmdbuf_free(sb_cmdbuf *c) {
 
 void sb_reply_error_text(const sb_reply_info *ri, char *out, size_t cap) {
     size_t n = ri->err_len < cap - 1 ? ri->err_len : cap - 1;
-    memcpy(out, ri->err_p, n);
+    memcpy(out, ri->err_text, n);
     out[n] = 0;
 }
 

@@ -9,9 +9,10 @@
 
 #include "sb.h"
 
+/* A blocking connection's replies: its reader, created on the first read. */
 typedef struct sb_rbuf {
-    char *p;
-    size_t len, cap;
+    sb_reader rd;
+    bool capture; /* also copy order_id and state (set before reading) */
 } sb_rbuf;
 
 typedef struct sb_cmdbuf {
@@ -30,11 +31,11 @@ ssize_t sb_link_send(sb_link *l, const void *p, size_t n);
 ssize_t sb_link_recv(sb_link *l, void *p, size_t n);
 void sb_link_close(sb_link *l);
 int sb_send_all(sb_link *l, const char *p, size_t n, int timeout_ms, char *err, size_t errcap);
-/* Wait for one complete reply in b: its length (the caller consumes it), or -1. */
+/* Wait for one complete reply: 1 with it in *ri (ri->bulk valid until the next read on b),
+ * or -1. */
 long sb_read_reply(sb_link *l, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err, size_t errcap);
 long sb_call(sb_link *l, const char *req, size_t len, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, char *err,
              size_t errcap);
-void sb_rbuf_consume(sb_rbuf *b, size_t n);
 void sb_rbuf_free(sb_rbuf *b);
 /* Append a command (argv with lengths, or NUL-terminated when lens is NULL). 0 or -1 (memory). */
 int sb_cmd_append(sb_cmdbuf *c, int argc, const char *const *argv, const size_t *lens);

@@ -10,9 +10,9 @@
  *
  * Per connection, allocated once: an output buffer, an input buffer, and a ring of the
  * outstanding requests' start times and kinds (answers come back in request order, so the
- * ring's head is always the request being answered). The reply scanner walks a reply
- * without building it: its length, whether it is an error, and the value after a
- * "verdict" or "status" key.
+ * ring's head is always the request being answered), and a reply reader (sb_reply.c:
+ * hiredis's redisReader, which builds no reply object). Received bytes go through the
+ * input buffer into the reader.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,8 +34,9 @@ typedef struct rconn {
     bool dead;
     char *out;
     uint32_t olen, ooff, ocap;
-    char *in;
-    uint32_t ilen, icap;
+    char *in;     /* one recv's bytes, fed to rd */
+    uint32_t icap; /* also the most a reply may hold back unanswered (as before the reader) */
+    sb_reader rd;
     int64_t *t0;   /* ring: start time of each outstanding request (ns after run start) */
     uint8_t *kind; /* ring: its kind */
     uint32_t rmask, head, tail, stamp_from;
@@ -52,142 +53,7 @@ typedef struct resp_engine {
     uint64_t budget_left; /* closed loop, --requests */
 } resp_engine;
 
-/* ---- reply scanning ---- */
-
-enum { CLS_NONE = -1 };
 typedef sb_reply_info reply_info;
-
-/* A RESP length or integer header; false when malformed or absurd. */
-static bool parse_ll(const char *s, size_t n, long long *out) {
-    if (n == 0 || n > 20) return false;
-    bool neg = s[0] == '-';
-    size_t i = neg ? 1 : 0;
-    if (i == n) return false;
-    long long v = 0;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        v = v * 10 + (s[i] - '0');
-        if (v > (1LL << 40)) return false;
-    }
-    *out = neg ? -v : v;
-    return true;
-}
-
-static void copy_str(char *dst, size_t cap, const char *s, size_t n) {
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = 0;
-}
-
-static void classify(reply_info *ri, int want, const char *s, size_t n) {
-    static const char *const verdicts[] = {"CLEAR", "LISTED", "FROZEN"};
-    static const char *const statuses[] = {"ACCEPTED", "DUPLICATE", "MERGED", "HELD"};
-    if (want == 3) {
-        copy_str(ri->order_id, sizeof ri->order_id, s, n);
-    } else if (want == 4) {
-        copy_str(ri->state, sizeof ri->state, s, n);
-    } else if (want == 1) {
-        for (int i = 0; i < 3; i++)
-            if (strlen(verdicts[i]) == n && !memcmp(s, verdicts[i], n)) ri->verdict = i;
-    } else {
-        for (int i = 0; i < 4; i++)
-            if (strlen(statuses[i]) == n && !memcmp(s, statuses[i], n)) ri->status = i;
-    }
-}
-
-/* One complete reply at p[0..n): its length, 0 when incomplete, -1 when malformed. Iterative
- * (a count of values still to read), so no depth limit and no recursion. */
-long sb_reply_scan(const char *p, size_t n, reply_info *ri) {
-    size_t pos = 0;
-    uint64_t need = 1;
-    int want = 0; /* the next scalar is: 1 the verdict, 2 the status, 3 the order id, 4 the state */
-    ri->err = false;
-    ri->verdict = ri->status = CLS_NONE;
-    ri->has_ival = false;
-    ri->order_id[0] = ri->state[0] = 0;
-    ri->bulk = NULL;
-    ri->bulk_len = 0;
-    while (need > 0) {
-        if (pos >= n) return 0;
-        const char *nl = memchr(p + pos, '\n', n - pos);
-        if (!nl) return 0;
-        size_t hl = (size_t)(nl - (p + pos)) + 1;
-        if (hl < 3 || nl[-1] != '\r') return -1;
-        char t = p[pos];
-        const char *s = p + pos + 1, *sv = s;
-        size_t sl = hl - 3, svl = sl;
-        bool top = pos == 0;
-        long long len = 0;
-        need--;
-        switch (t) {
-        case '-':
-            if (top) {
-                ri->err = true;
-                ri->err_p = s;
-                ri->err_len = sl;
-            }
-            pos += hl;
-            break;
-        case ':':
-            if (top) ri->has_ival = parse_ll(s, sl, &ri->ival);
-            pos += hl;
-            break;
-        case '+':
-        case ',':
-        case '#':
-        case '_':
-        case '(': pos += hl; break;
-        case '$':
-        case '=':
-        case '!':
-            if (!parse_ll(s, sl, &len)) return -1;
-            if (len < 0) {
-                pos += hl;
-                svl = 0;
-                break;
-            }
-            if (pos + hl + (size_t)len + 2 > n) return 0;
-            if (p[pos + hl + (size_t)len] != '\r' || p[pos + hl + (size_t)len + 1] != '\n') return -1;
-            sv = p + pos + hl;
-            svl = (size_t)len;
-            if (top) {
-                ri->bulk = sv;
-                ri->bulk_len = svl;
-            }
-            if (t == '!' && top) {
-                ri->err = true;
-                ri->err_p = sv;
-                ri->err_len = svl;
-            }
-            pos += hl + (size_t)len + 2;
-            break;
-        case '*':
-        case '~':
-        case '>':
-        case '%':
-        case '|':
-            if (!parse_ll(s, sl, &len)) return -1;
-            if (len > 0) need += (uint64_t)len * (t == '%' || t == '|' ? 2 : 1);
-            if (t == '|') need++; /* the attributes precede the value itself */
-            pos += hl;
-            continue; /* an aggregate is not a scalar */
-        default: return -1;
-        }
-        if (want) {
-            classify(ri, want, sv, svl);
-            want = 0;
-        } else if (svl == 7 && !memcmp(sv, "verdict", 7) && ri->verdict == CLS_NONE) {
-            want = 1;
-        } else if (svl == 6 && !memcmp(sv, "status", 6) && ri->status == CLS_NONE) {
-            want = 2;
-        } else if (ri->capture && svl == 8 && !memcmp(sv, "order_id", 8) && !ri->order_id[0]) {
-            want = 3;
-        } else if (ri->capture && svl == 5 && !memcmp(sv, "state", 5) && !ri->state[0]) {
-            want = 4;
-        }
-    }
-    return (long)pos;
-}
 
 /* ---- connections ---- */
 
@@ -267,7 +133,7 @@ static void on_reply(sb_worker *w, rconn *c, const reply_info *ri, int64_t now_r
     c->last_progress_ns = now_rel;
     st->t_last_ns = now_rel;
     if (ri->err) {
-        const char *m = ri->err_p;
+        const char *m = ri->err_text;
         size_t ml = ri->err_len, cl = 0;
         while (cl < ml && m[cl] != ' ') cl++;
         if (cl == 3 && !memcmp(m, "ERR", 3) && cl < ml) { /* "ERR XXX": two words */
@@ -290,11 +156,7 @@ static void on_reply(sb_worker *w, rconn *c, const reply_info *ri, int64_t now_r
 /* Read everything the socket has (edge-triggered) and account for each complete reply. */
 static void conn_read(sb_worker *w, rconn *c) {
     for (;;) {
-        if (c->ilen == c->icap) {
-            conn_fail(w, c, false, "a reply larger than the input buffer (protocol error?)");
-            return;
-        }
-        ssize_t k = sb_link_recv(&c->link, c->in + c->ilen, c->icap - c->ilen);
+        ssize_t k = sb_link_recv(&c->link, c->in, c->icap);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (k <= 0) {
@@ -304,27 +166,27 @@ static void conn_read(sb_worker *w, rconn *c) {
             conn_fail(w, c, false, why);
             return;
         }
-        c->ilen += (uint32_t)k;
+        if (sb_reader_feed(&c->rd, c->in, (size_t)k) != 0) {
+            conn_fail(w, c, false, "out of memory reading replies");
+            return;
+        }
         int64_t now_rel = sb_now_ns() - w->run->t0_ns;
-        size_t off = 0;
-        while (off < c->ilen) {
-            reply_info ri = {0};
-            long r = sb_reply_scan(c->in + off, c->ilen - off, &ri);
-            if (r == 0) break;
-            if (r < 0) {
-                conn_fail(w, c, false, "malformed reply");
-                return;
-            }
+        const reply_info *ri;
+        int r;
+        while ((r = sb_reader_next(&c->rd, &ri)) > 0) {
             if (c->head == c->tail) {
                 conn_fail(w, c, false, "a reply to no request");
                 return;
             }
-            on_reply(w, c, &ri, now_rel);
-            off += (size_t)r;
+            on_reply(w, c, ri, now_rel);
         }
-        if (off) {
-            memmove(c->in, c->in + off, c->ilen - off);
-            c->ilen -= (uint32_t)off;
+        if (r < 0) {
+            conn_fail(w, c, false, "malformed reply");
+            return;
+        }
+        if (sb_reader_pending(&c->rd) >= c->icap) {
+            conn_fail(w, c, false, "a reply larger than the input buffer (protocol error?)");
+            return;
         }
     }
 }
@@ -356,7 +218,7 @@ int sb_resp_prepare(sb_worker *w, sb_link *links) {
         c->in = malloc(icap);
         c->t0 = malloc(sizeof *c->t0 * ring);
         c->kind = malloc(ring);
-        if (!c->out || !c->in || !c->t0 || !c->kind) return -1;
+        if (!c->out || !c->in || !c->t0 || !c->kind || sb_reader_init(&c->rd) != 0) return -1;
         if (e->open) c->count = sched_count((uint64_t)c->k, (uint64_t)o->connections, o->total);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u32 = (uint32_t)i};
         if (epoll_ctl(e->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) return -1;
@@ -373,6 +235,7 @@ static void engine_free(resp_engine *e) {
         free(c->in);
         free(c->t0);
         free(c->kind);
+        sb_reader_free(&c->rd);
     }
     free(e->c);
     close(e->ep);

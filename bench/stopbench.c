@@ -309,7 +309,7 @@ static int auth_reply(const sb_opts *o, sb_link *fd, sb_result *res, char *err, 
         snprintf(err, errcap, "AUTH as %s refused: %s", o->target == TG_REDIS ? "(redis)" : o->agent, text);
         res->auth_errors = 1;
         rc = SB_EXIT_ERRORS;
-    } else if (b.len != (size_t)r) {
+    } else if (sb_reader_pending(&b.rd) != 0) {
         snprintf(err, errcap, "AUTH: unexpected extra data from the server");
         rc = SB_EXIT_ERRORS;
     }
@@ -422,7 +422,6 @@ static int preload(const sb_opts *o, sb_link *fd, char *err, size_t errcap) {
                      o->list, text);
             goto out;
         }
-        sb_rbuf_consume(&b, (size_t)r);
     }
     if (!o->quiet)
         fprintf(stderr, "stopbench: preloaded %llu entries into %s%s in %.0f ms\n", (unsigned long long)o->preload,

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import sgtest
 from sgtest import GatewayCase, todict
@@ -208,7 +207,10 @@ class StopbenchCase(GatewayCase):
         p = subprocess.Popen([STOPBENCH, "-p", str(gw.port), "--agent", "alice", "--quiet", "--json", path, "--op",
                               "check", "--connections", "4", "--duration", "20"],
                              stderr=subprocess.PIPE, text=True, env=env)
-        time.sleep(1.0)
+        # Killed once CHECKs are being answered, not after a fixed delay: on a loaded machine the
+        # AUTHs alone (Argon2id) can take longer than a second, and then nothing was measured.
+        sgtest.wait_until(lambda: gw.metrics().get("stopgate_checks_total", 0) > 0, timeout=20,
+                          what="stopbench's first CHECKs answered")
         gw.kill9()
         _, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 1, err)
