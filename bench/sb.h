@@ -186,6 +186,7 @@ void sb_stats_merge(sb_stats *dst, const sb_stats *src);
 
 /* ---- sb_reply.c: the RESP reply reader (hiredis's redisReader; every RESP client here) ---- */
 #define SB_ERR_TEXT_MAX 256 /* an error reply's text kept, at most (longer ones are cut) */
+#define SB_READER_SLICE 2048 /* bytes fed to redisReader at a time (what its compaction moves) */
 typedef struct sb_reply_info {
     bool err; /* a top-level error reply: err_text[0..err_len) */
     char err_text[SB_ERR_TEXT_MAX];
@@ -208,14 +209,22 @@ typedef struct sb_reader {
     bool done;
     char *bulk; /* cur.bulk's storage: grows to the largest bulk seen */
     size_t bulk_cap;
+    const char *src; /* bytes given and not yet fed to r */
+    size_t src_len;
 } sb_reader;
 int sb_reader_init(sb_reader *rd); /* 0, or -1 (memory) */
 void sb_reader_free(sb_reader *rd);
-int sb_reader_feed(sb_reader *rd, const char *p, size_t n); /* 0, or -1 (memory, or a bad reply before) */
-/* The next complete reply: 1 with *out (valid until the next call), 0 when more bytes are
- * needed, -1 when the bytes are not RESP (sb_reader_error says why; the reader is dead). */
+/* Bytes received, p[0..n): the reader takes them as sb_reader_next needs them, so p must
+ * stay as it is until sb_reader_next has returned 0 or -1. */
+void sb_reader_source(sb_reader *rd, const char *p, size_t n);
+/* The next complete reply: 1 with *out (valid until the next call), 0 when every byte given
+ * is taken and more are needed, -1 when the bytes are not RESP or memory ran out
+ * (sb_reader_error says which; the reader is dead). */
 int sb_reader_next(sb_reader *rd, const sb_reply_info **out);
-size_t sb_reader_pending(const sb_reader *rd); /* bytes fed and not yet part of a reply */
+/* Copy what is left of the bytes given into the reader, before their storage goes: 0, or -1
+ * (memory). */
+int sb_reader_keep(sb_reader *rd);
+size_t sb_reader_pending(const sb_reader *rd); /* bytes given and not yet part of a reply */
 const char *sb_reader_error(const sb_reader *rd);
 
 /* ---- engines: run in the worker's thread, return when its share is done ---- */

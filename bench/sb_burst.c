@@ -64,8 +64,8 @@ typedef struct burst_state {
 static int read_answers(burst_state *b, sb_burst_result *br, int64_t t0) {
     sb_stats *st = &b->w->st;
     sb_reader *rd = &b->in.rd;
+    char in[65536];
     for (;;) {
-        char in[65536];
         ssize_t k = sb_link_recv(b->fd, in, sizeof in);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
@@ -74,16 +74,14 @@ static int read_answers(burst_state *b, sb_burst_result *br, int64_t t0) {
                      (unsigned long long)b->answered);
             return -1;
         }
-        if (sb_reader_feed(rd, in, (size_t)k) != 0) {
-            snprintf(st->first_error, sizeof st->first_error, "out of memory reading the burst's answers");
-            return -1;
-        }
+        sb_reader_source(rd, in, (size_t)k);
         int64_t now = sb_now_ns() - t0;
         while (b->answered < b->w->o->burst) {
             const sb_reply_info *ri;
             int r = sb_reader_next(rd, &ri);
             if (r < 0) {
-                snprintf(st->first_error, sizeof st->first_error, "malformed reply in the burst");
+                snprintf(st->first_error, sizeof st->first_error, "malformed reply in the burst: %s",
+                         sb_reader_error(rd));
                 return -1;
             }
             if (r == 0) break;
@@ -106,7 +104,7 @@ static int read_answers(burst_state *b, sb_burst_result *br, int64_t t0) {
         }
         if (b->answered == b->w->o->burst) {
             br->acked_ms = (double)now / 1e6;
-            return 0;
+            return sb_reader_keep(rd); /* anything after the N-th answer outlives `in` */
         }
     }
 }

@@ -148,9 +148,11 @@ long sb_read_reply(sb_link *l, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, ch
         return -1;
     }
     b->rd.capture = b->capture;
+    char in[16384];
     for (;;) {
         const sb_reply_info *cur;
         int r = sb_reader_next(&b->rd, &cur);
+        if (r > 0 && sb_reader_keep(&b->rd) != 0) r = -1; /* the next call has another `in` */
         if (r < 0) {
             snprintf(err, errcap, "malformed reply: %s", sb_reader_error(&b->rd));
             return -1;
@@ -159,13 +161,9 @@ long sb_read_reply(sb_link *l, sb_rbuf *b, sb_reply_info *ri, int timeout_ms, ch
             *ri = *cur;
             return 1;
         }
-        char in[16384];
         ssize_t k = sb_link_recv(l, in, sizeof in);
         if (k > 0) {
-            if (sb_reader_feed(&b->rd, in, (size_t)k) != 0) {
-                snprintf(err, errcap, "out of memory");
-                return -1;
-            }
+            sb_reader_source(&b->rd, in, (size_t)k);
             continue;
         }
         if (k < 0 && errno == EINTR) continue;

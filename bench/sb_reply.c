@@ -10,6 +10,7 @@
  * hiredis 0.14 (Debian bookworm) reads RESP2 only; stopbench never sends HELLO 3, so the
  * gateway and Redis both answer it in RESP2 (a reply map is a flat array of name, value).
  */
+#include <assert.h>
 #include <hiredis/read.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,8 +142,10 @@ void sb_reader_free(sb_reader *rd) {
     memset(rd, 0, sizeof *rd);
 }
 
-int sb_reader_feed(sb_reader *rd, const char *p, size_t n) {
-    return redisReaderFeed(rd->r, p, n) == REDIS_OK ? 0 : -1;
+void sb_reader_source(sb_reader *rd, const char *p, size_t n) {
+    assert(rd->src_len == 0); /* the previous bytes were all taken */
+    rd->src = p;
+    rd->src_len = n;
 }
 
 int sb_reader_next(sb_reader *rd, const sb_reply_info **out) {
@@ -151,16 +154,33 @@ int sb_reader_next(sb_reader *rd, const sb_reply_info **out) {
         rd->want = WANT_NONE;
         rd->done = false;
     }
-    void *reply = NULL;
-    if (redisReaderGetReply(rd->r, &reply) != REDIS_OK) return -1;
-    if (!reply) return 0;
-    rd->done = true;
-    *out = &rd->cur;
-    return 1;
+    for (;;) {
+        void *reply = NULL;
+        if (redisReaderGetReply(rd->r, &reply) != REDIS_OK) return -1;
+        if (reply) {
+            rd->done = true;
+            *out = &rd->cur;
+            return 1;
+        }
+        if (rd->src_len == 0) return 0;
+        /* The next slice: redisReader compacts its buffer by moving what is left unread, so
+         * feeding a large read at once would move it again and again. */
+        size_t n = rd->src_len < SB_READER_SLICE ? rd->src_len : SB_READER_SLICE;
+        if (redisReaderFeed(rd->r, rd->src, n) != REDIS_OK) return -1;
+        rd->src += n;
+        rd->src_len -= n;
+    }
+}
+
+int sb_reader_keep(sb_reader *rd) {
+    if (rd->src_len && redisReaderFeed(rd->r, rd->src, rd->src_len) != REDIS_OK) return -1;
+    rd->src = NULL;
+    rd->src_len = 0;
+    return 0;
 }
 
 size_t sb_reader_pending(const sb_reader *rd) {
-    return rd->r->len - rd->r->pos;
+    return rd->r->len - rd->r->pos + rd->src_len;
 }
 
 const char *sb_reader_error(const sb_reader *rd) {

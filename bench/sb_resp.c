@@ -166,10 +166,7 @@ static void conn_read(sb_worker *w, rconn *c) {
             conn_fail(w, c, false, why);
             return;
         }
-        if (sb_reader_feed(&c->rd, c->in, (size_t)k) != 0) {
-            conn_fail(w, c, false, "out of memory reading replies");
-            return;
-        }
+        sb_reader_source(&c->rd, c->in, (size_t)k);
         int64_t now_rel = sb_now_ns() - w->run->t0_ns;
         const reply_info *ri;
         int r;
@@ -181,7 +178,7 @@ static void conn_read(sb_worker *w, rconn *c) {
             on_reply(w, c, ri, now_rel);
         }
         if (r < 0) {
-            conn_fail(w, c, false, "malformed reply");
+            conn_fail(w, c, false, sb_reader_error(&c->rd)); /* a malformed reply, or memory */
             return;
         }
         if (sb_reader_pending(&c->rd) >= c->icap) {

@@ -2,7 +2,9 @@
  * test_sb_reply: stopbench's reply reader (sb_reply.c) on the replies it meets.
  *   - a CHECK map and a STOP map (RESP2 flat arrays): verdict, status, order_id, state;
  *   - the same bytes fed one at a time: the same reply, once, only when it is complete;
- *   - pipelined replies in one feed: each in turn, nothing carried over between them;
+ *   - pipelined replies given at once (several of the reader's slices, replies across their
+ *     edges): each in turn, nothing carried over between them;
+ *   - sb_reader_keep: the rest of a read survives its buffer being reused;
  *   - an error reply (text kept, cut at SB_ERR_TEXT_MAX), a top-level integer, a bulk (INFO)
  *     that outlives the reader's buffer compaction, nil values;
  *   - bytes that are not RESP: -1, not a reply.
@@ -29,7 +31,7 @@ static const char stop_map[] = "*6\r\n$6\r\nstatus\r\n+ACCEPTED\r\n$8\r\norder_i
 /* Feed all of s at once; the one reply it holds. */
 static const sb_reply_info *one(sb_reader *rd, const char *s, size_t n) {
     const sb_reply_info *ri = NULL;
-    CHECK(sb_reader_feed(rd, s, n) == 0);
+    sb_reader_source(rd, s, n);
     CHECK(sb_reader_next(rd, &ri) == 1);
     return ri;
 }
@@ -55,7 +57,7 @@ static void test_byte_by_byte(void) {
     const sb_reply_info *ri = NULL;
     int replies = 0;
     for (size_t i = 0; i < sizeof check_map - 1; i++) {
-        CHECK(sb_reader_feed(&rd, check_map + i, 1) == 0);
+        sb_reader_source(&rd, check_map + i, 1);
         int r = sb_reader_next(&rd, &ri);
         CHECK(r == (i == sizeof check_map - 2 ? 1 : 0));
         replies += r;
@@ -65,23 +67,43 @@ static void test_byte_by_byte(void) {
 }
 
 static void test_pipelined(void) {
-    char buf[4096];
+    char buf[8192];
     size_t n = 0;
-    for (int i = 0; i < 20; i++) { /* past 1 KiB: the reader compacts its buffer on the way */
+    for (int i = 0; i < 100; i++) { /* > 2 slices; past 1 KiB the reader compacts its buffer */
         const char *s = i % 2 ? stop_map : "-ERR BUSY journal full\r\n";
         memcpy(buf + n, s, strlen(s));
         n += strlen(s);
     }
     sb_reader rd;
     CHECK(sb_reader_init(&rd) == 0);
-    CHECK(sb_reader_feed(&rd, buf, n) == 0);
+    sb_reader_source(&rd, buf, n);
     const sb_reply_info *ri;
-    for (int i = 0; i < 20; i++) {
+    for (int i = 0; i < 100; i++) {
         CHECK(sb_reader_next(&rd, &ri) == 1);
         if (i % 2) CHECK(!ri->err && ri->status == 0);
         else CHECK(ri->err && ri->status == -1 && !strcmp(ri->err_text, "ERR BUSY journal full"));
     }
     CHECK(sb_reader_next(&rd, &ri) == 0);
+    sb_reader_free(&rd);
+}
+
+static void test_keep(void) {
+    char buf[256];
+    size_t n = strlen(check_map);
+    memcpy(buf, check_map, n);
+    memcpy(buf + n, stop_map, 20); /* the first 20 bytes of the next reply */
+    sb_reader rd;
+    CHECK(sb_reader_init(&rd) == 0);
+    sb_reader_source(&rd, buf, n + 20);
+    const sb_reply_info *ri;
+    CHECK(sb_reader_next(&rd, &ri) == 1 && ri->verdict == 1);
+    CHECK(sb_reader_pending(&rd) == 20);
+    CHECK(sb_reader_keep(&rd) == 0);
+    memset(buf, 'z', sizeof buf); /* the receive buffer is reused */
+    strcpy(buf, stop_map + 20);
+    sb_reader_source(&rd, buf, strlen(buf));
+    CHECK(sb_reader_next(&rd, &ri) == 1 && ri->status == 0 && ri->verdict == -1);
+    CHECK(sb_reader_next(&rd, &ri) == 0 && sb_reader_pending(&rd) == 0);
     sb_reader_free(&rd);
 }
 
@@ -114,12 +136,12 @@ static void test_malformed(void) {
     sb_reader rd;
     CHECK(sb_reader_init(&rd) == 0);
     const sb_reply_info *ri;
-    CHECK(sb_reader_feed(&rd, "?what\r\n", 7) == 0);
+    sb_reader_source(&rd, "?what\r\n", 7);
     CHECK(sb_reader_next(&rd, &ri) == -1);
     CHECK(sb_reader_error(&rd)[0] != 0);
     sb_reader_free(&rd);
     CHECK(sb_reader_init(&rd) == 0);
-    CHECK(sb_reader_feed(&rd, "$abc\r\n", 6) == 0);
+    sb_reader_source(&rd, "$abc\r\n", 6);
     CHECK(sb_reader_next(&rd, &ri) == -1);
     sb_reader_free(&rd);
 }
@@ -128,6 +150,7 @@ int main(void) {
     test_maps();
     test_byte_by_byte();
     test_pipelined();
+    test_keep();
     test_scalars();
     test_malformed();
     if (failures) fprintf(stderr, "test_sb_reply: %d failures\n", failures);
