@@ -30,6 +30,7 @@
 #include "dpdk_path.h" /* every DPDK header, before the others (see there) */
 #include <rte_eth_ring.h>
 
+#include "benchlist.h"
 #include "clock.h"
 #include "lists_table.h"
 
@@ -61,8 +62,6 @@ static int64_t thread_cpu_ns(pthread_t th) {
     if (pthread_getcpuclockid(th, &cid) != 0 || clock_gettime(cid, &ts) != 0) return 0;
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
-
-static void account_of(uint64_t i, char out[24]) { snprintf(out, 24, "AC%012llu", (unsigned long long)i); }
 
 typedef struct tmpl {
     uint8_t *pkt; /* Ethernet frame: headers + request frame (seq and MAC filled per send) */
@@ -123,24 +122,8 @@ int main(int argc, char **argv) {
     uint64_t cap = ltab_capacity_for(entries);
     char shm[64], err[512];
     snprintf(shm, sizeof shm, "dpdkbench-%d", (int)getpid());
-    const char names[1][SGL_LIST_NAME_MAX] = {"mule"};
     lists_table t;
-    if (ltab_create(&t, shm, cap, names, 1, 1, err, sizeof err) != 0) {
-        fprintf(stderr, "dpdkbench: %s\n", err);
-        return 1;
-    }
-    for (uint64_t i = 0; i < entries; i++) {
-        char acct[24];
-        account_of(i, acct);
-        sgl_key k;
-        sgl_pack("BENCH", 5, acct, strlen(acct), &k);
-        ltab_entry e = {.mask = 1, .score = (uint8_t)(i % 101)};
-        if (ltab_put(&t, &k, &e, 0) != 0) {
-            fprintf(stderr, "dpdkbench: table full at %llu\n", (unsigned long long)i);
-            return 1;
-        }
-    }
-    if (ltab_publish(&t, NULL, err, sizeof err) != 0) {
+    if (bench_list_build(&t, shm, entries, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "dpdkbench: %s\n", err);
         return 1;
     }
@@ -194,7 +177,7 @@ int main(int argc, char **argv) {
         for (unsigned j = 0; j < batch; j++) {
             bool hit = rng() % 100 < hit_pct;
             char acct[24];
-            account_of(rng() % entries + (hit ? 0 : entries), acct);
+            bench_account_of(rng() % entries + (hit ? 0 : entries), acct);
             sg_frame_add_check(&w, "BENCH", acct);
             if (hit) tp[ti].hits |= 1ULL << j;
         }

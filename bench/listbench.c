@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchlist.h"
 #include "clock.h"
 #include "lists_table.h"
 #include <stopgate/lists.h>
@@ -54,8 +55,6 @@ static double median(double *v, int n) {
     return v[n / 2];
 }
 
-static void account_of(uint64_t i, char out[24]) { snprintf(out, 24, "AC%012llu", (unsigned long long)i); }
-
 #ifdef HAVE_DPDK
 /* The peer: the same keys, fixed 48 bytes (bank at 0, account at 12), in an rte_hash. */
 static struct rte_hash *rte_build(char *argv0, char *prefix, uint64_t entries) {
@@ -76,7 +75,7 @@ static struct rte_hash *rte_build(char *argv0, char *prefix, uint64_t entries) {
     for (uint64_t i = 0; i < entries; i++) {
         uint8_t key[KEY_BYTES] = {0};
         char acct[24];
-        account_of(i, acct);
+        bench_account_of(i, acct);
         memcpy(key, "BENCH", 5);
         memcpy(key + 12, acct, strlen(acct));
         if (rte_hash_add_key_data(h, key, (void *)(uintptr_t)(i % 101 + 1)) != 0) {
@@ -126,26 +125,9 @@ int main(int argc, char **argv) {
     uint64_t cap = ltab_capacity_for(entries);
     char shm[64], err[256];
     snprintf(shm, sizeof shm, "sgbench-%d", (int)getpid());
-    const char names[1][SGL_LIST_NAME_MAX] = {"mule"};
     lists_table t;
-    if (ltab_create(&t, shm, cap, names, 1, 1, err, sizeof err) != 0) {
-        fprintf(stderr, "listbench: %s\n", err);
-        return 1;
-    }
-    int64_t t0 = clock_mono_ns();
-    for (uint64_t i = 0; i < entries; i++) {
-        char acct[24];
-        account_of(i, acct);
-        sgl_key k;
-        sgl_pack("BENCH", 5, acct, strlen(acct), &k);
-        ltab_entry e = {.mask = 1, .score = (uint8_t)(i % 101)};
-        if (ltab_put(&t, &k, &e, 0) != 0) {
-            fprintf(stderr, "listbench: table full at %llu\n", (unsigned long long)i);
-            return 1;
-        }
-    }
-    double build_s = (double)(clock_mono_ns() - t0) / 1e9;
-    if (ltab_publish(&t, NULL, err, sizeof err) != 0) {
+    double build_s;
+    if (bench_list_build(&t, shm, entries, &build_s, err, sizeof err) != 0) {
         fprintf(stderr, "listbench: %s\n", err);
         return 1;
     }
@@ -165,7 +147,7 @@ int main(int argc, char **argv) {
     for (uint32_t i = 0; i < nq; i++) {
         hit[i] = (i & 1) == 0;
         uint64_t idx = rng() % entries + (hit[i] ? 0 : entries);
-        account_of(idx, accts[i]);
+        bench_account_of(idx, accts[i]);
         banks[i] = "BENCH";
         aptr[i] = accts[i];
         memcpy(keys48 + (size_t)i * KEY_BYTES, "BENCH", 5);
@@ -176,6 +158,7 @@ int main(int argc, char **argv) {
     sg_verdict out[BATCH];
     int rc[BATCH];
     uint64_t found = 0;
+    int64_t t0;
 #ifdef HAVE_DPDK
     struct rte_hash *h = rte_build(argv[0], shm, entries);
     if (!h) return 1;
