@@ -71,15 +71,20 @@ class ShmLists(object):
         pass
 
 
-class FullDisk(GatewayCase):
+class TmpfsCase(GatewayCase):
+    """A class whose gateway (cls.gw, started by the tests) keeps its journal on a tmpfs of
+    TMPFS_SIZE of its own, mounted for the class (root, else skipped) and unmounted after."""
+    TMPFS_PREFIX = "sgtest-tmpfs-"
+    TMPFS_SIZE = "3m"
+
     @classmethod
     def setUpClass(cls):
         cls.gw = None
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root to mount a tmpfs")
-        cls.mnt = sgtest.make_temp_dir("sgtest-fulldisk-mnt-")
+        cls.mnt = sgtest.make_temp_dir(cls.TMPFS_PREFIX)
         try:
-            mount_tmpfs(cls.mnt, "3m")
+            mount_tmpfs(cls.mnt, cls.TMPFS_SIZE)
         except subprocess.CalledProcessError as e:
             raise unittest.SkipTest("cannot mount a tmpfs: %s" % e.stderr.strip())
 
@@ -90,6 +95,11 @@ class FullDisk(GatewayCase):
                 cls.gw.kill9()
         finally:
             umount(cls.mnt)
+
+
+class FullDisk(TmpfsCase):
+    TMPFS_PREFIX = "sgtest-fulldisk-mnt-"
+    TMPFS_SIZE = "3m"
 
     def stop_cmd(self, rid, i, note=True, case="FDCASE"):
         cmd = ["STOP", rid, "BANK", "FDB", "ACCOUNT", "FD%06dX" % i, "CASE", case, "AMOUNT", "5000"]
@@ -302,7 +312,7 @@ def fill_up(path):
                     raise
 
 
-class FullDiskSmall(GatewayCase):
+class FullDiskSmall(TmpfsCase):
     """A 4 MB tmpfs whose free space a file beside the journal takes (fill_up), so that the
     batch the disk refuses is exactly the test's next burst; each test has its own gateway and
     journal directory on it, and removes its file to give the space back.
@@ -316,26 +326,14 @@ class FullDiskSmall(GatewayCase):
     to CHECK nor to a libstopgate reader of the shared memory, until that batch is durable;
     then they are."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.gw = None
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root to mount a tmpfs")
-        if not os.path.exists(UDP_PROBE):
-            raise AssertionError("udp_probe not built (%s); set UDP_PROBE" % UDP_PROBE)
-        cls.mnt = sgtest.make_temp_dir("sgtest-fulldisk-small-")
-        try:
-            mount_tmpfs(cls.mnt, "4m")
-        except subprocess.CalledProcessError as e:
-            raise unittest.SkipTest("cannot mount a tmpfs: %s" % e.stderr.strip())
+    TMPFS_PREFIX = "sgtest-fulldisk-small-"
+    TMPFS_SIZE = "4m"
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.gw is not None:
-                cls.gw.kill9()
-        finally:
-            umount(cls.mnt)
+    def setUpClass(cls):
+        if os.geteuid() == 0 and not os.path.exists(UDP_PROBE):
+            raise AssertionError("udp_probe not built (%s); set UDP_PROBE" % UDP_PROBE)
+        super().setUpClass()
 
     def start_gateway(self, name, sections=""):
         gw = sgtest.track(Gateway(name=name, sections=sections + "[plugin sim]\nlatency_us = 200\n"))
