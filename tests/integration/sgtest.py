@@ -151,6 +151,19 @@ def wait_until(fn, timeout=10.0, interval=0.02, what="condition"):
 _hash_cache = {}
 
 
+def kill_and_reap(proc, timeout=10.0):
+    """SIGKILL a subprocess.Popen (or None) still running, and reap it: no zombie, no
+    exception if it does not go within timeout seconds (the kernel ends it anyway)."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def _hash_cache_path():
     """A file shared by the test processes of one run, keyed by the stopctl binary (path and
     mtime), so a rebuilt stopctl never reuses an old hash format."""
@@ -664,13 +677,7 @@ class Gateway(object):
             _live_gateways.remove(self)
 
     def kill9(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_and_reap(self.proc)
         self._forget()
 
     def stop(self, sig=signal.SIGTERM, timeout=20.0):

@@ -76,13 +76,7 @@ class _Proc(object):
             _live_procs.append(self)
 
     def kill9(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+        sgtest.kill_and_reap(self.proc)
         if self in _live_procs:
             _live_procs.remove(self)
 
