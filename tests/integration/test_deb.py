@@ -108,6 +108,41 @@ class Deb(unittest.TestCase):
         self.assertNotIn("deb-systemd-invoke", postinst)
         self.assertNotIn("invoke-rc.d", postinst)
 
+    def test_depends_from_shlibs(self):
+        """Every shared library the packaged ELF files need (the DPDK librte_* ones too, when
+        stopgated is built with libdpdk) is in Depends by its package, put there by
+        ${shlibs:Depends}; ops/debian/control names no library package by hand."""
+        with open(os.path.join(sgtest.ROOT, "ops", "debian", "control")) as f:
+            control = f.read()
+        stanza = control[control.index("Package: stopgate"):]
+        line = [l for l in stanza.splitlines() if l.startswith("Depends:")][0]
+        self.assertEqual([w.strip() for w in line[len("Depends:"):].split(",")],
+                         ["adduser", "${misc:Depends}", "${shlibs:Depends}"])
+        depends = {w.strip().split()[0] for w in sh("dpkg-deb", "-f", self.deb, "Depends").split(",")}
+        root = sgtest.make_temp_dir("sgtest-deb-x-")
+        sh("dpkg-deb", "-x", self.deb, root)
+        needed, own = set(), set()
+        for top, _, files in os.walk(root):
+            for name in files:
+                path = os.path.join(top, name)
+                own.add(name)  # libstopgate.so.0 is a link to the package's own library
+                if os.path.islink(path):
+                    continue
+                with open(path, "rb") as f:
+                    if f.read(4) != b"\x7fELF":
+                        continue
+                dyn = sh("readelf", "-d", path)
+                needed |= {l.split("[")[1].split("]")[0] for l in dyn.splitlines() if "(NEEDED)" in l}
+        self.assertTrue(any(n.startswith("libsodium") for n in needed), needed)
+        multiarch = sh("dpkg-architecture", "-qDEB_HOST_MULTIARCH").strip()
+        for lib in sorted(needed - own):
+            owner = sh("dpkg", "-S", "*/%s/%s" % (multiarch, lib)).splitlines()[0].split(":")[0].split(",")[0]
+            if owner in ("libc6", "libgcc-s1"):  # essential / build-essential: dpkg-shlibdeps may omit
+                continue
+            self.assertIn(owner, depends, "%s (%s) is needed but not in Depends" % (lib, owner))
+        if any(n.startswith("librte_") for n in needed):
+            self.assertTrue([d for d in depends if d.startswith("librte-")], depends)
+
     def test_lintian_clean(self):
         r = subprocess.run(["lintian", "--fail-on", "error,warning", self.deb], capture_output=True, text=True,
                            timeout=300)
