@@ -210,9 +210,8 @@ static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journ
         }
         madvise((void *)data, size, MADV_SEQUENTIAL);
     }
-    int rc = journal_scan_segment_ahead(data ? data : (const uint8_t *)"", size, chain,
-                                        replay_data, o->ahead ? replay_ahead : NULL, (void *)o,
-                                        res);
+    int rc = journal_scan_segment_ahead(data ? data : (const uint8_t *)"", size, chain, replay_data,
+                                        o->ahead ? replay_ahead : NULL, (void *)o, res);
     if (rc == 0 && !res->clean && res->damaged)
         note_damage(data, size, seq, res, !res->valid_after_bad, o, rec);
     if (data) munmap((void *)data, size);

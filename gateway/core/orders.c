@@ -257,32 +257,44 @@ static void huge_hint(void *p, size_t cap, size_t used, bool on) {
 }
 
 static void replay_pages(orders *o, bool on) {
-    huge_hint(o->v, ((size_t)o->max_orders + 1) * sizeof(order), ((size_t)o->n + 1) * sizeof(order), on);
-    huge_hint(o->req, ((size_t)o->max_req + 1) * sizeof(request), ((size_t)o->nreq + 1) * sizeof(request), on);
-    huge_hint(o->cases, ((size_t)o->max_cases + 1) * sizeof(case_ent), ((size_t)o->ncases + 1) * sizeof(case_ent),
+    huge_hint(o->v, ((size_t)o->max_orders + 1) * sizeof(order), ((size_t)o->n + 1) * sizeof(order),
               on);
-    huge_hint(o->links, ((size_t)o->max_links + 1) * sizeof(olink), ((size_t)o->nlinks + 1) * sizeof(olink), on);
+    huge_hint(o->req, ((size_t)o->max_req + 1) * sizeof(request),
+              ((size_t)o->nreq + 1) * sizeof(request), on);
+    huge_hint(o->cases, ((size_t)o->max_cases + 1) * sizeof(case_ent),
+              ((size_t)o->ncases + 1) * sizeof(case_ent), on);
+    huge_hint(o->links, ((size_t)o->max_links + 1) * sizeof(olink),
+              ((size_t)o->nlinks + 1) * sizeof(olink), on);
     huge_hint(o->sp, o->sp_cap, o->sp_len, on);
-    huge_hint(o->expiry.v, (size_t)o->expiry.cap * sizeof(sched_ent), (size_t)o->expiry.n * sizeof(sched_ent), on);
-    huge_hint(o->overdue.v, (size_t)o->overdue.cap * sizeof(sched_ent), (size_t)o->overdue.n * sizeof(sched_ent),
-              on);
+    huge_hint(o->expiry.v, (size_t)o->expiry.cap * sizeof(sched_ent),
+              (size_t)o->expiry.n * sizeof(sched_ent), on);
+    huge_hint(o->overdue.v, (size_t)o->overdue.cap * sizeof(sched_ent),
+              (size_t)o->overdue.n * sizeof(sched_ent), on);
 }
 
-void orders_replay_begin(orders *o) { replay_pages(o, true); }
+void orders_replay_begin(orders *o) {
+    replay_pages(o, true);
+}
 
-void orders_replay_end(orders *o) { replay_pages(o, false); }
+void orders_replay_end(orders *o) {
+    replay_pages(o, false);
+}
 
 void orders_prefetch(const orders *o, const order_rec *r) {
     /* The same hashes apply computes; a malformed record (apply refuses it) prefetches
      * nothing harmful: prefetches never fault. */
     if (r->request_id.len)
-        __builtin_prefetch(htab_first_slot(&o->req_idx, XXH3_64bits(r->request_id.p, r->request_id.len)), 1);
+        __builtin_prefetch(
+            htab_first_slot(&o->req_idx, XXH3_64bits(r->request_id.p, r->request_id.len)), 1);
     if (r->type == REC_ORDER) {
         if (r->bank.len <= BANK_LEN_MAX && r->account.len <= ACCOUNT_LEN_MAX)
             __builtin_prefetch(
-                htab_first_slot(&o->acct_idx, acct_hash_n(r->bank.p, r->bank.len, r->account.p, r->account.len)), 1);
+                htab_first_slot(&o->acct_idx,
+                                acct_hash_n(r->bank.p, r->bank.len, r->account.p, r->account.len)),
+                1);
         if (r->case_id.len)
-            __builtin_prefetch(htab_first_slot(&o->case_idx, XXH3_64bits(r->case_id.p, r->case_id.len)), 1);
+            __builtin_prefetch(
+                htab_first_slot(&o->case_idx, XXH3_64bits(r->case_id.p, r->case_id.len)), 1);
     } else if (r->order_no >= 1 && r->order_no <= o->n) {
         __builtin_prefetch(&o->v[r->order_no], 1);
     }

@@ -411,9 +411,9 @@ static void seg_add_frame(seg *s, int records) {
 
 typedef struct ahead_seen {
     seen v;
-    int announced;       /* records handed to ahead so far */
-    uint64_t lsn[64];    /* in that order (payload byte 0 is the record's lsn) */
-    int at_apply[64];    /* announced when fn saw lsn i + 1 */
+    int announced;    /* records handed to ahead so far */
+    uint64_t lsn[64]; /* in that order (payload byte 0 is the record's lsn) */
+    int at_apply[64]; /* announced when fn saw lsn i + 1 */
 } ahead_seen;
 
 static void ahead_cb(void *ctx, uint16_t type, const uint8_t *payload, uint32_t len) {
@@ -447,7 +447,8 @@ static void test_scan_ahead(void **state) {
     memset(&a, 0, sizeof a);
     journal_chain ch = {.next_lsn = 1, .prev_sum = 0};
     journal_scan_result r;
-    assert_int_equal(journal_scan_segment_ahead(s.data, s.size, &ch, ahead_apply, ahead_cb, &a, &r), 0);
+    assert_int_equal(journal_scan_segment_ahead(s.data, s.size, &ch, ahead_apply, ahead_cb, &a, &r),
+                     0);
     assert_false(r.clean);
     assert_true(r.damaged);
     assert_int_equal(r.bad_offset, bad_frame);
