@@ -20,7 +20,7 @@ work="$(mktemp -d /var/tmp/replay_ab.XXXXXX)"
 pid=""
 cleanup() {
     [[ -z "$pid" ]] || kill -KILL "$pid" 2>/dev/null || true
-    rm -f /dev/shm/replay-ab-$$
+    rm -f /dev/shm/replay-ab-$$ /dev/shm/replay-ab-$$.*
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -50,7 +50,7 @@ for ((r = 1; r <= rounds; r++)); do
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         pid=""
-        rm -f /dev/shm/replay-ab-$$
+        rm -f /dev/shm/replay-ab-$$ /dev/shm/replay-ab-$$.*
         line="$(grep -m1 'journal: replayed' "$work/gw.log" || true)"
         [[ -n "$line" ]] || { echo "$t: no replay line" >&2; tail -3 "$work/gw.log" >&2; exit 1; }
         printf 'round %d %s wall_ms %s cpu_ms %d\n' "$r" "$t" "$(sed -n 's/.* in \([0-9.]*\) ms;.*/\1/p' <<<"$line")" \
