@@ -175,6 +175,11 @@ static int replay_data(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *pa
     return o->replay(o->ctx, type, lsn, payload, len);
 }
 
+static void replay_ahead(void *ctx, uint16_t type, const uint8_t *payload, uint32_t len) {
+    const journal_opts *o = ctx;
+    if (type != JOURNAL_REC_CLOSE) o->ahead(o->ctx, type, payload, len);
+}
+
 /* Maps segment seq and scans it. 0 with *fd open (and res filled), or -1 with err. */
 static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journal_opts *o, int *fd,
                      journal_scan_result *res, journal_recovery *rec, char *err, size_t errcap) {
@@ -194,7 +199,10 @@ static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journ
     size_t size = (size_t)st.st_size;
     const uint8_t *data = NULL;
     if (size > 0) {
-        data = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, *fd, 0);
+        /* Not MAP_POPULATE: that reads the whole segment before the first record is looked
+         * at. The read was started (seg_willneed) before; the scan follows it page by page,
+         * so a cold start's CPU work overlaps its disk reads from the first page on. */
+        data = mmap(NULL, size, PROT_READ, MAP_PRIVATE, *fd, 0);
         if (data == MAP_FAILED) {
             snprintf(err, errcap, "%s/%s: mmap: %s", j->dir, name, strerror(errno));
             close(*fd);
@@ -202,8 +210,8 @@ static int scan_file(journal *j, uint64_t seq, journal_chain *chain, const journ
         }
         madvise((void *)data, size, MADV_SEQUENTIAL);
     }
-    int rc = journal_scan_segment(data ? data : (const uint8_t *)"", size, chain, replay_data,
-                                  (void *)o, res);
+    int rc = journal_scan_segment_ahead(data ? data : (const uint8_t *)"", size, chain, replay_data,
+                                        o->ahead ? replay_ahead : NULL, (void *)o, res);
     if (rc == 0 && !res->clean && res->damaged)
         note_damage(data, size, seq, res, !res->valid_after_bad, o, rec);
     if (data) munmap((void *)data, size);
@@ -386,6 +394,7 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
         }
         if (j->seg_fd >= 0) close(j->seg_fd);
         j->seg_fd = -1;
+        if (i == 0) seg_willneed(j, seqs[i]);
         if (i + 1 < n) seg_willneed(j, seqs[i + 1]);
         rc = replay_segment(j, seqs[i], seqs + i + 1, n - i - 1, &chain, o, rec, err, errcap);
         if (rc < 0) {

@@ -82,6 +82,8 @@ typedef struct journal_damage {
 typedef struct journal_opts {
     uint64_t segment_bytes;
     journal_record_fn replay;   /* every valid record, in lsn order */
+    journal_ahead_fn ahead;     /* may be NULL: each record JOURNAL_AHEAD records before replay
+                                   sees it (a prefetch hint, journal_fmt.h) */
     journal_salvage_fn damaged; /* each record still found in damaged data (may be NULL) */
     void *ctx;                  /* for both */
     bool truncate_damaged_tail; /* cut a damaged tail instead of refusing (stopgated flag) */

@@ -54,9 +54,9 @@ void journal_frame_make(journal_frame *f, uint32_t magic, uint32_t len, uint64_t
 }
 
 static bool all_zero(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (p[i]) return false;
-    return true;
+    /* p[0] is zero and every byte equals the one before it: the library's vectorised memcmp
+     * instead of a byte loop (a pre-zeroed segment's tail is up to segment_bytes long). */
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
 /* Is there a self-consistent record at off? (magic, bounds, checksum; not the chain) */
@@ -247,9 +247,38 @@ static const char *frame_records_check(const uint8_t *data, size_t off, const jo
     return NULL;
 }
 
+/* Hands the record at o of a whole frame to ahead; returns the offset of the next one. */
+static size_t ahead_one(const uint8_t *data, size_t o, journal_ahead_fn ahead, void *ctx) {
+    journal_rec_hdr h;
+    memcpy(&h, data + o, sizeof h);
+    ahead(ctx, h.type, data + o + sizeof h, h.payload_len);
+    return o + h.len;
+}
+
+/* Applies the records of the whole, checked frame [off, end + trailer) through fn, each one
+ * announced to ahead (if any) JOURNAL_AHEAD records earlier. 0 or fn's value. */
+static int frame_apply(const uint8_t *data, size_t off, size_t end, journal_chain *chain,
+                       journal_record_fn fn, journal_ahead_fn ahead, void *ctx) {
+    size_t o = off + sizeof(journal_frame), next = o;
+    for (int k = 0; ahead && k < JOURNAL_AHEAD && next < end; k++)
+        next = ahead_one(data, next, ahead, ctx);
+    while (o < end) {
+        journal_rec_hdr h;
+        memcpy(&h, data + o, sizeof h);
+        if (ahead && next < end) next = ahead_one(data, next, ahead, ctx);
+        if (fn) {
+            int rc = fn(ctx, h.type, h.lsn, data + o + sizeof h, h.payload_len);
+            if (rc) return rc;
+        }
+        chain_take(chain, &h);
+        o += h.len;
+    }
+    return 0;
+}
+
 /* Version 2: frames. Returns 0 or the callback's value. */
 static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
-                   void *ctx, journal_scan_result *res) {
+                   journal_ahead_fn ahead, void *ctx, journal_scan_result *res) {
     size_t off = sizeof(journal_seg_hdr);
     for (;;) {
         res->valid_end = off;
@@ -289,17 +318,8 @@ static int scan_v2(const uint8_t *data, size_t size, journal_chain *chain, journ
             res->stopped = true;
             return 0;
         }
-        size_t end = off + fh.len - sizeof ft;
-        for (size_t o = off + sizeof fh; o < end;) {
-            journal_rec_hdr h;
-            memcpy(&h, data + o, sizeof h);
-            if (fn) {
-                int rc = fn(ctx, h.type, h.lsn, data + o + sizeof h, h.payload_len);
-                if (rc) return rc;
-            }
-            chain_take(chain, &h);
-            o += h.len;
-        }
+        int rc = frame_apply(data, off, off + fh.len - sizeof ft, chain, fn, ahead, ctx);
+        if (rc) return rc;
         off += fh.len;
     }
 }
@@ -387,6 +407,12 @@ int journal_frames_sum_at(const uint8_t *data, size_t size, uint64_t lsn, uint64
 
 int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain, journal_record_fn fn,
                          void *ctx, journal_scan_result *res) {
+    return journal_scan_segment_ahead(data, size, chain, fn, NULL, ctx, res);
+}
+
+int journal_scan_segment_ahead(const uint8_t *data, size_t size, journal_chain *chain,
+                               journal_record_fn fn, journal_ahead_fn ahead, void *ctx,
+                               journal_scan_result *res) {
     memset(res, 0, sizeof *res);
     journal_seg_hdr sh;
     if (size < sizeof sh) {
@@ -421,7 +447,7 @@ int journal_scan_segment(const uint8_t *data, size_t size, journal_chain *chain,
     }
     chain->version = sh.version;
     if (sh.version == JOURNAL_SEG_VERSION_V1) return scan_v1(data, size, chain, fn, ctx, res);
-    return scan_v2(data, size, chain, fn, ctx, res);
+    return scan_v2(data, size, chain, fn, ahead, ctx, res);
 }
 
 size_t journal_salvage(const uint8_t *data, size_t size, size_t from, size_t to,

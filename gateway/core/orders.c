@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "mem.h"
@@ -77,13 +78,16 @@ static bool acct_eq(const void *ctx, uint32_t val, const void *key) {
     const akey *k = key;
     return strcmp(o->v[val].bank, k->bank) == 0 && strcmp(o->v[val].account, k->account) == 0;
 }
-static uint64_t acct_hash(const char *bank, const char *account) {
+static uint64_t acct_hash_n(const char *bank, size_t bl, const char *account, size_t al) {
     char tmp[BANK_LEN_MAX + ACCOUNT_LEN_MAX + 2];
-    size_t bl = strlen(bank), al = strlen(account);
+    assert(bl <= BANK_LEN_MAX && al <= ACCOUNT_LEN_MAX);
     memcpy(tmp, bank, bl);
     tmp[bl] = 0; /* separator no key character can be */
     memcpy(tmp + bl + 1, account, al);
     return XXH3_64bits(tmp, bl + 1 + al);
+}
+static uint64_t acct_hash(const char *bank, const char *account) {
+    return acct_hash_n(bank, strlen(bank), account, strlen(account));
 }
 
 /* --- schedules (binary min-heaps, stale entries skipped when popped) ---------------- */
@@ -234,6 +238,66 @@ bool order_has_case(const orders *o, const order *ord, const char *id, uint32_t 
 
 const sg_onward *orders_onward(const orders *o, const order *ord) {
     return ord->onward_off ? (const sg_onward *)(o->sp + ord->onward_off) : NULL;
+}
+
+/* --- replay ----------------------------------------------------------------------------- */
+
+#define HUGE_PAGE_BYTES (2u * 1024 * 1024)
+
+/* Huge pages for [p, p + cap) (on), or back to small pages from the huge page holding byte
+ * used on (off): what is in use keeps the huge pages it has. Hints; errors are ignored. */
+static void huge_hint(void *p, size_t cap, size_t used, bool on) {
+    uintptr_t start = (uintptr_t)p, end = start + cap;
+    if (on) {
+        (void)madvise(p, cap, MADV_HUGEPAGE);
+        return;
+    }
+    uintptr_t from = (start + used + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    if (from < end) (void)madvise((void *)from, end - from, MADV_NOHUGEPAGE);
+}
+
+static void replay_pages(orders *o, bool on) {
+    huge_hint(o->v, ((size_t)o->max_orders + 1) * sizeof(order), ((size_t)o->n + 1) * sizeof(order),
+              on);
+    huge_hint(o->req, ((size_t)o->max_req + 1) * sizeof(request),
+              ((size_t)o->nreq + 1) * sizeof(request), on);
+    huge_hint(o->cases, ((size_t)o->max_cases + 1) * sizeof(case_ent),
+              ((size_t)o->ncases + 1) * sizeof(case_ent), on);
+    huge_hint(o->links, ((size_t)o->max_links + 1) * sizeof(olink),
+              ((size_t)o->nlinks + 1) * sizeof(olink), on);
+    huge_hint(o->sp, o->sp_cap, o->sp_len, on);
+    huge_hint(o->expiry.v, (size_t)o->expiry.cap * sizeof(sched_ent),
+              (size_t)o->expiry.n * sizeof(sched_ent), on);
+    huge_hint(o->overdue.v, (size_t)o->overdue.cap * sizeof(sched_ent),
+              (size_t)o->overdue.n * sizeof(sched_ent), on);
+}
+
+void orders_replay_begin(orders *o) {
+    replay_pages(o, true);
+}
+
+void orders_replay_end(orders *o) {
+    replay_pages(o, false);
+}
+
+void orders_prefetch(const orders *o, const order_rec *r) {
+    /* The same hashes apply computes; a malformed record (apply refuses it) prefetches
+     * nothing harmful: prefetches never fault. */
+    if (r->request_id.len)
+        __builtin_prefetch(
+            htab_first_slot(&o->req_idx, XXH3_64bits(r->request_id.p, r->request_id.len)), 1);
+    if (r->type == REC_ORDER) {
+        if (r->bank.len <= BANK_LEN_MAX && r->account.len <= ACCOUNT_LEN_MAX)
+            __builtin_prefetch(
+                htab_first_slot(&o->acct_idx,
+                                acct_hash_n(r->bank.p, r->bank.len, r->account.p, r->account.len)),
+                1);
+        if (r->case_id.len)
+            __builtin_prefetch(
+                htab_first_slot(&o->case_idx, XXH3_64bits(r->case_id.p, r->case_id.len)), 1);
+    } else if (r->order_no >= 1 && r->order_no <= o->n) {
+        __builtin_prefetch(&o->v[r->order_no], 1);
+    }
 }
 
 /* --- apply ------------------------------------------------------------------------------ */

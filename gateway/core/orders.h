@@ -122,6 +122,17 @@ bool orders_room(const orders *o, uint16_t type);
  * that replays such a record is refused). */
 int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t errcap);
 
+/* Replay: the tables that grow with every record (orders, requests, cases, links, string
+ * pool, schedules) take transparent huge pages between begin and end. A million orders
+ * otherwise cost ~100,000 first-touch page faults of 4 KiB (each a VM exit on this machine
+ * class). end sets what is not used yet back to small pages, so that the live path never
+ * waits for a huge page to be zeroed or compacted. Hints: nothing fails. */
+void orders_replay_begin(orders *o);
+void orders_replay_end(orders *o);
+/* Replay: start loading the cache lines orders_apply(r) will look up first (index slots,
+ * the order of a follow-up record), a few records before it is applied. A hint only. */
+void orders_prefetch(const orders *o, const order_rec *r);
+
 static inline order *orders_get(orders *o, uint64_t no) { return (no >= 1 && no <= o->n) ? &o->v[no] : NULL; }
 static inline uint64_t orders_next_no(const orders *o) { return (uint64_t)o->n + 1; }
 const request *orders_find_request(const orders *o, const char *id, uint32_t len);

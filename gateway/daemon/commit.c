@@ -88,6 +88,12 @@ int commit_replay(commit *c, uint16_t type, uint64_t lsn, const uint8_t *payload
     return apply(c, &r, lsn, false, err, errcap) != 0 ? 2 : 0;
 }
 
+void commit_replay_ahead(commit *c, uint16_t type, const uint8_t *payload, uint32_t len) {
+    order_rec r;
+    if (is_list_record(type) || record_decode(type, payload, len, &r) != 0) return;
+    orders_prefetch(c->o, &r);
+}
+
 static void advance(commit *c) {
     uint64_t lsn = c->j->durable_lsn;
     if (c->clustered && !c->mirror && c->cluster_lsn < lsn) lsn = c->cluster_lsn;

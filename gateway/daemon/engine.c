@@ -678,6 +678,10 @@ static int replay_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *
     return rc;
 }
 
+static void replay_ahead(void *ctx, uint16_t type, const uint8_t *payload, uint32_t len) {
+    commit_replay_ahead(&((recover_ctx *)ctx)->gw->commit, type, payload, len);
+}
+
 #define DAMAGED_LOG_MAX 64 /* readable records of a damaged tail named one by one in the log */
 
 /* A record found in a damaged part of the journal: name its order, so the operator knows
@@ -733,12 +737,16 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
     recover_ctx rc = {.gw = gw};
     journal_opts o = {.segment_bytes = gw->cfg.segment_bytes,
                       .replay = replay_record,
+                      .ahead = replay_ahead,
                       .damaged = damaged_record,
                       .ctx = &rc,
                       .truncate_damaged_tail = gw->truncate_damaged_tail,
                       .preallocate = true};
     o.keep_through_lsn = gw->keep_through_lsn;
-    if (journal_open(&gw->j, gw->cfg.journal_dir, &o, &rec, err, errcap) != 0) return -1;
+    orders_replay_begin(&gw->o);
+    int rc_open = journal_open(&gw->j, gw->cfg.journal_dir, &o, &rec, err, errcap);
+    orders_replay_end(&gw->o);
+    if (rc_open != 0) return -1;
     log_recovery(gw, &rec);
     if (rec.kept_cut)
         LOGW(gw,

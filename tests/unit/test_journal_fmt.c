@@ -385,6 +385,95 @@ static void test_scan_bad_lengths(void **state) {
     assert_int_equal(r.bad_offset, s.rec_off[1]);
 }
 
+/* A version 2 segment: frames of the given record counts. */
+static void seg_begin_v2(seg *s) {
+    memset(s, 0, sizeof *s);
+    journal_seg_hdr h;
+    journal_seg_hdr_make(&h, 1, 1, 0, 1700000000000);
+    memcpy(s->data, &h, sizeof h);
+    s->size = sizeof h;
+    s->next_lsn = 1;
+}
+
+static void seg_add_frame(seg *s, int records) {
+    size_t at = s->size;
+    uint64_t first = s->next_lsn;
+    s->size += sizeof(journal_frame);
+    for (int i = 0; i < records; i++) seg_add(s, 3);
+    journal_frame f;
+    uint32_t len = (uint32_t)(s->size + sizeof f - at);
+    journal_frame_make(&f, JOURNAL_FRAME_MAGIC, len, first, s->next_lsn - 1, s->last_sum);
+    memcpy(s->data + at, &f, sizeof f);
+    journal_frame_make(&f, JOURNAL_TRAILER_MAGIC, len, first, s->next_lsn - 1, s->last_sum);
+    memcpy(s->data + s->size, &f, sizeof f);
+    s->size += sizeof f;
+}
+
+typedef struct ahead_seen {
+    seen v;
+    int announced;    /* records handed to ahead so far */
+    uint64_t lsn[64]; /* in that order (payload byte 0 is the record's lsn) */
+    int at_apply[64]; /* announced when fn saw lsn i + 1 */
+} ahead_seen;
+
+static void ahead_cb(void *ctx, uint16_t type, const uint8_t *payload, uint32_t len) {
+    ahead_seen *a = ctx;
+    assert_int_equal(type, 3);
+    assert_true(len > 0 && a->announced < 64);
+    a->lsn[a->announced++] = payload[0];
+}
+
+static int ahead_apply(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *payload,
+                       uint32_t len) {
+    ahead_seen *a = ctx;
+    a->at_apply[lsn - 1] = a->announced;
+    return collect(&a->v, type, lsn, payload, len);
+}
+
+/* The replay's prefetch hint: every record of a whole frame is announced once, in order,
+ * JOURNAL_AHEAD records before it is applied (fewer at the frame's end), and nothing of a
+ * damaged frame is announced - the hint never runs ahead of the verification. */
+static void test_scan_ahead(void **state) {
+    (void)state;
+    static seg s;
+    const int frames[] = {1, 3, 20};
+    seg_begin_v2(&s);
+    int total = 0;
+    for (int i = 0; i < 3; i++) seg_add_frame(&s, frames[i]), total += frames[i];
+    size_t bad_frame = s.size;
+    seg_add_frame(&s, 4);
+    s.data[s.rec_off[total + 2] + 45] ^= 1; /* a payload bit of the damaged frame's third record */
+    static ahead_seen a;
+    memset(&a, 0, sizeof a);
+    journal_chain ch = {.next_lsn = 1, .prev_sum = 0};
+    journal_scan_result r;
+    assert_int_equal(journal_scan_segment_ahead(s.data, s.size, &ch, ahead_apply, ahead_cb, &a, &r),
+                     0);
+    assert_false(r.clean);
+    assert_true(r.damaged);
+    assert_int_equal(r.bad_offset, bad_frame);
+    assert_int_equal(a.v.n, total);
+    assert_int_equal(a.announced, total); /* none of the damaged frame's records */
+    for (int i = 0; i < total; i++) assert_int_equal(a.lsn[i], i + 1);
+    int first = 1;
+    for (int f = 0; f < 3; f++) {
+        int last = first + frames[f] - 1;
+        for (int lsn = first; lsn <= last; lsn++) {
+            int want = lsn + JOURNAL_AHEAD < last ? lsn + JOURNAL_AHEAD : last;
+            assert_int_equal(a.at_apply[lsn - 1], want);
+        }
+        first = last + 1;
+    }
+    /* Without a hint the scan is the same. */
+    seen v = {0};
+    journal_chain ch2 = {.next_lsn = 1, .prev_sum = 0};
+    journal_scan_result r2;
+    assert_int_equal(journal_scan_segment(s.data, s.size, &ch2, collect, &v, &r2), 0);
+    assert_int_equal(v.n, total);
+    assert_int_equal(r2.bad_offset, r.bad_offset);
+    assert_int_equal(ch2.next_lsn, ch.next_lsn);
+}
+
 static void test_seg_names(void **state) {
     (void)state;
     char name[64];
@@ -445,6 +534,7 @@ int main(void) {
         cmocka_unit_test(test_scan_across_segments),
         cmocka_unit_test(test_scan_callback_stops),
         cmocka_unit_test(test_scan_bad_lengths),
+        cmocka_unit_test(test_scan_ahead),
         cmocka_unit_test(test_seg_names),
         cmocka_unit_test(test_list_segments),
     };

@@ -4,6 +4,8 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "orders.h"
 #include "record.h"
@@ -693,6 +695,60 @@ static void test_prefault(void **state) {
     assert_int_equal(orders_find_request(&g_o, "r-2", 3)->order_no, 2);
 }
 
+/* The VmFlags line of the mapping holding p, from /proc/self/smaps ("" when not found). */
+static void vm_flags_of(const void *p, char *out, size_t cap) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    bool in = false;
+    out[0] = 0;
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(out, cap, "%s", line);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* Replay mode: prefetch hints change nothing (not even for records apply refuses), huge pages
+ * while replaying, and afterwards the tables' unused part is back on small pages so that the
+ * live path never waits for a huge page. */
+static void test_replay_mode(void **state) {
+    (void)state;
+    orders_free(&g_o);
+    assert_int_equal(orders_init(&g_o, 65536, DEADLINE_MS), 0); /* tables of many huge pages */
+    orders_replay_begin(&g_o);
+    order_rec r = mk_order(1, "r-1", "ICBC", "A1", "C-1", T0, T0 + HOUR);
+    orders_prefetch(&g_o, &r);
+    apply_ok(&r, 1);
+    order_rec bad = mk_order(2, "r-2", "ICBCICBCICBCICBC", "A2", "C-1", T0, T0 + HOUR);
+    orders_prefetch(&g_o, &bad); /* bank too long: refused by apply, harmless here */
+    order_rec st = mk_state(99, ST_SENT, T0 + 1);
+    orders_prefetch(&g_o, &st); /* an unknown order */
+    assert_int_equal(g_o.n, 1);
+    st = mk_state(1, ST_SENT, T0 + 1);
+    orders_prefetch(&g_o, &st);
+    apply_ok(&st, 2);
+    orders_replay_end(&g_o);
+    assert_int_equal(orders_get(&g_o, 1)->state, ST_SENT);
+    assert_int_equal(orders_find_request(&g_o, "r-1", 3)->order_no, 1);
+    assert_ptr_equal(orders_latest_on_account(&g_o, "ICBC", "A1"), orders_get(&g_o, 1));
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0) {
+        char head[512], tail[512];
+        vm_flags_of(&g_o.v[1], head, sizeof head);
+        vm_flags_of(&g_o.v[g_o.max_orders], tail, sizeof tail);
+        assert_non_null(strstr(head, " hg"));
+        assert_non_null(strstr(tail, " nh"));
+        assert_null(strstr(tail, " hg"));
+    }
+    add_simple(2, T0 + HOUR); /* the live path goes on after replay */
+    assert_int_equal(orders_find_request(&g_o, "r-2", 3)->order_no, 2);
+}
+
 static void test_ids_and_names(void **state) {
     (void)state;
     char id[32];
@@ -785,6 +841,7 @@ int main(void) {
         T(test_room),
         T(test_room_for_cascade_child),
         T(test_prefault),
+        T(test_replay_mode),
         T(test_ids_and_names),
         T(test_apply_decoded_records),
     };
