@@ -18,7 +18,6 @@
 #define COOKIE_TRIM (FOLLOW_COOKIE_TAG | FOLLOW_CK_TRIM)
 #define COOKIE_COMPACT (FOLLOW_COOKIE_TAG | FOLLOW_CK_COMPACT)
 #define COOKIE_EXTENT (FOLLOW_COOKIE_TAG | FOLLOW_CK_EXTENT)
-#define EXTENT_KEYS (FOLLOW_TRIM_RING / 2) /* oldest log keys a new leader learns at once */
 #define RETRY_FULL_MS 5    /* the local journal had no room: it frees within an fdatasync */
 #define RETRY_ERROR_MS 100 /* etcd refused or failed a read */
 #define PUBLISH_IDLE_MS 1000 /* unchanged P/members/<name> is still put this often */
@@ -348,7 +347,7 @@ static void on_trim(follow *f, const etcd_result *r) {
 }
 
 /* A new leader's view of the log is what it saw since its process started: older keys (a
- * restarted leader's) would never be trimmed. One txn reads the oldest EXTENT_KEYS log keys
+ * restarted leader's) would never be trimmed. One txn reads the oldest FOLLOW_EXTENT_KEYS log keys
  * (keys only) and P/head at the same revision. */
 static void learn_extent(follow *f) {
     char key[FOLLOW_PREFIX_MAX + 8], end[FOLLOW_PREFIX_MAX + 8], head[FOLLOW_PREFIX_MAX + 8], err[256];
@@ -356,7 +355,7 @@ static void learn_extent(follow *f) {
     int el = snprintf(end, sizeof end, "%s/log0", f->prefix);
     int hl = snprintf(head, sizeof head, "%s/head", f->prefix);
     etcd_op ops[2] = {{.kind = ETCD_OP_RANGE, .key = key, .key_len = (size_t)kl, .range_end = end,
-                       .range_end_len = (size_t)el, .limit = EXTENT_KEYS, .keys_only = true},
+                       .range_end_len = (size_t)el, .limit = FOLLOW_EXTENT_KEYS, .keys_only = true},
                       {.kind = ETCD_OP_RANGE, .key = head, .key_len = (size_t)hl}};
     etcd_request rq = {.kind = ETCD_TXN, .flags = ETCD_F_IDEMPOTENT, .success = ops, .success_count = 2};
     if (etcd_submit(f->ec, &rq, COOKIE_EXTENT, err, sizeof err) != 0) {
@@ -397,7 +396,7 @@ static void on_extent(follow *f, const etcd_result *r) {
         head = strtoull(d, NULL, 10);
     }
     /* The last key of a cut answer has an unknown end: left to a later delete. */
-    size_t n = lr->kv_count == EXTENT_KEYS ? lr->kv_count - 1 : lr->kv_count;
+    size_t n = lr->kv_count == FOLLOW_EXTENT_KEYS ? lr->kv_count - 1 : lr->kv_count;
     int64_t now = etcd_mono_ms();
     for (size_t i = n; i-- > 0;) {
         uint64_t first = key_lsn(f, &r->kvs[lr->kv_first + i]);
