@@ -159,4 +159,5 @@ typedef struct sgl_header {
     char list_names[SGL_LISTS_MAX][SGL_LIST_NAME_MAX];
 } sgl_header;
 _Static_assert(sizeof(sgl_header) <= SGL_HDR_BYTES, "header fits its page");
+_Static_assert(offsetof(sgl_header, stale) == 60, "the stale flag where docs/lists.md says (was reserved1)");
 #endif
