@@ -540,7 +540,6 @@ void follow_rejoin(follow *f) {
     f->applied_lsn = journal_last_lsn(f->j);
     f->sync_asked = f->sync_done_rev = 0;
     if (f->state == FOLLOW_STALE || f->state == FOLLOW_FAILED) return;
-    f->state = FOLLOW_LIVE;
     read_again(f); /* what another leader wrote meanwhile; the watch runs on */
 }
 
