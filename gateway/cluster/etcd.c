@@ -322,6 +322,8 @@ static int enc_op_fields(buf *b, const etcd_op *op) {
             return -1;
         if (op->revision && (buf_append(b, ",", 1) < 0 || enc_i64(b, "revision", op->revision) < 0))
             return -1;
+        static const char ko[] = ",\"keys_only\":true";
+        if (op->keys_only && buf_append(b, ko, sizeof ko - 1) < 0) return -1;
     }
     return 0;
 }

@@ -127,6 +127,7 @@ typedef struct etcd_op {
     int64_t lease;    /* PUT: bind to this lease (0: none) */
     int64_t limit;    /* RANGE: at most this many keys (0: all) */
     int64_t revision; /* RANGE: read at this revision (0: latest) */
+    bool keys_only;   /* RANGE: keys without their values (kv.value_len 0) */
 } etcd_op;
 
 typedef struct etcd_request {

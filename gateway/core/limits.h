@@ -195,6 +195,9 @@ _Static_assert(CLIENT_PREAUTH_BYTES_MAX >= 128 + 2 * AGENT_LEN_MAX + SECRET_LEN_
 #define FOLLOW_PREFIX_MAX (CLUSTER_PREFIX_LEN_MAX + 1) /* [cluster] prefix, NUL included */
 #define FOLLOW_TRIM_MS 1000        /* the leader looks for log keys to trim this often */
 #define FOLLOW_TRIM_RING 4096      /* log keys the leader remembers for trimming */
+/* Oldest log keys a new leader reads (keys only) to learn the log's extent; older ones go with
+ * the first trim's range delete [P/log/, keep). ~50 bytes of JSON each. */
+#define FOLLOW_EXTENT_KEYS (FOLLOW_TRIM_RING / 2)
 /* Frames of a returning member's journal tail checked against the log at start: a leader has
  * at most two batches out of the log (one txn in flight, the next fsynced meanwhile), each
  * at most two or three frames (a segment roll). */

@@ -107,6 +107,7 @@ int ltab_publish(lists_table *t, lists_table *old, char *err, size_t errcap) {
     }
     t->published = true;
     if (old_mapped) {
+        ltab_set_stale(t, ltab_stale(old)); /* a rebuild does not make the lists current */
         atomic_store_explicit(&old->h->superseded, 1, memory_order_release);
         ltab_close(old, false);
     } else if (ofd >= 0) {
@@ -310,4 +311,12 @@ int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int
         if (rc != 0) return rc;
     }
     return 0;
+}
+
+void ltab_set_stale(lists_table *t, bool stale) {
+    atomic_store_explicit(&t->h->stale, stale ? 1u : 0u, memory_order_release);
+}
+
+bool ltab_stale(const lists_table *t) {
+    return atomic_load_explicit(&t->h->stale, memory_order_relaxed) != 0;
 }

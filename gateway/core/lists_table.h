@@ -50,6 +50,10 @@ int ltab_set_group(lists_table *t, int64_t gid, char *err, size_t errcap);
  * a previous writer's file) superseded, unmap old. 0 or -errno. */
 int ltab_publish(lists_table *t, lists_table *old, char *err, size_t errcap);
 void ltab_close(lists_table *t, bool unlink_build);
+/* sgl_header.stale: readers answer -ESTALE while set (the writer's lists are not current: a
+ * cluster member behind the log). Carried over to the table that replaces this one. */
+void ltab_set_stale(lists_table *t, bool stale);
+bool ltab_stale(const lists_table *t);
 
 /* Current entry of key. true when present (used). */
 bool ltab_get(const lists_table *t, const sgl_key *k, ltab_entry *e);

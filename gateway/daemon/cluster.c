@@ -134,7 +134,7 @@ static void step_down(gateway *gw, const char *why) {
     cl->deposed++;
     commit_set_writable(&gw->commit, false);
     refuse_pending(gw);
-    follower_deposed(gw); /* its memory may hold a tail the cluster never had: start again */
+    follower_deposed(gw); /* follow in place, or start again when memory holds an uncommitted tail */
 }
 
 static void won(gateway *gw, int64_t epoch) {

@@ -455,6 +455,8 @@ static int answer(dp_ctx *c, const dp_agent *ag, const uint8_t *d, size_t len, c
             checks++;
             if (!ag->can_check) {
                 r.err = SG_FE_NOPERM;
+            } else if (sgl_stale(&c->map)) {
+                r.err = SG_FE_STALE; /* the writer's lists are not current (the loop sets the flag) */
             } else if (!c->ok[i]) {
                 r.err = SG_FE_BADACCOUNT;
             } else {

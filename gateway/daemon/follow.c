@@ -17,6 +17,7 @@
 #define COOKIE_PUBLISH (FOLLOW_COOKIE_TAG | FOLLOW_CK_PUBLISH)
 #define COOKIE_TRIM (FOLLOW_COOKIE_TAG | FOLLOW_CK_TRIM)
 #define COOKIE_COMPACT (FOLLOW_COOKIE_TAG | FOLLOW_CK_COMPACT)
+#define COOKIE_EXTENT (FOLLOW_COOKIE_TAG | FOLLOW_CK_EXTENT)
 #define RETRY_FULL_MS 5    /* the local journal had no room: it frees within an fdatasync */
 #define RETRY_ERROR_MS 100 /* etcd refused or failed a read */
 #define PUBLISH_IDLE_MS 1000 /* unchanged P/members/<name> is still put this often */
@@ -345,6 +346,70 @@ static void on_trim(follow *f, const etcd_result *r) {
     if (etcd_submit(f->ec, &rq, COOKIE_COMPACT, err, sizeof err) == 0) f->stats.compactions++;
 }
 
+/* A new leader's view of the log is what it saw since its process started: older keys (a
+ * restarted leader's) would never be trimmed. One txn reads the oldest FOLLOW_EXTENT_KEYS log keys
+ * (keys only) and P/head at the same revision. */
+static void learn_extent(follow *f) {
+    char key[FOLLOW_PREFIX_MAX + 8], end[FOLLOW_PREFIX_MAX + 8], head[FOLLOW_PREFIX_MAX + 8], err[256];
+    int kl = snprintf(key, sizeof key, "%s/log/", f->prefix);
+    int el = snprintf(end, sizeof end, "%s/log0", f->prefix);
+    int hl = snprintf(head, sizeof head, "%s/head", f->prefix);
+    etcd_op ops[2] = {{.kind = ETCD_OP_RANGE, .key = key, .key_len = (size_t)kl, .range_end = end,
+                       .range_end_len = (size_t)el, .limit = FOLLOW_EXTENT_KEYS, .keys_only = true},
+                      {.kind = ETCD_OP_RANGE, .key = head, .key_len = (size_t)hl}};
+    etcd_request rq = {.kind = ETCD_TXN, .flags = ETCD_F_IDEMPOTENT, .success = ops, .success_count = 2};
+    if (etcd_submit(f->ec, &rq, COOKIE_EXTENT, err, sizeof err) != 0) {
+        f->stats.etcd_errors++;
+        return; /* the next look tries again */
+    }
+    f->extent_inflight = true;
+}
+
+/* The lsn a log key names (its first), or 0 when it is not one. */
+static uint64_t key_lsn(const follow *f, const etcd_kv *kv) {
+    size_t pl = strlen(f->prefix) + 5;
+    char d[21];
+    if (kv->key_len != pl + 20 || memcmp((const char *)kv->key + pl - 5, "/log/", 5) != 0) return 0;
+    memcpy(d, (const char *)kv->key + pl, 20);
+    d[20] = 0;
+    return strtoull(d, NULL, 10);
+}
+
+/* Prepend the keys older than the oldest one remembered (all of them if none is): each one's
+ * last lsn is the next key's first - 1, the log's last key's is P/head. Their age is unknown:
+ * the retention counts from now. */
+static void on_extent(follow *f, const etcd_result *r) {
+    f->extent_inflight = false;
+    if (r->err != ETCD_OK || r->op_count != 2) {
+        f->stats.etcd_errors++;
+        return;
+    }
+    const etcd_op_result *lr = &r->ops[0], *hr = &r->ops[1];
+    uint64_t oldest = f->keys_len ? f->keys[f->keys_head].first_lsn : UINT64_MAX;
+    uint64_t head = 0;
+    if (hr->kv_count) {
+        const etcd_kv *h = &r->kvs[hr->kv_first];
+        char d[21];
+        size_t n = h->value_len < 20 ? h->value_len : 20;
+        memcpy(d, h->value, n);
+        d[n] = 0;
+        head = strtoull(d, NULL, 10);
+    }
+    /* The last key of a cut answer has an unknown end: left to a later delete. */
+    size_t n = lr->kv_count == FOLLOW_EXTENT_KEYS ? lr->kv_count - 1 : lr->kv_count;
+    int64_t now = etcd_mono_ms();
+    for (size_t i = n; i-- > 0;) {
+        uint64_t first = key_lsn(f, &r->kvs[lr->kv_first + i]);
+        uint64_t next = i + 1 < lr->kv_count ? key_lsn(f, &r->kvs[lr->kv_first + i + 1]) : head + 1;
+        if (!first || first >= oldest || next <= first || f->keys_len == FOLLOW_TRIM_RING) continue;
+        f->keys_head = (f->keys_head + FOLLOW_TRIM_RING - 1) % FOLLOW_TRIM_RING;
+        f->keys_len++;
+        f->keys[f->keys_head] = (follow_logkey){.first_lsn = first, .last_lsn = next - 1, .seen_ms = now};
+        oldest = first;
+    }
+    f->extent_known = true;
+}
+
 /* One event of the prefix watch. */
 static void on_event(follow *f, const etcd_event *e) {
     size_t pl = strlen(f->prefix);
@@ -403,6 +468,7 @@ void follow_on_result(follow *f, const etcd_result *r) {
     case COOKIE_WATCH: on_watch(f, r); break;
     case COOKIE_PUBLISH: on_publish(f, r); break;
     case COOKIE_TRIM: on_trim(f, r); break;
+    case COOKIE_EXTENT: on_extent(f, r); break;
     case COOKIE_COMPACT:
         if (r->err != ETCD_OK) f->stats.etcd_errors++;
         break;
@@ -443,7 +509,9 @@ void follow_tick(follow *f, int64_t now) {
             start_watch(f, f->applied_rev + 1);
         if (f->state == FOLLOW_CATCHUP || f->state == FOLLOW_LIVE) read_again(f);
     }
-    if (f->leading && !f->trim_inflight && now - f->trimmed_ms >= FOLLOW_TRIM_MS) trim(f, now);
+    if (f->leading && !f->extent_known && !f->extent_inflight) learn_extent(f);
+    if (f->leading && f->extent_known && !f->trim_inflight && now - f->trimmed_ms >= FOLLOW_TRIM_MS)
+        trim(f, now);
     bool changed = f->published_lsn != f->applied_lsn || f->published_role != f->role;
     if (f->lease && !f->publish_inflight && now - f->published_ms >= FOLLOW_PUBLISH_MS &&
         (changed || now - f->published_ms >= PUBLISH_IDLE_MS))
@@ -463,7 +531,16 @@ bool follow_synced(const follow *f) {
 
 void follow_set_leading(follow *f, bool leading) {
     f->leading = leading;
+    f->extent_known = false;
     if (leading) f->applied_lsn = journal_last_lsn(f->j);
+}
+
+void follow_rejoin(follow *f) {
+    follow_set_leading(f, false);
+    f->applied_lsn = journal_last_lsn(f->j);
+    f->sync_asked = f->sync_done_rev = 0;
+    if (f->state == FOLLOW_STALE || f->state == FOLLOW_FAILED) return;
+    read_again(f); /* what another leader wrote meanwhile; the watch runs on */
 }
 
 void follow_set_lease(follow *f, int64_t lease, const char *role) {

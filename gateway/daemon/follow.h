@@ -18,7 +18,9 @@
  * Trimming (the leader only): every FOLLOW_TRIM_MS it deletes the log keys whose last lsn
  * every present member has applied (P/members) and that are older than log_retention_ms,
  * never the last key (a returning member checks its tail against it), then compacts etcd at
- * that revision. A log that starts past applied + 1 (trimmed past this member) makes it
+ * that revision. A leader first learns the log's extent from etcd (one keys-only range of
+ * P/log/ and P/head, follow_set_leading): the keys older than this process are trimmed too.
+ * A log that starts past applied + 1 (trimmed past this member) makes it
  * `stale`: it applies nothing more and says so until re-seeded (docs/operations.md). A watch
  * whose revision was compacted away reads the log with a range instead; only a gap there is
  * staleness.
@@ -42,7 +44,8 @@
 #define FOLLOW_COOKIE_TAG 0xc64f4c4c00000000ull
 #define FOLLOW_COOKIE_MASK 0xffffffff00000000ull
 enum { /* the cookies of follow's requests (FOLLOW_COOKIE_TAG | kind) */
-    FOLLOW_CK_RANGE = 1, FOLLOW_CK_WATCH, FOLLOW_CK_PUBLISH, FOLLOW_CK_TRIM, FOLLOW_CK_COMPACT
+    FOLLOW_CK_RANGE = 1, FOLLOW_CK_WATCH, FOLLOW_CK_PUBLISH, FOLLOW_CK_TRIM, FOLLOW_CK_COMPACT,
+    FOLLOW_CK_EXTENT
 };
 
 typedef enum follow_state {
@@ -117,6 +120,8 @@ typedef struct follow {
     int64_t trimmed_ms;   /* last trim look */
     int64_t retention_ms; /* [cluster] log_retention_ms (follow_set_retention) */
     bool trim_inflight;
+    bool extent_known;    /* leading: the log keys older than this run's have been read */
+    bool extent_inflight; /* ... that read (keys only) is in flight */
     follow_stats stats;
     char why[256]; /* stale / failed: why */
 } follow;
@@ -143,6 +148,9 @@ void follow_sync(follow *f);
 bool follow_synced(const follow *f);
 /* This member leads (log events are its own) or not. */
 void follow_set_leading(follow *f, bool leading);
+/* A leader deposed with nothing uncommitted in its journal follows again in place: from its
+ * journal's last lsn (= the log's, as far as it committed), reading the log to catch up. */
+void follow_rejoin(follow *f);
 /* The lease P/members/<name> is put under, and the role published with it. */
 void follow_set_lease(follow *f, int64_t lease, const char *role);
 /* Smallest applied lsn among the members present (this one included); 0 if none known. */

@@ -47,11 +47,10 @@ static int apply_record(void *ctx, uint16_t type, uint64_t lsn, const uint8_t *p
 
 static void on_applied(void *ctx, uint64_t lsn, int64_t rev) {
     gateway *gw = ctx;
-    (void)rev;
-    /* The commit layer's acknowledged lsn follows the journal's durability; what a follower
-     * applied is committed in the cluster already. */
-    (void)gw;
-    (void)lsn;
+    /* What a follower applied came from the log: it is committed in the cluster (ROLE's
+     * committed_lsn >= applied_lsn). Its acknowledged lsn still follows the journal's
+     * durability (a mirror's commit layer acknowledges what is durable). */
+    if (gw->commit.mirror) commit_cluster_reset(&gw->commit, lsn, rev);
 }
 
 static void on_log(void *ctx, const char *level, const char *msg) {
@@ -174,13 +173,23 @@ static void take_over_done(gateway *gw) {
 
 void follower_tick(gateway *gw) {
     if (!gw->fl) return;
-    if (gw->rejoin_at_ms && gw->now_ms >= gw->rejoin_at_ms)
-        follower_rejoin(gw, "no longer leader");
+    /* A restart's start-up reconciles the journal with the log in etcd: it waits until etcd
+     * answers again (a lease granted), serving reads from what was acknowledged meanwhile. */
+    if (gw->rejoin_at_ms && gw->now_ms >= gw->rejoin_at_ms && cluster_lease(gw))
+        follower_rejoin(gw, "no longer leader, and the journal holds records the cluster log may not");
     if (gw->fl->leading) { /* published and trimmed by: what the log has of ours */
         gw->fl->applied_lsn = commit_cluster_lsn(&gw->commit);
         gw->fl->applied_rev = commit_cluster_rev(&gw->commit);
     }
     follow_tick(gw->fl, etcd_mono_ms());
+    /* Screening processes on this host read the shared memory without asking ROLE: the table
+     * says itself that it is not current (libstopgate answers -ESTALE, DPDK and UDP CHECK
+     * SG_FE_STALE, RESP ERR STALE). */
+    bool stale = follower_stale(gw);
+    if (gw->ls.t.h && stale != ltab_stale(&gw->ls.t)) {
+        ltab_set_stale(&gw->ls.t, stale);
+        if (stale) LOGW(gw, "cluster: the shared-memory lists are marked stale for their readers");
+    }
     if (gw->takeover_ms) {
         if (gw->fl->state == FOLLOW_STALE || gw->fl->state == FOLLOW_FAILED) {
             follower_rejoin(gw, "the log cannot be applied here; this member must not lead");
@@ -202,8 +211,29 @@ int follower_take_over(gateway *gw) {
     return 1;
 }
 
+/* The journal holds nothing the cluster log does not: the memory is the log's state up to
+ * the journal's last lsn, and the member can follow on from there as it is. */
+static bool journal_is_log(const gateway *gw) {
+    const commit *cm = &gw->commit;
+    return !cm->pending && !cm->queued && journal_last_lsn(&gw->j) == commit_cluster_lsn(cm);
+}
+
 void follower_deposed(gateway *gw) {
-    /* Let the READONLY / BUSY answers to what was in flight go out first. */
+    gw->takeover_ms = 0;
+    if (journal_is_log(gw)) {
+        /* Nothing to cut: follow in place, serving reads throughout, the shared memory as it is. */
+        uint64_t lsn = journal_last_lsn(&gw->j);
+        commit_set_mirror(&gw->commit, true);
+        commit_cluster_reset(&gw->commit, lsn, commit_cluster_rev(&gw->commit));
+        follow_rejoin(gw->fl);
+        follow_set_lease(gw->fl, cluster_lease(gw), gw->cfg.cluster_candidate ? "follower" : "mirror");
+        LOGW(gw, "cluster: rejoined as a follower in place at lsn %llu (the journal holds only what the "
+                 "cluster log has)",
+             (unsigned long long)lsn);
+        return;
+    }
+    /* Its memory may hold a tail the cluster never had: start again (after the READONLY / BUSY
+     * answers to what was in flight went out, and once etcd answers: follower_tick). */
     if (!gw->rejoin_at_ms) gw->rejoin_at_ms = gw->now_ms + FOLLOWER_REJOIN_DELAY_MS;
 }
 

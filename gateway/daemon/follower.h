@@ -11,8 +11,12 @@
  *   campaign won   engine_on_lead (engine.c) -> follower_take_over: read the log to its end,
  *                  apply it, then rebuild the outbox (every instruction without a final bank
  *                  answer, resent with its instruction id) and cluster_lead_ready()
- *   deposed        follower_rejoin: exec stopgated again in place; at start, reconcile cuts
- *                  the tail the cluster never committed and the member follows
+ *   deposed        follower_deposed: a journal holding only what the log has follows in place
+ *                  (follow_rejoin; reads served throughout); one with a tail the log may not
+ *                  hold is started again in place (follower_rejoin, exec) once etcd answers,
+ *                  and at start reconcile cuts that tail and the member follows
+ *   shared memory  follower_tick marks the table stale (sgl_header.stale) while the log
+ *                  reader is stale or failed
  *
  * Records applied from the log go through commit_replay (the recovery path); an order's
  * frozen mark in shared memory is updated with it (lists_sync_order), a LIST record reaches
@@ -40,7 +44,8 @@ void follower_set_lease(struct gateway *gw, int64_t lease, const char *published
 /* Campaign won: catch up with the log. Returns 1 (ready later: follower_tick calls
  * engine_lead_caught_up, then cluster_lead_ready) or -1 (stale/failed: must not lead). */
 int follower_take_over(struct gateway *gw);
-/* Deposed (cluster.c step_down): answers in flight go out, then follower_rejoin. */
+/* Deposed (cluster.c step_down), after the answers in flight were refused: follow in place
+ * when the journal holds only what the log has, else follower_rejoin once etcd answers. */
 void follower_deposed(struct gateway *gw);
 /* Start again in place (exec): at start, reconcile cuts what the cluster never committed. */
 void follower_rejoin(struct gateway *gw, const char *why);

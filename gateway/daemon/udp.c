@@ -21,6 +21,7 @@
 
 #include "account.h"
 #include "clock.h"
+#include "follower.h"
 #include "gateway.h"
 #include "ring.h"
 
@@ -161,6 +162,10 @@ static void do_check(gateway *gw, const sg_msg *m, sg_reply *r, uint64_t *lsn) {
     if (account_bank_normalise(m->bank, m->bank_len, bank, &why) != 0 ||
         account_normalise(m->account, m->account_len, acct, &why) != 0) {
         r->err = SG_FE_BADACCOUNT;
+        return;
+    }
+    if (follower_stale(gw)) { /* RESP says ERR STALE: nothing old is served */
+        r->err = SG_FE_STALE;
         return;
     }
     sg_verdict v;

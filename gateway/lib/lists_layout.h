@@ -148,7 +148,10 @@ typedef struct sgl_header {
     uint32_t reserved0;
     _Atomic uint64_t generation; /* this table's publish number; never reused by a writer */
     _Atomic uint32_t superseded; /* 1: a newer table replaced this file; re-open by name */
-    uint32_t reserved1;
+    /* 1: the writer holds no current lists (a cluster member behind the trimmed log, or whose
+     * log did not continue its journal: docs/cluster.md): readers answer -ESTALE, not an old
+     * verdict. Was reserved (0) before: older tables read as not stale. */
+    _Atomic uint32_t stale;
     _Atomic uint64_t count;      /* used slots */
     _Atomic uint64_t tombstones;
     _Atomic int64_t updated_ms;  /* last change, for operators */
@@ -156,4 +159,5 @@ typedef struct sgl_header {
     char list_names[SGL_LISTS_MAX][SGL_LIST_NAME_MAX];
 } sgl_header;
 _Static_assert(sizeof(sgl_header) <= SGL_HDR_BYTES, "header fits its page");
+_Static_assert(offsetof(sgl_header, stale) == 60, "the stale flag where docs/lists.md says (was reserved1)");
 #endif

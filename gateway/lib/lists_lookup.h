@@ -23,6 +23,11 @@ typedef struct sgl_map {
     uint64_t mask;
 } sgl_map;
 
+/* The writer says its lists are not current (sgl_header.stale): answer -ESTALE. */
+static inline bool sgl_stale(const sgl_map *m) {
+    return atomic_load_explicit(&m->h->stale, memory_order_acquire) != 0;
+}
+
 /* Reader spins this long on a slot the writer holds before it suspects a dead writer. */
 #define SGL_SPIN_MAX 1000000u
 

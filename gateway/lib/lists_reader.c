@@ -145,6 +145,7 @@ int sg_lists_check(const sg_lists *cl, const char *bank, const char *account, sg
     sgl_key k;
     if (sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return -EINVAL;
     follow_writer(l);
+    if (sgl_stale(&l->map)) return -ESTALE;
     int rc = sgl_lookup(&l->map, &k, sgl_hash(&k), sgl_now_s(), out);
     return rc < 0 ? rc : 0;
 }
@@ -239,9 +240,20 @@ static void lookup_keys(const sgl_map *m, int64_t now_s, size_t n, const sg_list
     }
 }
 
+/* A stale table answers nothing: every account -ESTALE, verdicts zeroed. */
+static bool all_stale(const sg_lists *l, size_t n, sg_verdict *out, int *rc) {
+    if (!sgl_stale(&l->map)) return false;
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        rc[i] = -ESTALE;
+    }
+    return true;
+}
+
 void sg_lists_check_keys(const sg_lists *cl, size_t n, const sg_lists_key *keys, sg_verdict *out, int *rc) {
     sg_lists *l = (sg_lists *)cl;
     follow_writer(l);
+    if (all_stale(l, n, out, rc)) return;
     lookup_keys(&l->map, sgl_now_s(), n, keys, out, rc);
 }
 
@@ -251,6 +263,7 @@ void sg_lists_check_many(const sg_lists *cl, size_t n, const char *const *banks,
                          sg_verdict *out, int *rc) {
     sg_lists *l = (sg_lists *)cl;
     follow_writer(l);
+    if (all_stale(l, n, out, rc)) return;
     const sgl_map *m = &l->map;
     int64_t now_s = sgl_now_s();
     sg_lists_key keys[PACK_BATCH];

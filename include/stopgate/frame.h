@@ -54,6 +54,7 @@ enum sg_frame_err {
     SG_FE_BUSY = 8,
     SG_FE_EPOCH = 9, /* frame status: the gateway restarted; HELLO again */
     SG_FE_READONLY = 10, /* STOP on a cluster member that does not lead: ROLE names the leader */
+    SG_FE_STALE = 11, /* CHECK on a cluster member behind the cluster log: ask another member */
 };
 
 enum sg_verdict_code { SG_V_CLEAR = 0, SG_V_LISTED = 1, SG_V_FROZEN = 2 };

@@ -44,11 +44,15 @@ sg_lists *sg_lists_open(const char *shm_name);
 /* Look up (bank, account) as given by a payment system: spaces and '-' are removed and
  * letters upper-cased, as the gateway does. 0 and *out filled (all zero when the account is
  * neither listed nor frozen), -EINVAL for a malformed bank or account, -EBADMSG when the
- * table went bad under us (the handle stays usable for a retry after the writer fixes it). */
+ * table went bad under us (the handle stays usable for a retry after the writer fixes it),
+ * -ESTALE when the gateway says its lists are not current (a cluster member that fell behind
+ * the cluster log: screen against another member; the handle answers again once the gateway
+ * is re-seeded and publishes current lists). */
 int sg_lists_check(const sg_lists *l, const char *bank, const char *account, sg_verdict *out);
 
 /* The same for n accounts at once, with the memory accesses overlapped (the fast way to
- * screen a batch). rc[i] is what sg_lists_check would return for the i-th account. */
+ * screen a batch). rc[i] is what sg_lists_check would return for the i-th account (-ESTALE for
+ * every one while the table is stale). */
 void sg_lists_check_many(const sg_lists *l, size_t n, const char *const *banks, const char *const *accounts,
                          sg_verdict *out, int *rc);
 

@@ -897,12 +897,21 @@ class ShmReader(object):
             raise AssertionError("sg_lists_open(%s) failed: %r" % (shm_name, first))
 
     def check(self, bank, account):
+        rc, v = self.check_rc(bank, account)
+        if rc:
+            raise AssertionError("sg_lists_check: %d" % rc)
+        return v
+
+    def check_rc(self, bank, account):
+        """(rc, Verdict): rc is sg_lists_check's (0, or a negative errno: -ESTALE, ...)."""
         self.p.stdin.write("%s %s\n" % (bank, account))
         self.p.stdin.flush()
         line = self.p.stdout.readline().strip()
+        if line.startswith("ERR ") and line[4:].lstrip("-").isdigit():
+            return int(line[4:]), None
         if not line or line.startswith("ERR"):
             raise AssertionError("sg_lists_check: %r" % line)
-        return ShmReader.Verdict(*(int(x) for x in line.split()))
+        return 0, ShmReader.Verdict(*(int(x) for x in line.split()))
 
     def close(self):
         if self.p:

@@ -377,6 +377,31 @@ class Dpdk(GatewayCase):
         self.assertEqual(gone[1], {"timeout": True})
         self.assertReplyOk(self.dpdk("ping")[1], 1)  # the others keep working
 
+    def test_09_stale_table_answers_stale(self):
+        """The lcore reads the shared table's `stale` flag (docs/lists.md; set by a cluster member
+        behind the cluster log, docs/cluster.md): a CHECK gets error 11 STALE, no verdict.
+        Standalone, the gateway never sets it: the test sets it in the header as the writer
+        would (offset 60 of sgl_header), then clears it."""
+        import mmap
+        acct = "STL%d" % (os.getpid() % 100000)
+        self.ops.ok("LIST.ADD", "mule", "DPB1", acct, "SCORE", "70")
+        self.assertEqual(self.dpdk("check", "DPB1 " + acct)[1]["replies"][0]["code"], 1)
+        fd = os.open("/dev/shm/" + self.gw.shm_name, os.O_RDWR)
+        try:
+            hdr = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        try:
+            hdr[60:64] = struct.pack("<I", 1)
+            r = self.dpdk("check", "DPB1 " + acct)[1]
+            self.assertReplyOk(r, 1)
+            self.assertEqual((r["replies"][0]["err"], r["replies"][0]["code"], r["replies"][0]["mask"]), (11, 0, 0), r)
+        finally:
+            hdr[60:64] = struct.pack("<I", 0)
+            hdr.close()
+        r = self.dpdk("check", "DPB1 " + acct)[1]
+        self.assertEqual((r["replies"][0]["err"], r["replies"][0]["code"]), (0, 1), r)
+
 
 if __name__ == "__main__":
     try:

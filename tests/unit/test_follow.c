@@ -281,6 +281,30 @@ static void test_foreign_batch_fails(void **state) {
 }
 
 
+/* The answer to a new leader's extent read: log keys [from, to) (keys only) and P/head. */
+static void give_extent(const frames *fr, int from, int to, uint64_t head) {
+    int64_t now = etcd_mono_ms();
+    follow_tick(&g.f, now);
+    assert_true(g.f.extent_inflight);
+    etcd_kv kvs[65];
+    size_t n = 0;
+    for (int i = from; i < to; i++, n++) {
+        kvs[n] = kv_of(fr, i, 10 + i);
+        kvs[n].value = NULL;
+        kvs[n].value_len = 0;
+    }
+    char hv[24];
+    snprintf(hv, sizeof hv, "%020llu", (unsigned long long)head);
+    kvs[n++] = (etcd_kv){.key = (const uint8_t *)"/t/head", .key_len = 7, .value = (const uint8_t *)hv, .value_len = 20};
+    etcd_op_result ops[2] = {{.kind = ETCD_OP_RANGE, .kv_first = 0, .kv_count = n - 1},
+                             {.kind = ETCD_OP_RANGE, .kv_first = n - 1, .kv_count = 1}};
+    etcd_result r = {.cookie = FOLLOW_COOKIE_TAG | FOLLOW_CK_EXTENT, .kind = ETCD_TXN, .succeeded = true,
+                     .kvs = kvs, .kv_count = n, .ops = ops, .op_count = 2, .revision = 99};
+    follow_on_result(&g.f, &r);
+    assert_false(g.f.extent_inflight);
+    assert_true(g.f.extent_known);
+}
+
 /* The leader trims the keys every present member applied and that are past the retention,
  * never the last one, then compacts at the delete's revision. */
 static void test_trim(void **state) {
@@ -290,6 +314,8 @@ static void test_trim(void **state) {
     give_range(&fr, 0, 6, false, 80);
     assert_int_equal(g.f.keys_len, 6);
     follow_set_leading(&g.f, true);
+    give_extent(&fr, 0, 6, fr.last[5]); /* nothing older than what it saw */
+    assert_int_equal(g.f.keys_len, 6);
     char v[64];
     int vl = snprintf(v, sizeof v, "%llu 70 follower", (unsigned long long)fr.last[3]);
     etcd_event m = {.kv = {.key = (const uint8_t *)"/t/members/gw-b", .key_len = 15, .value = (const uint8_t *)v,
@@ -318,6 +344,35 @@ static void test_trim(void **state) {
     free_frames(&fr);
 }
 
+/* A leader that restarted has seen only the last log key since: it learns the older ones from
+ * etcd (keys only, with P/head) and trims them too. */
+static void test_trim_learns_extent(void **state) {
+    (void)state;
+    frames fr;
+    leader_frames(&fr, 6);
+    give_range(&fr, 0, 6, false, 80);
+    g.f.keys_head = (g.f.keys_head + 5) % FOLLOW_TRIM_RING; /* as if started at batch 5 */
+    g.f.keys_len = 1;
+    follow_set_leading(&g.f, true);
+    int64_t now = etcd_mono_ms();
+    follow_tick(&g.f, now + FOLLOW_TRIM_MS); /* no trim before the extent is known */
+    assert_int_equal(g.f.stats.trimmed_keys, 0);
+    assert_false(g.f.trim_inflight);
+    give_extent(&fr, 0, 6, fr.last[5]);
+    assert_int_equal(g.f.keys_len, 6);
+    for (uint32_t i = 0; i < 6; i++) {
+        const follow_logkey *k = &g.f.keys[(g.f.keys_head + i) % FOLLOW_TRIM_RING];
+        assert_int_equal(k->first_lsn, fr.first[i]);
+        assert_int_equal(k->last_lsn, fr.last[i]);
+    }
+    for (uint32_t i = 0; i < g.f.keys_len; i++) g.f.keys[(g.f.keys_head + i) % FOLLOW_TRIM_RING].seen_ms -= CLUSTER_LOG_RETENTION_MS_DEFAULT;
+    follow_tick(&g.f, now + 2 * FOLLOW_TRIM_MS);
+    assert_int_equal(g.f.stats.trimmed_keys, 5); /* every key but the last: only this member */
+    assert_int_equal(g.f.keys_len, 1);
+    assert_int_equal(g.f.keys[g.f.keys_head].first_lsn, fr.first[5]);
+    free_frames(&fr);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -327,6 +382,7 @@ int main(void) {
         T(test_trimmed_is_stale),
         T(test_foreign_batch_fails),
         T(test_trim),
+        T(test_trim_learns_extent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,6 +127,56 @@ static int64_t slot_of(const lists_table *t, const sgl_key *k) {
 
 static uint32_t slot_state(const lists_table *t, uint64_t i) { return SGL_W0_STATE(atomic_load(&t->slots[i].w0)); }
 
+/* --- a stale writer (a cluster member behind the log): readers answer -ESTALE ------------- */
+
+static void test_stale_flag(void **state) {
+    (void)state;
+    char name[64];
+    shm_name(name, sizeof name);
+    lists_table t1;
+    make_table(&t1, name, 3);
+    assert_int_equal(put(&t1, "STL", "LISTED1", MULE, 50, false, 0, 0), 0);
+    publish(&t1, NULL);
+    sg_lists *l = sg_lists_open(name);
+    assert_non_null(l);
+    sg_verdict v;
+    assert_int_equal(sg_lists_check(l, "STL", "LISTED1", &v), 0);
+    assert_int_equal(v.mask, MULE);
+    assert_false(ltab_stale(&t1));
+    ltab_set_stale(&t1, true);
+    /* Every reader entry point says stale and hands out no verdict. */
+    memset(&v, 0xee, sizeof v);
+    assert_int_equal(sg_lists_check(l, "STL", "LISTED1", &v), -ESTALE);
+    assert_int_equal(v.mask, 0);
+    const char *banks[2] = {"STL", "STL"}, *accts[2] = {"LISTED1", "NOTHERE"};
+    sg_verdict vs[2];
+    int rc[2];
+    sg_lists_check_many(l, 2, banks, accts, vs, rc);
+    assert_int_equal(rc[0], -ESTALE);
+    assert_int_equal(rc[1], -ESTALE);
+    assert_int_equal(vs[0].mask, 0);
+    sg_lists_key keys[2];
+    assert_int_equal(sg_lists_key_make("STL", "LISTED1", &keys[0]), 0);
+    assert_int_equal(sg_lists_key_make("STL", "NOTHERE", &keys[1]), 0);
+    sg_lists_check_keys(l, 2, keys, vs, rc);
+    assert_int_equal(rc[0], -ESTALE);
+    assert_int_equal(rc[1], -ESTALE);
+    /* A rebuilt table (LIST.LOAD, compaction) stays stale: the handle follows it and still says so. */
+    lists_table t2;
+    make_table(&t2, name, 4);
+    assert_int_equal(put(&t2, "STL", "LISTED1", MULE, 50, false, 0, 0), 0);
+    publish(&t2, &t1);
+    assert_true(ltab_stale(&t2));
+    assert_int_equal(sg_lists_check(l, "STL", "LISTED1", &v), -ESTALE);
+    assert_int_equal(sg_lists_generation(l), 4);
+    /* Current again (re-seeded): answers as before. */
+    ltab_set_stale(&t2, false);
+    assert_int_equal(sg_lists_check(l, "STL", "LISTED1", &v), 0);
+    assert_int_equal(v.mask, MULE);
+    sg_lists_close(l);
+    ltab_close(&t2, true);
+}
+
 /* --- insert and lookup, writer side and reader side ----------------------------------------- */
 
 static void test_insert_lookup(void **state) {
@@ -1069,6 +1119,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_file_mode_and_group, remove_my_shm),
         cmocka_unit_test_teardown(test_check_many, remove_my_shm),
         cmocka_unit_test_teardown(test_check_keys, remove_my_shm),
+        cmocka_unit_test_teardown(test_stale_flag, remove_my_shm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
