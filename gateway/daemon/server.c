@@ -125,7 +125,6 @@ void server_arm_accept(gateway *gw) {
     if (gw->srv.tls_listen_fd >= 0) arm_accept_on(gw, gw->srv.tls_listen_fd, ACCEPT_TLS);
 }
 
-
 static void arm_recv_tls(gateway *gw, client *c);
 static void arm_send_tls(gateway *gw, client *c);
 static bool tls_flushed(gateway *gw, client *c);
@@ -177,6 +176,8 @@ static int rbuf_setup(gateway *gw, char *err, size_t errcap) {
         /* Kernels before 5.19: every client keeps one plain recv per read. */
         LOGW(gw, "io_uring: no provided-buffer ring (%s): one recv per read", strerror(-rc));
         mem_release(br, (size_t)n * sizeof(struct io_uring_buf));
+        mem_release(s->rbufs, (size_t)n * RECV_BUF_BYTES);
+        s->rbufs = NULL;
         return 0;
     }
     for (uint32_t i = 0; i < n; i++)
