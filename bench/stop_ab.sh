@@ -28,7 +28,7 @@ for tb in "$@"; do
     t=${tb%%=*} b=${tb#*=}
     mkdir -p "$work/$t"
     PORT[$t]="$(free_port)"
-    printf '[gateway]\nlisten = 127.0.0.1:%s\nudp = off\nmetrics = off\njournal_dir = %s/j\nshm_name = stop-ab-%s-%s\nmax_orders = 2097152\nplugin_dir = %s/build/plugins/sim\n[plugin sim]\ntype = sim\nlatency_us = 200\n' \
+    printf '[gateway]\nlisten = 127.0.0.1:%s\nudp = off\nmetrics = off\nconsole = off\njournal_dir = %s/j\nshm_name = stop-ab-%s-%s\nmax_orders = 2097152\nplugin_dir = %s/build/plugins/sim\n[plugin sim]\ntype = sim\nlatency_us = 200\n' \
         "${PORT[$t]}" "$work/$t" "$$" "$t" "$root" >"$work/$t/gw.conf"
     STOPGATE_DEV_SECRET=ab "$b" -c "$work/$t/gw.conf" >"$work/$t/gw.log" 2>&1 </dev/null &
     PID[$t]=$!

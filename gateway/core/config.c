@@ -53,6 +53,7 @@ void config_defaults(config *c) {
     c->freeze_ttl_max_s = 31536000; /* 365 days */
     c->bank_deadline_ms = 5000;
     c->max_clients = 10000;
+    c->recv_buffers = RECV_BUFS_DEFAULT;
     c->segment_bytes = 64ULL * 1024 * 1024;
     c->max_orders = 1024u * 1024;
     c->prefault = true;
@@ -241,6 +242,10 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
     } else if (!strcmp(k, "max_clients")) {
         RANGE(1, CLIENTS_MAX_LIMIT);
         c->max_clients = (uint32_t)x;
+    } else if (!strcmp(k, "recv_buffers")) {
+        RANGE(0, RECV_BUFS_MAX);
+        if ((x & (x - 1)) != 0) return fail(p, "%s must be 0 or a power of two, not %s", k, v);
+        c->recv_buffers = (uint32_t)x;
     } else if (!strcmp(k, "segment_bytes")) {
         RANGE(JOURNAL_SEGMENT_BYTES_MIN, JOURNAL_SEGMENT_BYTES_MAX);
         c->segment_bytes = (uint64_t)x;

@@ -87,6 +87,7 @@ typedef struct config {
     int64_t stop_ttl_max_s, freeze_ttl_max_s; /* no TTL or EXTEND past these (SPEC §4.2) */
     bool allow_anonymous_check;
     uint32_t max_clients;
+    uint32_t recv_buffers; /* provided receive buffers (a power of two); 0 = one plain recv per read */
     uint64_t segment_bytes;
     uint32_t max_orders;
     uint32_t max_outbox; /* 0: OUTBOX_PER_ORDER x max_orders */

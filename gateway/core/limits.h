@@ -29,6 +29,11 @@
 #define CLIENT_OUTPUT_BYTES_MAX (64 * 1024 * 1024) /* replies queued per client */
 #define CLIENT_RECV_CHUNK 65536
 #define CLIENT_RECV_FIRST 1024 /* a new client's first receive; grows to a chunk when filled */
+/* Provided receive buffers (multishot recv, server.c): one buffer ring shared by every
+ * authenticated plain-TCP client, [gateway] recv_buffers of RECV_BUF_BYTES each. */
+#define RECV_BUF_BYTES 16384        /* one provided buffer: a receive completion carries at most this */
+#define RECV_BUFS_DEFAULT 256       /* [gateway] recv_buffers default (4 MiB) */
+#define RECV_BUFS_MAX 32768         /* the kernel's ceiling for one buffer ring */
 #define CLIENTS_MAX_LIMIT 100000 /* upper bound for [gateway] max_clients */
 #define CLIENT_NAME_LEN_MAX 64   /* CLIENT SETNAME, and each CLIENT SETINFO value */
 

@@ -75,6 +75,12 @@ typedef struct client {
     int64_t last_active_ms;
     uint32_t recv_asked; /* bytes the armed receive may fill */
     bool recv_grown;     /* a receive filled its buffer: use full chunks from now on */
+    /* Multishot receive into the provided buffers (server.c "Provided buffers"): */
+    bool recv_multi;     /* the armed receive is multishot (it stays armed across completions) */
+    bool recv_cancelled; /* a cancel of it is on its way: stop reading, bytes held wait */
+    bool recv_nobufs;    /* the buffer ring ran dry under it: the next receive is a plain one */
+    uint16_t held_head, held_tail; /* provided buffers received, not yet copied to in: id + 1, 0 = none */
+    uint16_t held_off;   /* bytes of the head buffer already copied */
     uint32_t next_waiting; /* intrusive list of clients with replies held for durability */
     uint32_t next_blocked; /* intrusive list of clients waiting for journal room */
     bool input_held;       /* process_input stopped for output room with commands unread */
@@ -109,6 +115,14 @@ typedef struct server {
     int64_t next_reap_ms; /* next idle-timeout sweep */
     int64_t next_tls_reap_ms; /* next handshake-deadline sweep */
     uint64_t next_client_id; /* the last CLIENT ID given */
+    /* Provided receive buffers ([gateway] recv_buffers; server.c "Provided buffers"). */
+    struct io_uring_buf_ring *rbr; /* NULL: off, or refused by the kernel: one plain recv per read */
+    uint8_t *rbufs;                /* nrbufs x RECV_BUF_BYTES */
+    uint16_t *rbuf_next;           /* per buffer: the next one its client holds (id + 1, 0 = last) */
+    uint16_t *rbuf_len;            /* per buffer: bytes received into it */
+    uint32_t nrbufs, rbufs_held;   /* ring size; buffers out of the ring, held by clients */
+    uint64_t recv_nobufs;          /* multishot receives ended by an empty ring (then a plain recv) */
+    bool recv_multi_off;           /* the kernel refused a multishot receive: plain ones only */
 } server;
 
 /* ---- plugins and routes ---- */

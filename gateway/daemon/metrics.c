@@ -85,6 +85,11 @@ static void render_connections(gateway *gw, prom_writer *w) {
           m->connections_rejected);
     w_one(w, PROM_COUNTER, "stopgate_connections_idle_closed_total", "Connections closed after idle_timeout.",
           m->idle_closed);
+    w_one(w, PROM_GAUGE, "stopgate_recv_buffers_held", "Provided receive buffers held by clients now (recv_buffers).",
+          gw->srv.rbufs_held);
+    w_one(w, PROM_COUNTER, "stopgate_recv_buffers_exhausted_total",
+          "Multishot receives ended by an empty buffer ring (that client then reads with a plain recv).",
+          gw->srv.recv_nobufs);
     w_one(w, PROM_COUNTER, "stopgate_tls_handshakes_total", "TLS handshakes completed on tls_listen.",
           gw->tls.handshakes);
     w_one(w, PROM_COUNTER, "stopgate_tls_handshake_failures_total", "TLS handshakes refused, failed or timed out.",

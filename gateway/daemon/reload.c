@@ -132,6 +132,7 @@ static const restart_key k_restart_keys[] = {
     RK("gateway", "currency", currency, KEY_STR),
     RK("gateway", "bank_deadline_ms", bank_deadline_ms, KEY_BYTES),
     RK("gateway", "max_clients", max_clients, KEY_BYTES),
+    RK("gateway", "recv_buffers", recv_buffers, KEY_BYTES),
     RK("gateway", "segment_bytes", segment_bytes, KEY_BYTES),
     RK("gateway", "max_orders", max_orders, KEY_BYTES),
     RK("gateway", "prefault", prefault, KEY_BYTES),

@@ -1,6 +1,10 @@
 /*
  * server: the RESP/TCP side of the loop. Every socket operation goes through io_uring:
- * a multishot accept, one recv and at most one send in flight per client, close by SQE.
+ * a multishot accept, one receive and at most one send in flight per client, close by SQE.
+ * An authenticated plain-TCP client's receive is multishot, into buffers the kernel picks
+ * from a ring shared by all clients ("Provided buffers" below): armed once, it completes
+ * once per arrival with nothing to submit again, where a one-shot recv costs an SQE, a
+ * failed first try and a poll armed and torn down per request (issue 13).
  *
  * Ordering: replies are appended to the client's output in request order, each followed by
  * a mark saying which journal lsn must be durable before it may leave. Only the prefix of
@@ -81,6 +85,8 @@ int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap) 
     return fd;
 }
 
+static int rbuf_setup(gateway *gw, char *err, size_t errcap);
+
 int server_init(gateway *gw, char *err, size_t errcap) {
     server *s = &gw->srv;
     memset(s, 0, sizeof *s);
@@ -93,6 +99,7 @@ int server_init(gateway *gw, char *err, size_t errcap) {
         return -1;
     }
     for (uint32_t i = 0; i < s->max; i++) s->free_list[s->nfree++] = s->max - 1 - i;
+    if (rbuf_setup(gw, err, errcap) != 0) return -1;
     s->tls_listen_fd = -1;
     s->listen_fd = server_listen_socket(&gw->cfg.listen, SOCK_STREAM, err, errcap);
     if (s->listen_fd < 0) return -1;
@@ -137,17 +144,168 @@ static void input_toobig(gateway *gw, client *c) {
     c->close_after_flush = true;
 }
 
+/* ---- Provided buffers ----------------------------------------------------------------------
+ * One buffer ring (group RBUF_GROUP) of [gateway] recv_buffers x RECV_BUF_BYTES, reserved at
+ * start. A multishot receive completes with the id of the buffer the kernel filled; the bytes
+ * are copied into the client's `in` and the buffer goes straight back to the ring. When `in`
+ * cannot take them (a command waiting for journal room, an AUTH being verified, output to
+ * drain, `in` full), the buffer is held on the client's list, in arrival order, the receive is
+ * cancelled (the socket keeps the rest) and nothing is read past the held bytes until they
+ * are copied. An empty ring ends a multishot receive with ENOBUFS and no byte taken: that
+ * client's next receive is a plain one into `in`, then multishot again. */
+enum { RBUF_GROUP = 1 };
+
+static int rbuf_setup(gateway *gw, char *err, size_t errcap) {
+    server *s = &gw->srv;
+    uint32_t n = gw->cfg.recv_buffers;
+    if (n == 0) return 0;
+    assert(n <= RECV_BUFS_MAX && (n & (n - 1)) == 0);
+    _Static_assert(RECV_BUFS_MAX <= 65535 && RECV_BUF_BYTES <= 65535, "ids and lengths are uint16_t");
+    struct io_uring_buf_ring *br = mem_reserve((size_t)n * sizeof(struct io_uring_buf));
+    s->rbufs = mem_reserve((size_t)n * RECV_BUF_BYTES);
+    s->rbuf_next = calloc(n, sizeof *s->rbuf_next);
+    s->rbuf_len = calloc(n, sizeof *s->rbuf_len);
+    if (!br || !s->rbufs || !s->rbuf_next || !s->rbuf_len) {
+        snprintf(err, errcap, "out of memory for %u receive buffers", n);
+        return -1;
+    }
+    io_uring_buf_ring_init(br);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = n, .bgid = RBUF_GROUP};
+    int rc = io_uring_register_buf_ring(&gw->ring, &reg, 0);
+    if (rc != 0) {
+        /* Kernels before 5.19: every client keeps one plain recv per read. */
+        LOGW(gw, "io_uring: no provided-buffer ring (%s): one recv per read", strerror(-rc));
+        mem_release(br, (size_t)n * sizeof(struct io_uring_buf));
+        mem_release(s->rbufs, (size_t)n * RECV_BUF_BYTES);
+        s->rbufs = NULL;
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        io_uring_buf_ring_add(br, s->rbufs + (size_t)i * RECV_BUF_BYTES, RECV_BUF_BYTES, (unsigned short)i,
+                              io_uring_buf_ring_mask(n), (int)i);
+    io_uring_buf_ring_advance(br, (int)n);
+    s->rbr = br;
+    s->nrbufs = n;
+    return 0;
+}
+
+static void rbuf_recycle(gateway *gw, uint16_t bid) {
+    server *s = &gw->srv;
+    assert(bid < s->nrbufs);
+    io_uring_buf_ring_add(s->rbr, s->rbufs + (size_t)bid * RECV_BUF_BYTES, RECV_BUF_BYTES, bid,
+                          io_uring_buf_ring_mask(s->nrbufs), 0);
+    io_uring_buf_ring_advance(s->rbr, 1);
+}
+
+static void held_push(gateway *gw, client *c, uint16_t bid, uint32_t len) {
+    server *s = &gw->srv;
+    assert(bid < s->nrbufs && len > 0 && len <= RECV_BUF_BYTES);
+    s->rbuf_len[bid] = (uint16_t)len;
+    s->rbuf_next[bid] = 0;
+    if (c->held_tail) s->rbuf_next[c->held_tail - 1] = (uint16_t)(bid + 1);
+    else c->held_head = (uint16_t)(bid + 1);
+    c->held_tail = (uint16_t)(bid + 1);
+    s->rbufs_held++;
+}
+
+static void held_pop(gateway *gw, client *c) {
+    server *s = &gw->srv;
+    uint16_t bid = (uint16_t)(c->held_head - 1);
+    c->held_head = s->rbuf_next[bid];
+    if (!c->held_head) c->held_tail = 0;
+    c->held_off = 0;
+    s->rbufs_held--;
+    rbuf_recycle(gw, bid);
+}
+
+/* A client going away gives back what it holds. */
+static void held_free(gateway *gw, client *c) {
+    while (c->held_head) held_pop(gw, c);
+}
+
+/* Copy held bytes into c->in while it has room: bytes moved, or -1 when `in` cannot grow. */
+static long held_fill(gateway *gw, client *c) {
+    long moved = 0;
+    while (c->held_head) {
+        uint16_t bid = (uint16_t)(c->held_head - 1);
+        size_t avail = gw->srv.rbuf_len[bid] - c->held_off, room = c->in.cap_max - c->in.len;
+        size_t n = avail < room ? avail : room;
+        if (n == 0) break;
+        if (buf_append(&c->in, gw->srv.rbufs + (size_t)bid * RECV_BUF_BYTES + c->held_off, n) != 0) return -1;
+        moved += (long)n;
+        c->held_off = (uint16_t)(c->held_off + n);
+        if (c->held_off < gw->srv.rbuf_len[bid]) break;
+        held_pop(gw, c);
+    }
+    return moved;
+}
+
+/* Stop the client's multishot receive (the final completion says ECANCELED). */
+static void recv_cancel(gateway *gw, client *c) {
+    if (!c->recv_multi || c->recv_cancelled) return;
+    c->recv_cancelled = true;
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_cancel64(sqe, ud_make(UD_RECV, c->gen, c->idx), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(UD_IGNORE, 0, 0));
+}
+
+static void arm_recv_multi(gateway *gw, client *c) {
+    struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RBUF_GROUP;
+    io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, c->gen, c->idx));
+    c->recv_inflight = true;
+    c->recv_multi = true;
+    c->ops_inflight++;
+}
+
+static void process_input(gateway *gw, client *c);
+
+/* Run the held bytes through the parser while the client may go on. */
+static void held_pump(gateway *gw, client *c) {
+    while (c->held_head && !c->closing && !c->close_after_flush && !c->blocked && !c->auth_pending &&
+           !c->input_held) {
+        long n = held_fill(gw, c);
+        if (n < 0 || (n == 0 && c->in.len == c->in.cap_max)) {
+            input_toobig(gw, c); /* one command larger than the query buffer */
+            return;
+        }
+        if (n == 0) return;
+        process_input(gw, c);
+    }
+}
+
 static void arm_recv(gateway *gw, client *c) {
-    if (c->recv_inflight || c->closing || c->blocked || gw->phase == PHASE_DRAINING) return;
+    if (c->closing) return;
+    if (c->held_head) {
+        held_pump(gw, c);
+        /* Nothing is read past bytes still held: they go first. */
+        if (c->held_head || c->closing || c->close_after_flush) {
+            recv_cancel(gw, c);
+            return;
+        }
+    }
     /* A pipeline behind an AUTH being verified waits: on the plain port in the pre-auth buffer
      * while it has room (a receive stays armed, so a client that goes away is seen and its
      * queued KDF cancelled), then in the socket; over TLS in OpenSSL and the socket. Reading
-     * goes on with the AUTH's answer (server_resume). */
-    if (c->auth_pending && c->tls) return;
-    /* Resumes when the output drains; before AUTH the output may not grow past the input cap. */
-    if (c->out.len > (c->admitted ? OUT_SOFT_LIMIT : CLIENT_PREAUTH_BYTES_MAX)) return;
+     * goes on with the AUTH's answer (server_resume). Output: resumes when it drains; before
+     * AUTH the output may not grow past the input cap. */
+    bool paused = c->blocked || gw->phase == PHASE_DRAINING || (c->auth_pending && c->tls) ||
+                  c->out.len > (c->admitted ? OUT_SOFT_LIMIT : CLIENT_PREAUTH_BYTES_MAX);
+    if (c->recv_inflight) {
+        /* A multishot receive would read on while this client may not. */
+        if (paused || !c->admitted) recv_cancel(gw, c);
+        return;
+    }
+    if (paused) return;
     if (c->tls) {
         arm_recv_tls(gw, c);
+        return;
+    }
+    if (gw->srv.rbr && !gw->srv.recv_multi_off && c->admitted && !c->recv_nobufs) {
+        if (c->in.len < c->in.cap_max) arm_recv_multi(gw, c);
+        else if (!c->auth_pending) input_toobig(gw, c);
         return;
     }
     /* Idle clients are most clients: start with a small receive and go to full chunks once
@@ -188,6 +346,8 @@ static void arm_send(gateway *gw, client *c) {
 }
 
 static void client_release(gateway *gw, client *c) {
+    assert(!c->recv_inflight);
+    held_free(gw, c);
     lists_client_gone(gw, c);
     login_conn_closed(gw, c);
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
@@ -388,10 +548,11 @@ static void after_io(gateway *gw, client *c) {
     }
     if (!c->close_after_flush) {
         arm_recv(gw, c);
-        /* arm_recv may have queued a final error (query buffer full): send it now, since
-         * with no receive armed nothing else would wake this client. */
-        if (c->close_after_flush) arm_send(gw, c);
+        /* arm_recv may have run held input, or queued a final error (query buffer full):
+         * send it now, since with no receive armed nothing else would wake this client. */
+        arm_send(gw, c);
     }
+    if (c->close_after_flush) recv_cancel(gw, c); /* nothing more is read from it */
 }
 
 /* Refuse a just accepted connection: one static line, then close (linked, no state kept). */
@@ -493,16 +654,56 @@ int server_adopt(gateway *gw, int fd, uint32_t addr, uint16_t port) {
     return 0;
 }
 
+/* A completion of c's multishot receive: bytes in a provided buffer (more may follow), or
+ * its end (F_MORE clear): an empty ring, our cancel, end of stream or an error. */
+static void on_recv_multi(gateway *gw, client *c, int res, uint32_t flags) {
+    if (!(flags & IORING_CQE_F_MORE)) {
+        c->ops_inflight--;
+        c->recv_inflight = c->recv_multi = c->recv_cancelled = false;
+    }
+    if (res > 0) {
+        assert(flags & IORING_CQE_F_BUFFER);
+        uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+        if (c->closing) {
+            rbuf_recycle(gw, bid);
+        } else {
+            held_push(gw, c, bid, (uint32_t)res);
+            c->last_active_ms = gw->now_ms;
+        }
+    } else if (res == -ENOBUFS) {
+        gw->srv.recv_nobufs++; /* no byte was taken: a plain receive reads on */
+        c->recv_nobufs = true;
+    } else if (res == -EINVAL && !c->closing) {
+        /* A kernel with buffer rings but no multishot receive (5.19): plain receives. */
+        LOGW(gw, "io_uring: multishot receive refused (%s): one recv per read", strerror(-res));
+        gw->srv.recv_multi_off = true;
+    } else if (res != -ECANCELED || c->closing) {
+        client_close(gw, c); /* end of stream, an error, or the cancel of a close */
+        return;
+    }
+    after_io(gw, c);
+}
+
 void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int res, uint32_t flags) {
     if (kind == UD_ACCEPT) {
         on_accept(gw, res, flags, idx);
         return;
     }
     client *c = client_at(gw, idx, aux);
-    if (!c) return;
+    if (!c) {
+        /* Cannot happen (a client is released only once its receive has ended); the buffer
+         * would be lost to the ring otherwise. */
+        if (kind == UD_RECV && (flags & IORING_CQE_F_BUFFER)) rbuf_recycle(gw, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT));
+        return;
+    }
+    if (kind == UD_RECV && c->recv_multi) {
+        on_recv_multi(gw, c, res, flags);
+        return;
+    }
     c->ops_inflight--;
     if (kind == UD_RECV) {
         c->recv_inflight = false;
+        c->recv_nobufs = false; /* the plain receive after an empty ring: multishot again next */
         if (res <= 0) {
             if (!c->closing) client_close(gw, c);
             else client_close(gw, c);
