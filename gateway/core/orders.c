@@ -37,16 +37,20 @@ uint64_t order_id_parse(const char *s, uint32_t len) {
     return v;
 }
 
-bool order_is_live(const order *ord, int64_t now_ms) {
-    switch (ord->state) {
+bool order_state_live(uint8_t st) {
+    switch (st) {
     case ST_ACCEPTED:
     case ST_HELD:
     case ST_SENT:
     case ST_OVERDUE:
     case ST_CONFIRMED:
-    case ST_PARTIAL: return ord->expires_at_ms > now_ms;
+    case ST_PARTIAL: return true;
     default: return false;
     }
+}
+
+bool order_is_live(const order *ord, int64_t now_ms) {
+    return order_state_live(ord->state) && ord->expires_at_ms > now_ms;
 }
 
 /* --- indexes ------------------------------------------------------------------------ */
