@@ -24,9 +24,14 @@ static inline void mem_release(void *p, size_t bytes) { munmap(p, bytes); }
  * allows them; touching every page where MADV_POPULATE_WRITE is unknown (kernel < 5.14). */
 static inline int mem_prefault(void *p, size_t bytes) {
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: fine if THP is off */
-    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return 0;
+    (void)madvise(p, bytes, MADV_POPULATE_WRITE);
+    /* Every page written from user space too (its own value back: safe on a filled table).
+     * Populated is not enough under a hypervisor with shadow page tables (PVM, the bench
+     * machine): there the first user-mode touch of each 4 KiB page costs 6-11 us more, and
+     * on a busy host only part of a table gets huge pages (issue 13, docs/PERFORMANCE.md).
+     * Where MADV_POPULATE_WRITE is unknown (kernel < 5.14) this is what makes it resident. */
     volatile char *c = p;
-    for (size_t i = 0; i < bytes; i += 4096) c[i] = 0;
+    for (size_t i = 0; i < bytes; i += 4096) c[i] = c[i];
     return 0;
 }
 #endif
