@@ -13,9 +13,9 @@ int durview_init(durview *dv, uint32_t max_orders, uint32_t cap) {
     dv->max_orders = max_orders;
     /* Reserved, touched as used: the ring restarts at 0 whenever it empties, so a gateway
      * whose batches are small keeps only its first pages resident. */
-    dv->v = mem_reserve((size_t)cap * sizeof *dv->v);
-    dv->first = mem_reserve(((size_t)max_orders + 1) * sizeof *dv->first);
-    dv->last = mem_reserve(((size_t)max_orders + 1) * sizeof *dv->last);
+    dv->v = mem_reserve_seq((size_t)cap * sizeof *dv->v);
+    dv->first = mem_reserve_seq(((size_t)max_orders + 1) * sizeof *dv->first);
+    dv->last = mem_reserve_seq(((size_t)max_orders + 1) * sizeof *dv->last);
     if (!dv->v || !dv->first || !dv->last) return -ENOMEM;
     return 0;
 }
