@@ -13,9 +13,9 @@ int durview_init(durview *dv, uint32_t max_orders, uint32_t cap) {
     dv->max_orders = max_orders;
     /* Reserved, touched as used: the ring restarts at 0 whenever it empties, so a gateway
      * whose batches are small keeps only its first pages resident. */
-    dv->v = mem_reserve((size_t)cap * sizeof *dv->v);
-    dv->first = mem_reserve(((size_t)max_orders + 1) * sizeof *dv->first);
-    dv->last = mem_reserve(((size_t)max_orders + 1) * sizeof *dv->last);
+    dv->v = mem_reserve_seq((size_t)cap * sizeof *dv->v);
+    dv->first = mem_reserve_seq(((size_t)max_orders + 1) * sizeof *dv->first);
+    dv->last = mem_reserve_seq(((size_t)max_orders + 1) * sizeof *dv->last);
     if (!dv->v || !dv->first || !dv->last) return -ENOMEM;
     return 0;
 }
@@ -94,17 +94,41 @@ void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t l
     dv->last[no] = idx + 1;
 }
 
-void durview_advance(durview *dv, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
+/* Can dropping e change what durview_live_on_account() answers for its order's account? Only
+ * a creation (the account's latest order changes) or a record that moved the order between
+ * live and not live, or changed its expiry. The order's durable state after e is the next
+ * entry's snapshot, or the order itself when e is its newest entry. A SENT or CONFIRMED
+ * record, two of an order's three records in the common case, changes neither. */
+static bool changes_liveness(const durview *dv, orders *o, const durview_ent *e) {
+    if (e->created) return true;
+    uint8_t st;
+    int64_t exp;
+    if (e->next) {
+        const durview_snap *n = &dv->v[e->next - 1].s;
+        st = n->state;
+        exp = n->expires_at_ms;
+    } else {
+        const order *ord = orders_get(o, e->no);
+        if (!ord) return true;
+        st = ord->state;
+        exp = ord->expires_at_ms;
+    }
+    bool live_before = order_state_live(e->s.state), live_after = order_state_live(st);
+    return live_before != live_after || (live_after && exp != e->s.expires_at_ms);
+}
+
+void durview_advance(durview *dv, orders *o, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
                      void *ctx) {
     while (dv->len && dv->v[dv->head].lsn <= durable_lsn) {
         durview_ent *e = &dv->v[dv->head];
         uint32_t no = e->no;
         assert(dv->first[no] == dv->head + 1); /* lsn order: an order's oldest entry goes first */
+        bool publish = fn && changes_liveness(dv, o, e);
         dv->first[no] = e->next;
         if (!e->next) dv->last[no] = 0;
         dv->head = (dv->head + 1) % dv->cap;
         dv->len--;
-        if (fn) fn(ctx, no);
+        if (publish) fn(ctx, no);
     }
 }
 

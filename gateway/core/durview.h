@@ -61,9 +61,11 @@ static inline bool durview_room(const durview *dv, uint32_t n) {
 /* Before orders_apply() of a live record r at lsn: remember what reads still show. The
  * caller has checked durview_room(); list records are not for here. */
 void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t lsn);
-/* Records up to durable_lsn are on disk: drop their entries, calling fn(ctx, order_no) for
- * each (after the drop) so the caller can publish the order's new durable state. */
-void durview_advance(durview *dv, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
+/* Records up to durable_lsn are on disk: drop their entries, calling fn(ctx, order_no) (after
+ * the drop) for each that may change what durview_live_on_account() answers for the order's
+ * account (a creation, or a record that changed the order's liveness or expiry), so the
+ * caller can publish the account's new durable frozen state. */
+void durview_advance(durview *dv, orders *o, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
                      void *ctx);
 /* The order as reads show it: NULL when it does not exist for reads (unknown, or its
  * creation not durable); the order itself when every record of it is durable; else tmp,

@@ -20,6 +20,16 @@ static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->mask = t->h->capacity - 1;
 }
 
+/* Writes one byte of every page of the (unpublished, all-zero) table. MAP_POPULATE maps a
+ * shared file's pages read-only, and under a hypervisor with shadow page tables (PVM, the
+ * bench machine) the first user-mode write to each 4 KiB page still costs 6-11 us; a 6,077
+ * burst writes ~5,000 distinct pages of a 64 MiB table, which was 28-43 % of its CPU (issue
+ * 13, docs/PERFORMANCE.md). Done here, at build time, it costs ~40 ms per 64 MiB once. */
+static void touch_pages(void *p, size_t size) {
+    volatile char *c = p;
+    for (size_t off = 0; off < size; off += 4096) c[off] = 0;
+}
+
 int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const char names[][SGL_LIST_NAME_MAX],
                 uint32_t nlists, uint64_t generation, char *err, size_t errcap) {
     memset(t, 0, sizeof *t);
@@ -64,6 +74,7 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
         unlink(t->build);
         return -errno;
     }
+    touch_pages(p, size);
     sgl_header *h = p;
     h->capacity = capacity;
     memcpy(h->magic, SGL_MAGIC, 8);

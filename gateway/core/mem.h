@@ -13,6 +13,15 @@ static inline void *mem_reserve(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 static inline void mem_release(void *p, size_t bytes) { munmap(p, bytes); }
+/* For a table filled from its front (orders by number, rings): huge pages where the kernel
+ * allows them, so resident memory grows in 2 MiB steps. A burst of new orders otherwise
+ * faults a fresh 4 KiB page of each table every few orders, and under a hypervisor with
+ * shadow page tables each first touch costs 6-11 us more (issue 13, docs/PERFORMANCE.md). */
+static inline void *mem_reserve_seq(size_t bytes) {
+    void *p = mem_reserve(bytes);
+    if (p) (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: fine if THP is off */
+    return p;
+}
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
@@ -24,9 +33,14 @@ static inline void mem_release(void *p, size_t bytes) { munmap(p, bytes); }
  * allows them; touching every page where MADV_POPULATE_WRITE is unknown (kernel < 5.14). */
 static inline int mem_prefault(void *p, size_t bytes) {
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: fine if THP is off */
-    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return 0;
+    (void)madvise(p, bytes, MADV_POPULATE_WRITE);
+    /* Every page written from user space too (its own value back: safe on a filled table).
+     * Populated is not enough under a hypervisor with shadow page tables (PVM, the bench
+     * machine): there the first user-mode touch of each 4 KiB page costs 6-11 us more, and
+     * on a busy host only part of a table gets huge pages (issue 13, docs/PERFORMANCE.md).
+     * Where MADV_POPULATE_WRITE is unknown (kernel < 5.14) this is what makes it resident. */
     volatile char *c = p;
-    for (size_t i = 0; i < bytes; i += 4096) c[i] = 0;
+    for (size_t i = 0; i < bytes; i += 4096) c[i] = c[i];
     return 0;
 }
 #endif

@@ -38,16 +38,20 @@ uint64_t order_id_parse(const char *s, uint32_t len) {
     return v;
 }
 
-bool order_is_live(const order *ord, int64_t now_ms) {
-    switch (ord->state) {
+bool order_state_live(uint8_t st) {
+    switch (st) {
     case ST_ACCEPTED:
     case ST_HELD:
     case ST_SENT:
     case ST_OVERDUE:
     case ST_CONFIRMED:
-    case ST_PARTIAL: return ord->expires_at_ms > now_ms;
+    case ST_PARTIAL: return true;
     default: return false;
     }
+}
+
+bool order_is_live(const order *ord, int64_t now_ms) {
+    return order_state_live(ord->state) && ord->expires_at_ms > now_ms;
 }
 
 /* --- indexes ------------------------------------------------------------------------ */
@@ -135,11 +139,11 @@ int orders_init(orders *o, uint32_t max_orders, int64_t bank_deadline_ms) {
     o->max_links = max_orders * 4;
     o->sp_cap = (uint64_t)max_orders * 256 < SP_BYTES_MAX ? (uint64_t)max_orders * 256 : SP_BYTES_MAX;
     o->bank_deadline_ms = bank_deadline_ms;
-    o->v = mem_reserve(((size_t)max_orders + 1) * sizeof(order));
-    o->req = mem_reserve(((size_t)o->max_req + 1) * sizeof(request));
-    o->cases = mem_reserve(((size_t)o->max_cases + 1) * sizeof(case_ent));
-    o->links = mem_reserve(((size_t)o->max_links + 1) * sizeof(olink));
-    o->sp = mem_reserve(o->sp_cap);
+    o->v = mem_reserve_seq(((size_t)max_orders + 1) * sizeof(order));
+    o->req = mem_reserve_seq(((size_t)o->max_req + 1) * sizeof(request));
+    o->cases = mem_reserve_seq(((size_t)o->max_cases + 1) * sizeof(case_ent));
+    o->links = mem_reserve_seq(((size_t)o->max_links + 1) * sizeof(olink));
+    o->sp = mem_reserve_seq(o->sp_cap);
     /* Every expiry entry comes with a request (ORDER, MERGE, EXTEND) and every overdue one
      * with an order reaching SENT (a re-send pops one and pushes one), so these never fill
      * before the tables do; orders_room() checks them anyway. */

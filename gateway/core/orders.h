@@ -144,6 +144,8 @@ const void *orders_account_line(const orders *o, const char *bank, const char *a
 order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms);
 const case_ent *orders_find_case(const orders *o, const char *id, uint32_t len);
 bool order_is_live(const order *ord, int64_t now_ms);
+/* Is st a state in which an order is live until its expiry (order_is_live without the clock)? */
+bool order_state_live(uint8_t st);
 bool order_has_case(const orders *o, const order *ord, const char *id, uint32_t len);
 /* Pop the next order whose expiry / bank deadline has passed and that is still in a state
  * the event applies to. Returns its number, 0 when none. */

@@ -552,7 +552,7 @@ void engine_on_durable(gateway *gw, uint64_t durable_lsn) {
     /* First: replies and instructions released by this batch may be followed at once by
      * reads, which must see it. Readers of the shared-memory lists see an order's frozen
      * mark change only now that the record changing it is durable. */
-    durview_advance(&gw->dv, durable_lsn, publish_durable, gw);
+    durview_advance(&gw->dv, &gw->o, durable_lsn, publish_durable, gw);
     lists_on_durable(gw, durable_lsn); /* list changes likewise: LIST.ADD/DEL/LOAD */
     if (cluster_leads(gw)) outbox_drain(gw); /* a follower never instructs a bank (SPEC §10) */
 }

@@ -74,7 +74,7 @@ static void test_creation_not_durable(void **state) {
     assert_null(durview_live_on_account(&g_dv, &g_o, "DVB", "ACC1", T0, &tmp));
     assert_non_null(orders_live_on_account(&g_o, "DVB", "ACC1", T0)); /* the writers' view */
     npublished = 0;
-    durview_advance(&g_dv, 1, on_pub, NULL);
+    durview_advance(&g_dv, &g_o, 1, on_pub, NULL);
     assert_int_equal(npublished, 1);
     assert_int_equal(published[0], 1);
     assert_ptr_equal(durview_order(&g_dv, &g_o, 1, &tmp), orders_get(&g_o, 1)); /* read in place */
@@ -86,7 +86,7 @@ static void test_answer_not_durable(void **state) {
     order tmp;
     order_rec r = mk_order(1, "r1", "ACC1", "C1");
     commit(&r, 1);
-    durview_advance(&g_dv, 1, NULL, NULL);
+    durview_advance(&g_dv, &g_o, 1, NULL, NULL);
     order_rec s = {.type = REC_STATE, .order_no = 1, .state = ST_SENT, .ts_ms = T0 + 1};
     commit(&s, 2);
     order_rec a = {.type = REC_STATE,
@@ -105,12 +105,12 @@ static void test_answer_not_durable(void **state) {
     assert_int_equal(v->reason_off, 0);
     assert_int_equal(orders_get(&g_o, 1)->state, ST_CONFIRMED);
     /* The SENT batch is durable, the answer's not yet: the view is as of SENT. */
-    durview_advance(&g_dv, 2, NULL, NULL);
+    durview_advance(&g_dv, &g_o, 2, NULL, NULL);
     v = durview_order(&g_dv, &g_o, 1, &tmp);
     assert_int_equal(v->state, ST_SENT);
     assert_int_equal(v->at_ms[ST_SENT], T0 + 1);
     assert_int_equal(v->frozen_minor, 0);
-    durview_advance(&g_dv, 3, NULL, NULL);
+    durview_advance(&g_dv, &g_o, 3, NULL, NULL);
     v = durview_order(&g_dv, &g_o, 1, &tmp);
     assert_ptr_equal(v, orders_get(&g_o, 1));
     assert_int_equal(v->frozen_minor, 40000);
@@ -123,7 +123,7 @@ static void test_previous_order_on_account(void **state) {
     order tmp;
     order_rec r = mk_order(1, "r1", "ACC1", "C1");
     commit(&r, 1);
-    durview_advance(&g_dv, 1, NULL, NULL);
+    durview_advance(&g_dv, &g_o, 1, NULL, NULL);
     order_rec rel = {.type = REC_RELEASE, .order_no = 1, .request_id = rs("rel1"), .ts_ms = T0 + 5};
     commit(&rel, 2);
     order_rec r2 = mk_order(2, "r2", "ACC1", "C2");
@@ -132,9 +132,9 @@ static void test_previous_order_on_account(void **state) {
     assert_non_null(v);
     assert_int_equal(v->no, 1);
     assert_int_equal(v->state, ST_ACCEPTED);
-    durview_advance(&g_dv, 2, NULL, NULL); /* the release is durable, the new order not */
+    durview_advance(&g_dv, &g_o, 2, NULL, NULL); /* the release is durable, the new order not */
     assert_null(durview_live_on_account(&g_dv, &g_o, "DVB", "ACC1", T0 + 10, &tmp));
-    durview_advance(&g_dv, 3, NULL, NULL);
+    durview_advance(&g_dv, &g_o, 3, NULL, NULL);
     v = durview_live_on_account(&g_dv, &g_o, "DVB", "ACC1", T0 + 10, &tmp);
     assert_non_null(v);
     assert_int_equal(v->no, 2);
@@ -145,7 +145,7 @@ static void test_merge_cases_and_children(void **state) {
     order tmp;
     order_rec r = mk_order(1, "r1", "ACC1", "C1");
     commit(&r, 1);
-    durview_advance(&g_dv, 1, NULL, NULL);
+    durview_advance(&g_dv, &g_o, 1, NULL, NULL);
     order_rec m = {.type = REC_MERGE,
                    .order_no = 1,
                    .request_id = rs("m1"),
@@ -179,13 +179,42 @@ static void test_room_and_reuse(void **state) {
             commit(&r, no);
         }
         assert_false(durview_room(&g_dv, 1)); /* 8 entries: the engine waits for a batch */
-        durview_advance(&g_dv, (round + 1) * 8, NULL, NULL);
+        durview_advance(&g_dv, &g_o, (round + 1) * 8, NULL, NULL);
         assert_int_equal(g_dv.len, 0);
         assert_true(durview_room(&g_dv, 8));
     }
     order tmp;
     for (uint32_t no = 1; no <= 24; no++)
         assert_ptr_equal(durview_order(&g_dv, &g_o, no, &tmp), orders_get(&g_o, no));
+}
+
+/* Issue 13: the frozen mark is republished only for records that can change it. A burst's
+ * SENT and CONFIRMED records (two of every order's three) used to republish the account
+ * each time: an order-table hash lookup and a shared-table probe per record. */
+static void test_publish_only_liveness_changes(void **state) {
+    (void)state;
+    order_rec r = mk_order(1, "r1", "ACC1", "C1");
+    commit(&r, 1);
+    order_rec s = {.type = REC_STATE, .order_no = 1, .state = ST_SENT, .ts_ms = T0 + 1};
+    commit(&s, 2);
+    npublished = 0;
+    durview_advance(&g_dv, &g_o, 2, on_pub, NULL); /* creation and SENT durable together */
+    assert_int_equal(npublished, 1);
+    assert_int_equal(published[0], 1);
+    order_rec a = {.type = REC_STATE, .order_no = 1, .state = ST_CONFIRMED, .frozen_minor = 40000, .ts_ms = T0 + 2};
+    commit(&a, 3);
+    durview_advance(&g_dv, &g_o, 3, on_pub, NULL); /* live before and after, same expiry */
+    assert_int_equal(npublished, 1);
+    order_rec x = {.type = REC_EXTEND, .order_no = 1, .request_id = rs("ext1"), .expires_at_ms = T0 + 2 * HOUR,
+                   .ts_ms = T0 + 3};
+    commit(&x, 4);
+    order_rec rel = {.type = REC_RELEASE, .order_no = 1, .request_id = rs("rel1"), .ts_ms = T0 + 5};
+    commit(&rel, 5);
+    durview_advance(&g_dv, &g_o, 4, on_pub, NULL); /* a new expiry: published */
+    assert_int_equal(npublished, 2);
+    durview_advance(&g_dv, &g_o, 5, on_pub, NULL); /* live to released: published */
+    assert_int_equal(npublished, 3);
+    assert_int_equal(published[2], 1);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -197,6 +226,7 @@ int main(void) {
         T(test_previous_order_on_account),
         T(test_merge_cases_and_children),
         T(test_room_and_reuse),
+        T(test_publish_only_liveness_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
