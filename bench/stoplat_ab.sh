@@ -40,6 +40,10 @@ for t in "${tags[@]}"; do
     for ((i = 0; i < 600; i++)); do grep -q 'ready: listening' "$work/$t/gw.log" && break; sleep 0.1; done
     grep -q 'ready: listening' "$work/$t/gw.log" || { echo "stoplat_ab: $t did not start" >&2; cat "$work/$t/gw.log" >&2; exit 1; }
 done
+# The gateways zero-fill their first segment at start, fsynclat -z its file each run: let
+# writeback of that finish before anything is timed, or whoever runs next pays for it.
+flush() { timeout 120 sync || true; }
+flush
 mkdir -p "$work/fsync"
 field() { tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 res="$work/results"
@@ -48,6 +52,7 @@ nt=${#tags[@]}
 for ((r = 1; r <= rounds; r++)); do
     f="$(timeout 300 "$root/build/bench/fsynclat" -d "$work/fsync" -n "$n" -z)"
     f50="$(field p50_us <<<"$f")" f99="$(field p99_us <<<"$f")"
+    flush
     echo "round $r fdatasync-z p50_us=$f50 p99_us=$f99 load=$(cut -d' ' -f1 /proc/loadavg)"
     for ((k = 0; k < nt; k++)); do
         t=${tags[$(((k + r) % nt))]}
