@@ -124,8 +124,12 @@ typedef struct journal {
     journal_batch batch[2];
     int open_idx; /* batch[open_idx] takes appends; the other may be in flight */
     bool inflight;
-    uint32_t cqe_expected, cqe_seen;
+    uint32_t cqe_expected; /* operations in the batch in flight: a write and an fsync per extent */
     bool cqe_failed;
+    /* Writes carry IOSQE_CQE_SKIP_SUCCESS (journal_attach, when the kernel has it): a batch
+     * wakes the loop once, at its fdatasync, not also at its write (issue 13). A write that
+     * fails still posts its CQE, and then the rest of the chain posts none. */
+    bool skip_write_cqe;
     int last_error; /* errno of the last failed write/fsync, 0 when healthy */
     int64_t retry_at_ns;
     int64_t submit_ns;
@@ -167,7 +171,8 @@ static inline void journal_lazy_next(journal *j) { j->next_lazy = true; }
 /* Submit the open batch if nothing is in flight and no retry is pending (and it is urgent or
  * has waited JOURNAL_LAZY_NS). */
 void journal_flush(journal *j, int64_t now_ns);
-/* When a lazy open batch must be flushed at the latest (0: nothing pending). */
+/* When a lazy open batch must be flushed at the latest (0: nothing pending, or nothing can
+ * go before a completion: a batch in flight, or a retry pending). */
 int64_t journal_lazy_deadline_ns(const journal *j);
 /* A completion with kind UD_JOURNAL. */
 void journal_on_cqe(journal *j, uint32_t op, int res, int64_t now_ns);

@@ -101,23 +101,28 @@ static rec_str as_str(resp_arg a) { return (rec_str){a.p, a.len}; }
  * a write refused at the output cap is still caught, by buf.overflowed. */
 __attribute__((unused)) static void ok(gateway *gw, client *c, uint64_t lsn) { reply_end(gw, c, 0, lsn, 0); }
 
+/* "SG-<no>" as a bulk string, what order_id_format() spells, without a printf per answer. */
 static int w_order_id(buf *b, uint32_t no) {
     assert(no >= 1); /* "SG-0" is no order */
-    char id[32];
-    order_id_format(id, sizeof id, no);
-    return resp_w_str(b, id);
+    char id[24];
+    char *end = id + sizeof id, *p = end;
+    for (uint32_t n = no; n; n /= 10) *--p = (char)('0' + n % 10);
+    *--p = '-';
+    *--p = 'G';
+    *--p = 'S';
+    return resp_w_bulk(b, p, (size_t)(end - p));
 }
 
+/* The array's length is the mask's popcount: its header goes first, nothing is counted or
+ * moved after (issue 13: the STOP answer). */
 static int w_mask_names(gateway *gw, buf *b, uint64_t mask) {
-    resp_map a;
-    resp_array_begin(&a, b);
-    int rc = 0;
-    for (uint64_t m = mask; m && !rc; m &= m - 1) {
+    TRY(resp_w_array(b, (size_t)__builtin_popcountll(mask)));
+    for (uint64_t m = mask; m; m &= m - 1) {
         unsigned bit = (unsigned)__builtin_ctzll(m);
         assert(bit < gw->ls.nlists); /* a verdict names only declared lists */
-        rc = resp_w_str(b, lists_name(gw, bit));
+        TRY(resp_w_str(b, lists_name(gw, bit)));
     }
-    return resp_map_end(&a, rc);
+    return 0;
 }
 
 /* "mule,suspect" as an array. */
@@ -134,30 +139,40 @@ static int w_csv_names(buf *b, const char *csv) {
     return resp_map_end(&a, rc);
 }
 
+/* The answer to STOP and the other order commands, written straight, in one pass (issue 13):
+ * its pair count is known before the first byte (order_id, status, lsn; lists for a live
+ * order; expires_at for EXTENDED), so the map header goes first and nothing is counted or
+ * moved afterwards as resp_map_end does; keys are literal bytes. Byte for byte what the field
+ * writers wrote before (integration test_order_reply_bytes). A failed write leaves a partial
+ * answer that reply_end() replaces whole. */
 static int w_answer_pairs(gateway *gw, client *c, const engine_answer *a) {
+    static const char k_order_id[] = "$8\r\norder_id\r\n", k_status[] = "$6\r\nstatus\r\n",
+                      k_lists[] = "$5\r\nlists\r\n", k_lsn[] = "$3\r\nlsn\r\n";
     buf *b = &c->out;
-    TRY(resp_w_str(b, "order_id"));
+    bool lists = a->status <= ANS_HELD, extended = a->status == ANS_EXTENDED;
+    TRY(resp_w_map(b, c->proto, 3 + (size_t)lists + (size_t)extended));
+    TRY(buf_append(b, k_order_id, sizeof k_order_id - 1));
     TRY(w_order_id(b, a->order_no));
-    TRY(resp_w_kv_str(b, "status", answer_name(a->status)));
-    if (a->status <= ANS_HELD) {
+    TRY(buf_append(b, k_status, sizeof k_status - 1));
+    TRY(resp_w_str(b, answer_name(a->status)));
+    if (lists) {
         /* The lists the account is on now (a DUPLICATE answers with today's lists too). */
         const order *ord = orders_get(&gw->o, a->order_no);
         assert(ord); /* an answer names an order the table holds */
         sg_verdict v;
         lists_lookup(gw, ord->bank, ord->account, &v);
-        TRY(resp_w_str(b, "lists"));
+        TRY(buf_append(b, k_lists, sizeof k_lists - 1));
         TRY(w_mask_names(gw, b, v.mask));
     }
-    if (a->status == ANS_EXTENDED) TRY(resp_w_kv_int(b, "expires_at", orders_get(&gw->o, a->order_no)->expires_at_ms));
-    return resp_w_kv_int(b, "lsn", (int64_t)a->lsn);
+    if (extended) TRY(resp_w_kv_int(b, "expires_at", orders_get(&gw->o, a->order_no)->expires_at_ms));
+    TRY(buf_append(b, k_lsn, sizeof k_lsn - 1));
+    return resp_w_int(b, (int64_t)a->lsn);
 }
 
 static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_ns) {
     assert(!a->code && a->status <= ANS_CONFIRMED && a->lsn >= 1); /* a refusal goes by reply_err */
     assert(orders_get(&gw->o, a->order_no));
-    resp_map m;
-    resp_map_begin(&m, &c->out, c->proto);
-    int rc = resp_map_end(&m, w_answer_pairs(gw, c, a));
+    int rc = w_answer_pairs(gw, c, a);
     gw->m.answers[a->status]++;
     reply_end(gw, c, rc, a->lsn, t_ns);
 }

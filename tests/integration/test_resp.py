@@ -1,6 +1,7 @@
 """The RESP side (SPEC §4.1): RESP3 maps vs RESP2 flat arrays, nil encodings, pipelining
 order (also across durable/non-durable replies, fragmented input and several clients),
 case-insensitive commands, inline commands, QUIT."""
+import re
 import threading
 import time
 
@@ -263,6 +264,81 @@ class Pipelining(GatewayCase):
         for t in threads:
             t.join(120)
         self.assertEqual(errors, [])
+
+
+def _bulk(s):
+    s = s.encode() if isinstance(s, str) else s
+    return b"$%d\r\n%s\r\n" % (len(s), s)
+
+
+def order_answer_bytes(proto, raw):
+    """The bytes an order command's answer must be (SPEC §4.1), rebuilt from its values: the
+    pairs order_id, status, lists (live orders), expires_at (EXTENDED), lsn, as a RESP3 map
+    or a RESP2 flat array."""
+    oid = re.search(rb"SG-\d+", raw).group(0)
+    status = re.search(rb"\$6\r\nstatus\r\n\$\d+\r\n([A-Z]+)\r\n", raw).group(1)
+    lsn = int(re.search(rb"\$3\r\nlsn\r\n:(\d+)\r\n$", raw).group(1))
+    pairs = [(b"order_id", _bulk(oid)), (b"status", _bulk(status))]
+    if status in (b"ACCEPTED", b"DUPLICATE", b"MERGED", b"HELD"):
+        lists = re.search(rb"\$5\r\nlists\r\n\*(\d+)\r\n((?:\$\d+\r\n[a-z_]+\r\n)*)\$3\r\nlsn", raw)
+        names = re.findall(rb"\$\d+\r\n([a-z_]+)\r\n", lists.group(2))
+        pairs.append((b"lists", b"*%d\r\n" % len(names) + b"".join(_bulk(n) for n in names)))
+    if status == b"EXTENDED":
+        pairs.append((b"expires_at", b":%s\r\n" % re.search(rb"expires_at\r\n:(\d+)\r\n", raw).group(1)))
+    pairs.append((b"lsn", b":%d\r\n" % lsn))
+    head = b"%%%d\r\n" % len(pairs) if proto == 3 else b"*%d\r\n" % (2 * len(pairs))
+    return head + b"".join(_bulk(k) + v for k, v in pairs), status
+
+
+class OrderReplyBytes(GatewayCase):
+    """The order commands' answers (STOP first) are written in one pass without a map
+    walk (issue 13, commands.c w_answer_pairs): byte for byte the same as before, in RESP2
+    and RESP3, for every status and the refusals."""
+    GW_ARGS = dict(sections="[plugin sim]\nlatency_us = 200\n[list mule]\nauto_stop = no\n")
+
+    def raw(self, c, *args):
+        c.sock.sendall(encode(*args))
+        got = b""
+        while not (re.search(rb"\$3\r\nlsn\r\n:\d+\r\n$", got) or (got.startswith(b"-") and got.endswith(b"\r\n"))):
+            d = c.sock.recv(4096)
+            self.assertTrue(d, "connection closed")
+            got += d
+        return got
+
+    def answer(self, c, proto, want_status, *args):
+        got = self.raw(c, *args)
+        want, status = order_answer_bytes(proto, got)
+        self.assertEqual(got, want)
+        self.assertEqual(status, want_status.encode())
+        return re.search(rb"SG-\d+", got).group(0).decode()
+
+    def test_order_reply_bytes(self):
+        with self.gw.client("olga") as ops:
+            for i in (2, 3):
+                ops.ok("LIST.ADD", "mule", "SGTB", "BYTESLISTED%d" % i)
+        for proto in (2, 3):
+            with self.gw.client("alice", proto=proto) as c:
+                a = "BYTES%d%d" % (proto, int(time.time() * 1e3) % 10 ** 8)
+                rid = self.rid("bytes")
+                stop = ("STOP", rid, "BANK", "SGTB", "ACCOUNT", a, "CASE", "BYTES")
+                oid = self.answer(c, proto, "ACCEPTED", *stop)
+                self.assertEqual(self.answer(c, proto, "DUPLICATE", *stop), oid)
+                self.answer(c, proto, "MERGED", "STOP", self.rid("bytes"), "BANK", "SGTB", "ACCOUNT", a, "CASE", "B2")
+                got = self.raw(c, "STOP", self.rid("bytes"), "BANK", "SGTB", "ACCOUNT", "BYTESLISTED%d" % proto,
+                               "CASE", "BYTES")
+                self.assertEqual(got, order_answer_bytes(proto, got)[0])
+                self.assertIn(b"$5\r\nlists\r\n*1\r\n$4\r\nmule\r\n", got)
+                self.wait_state(c, oid, "CONFIRMED")
+                self.answer(c, proto, "EXTENDED", "EXTEND", self.rid("bytes"), oid, "TTL", "86400")
+                self.answer(c, proto, "RELEASED", "RELEASE", self.rid("bytes"), oid)
+                # Refusals: one error line, the same in both protocols.
+                self.assertEqual(self.raw(c, "STOP", self.rid("bytes"), "BANK", "SGTB", "ACCOUNT", a),
+                                 b"-ERR SYNTAX wrong number of arguments for 'STOP'\r\n")
+                self.assertEqual(self.raw(c, "STOP", self.rid("bytes"), "BANK", "SGTB", "ACCOUNT", a, "NOTE", "x"),
+                                 b"-ERR SYNTAX BANK, ACCOUNT and CASE are required\r\n")
+                self.assertEqual(self.raw(c, "STOP", rid, "BANK", "SGTB", "ACCOUNT", a + "9", "CASE", "BYTES"),
+                                 self.raw(c, "STOP", rid, "BANK", "SGTB", "ACCOUNT", a + "9", "CASE", "BYTES"))
+                self.assertEqual(self.raw(c, "RELEASE", self.rid("bytes"), oid)[:11], b"-ERR STATE ")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ typedef struct jt {
     bool ring_up;
     uint64_t durable;
     int durable_calls;
-    int fail_next_write; /* report the next write completion as this -errno (0 = none) */
+    int fail_next_write; /* report the next completion (write, or fdatasync when the write's is
+                            skipped) as this -errno (0 = none) */
+    int cqes;            /* journal completions reaped */
 } jt;
 
 static jt g_t;
@@ -124,7 +126,8 @@ static void jt_reap(jt *t) {
             uint64_t ud = io_uring_cqe_get_data64(cqe);
             assert_int_equal(ud_kind(ud), UD_JOURNAL);
             int res = cqe->res;
-            if (t->fail_next_write && ud_aux(ud) % 2 == 0) {
+            t->cqes++;
+            if (t->fail_next_write) {
                 res = t->fail_next_write;
                 t->fail_next_write = 0;
             }
@@ -1492,6 +1495,91 @@ static void test_prealloc_crash_after_rename(void **state) {
     jt_close(&g_t);
 }
 
+/* A batch wakes the loop once: its write's completion is skipped when it succeeds, so the
+ * fdatasync's is the only one (issue 13: one wake-up per batch, as fsynclat has). */
+static void test_write_cqe_skipped(void **state) {
+    (void)state;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    assert_true(g_t.j.skip_write_cqe); /* the kernels this runs on have IORING_FEAT_CQE_SKIP */
+    for (int i = 0; i < 3; i++) jt_append(&g_t, 0);
+    g_t.cqes = 0;
+    jt_sync(&g_t);
+    assert_int_equal(g_t.durable, 3);
+    assert_int_equal(g_t.cqes, 1);
+    jt_close(&g_t);
+}
+
+/* With skipped write completions, a write that really fails posts its completion and the
+ * kernel posts none for the fdatasync it cancels: the batch must end there (failed, nothing
+ * acknowledged), and its retry must make it durable. */
+static void test_write_error_skipped_cqe(void **state) {
+    (void)state;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    assert_true(g_t.j.skip_write_cqe);
+    jt_append(&g_t, 0);
+    jt_sync(&g_t);
+    jt_append(&g_t, 0);
+    jt_append(&g_t, 0);
+    /* The segment's fd number now names a read-only file: the write fails with EBADF. */
+    char path[256];
+    seg_path(path, sizeof path, g_t.j.seg_seq);
+    int saved = dup(g_t.j.seg_fd), ro = open(path, O_RDONLY);
+    assert_true(saved >= 0 && ro >= 0);
+    assert_int_equal(dup2(ro, g_t.j.seg_fd), g_t.j.seg_fd);
+    g_t.cqes = 0;
+    int64_t now = clock_mono_ns();
+    journal_flush(&g_t.j, now);
+    assert_true(g_t.j.inflight);
+    jt_reap(&g_t);
+    assert_int_equal(g_t.cqes, 1); /* the write's; the cancelled fdatasync posts none */
+    assert_false(g_t.j.inflight);
+    assert_int_equal(g_t.durable, 1);
+    assert_int_equal(g_t.j.last_error, EBADF);
+    assert_int_equal(g_t.j.stats.write_errors, 1);
+    assert_int_equal(dup2(saved, g_t.j.seg_fd), g_t.j.seg_fd);
+    close(saved);
+    close(ro);
+    journal_flush(&g_t.j, g_t.j.retry_at_ns);
+    assert_true(g_t.j.inflight);
+    jt_reap(&g_t);
+    assert_int_equal(g_t.durable, 3);
+    assert_int_equal(g_t.j.last_error, 0);
+    jt_close(&g_t);
+    replay r = {0};
+    jt_open_ok(&g_t, SEG_BIG, &r, &rec);
+    expect_replay(&r, 1, 3, 0);
+    replay_free(&r);
+    jt_close(&g_t);
+}
+
+/* A lazy open batch has no deadline while a batch is in flight: it cannot go before that
+ * completion, which wakes the loop anyway. A deadline that passed during a slow fdatasync
+ * made the event loop spin (wait 0) until it completed. */
+static void test_lazy_deadline_waits_for_inflight(void **state) {
+    (void)state;
+    journal_recovery rec;
+    jt_open_ok(&g_t, SEG_BIG, NULL, &rec);
+    jt_append(&g_t, 0);
+    journal_flush(&g_t.j, clock_mono_ns());
+    assert_true(g_t.j.inflight);
+    journal_lazy_next(&g_t.j);
+    jt_append(&g_t, 0);
+    assert_int_equal(journal_lazy_deadline_ns(&g_t.j), 0);
+    jt_reap(&g_t);
+    assert_int_equal(g_t.durable, 1);
+    int64_t due = journal_lazy_deadline_ns(&g_t.j);
+    assert_int_equal(due, g_t.j.batch[g_t.j.open_idx].opened_ns + JOURNAL_LAZY_NS);
+    journal_flush(&g_t.j, due - 1); /* lazy, not yet due: stays */
+    assert_false(g_t.j.inflight);
+    journal_flush(&g_t.j, due);
+    assert_true(g_t.j.inflight);
+    jt_reap(&g_t);
+    assert_int_equal(g_t.durable, 2);
+    jt_close(&g_t);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1512,6 +1600,9 @@ int main(void) {
         T(test_torn_new_segment),
         T(test_crash_during_roll_batch),
         T(test_write_error_retry),
+        T(test_write_cqe_skipped),
+        T(test_write_error_skipped_cqe),
+        T(test_lazy_deadline_waits_for_inflight),
         T(test_replay_callback_refuses),
         T(test_flip_every_bit_last_batch),
         T(test_flip_every_bit_after_close),
