@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -72,8 +73,17 @@ typedef struct sg_sched_attr {
     uint64_t sched_runtime, sched_deadline, sched_period;
 } sg_sched_attr;
 
+/* The operator's choice wins: a thread started under another policy than SCHED_OTHER (chrt,
+ * systemd CPUSchedulingPolicy=) is left alone, and the nice value it was started with (nice,
+ * systemd Nice=) is kept - sched_setattr() would otherwise reset it to 0. */
 static int sched_self(uint32_t policy, uint64_t slice_ns) {
-    sg_sched_attr a = {.size = sizeof a, .sched_policy = policy, .sched_runtime = slice_ns};
+    int cur = sched_getscheduler(0);
+    if (cur < 0) return -errno;
+    if (cur != SCHED_OTHER) return 0;
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0); /* Linux: 0 is the calling thread */
+    if (nice == -1 && errno != 0) return -errno;
+    sg_sched_attr a = {.size = sizeof a, .sched_policy = policy, .sched_nice = nice, .sched_runtime = slice_ns};
     return syscall(SYS_sched_setattr, 0, &a, 0) == 0 ? 0 : -errno;
 }
 

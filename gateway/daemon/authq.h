@@ -62,7 +62,9 @@ typedef struct authq {
  * at least 1, at most AUTH_WORKERS. */
 uint32_t authq_workers_for(long ncpu);
 /* On the loop's thread: ask for LOOP_SCHED_SLICE_NS slices (SCHED_OTHER, sched_runtime), so
- * its wakeups preempt the hashing workers. 0, or -errno (the loop runs on, as before). */
+ * its wakeups preempt the hashing workers. The nice value it was started with is kept, and a
+ * thread under another policy (chrt, systemd CPUSchedulingPolicy=) is left alone.
+ * 0, or -errno (the loop runs on, as before). */
 int authq_sched_loop(void);
 /* Start the workers. 0, or -1 with err. */
 int authq_init(authq *q, char *err, size_t errcap);

@@ -512,6 +512,7 @@ class Gateway(object):
         self.dev_secret = dev_secret
         self.extra_env = dict(env or {})
         self.extra_args = []  # appended to stopgated's command line (e.g. --truncate-damaged-tail)
+        self.argv_prefix = []  # run stopgated under a wrapper (e.g. ["nice", "-n", "5"])
         self.proc = None
         self.ever_ready = False
         self.starts = 0
@@ -597,6 +598,8 @@ class Gateway(object):
             env["STOPGATE_PLUGIN_PATH"] = build_plugins
         env.update(self.extra_env)
         argv = [STOPGATED] if self.no_config else [STOPGATED, "-c", self.conf_path]
+        if self.argv_prefix:  # the wrapper runs in self.dir: it needs stopgated's absolute path
+            argv = self.argv_prefix + [os.path.abspath(argv[0])] + argv[1:]
         argv += self.extra_args
         if self.starts:
             # After kill -9 the kernel tears the old process's io_uring down asynchronously and

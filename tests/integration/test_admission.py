@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import unittest
 
 import sgtest
 from sgtest import Client, Gateway, GatewayCase, RespError, todict, wait_until
@@ -445,6 +446,32 @@ class RestartAfterKill(GatewayCase):
         finally:
             gw.starts += starts
         self.assertServing()
+
+
+class OperatorNice(unittest.TestCase):
+    """The loop asks for short scheduler slices and the KDF workers for SCHED_BATCH
+    (sched_setattr), but the nice value the gateway was started with (nice, systemd Nice=)
+    stays on every thread: sched_setattr() would reset it to 0 if not told otherwise."""
+
+    def test_nice_kept_on_every_thread(self):
+        gw = sgtest.track(Gateway(name="nice"))
+        gw.argv_prefix = ["nice", "-n", "7"]
+        gw.start()
+        try:
+            tids = os.listdir("/proc/%d/task" % gw.proc.pid)
+            self.assertGreater(len(tids), 1, "the KDF workers are threads of their own")
+            for tid in tids:
+                with open("/proc/%d/task/%s/stat" % (gw.proc.pid, tid)) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                # stat(5): field 19 is nice, field 41 the policy (0 OTHER, 3 BATCH); after the
+                # "comm)" split, field n is fields[n - 3].
+                self.assertEqual(int(fields[19 - 3]), 7, "thread %s lost the operator's nice" % tid)
+                self.assertIn(int(fields[41 - 3]), (0, 3), "thread %s policy" % tid)
+            c = sgtest.Client(gw.port)
+            self.assertEqual(c.call("PING"), "PONG")
+            c.close()
+        finally:
+            gw.close()
 
 
 if __name__ == "__main__":
