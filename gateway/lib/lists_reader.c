@@ -198,7 +198,7 @@ int sg_lists_key_make(const char *bank, const char *account, sg_lists_key *key) 
 /* A batch is looked up in phases of PHASE lookups (docs/lists.md "Batched lookups"): prefetch
  * every tag line (the next phase's, before this one is walked), then walk every lookup's tags
  * and prefetch its candidate slot, then read the slots. The phases keep the prefetches back to back: on a TLB miss (every lookup, at 10 M
- * entries) a prefetch holds up retirement until its page walk is done, and only prefetches close
+ * entries on 4 KiB pages) a prefetch holds up retirement until its page walk is done, and only prefetches close
  * together in the instruction stream get their walks overlapped. A software pipeline with a
  * lookup's stages spread over the loop measured 0.55-0.6x rte_hash where these phases measured
  * 1.0-1.1x (bench/listbench, 2 M entries, same runs). */
