@@ -16,7 +16,8 @@
 #   (k) the 6,077 burst with stopbench --burst on a fresh gateway: acked, and at the bank
 #       (every order SENT or later, from INFO); Redis: 6,077 pipelined SETs
 #   (l) in-process CHECK ns (libstopgate, sg_lists_check_many) vs DPDK rte_hash_lookup_bulk,
-#       build/bench/listbench (10 M entries; --quick: 2 M)
+#       build/bench/listbench (10 M entries; --quick: 2 M, and 10 M with fewer lookups for the
+#       row check_ns_inprocess_bulk_10m)
 #   (m) TLS cost: CHECK/s (50 connections x 16) and STOP p50/p99 at 1 connection over the
 #       gateway's tls_listen (stopbench --tls) vs its plain port, in turn, on one gateway
 # They run in the order f, h, j, g, i, k, l, m: the CHECK rows before the STOP rows, which leave
