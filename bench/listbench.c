@@ -136,10 +136,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--lookups") && i + 1 < argc) lookups = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
-        else if (!strcmp(argv[i], "--pages") && i + 1 < argc && (!strcmp(argv[i + 1], "2m") || !strcmp(argv[i + 1], "4k")))
+        else if (!strcmp(argv[i], "--pages") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "2m") || !strcmp(argv[i + 1], "4k")))
             huge = !strcmp(argv[++i], "2m");
         else {
-            fprintf(stderr, "usage: listbench [--entries N] [--lookups M] [--runs R] [--pages 2m|4k] [--json FILE]\n");
+            fprintf(stderr, "usage: listbench [--entries N] [--lookups M] [--runs R] "
+                            "[--pages 2m|4k] [--json FILE]\n");
             return 2;
         }
     }
@@ -162,8 +164,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "listbench: %s\n", err);
         return 1;
     }
-    /* The huge-page collapse included; CPU seconds too, the wall clock of a shared machine says little. */
-    double create_s = (double)(clock_mono_ns() - t0) / 1e9, create_cpu_s = (double)(clock() - c0) / CLOCKS_PER_SEC;
+    /* The collapse into huge pages included; CPU seconds too (a shared wall clock says little). */
+    double create_s = (double)(clock_mono_ns() - t0) / 1e9,
+           create_cpu_s = (double)(clock() - c0) / CLOCKS_PER_SEC;
     t0 = clock_mono_ns();
     for (uint64_t i = 0; i < entries; i++) {
         char acct[24];
@@ -266,11 +269,13 @@ int main(int argc, char **argv) {
     }
     double med_single = median(single, runs), med_many = median(many, runs), med_keys = median(bykey, runs);
     double med_rte = median(rte, runs), med_ratio = median(ratio, runs);
-    printf("stopgate table: %llu entries, %llu slots (%.0f MiB), created in %.2f s (%.2f s CPU), filled in %.2f s\n",
-           (unsigned long long)entries, (unsigned long long)cap, (double)cap * 64 / 1048576.0, create_s, create_cpu_s,
-           build_s);
+    printf("stopgate table: %llu entries, %llu slots (%.0f MiB), created in %.2f s "
+           "(%.2f s CPU), filled in %.2f s\n",
+           (unsigned long long)entries, (unsigned long long)cap, (double)cap * 64 / 1048576.0,
+           create_s, create_cpu_s, build_s);
     long anon_huge_kb = smaps_kb("AnonHugePages") + smaps_kb("ShmemPmdMapped") - shm_huge_kb;
-    printf("pages %s: on 2 MiB pages: stopgate %ld MiB (writer's and reader's mappings), rte_hash %ld MiB\n",
+    printf("pages %s: on 2 MiB pages: stopgate %ld MiB (writer's and reader's mappings), "
+           "rte_hash %ld MiB\n",
            huge ? "2m" : "4k", shm_huge_kb / 1024, anon_huge_kb / 1024);
     printf("sg_lists_check        %7.1f ns/lookup (median of %d)\n", med_single, runs);
     printf("sg_lists_check_many   %7.1f ns/lookup (batches of %d, raw strings)\n", med_many, BATCH);
@@ -294,10 +299,12 @@ int main(int argc, char **argv) {
         }
         fprintf(f,
                 "{\"entries\": %llu, \"slots\": %llu, \"check_ns\": %.1f, \"check_many_ns\": %.1f, "
-                "\"check_keys_ns\": %.1f, \"rte_hash_bulk_ns\": %.1f, \"ratio\": %.3f, \"pages\": \"%s\", "
-                "\"stopgate_huge_mib\": %ld, \"rte_huge_mib\": %ld, \"create_s\": %.3f}\n",
-                (unsigned long long)entries, (unsigned long long)cap, med_single, med_many, med_keys, med_rte,
-                med_ratio, huge ? "2m" : "4k", shm_huge_kb / 1024, anon_huge_kb / 1024, create_s);
+                "\"check_keys_ns\": %.1f, \"rte_hash_bulk_ns\": %.1f, \"ratio\": %.3f, "
+                "\"pages\": \"%s\", \"stopgate_huge_mib\": %ld, \"rte_huge_mib\": %ld, "
+                "\"create_s\": %.3f}\n",
+                (unsigned long long)entries, (unsigned long long)cap, med_single, med_many,
+                med_keys, med_rte, med_ratio, huge ? "2m" : "4k", shm_huge_kb / 1024,
+                anon_huge_kb / 1024, create_s);
         fclose(f);
     }
     if (found == 0) return 1; /* keeps the lookups from being optimised away */

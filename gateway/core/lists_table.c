@@ -21,8 +21,9 @@ static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->mask = t->h->capacity - 1;
 }
 
+/* Linux 6.1; older kernels answer EINVAL and the table stays on 4 KiB pages. */
 #ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25 /* Linux 6.1; older kernels answer EINVAL and the table stays on 4 KiB pages */
+#define MADV_COLLAPSE 25
 #endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -45,7 +46,8 @@ static int alloc_map(int fd, size_t size, void **out) {
     int rc = 0;
     if (huge) {
         if (ftruncate(fd, (off_t)size) != 0) return errno;
-        for (size_t off = 0; off < size && rc == 0; off += SGL_HUGE_BYTES) rc = posix_fallocate(fd, (off_t)off, 4096);
+        for (size_t off = 0; off < size && rc == 0; off += SGL_HUGE_BYTES)
+            rc = posix_fallocate(fd, (off_t)off, 4096);
     } else {
         rc = posix_fallocate(fd, 0, (off_t)size);
     }
@@ -61,7 +63,8 @@ static int alloc_map(int fd, size_t size, void **out) {
             munmap(p, size);
             return rc;
         }
-        (void)madvise(p, size, MADV_POPULATE_WRITE); /* Linux 5.14; without it, faults on first writes */
+        /* Linux 5.14; without it the first write to each page faults. */
+        (void)madvise(p, size, MADV_POPULATE_WRITE);
     }
     *out = p;
     return 0;
@@ -97,7 +100,8 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
     int rc = alloc_map(fd, size, &p);
     close(fd);
     if (rc != 0) {
-        snprintf(err, errcap, "%s: cannot allocate and map %zu bytes: %s", t->build, size, strerror(rc));
+        snprintf(err, errcap, "%s: cannot allocate and map %zu bytes: %s", t->build, size,
+                 strerror(rc));
         unlink(t->build);
         return -rc;
     }

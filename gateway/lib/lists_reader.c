@@ -55,7 +55,8 @@ void *sgl_mmap(int fd, size_t size, int prot, int flags) {
     size_t span = size + SGL_HUGE_BYTES;
     uint8_t *r = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r == MAP_FAILED) return mmap(NULL, size, prot, flags, fd, 0);
-    uint8_t *a = (uint8_t *)(((uintptr_t)r + SGL_HUGE_BYTES - 1) & ~(uintptr_t)(SGL_HUGE_BYTES - 1));
+    uint8_t *a =
+        (uint8_t *)(((uintptr_t)r + SGL_HUGE_BYTES - 1) & ~(uintptr_t)(SGL_HUGE_BYTES - 1));
     void *p = mmap(a, size, prot, flags | MAP_FIXED, fd, 0);
     if (p == MAP_FAILED) {
         int e = errno;
@@ -197,11 +198,12 @@ int sg_lists_key_make(const char *bank, const char *account, sg_lists_key *key) 
 
 /* A batch is looked up in phases of PHASE lookups (docs/lists.md "Batched lookups"): prefetch
  * every tag line (the next phase's, before this one is walked), then walk every lookup's tags
- * and prefetch its candidate slot, then read the slots. The phases keep the prefetches back to back: on a TLB miss (every lookup, at 10 M
- * entries on 4 KiB pages) a prefetch holds up retirement until its page walk is done, and only prefetches close
- * together in the instruction stream get their walks overlapped. A software pipeline with a
- * lookup's stages spread over the loop measured 0.55-0.6x rte_hash where these phases measured
- * 1.0-1.1x (bench/listbench, 2 M entries, same runs). */
+ * and prefetch its candidate slot, then read the slots. The phases keep the prefetches back to
+ * back: on a TLB miss (every lookup, at 10 M entries on 4 KiB pages) a prefetch holds up retirement
+ * until its page walk is done, and only prefetches close together in the instruction stream get
+ * their walks overlapped. A software pipeline with a lookup's stages spread over the loop measured
+ * 0.55-0.6x rte_hash where these phases measured 1.0-1.1x (bench/listbench, 2 M entries, same
+ * runs). */
 #define PHASE 16
 
 typedef struct walk {

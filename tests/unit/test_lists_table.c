@@ -1068,7 +1068,8 @@ static long pmd_kb(const void *p) {
     bool in = false;
     long kb = 0;
     while (fgets(line, sizeof line, f)) {
-        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' ') && isxdigit((unsigned char)line[0]))
+        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' ') &&
+            isxdigit((unsigned char)line[0]))
             in = !strncmp(line, want, strlen(want));
         else if (in && !strncmp(line, "ShmemPmdMapped:", 15))
             kb = strtol(line + 15, NULL, 10);
@@ -1083,10 +1084,14 @@ static void test_huge_pages(void **state) {
     (void)state;
     char name[64], err[256] = "";
     shm_name(name, sizeof name);
-    enum { HCAP = 1u << 18, N = 20000 }; /* 17 MiB file */
+    enum {
+        HCAP = 1u << 18,
+        N = 20000
+    }; /* 17 MiB file */
     assert_true(sgl_file_bytes(HCAP) >= SGL_HUGE_MIN);
     lists_table t;
-    if (ltab_create(&t, name, HCAP, NAMES, NLISTS, 1, err, sizeof err) != 0) fail_msg("ltab_create: %s", err);
+    if (ltab_create(&t, name, HCAP, NAMES, NLISTS, 1, err, sizeof err) != 0)
+        fail_msg("ltab_create: %s", err);
     assert_int_equal((uintptr_t)t.base % SGL_HUGE_BYTES, 0);
     char acct[40];
     for (int i = 0; i < N; i++) {
@@ -1101,8 +1106,10 @@ static void test_huge_pages(void **state) {
     assert_int_equal((uintptr_t)m.base % SGL_HUGE_BYTES, 0);
     long wkb = pmd_kb(t.base), rkb = pmd_kb(m.base);
     if (wkb == 0) {
-        /* A kernel without MADV_COLLAPSE (< 6.1) or shmem_enabled "deny": 4 KiB pages, still correct. */
-        print_message("note: this host gave the table no huge pages; checking alignment and lookups only\n");
+        /* A kernel without MADV_COLLAPSE (< 6.1) or shmem_enabled "deny": 4 KiB pages, still
+         * correct. */
+        print_message(
+            "note: this host gave the table no huge pages; checking alignment and lookups only\n");
     } else {
         assert_true(wkb >= 8 * 1024); /* the 2 MiB pieces of a 17 MiB file: 8 of them */
         assert_int_equal(rkb, wkb);
