@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
     char shm[64], err[512];
     snprintf(shm, sizeof shm, "dpdkbench-%d", (int)getpid());
     lists_table t;
-    if (bench_list_build(&t, shm, entries, NULL, err, sizeof err) != 0) {
+    if (bench_list_build(&t, shm, entries, NULL, NULL, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "dpdkbench: %s\n", err);
         return 1;
     }

@@ -2,7 +2,7 @@
  * listbench: in-process CHECK on a large fraud-list table, against DPDK's rte_hash with the
  * same keys in the same run (issue 5 (a); docs/PERFORMANCE.md).
  *
- *   listbench [--entries N] [--lookups M] [--runs R] [--json FILE]
+ *   listbench [--entries N] [--lookups M] [--runs R] [--pages 2m|4k] [--json FILE]
  *
  * Builds a table of N entries with the gateway's own writer (lists_table.c) in /dev/shm,
  * opens it through libstopgate's reader, and times random lookups, half hits and half
@@ -13,12 +13,21 @@
  * case), looked up with rte_hash_lookup_bulk in batches of 64. The ratio compares the two
  * pre-normalised forms (check_keys vs rte_hash_lookup_bulk). Prints ns per lookup (median of
  * the runs).
+ *
+ * Page size: --pages 2m (default) leaves libstopgate as it ships (its writer collapses a large
+ * table into 2 MiB pages, its reader maps them so); --pages 4k turns transparent huge pages off
+ * for the process (PR_SET_THP_DISABLE), so the table is on 4 KiB pages. rte_hash runs with
+ * --no-huge: its memory is a memfd mapped at an address not congruent to 2 MiB, so it is on
+ * 4 KiB pages either way (hugetlbfs needs pages the host reserved). How much of each side is on
+ * 2 MiB pages is measured (/proc/self/smaps_rollup) and printed.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +42,18 @@
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
 #endif
+
+/* kB of a /proc/self/smaps_rollup field (AnonHugePages: rte_hash's; ShmemPmdMapped: ours). */
+static long smaps_kb(const char *field) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') kb = strtol(line + n + 1, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
 
 #define BATCH 64
 #define KEY_BYTES 48
@@ -108,13 +129,18 @@ int main(int argc, char **argv) {
     uint64_t entries = 10000000, lookups = 20000000;
     int runs = 5;
     const char *json = NULL;
+    bool huge = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--entries") && i + 1 < argc) entries = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--lookups") && i + 1 < argc) lookups = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--pages") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "2m") || !strcmp(argv[i + 1], "4k")))
+            huge = !strcmp(argv[++i], "2m");
         else {
-            fprintf(stderr, "usage: listbench [--entries N] [--lookups M] [--runs R] [--json FILE]\n");
+            fprintf(stderr, "usage: listbench [--entries N] [--lookups M] [--runs R] "
+                            "[--pages 2m|4k] [--json FILE]\n");
             return 2;
         }
     }
@@ -122,12 +148,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "listbench: entries >= 1000, lookups >= %d, runs 1..50\n", BATCH);
         return 2;
     }
+    if (!huge && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0) {
+        perror("listbench: PR_SET_THP_DISABLE");
+        return 1;
+    }
     uint64_t cap = ltab_capacity_for(entries);
     char shm[64], err[256];
     snprintf(shm, sizeof shm, "sgbench-%d", (int)getpid());
     lists_table t;
-    double build_s;
-    if (bench_list_build(&t, shm, entries, &build_s, err, sizeof err) != 0) {
+    double create_s, create_cpu_s, build_s;
+    if (bench_list_build(&t, shm, entries, &create_s, &create_cpu_s, &build_s, err, sizeof err) != 0) {
         fprintf(stderr, "listbench: %s\n", err);
         return 1;
     }
@@ -159,6 +189,7 @@ int main(int argc, char **argv) {
     int rc[BATCH];
     uint64_t found = 0;
     int64_t t0;
+    long shm_huge_kb = smaps_kb("ShmemPmdMapped");
 #ifdef HAVE_DPDK
     struct rte_hash *h = rte_build(argv[0], shm, entries);
     if (!h) return 1;
@@ -216,8 +247,14 @@ int main(int argc, char **argv) {
     }
     double med_single = median(single, runs), med_many = median(many, runs), med_keys = median(bykey, runs);
     double med_rte = median(rte, runs), med_ratio = median(ratio, runs);
-    printf("stopgate table: %llu entries, %llu slots (%.0f MiB), built in %.2f s\n", (unsigned long long)entries,
-           (unsigned long long)cap, (double)cap * 64 / 1048576.0, build_s);
+    printf("stopgate table: %llu entries, %llu slots (%.0f MiB), created in %.2f s "
+           "(%.2f s CPU), filled in %.2f s\n",
+           (unsigned long long)entries, (unsigned long long)cap, (double)cap * 64 / 1048576.0,
+           create_s, create_cpu_s, build_s);
+    long anon_huge_kb = smaps_kb("AnonHugePages") + smaps_kb("ShmemPmdMapped") - shm_huge_kb;
+    printf("pages %s: on 2 MiB pages: stopgate %ld MiB (writer's and reader's mappings), "
+           "rte_hash %ld MiB\n",
+           huge ? "2m" : "4k", shm_huge_kb / 1024, anon_huge_kb / 1024);
     printf("sg_lists_check        %7.1f ns/lookup (median of %d)\n", med_single, runs);
     printf("sg_lists_check_many   %7.1f ns/lookup (batches of %d, raw strings)\n", med_many, BATCH);
     printf("sg_lists_check_keys   %7.1f ns/lookup (batches of %d, keys made once)\n", med_keys, BATCH);
@@ -240,9 +277,12 @@ int main(int argc, char **argv) {
         }
         fprintf(f,
                 "{\"entries\": %llu, \"slots\": %llu, \"check_ns\": %.1f, \"check_many_ns\": %.1f, "
-                "\"check_keys_ns\": %.1f, \"rte_hash_bulk_ns\": %.1f, \"ratio\": %.3f}\n",
-                (unsigned long long)entries, (unsigned long long)cap, med_single, med_many, med_keys, med_rte,
-                med_ratio);
+                "\"check_keys_ns\": %.1f, \"rte_hash_bulk_ns\": %.1f, \"ratio\": %.3f, "
+                "\"pages\": \"%s\", \"stopgate_huge_mib\": %ld, \"rte_huge_mib\": %ld, "
+                "\"create_s\": %.3f}\n",
+                (unsigned long long)entries, (unsigned long long)cap, med_single, med_many,
+                med_keys, med_rte, med_ratio, huge ? "2m" : "4k", shm_huge_kb / 1024,
+                anon_huge_kb / 1024, create_s);
         fclose(f);
     }
     if (found == 0) return 1; /* keeps the lookups from being optimised away */

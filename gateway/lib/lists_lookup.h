@@ -36,7 +36,18 @@ static inline uint64_t sgl_hash(const sgl_key *k) { return XXH3_64bits(k->w, siz
 /* Check a mapping's header and size. 0, -EBADMSG (foreign, truncated), -EPROTO (version). */
 int sgl_map_validate(const void *base, size_t size);
 int64_t sgl_now_s(void);
-/* Map a table file read-only (MAP_POPULATE) and validate it. 0 or a negative errno. */
+/* Tables of at least this size are mapped 2 MiB-aligned and their writer asks the kernel for
+ * huge pages (docs/lists.md "Huge pages"): at 10 M entries a lookup's lines sit on random 4 KiB
+ * pages of a 1 GiB file, so each one was a TLB miss and a page walk; 2 MiB pages cover the
+ * whole table with a few hundred TLB entries. Smaller tables fit the TLB's reach anyway. */
+#define SGL_HUGE_BYTES (2u << 20)
+#define SGL_HUGE_MIN (16u << 20)
+/* mmap(NULL, size, prot, flags, fd, 0) at an address congruent to the file offsets modulo
+ * SGL_HUGE_BYTES when size >= SGL_HUGE_MIN, so the kernel can map the file's huge pages with
+ * one PMD entry each. The mapping is size bytes exactly (munmap(p, size) undoes it). The
+ * pointer, or MAP_FAILED with errno. */
+void *sgl_mmap(int fd, size_t size, int prot, int flags);
+/* Map a table file read-only (MAP_POPULATE, sgl_mmap) and validate it. 0 or a negative errno. */
 int sgl_map_open(const char *path, sgl_map *m);
 void sgl_map_close(sgl_map *m);
 
