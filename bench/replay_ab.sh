@@ -24,7 +24,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. "$root/bench/ab_lib.sh"
 oncpu_ns() { cut -d' ' -f1 "/proc/$1/task/$1/schedstat" 2>/dev/null || echo 0; }
 for ((r = 1; r <= rounds; r++)); do
     for tb in "$@"; do
@@ -32,8 +32,7 @@ for ((r = 1; r <= rounds; r++)); do
         rm -rf "$work/j"
         cp -a "$master" "$work/j"
         [[ -n "${WARM:-}" ]] || "$root/build/bench/mkjournal" --evict "$work/j" >/dev/null
-        printf '[gateway]\nlisten = 127.0.0.1:%s\nudp = off\nmetrics = off\nconsole = off\njournal_dir = %s/j\nshm_name = replay-ab-%s\nmax_orders = 2097152\nplugin_dir = %s/build/plugins/sim\n[plugin sim]\ntype = sim\nlatency_us = 200\n' \
-            "$(free_port)" "$work" "$$" "$root" >"$work/gw.conf"
+        ab_conf "$(ab_free_port)" "$work" "replay-ab-$$" 2097152 >"$work/gw.conf"
         : >"$work/gw.log"
         STOPGATE_DEV_SECRET=replayab "$b" -c "$work/gw.conf" >"$work/gw.log" 2>&1 </dev/null &
         pid=$!

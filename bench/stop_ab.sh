@@ -23,19 +23,9 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-for tb in "$@"; do
-    t=${tb%%=*} b=${tb#*=}
-    mkdir -p "$work/$t"
-    PORT[$t]="$(free_port)"
-    printf '[gateway]\nlisten = 127.0.0.1:%s\nudp = off\nmetrics = off\nconsole = off\njournal_dir = %s/j\nshm_name = stop-ab-%s-%s\nmax_orders = 2097152\nplugin_dir = %s/build/plugins/sim\n[plugin sim]\ntype = sim\nlatency_us = 200\n' \
-        "${PORT[$t]}" "$work/$t" "$$" "$t" "$root" >"$work/$t/gw.conf"
-    STOPGATE_DEV_SECRET=ab "$b" -c "$work/$t/gw.conf" >"$work/$t/gw.log" 2>&1 </dev/null &
-    PID[$t]=$!
-done
-for t in "${!PID[@]}"; do
-    for ((i = 0; i < 600; i++)); do grep -q 'ready: listening' "$work/$t/gw.log" && break; sleep 0.1; done
-done
+tags=()
+. "$root/bench/ab_lib.sh"
+ab_start_all "$work" "stop-ab-$$" 2097152 "$@"
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 cswitches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
 tck="$(getconf CLK_TCK)"

@@ -25,21 +25,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-for tb in "$@"; do
-    t=${tb%%=*} b=${tb#*=}
-    tags+=("$t")
-    mkdir -p "$work/$t"
-    PORT[$t]="$(free_port)"
-    printf '[gateway]\nlisten = 127.0.0.1:%s\nudp = off\nmetrics = off\nconsole = off\njournal_dir = %s/j\nshm_name = stoplat-ab-%s-%s\nmax_orders = 1048576\nplugin_dir = %s/build/plugins/sim\n[plugin sim]\ntype = sim\nlatency_us = 200\n' \
-        "${PORT[$t]}" "$work/$t" "$$" "$t" "$root" >"$work/$t/gw.conf"
-    STOPGATE_DEV_SECRET=ab "$b" -c "$work/$t/gw.conf" >"$work/$t/gw.log" 2>&1 </dev/null &
-    PID[$t]=$!
-done
-for t in "${tags[@]}"; do
-    for ((i = 0; i < 600; i++)); do grep -q 'ready: listening' "$work/$t/gw.log" && break; sleep 0.1; done
-    grep -q 'ready: listening' "$work/$t/gw.log" || { echo "stoplat_ab: $t did not start" >&2; cat "$work/$t/gw.log" >&2; exit 1; }
-done
+. "$root/bench/ab_lib.sh"
+ab_start_all "$work" "stoplat-ab-$$" 1048576 "$@"
 # The gateways zero-fill their first segment at start, fsynclat -z its file each run: let
 # writeback of that finish before anything is timed, or whoever runs next pays for it.
 flush() { timeout 120 sync || true; }
