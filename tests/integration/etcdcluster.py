@@ -84,6 +84,23 @@ def free_ports(n):
             s.close()
 
 
+
+def _all_threads_stopped(pid):
+    """Every thread of pid is in state T (stopped) or t (traced): proc(5) stat field 3."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except FileNotFoundError:
+        return True
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state not in ("T", "t"):
+            return False
+    return True
+
 class Member:
     def __init__(self, name, client_port, peer_port, data_dir):
         self.name = name
@@ -161,9 +178,18 @@ class EtcdCluster:
             self.wait_healthy()
 
     def stop(self, i):
-        """SIGSTOP: the member keeps its sockets but answers nothing (a frozen host)."""
-        self.members[i].proc.send_signal(signal.SIGSTOP)
-        self.members[i].stopped = True
+        """SIGSTOP: the member keeps its sockets but answers nothing (a frozen host). Returns
+        once every thread of it is stopped: kill() only starts a group stop, which the
+        member's threads carry out when they next run - on a loaded machine, milliseconds
+        later, long enough for a txn sent "after" the freeze to be committed."""
+        m = self.members[i]
+        m.proc.send_signal(signal.SIGSTOP)
+        m.stopped = True
+        deadline = time.monotonic() + 10
+        while not _all_threads_stopped(m.proc.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s: not stopped 10 s after SIGSTOP" % m.name)
+            time.sleep(0.001)
 
     def cont(self, i):
         self.members[i].proc.send_signal(signal.SIGCONT)

@@ -109,9 +109,10 @@ class GatewayCluster(object):
         return None
 
     def wait_leader(self, exclude=(), timeout=15.0):
-        found = sgtest.wait_until(lambda: (self.leader(exclude),) if self.leader(exclude) is not None else None,
-                                  timeout=timeout, interval=0.02, what="a leader among the gateways")
-        return found[0]
+        def probe():  # one ROLE round: asking twice could see a leader, then none
+            i = self.leader(exclude)
+            return (i,) if i is not None else None
+        return sgtest.wait_until(probe, timeout=timeout, interval=0.02, what="a leader among the gateways")[0]
 
     # -- etcd, straight (what the cluster holds, independently of any gateway)
     def etcd_range(self, key, end, limit=0):
