@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "mem.h"
 
 static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->base = base;
@@ -21,22 +22,9 @@ static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->mask = t->h->capacity - 1;
 }
 
-/* Writes one byte of every page of the (unpublished, all-zero) table. MAP_POPULATE maps a
- * shared file's pages read-only, and under a hypervisor with shadow page tables (PVM, the
- * bench machine) the first user-mode write to each 4 KiB page still costs 6-11 us; a 6,077
- * burst writes ~5,000 distinct pages of a 64 MiB table, which was 28-43 % of its CPU (issue
- * 13, docs/PERFORMANCE.md). Done here, at build time, it costs ~40 ms per 64 MiB once. */
-static void touch_pages(void *p, size_t size) {
-    volatile char *c = p;
-    for (size_t off = 0; off < size; off += 4096) c[off] = 0;
-}
-
 /* Linux 6.1; older kernels answer EINVAL and the table stays on 4 KiB pages. */
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
 #endif
 
 /* Allocate the build file and map it. posix_fallocate, not ftruncate alone: a tmpfs that cannot
@@ -115,7 +103,10 @@ int ltab_create(lists_table *t, const char *shm_name, uint64_t capacity, const c
         unlink(t->build);
         return -rc;
     }
-    touch_pages(p, size);
+    /* MAP_POPULATE maps a shared file's pages read-only: the first write to each page still
+     * costs 6-11 us under shadow paging, and a 6,077 burst writes ~5,000 distinct pages of a
+     * 64 MiB table (28-43 % of its CPU). Paid here, at build time: ~40 ms per 64 MiB once. */
+    mem_touch(p, size);
     sgl_header *h = p;
     h->capacity = capacity;
     memcpy(h->magic, SGL_MAGIC, 8);

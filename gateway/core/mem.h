@@ -31,16 +31,21 @@ static inline void *mem_reserve_seq(size_t bytes) {
  * inserts over as many pages, and two page faults each (zero page, then copy-on-write) made
  * a cold 6,077-order burst spend half its time in the kernel. Huge pages where the kernel
  * allows them; touching every page where MADV_POPULATE_WRITE is unknown (kernel < 5.14). */
+/* Write every 4 KiB page of [p, p + bytes) from user space, each byte its own value back (safe
+ * on a filled table or a shared file). Populated is not enough under a hypervisor with shadow
+ * page tables (PVM, the bench machine): there the first user-mode write to each page costs
+ * 6-11 us more, and on a busy host only part of a table gets huge pages (issue 13,
+ * docs/PERFORMANCE.md). */
+static inline void mem_touch(void *p, size_t bytes) {
+    volatile char *c = p;
+    for (size_t i = 0; i < bytes; i += 4096) c[i] = c[i];
+}
+
 static inline int mem_prefault(void *p, size_t bytes) {
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: fine if THP is off */
     (void)madvise(p, bytes, MADV_POPULATE_WRITE);
-    /* Every page written from user space too (its own value back: safe on a filled table).
-     * Populated is not enough under a hypervisor with shadow page tables (PVM, the bench
-     * machine): there the first user-mode touch of each 4 KiB page costs 6-11 us more, and
-     * on a busy host only part of a table gets huge pages (issue 13, docs/PERFORMANCE.md).
-     * Where MADV_POPULATE_WRITE is unknown (kernel < 5.14) this is what makes it resident. */
-    volatile char *c = p;
-    for (size_t i = 0; i < bytes; i += 4096) c[i] = c[i];
+    /* Where MADV_POPULATE_WRITE is unknown (kernel < 5.14) this is what makes it resident. */
+    mem_touch(p, bytes);
     return 0;
 }
 #endif
