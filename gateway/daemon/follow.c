@@ -365,14 +365,20 @@ static void learn_extent(follow *f) {
     f->extent_inflight = true;
 }
 
+/* The lsn written as (up to) 20 decimal digits at p (a log key's tail, P/head's value). */
+static uint64_t digits_lsn(const uint8_t *p, size_t n) {
+    char d[21];
+    if (n > 20) n = 20;
+    memcpy(d, p, n);
+    d[n] = 0;
+    return strtoull(d, NULL, 10);
+}
+
 /* The lsn a log key names (its first), or 0 when it is not one. */
 static uint64_t key_lsn(const follow *f, const etcd_kv *kv) {
     size_t pl = strlen(f->prefix) + 5;
-    char d[21];
     if (kv->key_len != pl + 20 || memcmp((const char *)kv->key + pl - 5, "/log/", 5) != 0) return 0;
-    memcpy(d, (const char *)kv->key + pl, 20);
-    d[20] = 0;
-    return strtoull(d, NULL, 10);
+    return digits_lsn(kv->key + pl, 20);
 }
 
 /* Prepend the keys older than the oldest one remembered (all of them if none is): each one's
@@ -387,14 +393,7 @@ static void on_extent(follow *f, const etcd_result *r) {
     const etcd_op_result *lr = &r->ops[0], *hr = &r->ops[1];
     uint64_t oldest = f->keys_len ? f->keys[f->keys_head].first_lsn : UINT64_MAX;
     uint64_t head = 0;
-    if (hr->kv_count) {
-        const etcd_kv *h = &r->kvs[hr->kv_first];
-        char d[21];
-        size_t n = h->value_len < 20 ? h->value_len : 20;
-        memcpy(d, h->value, n);
-        d[n] = 0;
-        head = strtoull(d, NULL, 10);
-    }
+    if (hr->kv_count) head = digits_lsn(r->kvs[hr->kv_first].value, r->kvs[hr->kv_first].value_len);
     /* The last key of a cut answer has an unknown end: left to a later delete. */
     size_t n = lr->kv_count == FOLLOW_EXTENT_KEYS ? lr->kv_count - 1 : lr->kv_count;
     int64_t now = etcd_mono_ms();
