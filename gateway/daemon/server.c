@@ -177,7 +177,10 @@ static int rbuf_setup(gateway *gw, char *err, size_t errcap) {
         LOGW(gw, "io_uring: no provided-buffer ring (%s): one recv per read", strerror(-rc));
         mem_release(br, (size_t)n * sizeof(struct io_uring_buf));
         mem_release(s->rbufs, (size_t)n * RECV_BUF_BYTES);
+        free(s->rbuf_next);
+        free(s->rbuf_len);
         s->rbufs = NULL;
+        s->rbuf_next = s->rbuf_len = NULL;
         return 0;
     }
     for (uint32_t i = 0; i < n; i++)
