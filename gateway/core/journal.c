@@ -23,12 +23,16 @@
  * fdatasync not yet), journal_mid_roll (next segment created, its header not yet
  * written), journal_torn_write (half of a batch's first extent written, then death),
  * journal_torn_roll (the same, for a batch that rolls into a new segment). */
-static bool fault_hit(const char *point) {
-    static long seen;
+/* SG_FAULT's count when it names point ("<point>:<N>"), else NULL. */
+static const char *fault_named(const char *point) {
     const char *f = getenv("SG_FAULT");
     size_t n = strlen(point);
-    if (!f || strncmp(f, point, n) != 0 || f[n] != ':') return false;
-    return ++seen == strtol(f + n + 1, NULL, 10);
+    return f && strncmp(f, point, n) == 0 && f[n] == ':' ? f + n + 1 : NULL;
+}
+static bool fault_hit(const char *point) {
+    static long seen;
+    const char *count = fault_named(point);
+    return count && ++seen == strtol(count, NULL, 10);
 }
 #define FAULT_KILL(point) (fault_hit(point) ? (void)raise(SIGKILL) : (void)0)
 #else
@@ -453,8 +457,7 @@ void journal_attach(journal *j, struct io_uring *ring, journal_durable_fn fn, vo
     j->skip_write_cqe = (ring->features & IORING_FEAT_CQE_SKIP) != 0;
 #ifdef SG_FAULT_INJECTION
     /* That crash point is the write's completion: keep it. */
-    const char *f = getenv("SG_FAULT");
-    if (f && strncmp(f, "journal_after_write:", 20) == 0) j->skip_write_cqe = false;
+    if (fault_named("journal_after_write")) j->skip_write_cqe = false;
 #endif
     j->on_durable = fn;
     j->ctx = ctx;
