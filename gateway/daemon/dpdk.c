@@ -20,6 +20,7 @@
  * runtime directory is removed.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -359,30 +360,16 @@ static int fail(gateway *gw, struct dpdk_state *d) {
     return -1;
 }
 
-int dpdk_start(gateway *gw, char *err, size_t errcap) {
-    if (!gw->cfg.dpdk_enabled) return 0;
-    const config *cfg = &gw->cfg;
-    struct in_addr ia;
-    if (!cfg->dpdk_ip[0] || inet_pton(AF_INET, cfg->dpdk_ip, &ia) != 1) {
-        snprintf(err, errcap, "[dpdk] ip = '%s' is not an IPv4 address (the address the DPDK port answers on)",
-                 cfg->dpdk_ip);
-        return -1;
-    }
-    /* Kept for the whole process: the read armed on the eventfd writes into it. */
-    static struct dpdk_state state;
-    struct dpdk_state *d = &state;
-    memset(d, 0, sizeof *d);
-    d->efd = -1;
-    gw->dpdk = d;
-
-    /* EAL arguments: [dpdk] eal split on blanks, plus --in-memory and our own file prefix. */
-    char *argv[EAL_ARGS_MAX + 4];
+/* EAL arguments: [dpdk] eal split on blanks (into d->eal_buf, which argv points into), plus
+ * --in-memory and a file prefix of our own unless the operator gave them. argv has room for
+ * EAL_ARGS_MAX + 4 pointers. */
+static int eal_args(const config *cfg, struct dpdk_state *d, char **argv, int *argcp, char *err,
+                    size_t errcap) {
     int argc = 0;
     argv[argc++] = "stopgated";
     d->eal_buf = malloc(strlen(cfg->dpdk_eal) + 64);
     if (!d->eal_buf) {
         snprintf(err, errcap, "out of memory");
-        gw->dpdk = NULL;
         return -1;
     }
     strcpy(d->eal_buf, cfg->dpdk_eal);
@@ -391,8 +378,6 @@ int dpdk_start(gateway *gw, char *err, size_t errcap) {
     for (char *t = strtok_r(d->eal_buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
         if (argc >= EAL_ARGS_MAX) {
             snprintf(err, errcap, "[dpdk] eal: more than %d arguments", EAL_ARGS_MAX);
-            free(d->eal_buf);
-            gw->dpdk = NULL;
             return -1;
         }
         argv[argc++] = t;
@@ -413,7 +398,16 @@ int dpdk_start(gateway *gw, char *err, size_t errcap) {
         argv[argc++] = prefix_arg;
         d->own_prefix = true;
     }
+    assert(argc <= EAL_ARGS_MAX + 3);
     argv[argc] = NULL;
+    *argcp = argc;
+    return 0;
+}
+
+/* rte_eal_init on argv (which it may permute: it gets a copy); the runtime directory is
+ * noted either way, so that a failed start leaves none behind. */
+static int eal_start(gateway *gw, struct dpdk_state *d, char **argv, int argc, char *err,
+                     size_t errcap) {
     char line[1400];
     size_t off = 0;
     for (int i = 1; i < argc && off < sizeof line; i++)
@@ -427,44 +421,53 @@ int dpdk_start(gateway *gw, char *err, size_t errcap) {
         /* It may have made its runtime directory before it gave up. */
         const char *rd = rte_eal_get_runtime_dir();
         snprintf(d->runtime_dir, sizeof d->runtime_dir, "%s", rd ? rd : "");
-        remove_runtime_dir(d);
-        free(d->eal_buf);
-        gw->dpdk = NULL;
+        remove_runtime_dir(d); /* teardown removes it only for an EAL that came up */
         return -1;
     }
     d->eal_up = true;
     snprintf(d->runtime_dir, sizeof d->runtime_dir, "%s", rte_eal_get_runtime_dir());
+    return 0;
+}
 
+/* The first port the EAL found; the others are left alone (and said so). */
+static int first_port(gateway *gw, uint16_t *port, char *err, size_t errcap) {
     if (rte_eth_dev_count_avail() == 0) {
         snprintf(err, errcap, "no DPDK port: name one in [dpdk] eal (e.g. --vdev=net_tap0,iface=sgtap0) or bind a NIC");
-        return fail(gw, d);
+        return -1;
     }
-    uint16_t port = RTE_MAX_ETHPORTS, pid;
+    uint16_t pid;
+    *port = RTE_MAX_ETHPORTS;
     RTE_ETH_FOREACH_DEV(pid) {
-        if (port == RTE_MAX_ETHPORTS) port = pid;
+        if (*port == RTE_MAX_ETHPORTS) *port = pid;
     }
-    if (rte_eth_dev_count_avail() > 1) LOGW(gw, "dpdk: %u ports; using port %u only", rte_eth_dev_count_avail(), port);
+    if (rte_eth_dev_count_avail() > 1) LOGW(gw, "dpdk: %u ports; using port %u only", rte_eth_dev_count_avail(), *port);
+    return 0;
+}
 
+/* The lcore's context: pools and rings, the port with its queues, the list table's mapping,
+ * the agents' snapshot, a fresh epoch and the eventfd the order side is woken through. */
+static int ctx_create(gateway *gw, struct dpdk_state *d, uint16_t port, uint32_t ip, char *err,
+                      size_t errcap) {
     dp_ctx *c = aligned_alloc(64, (sizeof(dp_ctx) + 63) / 64 * 64);
     if (!c) {
         snprintf(err, errcap, "out of memory");
-        return fail(gw, d);
+        return -1;
     }
     memset(c, 0, sizeof *c);
     d->c = c;
-    c->ip = ia.s_addr;
-    c->udp_port = rte_cpu_to_be_16(cfg->dpdk_port);
+    c->ip = ip;
+    c->udp_port = rte_cpu_to_be_16(gw->cfg.dpdk_port);
     c->wake_fd = -1;
-    if (dp_resources(c, "sg", err, errcap) != 0) return fail(gw, d);
-    if (dp_port_init(c, port, err, errcap) != 0) return fail(gw, d);
+    if (dp_resources(c, "sg", err, errcap) != 0) return -1;
+    if (dp_port_init(c, port, err, errcap) != 0) return -1;
     d->port = port;
     d->port_started = true;
-    if (dp_lists_open(c, cfg->shm_name, err, errcap) != 0) return fail(gw, d);
-    if (!gw->udp.agents && udp_agents_build(gw, err, errcap) != 0) return fail(gw, d);
+    if (dp_lists_open(c, gw->cfg.shm_name, err, errcap) != 0) return -1;
+    if (!gw->udp.agents && udp_agents_build(gw, err, errcap) != 0) return -1;
     c->snap = build_snap(gw);
     if (!c->snap) {
         snprintf(err, errcap, "out of memory");
-        return fail(gw, d);
+        return -1;
     }
     /* An epoch of its own: a frame signed for kernel UDP is refused here (and the reverse), so
      * neither transport's replay window can be sidestepped through the other. */
@@ -473,42 +476,76 @@ int dpdk_start(gateway *gw, char *err, size_t errcap) {
     d->efd = eventfd(0, EFD_CLOEXEC);
     if (d->efd < 0) {
         snprintf(err, errcap, "eventfd: %s", strerror(errno));
-        return fail(gw, d);
+        return -1;
     }
     c->wake_fd = d->efd;
-    arm(gw);
+    return 0;
+}
 
-    unsigned worker = rte_get_next_lcore(-1, 1, 0);
-    if (worker < RTE_MAX_LCORE) {
-        int rc = rte_eal_remote_launch(dp_lcore_main, c, worker);
-        if (rc != 0) {
-            snprintf(err, errcap, "cannot launch lcore %u: %s", worker, rte_strerror(-rc));
-            return fail(gw, d);
-        }
-        d->worker = worker;
-        d->launched = true;
-    } else {
-        /* One lcore only (the main one is this loop's): poll from a thread of our own, kept off
-         * the main lcore's CPU when there is another. */
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        cpu_set_t cs;
-        CPU_ZERO(&cs);
-        rte_cpuset_t mainset = rte_lcore_cpuset(rte_get_main_lcore());
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        for (long i = 0; i < ncpu && i < CPU_SETSIZE; i++)
-            if (!CPU_ISSET((int)i, &mainset)) CPU_SET((int)i, &cs);
-        if (CPU_COUNT(&cs) == 0)
-            for (long i = 0; i < ncpu && i < CPU_SETSIZE; i++) CPU_SET((int)i, &cs);
-        pthread_attr_setaffinity_np(&at, sizeof cs, &cs);
-        int rc = pthread_create(&d->thr, &at, lcore_thread, c);
-        pthread_attr_destroy(&at);
-        if (rc != 0) {
-            snprintf(err, errcap, "cannot start the polling thread: %s", strerror(rc));
-            return fail(gw, d);
-        }
-        d->threaded = true;
+/* One lcore only (the main one is this loop's): poll from a thread of our own, kept off the
+ * main lcore's CPU when there is another. */
+static int polling_thread_start(struct dpdk_state *d, char *err, size_t errcap) {
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    cpu_set_t cs;
+    CPU_ZERO(&cs);
+    rte_cpuset_t mainset = rte_lcore_cpuset(rte_get_main_lcore());
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long i = 0; i < ncpu && i < CPU_SETSIZE; i++)
+        if (!CPU_ISSET((int)i, &mainset)) CPU_SET((int)i, &cs);
+    if (CPU_COUNT(&cs) == 0)
+        for (long i = 0; i < ncpu && i < CPU_SETSIZE; i++) CPU_SET((int)i, &cs);
+    pthread_attr_setaffinity_np(&at, sizeof cs, &cs);
+    int rc = pthread_create(&d->thr, &at, lcore_thread, d->c);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        snprintf(err, errcap, "cannot start the polling thread: %s", strerror(rc));
+        return -1;
     }
+    d->threaded = true;
+    return 0;
+}
+
+/* The data path's worker: the EAL's second lcore when it has one, else a thread of ours. */
+static int worker_launch(struct dpdk_state *d, char *err, size_t errcap) {
+    unsigned worker = rte_get_next_lcore(-1, 1, 0);
+    if (worker >= RTE_MAX_LCORE) return polling_thread_start(d, err, errcap);
+    int rc = rte_eal_remote_launch(dp_lcore_main, d->c, worker);
+    if (rc != 0) {
+        snprintf(err, errcap, "cannot launch lcore %u: %s", worker, rte_strerror(-rc));
+        return -1;
+    }
+    d->worker = worker;
+    d->launched = true;
+    return 0;
+}
+
+int dpdk_start(gateway *gw, char *err, size_t errcap) {
+    if (!gw->cfg.dpdk_enabled) return 0;
+    const config *cfg = &gw->cfg;
+    struct in_addr ia;
+    if (!cfg->dpdk_ip[0] || inet_pton(AF_INET, cfg->dpdk_ip, &ia) != 1) {
+        snprintf(err, errcap, "[dpdk] ip = '%s' is not an IPv4 address (the address the DPDK port answers on)",
+                 cfg->dpdk_ip);
+        return -1;
+    }
+    /* Kept for the whole process: the read armed on the eventfd writes into it. */
+    static struct dpdk_state state;
+    struct dpdk_state *d = &state;
+    memset(d, 0, sizeof *d);
+    d->efd = -1;
+    gw->dpdk = d;
+
+    char *argv[EAL_ARGS_MAX + 4];
+    int argc;
+    uint16_t port;
+    if (eal_args(cfg, d, argv, &argc, err, errcap) != 0 || eal_start(gw, d, argv, argc, err, errcap) != 0 ||
+        first_port(gw, &port, err, errcap) != 0 || ctx_create(gw, d, port, ia.s_addr, err, errcap) != 0)
+        return fail(gw, d);
+    arm(gw);
+    if (worker_launch(d, err, errcap) != 0) return fail(gw, d);
+
+    dp_ctx *c = d->c;
     char mac[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(mac, sizeof mac, &c->mac);
     char name[RTE_ETH_NAME_MAX_LEN] = "?";

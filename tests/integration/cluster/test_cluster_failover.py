@@ -360,7 +360,10 @@ class Cluster(unittest.TestCase):
         mirror.start()
         self.assert_follows(mirror, li)
         with mirror.client("alice") as c:
-            self.assertIn(todict(c.ok("STATUS", after["order_id"]))["state"], ("ACCEPTED", "SENT"))
+            # The sim bank never answers during this test: past bank_deadline_ms (5 s, which a
+            # loaded machine's start and catch-up can take) the order is OVERDUE on the leader
+            # and so in the log; what matters here is that the re-seeded mirror holds it.
+            self.assertIn(todict(c.ok("STATUS", after["order_id"]))["state"], ("ACCEPTED", "SENT", "OVERDUE"))
 
     # -- (e) etcd members lost under a running cluster --------------------------------------
     def served_by(self, idx, order_id, acct):
