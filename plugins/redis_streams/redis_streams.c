@@ -443,134 +443,169 @@ static void reader_refused(rs *s, int *backoff, unsigned *seed, int64_t *last_lo
     backoff_wait(s, backoff, seed);
 }
 
+/* The reader thread's own state (one per plugin instance; only the reader touches it). */
+typedef struct {
+    redisContext *c;
+    bool up;
+    int backoff;
+    unsigned seed;
+    int64_t last_log_ms;
+    int grouped;       /* banks[0..grouped) have their consumer group */
+    bool pending_pass; /* first read after a (re)connect: our own unacknowledged entries */
+    int nbanks;
+    char banks[RS_BANKS_MAX][12];
+    char streams[RS_BANKS_MAX][128]; /* the results stream of banks[i] */
+} rs_reader;
+
+/* Make sure every bank seen so far has its consumer group on its results stream. 0 when all
+ * have, 1 when Redis refused one (backed off already), -1 when the connection is lost. */
+static int reader_groups(rs *s, rs_reader *rd) {
+    for (; rd->grouped < rd->nbanks; rd->grouped++) {
+        char stream[128];
+        stream_name(s, rd->banks[rd->grouped], "results", stream, sizeof stream);
+        /* From the start of the stream: results written before we first looked still count. */
+        redisReply *r = redisCommand(rd->c, "XGROUP CREATE %s %s 0 MKSTREAM", stream, s->group);
+        if (!r) return -1;
+        /* LOADING, OOM...: this bank's group is not there yet; ask again after a back-off. */
+        bool refused = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0;
+        if (refused) reader_refused(s, &rd->backoff, &rd->seed, &rd->last_log_ms, "XGROUP CREATE", r->str);
+        freeReplyObject(r);
+        if (refused) return 1;
+    }
+    return rd->c->err ? -1 : 0;
+}
+
+/* Hand one result to the loop's queue, waiting for room (the loop signals `room`). */
+static void reader_push(rs *s, const rs_result *rr) {
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop && s->res_len == RS_RESULTS_MAX) pthread_cond_wait(&s->room, &s->mu);
+    if (!s->stop) {
+        rs_result *slot = &s->res[(s->res_head + s->res_len) % RS_RESULTS_MAX];
+        *slot = *rr;
+        slot->r.reason = slot->reason;
+        slot->r.onward = slot->onward;
+        s->res_len++;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The entries of one XREADGROUP answer, queued in order; how many there were. */
+static size_t reader_entries(rs *s, const rs_reader *rd, const redisReply *r) {
+    size_t got = 0;
+    for (size_t si = 0; si < r->elements; si++) {
+        const redisReply *st = r->element[si];
+        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2) continue;
+        int bank = -1;
+        for (int i = 0; i < rd->grouped; i++)
+            if (!strcmp(rd->streams[i], st->element[0]->str)) bank = i;
+        const redisReply *entries = st->element[1];
+        for (size_t ei = 0; bank >= 0 && ei < entries->elements; ei++) {
+            const redisReply *en = entries->element[ei];
+            if (en->type != REDIS_REPLY_ARRAY || en->elements != 2) continue;
+            got++;
+            rs_result rr;
+            memset(&rr, 0, sizeof rr);
+            rr.bank = bank;
+            snprintf(rr.entry_id, sizeof rr.entry_id, "%s", en->element[0]->str);
+            if (en->element[1]->type != REDIS_REPLY_ARRAY) {
+                /* a pending entry deleted from the stream meanwhile: just ack it */
+                rr.malformed = true;
+                snprintf(rr.why, sizeof rr.why, "entry deleted from the stream");
+            } else {
+                rr.malformed = !parse_result(en->element[1], &rr);
+            }
+            reader_push(s, &rr);
+        }
+    }
+    return got;
+}
+
+/* One XREADGROUP over every grouped bank: our pending entries first after a (re)connect,
+ * then new ones, blocking up to block_ms. -1 when the connection is lost. */
+static int reader_read(rs *s, rs_reader *rd) {
+    const char *argv[8 + 2 * RS_BANKS_MAX];
+    char block[16], count[16];
+    int ac = 0;
+    snprintf(block, sizeof block, "%d", s->block_ms);
+    snprintf(count, sizeof count, "%d", RS_BATCH);
+    argv[ac++] = "XREADGROUP";
+    argv[ac++] = "GROUP";
+    argv[ac++] = s->group;
+    argv[ac++] = s->consumer;
+    argv[ac++] = "COUNT";
+    argv[ac++] = count;
+    if (!rd->pending_pass) {
+        argv[ac++] = "BLOCK";
+        argv[ac++] = block;
+    }
+    argv[ac++] = "STREAMS";
+    for (int i = 0; i < rd->grouped; i++) {
+        stream_name(s, rd->banks[i], "results", rd->streams[i], sizeof rd->streams[i]);
+        argv[ac++] = rd->streams[i];
+    }
+    for (int i = 0; i < rd->grouped; i++) argv[ac++] = rd->pending_pass ? "0" : ">";
+    assert(ac <= (int)(sizeof argv / sizeof argv[0]));
+    redisReply *r = redisCommandArgv(rd->c, ac, argv, NULL);
+    if (!r) return -1;
+    size_t got = 0;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        got = reader_entries(s, rd, r);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        if (strstr(r->str, "NOGROUP")) rd->grouped = 0; /* the stream was deleted: create again */
+        reader_refused(s, &rd->backoff, &rd->seed, &rd->last_log_ms, "XREADGROUP", r->str);
+    } else {
+        rd->backoff = RS_BACKOFF_MIN_MS;
+    }
+    /* A refused read (-LOADING after a restart) has not read our pending entries yet: the
+     * pass ends only with a successful read that found none. */
+    bool read_ok = r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    if (got) wake_loop(s);
+    if (rd->pending_pass && got == 0 && read_ok) rd->pending_pass = false;
+    return 0;
+}
+
+/* The banks the loop has named so far, and whether the plugin is stopping. */
+static bool reader_snapshot(rs *s, rs_reader *rd) {
+    pthread_mutex_lock(&s->mu);
+    bool stop = s->stop;
+    rd->nbanks = s->nbanks;
+    memcpy(rd->banks, s->banks, sizeof rd->banks);
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
 static void *reader_main(void *arg) {
     rs *s = arg;
-    redisContext *c = NULL;
-    bool up = true;
-    int backoff = RS_BACKOFF_MIN_MS;
-    unsigned seed = thread_seed(s);
-    int64_t last_log_ms = 0;
-    int grouped = 0;          /* banks[0..grouped) have their consumer group */
-    bool pending_pass = true; /* first read after a (re)connect: our own unacknowledged entries */
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        bool stop = s->stop;
-        int nbanks = s->nbanks;
-        char banks[RS_BANKS_MAX][12];
-        memcpy(banks, s->banks, sizeof banks);
-        pthread_mutex_unlock(&s->mu);
-        if (stop) break;
-        if (!c) {
-            if (!(c = rs_connect(s, "reader", &up))) {
-                backoff_wait(s, &backoff, &seed);
+    rs_reader reader = {0}, *rd = &reader;
+    rd->up = true;
+    rd->backoff = RS_BACKOFF_MIN_MS;
+    rd->seed = thread_seed(s);
+    rd->pending_pass = true;
+    while (!reader_snapshot(s, rd)) {
+        if (!rd->c) {
+            if (!(rd->c = rs_connect(s, "reader", &rd->up))) {
+                backoff_wait(s, &rd->backoff, &rd->seed);
                 continue;
             }
-            backoff = RS_BACKOFF_MIN_MS;
-            grouped = 0;
-            pending_pass = true;
+            rd->backoff = RS_BACKOFF_MIN_MS;
+            rd->grouped = 0;
+            rd->pending_pass = true;
         }
-        bool refused = false;
-        for (; grouped < nbanks; grouped++) {
-            char stream[128];
-            stream_name(s, banks[grouped], "results", stream, sizeof stream);
-            /* From the start of the stream: results written before we first looked still count. */
-            redisReply *r = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", stream, s->group);
-            if (!r) break;
-            /* LOADING, OOM...: this bank's group is not there yet; ask again after a back-off. */
-            refused = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0;
-            if (refused) reader_refused(s, &backoff, &seed, &last_log_ms, "XGROUP CREATE", r->str);
-            freeReplyObject(r);
-            if (refused) break;
-        }
-        if (c->err) goto lost;
-        if (refused) continue;
-        if (nbanks == 0) {
+        int g = reader_groups(s, rd);
+        if (g == 0 && rd->nbanks == 0) {
             /* Nothing to read until the first instruction names a bank. */
             struct timespec ts = {0, 50 * 1000000L};
             nanosleep(&ts, NULL);
             continue;
         }
-        {
-            const char *argv[8 + 2 * RS_BANKS_MAX];
-            char streams[RS_BANKS_MAX][128], block[16], count[16];
-            int ac = 0;
-            snprintf(block, sizeof block, "%d", s->block_ms);
-            snprintf(count, sizeof count, "%d", RS_BATCH);
-            argv[ac++] = "XREADGROUP";
-            argv[ac++] = "GROUP";
-            argv[ac++] = s->group;
-            argv[ac++] = s->consumer;
-            argv[ac++] = "COUNT";
-            argv[ac++] = count;
-            if (!pending_pass) {
-                argv[ac++] = "BLOCK";
-                argv[ac++] = block;
-            }
-            argv[ac++] = "STREAMS";
-            for (int i = 0; i < grouped; i++) {
-                stream_name(s, banks[i], "results", streams[i], sizeof streams[i]);
-                argv[ac++] = streams[i];
-            }
-            for (int i = 0; i < grouped; i++) argv[ac++] = pending_pass ? "0" : ">";
-            redisReply *r = redisCommandArgv(c, ac, argv, NULL);
-            if (!r) goto lost;
-            size_t got = 0;
-            if (r->type == REDIS_REPLY_ARRAY) {
-                for (size_t si = 0; si < r->elements; si++) {
-                    const redisReply *st = r->element[si];
-                    if (st->type != REDIS_REPLY_ARRAY || st->elements != 2) continue;
-                    int bank = -1;
-                    for (int i = 0; i < grouped; i++)
-                        if (!strcmp(streams[i], st->element[0]->str)) bank = i;
-                    const redisReply *entries = st->element[1];
-                    for (size_t ei = 0; bank >= 0 && ei < entries->elements; ei++) {
-                        const redisReply *en = entries->element[ei];
-                        if (en->type != REDIS_REPLY_ARRAY || en->elements != 2) continue;
-                        got++;
-                        rs_result rr;
-                        memset(&rr, 0, sizeof rr);
-                        rr.bank = bank;
-                        snprintf(rr.entry_id, sizeof rr.entry_id, "%s", en->element[0]->str);
-                        if (en->element[1]->type != REDIS_REPLY_ARRAY) {
-                            /* a pending entry deleted from the stream meanwhile: just ack it */
-                            rr.malformed = true;
-                            snprintf(rr.why, sizeof rr.why, "entry deleted from the stream");
-                        } else {
-                            rr.malformed = !parse_result(en->element[1], &rr);
-                        }
-                        pthread_mutex_lock(&s->mu);
-                        while (!s->stop && s->res_len == RS_RESULTS_MAX) pthread_cond_wait(&s->room, &s->mu);
-                        if (!s->stop) {
-                            rs_result *slot = &s->res[(s->res_head + s->res_len) % RS_RESULTS_MAX];
-                            *slot = rr;
-                            slot->r.reason = slot->reason;
-                            slot->r.onward = slot->onward;
-                            s->res_len++;
-                        }
-                        pthread_mutex_unlock(&s->mu);
-                    }
-                }
-            } else if (r->type == REDIS_REPLY_ERROR) {
-                if (strstr(r->str, "NOGROUP")) grouped = 0; /* the stream was deleted: create again */
-                reader_refused(s, &backoff, &seed, &last_log_ms, "XREADGROUP", r->str);
-            } else {
-                backoff = RS_BACKOFF_MIN_MS;
-            }
-            /* A refused read (-LOADING after a restart) has not read our pending entries yet:
-             * the pass ends only with a successful read that found none. */
-            bool read_ok = r->type != REDIS_REPLY_ERROR;
-            freeReplyObject(r);
-            if (got) wake_loop(s);
-            if (pending_pass && got == 0 && read_ok) pending_pass = false;
-            continue;
-        }
-    lost:
-        if (up) tlog(s, SG_LOG_WARN, "redis_streams reader: connection lost (%s)", c->errstr);
-        up = false;
-        redisFree(c);
-        c = NULL;
+        if (g > 0 || (g == 0 && reader_read(s, rd) == 0)) continue;
+        if (rd->up) tlog(s, SG_LOG_WARN, "redis_streams reader: connection lost (%s)", rd->c->errstr);
+        rd->up = false;
+        redisFree(rd->c);
+        rd->c = NULL;
     }
-    if (c) redisFree(c);
+    if (rd->c) redisFree(rd->c);
     return NULL;
 }
 
