@@ -498,99 +498,119 @@ static int cluster_key(parse_ctx *p, const char *k, const char *v) {
     return 1;
 }
 
-static int handler(void *user, const char *section, const char *k, const char *v) {
-    parse_ctx *p = user;
+static int cascade_key(parse_ctx *p, const char *k, const char *v) {
     config *c = p->c;
     int64_t x;
+    if (!strcmp(k, "max_depth")) {
+        RANGE(0, 64);
+        c->cascade_max_depth = (uint32_t)x;
+    } else if (!strcmp(k, "min_amount")) {
+        RANGE(0, AMOUNT_MINOR_MAX);
+        c->cascade_min_amount = x;
+    } else {
+        return fail(p, "unknown key '%s' in [%s]", k, "cascade");
+    }
+    return 1;
+}
+
+static int dpdk_key(parse_ctx *p, const char *k, const char *v) {
+    config *c = p->c;
+    int64_t x;
+    if (!strcmp(k, "enabled")) {
+        if (!parse_bool(v, &c->dpdk_enabled)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
+    } else if (!strcmp(k, "eal")) {
+        if (!copy_val(c->dpdk_eal, sizeof c->dpdk_eal, v)) return fail(p, "value of %s too long%s", k, "");
+    } else if (!strcmp(k, "ip")) {
+        if (!copy_val(c->dpdk_ip, sizeof c->dpdk_ip, v)) return fail(p, "bad value for %s: '%s'", k, v);
+    } else if (!strcmp(k, "port")) {
+        RANGE(1, 65535);
+        c->dpdk_port = (uint16_t)x;
+    } else {
+        return fail(p, "unknown key '%s' in [%s]", k, "dpdk");
+    }
+    return 1;
+}
+
+/* [agent NAME] */
+static int agent_key(parse_ctx *p, const char *section, const char *k, const char *v) {
+    const char *name = section + 6;
+    cfg_agent *a = agent_get(p, name);
+    if (!a) return 0;
+    if (!strcmp(k, "role")) {
+        static const struct { const char *n; role r; } roles[] = {
+            {"agent", ROLE_AGENT}, {"supervisor", ROLE_SUPERVISOR}, {"ops", ROLE_OPS},
+            {"screen", ROLE_SCREEN}, {"bank", ROLE_BANK}};
+        for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+            if (!strcmp(v, roles[i].n)) {
+                a->role = roles[i].r;
+                return 1;
+            }
+        return fail(p, "bad role '%s' (agent, supervisor, ops, screen or bank)%s", v, "");
+    }
+    if (!strcmp(k, "secret_hash")) {
+        if (strncmp(v, "sg1$", 4) != 0 || !copy_val(a->secret_hash, sizeof a->secret_hash, v))
+            return fail(p, "bad secret_hash for agent %s: use the output of `stopctl hash-secret`%s", name, "");
+        return 1;
+    }
+    return fail(p, "unknown key '%s' in [%s]", k, section);
+}
+
+/* [list NAME] */
+static int list_key(parse_ctx *p, const char *section, const char *k, const char *v) {
+    cfg_list *l = list_get(p, section + 5);
+    if (!l) return 0;
+    if (!strcmp(k, "auto_stop")) {
+        if (!parse_bool(v, &l->auto_stop)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
+        return 1;
+    }
+    return fail(p, "unknown key '%s' in [%s]", k, section);
+}
+
+/* [route PATTERN] */
+static int route_key(parse_ctx *p, const char *section, const char *k, const char *v) {
+    config *c = p->c;
+    if (strcmp(k, "plugin") != 0) return fail(p, "unknown key '%s' in [%s]", k, section);
+    if (c->nroutes == ROUTES_MAX) return fail(p, "too many routes%s%s", "", "");
+    cfg_route *r = &c->routes[c->nroutes];
+    if (!route_pattern(p, section + 6, r)) return 0;
+    if (!field_ident_ok(v, strlen(v), sizeof r->plugin - 1)) return fail(p, "bad plugin name '%s'%s", v, "");
+    copy_val(r->plugin, sizeof r->plugin, v);
+    c->nroutes++;
+    return 1;
+}
+
+/* [plugin NAME]: `type` is ours, every other key goes to the plugin as it stands. */
+static int plugin_key(parse_ctx *p, const char *section, const char *k, const char *v) {
+    cfg_plugin *pl = plugin_get(p, section + 7);
+    if (!pl) return 0;
+    if (!strcmp(k, "type")) {
+        if (!field_ident_ok(v, strlen(v), sizeof pl->type - 1) || strchr(v, '/'))
+            return fail(p, "bad plugin type '%s'%s", v, "");
+        copy_val(pl->type, sizeof pl->type, v);
+        return 1;
+    }
+    if (pl->nkv == PLUGIN_KV_MAX) return fail(p, "too many keys in [%s]%s", section, "");
+    sg_plugin_kv *kv = &pl->kv[pl->nkv++];
+    kv->key = strdup(k);
+    kv->value = strdup(v);
+    kv->line = p->line;
+    if (!kv->key || !kv->value) return fail(p, "out of memory%s%s", "", "");
+    return 1;
+}
+
+/* inih's callback: one key; the section's own function judges it. */
+static int handler(void *user, const char *section, const char *k, const char *v) {
+    parse_ctx *p = user;
     p->sec_keys = true;
     if (duplicate_key(p, section, k)) return 0;
     if (!strcmp(section, "gateway")) return gateway_key(p, k, v);
     if (!strcmp(section, "cluster")) return cluster_key(p, k, v);
-    if (!strcmp(section, "cascade")) {
-        if (!strcmp(k, "max_depth")) {
-            RANGE(0, 64);
-            c->cascade_max_depth = (uint32_t)x;
-        } else if (!strcmp(k, "min_amount")) {
-            RANGE(0, AMOUNT_MINOR_MAX);
-            c->cascade_min_amount = x;
-        } else {
-            return fail(p, "unknown key '%s' in [%s]", k, section);
-        }
-        return 1;
-    }
-    if (!strcmp(section, "dpdk")) {
-        if (!strcmp(k, "enabled")) {
-            if (!parse_bool(v, &c->dpdk_enabled)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
-        } else if (!strcmp(k, "eal")) {
-            if (!copy_val(c->dpdk_eal, sizeof c->dpdk_eal, v)) return fail(p, "value of %s too long%s", k, "");
-        } else if (!strcmp(k, "ip")) {
-            if (!copy_val(c->dpdk_ip, sizeof c->dpdk_ip, v)) return fail(p, "bad value for %s: '%s'", k, v);
-        } else if (!strcmp(k, "port")) {
-            RANGE(1, 65535);
-            c->dpdk_port = (uint16_t)x;
-        } else {
-            return fail(p, "unknown key '%s' in [%s]", k, section);
-        }
-        return 1;
-    }
-    if (!strncmp(section, "agent ", 6)) {
-        const char *name = section + 6;
-        cfg_agent *a = agent_get(p, name);
-        if (!a) return 0;
-        if (!strcmp(k, "role")) {
-            static const struct { const char *n; role r; } roles[] = {
-                {"agent", ROLE_AGENT}, {"supervisor", ROLE_SUPERVISOR}, {"ops", ROLE_OPS},
-                {"screen", ROLE_SCREEN}, {"bank", ROLE_BANK}};
-            for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
-                if (!strcmp(v, roles[i].n)) {
-                    a->role = roles[i].r;
-                    return 1;
-                }
-            return fail(p, "bad role '%s' (agent, supervisor, ops, screen or bank)%s", v, "");
-        }
-        if (!strcmp(k, "secret_hash")) {
-            if (strncmp(v, "sg1$", 4) != 0 || !copy_val(a->secret_hash, sizeof a->secret_hash, v))
-                return fail(p, "bad secret_hash for agent %s: use the output of `stopctl hash-secret`%s", name, "");
-            return 1;
-        }
-        return fail(p, "unknown key '%s' in [%s]", k, section);
-    }
-    if (!strncmp(section, "list ", 5)) {
-        cfg_list *l = list_get(p, section + 5);
-        if (!l) return 0;
-        if (!strcmp(k, "auto_stop")) {
-            if (!parse_bool(v, &l->auto_stop)) return fail(p, "bad value for %s: '%s' (yes or no)", k, v);
-            return 1;
-        }
-        return fail(p, "unknown key '%s' in [%s]", k, section);
-    }
-    if (!strncmp(section, "route ", 6)) {
-        if (strcmp(k, "plugin") != 0) return fail(p, "unknown key '%s' in [%s]", k, section);
-        if (c->nroutes == ROUTES_MAX) return fail(p, "too many routes%s%s", "", "");
-        cfg_route *r = &c->routes[c->nroutes];
-        if (!route_pattern(p, section + 6, r)) return 0;
-        if (!field_ident_ok(v, strlen(v), sizeof r->plugin - 1)) return fail(p, "bad plugin name '%s'%s", v, "");
-        copy_val(r->plugin, sizeof r->plugin, v);
-        c->nroutes++;
-        return 1;
-    }
-    if (!strncmp(section, "plugin ", 7)) {
-        cfg_plugin *pl = plugin_get(p, section + 7);
-        if (!pl) return 0;
-        if (!strcmp(k, "type")) {
-            if (!field_ident_ok(v, strlen(v), sizeof pl->type - 1) || strchr(v, '/'))
-                return fail(p, "bad plugin type '%s'%s", v, "");
-            copy_val(pl->type, sizeof pl->type, v);
-            return 1;
-        }
-        if (pl->nkv == PLUGIN_KV_MAX) return fail(p, "too many keys in [%s]%s", section, "");
-        sg_plugin_kv *kv = &pl->kv[pl->nkv++];
-        kv->key = strdup(k);
-        kv->value = strdup(v);
-        kv->line = p->line;
-        if (!kv->key || !kv->value) return fail(p, "out of memory%s%s", "", "");
-        return 1;
-    }
+    if (!strcmp(section, "cascade")) return cascade_key(p, k, v);
+    if (!strcmp(section, "dpdk")) return dpdk_key(p, k, v);
+    if (!strncmp(section, "agent ", 6)) return agent_key(p, section, k, v);
+    if (!strncmp(section, "list ", 5)) return list_key(p, section, k, v);
+    if (!strncmp(section, "route ", 6)) return route_key(p, section, k, v);
+    if (!strncmp(section, "plugin ", 7)) return plugin_key(p, section, k, v);
     return fail(p, "unknown section [%s]%s", section, "");
 }
 
