@@ -445,15 +445,37 @@ class Cluster(unittest.TestCase):
                 sgtest.wait_until(lambda: self.status_on(g, oid), timeout=10,
                                   what="c%d holding acknowledged order %s" % (i, oid))
         # a request id answered BUSY, retried: ACCEPTED or DUPLICATE, and then one order
-        with self.cl.gws[li].client("alice") as c:
-            for rid, acct in busy:
-                r = todict(c.ok(*self.stop_args(rid, acct)))
-                self.assertIn(r["status"], ("ACCEPTED", "DUPLICATE"), r)
-                again = todict(c.ok(*self.stop_args(rid, acct)))
-                self.assertEqual((again["status"], again["order_id"]), ("DUPLICATE", r["order_id"]))
-                for i, g in enumerate(self.cl.gws):
-                    sgtest.wait_until(lambda: self.status_on(g, r["order_id"]), timeout=10,
-                                      what="c%d holding retried order %s" % (i, r["order_id"]))
+        for rid, acct in busy:
+            r = self.stop_until_answered(rid, acct)
+            self.assertIn(r["status"], ("ACCEPTED", "DUPLICATE"), r)
+            again = self.stop_until_answered(rid, acct)
+            self.assertEqual((again["status"], again["order_id"]), ("DUPLICATE", r["order_id"]))
+            for i, g in enumerate(self.cl.gws):
+                sgtest.wait_until(lambda: self.status_on(g, r["order_id"]), timeout=10,
+                                  what="c%d holding retried order %s" % (i, r["order_id"]))
+
+    def stop_until_answered(self, rid, acct, timeout=20):
+        """A STOP sent as a client must: on ERR BUSY (an election still running after etcd
+        came back, seen at load 25) or READONLY (the lead moved), again with the same request
+        id to whoever leads then. Any other answer ends it."""
+        last = [None]
+
+        def once():
+            try:
+                with self.cl.gws[self.leader()].client("alice", timeout=5) as c:
+                    r = c.call(*self.stop_args(rid, acct))
+            except (OSError, EOFError) as e:
+                last[0] = e
+                return None
+            last[0] = r
+            if isinstance(r, RespError) and r.code in ("ERR BUSY", "READONLY"):
+                return None
+            self.assertNotIsInstance(r, RespError, "STOP %s: %r" % (rid, r))
+            return todict(r)
+        try:
+            return sgtest.wait_until(once, timeout=timeout, what="STOP %s answered" % rid)
+        except AssertionError:
+            self.fail("STOP %s never answered but BUSY/READONLY: %r" % (rid, getattr(last[0], "line", last[0])))
 
     def status_on(self, g, oid):
         try:
