@@ -95,8 +95,7 @@ int sgl_map_open(const char *path, sgl_map *m) {
     m->base = p;
     m->size = (size_t)st.st_size;
     m->h = p;
-    m->tags = (const _Atomic uint8_t *)((const uint8_t *)p + SGL_HDR_BYTES);
-    m->slots = (const sgl_slot *)((const uint8_t *)p + SGL_HDR_BYTES + m->h->capacity);
+    m->groups = (const uint8_t *)p + SGL_HDR_BYTES;
     m->mask = m->h->capacity - 1;
     return 0;
 }
@@ -197,14 +196,13 @@ int sg_lists_key_make(const char *bank, const char *account, sg_lists_key *key) 
     return key_make_n(bank, strlen(bank), account, strlen(account), key);
 }
 
-/* A batch is looked up in phases of PHASE lookups (docs/lists.md "Batched lookups"): prefetch
- * every tag line (the next phase's, before this one is walked), then walk every lookup's tags
- * and prefetch its candidate slot, then read the slots. The phases keep the prefetches back to
- * back: on a TLB miss (every lookup, at 10 M entries on 4 KiB pages) a prefetch holds up retirement
- * until its page walk is done, and only prefetches close together in the instruction stream get
- * their walks overlapped. A software pipeline with a lookup's stages spread over the loop measured
- * 0.55-0.6x rte_hash where these phases measured 1.0-1.1x (bench/listbench, 2 M entries, same
- * runs). */
+/* A batch is looked up in phases of PHASE lookups, pipelined one phase deep (docs/lists.md
+ * "Batched lookups"). Each step: prefetch the next phase's tag lines, back to back; walk this
+ * phase's tags (prefetched a step ago) and prefetch each candidate slot; read the previous
+ * phase's slots (prefetched a step ago). So every line has a phase's work to arrive in, and the
+ * tag-line prefetches, the ones that miss the TLB (a slot shares its tag line's 4 KiB page,
+ * layout version 3), stay close together in the instruction stream, where their page walks
+ * overlap: a prefetch that misses the TLB holds retirement until its walk is done. */
 #define PHASE 16
 
 typedef struct walk {
@@ -216,10 +214,10 @@ static inline bool key_ok(const sg_lists_key *k) { return k->opaque[KEY_VALID] =
 
 static inline void stage_walk(const sgl_map *m, const sg_lists_key *k, walk *w) {
     uint64_t h = k->opaque[KEY_HASH];
-    w->pos = h & m->mask;
+    w->pos = sgl_home(h, m->mask);
     w->probes = 0;
     w->cand = sgl_tag_next(m, sgl_fp(h), &w->pos, &w->probes);
-    if (w->cand >= 0) __builtin_prefetch(&m->slots[w->cand]);
+    if (w->cand >= 0) __builtin_prefetch(sgl_slot_at(m, (uint64_t)w->cand));
 }
 
 /* The slot read; a fingerprint collision (rare) walks on at once. */
@@ -237,28 +235,39 @@ static inline int stage_read(const sgl_map *m, const sg_lists_key *k, walk *w, i
 
 static inline void prefetch_tags(const sgl_map *m, const sg_lists_key *k, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (key_ok(&k[i])) __builtin_prefetch((const void *)&m->tags[k[i].opaque[KEY_HASH] & m->mask]);
+        if (key_ok(&k[i])) __builtin_prefetch((const void *)sgl_tag(m, sgl_home(k[i].opaque[KEY_HASH], m->mask)));
+}
+
+static inline size_t phase_len(size_t n, size_t ph) { return n - ph * PHASE < PHASE ? n - ph * PHASE : PHASE; }
+
+static void walk_phase(const sgl_map *m, const sg_lists_key *k, size_t b, walk *w) {
+    for (size_t i = 0; i < b; i++)
+        if (key_ok(&k[i])) stage_walk(m, &k[i], &w[i]);
+}
+
+static void read_phase(const sgl_map *m, int64_t now_s, const sg_lists_key *k, size_t b, walk *w, sg_verdict *out,
+                       int *rc) {
+    for (size_t i = 0; i < b; i++) {
+        if (key_ok(&k[i])) {
+            rc[i] = stage_read(m, &k[i], &w[i], now_s, &out[i]);
+        } else {
+            memset(&out[i], 0, sizeof out[i]);
+            rc[i] = -EINVAL;
+        }
+    }
 }
 
 static void lookup_keys(const sgl_map *m, int64_t now_s, size_t n, const sg_lists_key *keys, sg_verdict *out,
                         int *rc) {
-    walk w[PHASE];
-    prefetch_tags(m, keys, n < PHASE ? n : PHASE);
-    for (size_t base = 0; base < n; base += PHASE) {
-        size_t b = n - base < PHASE ? n - base : PHASE;
-        const sg_lists_key *k = keys + base;
-        /* The next phase's tag lines first: they arrive while this phase walks and reads. */
-        if (base + b < n) prefetch_tags(m, k + b, n - base - b < PHASE ? n - base - b : PHASE);
-        for (size_t i = 0; i < b; i++)
-            if (key_ok(&k[i])) stage_walk(m, &k[i], &w[i]);
-        for (size_t i = 0; i < b; i++) {
-            size_t j = base + i;
-            if (key_ok(&k[i])) {
-                rc[j] = stage_read(m, &k[i], &w[i], now_s, &out[j]);
-            } else {
-                memset(&out[j], 0, sizeof out[j]);
-                rc[j] = -EINVAL;
-            }
+    walk w[2][PHASE];
+    size_t nph = (n + PHASE - 1) / PHASE;
+    if (nph) prefetch_tags(m, keys, phase_len(n, 0));
+    for (size_t s = 0; s <= nph; s++) {
+        if (s + 1 < nph) prefetch_tags(m, keys + (s + 1) * PHASE, phase_len(n, s + 1));
+        if (s < nph) walk_phase(m, keys + s * PHASE, phase_len(n, s), w[s & 1]);
+        if (s > 0) {
+            size_t at = (s - 1) * PHASE;
+            read_phase(m, now_s, keys + at, phase_len(n, s - 1), w[(s - 1) & 1], out + at, rc + at);
         }
     }
 }
@@ -298,7 +307,7 @@ void sg_lists_check_many(const sg_lists *cl, size_t n, const char *const *banks,
                 memset(&keys[i], 0, sizeof keys[i]);
                 continue;
             }
-            __builtin_prefetch((const void *)&m->tags[keys[i].opaque[KEY_HASH] & m->mask]);
+            __builtin_prefetch((const void *)sgl_tag(m, sgl_home(keys[i].opaque[KEY_HASH], m->mask)));
         }
         lookup_keys(m, now_s, b, keys, out + base, rc + base);
     }

@@ -152,6 +152,9 @@ class ListsConcurrency(unittest.TestCase):
             self.assertGreater(int(m.get("checks", 0)), 0, out)
             self.assertGreater(int(m.get("mule_hits", 0)), 0, "the hammer never saw a live ADD: " + out)
             self.assertGreater(int(m.get("hot_hits", 0)), 0, "the hammer never saw a hot entry: " + out)
+            # the pipelined batch path (sg_lists_check_keys) under the same writes
+            self.assertGreater(int(m.get("key_batches", 0)), 0, out)
+            self.assertGreater(int(m.get("key_hot_hits", 0)), 0, "check_keys never saw a hot entry: " + out)
             self.assertGreater(int(m.get("suspect_hits", 0)), 0, "the hammer never saw a loaded entry: " + out)
             # loads publish new tables: the open handle must have followed at least one
             self.assertGreater(int(m.get("generations", 0)), 1, "the handle never followed a new table: " + out)
