@@ -17,7 +17,8 @@ static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->base = base;
     t->size = size;
     t->h = (sgl_header *)base;
-    t->groups = base + SGL_HDR_BYTES;
+    t->tags = (_Atomic uint8_t *)(base + SGL_HDR_BYTES);
+    t->slots = (sgl_slot *)(base + SGL_HDR_BYTES + t->h->capacity);
     t->mask = t->h->capacity - 1;
 }
 
@@ -174,7 +175,7 @@ void ltab_close(lists_table *t, bool unlink_build) {
 }
 
 sgl_map ltab_map(const lists_table *t) {
-    return (sgl_map){.base = t->base, .size = t->size, .h = t->h, .groups = t->groups, .mask = t->mask};
+    return (sgl_map){.base = t->base, .size = t->size, .h = t->h, .tags = t->tags, .slots = t->slots, .mask = t->mask};
 }
 
 /* The writer is the only one changing slots, so it reads them plainly (relaxed). */
@@ -189,10 +190,10 @@ static bool key_eq(const sgl_slot *s, const sgl_key *k) {
 static int64_t find(const lists_table *t, const sgl_key *k, int64_t *free_slot) {
     uint64_t hash = sgl_hash(k);
     uint8_t fp = sgl_fp(hash);
-    uint64_t i = sgl_home(hash, t->mask);
+    uint64_t i = hash & t->mask;
     *free_slot = -1;
-    for (uint64_t probe = 0; probe <= t->mask; probe++, i = sgl_next(i, t->mask)) {
-        uint8_t tag = atomic_load_explicit(ltab_tag(t, i), memory_order_relaxed);
+    for (uint64_t probe = 0; probe <= t->mask; probe++, i = (i + 1) & t->mask) {
+        uint8_t tag = atomic_load_explicit(&t->tags[i], memory_order_relaxed);
         if (tag == SGL_TAG_EMPTY) {
             if (*free_slot < 0) *free_slot = (int64_t)i;
             return -1;
@@ -201,7 +202,7 @@ static int64_t find(const lists_table *t, const sgl_key *k, int64_t *free_slot) 
             if (*free_slot < 0) *free_slot = (int64_t)i;
             continue;
         }
-        if (tag == fp && key_eq(ltab_slot(t, i), k)) return (int64_t)i;
+        if (tag == fp && key_eq(&t->slots[i], k)) return (int64_t)i;
     }
     return -1;
 }
@@ -210,7 +211,7 @@ bool ltab_get(const lists_table *t, const sgl_key *k, ltab_entry *e) {
     int64_t fs;
     int64_t i = find(t, k, &fs);
     if (i < 0) return false;
-    const sgl_slot *s = ltab_slot(t, (uint64_t)i);
+    const sgl_slot *s = &t->slots[i];
     uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
     uint64_t ext = atomic_load_explicit(&s->ext, memory_order_relaxed);
     e->mask = atomic_load_explicit(&s->mask, memory_order_relaxed);
@@ -227,9 +228,9 @@ static void slot_write(sgl_slot *s, uint32_t state, const sgl_key *k, const ltab
 
 /* The slot first, then its tag (release): a reader that finds the tag finds the slot whole. */
 static void slot_set(lists_table *t, uint64_t i, uint32_t state, const sgl_key *k, const ltab_entry *e) {
-    slot_write(ltab_slot(t, i), state, k, e);
+    slot_write(&t->slots[i], state, k, e);
     uint8_t tag = state == SGL_STATE_USED ? sgl_fp(sgl_hash(k)) : SGL_TAG_TOMB;
-    atomic_store_explicit(ltab_tag(t, i), tag, memory_order_release);
+    atomic_store_explicit(&t->tags[i], tag, memory_order_release);
 }
 
 static void slot_write(sgl_slot *s, uint32_t state, const sgl_key *k, const ltab_entry *e) {
@@ -269,7 +270,7 @@ int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_
     bool keep = e->mask != 0 || e->frozen;
     sgl_header *h = t->h;
     if (i >= 0) {
-        sgl_slot *s = ltab_slot(t, (uint64_t)i);
+        sgl_slot *s = &t->slots[i];
         uint64_t before = atomic_load_explicit(&s->mask, memory_order_relaxed);
         if (keep) {
             slot_set(t, (uint64_t)i, SGL_STATE_USED, k, e);
@@ -282,7 +283,7 @@ int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_
     } else {
         if (!keep) return 0;
         assert(fs >= 0);
-        bool reuse = SGL_W0_STATE(atomic_load_explicit(&ltab_slot(t, (uint64_t)fs)->w0, memory_order_relaxed)) == SGL_STATE_TOMB;
+        bool reuse = SGL_W0_STATE(atomic_load_explicit(&t->slots[fs].w0, memory_order_relaxed)) == SGL_STATE_TOMB;
         if (!reuse && !ltab_room(t, 1)) return -ENOSPC;
         slot_set(t, (uint64_t)fs, SGL_STATE_USED, k, e);
         atomic_fetch_add(&h->count, 1);
@@ -290,7 +291,7 @@ int ltab_put(lists_table *t, const sgl_key *k, const ltab_entry *e, int64_t now_
         count_lists(h, 0, e->mask);
     }
     /* Live slots and tombstones never exceed the slots there are (readers' probes end). */
-    assert(atomic_load(&h->count) + atomic_load(&h->tombstones) < sgl_slots(t->mask + 1));
+    assert(atomic_load(&h->count) + atomic_load(&h->tombstones) <= t->mask + 1);
     atomic_store(&h->updated_ms, now_ms);
     return 0;
 }
@@ -299,8 +300,7 @@ void ltab_clear_bit(lists_table *t, uint64_t bit_mask, int64_t now_ms, ltab_expi
     sgl_header *h = t->h;
     assert(bit_mask && !(bit_mask >> h->nlists));
     for (uint64_t i = 0; i <= t->mask; i++) {
-        if (!sgl_index_valid(i)) continue;
-        sgl_slot *s = ltab_slot(t, i);
+        sgl_slot *s = &t->slots[i];
         uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
         uint64_t mask = atomic_load_explicit(&s->mask, memory_order_relaxed);
         if (SGL_W0_STATE(w0) != SGL_STATE_USED || !(mask & bit_mask)) continue;
@@ -328,8 +328,7 @@ int ltab_copy(lists_table *dst, const lists_table *src, uint64_t clear_mask, int
               ltab_expiry_fn expiry, void *ctx) {
     assert(dst != src && dst->h->nlists == src->h->nlists);
     for (uint64_t i = 0; i <= src->mask; i++) {
-        if (!sgl_index_valid(i)) continue;
-        const sgl_slot *s = ltab_slot(src, i);
+        const sgl_slot *s = &src->slots[i];
         uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
         if (SGL_W0_STATE(w0) != SGL_STATE_USED) continue;
         sgl_key k;

@@ -33,16 +33,11 @@ typedef struct lists_table {
     uint8_t *base;
     size_t size;
     sgl_header *h;
-    uint8_t *groups; /* the first group: tag line + 63 slots per 4 KiB (lists_layout.h) */
-    uint64_t mask;   /* capacity - 1 */
+    _Atomic uint8_t *tags;
+    sgl_slot *slots;
+    uint64_t mask;
     bool published;
 } lists_table;
-
-/* Slot index i's slot and tag (i valid: sgl_index_valid). */
-static inline sgl_slot *ltab_slot(const lists_table *t, uint64_t i) { return (sgl_slot *)(t->groups + sgl_slot_off(i)); }
-static inline _Atomic uint8_t *ltab_tag(const lists_table *t, uint64_t i) {
-    return (_Atomic uint8_t *)(t->groups + sgl_tag_off(i));
-}
 
 /* Create an empty table aside (not yet visible to readers), mode LTAB_FILE_MODE. names[nlists]
  * become the bit names. 0 or -errno (err filled). */

@@ -398,7 +398,7 @@ static void lookup_all(dp_ctx *c, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) {
         if (!c->ok[i]) continue;
         c->cand[i] = sgl_tag_next(mp, sgl_fp(c->hashes[i]), &c->pos[i], &c->probes[i]);
-        if (c->cand[i] >= 0) __builtin_prefetch(sgl_slot_at(mp, (uint64_t)c->cand[i]));
+        if (c->cand[i] >= 0) __builtin_prefetch(&mp->slots[c->cand[i]]);
     }
     for (uint32_t i = 0; i < n; i++) {
         if (!c->ok[i]) continue;
@@ -435,9 +435,9 @@ static int answer(dp_ctx *c, const dp_agent *ag, const uint8_t *d, size_t len, c
                    sgl_pack(m->bank, m->bank_len, m->account, m->account_len, &c->keys[n]) == 0;
         if (c->ok[n]) { /* its tag line is on its way while the rest of the frame is parsed */
             c->hashes[n] = sgl_hash(&c->keys[n]);
-            c->pos[n] = sgl_home(c->hashes[n], mp->mask);
+            c->pos[n] = c->hashes[n] & mp->mask;
             c->probes[n] = 0;
-            __builtin_prefetch((const void *)sgl_tag(mp, c->pos[n]));
+            __builtin_prefetch((const void *)&mp->tags[c->pos[n]]);
         }
         n++;
     }

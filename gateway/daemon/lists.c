@@ -609,9 +609,9 @@ unsigned lists_lines(const gateway *gw, const char *bank, const char *account, c
     const lists_table *t = &gw->ls.t;
     sgl_key k;
     if (!t->base || sgl_pack(bank, strlen(bank), account, strlen(account), &k) != 0) return 0;
-    uint64_t i = sgl_home(sgl_hash(&k), t->mask);
-    out[0] = (const void *)ltab_tag(t, i);
-    out[1] = ltab_slot(t, i); /* where a listed key mostly is (same 4 KiB page): its tag is then the first */
+    uint64_t i = sgl_hash(&k) & t->mask;
+    out[0] = (const void *)&t->tags[i];
+    out[1] = &t->slots[i]; /* where a listed key mostly is: its tag is then the first */
     return 2;
 }
 
@@ -819,8 +819,7 @@ static bool load_fits(gateway *gw, int bit) {
     uint64_t other = ~(1ULL << bit), kept = 0, fresh = 0;
     int64_t ns = now_s(gw);
     for (uint64_t i = 0; i <= ls->t.mask; i++) {
-        if (!sgl_index_valid(i)) continue;
-        const sgl_slot *s = ltab_slot(&ls->t, i);
+        const sgl_slot *s = &ls->t.slots[i];
         uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
         if (SGL_W0_STATE(w0) != SGL_STATE_USED) continue;
         uint32_t exp = (uint32_t)atomic_load_explicit(&s->ext, memory_order_relaxed);

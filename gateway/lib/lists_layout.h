@@ -2,18 +2,12 @@
  * lists_layout: the shared-memory layout of the fraud-list table (docs/lists.md), shared by
  * the one writer (gateway/core/lists_table.c) and every reader (lists_reader.c, libstopgate).
  *
- * File /dev/shm/<name> (layout version 3): a 4096-byte header, then capacity / 64 groups of
- * 4096 bytes. A group is one tag line (63 one-byte tags) and the 63 slots (64 bytes, one
- * cache line each) those tags describe, so a lookup's tag line and the slot it reads lie on
- * the same 4 KiB page: one TLB entry and one page walk per lookup, hit or miss (version 2 kept
- * the tags in an array of their own: a hit cost a walk for the tag page and one for the slot
- * page). Open addressing, linear probing over slot indices, keyed by XXH3-64 of the packed
- * account key. A tag mirrors its slot's state with an 8-bit fingerprint of its hash: probing
- * walks the tags and touches a slot only when its fingerprint matches, so a miss reads one line
- * (its tag line) and a hit two (tag line, slot) on one page.
- *
- * Slot index i (0 .. capacity - 1): group i / 64, position i % 64; position 63 has no slot (the
- * tag line has 64 bytes, the group room for 63 slots after it), probing steps over it.
+ * File /dev/shm/<name>: a 4096-byte header, `capacity` one-byte tags, then `capacity` slots
+ * of 64 bytes (one cache line). Open addressing, linear probing, keyed by XXH3-64 of the
+ * packed account key. The tag array mirrors each slot's state with an 8-bit fingerprint of
+ * its hash: probing walks the tags (64 per cache line, small enough to stay in cache) and
+ * touches a slot only when its fingerprint matches, so a miss costs no slot read at all and
+ * a hit usually one.
  *
  * Slot = eight 64-bit words, read and written only with C11 atomics (relaxed) under a
  * per-slot seqlock in word 0: the writer makes seq odd, writes the other words, makes seq
@@ -34,7 +28,7 @@
 #include <stdint.h>
 
 #define SGL_MAGIC "SGLISTS1"
-#define SGL_VERSION 3u
+#define SGL_VERSION 2u
 #define SGL_HDR_BYTES 4096u
 #define SGL_SLOT_BYTES 64u
 #define SGL_LIST_NAME_MAX 32 /* bytes, NUL included */
@@ -50,31 +44,8 @@
 #define SGL_TAG_TOMB 1u
 static inline uint8_t sgl_fp(uint64_t hash) { return (uint8_t)(2u + (unsigned)((hash >> 56) % 254u)); }
 
-/* Groups: a tag line and the slots of its tags, one 4 KiB page. */
-#define SGL_GROUP_BYTES 4096u
-#define SGL_GROUP_SHIFT 6 /* slot indices per group: 64, the last of them unused */
-#define SGL_GROUP_SLOTS 63u
-#define SGL_GROUP_LAST 62u /* position of a group's last slot; the next probe is the next group's 0 */
-
-_Static_assert(SGL_GROUP_BYTES == (1u << SGL_GROUP_SHIFT) * SGL_SLOT_BYTES, "a group is a tag line and 63 slots");
-
 static inline uint64_t sgl_file_bytes(uint64_t capacity) {
-    return SGL_HDR_BYTES + (capacity >> SGL_GROUP_SHIFT) * SGL_GROUP_BYTES;
-}
-/* Slots that exist in a table of `capacity` indices (63 of every 64). */
-static inline uint64_t sgl_slots(uint64_t capacity) { return (capacity >> SGL_GROUP_SHIFT) * SGL_GROUP_SLOTS; }
-static inline bool sgl_index_valid(uint64_t i) { return (i & 63u) <= SGL_GROUP_LAST; }
-/* Byte offsets from the first group of slot i's tag and of the slot itself. */
-static inline uint64_t sgl_tag_off(uint64_t i) { return ((i >> SGL_GROUP_SHIFT) * SGL_GROUP_BYTES) | (i & 63u); }
-static inline uint64_t sgl_slot_off(uint64_t i) { return (i + 1) * SGL_SLOT_BYTES; }
-/* Home index of a hash: its group from the low bits, its position in the group (0..62) from
- * bits 32..55 (the fingerprint takes 56..63), so group, position and tag are independent. */
-static inline uint64_t sgl_home(uint64_t hash, uint64_t mask) {
-    return ((hash << SGL_GROUP_SHIFT) & mask) | ((((hash >> 32) & 0xffffffu) * SGL_GROUP_SLOTS) >> 24);
-}
-/* The next index on a probe chain: position 62 goes on at the next group's 0 (wrapping). */
-static inline uint64_t sgl_next(uint64_t i, uint64_t mask) {
-    return (i + 1 + ((i & 63u) == SGL_GROUP_LAST)) & mask;
+    return SGL_HDR_BYTES + capacity + capacity * SGL_SLOT_BYTES;
 }
 
 /* Slot word 0: seqlock count in the high 32 bits (odd while the writer changes the slot),
@@ -171,7 +142,7 @@ typedef struct sgl_header {
     uint32_t hdr_bytes;
     uint32_t slot_bytes;
     uint32_t nlists;
-    uint64_t capacity; /* slot indices, a power of two (list_capacity; 63 of every 64 are slots) */
+    uint64_t capacity; /* slots, a power of two */
     int64_t created_ms;
     int32_t writer_pid;
     uint32_t reserved0;

@@ -18,16 +18,10 @@ typedef struct sgl_map {
     const void *base;
     size_t size;
     const sgl_header *h;
-    const uint8_t *groups; /* the first group (docs/lists.md "Layout") */
-    uint64_t mask;         /* capacity - 1 */
+    const _Atomic uint8_t *tags;
+    const sgl_slot *slots;
+    uint64_t mask;
 } sgl_map;
-
-static inline const _Atomic uint8_t *sgl_tag(const sgl_map *m, uint64_t i) {
-    return (const _Atomic uint8_t *)(m->groups + sgl_tag_off(i));
-}
-static inline const sgl_slot *sgl_slot_at(const sgl_map *m, uint64_t i) {
-    return (const sgl_slot *)(m->groups + sgl_slot_off(i));
-}
 
 /* The writer says its lists are not current (sgl_header.stale): answer -ESTALE. */
 static inline bool sgl_stale(const sgl_map *m) {
@@ -60,13 +54,13 @@ void sgl_map_close(sgl_map *m);
 /* Next slot on the probe chain at *i whose tag is fp (advancing *i and the probe count *p), or
  * -1 when an empty tag ends the chain. */
 static inline int64_t sgl_tag_next(const sgl_map *m, uint8_t fp, uint64_t *i, uint64_t *p) {
-    for (; *p <= m->mask; (*p)++, *i = sgl_next(*i, m->mask)) {
-        uint8_t t = atomic_load_explicit(sgl_tag(m, *i), memory_order_acquire);
+    for (; *p <= m->mask; (*p)++, *i = (*i + 1) & m->mask) {
+        uint8_t t = atomic_load_explicit(&m->tags[*i], memory_order_acquire);
         if (t == SGL_TAG_EMPTY) return -1;
         if (t == fp) {
             int64_t hit = (int64_t)*i;
             (*p)++;
-            *i = sgl_next(*i, m->mask);
+            *i = (*i + 1) & m->mask;
             return hit;
         }
     }
@@ -77,7 +71,7 @@ static inline int64_t sgl_tag_next(const sgl_map *m, uint8_t fp, uint64_t *i, ui
  * when it stayed locked (a writer died in the middle of writing it). */
 static inline int sgl_slot_match_w(const sgl_map *m, uint64_t idx, const uint64_t kw[SGL_KEY_WORDS], int64_t now_s,
                                    sg_verdict *out) {
-    const sgl_slot *s = sgl_slot_at(m, idx);
+    const sgl_slot *s = &m->slots[idx];
     uint64_t w0, mask, ext, key[SGL_KEY_WORDS];
     unsigned spins = 0;
     for (;;) {
@@ -109,7 +103,7 @@ static inline int sgl_slot_match(const sgl_map *m, uint64_t idx, const sgl_key *
 
 /* 1 found (out filled), 0 absent, -EBUSY (see sgl_slot_match). */
 static inline int sgl_lookup(const sgl_map *m, const sgl_key *k, uint64_t hash, int64_t now_s, sg_verdict *out) {
-    uint64_t i = sgl_home(hash, m->mask), p = 0;
+    uint64_t i = hash & m->mask, p = 0;
     uint8_t fp = sgl_fp(hash);
     int64_t idx;
     while ((idx = sgl_tag_next(m, fp, &i, &p)) >= 0) {

@@ -95,7 +95,8 @@ int sgl_map_open(const char *path, sgl_map *m) {
     m->base = p;
     m->size = (size_t)st.st_size;
     m->h = p;
-    m->groups = (const uint8_t *)p + SGL_HDR_BYTES;
+    m->tags = (const _Atomic uint8_t *)((const uint8_t *)p + SGL_HDR_BYTES);
+    m->slots = (const sgl_slot *)((const uint8_t *)p + SGL_HDR_BYTES + m->h->capacity);
     m->mask = m->h->capacity - 1;
     return 0;
 }
@@ -199,10 +200,10 @@ int sg_lists_key_make(const char *bank, const char *account, sg_lists_key *key) 
 /* A batch is looked up in phases of PHASE lookups, pipelined one phase deep (docs/lists.md
  * "Batched lookups"). Each step: prefetch the next phase's tag lines, back to back; walk this
  * phase's tags (prefetched a step ago) and prefetch each candidate slot; read the previous
- * phase's slots (prefetched a step ago). So every line has a phase's work to arrive in, and the
- * tag-line prefetches, the ones that miss the TLB (a slot shares its tag line's 4 KiB page,
- * layout version 3), stay close together in the instruction stream, where their page walks
- * overlap: a prefetch that misses the TLB holds retirement until its walk is done. */
+ * phase's slots (prefetched a step ago). So a slot line has a phase's work to arrive in (before,
+ * the slots were read right after their prefetches), and the prefetches of each kind stay close
+ * together in the instruction stream, where their page walks overlap: a prefetch that misses the
+ * TLB holds retirement until its walk is done. */
 #define PHASE 16
 
 typedef struct walk {
@@ -214,10 +215,10 @@ static inline bool key_ok(const sg_lists_key *k) { return k->opaque[KEY_VALID] =
 
 static inline void stage_walk(const sgl_map *m, const sg_lists_key *k, walk *w) {
     uint64_t h = k->opaque[KEY_HASH];
-    w->pos = sgl_home(h, m->mask);
+    w->pos = h & m->mask;
     w->probes = 0;
     w->cand = sgl_tag_next(m, sgl_fp(h), &w->pos, &w->probes);
-    if (w->cand >= 0) __builtin_prefetch(sgl_slot_at(m, (uint64_t)w->cand));
+    if (w->cand >= 0) __builtin_prefetch(&m->slots[w->cand]);
 }
 
 /* The slot read; a fingerprint collision (rare) walks on at once. */
@@ -235,7 +236,7 @@ static inline int stage_read(const sgl_map *m, const sg_lists_key *k, walk *w, i
 
 static inline void prefetch_tags(const sgl_map *m, const sg_lists_key *k, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (key_ok(&k[i])) __builtin_prefetch((const void *)sgl_tag(m, sgl_home(k[i].opaque[KEY_HASH], m->mask)));
+        if (key_ok(&k[i])) __builtin_prefetch((const void *)&m->tags[k[i].opaque[KEY_HASH] & m->mask]);
 }
 
 static inline size_t phase_len(size_t n, size_t ph) { return n - ph * PHASE < PHASE ? n - ph * PHASE : PHASE; }
@@ -307,7 +308,7 @@ void sg_lists_check_many(const sg_lists *cl, size_t n, const char *const *banks,
                 memset(&keys[i], 0, sizeof keys[i]);
                 continue;
             }
-            __builtin_prefetch((const void *)sgl_tag(m, sgl_home(keys[i].opaque[KEY_HASH], m->mask)));
+            __builtin_prefetch((const void *)&m->tags[keys[i].opaque[KEY_HASH] & m->mask]);
         }
         lookup_keys(m, now_s, b, keys, out + base, rc + base);
     }

@@ -29,7 +29,7 @@
 
 enum {
     F_REPEAT = 1,      /* fill the table by repeating the bytes */
-    F_HEADER = 2,      /* the bytes start at the header (else at the first group: tag line, slots) */
+    F_HEADER = 2,      /* the bytes start at the header (else at the tag array) */
     F_KEEP_NLISTS = 4, /* keep the bytes' nlists (may be invalid) */
     F_PUBLIC = 8,      /* also through sg_lists_open on a /dev/shm file */
     F_ODD_SEQ = 16,    /* with bit 7 too: one slot the writer "holds" (slow: spins) */
@@ -40,8 +40,8 @@ static char shm_name[64];
 
 /* The tables, static: a fresh 70-135 KiB heap block per run is an mmap and page faults
  * under ASan, most of a run's cost; globals get ASan redzones after them all the same. */
-static _Alignas(64) uint8_t table_small[SGL_HDR_BYTES + 1024 * SGL_SLOT_BYTES]; /* sgl_file_bytes(1024) */
-static _Alignas(64) uint8_t table_big[SGL_HDR_BYTES + 2048 * SGL_SLOT_BYTES];
+static _Alignas(64) uint8_t table_small[SGL_HDR_BYTES + 1024 + 1024 * SGL_SLOT_BYTES];
+static _Alignas(64) uint8_t table_big[SGL_HDR_BYTES + 2048 + 2048 * SGL_SLOT_BYTES];
 
 static void write_shm(const void *p, size_t n) {
     char path[128];
@@ -146,22 +146,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     h->slot_bytes = SGL_SLOT_BYTES;
     h->capacity = cap;
     if (!(flags & F_KEEP_NLISTS)) h->nlists %= SGL_LISTS_MAX + 1;
-    sgl_map m = {.base = t, .size = fsize, .h = h, .groups = t + SGL_HDR_BYTES, .mask = cap - 1};
-    uint8_t *groups = t + SGL_HDR_BYTES;
+    sgl_slot *slots = (sgl_slot *)(t + SGL_HDR_BYTES + cap);
     bool keep_odd = (flags & F_ODD_SEQ) && (flags & 0x80);
     for (uint64_t i = 0; i < cap; i++) {
-        if (!sgl_index_valid(i)) continue;
-        sgl_slot *slot = (sgl_slot *)(groups + sgl_slot_off(i));
-        if (keep_odd && groups[sgl_tag_off(i)] >= 2) {
+        if (keep_odd && t[SGL_HDR_BYTES + i] >= 2) {
             /* This one stays as the bytes say, tagged so that a lookup of its key stops at it. */
             keep_odd = false;
             sgl_key k;
-            for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&slot->key[w], memory_order_relaxed);
-            groups[sgl_tag_off(i)] = sgl_fp(sgl_hash(&k));
+            for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&slots[i].key[w], memory_order_relaxed);
+            t[SGL_HDR_BYTES + i] = sgl_fp(sgl_hash(&k));
             continue;
         }
-        uint64_t w0 = atomic_load_explicit(&slot->w0, memory_order_relaxed);
-        atomic_store_explicit(&slot->w0, w0 & ~(1ULL << 32), memory_order_relaxed);
+        uint64_t w0 = atomic_load_explicit(&slots[i].w0, memory_order_relaxed);
+        atomic_store_explicit(&slots[i].w0, w0 & ~(1ULL << 32), memory_order_relaxed);
     }
     /* Names must be terminated for a table to validate (sg_lists_name hands them out). */
     bool terminated = true;
@@ -172,6 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (trc != 0 && (flags & F_KEEP_NLISTS) == 0 && terminated) abort();
     if (trc == 0 && !terminated) abort();
     if (trc == 0) {
+        sgl_map m = {.base = t, .size = fsize, .h = h, .tags = (const _Atomic uint8_t *)(t + SGL_HDR_BYTES),
+                     .slots = slots, .mask = cap - 1};
         int64_t now_s = 1700000000 + (int64_t)(flags >> 6) * 1000000000;
         sg_verdict v;
         int busy = 0; /* one -EBUSY (a ~10 ms spin) per input is enough */
@@ -179,10 +178,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* Keys the table holds: a hit is possible when the slot sits on its probe chain. */
         int tried = 0;
         for (uint64_t i = 0; i < cap && tried < 8 && !busy; i++) {
-            if (!sgl_index_valid(i) || groups[sgl_tag_off(i)] < 2) continue;
+            if (t[SGL_HDR_BYTES + i] < 2) continue;
             sgl_key k;
-            const sgl_slot *slot = sgl_slot_at(&m, i);
-            for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&slot->key[w], memory_order_relaxed);
+            for (int w = 0; w < SGL_KEY_WORDS; w++) k.w[w] = atomic_load_explicit(&slots[i].key[w], memory_order_relaxed);
             busy = check_verdict(sgl_lookup(&m, &k, sgl_hash(&k), now_s, &v), &v);
             tried++;
         }

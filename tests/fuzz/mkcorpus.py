@@ -152,13 +152,13 @@ def lists_seeds(table=None):
     seed("fuzz_lists", "bad-key", lists_prefix(0, b"IC K", b"\xff"))
     hdr = bytearray(4096)
     hdr[0:8] = b"SGLISTS1"
-    struct.pack_into("<IIIIQ", hdr, 8, 3, 4096, 64, 3, 1024)  # layout version 3
+    struct.pack_into("<IIIIQ", hdr, 8, 2, 4096, 64, 3, 1024)
     hdr[200:205] = b"mule\0"
     seed("fuzz_lists", "header-only", lists_prefix(2 | 8, b"B1", b"A1") + bytes(hdr[:512]))
     # A foreign table whose list names fill their 32 bytes with no NUL (sg_lists_name then
     # hands out an unterminated string).
     names = bytearray(b"A" * 4096)
-    struct.pack_into("<IIIIQ", names, 8, 3, 4096, 64, 64, 1024)
+    struct.pack_into("<IIIIQ", names, 8, 2, 4096, 64, 64, 1024)
     seed("fuzz_lists", "names-unterminated", lists_prefix(2 | 4 | 8, b"B1", b"A1") + bytes(names))
     # flags 16 + 128: one slot keeps its odd seqlock (a writer that died inside it)
     seed("fuzz_lists", "repeat-slots", lists_prefix(1 | 8 | 16 | 128, b"B1", b"A1") + bytes(range(1, 65)))
