@@ -16,8 +16,10 @@
  *     load would show a mix;
  *   - re-opening by name always succeeds (the writer publishes by rename: the name never
  *     disappears);
- *   - the same holds through sg_lists_check_keys (keys made once, the pipelined batch path):
- *     the hot accounts in batches of 64 and every other S-universe batch go through it.
+ *   - the same holds through sg_lists_check_keys (keys made once, the batched path): the hot
+ *     accounts in batches of 64 and every other S-universe batch go through it (key_hot_hits
+ *     counts its hot hits, often 0: a hot entry's life is shorter than a batch's gap between a
+ *     key's tag walk and its slot read).
  *
  * usage: lists_hammer SHM_NAME SECONDS N_MULE N_SUSPECT
  *        lists_hammer --peek SHM_NAME   (see peek() below)
