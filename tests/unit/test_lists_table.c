@@ -1187,6 +1187,109 @@ static void test_huge_pages(void **state) {
     cleanup_shm(name);
 }
 
+/* --- tag false positives: the full key decides ------------------------------------------ */
+
+/* The first account "<prefix><n>" (n >= *from) whose key has home `slot` and fingerprint fp. */
+static void key_for_home_fp(const char *bank, const char *prefix, uint64_t slot, uint8_t fp, unsigned *from,
+                            char *acct, size_t cap, sgl_key *k) {
+    for (unsigned n = *from; n < *from + 100000000u; n++) {
+        snprintf(acct, cap, "%s%u", prefix, n);
+        key_of(bank, acct, k);
+        uint64_t h = sgl_hash(k);
+        if ((h & (CAP - 1)) == slot && sgl_fp(h) == fp) {
+            *from = n + 1;
+            return;
+        }
+    }
+    fail_msg("no key found for slot %llu fp %u", (unsigned long long)slot, fp);
+}
+
+/* One verdict through every reader entry point (sg_lists_check, check_many, check_keys) and
+ * the writer's sgl_lookup; they must agree. Returns the verdict's mask. */
+static uint64_t check_all_ways(const lists_table *t, sg_lists *l, const char *bank, const char *acct,
+                               sg_verdict *out) {
+    sg_verdict v1, v2, v3, vw;
+    int rc2, rc3;
+    assert_int_equal(sg_lists_check(l, bank, acct, &v1), 0);
+    sg_lists_check_many(l, 1, &bank, &acct, &v2, &rc2);
+    assert_int_equal(rc2, 0);
+    sg_lists_key key;
+    assert_int_equal(sg_lists_key_make(bank, acct, &key), 0);
+    sg_lists_check_keys(l, 1, &key, &v3, &rc3);
+    assert_int_equal(rc3, 0);
+    int w = wlookup(t, bank, acct, &vw);
+    assert_true(w == 0 || w == 1);
+    assert_memory_equal(&v1, &v2, sizeof v1);
+    assert_memory_equal(&v1, &v3, sizeof v1);
+    assert_int_equal(v1.mask, vw.mask);
+    assert_int_equal(v1.score, vw.score);
+    *out = v1;
+    return v1.mask;
+}
+
+/* Keys with the same home and the same 8-bit fingerprint: a tag match that is not the key
+ * (a false positive) reads the slot, compares the whole key and walks on. */
+static void test_tag_false_positive(void **state) {
+    (void)state;
+    char name[64];
+    shm_name(name, sizeof name);
+    lists_table t;
+    make_table(&t, name, 1);
+    publish(&t, NULL);
+    sg_lists *l = sg_lists_open(name);
+    assert_non_null(l);
+    char a[40], b[40], c[40];
+    sgl_key ka, kb, kc;
+    unsigned from = 0;
+    key_for_slot("FPB", "A", 200, &from, a, sizeof a, &ka);
+    uint8_t fp = sgl_fp(sgl_hash(&ka));
+    key_for_home_fp("FPB", "B", 200, fp, &from, b, sizeof b, &kb);
+    key_for_home_fp("FPB", "C", 200, fp, &from, c, sizeof c, &kc);
+    assert_memory_not_equal(&ka, &kb, sizeof ka);
+    assert_int_equal(put(&t, "FPB", a, MULE, 11, false, 0, 0), 0);
+    assert_int_equal(put(&t, "FPB", b, SUSPECT, 22, false, 0, 0), 0);
+    assert_int_equal(slot_of(&t, &ka), 200);
+    assert_int_equal(slot_of(&t, &kb), 201);
+    assert_int_equal(atomic_load(&t.tags[200]), fp);
+    assert_int_equal(atomic_load(&t.tags[201]), fp);
+    sg_verdict v;
+    assert_int_equal(check_all_ways(&t, l, "FPB", a, &v), MULE);
+    assert_int_equal(v.score, 11);
+    assert_int_equal(check_all_ways(&t, l, "FPB", b, &v), SUSPECT); /* past A's matching tag */
+    assert_int_equal(v.score, 22);
+    assert_int_equal(check_all_ways(&t, l, "FPB", c, &v), 0); /* two tag matches, no key */
+    /* In one batch, mixed with other lookups (the pipelined path, several phases). */
+    enum { N = 40 };
+    const char *banks[N], *accts[N];
+    char other[N][24];
+    for (int i = 0; i < N; i++) {
+        snprintf(other[i], sizeof other[i], "OTHER%d", i);
+        banks[i] = "FPB";
+        accts[i] = i % 3 == 0 ? a : i % 3 == 1 ? b : i % 6 == 2 ? c : other[i];
+    }
+    sg_verdict vs[N];
+    int rcs[N];
+    sg_lists_check_many(l, N, banks, accts, vs, rcs);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rcs[i], 0);
+        assert_int_equal(vs[i].mask, accts[i] == a ? MULE : accts[i] == b ? SUSPECT : 0);
+    }
+    /* Delete A: its tag becomes a tombstone, B is found past it, C still absent; C re-uses it. */
+    assert_int_equal(put(&t, "FPB", a, 0, 0, false, 0, 0), 0);
+    assert_int_equal(atomic_load(&t.tags[200]), SGL_TAG_TOMB);
+    assert_int_equal(check_all_ways(&t, l, "FPB", a, &v), 0);
+    assert_int_equal(check_all_ways(&t, l, "FPB", b, &v), SUSPECT);
+    assert_int_equal(check_all_ways(&t, l, "FPB", c, &v), 0);
+    assert_int_equal(put(&t, "FPB", c, PROTECTED, 33, false, 0, 0), 0);
+    assert_int_equal(slot_of(&t, &kc), 200);
+    assert_int_equal(check_all_ways(&t, l, "FPB", c, &v), PROTECTED);
+    assert_int_equal(v.score, 33);
+    assert_int_equal(check_all_ways(&t, l, "FPB", b, &v), SUSPECT);
+    sg_lists_close(l);
+    ltab_close(&t, true);
+    cleanup_shm(name);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_insert_lookup, remove_my_shm),
@@ -1202,6 +1305,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_check_keys, remove_my_shm),
         cmocka_unit_test_teardown(test_stale_flag, remove_my_shm),
         cmocka_unit_test_teardown(test_huge_pages, remove_my_shm),
+        cmocka_unit_test_teardown(test_tag_false_positive, remove_my_shm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

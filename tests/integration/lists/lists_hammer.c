@@ -15,7 +15,11 @@
  *     sees must be exactly one load's pattern, all with one case reference; a half-published
  *     load would show a mix;
  *   - re-opening by name always succeeds (the writer publishes by rename: the name never
- *     disappears).
+ *     disappears);
+ *   - the same holds through sg_lists_check_keys (keys made once, the batched path): the hot
+ *     accounts in batches of 64 and every other S-universe batch go through it (key_hot_hits
+ *     counts its hot hits, often 0: a hot entry's life is shorter than a batch's gap between a
+ *     key's tag walk and its slot read).
  *
  * usage: lists_hammer SHM_NAME SECONDS N_MULE N_SUSPECT
  *        lists_hammer --peek SHM_NAME   (see peek() below)
@@ -168,7 +172,8 @@ int main(int argc, char **argv) {
     const char **sbank = malloc((size_t)ns * sizeof *sbank);
     sg_verdict *sv = malloc((size_t)ns * sizeof *sv);
     int *src = malloc((size_t)ns * sizeof *src);
-    if (!macct || !sacct || !sbank || !sv || !src) return 2;
+    sg_lists_key *skeys = malloc((size_t)ns * sizeof *skeys);
+    if (!macct || !sacct || !sbank || !sv || !src || !skeys) return 2;
     for (long i = 0; i < nm; i++) {
         macct[i] = malloc(24);
         snprintf(macct[i], 24, "M%ld", i);
@@ -177,11 +182,18 @@ int main(int argc, char **argv) {
         sacct[i] = malloc(24);
         snprintf(sacct[i], 24, "S%ld", i);
         sbank[i] = BANK;
+        if (sg_lists_key_make(BANK, sacct[i], &skeys[i]) != 0) return 2;
     }
 
     char hacct[N_HOT][8];
     for (int i = 0; i < N_HOT; i++) snprintf(hacct[i], sizeof hacct[i], "H%d", i);
-    unsigned long long hot_hits = 0;
+    enum { KB = 64 }; /* a batch of hot keys: several of check_keys' pipeline phases */
+    sg_lists_key hkeys[KB];
+    sg_verdict hv[KB];
+    int hrc[KB];
+    for (int i = 0; i < KB; i++)
+        if (sg_lists_key_make(BANK, hacct[i % N_HOT], &hkeys[i]) != 0) return 2;
+    unsigned long long hot_hits = 0, key_hot_hits = 0, key_batches = 0;
     unsigned long long checks = 0, batches = 0, mule_hits = 0, suspect_hits = 0, reopens = 0;
     unsigned long long patterns[3] = {0, 0, 0}, empty_batches = 0;
     uint64_t last_gen = sg_lists_generation(l);
@@ -210,8 +222,22 @@ int main(int argc, char **argv) {
             checks++;
             if (v.mask & b.mule) hot_hits++;
         }
-        /* One batch over the whole S universe: one table, so one load's pattern. */
-        sg_lists_check_many(l, (size_t)ns, sbank, (const char *const *)sacct, sv, src);
+        for (int n = 0; n < 300; n++) {
+            sg_lists_check_keys(l, KB, hkeys, hv, hrc);
+            for (int i = 0; i < KB; i++) {
+                verify(&b, hacct[i % N_HOT], hrc[i], &hv[i]);
+                if (hv[i].mask & b.mule) key_hot_hits++;
+            }
+            checks += KB;
+        }
+        /* One batch over the whole S universe: one table, so one load's pattern. Strings and
+         * made keys in turn. */
+        if (batches & 1) {
+            sg_lists_check_keys(l, (size_t)ns, skeys, sv, src);
+            key_batches++;
+        } else {
+            sg_lists_check_many(l, (size_t)ns, sbank, (const char *const *)sacct, sv, src);
+        }
         checks += (unsigned long long)ns;
         batches++;
         uint32_t case_seen = 0;
@@ -268,10 +294,10 @@ int main(int argc, char **argv) {
             }
         }
     }
-    printf("hammer: checks=%llu batches=%llu mule_hits=%llu hot_hits=%llu suspect_hits=%llu generations=%u "
-           "reopens=%llu patterns=%llu/%llu/%llu empty_batches=%llu violations=%llu\n",
-           checks, batches, mule_hits, hot_hits, suspect_hits, generations, reopens, patterns[0], patterns[1], patterns[2],
-           empty_batches, violations);
+    printf("hammer: checks=%llu batches=%llu key_batches=%llu mule_hits=%llu hot_hits=%llu key_hot_hits=%llu "
+           "suspect_hits=%llu generations=%u reopens=%llu patterns=%llu/%llu/%llu empty_batches=%llu violations=%llu\n",
+           checks, batches, key_batches, mule_hits, hot_hits, key_hot_hits, suspect_hits, generations, reopens,
+           patterns[0], patterns[1], patterns[2], empty_batches, violations);
     fflush(stdout);
     sg_lists_close(l);
     for (long i = 0; i < nm; i++) free(macct[i]);
@@ -281,5 +307,6 @@ int main(int argc, char **argv) {
     free(sbank);
     free(sv);
     free(src);
+    free(skeys);
     return violations == 0 && checks > 0 ? 0 : 1;
 }
