@@ -46,7 +46,10 @@ logval_codec *logval_new(void) {
     c->packed = malloc(LOGVAL_RAW_MAX);
     c->frames = calloc(1, LOGVAL_RAW_MAX);
     if (!c->cc || !c->dc || !c->packed || !c->frames ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(c->cc, ZSTD_c_compressionLevel, LOGVAL_ZSTD_LEVEL))) {
+        ZSTD_isError(ZSTD_CCtx_setParameter(c->cc, ZSTD_c_compressionLevel, LOGVAL_ZSTD_LEVEL)) ||
+        /* zstd's own checksum of the content (4 bytes): a damaged payload is refused here,
+         * not only later by the frames' record checksums. */
+        ZSTD_isError(ZSTD_CCtx_setParameter(c->cc, ZSTD_c_checksumFlag, 1))) {
         logval_free(c);
         return NULL;
     }

@@ -12,15 +12,16 @@
  *           when a batch is small or does not compress: never a byte more than the frames)
  *   packed  logval_hdr (32 bytes: XXH3 sum of bytes [8, 32), magic LOGVAL_MAGIC_ZSTD "SGJZ",
  *           raw_len, first_lsn, last_lsn; little-endian like the journal), then one zstd frame
- *           of exactly raw_len bytes of frames
+ *           of exactly raw_len bytes of frames (content size and zstd's content checksum in it)
  *
  * Contract:
  *   - Encoding never grows a value: a packed value is used only when it is shorter than the
  *     frames, so a batch under CLUSTER_BATCH_BYTES_MAX still fits one etcd request, compressed
  *     or not (the size checks against etcd's limit hold for the worst case unchanged).
  *   - Decoding is bounded: raw_len <= LOGVAL_RAW_MAX (= CLUSTER_BATCH_BYTES_MAX, the largest
- *     batch a leader writes), the header's sum, the zstd frame's exact length and the decoded
- *     frames' own first/last lsn must all agree, or the value is refused (-EINVAL and a
+ *     batch a leader writes), the header's sum, the zstd frame's content size and checksum, its
+ *     exact length and the decoded frames' own first/last lsn must all agree, or the value is
+ *     refused (-EINVAL and a
  *     reason): a damaged or hostile value from etcd never writes past the codec's buffer and
  *     is treated as any damaged batch (follow: `failed`). The frames themselves (checksums,
  *     hash chain) are checked later by journal_append_frames, as for a raw value.
