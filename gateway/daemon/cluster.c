@@ -55,6 +55,7 @@ struct cluster {
     logval_codec *codec;    /* packs each batch once (logval.h) */
     const uint8_t *val;     /* the batch in flight as its log value: into codec, or its frames */
     size_t val_len;
+    uint64_t val_lsn;       /* the first lsn of the batch val holds */
     uint64_t value_bytes;   /* bytes of log values put (each batch once; resends not counted) */
     cluster_ext_fn ext;     /* CLUSTER_COOKIE_EXT results */
     uint64_t commit_failures, deposed, campaigns, elected;
@@ -398,6 +399,7 @@ static void send_batch(gateway *gw) {
     etcd_request r = {.kind = ETCD_TXN, .flags = ETCD_F_IDEMPOTENT, .deadline_ms = gw->cfg.cluster_commit_timeout_ms,
                       .compares = cmp, .compare_count = 2, .success = put, .success_count = 2,
                       .failure = who, .failure_count = 2};
+    assert(cl->val_lsn == b->first_lsn); /* packed by on_batch for this very batch */
     assert(etcd_request_bytes(&r) <= ETCD_REQUEST_BYTES_MAX); /* the batch cap sees to it */
     cl->resend_at_ms = 0;
     if (submit(gw, &r, CK_COMMIT | (b->first_lsn << 8))) cl->txn_out = true;
@@ -418,6 +420,7 @@ static void on_batch(void *ctx, const commit_batch *b) {
      * b->bytes, which a raw value points at, is the batch in flight and stays as long). */
     assert(b == &gw->commit.inflight);
     cl->val = logval_encode(cl->codec, b->bytes, b->len, b->first_lsn, b->last_lsn, &cl->val_len);
+    cl->val_lsn = b->first_lsn;
     cl->value_bytes += cl->val_len;
     send_batch(gw);
 }
