@@ -621,7 +621,7 @@ void cluster_view_get(const gateway *gw, cluster_view *v) {
     v->committed_rev = commit_cluster_rev(&gw->commit);
     v->batches = gw->commit.batches;
     v->batch_bytes = gw->commit.bytes;
-    v->value_bytes = gw->cl->value_bytes;
+    v->value_bytes = cl->value_bytes;
     v->commit_failures = cl->commit_failures;
     v->deposed = cl->deposed;
     v->campaigns = cl->campaigns;
