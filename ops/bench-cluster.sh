@@ -6,7 +6,9 @@
 #   (n) durable STOP/s at 50 connections on a gateway in cluster mode (leader of a 3-member
 #       etcd on this machine: every journal batch is also one fenced etcd txn) vs a single
 #       node, fresh gateways in turn, same generator (redis-benchmark); and the 6,077 burst
-#       acknowledged in cluster mode vs on a single node;
+#       acknowledged in cluster mode vs on a single node, with the bytes its log put into etcd
+#       (log values, packed) against its journal frames and the CPU the 3 etcd members used
+#       from its first STOP to 0.5 s after its last bank answer;
 #   (o) failover time (kill -9 of the leader to the first ACCEPTED on the new leader, p99 of
 #       N_FAILOVERS runs) and follower list lag (LIST.ADD on the leader to the follower's
 #       CHECK and libstopgate shared memory, p99 of N_LAG_ADDS): the measurement entry points
@@ -79,13 +81,34 @@ else
         printf '    run %d: cluster %8.0f STOP/s (%s etcd txns)   single node %8.0f STOP/s\n' \
             "$r" "$c_rps" "$batches" "$s_rps" >&2
     done
+    # CPU (ms) the etcd members (children of etcdcluster.py) have used so far.
+    etcd_cpu_ms() {
+        local pid t=0 f
+        for pid in $(ps --ppid "$ETCD_PID" -o pid=); do
+            read -ra f <"/proc/$pid/stat" || continue
+            t=$((t + f[13] + f[14]))
+        done
+        echo $((t * 1000 / $(getconf CLK_TCK)))
+    }
     for ((r = 1; r <= N_BURSTS; r++)); do
         cluster_start "cburst-$r"
+        ecpu0="$(etcd_cpu_ms)"
         out="$(STOPGATE_SECRET="$SECRET" timeout 120 "$BENCH_BIN/burst" -p "$GW_PORT" -n "$BURST_N" --bank "$BANK")" ||
             { echo "ops/bench: burst against the cluster leader failed: $out" >&2; exit 1; }
+        # Bytes of the burst's log in etcd: the values put (log_value_bytes: packed, logval.h)
+        # against the journal frames they hold (log_bytes). The bank answers' batch settles first.
+        sleep 0.5
+        ecpu=$(($(etcd_cpu_ms) - ecpu0))
+        info="$(gw_cli INFO cluster | tr -d '\r')"
+        fbytes="$(awk -F: '$1 == "log_bytes" { print $2 }' <<<"$info")"
+        vbytes="$(awk -F: '$1 == "log_value_bytes" { print $2 }' <<<"$info")"
+        [[ -n "$vbytes" ]] || vbytes="$fbytes" # a gateway before packing puts the frames as they are
         gw_stop
         rm -rf "$WORK/journal-cburst-$r"
         cack="$(kv acked_ms "$out")"
+        record burst6077_log_bytes_cluster stopgate "$r" "$vbytes"
+        record burst6077_log_bytes_cluster peer "$r" "$fbytes"
+        record burst6077_etcd_cpu_ms_cluster stopgate "$r" "$ecpu"
         gw_start "sburst-$r" "$WORK/journal-sburst-$r" 1048576
         out="$(STOPGATE_SECRET="$SECRET" timeout 120 "$BENCH_BIN/burst" -p "$GW_PORT" -n "$BURST_N" --bank "$BANK")" ||
             { echo "ops/bench: burst against the single node failed: $out" >&2; exit 1; }
@@ -94,7 +117,8 @@ else
         sack="$(kv acked_ms "$out")"
         record burst6077_acked_ms_cluster stopgate "$r" "$cack"
         record burst6077_acked_ms_cluster peer "$r" "$sack"
-        printf '    run %d: burst acked: cluster %6.1f ms   single node %6.1f ms\n' "$r" "$cack" "$sack" >&2
+        printf '    run %d: burst acked: cluster %6.1f ms   single node %6.1f ms   (log: %s bytes put for %s bytes of frames; etcd CPU %d ms)\n' \
+            "$r" "$cack" "$sack" "$vbytes" "$fbytes" "$ecpu" >&2
     done
     kill -TERM "$ETCD_PID" 2>/dev/null || true
     wait "$ETCD_PID" 2>/dev/null || true

@@ -29,7 +29,7 @@ SG_PACKAGES=(
     liburing-dev libxxhash-dev libhiredis-dev libcmocka-dev libinih-dev libsodium-dev
     libjansson-dev redis-server redis-tools python3
     dpdk-dev iproute2 gnuplot-nox libsystemd-dev systemd libssl-dev openssl
-    etcd-server etcd-client libcurl4-openssl-dev
+    etcd-server etcd-client libcurl4-openssl-dev libzstd-dev zstd # zstd: test_cluster_leader.py decodes packed log values
     prometheus # promtool: tests/integration/test_promtool.py checks /metrics and docs/alerts.yml
     dpkg-dev debhelper lintian # ops/package (dpkg-buildpackage, dh) and tests/integration/test_deb.py
     man-db groff-base # man and groff: tests/integration/test_manpages.py renders the man pages

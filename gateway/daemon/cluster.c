@@ -17,6 +17,7 @@
 #include "etcd.h"
 #include "follower.h"
 #include "gateway.h"
+#include "logval.h"
 #include "ring.h"
 
 /* Cookies: kind in the low byte; a commit's also carries its batch's first lsn. */
@@ -51,6 +52,11 @@ struct cluster {
     size_t key_head_len;
     char value[CLUSTER_NAME_LEN_MAX + 80]; /* "<name> <host:port>" */
     uint8_t *scratch;       /* commit_enable_cluster's */
+    logval_codec *codec;    /* packs each batch once (logval.h) */
+    const uint8_t *val;     /* the batch in flight as its log value: into codec, or its frames */
+    size_t val_len;
+    uint64_t val_lsn;       /* the first lsn of the batch val holds */
+    uint64_t value_bytes;   /* bytes of log values put (each batch once; resends not counted) */
     cluster_ext_fn ext;     /* CLUSTER_COOKIE_EXT results */
     uint64_t commit_failures, deposed, campaigns, elected;
 };
@@ -363,7 +369,7 @@ static void dispatch(gateway *gw, const etcd_result *r) {
 /* The batch commit.c has in flight, as its fenced txn:
  *   if   create_revision(P/leader) == epoch            (still this member's epoch)
  *   and  P/head == the lsn before this batch           (the log ends where this journal does)
- *   then put P/log/<first lsn> = frames, put P/head = last lsn
+ *   then put P/log/<first lsn> = frames (packed by on_batch), put P/head = last lsn
  *   else range P/leader, range P/head
  * The same key, bytes and compares every time it is sent: a resend whose first copy did land
  * fails the head compare and finds its own last lsn in P/head (commit_refused). So the log is
@@ -385,7 +391,7 @@ static void send_batch(gateway *gw) {
             : (etcd_compare){.key = cl->key_head, .key_len = cl->key_head_len, .target = ETCD_CMP_VALUE,
                              .result = ETCD_CMP_EQUAL, .value = prev, .value_len = 20},
     };
-    etcd_op put[2] = {{.kind = ETCD_OP_PUT, .key = key, .key_len = (size_t)kl, .value = b->bytes, .value_len = b->len},
+    etcd_op put[2] = {{.kind = ETCD_OP_PUT, .key = key, .key_len = (size_t)kl, .value = cl->val, .value_len = cl->val_len},
                       {.kind = ETCD_OP_PUT, .key = cl->key_head, .key_len = cl->key_head_len, .value = last,
                        .value_len = 20}};
     etcd_op who[2] = {{.kind = ETCD_OP_RANGE, .key = cl->key_leader, .key_len = cl->key_leader_len},
@@ -393,6 +399,7 @@ static void send_batch(gateway *gw) {
     etcd_request r = {.kind = ETCD_TXN, .flags = ETCD_F_IDEMPOTENT, .deadline_ms = gw->cfg.cluster_commit_timeout_ms,
                       .compares = cmp, .compare_count = 2, .success = put, .success_count = 2,
                       .failure = who, .failure_count = 2};
+    assert(cl->val_lsn == b->first_lsn); /* packed by on_batch for this very batch */
     assert(etcd_request_bytes(&r) <= ETCD_REQUEST_BYTES_MAX); /* the batch cap sees to it */
     cl->resend_at_ms = 0;
     if (submit(gw, &r, CK_COMMIT | (b->first_lsn << 8))) cl->txn_out = true;
@@ -403,13 +410,18 @@ static void send_batch(gateway *gw) {
 static void on_batch(void *ctx, const commit_batch *b) {
     gateway *gw = ctx;
     cluster *cl = gw->cl;
-    (void)b;
     if (cl->role != CLUSTER_LEADER && cl->role != CLUSTER_LEADING) {
         /* Appended before this member learnt it is deposed: it never reaches the log. */
         commit_cluster_done(&gw->commit, false, 0);
         refuse_pending(gw);
         return;
     }
+    /* Packed once: a resend puts the very same bytes (the value stays until the next batch;
+     * b->bytes, which a raw value points at, is the batch in flight and stays as long). */
+    assert(b == &gw->commit.inflight);
+    cl->val = logval_encode(cl->codec, b->bytes, b->len, b->first_lsn, b->last_lsn, &cl->val_len);
+    cl->val_lsn = b->first_lsn;
+    cl->value_bytes += cl->val_len;
     send_batch(gw);
 }
 
@@ -475,27 +487,28 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
     if (!gw->cfg.cluster_etcd[0]) return 0;
     cluster *cl = calloc(1, sizeof *cl);
     uint8_t *scratch = malloc(2 * (size_t)CLUSTER_BATCH_BYTES_MAX); /* commit_enable_cluster */
-    if (!cl || !scratch) {
+    logval_codec *codec = logval_new();
+    if (!cl || !scratch || !codec) {
         free(cl);
         free(scratch);
+        logval_free(codec);
         snprintf(err, errcap, "cluster: out of memory");
         return -1;
     }
     etcd_config ec = {.endpoints = gw->cfg.cluster_etcd, .watch_idle_ms = gw->cfg.cluster_lease_ms * 2};
     cl->ec = etcd_create(&ec, err, errcap);
-    if (!cl->ec) {
-        free(cl);
-        free(scratch);
-        return -1;
-    }
-    size_t worst = full_batch_txn_bytes(scratch);
-    if (worst > ETCD_REQUEST_BYTES_MAX) {
+    /* A packed value is never longer than the frames (logval.h): the raw worst case bounds it. */
+    size_t worst = cl->ec ? full_batch_txn_bytes(scratch) : 0;
+    if (worst > ETCD_REQUEST_BYTES_MAX)
         snprintf(err, errcap, "CLUSTER_TXN_OVERHEAD_BYTES too small: a full batch's txn is %zu bytes", worst);
-        etcd_destroy(cl->ec);
+    if (!cl->ec || worst > ETCD_REQUEST_BYTES_MAX) {
+        if (cl->ec) etcd_destroy(cl->ec);
         free(cl);
         free(scratch);
+        logval_free(codec);
         return -1;
     }
+    cl->codec = codec;
     cl->scratch = scratch;
     cl->efd = etcd_event_fd(cl->ec);
     cl->watch_id = -1;
@@ -549,6 +562,7 @@ void cluster_stop(gateway *gw) {
     if (cl->lease && (cl->role == CLUSTER_LEADER || cl->role == CLUSTER_LEADING)) give_lease_back(gw);
     etcd_destroy(cl->ec); /* a follower's lease expires at etcd after its TTL */
     free(cl->scratch);
+    logval_free(cl->codec);
     free(cl);
     gw->cl = NULL;
 }
@@ -607,6 +621,7 @@ void cluster_view_get(const gateway *gw, cluster_view *v) {
     v->committed_rev = commit_cluster_rev(&gw->commit);
     v->batches = gw->commit.batches;
     v->batch_bytes = gw->commit.bytes;
+    v->value_bytes = cl->value_bytes;
     v->commit_failures = cl->commit_failures;
     v->deposed = cl->deposed;
     v->campaigns = cl->campaigns;
@@ -628,8 +643,9 @@ void cluster_info(const gateway *gw, buf *b) {
     buf_printf(b, "applied_lsn:%llu\r\ncommitted_lsn:%llu\r\ncommitted_revision:%lld\r\nwritable:%d\r\n",
                (unsigned long long)v.applied_lsn, (unsigned long long)v.committed_lsn, (long long)v.committed_rev,
                v.writable);
-    buf_printf(b, "log_batches:%llu\r\nlog_bytes:%llu\r\ncommit_failures:%llu\r\ndeposed:%llu\r\nelected:%llu\r\n",
-               (unsigned long long)v.batches, (unsigned long long)v.batch_bytes,
+    buf_printf(b, "log_batches:%llu\r\nlog_bytes:%llu\r\nlog_value_bytes:%llu\r\n", (unsigned long long)v.batches,
+               (unsigned long long)v.batch_bytes, (unsigned long long)v.value_bytes);
+    buf_printf(b, "commit_failures:%llu\r\ndeposed:%llu\r\nelected:%llu\r\n",
                (unsigned long long)v.commit_failures, (unsigned long long)v.deposed, (unsigned long long)v.elected);
     buf_printf(b, "etcd_requests:%llu\r\netcd_errors:%llu\r\netcd_failovers:%llu\r\n",
                (unsigned long long)v.etcd_requests, (unsigned long long)v.etcd_errors,
@@ -653,6 +669,11 @@ void cluster_metrics(const gateway *gw, prom_writer *w) {
     prom_sample(w, NULL, NULL, v.committed_lsn > v.applied_lsn ? v.committed_lsn - v.applied_lsn : 0);
     prom_family(w, "stopgate_cluster_log_batches_total", PROM_COUNTER, "Journal batches committed to the cluster log.");
     prom_sample(w, NULL, NULL, v.batches);
+    prom_family(w, "stopgate_cluster_log_bytes_total", PROM_COUNTER, "Bytes of journal frames committed to the cluster log.");
+    prom_sample(w, NULL, NULL, v.batch_bytes);
+    prom_family(w, "stopgate_cluster_log_value_bytes_total", PROM_COUNTER,
+                "Bytes put into etcd as log values (frames packed with zstd when that is shorter).");
+    prom_sample(w, NULL, NULL, v.value_bytes);
     prom_family(w, "stopgate_cluster_commit_failures_total", PROM_COUNTER,
                 "Cluster log commits that failed (deadline, etcd unavailable, fence).");
     prom_sample(w, NULL, NULL, v.commit_failures);

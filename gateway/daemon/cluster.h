@@ -62,6 +62,7 @@ typedef struct cluster_view {
     int64_t committed_rev;  /* etcd revision of that commit */
     bool writable;          /* cluster_write_refused() says no refusal */
     uint64_t batches, batch_bytes, commit_failures, deposed, campaigns, elected;
+    uint64_t value_bytes;   /* bytes put as log values: batch_bytes after packing (logval.h) */
     uint64_t etcd_requests, etcd_errors, etcd_failovers, etcd_watch_reconnects, etcd_keepalive_errors;
 } cluster_view;
 

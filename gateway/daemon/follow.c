@@ -3,6 +3,7 @@
  * functions keep the control flow (on_range, on_watch); apply_value decides one batch.
  */
 #include "follow.h"
+#include "logval.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -53,6 +54,11 @@ int follow_init(follow *f, etcd_client *ec, journal *j, const char *prefix, cons
         return -1;
     }
     assert(ops->apply);
+    f->codec = logval_new();
+    if (!f->codec) {
+        snprintf(err, errcap, "out of memory (the log values' codec)");
+        return -1;
+    }
     f->ec = ec;
     f->j = j;
     f->ops = *ops;
@@ -62,6 +68,11 @@ int follow_init(follow *f, etcd_client *ec, journal *j, const char *prefix, cons
     f->role = "follower";
     f->retention_ms = CLUSTER_LOG_RETENTION_MS_DEFAULT;
     return 0;
+}
+
+void follow_fini(follow *f) {
+    logval_free(f->codec);
+    f->codec = NULL;
 }
 
 void follow_set_retention(follow *f, uint32_t ms) {
@@ -119,7 +130,7 @@ static void become(follow *f, follow_state s, const char *why) {
          (unsigned long long)f->applied_lsn, why);
 }
 
-/* The lsn range a value claims (not yet checked: journal_append_frames checks it). */
+/* The lsn range of a raw batch (not yet checked: journal_append_frames checks it). */
 static bool value_range(const uint8_t *v, size_t n, uint64_t *first, uint64_t *last) {
     if (n < JOURNAL_FRAME_OVERHEAD) return false;
     journal_frame h, t;
@@ -144,10 +155,12 @@ static long frame_at(const uint8_t *v, size_t n, uint64_t lsn) {
     return -1;
 }
 
-/* One log batch: applied (exactly once, in lsn order), skipped, or why not. */
+/* One log batch: applied (exactly once, in lsn order), skipped, or why not. Decoded
+ * (logval.h) only when it is applied: skipping and gaps need the lsns its header claims. */
 static apply_rc apply_value(follow *f, const uint8_t *v, size_t n, int64_t rev) {
     uint64_t first, last;
-    if (!value_range(v, n, &first, &last)) {
+    char err[256];
+    if (!logval_range(v, n, &first, &last)) {
         become(f, FOLLOW_FAILED, "a log value is not a journal batch");
         return AP_FAIL;
     }
@@ -156,12 +169,15 @@ static apply_rc apply_value(follow *f, const uint8_t *v, size_t n, int64_t rev) 
         return AP_SKIP;
     }
     if (first > f->applied_lsn + 1) return AP_GAP;
+    if (logval_decode(f->codec, v, n, &v, &n, err, sizeof err) != 0) {
+        become(f, FOLLOW_FAILED, err); /* the decoded frames' lsns are the header's */
+        return AP_FAIL;
+    }
     long off = first == f->applied_lsn + 1 ? 0 : frame_at(v, n, f->applied_lsn + 1);
     if (off < 0) {
         become(f, FOLLOW_FAILED, "a log batch straddles the local journal's end");
         return AP_FAIL;
     }
-    char err[256];
     int rc = journal_append_frames(f->j, v + off, (uint32_t)(n - (size_t)off), f->ops.apply,
                                    f->ops.ctx, err, sizeof err);
     if (rc == -EAGAIN) return AP_AGAIN;
@@ -292,7 +308,7 @@ static void leader_seen(follow *f, const etcd_event *e) {
 /* Remembers a log key for trimming (lsn order: the log is written in order). */
 static void key_seen(follow *f, const uint8_t *v, size_t n) {
     uint64_t first, last;
-    if (!value_range(v, n, &first, &last)) return;
+    if (!logval_range(v, n, &first, &last)) return;
     if (f->keys_len) {
         const follow_logkey *prev = &f->keys[(f->keys_head + f->keys_len - 1) % FOLLOW_TRIM_RING];
         if (first <= prev->last_lsn) return; /* a resend */
@@ -638,9 +654,13 @@ static bool tail_sum(const tail *t, uint64_t lsn, uint64_t *sum) {
     return false;
 }
 
-/* The highest lsn where the tail and the log value v agree (0: none shown by v). */
-static uint64_t agree_with(const tail *t, const uint8_t *v, size_t n, uint64_t local_last) {
+/* The highest lsn where the tail and the log value v agree (0: none shown by v, or v is
+ * damaged). */
+static uint64_t agree_with(const tail *t, logval_codec *codec, const uint8_t *v, size_t n,
+                           uint64_t local_last) {
     uint64_t first, last, a = 0, ls, vs;
+    char err[256];
+    if (logval_decode(codec, v, n, &v, &n, err, sizeof err) != 0) return 0;
     if (!value_range(v, n, &first, &last) || n < sizeof(journal_frame) + sizeof(journal_rec_hdr))
         return 0;
     journal_rec_hdr r;
@@ -697,8 +717,11 @@ int follow_reconcile(const char *endpoints, const char *prefix, const char *jour
     memcpy(&tr, t.frame[t.n - 1] + t.len[t.n - 1] - sizeof tr, sizeof tr);
     uint64_t local_last = tr.last_lsn;
     etcd_config cfg = {.endpoints = endpoints, .deadline_ms = deadline_ms};
-    etcd_client *ec = etcd_create(&cfg, err, errcap);
+    logval_codec *codec = logval_new();
+    etcd_client *ec = codec ? etcd_create(&cfg, err, errcap) : NULL;
     if (!ec) {
+        if (!codec) snprintf(err, errcap, "out of memory (the log values' codec)");
+        logval_free(codec);
         tail_free(&t);
         return -1;
     }
@@ -713,7 +736,7 @@ int follow_reconcile(const char *endpoints, const char *prefix, const char *jour
     if (r) {
         uint64_t a = 0, f0, l0;
         for (size_t i = 0; i < r->kv_count; i++) {
-            uint64_t x = agree_with(&t, r->kvs[i].value, r->kvs[i].value_len, local_last);
+            uint64_t x = agree_with(&t, codec, r->kvs[i].value, r->kvs[i].value_len, local_last);
             if (x > a) a = x;
         }
         if (r->kv_count == 0) {
@@ -728,7 +751,7 @@ int follow_reconcile(const char *endpoints, const char *prefix, const char *jour
                                       "(docs/operations.md)",
                          t.n, (unsigned long long)h.first_lsn, (unsigned long long)local_last);
         } else if (a == 0 && h.first_lsn == 1 &&
-                   value_range(r->kvs[0].value, r->kvs[0].value_len, &f0, &l0) && f0 == 1) {
+                   logval_range(r->kvs[0].value, r->kvs[0].value_len, &f0, &l0) && f0 == 1) {
             /* The log's first batch is not ours: nothing in this journal was committed (a
              * leader that never got one batch through), so none of it was acknowledged. */
             *keep = FOLLOW_CUT_ALL;
@@ -743,6 +766,7 @@ int follow_reconcile(const char *endpoints, const char *prefix, const char *jour
         }
     }
     etcd_destroy(ec);
+    logval_free(codec);
     tail_free(&t);
     return rc;
 }

@@ -3,7 +3,8 @@
  *
  * Owns one watch on the whole prefix [P/, P0) and the range reads that catch up with the log
  * [P/log/, P/log0). Each log value is one leader batch: whole journal frames (header..trailer,
- * hash chain included), keyed by its first lsn in 20 digits. A batch is applied exactly once,
+ * hash chain included), keyed by its first lsn in 20 digits, raw or zstd-packed (logval.h:
+ * decoded only when applied; a value that does not decode is a damaged batch: `failed`). A batch is applied exactly once,
  * in lsn order: journal_append_frames() checks it against the local journal's last record,
  * appends it byte for byte and hands each record to ops.apply (the replay path recovery
  * uses). A batch already applied (an idempotent resend, a range overlapping the watch) is
@@ -38,6 +39,7 @@
 
 #include "etcd.h"
 #include "journal.h"
+#include "logval.h"
 
 /* Limits and periods: FOLLOW_* in limits.h. */
 /* "FOLL" with bit 63 set: cluster.c hands results with that bit to the follower side. */
@@ -89,6 +91,7 @@ typedef struct follow_stats {
 
 typedef struct follow {
     etcd_client *ec;
+    logval_codec *codec;   /* decodes packed log values (logval.h) */
     journal *j;
     follow_ops ops;
     char name[FOLLOW_NAME_MAX];
@@ -129,6 +132,8 @@ typedef struct follow {
 /* Wire it up; nothing is sent yet. prefix is [cluster] prefix, name [cluster] name. */
 int follow_init(follow *f, etcd_client *ec, journal *j, const char *prefix, const char *name,
                 const follow_ops *ops, char *err, size_t errcap);
+/* Frees what follow_init made (the codec). */
+void follow_fini(follow *f);
 /* Start following from the local journal's last lsn: a range read to the end of the log,
  * then the watch from that read's revision + 1. */
 void follow_start(follow *f);

@@ -4,7 +4,10 @@ The cluster's leader side (SPEC §10, docs/cluster.md) against a real 3-member e
 
   - ROLE on both: one leader, one follower naming it, the same epoch;
   - a STOP on the leader is ACCEPTED and its batch is under P/log/ in etcd: the journal frame's
-    bytes, keyed by its first lsn, which is the lsn the answer gave;
+    bytes, keyed by its first lsn, which is the lsn the answer gave; 300 pipelined STOPs make
+    batches that etcd holds zstd-packed (header magic "SGJZ", gateway/cluster/logval.h): each
+    decodes (the zstd CLI) to exactly the frames of its lsns, the follower applied them all, and
+    INFO cluster's log_value_bytes is below log_bytes;
   - a STOP on the follower is answered -READONLY <leader> <host:port> (LIST.ADD and RELEASE too,
     a UDP STOP gets message error 10), and stopctl sent to the follower follows the redirect and
     gets ACCEPTED from the leader; ROLE on a gateway without [cluster] says standalone;
@@ -46,6 +49,36 @@ def role(gw):
     with Client(gw.port) as c:
         c.auth("alice", "alice-s3cret")
         return todict(c.call("ROLE"))
+
+
+LOGVAL_MAGIC_ZSTD = 0x5a4a4753  # "SGJZ": a packed log value (gateway/cluster/logval.h)
+
+
+def log_frames(val):
+    """A log value's frames: the value itself when raw, else its 32-byte header (sum, magic, raw_len,
+    first_lsn, last_lsn) checked and the zstd frame after it decoded. (frames, packed?)"""
+    if int.from_bytes(val[8:12], "little") != LOGVAL_MAGIC_ZSTD:
+        return val, False
+    raw_len = int.from_bytes(val[12:16], "little")
+    out = subprocess.run(["zstd", "-d", "-c", "-q"], input=val[32:], stdout=subprocess.PIPE, check=True).stdout
+    check(len(out) == raw_len, "a packed value decodes to its raw_len (%d, got %d)" % (raw_len, len(out)))
+    first, last = int.from_bytes(val[16:24], "little"), int.from_bytes(val[24:32], "little")
+    check(int.from_bytes(out[16:24], "little") == first and int.from_bytes(out[-16:-8], "little") == last,
+          "a packed value's frames are its header's lsns %d..%d" % (first, last))
+    return out, True
+
+
+def frames_of(buf):
+    """Walk whole journal frames (header magic SGJB .. trailer SGJE): [(first, last, len)]."""
+    out, off = [], 0
+    while off < len(buf):
+        magic, flen = int.from_bytes(buf[off + 8:off + 12], "little"), int.from_bytes(buf[off + 12:off + 16], "little")
+        check(magic == 0x424a4753 and 80 <= flen <= len(buf) - off, "a whole frame at offset %d" % off)
+        tr = buf[off + flen - 40:off + flen]
+        check(int.from_bytes(tr[8:12], "little") == 0x454a4753, "the frame at offset %d ends with its trailer" % off)
+        out.append((int.from_bytes(buf[off + 16:off + 24], "little"), int.from_bytes(tr[24:32], "little"), flen))
+        off += flen
+    return out
 
 
 def stop(c, rid, account):
@@ -99,7 +132,7 @@ def main():
         res = etcd_range(cl, key)
         kvs = res.get("kvs", [])
         check(len(kvs) == 1, "the batch of lsn %d is in etcd under %s" % (lsn, key))
-        val = base64.b64decode(kvs[0]["value"])
+        val, _ = log_frames(base64.b64decode(kvs[0]["value"]))
         # Journal format v2 frame: sum u64, magic "SGJB" u32, len u32, first_lsn, last_lsn, last_sum.
         magic = int.from_bytes(val[8:12], "little")
         flen = int.from_bytes(val[12:16], "little")
@@ -108,6 +141,41 @@ def main():
               "its value is the journal frame header..trailer (%d bytes, first lsn %d)" % (len(val), first))
         tmagic = int.from_bytes(val[-32:-28], "little")
         check(tmagic == 0x454a4753, "the frame ends with its trailer")
+
+        # 300 pipelined STOPs: batches big enough to be packed (logval.h). etcd holds them packed,
+        # each decodes to exactly its frames, together the log's lsns 1..last without a gap, and
+        # the follower applied them all (it decoded them too).
+        with Client(a.port) as c:
+            c.auth("alice", "alice-s3cret")
+            answers = c.pipeline([("STOP", "rz-%d" % i, "BANK", "DVB", "ACCOUNT", "ACZ-%d" % i, "CASE", "C-1")
+                                  for i in range(300)])
+            check(all(todict(x)["status"] == "ACCEPTED" for x in answers), "300 pipelined STOPs ACCEPTED")
+            last = max(todict(x)["lsn"] for x in answers)
+            info = sgtest.parse_info(c.call("INFO", "cluster"))
+        p = PREFIX + "/log/"
+        res = None
+        for i in range(len(cl.members)):
+            if cl.running(i):
+                res = cl.post(i, "/v3/kv/range", {"key": base64.b64encode(p.encode()).decode(),
+                                                  "range_end": base64.b64encode((PREFIX + "/log0").encode()).decode()})
+                break
+        vals = [base64.b64decode(kv["value"]) for kv in res.get("kvs", [])]
+        decoded = [log_frames(v) for v in vals]
+        packed = [v for v, (_, z) in zip(vals, decoded) if z]
+        check(len(packed) >= 1, "the log holds packed values (%d of %d)" % (len(packed), len(vals)))
+        lsns = [x for fr, _ in decoded for x in frames_of(fr)]
+        check(lsns[0][0] == 1 and lsns[-1][1] >= last and all(lsns[k][0] == lsns[k - 1][1] + 1
+                                                                for k in range(1, len(lsns))),
+              "the decoded values are the frames of lsn 1..%d (and on), in order, without a gap: %r"
+              % (last, [(f, l) for f, l, _ in lsns]))
+        put, frames = sum(len(v) for v in vals), sum(len(fr) for fr, _ in decoded)
+        print("log values: %d keys, %d packed, %d bytes in etcd for %d bytes of frames (%.2fx)"
+              % (len(vals), len(packed), put, frames, frames / put))
+        check(put < frames and sum(len(v) for v in packed) * 2 < sum(len(log_frames(v)[0]) for v in packed),
+              "packed values are at most half their frames")
+        check(int(info["log_value_bytes"]) < int(info["log_bytes"]),
+              "INFO cluster: log_value_bytes %s < log_bytes %s" % (info["log_value_bytes"], info["log_bytes"]))
+        check(wait_until(lambda: role(b)["applied_lsn"] >= last, 10), "the follower applied lsn %d" % last)
 
         # A write on the follower: READONLY naming the leader; reads are served.
         with Client(b.port) as c:

@@ -24,8 +24,9 @@ typedef struct frames {
     uint64_t last_sum;
 } frames;
 
-/* A leader journal of n batches (one frame each), its frames read back. */
-static void leader_frames(frames *f, int n) {
+/* A leader journal of n batches (one frame each), its frames read back; each record's payload
+ * padded with repeated text to pad bytes (then a batch is large enough to be packed). */
+static void leader_frames_padded(frames *f, int n, int pad) {
     memset(f, 0, sizeof *f);
     char dir[128];
     unit_mkdtemp(dir, sizeof dir, "follow-leader");
@@ -39,8 +40,9 @@ static void leader_frames(frames *f, int n) {
     journal_attach(&j, &ring, NULL, NULL);
     for (int b = 0; b < n; b++) {
         for (int i = 0; i <= b % 3; i++) {
-            char p[64];
+            char p[2048];
             int pl = snprintf(p, sizeof p, "batch %d record %d", b, i);
+            for (; pl < pad && pl < (int)sizeof p; pl++) p[pl] = "STOP DVB ACC CASE "[pl % 18];
             assert_true(journal_append(&j, 1, p, (uint32_t)pl) > 0);
         }
         journal_flush(&j, clock_mono_ns());
@@ -73,6 +75,8 @@ static void leader_frames(frames *f, int n) {
     free(d);
     unit_rmtree(dir);
 }
+
+static void leader_frames(frames *f, int n) { leader_frames_padded(f, n, 0); }
 
 /* --- the follower under test ---------------------------------------------------------- */
 
@@ -142,6 +146,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
+    follow_fini(&g.f);
     etcd_destroy(g.ec);
     journal_close(&g.j);
     io_uring_queue_exit(&g.ring);
@@ -280,6 +285,43 @@ static void test_foreign_batch_fails(void **state) {
     free_frames(&b);
 }
 
+/* The log as a leader now writes it: batches packed with zstd (logval.h), mixed with raw ones
+ * (small, or from a member before packing). Applied alike, the journal ends with the leader's
+ * hash chain; a packed value damaged in etcd is refused (failed), nothing of it applied. */
+static void test_packed_batches(void **state) {
+    (void)state;
+    frames fr;
+    leader_frames_padded(&fr, 8, 1500);
+    logval_codec *c = logval_new();
+    assert_non_null(c);
+    for (int i = 1; i < fr.n; i++) { /* batch 0 stays raw */
+        size_t vl;
+        const uint8_t *v = logval_encode(c, fr.v[i], fr.len[i], fr.first[i], fr.last[i], &vl);
+        assert_true(logval_is_packed(v, vl) && vl < fr.len[i]);
+        memcpy(fr.v[i], v, vl);
+        fr.len[i] = (uint32_t)vl;
+    }
+    logval_free(c);
+    give_range(&fr, 0, 4, false, 40);
+    assert_int_equal(g.f.applied_lsn, fr.last[3]);
+    etcd_event ev[3] = {log_event(&fr, 4), log_event(&fr, 4), log_event(&fr, 5)}; /* a resend skipped */
+    give_events(ev, 3);
+    assert_int_equal(g.f.applied_lsn, fr.last[5]);
+    assert_int_equal(g.f.stats.batches_skipped, 1);
+    assert_int_equal(g.f.keys_len, 6); /* trim bookkeeping: the lsns from the packed headers */
+    assert_int_equal(g.f.keys[5].first_lsn, fr.first[5]);
+    assert_int_equal(g.f.keys[5].last_lsn, fr.last[5]);
+    fr.v[6][fr.len[6] - 9] ^= 0x10; /* inside the zstd frame */
+    etcd_event bad = log_event(&fr, 6);
+    give_events(&bad, 1);
+    assert_int_equal(g.f.state, FOLLOW_FAILED);
+    assert_non_null(strstr(g.f.why, "packed log value"));
+    assert_int_equal(g.f.applied_lsn, fr.last[5]);
+    assert_int_equal(g.applied_records, fr.last[5]);
+    sync_journal(&g);
+    assert_int_equal(journal_last_lsn(&g.j), fr.last[5]);
+    free_frames(&fr);
+}
 
 /* The answer to a new leader's extent read: log keys [from, to) (keys only) and P/head. */
 static void give_extent(const frames *fr, int from, int to, uint64_t head) {
@@ -381,6 +423,7 @@ int main(void) {
         T(test_leader_and_members),
         T(test_trimmed_is_stale),
         T(test_foreign_batch_fails),
+        T(test_packed_batches),
         T(test_trim),
         T(test_trim_learns_extent),
     };
