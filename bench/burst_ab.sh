@@ -46,7 +46,10 @@ for ((r = 1; r <= rounds; r++)); do
         rm -rf "$work/gw"
         mkdir -p "$work/gw"
         port="$(ab_free_port)"
-        ab_conf "$port" "$work/gw" "burst-ab-$$" 1048576 >"$work/gw.conf"
+        # The build's own sim plugin when it has one (STOPGATED is BUILD/gateway/stopgated).
+        bdir="$(dirname "$(dirname "$b")")"
+        [[ -e "$bdir/plugins/sim/sim.so" ]] || bdir="$root/build"
+        ab_conf "$port" "$work/gw" "burst-ab-$$" 1048576 "$bdir" >"$work/gw.conf"
         STOPGATE_DEV_SECRET=ab "$b" -c "$work/gw.conf" >"$work/gw.log" 2>&1 </dev/null &
         pid=$!
         for ((i = 0; i < 600; i++)); do grep -q 'ready: listening' "$work/gw.log" && break; sleep 0.1; done
