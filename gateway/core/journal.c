@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "mem.h"
 #include "ring.h"
 
 #define RETRY_DELAY_NS (100LL * 1000 * 1000)
@@ -382,9 +381,6 @@ int journal_open(journal *j, const char *dir, const journal_opts *o, journal_rec
             snprintf(err, errcap, "journal buffers: %s", strerror(errno));
             return -1;
         }
-        /* And written once: populated is not enough where the first user-mode write to a
-         * page costs 6-11 us (shadow paging, mem.h) - ~5 % of a cold burst's CPU. */
-        mem_touch(j->batch[i].data, JOURNAL_BUF_BYTES);
     }
     int64_t t0 = clock_mono_ns();
     uint64_t *seqs = NULL;
