@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# bench/burst_ab.sh ROUNDS TAG=STOPGATED [TAG=STOPGATED ...]   (N=6077 burst size, REDIS=0: no peer,
-#                                                                PERF=1: the main thread's counters)
+# bench/burst_ab.sh ROUNDS TAG=STOPGATED [TAG=STOPGATED ...]   (N=6077 burst size, REDIS=0: no peer)
 #
 # A/B of stopgated builds on ops/bench's row (c), the 6,077-STOP burst on one connection (issue
 # 13), alternated round by round so that every build sees the same machine: per round and
@@ -9,16 +8,15 @@
 # Prints per round and build: acked_ms and confirmed_ms (bench/burst's figures: the N-th answer
 # and every order CONFIRMED at the sim bank), and cpu_ms, the main thread's on-CPU time over the
 # burst (/proc/PID/task/PID/schedstat before and after the client; AUTH runs on another
-# thread): the burst's own work, which a loaded machine stretches far less than the wall time;
-# with PERF=1 also its user and kernel cycles and user instructions (perf stat -t, from before the
-# client starts to after it ends: AUTH and the INFO polls are in it too). Builds take turns
-# going first.
+# thread): the burst's own work, which a loaded machine stretches far less than the wall time.
+# Builds take turns going first.
 # Then, unless REDIS=0, the peer in the same round: N pipelined SETs to one redis-server
 # (appendonly yes, appendfsync always, as ops/bench starts it). Read the ratios within a round,
-# then their median. Run from the repository root after `ninja -C build` (bench/burst and the
-# sim plugin come from build/). Loopback only; bounded (timeouts on every client).
+# then their median. Run from the repository root after `ninja -C build` (bench/burst comes from
+# build/; each gateway loads its own build's sim plugin, BUILD/plugins/sim, else build/'s).
+# Loopback only; bounded (timeouts on every client).
 set -euo pipefail
-(($# >= 2)) || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+(($# >= 2)) || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 rounds=$1
 shift
 n=${N:-6077}
@@ -62,27 +60,14 @@ for ((r = 1; r <= rounds; r++)); do
         pid=$!
         for ((i = 0; i < 1800; i++)); do grep -qs 'ready: listening' "$work/gw.log" && break; sleep 0.1; done
         grep -qs 'ready: listening' "$work/gw.log" || { echo "$0: $t did not start" >&2; cat "$work/gw.log" >&2; exit 1; }
-        ppid=""
-        if [[ -n "${PERF:-}" ]]; then
-            perf stat -x, -e cycles:u,cycles:k,instructions:u -t "$pid" -o "$work/perf.txt" 2>/dev/null &
-            ppid=$!
-            sleep 0.5 # attached before the burst
-        fi
         c0="$(oncpu_ns "$pid")"
         out="$(STOPGATE_SECRET=ab timeout 120 build/bench/burst -p "$port" --agent dev -n "$n" --bank ICBC)" ||
             { echo "$0: burst against $t failed: $out" >&2; tail -n 20 "$work/gw.log" >&2; exit 1; }
         c1="$(oncpu_ns "$pid")"
-        counters=""
-        if [[ -n "$ppid" ]]; then
-            kill -INT "$ppid"
-            wait "$ppid" 2>/dev/null || true
-            counters="$(awk -F, '$3 ~ /cycles:u/ { u = $1 } $3 ~ /cycles:k/ { k = $1 } $3 ~ /instructions:u/ { i = $1 }
-                END { printf " ucycles_M=%.1f kcycles_M=%.1f uinstr_M=%.1f", u / 1e6, k / 1e6, i / 1e6 }' "$work/perf.txt")"
-        fi
         kill -TERM "$pid"
         wait "$pid" 2>/dev/null || true
         pid=""
-        echo "round $r $t acked_ms=$(kv acked_ms "$out") confirmed_ms=$(kv confirmed_ms "$out") cpu_ms=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')$counters load=$(cut -d' ' -f1 /proc/loadavg)"
+        echo "round $r $t acked_ms=$(kv acked_ms "$out") confirmed_ms=$(kv confirmed_ms "$out") cpu_ms=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') load=$(cut -d' ' -f1 /proc/loadavg)"
     done
     if [[ -n "$rpid" ]]; then
         redis-cli -p "$rport" flushall >/dev/null
