@@ -34,5 +34,6 @@ typedef struct check_ahead_pos {
 void check_ahead(const gateway *gw, check_ahead_pos *ah, const char *in, size_t len);
 /* The commands in in[0..parsed) have run: prefetch for one more, so that CHECK_AHEAD_MAX stay
  * ahead; when parsing has caught up with the look ahead, start again from parsed. */
-void check_ahead_step(const gateway *gw, check_ahead_pos *ah, const char *in, size_t len, size_t parsed);
+void check_ahead_step(const gateway *gw, check_ahead_pos *ah, const char *in, size_t len,
+                      size_t parsed);
 #endif
