@@ -547,24 +547,13 @@ static void outbox_drain(gateway *gw) {
 }
 
 /* Entries looked ahead while a durable batch publishes (a burst's batch creates hundreds of
- * orders, each publish a random account slot and list-table line: issue 13). Two stages: the
- * order record (where its bank and account are) 2 x PUBLISH_AHEAD entries ahead, then the
- * lines they hash to PUBLISH_AHEAD ahead - reading the record at that point was itself a miss
- * (the profile showed it on strlen of the account, as much as the prefetch saved). */
+ * orders, each publish a random account slot and list-table line: issue 13). */
 #define PUBLISH_AHEAD 8
 
 typedef struct publish_ctx {
     gateway *gw;
     uint64_t durable_lsn;
 } publish_ctx;
-
-static void publish_prefetch_order(gateway *gw, uint32_t i, uint64_t durable_lsn) {
-    const order *ord = orders_get(&gw->o, durview_ahead_created(&gw->dv, i, durable_lsn));
-    if (!ord) return;
-    /* The bank and account only (the lines they span), not the whole record. */
-    __builtin_prefetch(ord->bank);
-    __builtin_prefetch(&ord->account[sizeof ord->account - 1]);
-}
 
 /* Prefetch what publishing the i-th entry still to drop will read: the account's index slot
  * (durview_live_on_account) and its list-table lines (ltab_get, ltab_put). */
@@ -582,7 +571,6 @@ static void publish_durable(void *ctx, uint32_t no) {
     publish_ctx *p = ctx;
     /* The entry dropped before this call is gone: the one PUBLISH_AHEAD after it is now at
      * PUBLISH_AHEAD - 1. */
-    publish_prefetch_order(p->gw, 2 * PUBLISH_AHEAD - 1, p->durable_lsn);
     publish_prefetch(p->gw, PUBLISH_AHEAD - 1, p->durable_lsn);
     lists_sync_order(p->gw, no);
 }
@@ -592,7 +580,6 @@ void engine_on_durable(gateway *gw, uint64_t durable_lsn) {
      * reads, which must see it. Readers of the shared-memory lists see an order's frozen
      * mark change only now that the record changing it is durable. */
     publish_ctx p = {gw, durable_lsn};
-    for (uint32_t i = 0; i < 2 * PUBLISH_AHEAD - 1; i++) publish_prefetch_order(gw, i, durable_lsn);
     for (uint32_t i = 0; i < PUBLISH_AHEAD - 1; i++) publish_prefetch(gw, i, durable_lsn);
     durview_advance(&gw->dv, &gw->o, durable_lsn, publish_durable, &p);
     lists_on_durable(gw, durable_lsn); /* list changes likewise: LIST.ADD/DEL/LOAD */
