@@ -4,12 +4,13 @@
 
 ab_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# ab_conf PORT DIR SHM_NAME MAX_ORDERS: the config on stdout - journal in DIR/j, [plugin sim]
+# ab_conf PORT DIR SHM_NAME MAX_ORDERS [BUILD]: the config on stdout - journal in DIR/j, [plugin sim]
+# from BUILD/plugins/sim (default $root/build: a build's own sim plugin when it differs),
 # latency_us = 200 as ops/bench runs it, UDP, metrics and the console off (two gateways would
 # both take the console's default port).
 ab_conf() {
-    printf '[gateway]\nlisten = 127.0.0.1:%s\nudp = off\nmetrics = off\nconsole = off\njournal_dir = %s/j\nshm_name = %s\nmax_orders = %s\nplugin_dir = %s/build/plugins/sim\n[plugin sim]\ntype = sim\nlatency_us = 200\n' \
-        "$1" "$2" "$3" "$4" "$root"
+    printf '[gateway]\nlisten = 127.0.0.1:%s\nudp = off\nmetrics = off\nconsole = off\njournal_dir = %s/j\nshm_name = %s\nmax_orders = %s\nplugin_dir = %s/plugins/sim\n[plugin sim]\ntype = sim\nlatency_us = 200\n' \
+        "$1" "$2" "$3" "$4" "${5:-$root/build}"
 }
 
 # ab_start_all WORK SHM_PREFIX MAX_ORDERS TAG=STOPGATED...: one gateway per TAG in WORK/TAG

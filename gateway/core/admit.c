@@ -132,6 +132,10 @@ void admit_auth_succeeded(admit *a, uint32_t addr) {
 }
 
 void admit_sweep(admit *a, int64_t now_ms) {
+    /* Only a slot holding nothing but a failure window is erased here (a slot with connections
+     * has its ended window reset at its next lookup, expire()): with none, the pass over the
+     * whole table (2 MiB at the default max_clients, every second) would change nothing. */
+    if (a->fail_only == 0) return;
     for (uint32_t i = 0; i <= a->mask; i++) {
         /* erase() may shift a later entry into slot i: look at it again. */
         while (a->v[i].used && expire(a, &a->v[i], now_ms)) {

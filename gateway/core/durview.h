@@ -67,6 +67,14 @@ void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t l
  * caller can publish the account's new durable frozen state. */
 void durview_advance(durview *dv, orders *o, uint64_t durable_lsn, void (*fn)(void *ctx, uint32_t no),
                      void *ctx);
+/* The order the i-th entry durview_advance has yet to drop creates, when that entry is
+ * durable at durable_lsn and a creation (fn will be called for it); else 0. For the caller's
+ * look ahead: what publishing it reads can be prefetched while earlier entries publish. */
+static inline uint32_t durview_ahead_created(const durview *dv, uint32_t i, uint64_t durable_lsn) {
+    if (i >= dv->len) return 0;
+    const durview_ent *e = &dv->v[(dv->head + i) % dv->cap];
+    return e->created && e->lsn <= durable_lsn ? e->no : 0;
+}
 /* The order as reads show it: NULL when it does not exist for reads (unknown, or its
  * creation not durable); the order itself when every record of it is durable; else tmp,
  * filled with the order as of its last durable record. */

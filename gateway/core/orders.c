@@ -227,6 +227,10 @@ const void *orders_account_line(const orders *o, const char *bank, const char *a
     return o->acct_idx.slots ? htab_first_slot(&o->acct_idx, acct_hash(bank, account)) : NULL;
 }
 
+const void *orders_request_line(const orders *o, const char *id, uint32_t len) {
+    return o->req_idx.slots ? htab_first_slot(&o->req_idx, XXH3_64bits(id, len)) : NULL;
+}
+
 order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms) {
     order *ord = orders_latest_on_account(o, bank, account);
     return ord && order_is_live(ord, now_ms) ? ord : NULL;

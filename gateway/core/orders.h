@@ -140,6 +140,8 @@ const request *orders_find_request(const orders *o, const char *id, uint32_t len
 order *orders_latest_on_account(orders *o, const char *bank, const char *account);
 /* The index slot orders_latest_on_account will read first, to prefetch (check_ahead.h). */
 const void *orders_account_line(const orders *o, const char *bank, const char *account);
+/* The index slot orders_find_request will read first, to prefetch (a STOP's look ahead). */
+const void *orders_request_line(const orders *o, const char *id, uint32_t len);
 /* Latest order on the account if it is live at now_ms, else NULL. */
 order *orders_live_on_account(orders *o, const char *bank, const char *account, int64_t now_ms);
 const case_ent *orders_find_case(const orders *o, const char *id, uint32_t len);

@@ -150,22 +150,35 @@ static size_t peek_len(const char *in, size_t len, uint32_t *n) {
     return i + 2;
 }
 
-bool resp_peek3(const char *in, size_t len, resp_arg argv[3], size_t *consumed) {
-    _Static_assert(RESP_PEEK_ARG_MAX <= RESP_BULK_BYTES_MAX && RESP_ARGS_MAX >= 3, "peek3 stays inside parse's limits");
-    if (len < 4 || memcmp(in, "*3\r\n", 4) != 0) return false;
-    size_t pos = 4;
-    for (int a = 0; a < 3; a++) {
-        uint32_t n;
-        size_t u = peek_len(in + pos, len - pos, &n);
+bool resp_peek(const char *in, size_t len, resp_arg *argv, uint32_t max, uint32_t *argc, size_t *consumed) {
+    _Static_assert(RESP_PEEK_ARG_MAX <= RESP_BULK_BYTES_MAX && RESP_PEEK_ARGS_MAX <= RESP_ARGS_MAX,
+                   "peek stays inside parse's limits");
+    assert(max >= 1 && max <= RESP_PEEK_ARGS_MAX);
+    /* "*<n>\r\n", n in 1..99 without a leading zero: the same count parse reads. */
+    if (len < 4 || in[0] != '*' || in[1] < '1' || in[1] > '9') return false;
+    uint32_t n = (uint32_t)(in[1] - '0');
+    size_t pos = 2;
+    if (in[2] >= '0' && in[2] <= '9') n = n * 10 + (uint32_t)(in[pos++] - '0');
+    if (n > max || len - pos < 2 || in[pos] != '\r' || in[pos + 1] != '\n') return false;
+    pos += 2;
+    for (uint32_t a = 0; a < n; a++) {
+        uint32_t l;
+        size_t u = peek_len(in + pos, len - pos, &l);
         if (u == 0) return false;
         pos += u;
-        if (len - pos < (size_t)n + 2 || in[pos + n] != '\r' || in[pos + n + 1] != '\n') return false;
+        if (len - pos < (size_t)l + 2 || in[pos + l] != '\r' || in[pos + l + 1] != '\n') return false;
         argv[a].p = in + pos;
-        argv[a].len = n;
-        pos += n + 2;
+        argv[a].len = l;
+        pos += l + 2;
     }
+    *argc = n;
     *consumed = pos;
     return true;
+}
+
+bool resp_peek3(const char *in, size_t len, resp_arg argv[3], size_t *consumed) {
+    uint32_t argc;
+    return resp_peek(in, len, argv, 3, &argc, consumed) && argc == 3;
 }
 
 long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done) {

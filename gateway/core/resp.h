@@ -58,6 +58,12 @@ resp_status resp_parse(char *in, size_t len, resp_cmd *cmd, size_t *consumed, re
  * (tests/fuzz/fuzz_resp.c checks it). */
 #define RESP_PEEK_ARG_MAX 999
 bool resp_peek3(const char *in, size_t len, resp_arg argv[3], size_t *consumed);
+/* The same look ahead for a canonical multibulk command of 1..max arguments ("*<n>" with no
+ * leading zero, n <= max <= RESP_PEEK_ARGS_MAX): fills argv[0..n), *argc and *consumed. The
+ * same promise: when it returns true, resp_parse() agrees on the arguments and the length.
+ * It reads nothing at or past in[len]. */
+#define RESP_PEEK_ARGS_MAX 32
+bool resp_peek(const char *in, size_t len, resp_arg *argv, uint32_t max, uint32_t *argc, size_t *consumed);
 /* Feed input to an active skip. Returns bytes consumed; sets *done when the command is gone.
  * Returns -1 on a malformed header inside the skipped command (protocol error). */
 long resp_skip_feed(resp_skip *skip, const char *in, size_t len, int *done);

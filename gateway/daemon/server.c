@@ -478,7 +478,9 @@ void server_reply_done(gateway *gw, client *c, uint64_t lsn, int64_t t_recv_ns) 
 static void process_input(gateway *gw, client *c) {
     size_t off = 0;
     c->input_held = false;
-    if (!c->skipping) check_ahead(gw, (const char *)c->in.data, c->in.len);
+    /* A skip's input starts inside the command being skipped: look ahead once it is gone. */
+    check_ahead_pos ah = {.stopped = true};
+    if (!c->skipping) check_ahead(gw, &ah, (const char *)c->in.data, c->in.len);
     while (!c->closing && !c->close_after_flush && !c->auth_pending) {
         if (c->skipping) {
             int done;
@@ -525,6 +527,7 @@ static void process_input(gateway *gw, client *c) {
             break;
         }
         off += used;
+        check_ahead_step(gw, &ah, (const char *)c->in.data, c->in.len, off);
         if (c->out.len > CLIENT_OUTPUT_BYTES_MAX / 2) {
             /* Let the client read first; after_io() resumes once the output has drained,
              * whether or not more input arrives. */
@@ -591,6 +594,7 @@ static void admission_start(gateway *gw, client *c) {
 /* A new client on fd (admitted by login_conn_open already): its slot, reading at once. */
 static void client_open(gateway *gw, int fd, tls_conn *tc, uint32_t addr, uint16_t port) {
     uint32_t idx = gw->srv.free_list[--gw->srv.nfree];
+    if (idx >= gw->srv.hwm) gw->srv.hwm = idx + 1;
     client *c = &gw->srv.clients[idx];
     uint32_t gen = (c->gen + 1) & 0xffffffu;
     memset(c, 0, sizeof *c);
@@ -865,7 +869,9 @@ void server_reap_idle(gateway *gw) {
     login_tick(gw);
     if (limit_s == 0 && gw->cfg.auth_timeout_s == 0) return;
     int64_t cutoff = limit_s ? gw->now_ms - (int64_t)limit_s * 1000 : INT64_MIN;
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    /* Up to the highest slot ever used (the free list hands out low slots first), not all
+     * max_clients of them: 5 MiB of client table every second, mostly cold (issue 13). */
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use || c->closing) continue;
         /* Bytes do not buy time before AUTH (slowloris): only the deadline counts. An AUTH
@@ -985,7 +991,7 @@ static int on_recv_tls(gateway *gw, client *c, size_t n) {
 void server_reap_tls(gateway *gw) {
     if (gw->tls.handshaking == 0 || gw->now_ms < gw->srv.next_tls_reap_ms) return;
     gw->srv.next_tls_reap_ms = gw->now_ms + 1000;
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use || c->closing || !c->tls || !tls_handshake_overdue(c->tls, gw->now_ms)) continue;
         gw->tls.handshake_failures++;

@@ -8,7 +8,7 @@
  * ASan sees any read past it. The parser is restartable, so both runs must see the same
  * sequence of commands and errors: a difference aborts. Every parse must consume something
  * or ask for more (else process_input would spin), and every argument must lie inside the
- * buffer (its bytes are read). resp_peek3 on the same bytes must, when it accepts, give
+ * buffer (its bytes are read). resp_peek3 and resp_peek on the same bytes must, when they accept, give
  * exactly what resp_parse gives.
  */
 #include <stdbool.h>
@@ -80,12 +80,23 @@ static size_t process(conn *c, char *in, size_t len, trace *t) {
         size_t peek_used = 0;
         bool peeked = resp_peek3(in + off, len - off, peek, &peek_used);
         if (peeked && (peek_used > len - off)) abort();
+        /* resp_peek (the look ahead over pipelined STOPs): the same promise for 1..32. */
+        resp_arg peekn[RESP_PEEK_ARGS_MAX];
+        uint32_t peekn_argc = 0;
+        size_t peekn_used = 0;
+        bool peekedn = resp_peek(in + off, len - off, peekn, RESP_PEEK_ARGS_MAX, &peekn_argc, &peekn_used);
+        if (peekedn && (peekn_used > len - off || peekn_argc < 1 || peekn_argc > RESP_PEEK_ARGS_MAX)) abort();
         size_t used = 0;
         resp_status st = resp_parse(in + off, len - off, &cmd, &used, &c->skip);
         if (peeked) {
             if (st != RESP_OK || cmd.argc != 3 || used != peek_used) abort();
             for (int i = 0; i < 3; i++)
                 if (peek[i].p != cmd.argv[i].p || peek[i].len != cmd.argv[i].len) abort();
+        }
+        if (peekedn) {
+            if (st != RESP_OK || cmd.argc != peekn_argc || used != peekn_used) abort();
+            for (uint32_t i = 0; i < peekn_argc; i++)
+                if (peekn[i].p != cmd.argv[i].p || peekn[i].len != cmd.argv[i].len) abort();
         }
         if (st == RESP_INCOMPLETE) break;
         if (st == RESP_PROTO) {

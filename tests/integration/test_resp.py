@@ -169,6 +169,59 @@ class Pipelining(GatewayCase):
         self.assertEqual(lsns, sorted(lsns))
         self.assertEqual(len(set(ids.values())), 80)
 
+    def test_stop_pipeline_odd_forms(self):
+        """The look ahead over pipelined STOPs (check_ahead.h) reads only canonical commands
+        and must never change what runs: STOPs in every spelling it may meet (options in any
+        order and case, a repeated request id, too few arguments, more arguments than it reads,
+        an inline STOP, an argument over the parser's limit skipped mid-pipeline) each get the
+        answer they get alone, in order, in one write of 600 commands."""
+        tag = time.time_ns() % 10 ** 9
+        cmds, expect = [], []
+        for i in range(600):
+            acct, rid = "OF%d%04dX" % (tag, i), "of-%d-%d" % (tag, i)
+            k = i % 8
+            if k == 0:
+                cmds.append(["STOP", rid, "BANK", "SGTB", "ACCOUNT", acct, "CASE", "OFC"])
+                expect.append("ACCEPTED")
+            elif k == 1:
+                cmds.append(["stop", rid, "case", "OFC", "account", acct.lower(), "bank", "sgtb", "amount", "5"])
+                expect.append("ACCEPTED")
+            elif k == 2:
+                cmds.append(["STOP", "of-%d-%d" % (tag, i - 2), "BANK", "SGTB", "ACCOUNT", "OF%d%04dX" % (tag, i - 2),
+                             "CASE", "OFC"])
+                expect.append("DUPLICATE")
+            elif k == 3:
+                cmds.append(["STOP", rid, "BANK", "SGTB", "ACCOUNT"])
+                expect.append("ERR SYNTAX")
+            elif k == 4:
+                cmds.append(["STOP", rid, "BANK", "SGTB", "ACCOUNT", acct, "CASE", "OFC"] + ["NOTE", "n"] * 12)
+                expect.append("ERR SYNTAX")  # NOTE given twice
+            elif k == 5:
+                cmds.append(None)  # inline
+                expect.append("ACCEPTED")
+            elif k == 6:
+                cmds.append(["STOP", rid, "BANK", "SGTB", "ACCOUNT", "X" * 600000, "CASE", "OFC"])
+                expect.append("ERR TOOBIG")
+            else:
+                cmds.append(["STOP", rid, "ACCOUNT", acct, "BANK", "SGTB", "CASE", "OFC", "TTL", "60", "AMOUNT", "7",
+                             "CURRENCY", "CNY", "REASON", "R1", "NOTE", "n"])
+                expect.append("ACCEPTED")
+        wire = []
+        for i, c in enumerate(cmds):
+            if c is None:
+                wire.append(b"STOP of-%d-%d BANK SGTB ACCOUNT OF%d%04dX CASE OFC\r\n" % (tag, i, tag, i))
+            else:
+                wire.append(encode(*c))
+        with self.gw.client("alice") as c:
+            c.send_raw(b"".join(wire))
+            replies = [c.read() for _ in cmds]
+        for i, (want, r) in enumerate(zip(expect, replies)):
+            if want.startswith("ERR"):
+                self.assertErr(r, want, "command %d: %r" % (i, r))
+            else:
+                self.assertEqual(todict(r)["status"], want, "command %d: %r" % (i, r))
+        self.assertServing()
+
     def test_fragmented_input(self):
         """Commands split at every byte boundary still parse (incremental parser)."""
         with self.gw.client("alice") as c:

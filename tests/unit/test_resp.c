@@ -687,8 +687,52 @@ static void test_peek3(void **state) {
         assert_false(resp_peek3(refused[i], strlen(refused[i]), a, &used));
 }
 
+/* resp_peek (the look ahead over pipelined STOPs, check_ahead.h): a canonical command of up to
+ * max arguments, exactly what resp_parse makes of it; refused when incomplete, over max, or not
+ * canonical. Every prefix is given in a heap block of exactly its size, so that a read at or
+ * past in[len] is an error under ASan (the look ahead runs over a client's input buffer). */
+static void test_peek_n(void **state) {
+    (void)state;
+    const char *stop = "*10\r\n$4\r\nSTOP\r\n$7\r\nburst-1\r\n$4\r\nBANK\r\n$4\r\nICBC\r\n$7\r\nACCOUNT\r\n"
+                       "$3\r\nA1X\r\n$4\r\nCASE\r\n$1\r\nC\r\n$6\r\nAMOUNT\r\n$3\r\n500\r\n";
+    size_t len = strlen(stop), used, pused;
+    resp_arg a[19];
+    uint32_t argc;
+    resp_skip skip;
+    for (size_t n = 0; n <= len; n++) {
+        char *in = malloc(n ? n : 1);
+        assert_non_null(in);
+        memcpy(in, stop, n);
+        bool ok = resp_peek(in, n, a, 19, &argc, &used);
+        assert_int_equal(ok, n == len); /* every proper prefix is incomplete */
+        if (ok) {
+            assert_int_equal(resp_parse(in, n, &g_cmd, &pused, &skip), RESP_OK);
+            assert_int_equal(argc, 10);
+            assert_int_equal(g_cmd.argc, 10);
+            assert_int_equal(used, pused);
+            for (uint32_t i = 0; i < argc; i++) {
+                assert_ptr_equal(a[i].p, g_cmd.argv[i].p);
+                assert_int_equal(a[i].len, g_cmd.argv[i].len);
+            }
+            assert_memory_equal(a[1].p, "burst-1", 7);
+        }
+        free(in);
+    }
+    assert_false(resp_peek(stop, len, a, 9, &argc, &used)); /* more arguments than asked for */
+    static const char *refused[] = {
+        "*010\r\n$4\r\nSTOP\r\n", /* leading zero */
+        "*0\r\n",                   /* empty */
+        "*100\r\n$4\r\nSTOP\r\n", /* three digits */
+        "*1\r\n$4\r\nSTOP\n\n",    /* bare LF */
+        "PING\r\n",                 /* inline */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        assert_false(resp_peek(refused[i], strlen(refused[i]), a, 19, &argc, &used));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_peek_n),
         cmocka_unit_test(test_multibulk_simple),
         cmocka_unit_test(test_peek3),
         cmocka_unit_test(test_binary_safe_and_empty_bulk),
