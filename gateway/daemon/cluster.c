@@ -52,6 +52,7 @@ struct cluster {
     char value[CLUSTER_NAME_LEN_MAX + 80]; /* "<name> <host:port>" */
     uint8_t *scratch;       /* commit_enable_cluster's */
     cluster_ext_fn ext;     /* CLUSTER_COOKIE_EXT results */
+    cluster_hooks up;       /* the engine and the server, above (cluster_start) */
     uint64_t commit_failures, deposed, campaigns, elected;
 };
 
@@ -120,7 +121,7 @@ static void watch_from(gateway *gw, int64_t rev) {
 static void refuse_pending(gateway *gw) {
     const char *code;
     char why[256];
-    if (cluster_write_refused(gw, &code, why, sizeof why)) server_fail_unacked(gw, code, why);
+    if (cluster_write_refused(gw, &code, why, sizeof why)) gw->cl->up.fail_unacked(gw, code, why);
 }
 
 /* No longer leader (deposed, lease lost): nothing more is acknowledged in this epoch. */
@@ -147,7 +148,7 @@ static void won(gateway *gw, int64_t epoch) {
     cl->role = CLUSTER_LEADING;
     cl->elected++;
     LOGI(gw, "cluster: %s leads, epoch %" PRId64, cl->leader, epoch);
-    if (engine_on_lead(gw) == 0) cluster_lead_ready(gw);
+    if (cl->up.on_lead(gw) == 0) cluster_lead_ready(gw);
 }
 
 void cluster_lead_ready(gateway *gw) {
@@ -157,7 +158,7 @@ void cluster_lead_ready(gateway *gw) {
     commit_set_writable(&gw->commit, true);
     LOGI(gw, "cluster: accepting writes in epoch %" PRId64 " from lsn %" PRIu64, cl->epoch,
          commit_cluster_lsn(&gw->commit) + 1);
-    engine_finish_cascades(gw); /* cascades a crash or a failover interrupted */
+    cl->up.on_writable(gw); /* cascades a crash or a failover interrupted */
 }
 
 /* P/leader as etcd has it now (kv NULL: absent). */
@@ -335,7 +336,7 @@ static void on_commit(gateway *gw, const etcd_result *r) {
         LOGE(gw, "cluster: batch at lsn %" PRIu64 " not committed: %s %s; resending it every %d ms",
              cm->inflight.first_lsn, etcd_strerror(r->err), r->msg, CLUSTER_RESEND_MS);
         cl->failing = true;
-        server_fail_unacked(gw, "ERR BUSY", cl->fail_why);
+        cl->up.fail_unacked(gw, "ERR BUSY", cl->fail_why);
     }
     cl->resend_at_ms = mono_ms() + CLUSTER_RESEND_MS;
 }
@@ -471,8 +472,9 @@ static size_t full_batch_txn_bytes(const uint8_t *p) {
     return etcd_request_bytes(&r);
 }
 
-int cluster_start(gateway *gw, char *err, size_t errcap) {
+int cluster_start(gateway *gw, const cluster_hooks *up, char *err, size_t errcap) {
     if (!gw->cfg.cluster_etcd[0]) return 0;
+    assert(up && up->on_lead && up->on_writable && up->fail_unacked);
     cluster *cl = calloc(1, sizeof *cl);
     uint8_t *scratch = malloc(2 * (size_t)CLUSTER_BATCH_BYTES_MAX); /* commit_enable_cluster */
     if (!cl || !scratch) {
@@ -497,6 +499,7 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
         return -1;
     }
     cl->scratch = scratch;
+    cl->up = *up;
     cl->efd = etcd_event_fd(cl->ec);
     cl->watch_id = -1;
     cl->role = CLUSTER_FOLLOWER;
