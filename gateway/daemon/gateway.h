@@ -355,6 +355,9 @@ typedef struct gateway {
 
 /* server.c */
 int server_init(gateway *gw, char *err, size_t errcap);
+/* After the loop and io_uring_queue_exit, before tls_server_free: every client, listener,
+ * table and the provided-buffer ring freed (after a server_init that returned 0). */
+void server_close(gateway *gw);
 void server_arm_accept(gateway *gw);
 void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int res, uint32_t flags);
 void server_on_durable(gateway *gw, uint64_t durable_lsn);

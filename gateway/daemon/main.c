@@ -497,6 +497,7 @@ static void shutdown_gateway(gateway *gw) {
     metrics_close(gw);
     console_close(gw);
     io_uring_queue_exit(&gw->ring);
+    server_close(gw);
     orders_free(&gw->o);
     durview_free(&gw->dv);
     config_free(&gw->cfg);

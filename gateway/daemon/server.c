@@ -192,6 +192,39 @@ static int rbuf_setup(gateway *gw, char *err, size_t errcap) {
     return 0;
 }
 
+/* After the ring is gone (io_uring_queue_exit): the kernel reads no buffer any more. */
+static void rbuf_free(server *s) {
+    if (!s->rbr) return;
+    mem_release(s->rbr, (size_t)s->nrbufs * sizeof(struct io_uring_buf));
+    mem_release(s->rbufs, (size_t)s->nrbufs * RECV_BUF_BYTES);
+    free(s->rbuf_next);
+    free(s->rbuf_len);
+    s->rbr = NULL;
+    s->rbufs = NULL;
+    s->rbuf_next = s->rbuf_len = NULL;
+    s->nrbufs = 0;
+}
+
+void server_close(gateway *gw) {
+    server *s = &gw->srv;
+    for (uint32_t i = 0; s->clients && i < s->max; i++) {
+        client *c = &s->clients[i];
+        if (!c->in_use) continue;
+        close(c->fd);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        if (c->tls) tls_conn_free(&gw->tls, c->tls);
+    }
+    if (s->listen_fd >= 0) close(s->listen_fd);
+    if (s->tls_listen_fd >= 0) close(s->tls_listen_fd);
+    rbuf_free(s);
+    if (s->marks_pool) mem_release(s->marks_pool, (size_t)s->max * CLIENT_REPLY_MARKS_MAX * sizeof *s->marks_pool);
+    free(s->clients);
+    free(s->free_list);
+    memset(s, 0, sizeof *s);
+    s->listen_fd = s->tls_listen_fd = -1;
+}
+
 static void rbuf_recycle(gateway *gw, uint16_t bid) {
     server *s = &gw->srv;
     assert(bid < s->nrbufs);
