@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "console_assets.h"
 #include "gateway.h"
+#include "listener.h"
 #include "http.h"
 #include "respjson.h"
 #include "ring.h"
@@ -44,7 +45,6 @@ static void cons_conn_process(gateway *gw, hconn *c);
 static void cons_conn_close(gateway *gw, hconn *c);
 static void cons_conn_arm_send(gateway *gw, hconn *c);
 
-int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
 /* ---- small helpers ----------------------------------------------------------------- */
 
 static const char *reason_phrase(int st) {
@@ -997,7 +997,7 @@ int console_init(gateway *gw, char *err, size_t errcap) {
     cs->listen_fd = -1;
     if (tls_server_init_console(&cs->tlss, &gw->cfg, err, errcap) != 0) return -1;
     cs->tls = cs->tlss.ctx != NULL;
-    cs->listen_fd = server_listen_socket(&gw->cfg.console, SOCK_STREAM, err, errcap);
+    cs->listen_fd = listener_open(&gw->cfg.console, SOCK_STREAM, err, errcap);
     if (cs->listen_fd < 0) return -1;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_multishot_accept(sqe, cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);
