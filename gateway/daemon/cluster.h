@@ -65,9 +65,12 @@ typedef struct cluster_view {
     uint64_t etcd_requests, etcd_errors, etcd_failovers, etcd_watch_reconnects, etcd_keepalive_errors;
 } cluster_view;
 
-/* What the cluster calls back up into: the engine and the server sit above it, so they are
- * passed in at cluster_start instead of called by name (cluster.c includes neither). The
- * context is the gateway every call already carries. All three are required. */
+/* What the cluster calls back up into: the engine, the server and the follower side
+ * (follower.h) sit above it, so they are passed in at cluster_start instead of called by name
+ * (cluster.c calls nothing above it). The context is the gateway every call already carries.
+ * All are required. */
+struct etcd_client;
+struct buf;
 typedef struct cluster_hooks {
     /* This member won a campaign (engine_on_lead): 0 when it may take writes at once, 1 when a
      * catch-up runs first (which then calls cluster_lead_ready). */
@@ -78,6 +81,14 @@ typedef struct cluster_hooks {
     /* Every reply waiting for a record not yet acknowledged is answered `-<code> <why>` now
      * (server_fail_unacked). */
     void (*fail_unacked)(struct gateway *gw, const char *code, const char *why);
+    /* The follower side (follower.h): started on the cluster's etcd client at cluster_start
+     * (0, or -1 with err), ticked every turn, told of the lease (P/members/<name>), of a
+     * deposition, and asked for INFO's lines about the log reader. */
+    int (*follower_start)(struct gateway *gw, struct etcd_client *ec, char *err, size_t errcap);
+    void (*follower_tick)(struct gateway *gw);
+    void (*follower_set_lease)(struct gateway *gw, int64_t lease, const char *published_role);
+    void (*follower_deposed)(struct gateway *gw);
+    void (*follower_info)(const struct gateway *gw, struct buf *b);
 } cluster_hooks;
 
 /* Start the client and the campaign (gw->cfg's [cluster]); does nothing without etcd. Call

@@ -427,8 +427,14 @@ static int start_recover(gateway *gw, const char *argv0) {
     commit_attach(&gw->commit, &gw->ring);
     if (!gw->cfg.cluster_etcd[0]) engine_finish_cascades(gw); /* a cluster's leader: engine_on_lead */
     /* The cluster lies beneath the engine and the server: what it calls back up into. */
-    const cluster_hooks up = {.on_lead = engine_on_lead, .on_writable = engine_finish_cascades,
-                              .fail_unacked = server_fail_unacked};
+    const cluster_hooks up = {.on_lead = engine_on_lead,
+                              .on_writable = engine_finish_cascades,
+                              .fail_unacked = server_fail_unacked,
+                              .follower_start = follower_start,
+                              .follower_tick = follower_tick,
+                              .follower_set_lease = follower_set_lease,
+                              .follower_deposed = follower_deposed,
+                              .follower_info = follower_info};
     if (cluster_start(gw, &up, err, sizeof err) != 0) {
         LOGE(gw, "cluster: %s", err);
         return 1;
