@@ -14,7 +14,7 @@
 #include "mem.h"
 
 /* sgl_mmap (the readers' mapping, libstopgate) aligns to the same huge page core hints at. */
-_Static_assert(SGL_HUGE_BYTES == MEM_HUGE_PAGE_BYTES, "one huge page size for the table and its readers");
+_Static_assert(SGL_HUGE_BYTES == MEM_HUGE_PAGE_BYTES, "one huge page size: table and readers");
 
 static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->base = base;

@@ -254,7 +254,8 @@ static void huge_hint(void *p, size_t cap, size_t used, bool on) {
         (void)madvise(p, cap, MADV_HUGEPAGE);
         return;
     }
-    uintptr_t from = (start + used + MEM_HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(MEM_HUGE_PAGE_BYTES - 1);
+    const uintptr_t huge = MEM_HUGE_PAGE_BYTES;
+    uintptr_t from = (start + used + huge - 1) & ~(huge - 1);
     if (from < end) (void)madvise((void *)from, end - from, MADV_NOHUGEPAGE);
 }
 

@@ -42,7 +42,8 @@ void csess_end(gateway *gw, session *s) {
     if (!s->ending) {
         s->ending = true;
         s->ready = false;
-        for (uint32_t k = 0; k < s->qlen; k++) cs->sess_up.dropped(gw, s->q[(s->qhead + k) % CONSOLE_PIPELINE_MAX]);
+        for (uint32_t k = 0; k < s->qlen; k++)
+            cs->sess_up.dropped(gw, s->q[(s->qhead + k) % CONSOLE_PIPELINE_MAX]);
         s->qlen = 0;
         shutdown(s->fd, SHUT_RDWR); /* the armed receive completes; the gateway sees EOF */
     }

@@ -9,7 +9,9 @@
  *   commit.c    journal append + apply beneath engine and lists; the acknowledged lsn
  *   router.c    bank code -> plugin instance; plugin loading (dlopen) and polling
  *   metrics.c   counters, histograms, HTTP /metrics and /healthz
- *   console.c   the agents' web console and its JSON API (console.h)
+ *   console.c   the agents' web console and its JSON API (console.h; sessions: console_session.h)
+ *   cluster.c   role, lease, the cluster log's commit (cluster.h; calls up via cluster_hooks)
+ *   listener.c  the listening sockets (listener.h)
  *   glog.c      one line per event
  */
 #ifndef SG_GATEWAY_H
