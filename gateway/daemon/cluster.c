@@ -134,7 +134,7 @@ static void step_down(gateway *gw, const char *why) {
     cl->deposed++;
     commit_set_writable(&gw->commit, false);
     refuse_pending(gw);
-    cl->up.follower_deposed(gw); /* follow in place, or start again when memory holds an uncommitted tail */
+    cl->up.deposed(gw); /* follow in place, or start again when memory holds an uncommitted tail */
 }
 
 static void won(gateway *gw, int64_t epoch) {
@@ -212,7 +212,7 @@ static void on_grant(gateway *gw, const etcd_result *r) {
         LOGW(gw, "cluster: cannot keep lease %" PRIx64 " alive", (uint64_t)cl->lease);
     LOGI(gw, "cluster: lease %" PRIx64 " granted (ttl %" PRId64 " s, keep-alive every %u ms)", (uint64_t)cl->lease,
          r->ttl_s, every);
-    cl->up.follower_set_lease(gw, cl->lease, gw->cfg.cluster_candidate ? "follower" : "mirror");
+    cl->up.lease_granted(gw, cl->lease, gw->cfg.cluster_candidate ? "follower" : "mirror");
     if (cl->watch_id < 0 && !cl->probing) probe(gw);
     else maybe_campaign(gw);
 }
@@ -446,7 +446,7 @@ void cluster_tick(gateway *gw) {
         else maybe_campaign(gw);
     }
     if (gw->commit.pending && !cl->txn_out && cl->resend_at_ms && now >= cl->resend_at_ms) send_batch(gw);
-    cl->up.follower_tick(gw);
+    cl->up.tick_follower(gw);
     /* Liveness hygiene: stop acknowledging before the lease could have run out. */
     int64_t until, margin = gw->cfg.cluster_lease_ms * CLUSTER_LEASE_MARGIN_PCT / 100 + CLUSTER_LEASE_MARGIN_MS;
     bool sure = cl->lease && etcd_lease_valid_until(cl->ec, cl->lease, &until) && now < until - margin;
@@ -473,8 +473,8 @@ static size_t full_batch_txn_bytes(const uint8_t *p) {
 
 int cluster_start(gateway *gw, const cluster_hooks *up, char *err, size_t errcap) {
     if (!gw->cfg.cluster_etcd[0]) return 0;
-    assert(up && up->on_lead && up->on_writable && up->fail_unacked && up->follower_start && up->follower_tick &&
-           up->follower_set_lease && up->follower_deposed && up->follower_info);
+    assert(up && up->on_lead && up->on_writable && up->fail_unacked && up->start_follower && up->tick_follower &&
+           up->lease_granted && up->deposed && up->info_lines);
     cluster *cl = calloc(1, sizeof *cl);
     uint8_t *scratch = malloc(2 * (size_t)CLUSTER_BATCH_BYTES_MAX); /* commit_enable_cluster */
     if (!cl || !scratch) {
@@ -515,7 +515,7 @@ int cluster_start(gateway *gw, const cluster_hooks *up, char *err, size_t errcap
      * replayed at start is what the log holds (follower_reconcile cut the rest). */
     commit_set_mirror(&gw->commit, true);
     commit_cluster_reset(&gw->commit, journal_last_lsn(&gw->j), 0);
-    if (cl->up.follower_start(gw, cl->ec, err, errcap) != 0) {
+    if (cl->up.start_follower(gw, cl->ec, err, errcap) != 0) {
         cluster_stop(gw);
         return -1;
     }
@@ -637,7 +637,7 @@ void cluster_info(const gateway *gw, buf *b) {
     buf_printf(b, "etcd_requests:%llu\r\netcd_errors:%llu\r\netcd_failovers:%llu\r\n",
                (unsigned long long)v.etcd_requests, (unsigned long long)v.etcd_errors,
                (unsigned long long)v.etcd_failovers);
-    if (gw->cl) gw->cl->up.follower_info(gw, b); /* the log reader runs only in cluster mode */
+    if (gw->cl) gw->cl->up.info_lines(gw, b); /* the log reader runs only in cluster mode */
 }
 
 void cluster_metrics(const gateway *gw, prom_writer *w) {

@@ -70,7 +70,6 @@ typedef struct cluster_view {
  * (cluster.c calls nothing above it). The context is the gateway every call already carries.
  * All are required. */
 struct etcd_client;
-struct buf;
 typedef struct cluster_hooks {
     /* This member won a campaign (engine_on_lead): 0 when it may take writes at once, 1 when a
      * catch-up runs first (which then calls cluster_lead_ready). */
@@ -84,11 +83,11 @@ typedef struct cluster_hooks {
     /* The follower side (follower.h): started on the cluster's etcd client at cluster_start
      * (0, or -1 with err), ticked every turn, told of the lease (P/members/<name>), of a
      * deposition, and asked for INFO's lines about the log reader. */
-    int (*follower_start)(struct gateway *gw, struct etcd_client *ec, char *err, size_t errcap);
-    void (*follower_tick)(struct gateway *gw);
-    void (*follower_set_lease)(struct gateway *gw, int64_t lease, const char *published_role);
-    void (*follower_deposed)(struct gateway *gw);
-    void (*follower_info)(const struct gateway *gw, struct buf *b);
+    int (*start_follower)(struct gateway *gw, struct etcd_client *ec, char *err, size_t errcap);
+    void (*tick_follower)(struct gateway *gw);
+    void (*lease_granted)(struct gateway *gw, int64_t lease, const char *published_role);
+    void (*deposed)(struct gateway *gw);
+    void (*info_lines)(const struct gateway *gw, struct buf *b);
 } cluster_hooks;
 
 /* Start the client and the campaign (gw->cfg's [cluster]); does nothing without etcd. Call

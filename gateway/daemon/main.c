@@ -430,11 +430,11 @@ static int start_recover(gateway *gw, const char *argv0) {
     const cluster_hooks up = {.on_lead = engine_on_lead,
                               .on_writable = engine_finish_cascades,
                               .fail_unacked = server_fail_unacked,
-                              .follower_start = follower_start,
-                              .follower_tick = follower_tick,
-                              .follower_set_lease = follower_set_lease,
-                              .follower_deposed = follower_deposed,
-                              .follower_info = follower_info};
+                              .start_follower = follower_start,
+                              .tick_follower = follower_tick,
+                              .lease_granted = follower_set_lease,
+                              .deposed = follower_deposed,
+                              .info_lines = follower_info};
     if (cluster_start(gw, &up, err, sizeof err) != 0) {
         LOGE(gw, "cluster: %s", err);
         return 1;
