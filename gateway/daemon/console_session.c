@@ -1,9 +1,10 @@
 /*
- * console_session: the console's sessions (console_int.h). A session is a RESP connection
+ * console_session: the console's sessions (console_session.h). A session is a RESP connection
  * to this gateway: one end of a socketpair that server_adopt() serves as a client with the
  * browser's address, the other end here. Its commands are pipelined; replies come back in
- * order and each goes to the oldest waiter. The AUTH secret is wiped from the send buffer
- * as soon as it is sent; the tokens when the session ends.
+ * order and each is handed, with the oldest waiter, to csess_hooks.deliver (console.c answers
+ * the HTTP side). The AUTH secret is wiped from the send buffer as soon as it is sent; the
+ * tokens when the session ends.
  */
 #include <assert.h>
 #include <errno.h>
