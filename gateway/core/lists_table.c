@@ -13,6 +13,9 @@
 #include "clock.h"
 #include "mem.h"
 
+/* sgl_mmap (the readers' mapping, libstopgate) aligns to the same huge page core hints at. */
+_Static_assert(SGL_HUGE_BYTES == MEM_HUGE_PAGE_BYTES, "one huge page size: table and readers");
+
 static void attach(lists_table *t, uint8_t *base, size_t size) {
     t->base = base;
     t->size = size;
@@ -44,7 +47,7 @@ static int alloc_map(int fd, size_t size, void **out) {
     int rc = 0;
     if (huge) {
         if (ftruncate(fd, (off_t)size) != 0) return errno;
-        for (size_t off = 0; off < size && rc == 0; off += SGL_HUGE_BYTES)
+        for (size_t off = 0; off < size && rc == 0; off += MEM_HUGE_PAGE_BYTES)
             rc = posix_fallocate(fd, (off_t)off, 4096);
     } else {
         rc = posix_fallocate(fd, 0, (off_t)size);
@@ -53,7 +56,7 @@ static int alloc_map(int fd, size_t size, void **out) {
     void *p = sgl_mmap(fd, size, PROT_READ | PROT_WRITE, MAP_SHARED | (huge ? 0 : MAP_POPULATE));
     if (p == MAP_FAILED) return errno;
     if (huge) {
-        if (((uintptr_t)p & (SGL_HUGE_BYTES - 1)) == 0) {
+        if (((uintptr_t)p & (MEM_HUGE_PAGE_BYTES - 1)) == 0) {
             (void)madvise(p, size, MADV_HUGEPAGE);
             (void)madvise(p, size, MADV_COLLAPSE);
         }

@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <sys/mman.h>
 
+/* The huge page transparent huge pages use on x86-64 and arm64 with 4 KiB base pages: the step
+ * of every huge-page hint and alignment in core (orders' tables, the lists table). */
+#define MEM_HUGE_PAGE_BYTES (2u << 20)
+
 static inline void *mem_reserve(size_t bytes) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;

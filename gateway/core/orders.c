@@ -250,8 +250,6 @@ const sg_onward *orders_onward(const orders *o, const order *ord) {
 
 /* --- replay ----------------------------------------------------------------------------- */
 
-#define HUGE_PAGE_BYTES (2u * 1024 * 1024)
-
 /* Huge pages for [p, p + cap) (on), or back to small pages from the huge page holding byte
  * used on (off): what is in use keeps the huge pages it has. Hints; errors are ignored. */
 static void huge_hint(void *p, size_t cap, size_t used, bool on) {
@@ -260,7 +258,8 @@ static void huge_hint(void *p, size_t cap, size_t used, bool on) {
         (void)madvise(p, cap, MADV_HUGEPAGE);
         return;
     }
-    uintptr_t from = (start + used + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    const uintptr_t huge = MEM_HUGE_PAGE_BYTES;
+    uintptr_t from = (start + used + huge - 1) & ~(huge - 1);
     if (from < end) (void)madvise((void *)from, end - from, MADV_NOHUGEPAGE);
 }
 

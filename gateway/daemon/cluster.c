@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "etcd.h"
-#include "follower.h"
 #include "gateway.h"
 #include "logval.h"
 #include "ring.h"
@@ -58,6 +57,7 @@ struct cluster {
     uint64_t val_lsn;       /* the first lsn of the batch val holds */
     uint64_t value_bytes;   /* bytes of log values put (each batch once; resends not counted) */
     cluster_ext_fn ext;     /* CLUSTER_COOKIE_EXT results */
+    cluster_hooks up;       /* engine, server, follower: above (cluster_start) */
     uint64_t commit_failures, deposed, campaigns, elected;
 };
 
@@ -126,7 +126,7 @@ static void watch_from(gateway *gw, int64_t rev) {
 static void refuse_pending(gateway *gw) {
     const char *code;
     char why[256];
-    if (cluster_write_refused(gw, &code, why, sizeof why)) server_fail_unacked(gw, code, why);
+    if (cluster_write_refused(gw, &code, why, sizeof why)) gw->cl->up.fail_unacked(gw, code, why);
 }
 
 /* No longer leader (deposed, lease lost): nothing more is acknowledged in this epoch. */
@@ -140,7 +140,7 @@ static void step_down(gateway *gw, const char *why) {
     cl->deposed++;
     commit_set_writable(&gw->commit, false);
     refuse_pending(gw);
-    follower_deposed(gw); /* follow in place, or start again when memory holds an uncommitted tail */
+    cl->up.deposed(gw); /* follow in place, or start again when memory holds an uncommitted tail */
 }
 
 static void won(gateway *gw, int64_t epoch) {
@@ -153,7 +153,7 @@ static void won(gateway *gw, int64_t epoch) {
     cl->role = CLUSTER_LEADING;
     cl->elected++;
     LOGI(gw, "cluster: %s leads, epoch %" PRId64, cl->leader, epoch);
-    if (engine_on_lead(gw) == 0) cluster_lead_ready(gw);
+    if (cl->up.on_lead(gw) == 0) cluster_lead_ready(gw);
 }
 
 void cluster_lead_ready(gateway *gw) {
@@ -163,7 +163,7 @@ void cluster_lead_ready(gateway *gw) {
     commit_set_writable(&gw->commit, true);
     LOGI(gw, "cluster: accepting writes in epoch %" PRId64 " from lsn %" PRIu64, cl->epoch,
          commit_cluster_lsn(&gw->commit) + 1);
-    engine_finish_cascades(gw); /* cascades a crash or a failover interrupted */
+    cl->up.on_writable(gw); /* cascades a crash or a failover interrupted */
 }
 
 /* P/leader as etcd has it now (kv NULL: absent). */
@@ -218,7 +218,7 @@ static void on_grant(gateway *gw, const etcd_result *r) {
         LOGW(gw, "cluster: cannot keep lease %" PRIx64 " alive", (uint64_t)cl->lease);
     LOGI(gw, "cluster: lease %" PRIx64 " granted (ttl %" PRId64 " s, keep-alive every %u ms)", (uint64_t)cl->lease,
          r->ttl_s, every);
-    follower_set_lease(gw, cl->lease, gw->cfg.cluster_candidate ? "follower" : "mirror");
+    cl->up.lease_granted(gw, cl->lease, gw->cfg.cluster_candidate ? "follower" : "mirror");
     if (cl->watch_id < 0 && !cl->probing) probe(gw);
     else maybe_campaign(gw);
 }
@@ -341,7 +341,7 @@ static void on_commit(gateway *gw, const etcd_result *r) {
         LOGE(gw, "cluster: batch at lsn %" PRIu64 " not committed: %s %s; resending it every %d ms",
              cm->inflight.first_lsn, etcd_strerror(r->err), r->msg, CLUSTER_RESEND_MS);
         cl->failing = true;
-        server_fail_unacked(gw, "ERR BUSY", cl->fail_why);
+        cl->up.fail_unacked(gw, "ERR BUSY", cl->fail_why);
     }
     cl->resend_at_ms = mono_ms() + CLUSTER_RESEND_MS;
 }
@@ -458,7 +458,7 @@ void cluster_tick(gateway *gw) {
         else maybe_campaign(gw);
     }
     if (gw->commit.pending && !cl->txn_out && cl->resend_at_ms && now >= cl->resend_at_ms) send_batch(gw);
-    follower_tick(gw);
+    cl->up.tick_follower(gw);
     /* Liveness hygiene: stop acknowledging before the lease could have run out. */
     int64_t until, margin = gw->cfg.cluster_lease_ms * CLUSTER_LEASE_MARGIN_PCT / 100 + CLUSTER_LEASE_MARGIN_MS;
     bool sure = cl->lease && etcd_lease_valid_until(cl->ec, cl->lease, &until) && now < until - margin;
@@ -483,8 +483,10 @@ static size_t full_batch_txn_bytes(const uint8_t *p) {
     return etcd_request_bytes(&r);
 }
 
-int cluster_start(gateway *gw, char *err, size_t errcap) {
+int cluster_start(gateway *gw, const cluster_hooks *up, char *err, size_t errcap) {
     if (!gw->cfg.cluster_etcd[0]) return 0;
+    assert(up && up->on_lead && up->on_writable && up->fail_unacked && up->start_follower && up->tick_follower &&
+           up->lease_granted && up->deposed && up->info_lines);
     cluster *cl = calloc(1, sizeof *cl);
     uint8_t *scratch = malloc(2 * (size_t)CLUSTER_BATCH_BYTES_MAX); /* commit_enable_cluster */
     logval_codec *codec = logval_new();
@@ -510,6 +512,7 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
     }
     cl->codec = codec;
     cl->scratch = scratch;
+    cl->up = *up;
     cl->efd = etcd_event_fd(cl->ec);
     cl->watch_id = -1;
     cl->role = CLUSTER_FOLLOWER;
@@ -525,7 +528,7 @@ int cluster_start(gateway *gw, char *err, size_t errcap) {
      * replayed at start is what the log holds (follower_reconcile cut the rest). */
     commit_set_mirror(&gw->commit, true);
     commit_cluster_reset(&gw->commit, journal_last_lsn(&gw->j), 0);
-    if (follower_start(gw, cl->ec, err, errcap) != 0) {
+    if (cl->up.start_follower(gw, cl->ec, err, errcap) != 0) {
         cluster_stop(gw);
         return -1;
     }
@@ -650,7 +653,7 @@ void cluster_info(const gateway *gw, buf *b) {
     buf_printf(b, "etcd_requests:%llu\r\netcd_errors:%llu\r\netcd_failovers:%llu\r\n",
                (unsigned long long)v.etcd_requests, (unsigned long long)v.etcd_errors,
                (unsigned long long)v.etcd_failovers);
-    follower_info(gw, b);
+    if (gw->cl) gw->cl->up.info_lines(gw, b); /* the log reader runs only in cluster mode */
 }
 
 void cluster_metrics(const gateway *gw, prom_writer *w) {

@@ -66,9 +66,35 @@ typedef struct cluster_view {
     uint64_t etcd_requests, etcd_errors, etcd_failovers, etcd_watch_reconnects, etcd_keepalive_errors;
 } cluster_view;
 
+/* What the cluster calls back up into: the engine, the server and the follower side
+ * (follower.h) sit above it, so they are passed in at cluster_start instead of called by name
+ * (cluster.c calls nothing above it). The context is the gateway every call already carries.
+ * All are required. */
+struct etcd_client;
+typedef struct cluster_hooks {
+    /* This member won a campaign (engine_on_lead): 0 when it may take writes at once, 1 when a
+     * catch-up runs first (which then calls cluster_lead_ready). */
+    int (*on_lead)(struct gateway *gw);
+    /* Writes are accepted in this epoch: finish the cascades a crash or a failover interrupted
+     * (engine_finish_cascades). */
+    void (*on_writable)(struct gateway *gw);
+    /* Every reply waiting for a record not yet acknowledged is answered `-<code> <why>` now
+     * (server_fail_unacked). */
+    void (*fail_unacked)(struct gateway *gw, const char *code, const char *why);
+    /* The follower side (follower.h): started on the cluster's etcd client at cluster_start
+     * (0, or -1 with err), ticked every turn, told of the lease (P/members/<name>), of a
+     * deposition, and asked for INFO's lines about the log reader. */
+    int (*start_follower)(struct gateway *gw, struct etcd_client *ec, char *err, size_t errcap);
+    void (*tick_follower)(struct gateway *gw);
+    void (*lease_granted)(struct gateway *gw, int64_t lease, const char *published_role);
+    void (*deposed)(struct gateway *gw);
+    void (*info_lines)(const struct gateway *gw, struct buf *b);
+} cluster_hooks;
+
 /* Start the client and the campaign (gw->cfg's [cluster]); does nothing without etcd. Call
- * after the journal is replayed and commit_attach()ed, before the loop. 0, or -1 with err. */
-int cluster_start(struct gateway *gw, char *err, size_t errcap);
+ * after the journal is replayed and commit_attach()ed, before the loop. up is copied. 0, or
+ * -1 with err. */
+int cluster_start(struct gateway *gw, const cluster_hooks *up, char *err, size_t errcap);
 /* The eventfd's completion (UD_CLUSTER): results of etcd, re-armed as needed. */
 void cluster_on_cqe(struct gateway *gw, int res, uint32_t flags);
 /* Timers: lease margin, resends, re-campaign. Every loop turn. */

@@ -19,10 +19,9 @@ static void fatal(commit *c, const char *msg) {
 }
 
 void commit_init(commit *c, journal *j, orders *o, durview *dv, uint8_t *recbuf, const commit_ops *ops) {
-    assert(j && o && dv && recbuf && ops && ops->apply_list && ops->acked);
+    /* batch comes only through commit_enable_cluster; everything else starts zeroed here. */
+    assert(j && o && dv && recbuf && ops && ops->apply_list && ops->acked && !ops->batch);
     *c = (commit){.j = j, .o = o, .dv = dv, .recbuf = recbuf, .ops = *ops};
-    c->clustered = false;
-    c->ops.batch = NULL;
 }
 
 void commit_attach(commit *c, struct io_uring *ring) {

@@ -55,8 +55,9 @@ typedef struct commit_ops {
     int (*apply_list)(void *ctx, const order_rec *r, bool live, char *err, size_t errcap);
     /* Everything up to lsn is acknowledged (called once per advance, lsn increasing). */
     void (*acked)(void *ctx, uint64_t lsn);
-    /* Cluster mode only (commit_enable_cluster): a new batch went to the disk; commit it to
-     * the cluster log and call commit_cluster_done() (once) when it is settled. */
+    /* Cluster mode only (set by commit_enable_cluster; NULL at commit_init): a new batch went
+     * to the disk; commit it to the cluster log and call commit_cluster_done() (once) when it
+     * is settled. */
     void (*batch)(void *ctx, const commit_batch *b);
     /* A line for the log ("ERROR", message): only before an abort. */
     void (*log)(void *ctx, const char *level, const char *msg);

@@ -28,11 +28,23 @@
 #include "clock.h"
 #include "console_assets.h"
 #include "gateway.h"
+#include "listener.h"
 #include "http.h"
 #include "respjson.h"
 #include "ring.h"
 
-int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
+/* Defined below, used before (static: nothing outside this file answers a connection). */
+static void cons_respond_json(gateway *gw, hconn *c, int st, buf *body, const char *extra);
+/* {"error": code, "reason": why} with HTTP status st. */
+static void cons_respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* The HTTP status of a RESP error code (docs/console.md). */
+static int cons_status_of(const char *code, size_t len);
+/* Parse and answer what the connection holds (after an answer freed it). */
+static void cons_conn_process(gateway *gw, hconn *c);
+static void cons_conn_close(gateway *gw, hconn *c);
+static void cons_conn_arm_send(gateway *gw, hconn *c);
+
 /* ---- small helpers ----------------------------------------------------------------- */
 
 static const char *reason_phrase(int st) {
@@ -70,7 +82,7 @@ static void conn_release(gateway *gw, hconn *c) {
     c->gen++;
 }
 
-void cons_conn_close(gateway *gw, hconn *c) {
+static void cons_conn_close(gateway *gw, hconn *c) {
     if (!c->closing) {
         c->closing = true;
         if (c->recv_inflight) {
@@ -109,7 +121,7 @@ static void conn_arm_recv(gateway *gw, hconn *c) {
     c->inflight++;
 }
 
-void cons_conn_arm_send(gateway *gw, hconn *c) {
+static void cons_conn_arm_send(gateway *gw, hconn *c) {
     if (c->send_inflight || c->closing) return;
     const uint8_t *p = c->out.data;
     size_t len = c->out.len;
@@ -195,12 +207,12 @@ static void respond(gateway *gw, hconn *c, int st, const char *ctype, const void
     cons_conn_arm_send(gw, c);
 }
 
-void cons_respond_json(gateway *gw, hconn *c, int st, buf *body, const char *extra) {
+static void cons_respond_json(gateway *gw, hconn *c, int st, buf *body, const char *extra) {
     respond(gw, c, st, "application/json; charset=utf-8", body->data, body->len, extra);
 }
 
 /* {"error": code, "reason": why}: the code is the RESP error's stable first words. */
-void cons_respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...) {
+static void cons_respond_err(gateway *gw, hconn *c, int st, const char *code, const char *fmt, ...) {
     char why[400];
     va_list ap;
     va_start(ap, fmt);
@@ -223,7 +235,7 @@ static void respond_fatal(gateway *gw, hconn *c, int st, const char *why) {
 }
 
 /* The HTTP status of a RESP error code (SPEC §4.1 codes). */
-int cons_status_of(const char *code, size_t len) {
+static int cons_status_of(const char *code, size_t len) {
     struct { const char *code; int st; } map[] = {
         {"NOPERM", 403},       {"NOAUTH", 401},         {"WRONGPASS", 401},  {"ERR NOTFOUND", 404},
         {"ERR BUSY", 503},     {"READONLY", 503},       {"ERR TOOBIG", 413}, {"ERR IDEMPOTENCY", 409},
@@ -591,7 +603,7 @@ static void route_api(gateway *gw, hconn *c, http_req *r) {
 }
 
 /* Parse and answer what the connection sent, one request at a time. */
-void cons_conn_process(gateway *gw, hconn *c) {
+static void cons_conn_process(gateway *gw, hconn *c) {
     while (c->in_use && !c->closing && !c->busy && !c->close_after && !c->sse) {
         size_t avail = c->in.len - c->in_off;
         if (avail == 0) break;
@@ -721,6 +733,99 @@ void console_on_cqe(gateway *gw, uint32_t op, uint32_t idx, int res, uint32_t fl
         if (op == OP_BRECV) csess_on_recv(gw, s, res);
         else csess_on_sent(gw, s, res);
     }
+}
+
+/* ---- answers from the sessions (csess_hooks, given to them at init) ----------------- */
+
+/* A waiter its session's end leaves unanswered: streams are closed by the sweep. */
+static void dropped(gateway *gw, waiter w) {
+    hconn *c = cons_waiter_conn(cons(gw), &w);
+    if (!c || w.what == W_SSE) return;
+    if (w.what == W_LOGIN) cons_respond_err(gw, c, 503, "ERR BUSY", "the gateway closed the session's connection");
+    else cons_respond_err(gw, c, 401, "NOAUTH", "session ended; sign in again");
+}
+
+static void deliver_login(gateway *gw, session *s, hconn *c, const char *p, size_t n) {
+    console *cs = cons(gw);
+    if (p[0] == '-') {
+        const char *code, *why;
+        size_t cl, wl;
+        respjson_error(p, n, &code, &cl, &why, &wl);
+        int st = cons_status_of(code, cl);
+        cs->login_failures++;
+        if (c) cons_respond_err(gw, c, st == 503 ? 503 : 401, st == 503 ? "ERR BUSY" : "WRONGPASS", "%.*s",
+                           (int)wl, why);
+        csess_end(gw, s);
+        return;
+    }
+    const cfg_agent *a = config_agent(&gw->cfg, s->agent, strlen(s->agent));
+    if (!a) { /* reloaded away between the AUTH and now */
+        if (c) cons_respond_err(gw, c, 401, "WRONGPASS", "invalid agent or secret");
+        csess_end(gw, s);
+        return;
+    }
+    s->ready = true;
+    s->role = (int)a->role;
+    s->expires_ms = gw->now_ms + (int64_t)gw->cfg.console_session_ttl_s * 1000; /* from sign-in */
+    /* last_cmd_ms stays the HELLO's: the gateway counts idleness from what it received,
+     * and the KDF may have taken a while since. */
+    cs->logins++;
+    LOGI(gw, "console: '%s' signed in (role %s)", s->agent, role_name(a->role));
+    if (!c) return;
+    char cookie[256];
+    csess_cookie_header(gw, s, cookie, sizeof cookie, false);
+    csess_w_me(gw, s, &cs->scratch);
+    cons_respond_json(gw, c, 200, &cs->scratch, cookie);
+}
+
+static void deliver_sse(gateway *gw, hconn *c, const char *p, size_t n) {
+    console *cs = cons(gw);
+    if (p[0] == '-') return; /* e.g. not durable any more after a journal failure: skip */
+    if (c->out.len > CONSOLE_SSE_OUT_BYTES_MAX) { /* a reader that does not read: it reconnects */
+        cons_conn_close(gw, c);
+        return;
+    }
+    size_t before = c->out.len;
+    if (buf_append(&c->out, "event: order\ndata: ", 19) != 0 || respjson_convert(p, n, &c->out) <= 0 ||
+        buf_append(&c->out, "\n\n", 2) != 0) {
+        buf_truncate(&c->out, before); /* a reader that does not read: it is closed */
+        cons_conn_close(gw, c);
+        return;
+    }
+    cs->events++;
+    c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
+    cons_conn_arm_send(gw, c);
+}
+
+static void deliver(gateway *gw, session *s, waiter w, const char *p, size_t n) {
+    console *cs = cons(gw);
+    if (w.what == W_PING) return;
+    hconn *c = cons_waiter_conn(cs, &w);
+    if (w.what == W_LOGIN) {
+        deliver_login(gw, s, c, p, n);
+        return;
+    }
+    if (!c) return;
+    if (w.what == W_SSE) {
+        deliver_sse(gw, c, p, n);
+        return;
+    }
+    if (p[0] == '-') {
+        const char *code, *why;
+        size_t cl, wl;
+        respjson_error(p, n, &code, &cl, &why, &wl);
+        char cb[32];
+        snprintf(cb, sizeof cb, "%.*s", (int)(cl < sizeof cb ? cl : sizeof cb - 1), code);
+        cons_respond_err(gw, c, cons_status_of(code, cl), cb, "%.*s", (int)wl, why);
+    } else {
+        buf_reset(&cs->scratch);
+        if (respjson_convert(p, n, &cs->scratch) <= 0) {
+            cons_respond_err(gw, c, 503, "ERR TOOBIG", "the answer could not be shown as JSON");
+        } else {
+            cons_respond_json(gw, c, 200, &cs->scratch, NULL);
+        }
+    }
+    cons_conn_process(gw, c); /* requests pipelined behind this one */
 }
 
 /* ---- event streams and housekeeping ----------------------------------------------- */
@@ -873,6 +978,7 @@ int console_init(gateway *gw, char *err, size_t errcap) {
     if (!cs) return snprintf(err, errcap, "out of memory"), -1;
     cs->conns = calloc(CONSOLE_CONNS_MAX, sizeof *cs->conns);
     cs->sess = calloc(CONSOLE_SESSIONS_MAX, sizeof *cs->sess);
+    cs->sess_up = (csess_hooks){.deliver = deliver, .dropped = dropped};
     buf_init(&cs->scratch, CONSOLE_OUT_BYTES_MAX);
     gw->console = cs;
     if (!cs->conns || !cs->sess) return snprintf(err, errcap, "out of memory"), -1;
@@ -891,7 +997,7 @@ int console_init(gateway *gw, char *err, size_t errcap) {
     cs->listen_fd = -1;
     if (tls_server_init_console(&cs->tlss, &gw->cfg, err, errcap) != 0) return -1;
     cs->tls = cs->tlss.ctx != NULL;
-    cs->listen_fd = server_listen_socket(&gw->cfg.console, SOCK_STREAM, err, errcap);
+    cs->listen_fd = listener_open(&gw->cfg.console, SOCK_STREAM, err, errcap);
     if (cs->listen_fd < 0) return -1;
     struct io_uring_sqe *sqe = ring_sqe(&gw->ring);
     io_uring_prep_multishot_accept(sqe, cs->listen_fd, NULL, NULL, SOCK_CLOEXEC);

@@ -1,9 +1,10 @@
 /*
- * console_session: the console's sessions (console_int.h). A session is a RESP connection
+ * console_session: the console's sessions (console_session.h). A session is a RESP connection
  * to this gateway: one end of a socketpair that server_adopt() serves as a client with the
  * browser's address, the other end here. Its commands are pipelined; replies come back in
- * order and each goes to the oldest waiter. The AUTH secret is wiped from the send buffer
- * as soon as it is sent; the tokens when the session ends.
+ * order and each is handed, with the oldest waiter, to csess_hooks.deliver (console.c answers
+ * the HTTP side). The AUTH secret is wiped from the send buffer as soon as it is sent; the
+ * tokens when the session ends.
  */
 #include <assert.h>
 #include <errno.h>
@@ -42,13 +43,8 @@ void csess_end(gateway *gw, session *s) {
     if (!s->ending) {
         s->ending = true;
         s->ready = false;
-        for (uint32_t k = 0; k < s->qlen; k++) {
-            waiter *w = &s->q[(s->qhead + k) % CONSOLE_PIPELINE_MAX];
-            hconn *c = cons_waiter_conn(cs, w);
-            if (!c || w->what == W_SSE) continue;
-            if (w->what == W_LOGIN) cons_respond_err(gw, c, 503, "ERR BUSY", "the gateway closed the session's connection");
-            else cons_respond_err(gw, c, 401, "NOAUTH", "session ended; sign in again");
-        }
+        for (uint32_t k = 0; k < s->qlen; k++)
+            cs->sess_up.dropped(gw, s->q[(s->qhead + k) % CONSOLE_PIPELINE_MAX]);
         s->qlen = 0;
         shutdown(s->fd, SHUT_RDWR); /* the armed receive completes; the gateway sees EOF */
     }
@@ -167,7 +163,7 @@ void csess_on_recv(gateway *gw, session *s, int res) {
         waiter w = s->q[s->qhead];
         s->qhead = (s->qhead + 1) % CONSOLE_PIPELINE_MAX;
         s->qlen--;
-        csess_deliver(gw, s, w, (const char *)s->rbuf.data + off, (size_t)n);
+        cons(gw)->sess_up.deliver(gw, s, w, (const char *)s->rbuf.data + off, (size_t)n);
         off += (size_t)n;
         if (!s->in_use || s->ending) break;
     }
@@ -208,87 +204,4 @@ void csess_w_me(gateway *gw, const session *s, buf *b) {
     buf_printf(b, ",\"role\":\"%s\",\"csrf\":\"%s\",\"expires_at\":%lld,\"currency\":\"%s\"}",
                role_name((role)s->role), s->csrf,
                (long long)(clock_now_ms() + (s->expires_ms - gw->now_ms)), gw->cfg.currency);
-}
-
-static void csess_deliver_login(gateway *gw, session *s, hconn *c, const char *p, size_t n) {
-    console *cs = cons(gw);
-    if (p[0] == '-') {
-        const char *code, *why;
-        size_t cl, wl;
-        respjson_error(p, n, &code, &cl, &why, &wl);
-        int st = cons_status_of(code, cl);
-        cs->login_failures++;
-        if (c) cons_respond_err(gw, c, st == 503 ? 503 : 401, st == 503 ? "ERR BUSY" : "WRONGPASS", "%.*s",
-                           (int)wl, why);
-        csess_end(gw, s);
-        return;
-    }
-    const cfg_agent *a = config_agent(&gw->cfg, s->agent, strlen(s->agent));
-    if (!a) { /* reloaded away between the AUTH and now */
-        if (c) cons_respond_err(gw, c, 401, "WRONGPASS", "invalid agent or secret");
-        csess_end(gw, s);
-        return;
-    }
-    s->ready = true;
-    s->role = (int)a->role;
-    s->expires_ms = gw->now_ms + (int64_t)gw->cfg.console_session_ttl_s * 1000; /* from sign-in */
-    /* last_cmd_ms stays the HELLO's: the gateway counts idleness from what it received,
-     * and the KDF may have taken a while since. */
-    cs->logins++;
-    LOGI(gw, "console: '%s' signed in (role %s)", s->agent, role_name(a->role));
-    if (!c) return;
-    char cookie[256];
-    csess_cookie_header(gw, s, cookie, sizeof cookie, false);
-    csess_w_me(gw, s, &cs->scratch);
-    cons_respond_json(gw, c, 200, &cs->scratch, cookie);
-}
-
-static void csess_deliver_sse(gateway *gw, hconn *c, const char *p, size_t n) {
-    console *cs = cons(gw);
-    if (p[0] == '-') return; /* e.g. not durable any more after a journal failure: skip */
-    if (c->out.len > CONSOLE_SSE_OUT_BYTES_MAX) { /* a reader that does not read: it reconnects */
-        cons_conn_close(gw, c);
-        return;
-    }
-    size_t before = c->out.len;
-    if (buf_append(&c->out, "event: order\ndata: ", 19) != 0 || respjson_convert(p, n, &c->out) <= 0 ||
-        buf_append(&c->out, "\n\n", 2) != 0) {
-        buf_truncate(&c->out, before); /* a reader that does not read: it is closed */
-        cons_conn_close(gw, c);
-        return;
-    }
-    cs->events++;
-    c->sse_ping_ms = gw->now_ms + CONSOLE_SSE_PING_MS;
-    cons_conn_arm_send(gw, c);
-}
-
-void csess_deliver(gateway *gw, session *s, waiter w, const char *p, size_t n) {
-    console *cs = cons(gw);
-    if (w.what == W_PING) return;
-    hconn *c = cons_waiter_conn(cs, &w);
-    if (w.what == W_LOGIN) {
-        csess_deliver_login(gw, s, c, p, n);
-        return;
-    }
-    if (!c) return;
-    if (w.what == W_SSE) {
-        csess_deliver_sse(gw, c, p, n);
-        return;
-    }
-    if (p[0] == '-') {
-        const char *code, *why;
-        size_t cl, wl;
-        respjson_error(p, n, &code, &cl, &why, &wl);
-        char cb[32];
-        snprintf(cb, sizeof cb, "%.*s", (int)(cl < sizeof cb ? cl : sizeof cb - 1), code);
-        cons_respond_err(gw, c, cons_status_of(code, cl), cb, "%.*s", (int)wl, why);
-    } else {
-        buf_reset(&cs->scratch);
-        if (respjson_convert(p, n, &cs->scratch) <= 0) {
-            cons_respond_err(gw, c, 503, "ERR TOOBIG", "the answer could not be shown as JSON");
-        } else {
-            cons_respond_json(gw, c, 200, &cs->scratch, NULL);
-        }
-    }
-    cons_conn_process(gw, c); /* requests pipelined behind this one */
 }

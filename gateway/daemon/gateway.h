@@ -9,7 +9,9 @@
  *   commit.c    journal append + apply beneath engine and lists; the acknowledged lsn
  *   router.c    bank code -> plugin instance; plugin loading (dlopen) and polling
  *   metrics.c   counters, histograms, HTTP /metrics and /healthz
- *   console.c   the agents' web console and its JSON API (console.h)
+ *   console.c   the agents' web console and its JSON API (console.h; sessions: console_session.h)
+ *   cluster.c   role, lease, the cluster log's commit (cluster.h; calls up via cluster_hooks)
+ *   listener.c  the listening sockets (listener.h)
  *   glog.c      one line per event
  */
 #ifndef SG_GATEWAY_H
@@ -356,6 +358,9 @@ typedef struct gateway {
 
 /* server.c */
 int server_init(gateway *gw, char *err, size_t errcap);
+/* After the loop and io_uring_queue_exit, before tls_server_free: every client, listener,
+ * table and the provided-buffer ring freed (after a server_init that returned 0). */
+void server_close(gateway *gw);
 void server_arm_accept(gateway *gw);
 void server_on_cqe(gateway *gw, unsigned kind, uint32_t aux, uint32_t idx, int res, uint32_t flags);
 void server_on_durable(gateway *gw, uint64_t durable_lsn);

@@ -475,6 +475,27 @@ static bool journaled_member(const lists_state *ls, const sgl_key *k, unsigned b
     return ltab_get(&ls->t, k, &e) && ((e.mask >> bit) & 1);
 }
 
+/* Replay: the rows of a LOAD_ROWS record staged for its COMMIT. 0, or -1 with err. */
+static int stage_rows(lists_state *ls, const order_rec *r, char *err, size_t errcap) {
+    size_t off = 0;
+    list_row row;
+    int n;
+    while ((n = record_row_next(r->rows, &off, &row)) == 1) {
+        sgl_key k;
+        int64_t ref = case_intern(ls, row.case_id);
+        if (sgl_pack(row.bank.p, row.bank.len, row.account.p, row.account.len, &k) != 0 || ref < 0 ||
+            stage_push(ls, &k, row.score, (uint32_t)ref) != 0) {
+            snprintf(err, errcap, "list load row cannot be staged");
+            return -1;
+        }
+    }
+    if (n < 0) {
+        snprintf(err, errcap, "malformed rows in list load record");
+        return -1;
+    }
+    return 0;
+}
+
 int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t errcap) {
     lists_state *ls = &gw->ls;
     assert(r->type >= REC_LIST_ADD && r->type <= REC_LIST_LOAD_COMMIT);
@@ -511,26 +532,9 @@ int lists_apply(gateway *gw, const order_rec *r, bool live, char *err, size_t er
         ls->stage_load_id = r->load_id;
         ls->stage_bit = bit;
         return 0;
-    case REC_LIST_LOAD_ROWS: {
+    case REC_LIST_LOAD_ROWS:
         if (live || ls->stage_load_id != r->load_id) return 0;
-        size_t off = 0;
-        list_row row;
-        int n;
-        while ((n = record_row_next(r->rows, &off, &row)) == 1) {
-            sgl_key k;
-            int64_t ref = case_intern(ls, row.case_id);
-            if (sgl_pack(row.bank.p, row.bank.len, row.account.p, row.account.len, &k) != 0 || ref < 0 ||
-                stage_push(ls, &k, row.score, (uint32_t)ref) != 0) {
-                snprintf(err, errcap, "list load row cannot be staged");
-                return -1;
-            }
-        }
-        if (n < 0) {
-            snprintf(err, errcap, "malformed rows in list load record");
-            return -1;
-        }
-        return 0;
-    }
+        return stage_rows(ls, r, err, errcap);
     case REC_LIST_LOAD_COMMIT: {
         if (ls->stage_load_id != r->load_id || ls->stage_bit != bit || ls->nstage != r->row_count) {
             snprintf(err, errcap, "list load %llu commit without its rows (%u staged, %u committed)",
@@ -846,6 +850,53 @@ void lists_client_gone(gateway *gw, const client *c) {
     }
 }
 
+/* A new load: the rows read and staged, room checked, the load made c's. 1 when staged (the
+ * caller journals it), 0 when answered in a (nothing staged), -EAGAIN (the previous load's
+ * rows are still staged). */
+static int load_stage(gateway *gw, const client *c, int bit, const char *path, const char *inline_csv,
+                      size_t inline_len, list_answer *a) {
+    lists_state *ls = &gw->ls;
+    if (journal_refuses(gw, a)) return 0;
+    if (ls->commit_pending) return -EAGAIN; /* the previous load's rows are still staged */
+    stage_reset(ls);
+    int64_t t0 = clock_mono_ns();
+    if (read_source(gw, path, inline_csv, inline_len, a) != 0) {
+        stage_reset(ls);
+        return 0;
+    }
+    /* Room, exactly as the COMMIT's build will need it (a COMMIT that did not fit would
+     * leave a journaled load the gateway cannot apply). */
+    if (!load_fits(gw, bit)) {
+        a->code = "ERR TOOBIG";
+        snprintf(a->why, sizeof a->why, "%u rows do not fit the list table (%llu slots; raise list_capacity)",
+                 ls->nstage, (unsigned long long)(ls->t.mask + 1));
+        stage_reset(ls);
+        return 0;
+    }
+    ls->live = (list_live_load){.active = true, .client_idx = c->idx, .client_gen = c->gen, .t0_ns = t0};
+    ls->stage_bit = bit;
+    ls->stage_load_id = ++ls->generation; /* unique, and never reused after a restart */
+    return 1;
+}
+
+/* Staged rows from first encoded into blob (cap bytes, *len of them used) until it is full:
+ * the row after the last one taken. */
+static uint32_t load_rows_chunk(gateway *gw, uint32_t first, uint8_t *blob, size_t cap, size_t *len) {
+    lists_state *ls = &gw->ls;
+    uint32_t i = first;
+    for (; i < ls->nstage; i++) {
+        char bank[SGL_BANK_SYMS + 1], acct[SGL_ACCOUNT_SYMS + 1];
+        sgl_unpack(&ls->stage[i].key, bank, acct);
+        const char *cs = lists_case_str(gw, ls->stage[i].case_ref);
+        list_row row = {.bank = {bank, (uint32_t)strlen(bank)},
+                        .account = {acct, (uint32_t)strlen(acct)},
+                        .case_id = {cs, (uint32_t)strlen(cs)},
+                        .score = ls->stage[i].score};
+        if (record_row_put(blob, cap, len, &row) != 0) break;
+    }
+    return i;
+}
+
 int lists_load(gateway *gw, const client *c, int bit, const char *path, const char *inline_csv, size_t inline_len,
                const char *agent, list_answer *a) {
     lists_state *ls = &gw->ls;
@@ -864,26 +915,8 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
         return 0;
     }
     if (!mine) {
-        if (journal_refuses(gw, a)) return 0;
-        if (ls->commit_pending) return -EAGAIN; /* the previous load's rows are still staged */
-        stage_reset(ls);
-        int64_t t0 = clock_mono_ns();
-        if (read_source(gw, path, inline_csv, inline_len, a) != 0) {
-            stage_reset(ls);
-            return 0;
-        }
-        /* Room, exactly as the COMMIT's build will need it (a COMMIT that did not fit would
-         * leave a journaled load the gateway cannot apply). */
-        if (!load_fits(gw, bit)) {
-            a->code = "ERR TOOBIG";
-            snprintf(a->why, sizeof a->why, "%u rows do not fit the list table (%llu slots; raise list_capacity)",
-                     ls->nstage, (unsigned long long)(ls->t.mask + 1));
-            stage_reset(ls);
-            return 0;
-        }
-        ls->live = (list_live_load){.active = true, .client_idx = c->idx, .client_gen = c->gen, .t0_ns = t0};
-        ls->stage_bit = bit;
-        ls->stage_load_id = ++ls->generation; /* unique, and never reused after a restart */
+        int rc = load_stage(gw, c, bit, path, inline_csv, inline_len, a);
+        if (rc <= 0) return rc;
     }
     order_rec r = {.list = {ls->names[bit], (uint32_t)strlen(ls->names[bit])},
                    .load_id = ls->stage_load_id,
@@ -903,17 +936,7 @@ int lists_load(gateway *gw, const client *c, int bit, const char *path, const ch
     while (ls->live.next_row < ls->nstage) {
         if (!room(gw)) return -EAGAIN;
         size_t len = 0;
-        uint32_t first = ls->live.next_row, i = first;
-        for (; i < ls->nstage; i++) {
-            char bank[SGL_BANK_SYMS + 1], acct[SGL_ACCOUNT_SYMS + 1];
-            sgl_unpack(&ls->stage[i].key, bank, acct);
-            const char *cs = lists_case_str(gw, ls->stage[i].case_ref);
-            list_row row = {.bank = {bank, (uint32_t)strlen(bank)},
-                            .account = {acct, (uint32_t)strlen(acct)},
-                            .case_id = {cs, (uint32_t)strlen(cs)},
-                            .score = ls->stage[i].score};
-            if (record_row_put(blob, sizeof blob, &len, &row) != 0) break;
-        }
+        uint32_t first = ls->live.next_row, i = load_rows_chunk(gw, first, blob, sizeof blob, &len);
         assert(i > first);
         r.type = REC_LIST_LOAD_ROWS;
         r.rows = (rec_str){(const char *)blob, (uint32_t)len};

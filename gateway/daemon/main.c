@@ -426,7 +426,16 @@ static int start_recover(gateway *gw, const char *argv0) {
     }
     commit_attach(&gw->commit, &gw->ring);
     if (!gw->cfg.cluster_etcd[0]) engine_finish_cascades(gw); /* a cluster's leader: engine_on_lead */
-    if (cluster_start(gw, err, sizeof err) != 0) {
+    /* The cluster lies beneath the engine and the server: what it calls back up into. */
+    const cluster_hooks up = {.on_lead = engine_on_lead,
+                              .on_writable = engine_finish_cascades,
+                              .fail_unacked = server_fail_unacked,
+                              .start_follower = follower_start,
+                              .tick_follower = follower_tick,
+                              .lease_granted = follower_set_lease,
+                              .deposed = follower_deposed,
+                              .info_lines = follower_info};
+    if (cluster_start(gw, &up, err, sizeof err) != 0) {
         LOGE(gw, "cluster: %s", err);
         return 1;
     }
@@ -494,6 +503,7 @@ static void shutdown_gateway(gateway *gw) {
     metrics_close(gw);
     console_close(gw);
     io_uring_queue_exit(&gw->ring);
+    server_close(gw);
     orders_free(&gw->o);
     durview_free(&gw->dv);
     config_free(&gw->cfg);

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "gateway.h"
+#include "listener.h"
 #include "ring.h"
 
-int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
 
 #define NCONN ((uint32_t)(sizeof((metrics *)0)->conns / sizeof((metrics *)0)->conns[0]))
 
@@ -33,7 +33,7 @@ int metrics_init(gateway *gw, char *err, size_t errcap) {
     metrics *m = &gw->m;
     m->listen_fd = -1;
     if (!gw->cfg.metrics.enabled) return 0;
-    m->listen_fd = server_listen_socket(&gw->cfg.metrics, SOCK_STREAM, err, errcap);
+    m->listen_fd = listener_open(&gw->cfg.metrics, SOCK_STREAM, err, errcap);
     if (m->listen_fd < 0) return -1;
     for (uint32_t i = 0; i < NCONN; i++) {
         m->conns[i].fd = -1;

@@ -29,6 +29,7 @@
 #include "check_ahead.h"
 #include "clock.h"
 #include "gateway.h"
+#include "listener.h"
 #include "mem.h"
 #include "ring.h"
 
@@ -41,49 +42,6 @@ static client *client_at(gateway *gw, uint32_t idx, uint32_t gen) {
 }
 
 client *server_client(gateway *gw, uint32_t idx, uint32_t gen) { return client_at(gw, idx, gen); }
-
-/* bind(), retried on EADDRINUSE for up to LISTEN_BIND_RETRY_MS (issue 15 item 11). After a
- * kill -9 the kernel tears the dead process's io_uring down asynchronously: its listening
- * sockets, still referenced by their multishot accepts, outlive the process by milliseconds
- * (longer on a busy host), and SO_REUSEADDR does not let a new socket bind beside a listening
- * one. SO_REUSEPORT would, but it would also let a second gateway share the port and split the
- * traffic silently, so it is not used: waiting is. A port another live process holds still
- * fails, once the wait is over. */
-static int bind_retrying(int fd, const struct sockaddr_in *sa) {
-    for (int waited_ms = 0;; waited_ms += LISTEN_BIND_RETRY_STEP_MS) {
-        if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) == 0) return 0;
-        if (errno != EADDRINUSE || waited_ms >= LISTEN_BIND_RETRY_MS) return -1;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = LISTEN_BIND_RETRY_STEP_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
-int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(a->port)};
-    if (inet_pton(AF_INET, a->host, &sa.sin_addr) != 1) {
-        snprintf(err, errcap, "bad IPv4 address '%s'", a->host);
-        return -1;
-    }
-    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errcap, "socket: %s", strerror(errno));
-        return -1;
-    }
-    /* TIME_WAIT leftovers of a previous run must not block the port. */
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
-        snprintf(err, errcap, "SO_REUSEADDR: %s", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (bind_retrying(fd, &sa) != 0 || (type == SOCK_STREAM && listen(fd, 4096) != 0)) {
-        snprintf(err, errcap, "%s:%u: %s", a->host, a->port, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 static int rbuf_setup(gateway *gw, char *err, size_t errcap);
 
@@ -101,10 +59,10 @@ int server_init(gateway *gw, char *err, size_t errcap) {
     for (uint32_t i = 0; i < s->max; i++) s->free_list[s->nfree++] = s->max - 1 - i;
     if (rbuf_setup(gw, err, errcap) != 0) return -1;
     s->tls_listen_fd = -1;
-    s->listen_fd = server_listen_socket(&gw->cfg.listen, SOCK_STREAM, err, errcap);
+    s->listen_fd = listener_open(&gw->cfg.listen, SOCK_STREAM, err, errcap);
     if (s->listen_fd < 0) return -1;
     if (gw->tls.ctx) {
-        s->tls_listen_fd = server_listen_socket(&gw->cfg.tls_listen, SOCK_STREAM, err, errcap);
+        s->tls_listen_fd = listener_open(&gw->cfg.tls_listen, SOCK_STREAM, err, errcap);
         if (s->tls_listen_fd < 0) return -1;
     }
     s->accepting = true;
@@ -190,6 +148,40 @@ static int rbuf_setup(gateway *gw, char *err, size_t errcap) {
     s->rbr = br;
     s->nrbufs = n;
     return 0;
+}
+
+/* After the ring is gone (io_uring_queue_exit): the kernel reads no buffer any more. */
+static void rbuf_free(server *s) {
+    if (!s->rbr) return;
+    mem_release(s->rbr, (size_t)s->nrbufs * sizeof(struct io_uring_buf));
+    mem_release(s->rbufs, (size_t)s->nrbufs * RECV_BUF_BYTES);
+    free(s->rbuf_next);
+    free(s->rbuf_len);
+    s->rbr = NULL;
+    s->rbufs = NULL;
+    s->rbuf_next = s->rbuf_len = NULL;
+    s->nrbufs = 0;
+}
+
+void server_close(gateway *gw) {
+    server *s = &gw->srv;
+    for (uint32_t i = 0; s->clients && i < s->max; i++) {
+        client *c = &s->clients[i];
+        if (!c->in_use) continue;
+        close(c->fd);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        if (c->tls) tls_conn_free(&gw->tls, c->tls);
+    }
+    if (s->listen_fd >= 0) close(s->listen_fd);
+    if (s->tls_listen_fd >= 0) close(s->tls_listen_fd);
+    rbuf_free(s);
+    size_t marks_bytes = (size_t)s->max * CLIENT_REPLY_MARKS_MAX * sizeof *s->marks_pool;
+    if (s->marks_pool) mem_release(s->marks_pool, marks_bytes);
+    free(s->clients);
+    free(s->free_list);
+    memset(s, 0, sizeof *s);
+    s->listen_fd = s->tls_listen_fd = -1;
 }
 
 static void rbuf_recycle(gateway *gw, uint16_t bid) {

@@ -23,9 +23,9 @@
 #include "clock.h"
 #include "follower.h"
 #include "gateway.h"
+#include "listener.h"
 #include "ring.h"
 
-int server_listen_socket(const cfg_addr *a, int type, char *err, size_t errcap);
 
 static const char *const drop_names[UDP_DROP__COUNT] = {
     [UDP_DROP_MALFORMED] = "malformed", [UDP_DROP_UNKNOWN_AGENT] = "unknown_agent",
@@ -101,7 +101,7 @@ int udp_init(gateway *gw, char *err, size_t errcap) {
      * restart cannot reopen the replay window. */
     do randombytes_buf(&u->epoch, sizeof u->epoch);
     while (u->epoch == 0);
-    u->fd = server_listen_socket(&gw->cfg.udp, SOCK_DGRAM, err, errcap);
+    u->fd = listener_open(&gw->cfg.udp, SOCK_DGRAM, err, errcap);
     if (u->fd < 0) return -1;
     int sz = 8 << 20;
     setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
