@@ -27,6 +27,19 @@ void durview_free(durview *dv) {
     memset(dv, 0, sizeof *dv);
 }
 
+int durview_pagefill(durview *dv, pagefill *pf) {
+    void *base[3] = {dv->v, dv->first, dv->last};
+    size_t cap[3] = {(size_t)dv->cap * sizeof *dv->v, ((size_t)dv->max_orders + 1) * sizeof *dv->first,
+                     ((size_t)dv->max_orders + 1) * sizeof *dv->last};
+    for (int i = 0; i < 3; i++) {
+        int id = pagefill_add(pf, base[i], cap[i]);
+        if (id < 0) return id;
+        dv->pf_id[i] = id;
+    }
+    dv->pf = pf;
+    return 0;
+}
+
 static void snap_take(durview_snap *s, const order *ord) {
     s->amount_minor = ord->amount_minor;
     s->frozen_minor = ord->frozen_minor;
@@ -92,6 +105,13 @@ void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t l
     else
         dv->first[no] = idx + 1;
     dv->last[no] = idx + 1;
+    if (dv->pf) {
+        /* Orders are numbered in sequence: the next new order is how far first/last are used. */
+        size_t per_order = ((size_t)o->n + 2) * sizeof *dv->first;
+        pagefill_note(dv->pf, dv->pf_id[0], ((size_t)idx + 1) * sizeof *dv->v);
+        pagefill_note(dv->pf, dv->pf_id[1], per_order);
+        pagefill_note(dv->pf, dv->pf_id[2], per_order);
+    }
 }
 
 /* Can dropping e change what durview_live_on_account() answers for its order's account? Only

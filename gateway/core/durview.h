@@ -50,10 +50,15 @@ typedef struct durview {
     uint32_t cap, head, len;
     uint32_t *first, *last; /* [order no]: its oldest / newest entry (ring index + 1), 0 = none */
     uint32_t max_orders;
+    pagefill *pf; /* NULL: no helper; else where before_apply publishes its tables' use */
+    int pf_id[3]; /* v, first, last */
 } durview;
 
 int durview_init(durview *dv, uint32_t max_orders, uint32_t cap);
 void durview_free(durview *dv);
+/* Have pf's helper keep the ring and the per-order indexes resident ahead of
+ * durview_before_apply (as orders_pagefill). 0, or -ENOSPC. */
+int durview_pagefill(durview *dv, pagefill *pf);
 /* Room for n more records? Checked (with journal room) before a record is journaled. */
 static inline bool durview_room(const durview *dv, uint32_t n) {
     return dv->len + n <= dv->cap;

@@ -163,6 +163,45 @@ size_t orders_prefault(orders *o) {
     return htab_prefault(&o->req_idx) + htab_prefault(&o->case_idx) + htab_prefault(&o->acct_idx);
 }
 
+/* The tables in ORDERS_FILLED_TABLES order: where each starts, its bytes, how many are used. */
+static void filled_tables(const orders *o, void *base[], size_t cap[], size_t used[]) {
+    const size_t ob = sizeof(order), rb = sizeof(request), cb = sizeof(case_ent), lb = sizeof(olink);
+    const size_t sb = sizeof(sched_ent);
+    void *b[ORDERS_FILLED_TABLES] = {o->v, o->req, o->cases, o->links, o->sp, o->expiry.v, o->overdue.v};
+    size_t c[ORDERS_FILLED_TABLES] = {((size_t)o->max_orders + 1) * ob, ((size_t)o->max_req + 1) * rb,
+                                      ((size_t)o->max_cases + 1) * cb, ((size_t)o->max_links + 1) * lb,
+                                      o->sp_cap, (size_t)o->expiry.cap * sb, (size_t)o->overdue.cap * sb};
+    size_t u[ORDERS_FILLED_TABLES] = {((size_t)o->n + 1) * ob, ((size_t)o->nreq + 1) * rb,
+                                      ((size_t)o->ncases + 1) * cb, ((size_t)o->nlinks + 1) * lb,
+                                      o->sp_len, (size_t)o->expiry.n * sb, (size_t)o->overdue.n * sb};
+    for (int i = 0; i < ORDERS_FILLED_TABLES; i++) {
+        if (base) base[i] = b[i];
+        if (cap) cap[i] = c[i];
+        used[i] = u[i];
+    }
+}
+
+int orders_pagefill(orders *o, pagefill *pf) {
+    void *base[ORDERS_FILLED_TABLES];
+    size_t cap[ORDERS_FILLED_TABLES], used[ORDERS_FILLED_TABLES];
+    filled_tables(o, base, cap, used);
+    for (int i = 0; i < ORDERS_FILLED_TABLES; i++) {
+        int id = pagefill_add(pf, base[i], cap[i]);
+        if (id < 0) return id;
+        o->pf_id[i] = id;
+        pagefill_note(pf, id, used[i]);
+    }
+    o->pf = pf;
+    return 0;
+}
+
+/* After a record: how far each table is used now, for the helper (relaxed stores only). */
+static void note_use(orders *o) {
+    size_t used[ORDERS_FILLED_TABLES];
+    filled_tables(o, NULL, NULL, used);
+    for (int i = 0; i < ORDERS_FILLED_TABLES; i++) pagefill_note(o->pf, o->pf_id[i], used[i]);
+}
+
 void orders_free(orders *o) {
     if (o->v) mem_release(o->v, ((size_t)o->max_orders + 1) * sizeof(order));
     if (o->req) mem_release(o->req, ((size_t)o->max_req + 1) * sizeof(request));
@@ -556,6 +595,7 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
     uint32_t links_before = o->nlinks, cases_before = o->ncases;
     uint32_t orders_before = o->n;
     int rc = orders_apply_one(o, r, lsn, err, errcap);
+    if (o->pf) note_use(o);
     if (rc == 0) {
         check_order(o, orders_get(o, r->order_no));
         assert(orders_get(o, r->order_no)->last_lsn == lsn);

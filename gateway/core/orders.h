@@ -15,6 +15,7 @@
 
 #include "htab.h"
 #include "limits.h"
+#include "pagefill.h"
 #include "record.h"
 
 typedef enum order_kind { KIND_STOP = 1, KIND_FREEZE = 2 } order_kind;
@@ -90,6 +91,10 @@ typedef struct sched {
     uint32_t n, cap;
 } sched;
 
+/* The tables filled from their front that a pagefill helper can keep ahead of the writer:
+ * orders, requests, cases, links, string pool, expiry and overdue schedules. */
+#define ORDERS_FILLED_TABLES 7
+
 typedef struct orders {
     uint32_t max_orders;
     order *v; /* v[1..n] */
@@ -107,6 +112,8 @@ typedef struct orders {
     uint32_t *walk; /* 2 x max_orders: scratch for walking one case's orders (CASE replies) */
     int64_t bank_deadline_ms;
     uint64_t state_count[ST__COUNT];
+    pagefill *pf; /* NULL: no helper; else where orders_apply publishes how far each table is used */
+    int pf_id[ORDERS_FILLED_TABLES];
 } orders;
 
 int orders_init(orders *o, uint32_t max_orders, int64_t bank_deadline_ms);
@@ -114,6 +121,10 @@ void orders_free(orders *o);
 /* Make the hash indexes resident up front so the first burst after a start does not pay
  * a page fault per insert; returns the bytes made resident. */
 size_t orders_prefault(orders *o);
+
+/* Have pf's helper keep this module's growing tables resident ahead of orders_apply (before
+ * pagefill_start; pf outlives o's tables, stopped before orders_free). 0, or -ENOSPC. */
+int orders_pagefill(orders *o, pagefill *pf);
 
 /* Does a record of this type (with a case not seen before) fit? Checked before journaling so
  * that orders_apply() of a journaled record cannot fail for lack of room. */
