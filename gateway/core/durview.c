@@ -48,9 +48,7 @@ static void snap_take(durview_snap *s, const order *ord) {
     s->doc_off = ord->doc_off;
     s->onward_off = ord->onward_off;
     s->ncases = ord->ncases;
-    s->at_mask = 0;
-    for (int st = 0; st < ST__COUNT; st++)
-        if (ord->at_ms[st]) s->at_mask |= (uint16_t)(1u << st);
+    s->at_mask = ord->at_set;
     s->state = ord->state;
     s->answer_state = ord->answer_state;
     s->onward_count = ord->onward_count;
@@ -64,8 +62,7 @@ static void snap_put(order *ord, const durview_snap *s) {
     ord->doc_off = s->doc_off;
     ord->onward_off = s->onward_off;
     ord->ncases = s->ncases;
-    for (int st = 0; st < ST__COUNT; st++)
-        if (!(s->at_mask & (1u << st))) ord->at_ms[st] = 0;
+    ord->at_set &= s->at_mask; /* the times stay where they are: only the copy's bits change */
     ord->state = s->state;
     ord->answer_state = s->answer_state;
     ord->onward_count = s->onward_count;

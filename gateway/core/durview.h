@@ -32,7 +32,7 @@ typedef struct durview_snap {
     int64_t amount_minor, frozen_minor, expires_at_ms;
     uint32_t reason_off, doc_off, onward_off;
     uint16_t ncases;
-    uint16_t at_mask; /* bit s: at_ms[s] was set */
+    uint16_t at_mask; /* the order's at_set: bit s, state s was reached */
     uint8_t state, answer_state, onward_count;
 } durview_snap;
 
