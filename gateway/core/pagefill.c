@@ -9,7 +9,8 @@
 
 #define PAGE_BYTES 4096u
 
-_Static_assert(PAGEFILL_CHUNK_BYTES % PAGE_BYTES == 0 && PAGEFILL_WINDOW_BYTES >= PAGEFILL_CHUNK_BYTES,
+_Static_assert(PAGEFILL_CHUNK_BYTES % PAGE_BYTES == 0 &&
+                   PAGEFILL_WINDOW_BYTES >= PAGEFILL_CHUNK_BYTES,
                "the helper fills whole pages, at least a chunk ahead");
 
 void pagefill_init(pagefill *pf, size_t window) {

@@ -40,9 +40,9 @@ typedef struct pagefill {
     uint32_t n;
     size_t window; /* bytes kept resident past each region's used mark */
     pthread_t th;
-    bool running;      /* th was started and not yet joined */
-    _Atomic bool stop; /* owner -> helper */
-    _Atomic uint64_t filled; /* bytes the helper made resident (tests, the start log) */
+    bool running;            /* th was started and not yet joined */
+    _Atomic bool stop;       /* owner -> helper */
+    _Atomic uint64_t filled; /* bytes the helper made resident (tests) */
 } pagefill;
 
 void pagefill_init(pagefill *pf, size_t window);

@@ -97,7 +97,7 @@ static void test_concurrent_writer(void **state) {
     for (size_t i = 0; i < words; i++)
         if (t[i] != i * 2654435761u + 1) fail_msg("word %zu lost its value", i);
     assert_true(atomic_load(&pf.filled) > 0); /* it did run */
-    pagefill_stop(&pf);                        /* twice is fine */
+    pagefill_stop(&pf);                       /* twice is fine */
     mem_release(t, bytes);
 }
 
@@ -107,7 +107,8 @@ static void test_refusals(void **state) {
     pagefill pf;
     pagefill_init(&pf, PAGE);
     assert_int_equal(pagefill_add(&pf, page + 1, PAGE), -EINVAL); /* not page-aligned */
-    for (int i = 0; i < PAGEFILL_REGIONS_MAX; i++) assert_int_equal(pagefill_add(&pf, page, PAGE), i);
+    for (int i = 0; i < PAGEFILL_REGIONS_MAX; i++)
+        assert_int_equal(pagefill_add(&pf, page, PAGE), i);
     assert_int_equal(pagefill_add(&pf, page, PAGE), -ENOSPC);
     pagefill_stop(&pf); /* never started */
     pagefill pf2;
@@ -137,10 +138,18 @@ static void test_orders_and_durview_publish(void **state) {
     for (uint32_t no = 1; no <= 100; no++) {
         snprintf(rid, sizeof rid, "req-%u", no);
         snprintf(acct, sizeof acct, "ACC%u", no);
-        order_rec r = {.type = REC_ORDER, .kind = KIND_STOP, .state = ST_ACCEPTED, .order_no = no,
-                       .ts_ms = 1764000000000LL, .expires_at_ms = 1765000000000LL,
-                       .request_id = rs(rid), .bank = rs("BANK"), .account = rs(acct),
-                       .currency = rs("CNY"), .agent = rs("alice"), .note = rs("a note")};
+        order_rec r = {.type = REC_ORDER,
+                       .kind = KIND_STOP,
+                       .state = ST_ACCEPTED,
+                       .order_no = no,
+                       .ts_ms = 1764000000000LL,
+                       .expires_at_ms = 1765000000000LL,
+                       .request_id = rs(rid),
+                       .bank = rs("BANK"),
+                       .account = rs(acct),
+                       .currency = rs("CNY"),
+                       .agent = rs("alice"),
+                       .note = rs("a note")};
         durview_before_apply(&dv, &o, &r, no);
         assert_int_equal(orders_apply(&o, &r, no, err, sizeof err), 0);
     }
@@ -154,15 +163,15 @@ static void test_orders_and_durview_publish(void **state) {
      * with THP the kernel may split an underused huge page and drop its zero pages again.) */
     fill_all(&pf);
     assert_true(pf.r[o.pf_id[0]].done >= 101 * sizeof(order) + WINDOW); /* 16 MiB reserved */
-    assert_true(pf.r[dv.pf_id[1]].done == pf.r[dv.pf_id[1]].cap);      /* 256 KiB: all of it */
+    assert_true(pf.r[dv.pf_id[1]].done == pf.r[dv.pf_id[1]].cap);       /* 256 KiB: all of it */
     durview_free(&dv);
     orders_free(&o);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_window_follows_the_writer), cmocka_unit_test(test_values_kept),
-        cmocka_unit_test(test_concurrent_writer),         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_window_follows_the_writer),  cmocka_unit_test(test_values_kept),
+        cmocka_unit_test(test_concurrent_writer),          cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_orders_and_durview_publish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
