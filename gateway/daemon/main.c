@@ -356,7 +356,11 @@ static int start_pagefill(gateway *gw) {
     int rc = orders_pagefill(&gw->o, &gw->pf);
     if (rc == 0) rc = durview_pagefill(&gw->dv, &gw->pf);
     if (rc == 0) rc = pagefill_start(&gw->pf);
-    if (rc != 0) LOGE(gw, "pagefill: cannot start the helper thread: %s", strerror(-rc));
+    if (rc != 0)
+        LOGE(gw, "pagefill: cannot start the helper thread: %s", strerror(-rc));
+    else
+        LOGI(gw, "pagefill: %u order tables kept resident %u MiB ahead of use", gw->pf.n,
+             PAGEFILL_WINDOW_BYTES >> 20);
     return rc;
 }
 
