@@ -7,7 +7,8 @@
 
 #include "mem.h"
 
-#define PAGE_BYTES 4096u
+#define PAGE_BYTES          4096u
+#define POPULATE_STEP_BYTES (256u * 1024) /* 64 small pages, or a part of one huge page */
 
 _Static_assert(PAGEFILL_CHUNK_BYTES % PAGE_BYTES == 0 &&
                    PAGEFILL_WINDOW_BYTES >= PAGEFILL_CHUNK_BYTES,
@@ -52,7 +53,12 @@ static size_t fill_region(pagefill_region *r, size_t window) {
     size_t len = want - from < PAGEFILL_CHUNK_BYTES ? want - from : PAGEFILL_CHUNK_BYTES;
     len = (len + PAGE_BYTES - 1) / PAGE_BYTES * PAGE_BYTES;
     if (len > r->cap - from) len = r->cap - from; /* a last partial page is still mapped whole */
-    (void)madvise(r->base + from, len, MADV_POPULATE_WRITE); /* kernel < 5.14: the touch does it */
+    /* In steps, so that the mmap lock the populate holds is never held long: a munmap of the
+     * loop (a large client buffer freed) waits for at most one step. */
+    for (size_t off = 0; off < len; off += POPULATE_STEP_BYTES) {
+        size_t n = len - off < POPULATE_STEP_BYTES ? len - off : POPULATE_STEP_BYTES;
+        (void)madvise(r->base + from + off, n, MADV_POPULATE_WRITE); /* < 5.14: the touch does it */
+    }
     touch_atomic(r->base + from, len);
     r->done = from + len;
     return len;
