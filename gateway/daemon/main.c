@@ -348,7 +348,6 @@ static void setup_process(gateway *gw) {
     }
 }
 
-/* Everything allocated at start: agents, TLS, the ring, the order tables, the engine. */
 /* The order tables' pages made resident ahead of replay and of new orders, on a thread of
  * their own, while this one goes on (the index prefault below, then the replay). */
 static int start_pagefill(gateway *gw) {
@@ -364,6 +363,7 @@ static int start_pagefill(gateway *gw) {
     return rc;
 }
 
+/* Everything allocated at start: agents, TLS, the ring, the order tables, the engine. */
 static int start_tables(gateway *gw) {
     char err[1024];
     if (setup_agents(gw) != 0) return 1;
