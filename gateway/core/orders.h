@@ -6,7 +6,9 @@
  * decides anything: callers validate a request, build the journal record, append it, and then
  * call orders_apply() with that same record - the one function replay also uses, so the state
  * after a restart is exactly the state before it. Capacities are fixed at init
- * (orders_room() says whether a record will fit before it is journaled). Single-threaded.
+ * (orders_room() says whether a record will fit before it is journaled). Single-threaded:
+ * with orders_pagefill() a helper thread only reads the use marks orders_apply() publishes
+ * and makes the tables' next pages resident, never reading or changing an entry.
  */
 #ifndef SG_ORDERS_H
 #define SG_ORDERS_H
