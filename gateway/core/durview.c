@@ -27,6 +27,19 @@ void durview_free(durview *dv) {
     memset(dv, 0, sizeof *dv);
 }
 
+int durview_pagefill(durview *dv, pagefill *pf) {
+    void *base[3] = {dv->v, dv->first, dv->last};
+    size_t cap[3] = {(size_t)dv->cap * sizeof *dv->v, ((size_t)dv->max_orders + 1) * sizeof *dv->first,
+                     ((size_t)dv->max_orders + 1) * sizeof *dv->last};
+    for (int i = 0; i < 3; i++) {
+        int id = pagefill_add(pf, base[i], cap[i]);
+        if (id < 0) return id;
+        dv->pf_id[i] = id;
+    }
+    dv->pf = pf;
+    return 0;
+}
+
 static void snap_take(durview_snap *s, const order *ord) {
     s->amount_minor = ord->amount_minor;
     s->frozen_minor = ord->frozen_minor;
@@ -35,9 +48,7 @@ static void snap_take(durview_snap *s, const order *ord) {
     s->doc_off = ord->doc_off;
     s->onward_off = ord->onward_off;
     s->ncases = ord->ncases;
-    s->at_mask = 0;
-    for (int st = 0; st < ST__COUNT; st++)
-        if (ord->at_ms[st]) s->at_mask |= (uint16_t)(1u << st);
+    s->at_mask = ord->at_set;
     s->state = ord->state;
     s->answer_state = ord->answer_state;
     s->onward_count = ord->onward_count;
@@ -51,8 +62,7 @@ static void snap_put(order *ord, const durview_snap *s) {
     ord->doc_off = s->doc_off;
     ord->onward_off = s->onward_off;
     ord->ncases = s->ncases;
-    for (int st = 0; st < ST__COUNT; st++)
-        if (!(s->at_mask & (1u << st))) ord->at_ms[st] = 0;
+    ord->at_set &= s->at_mask; /* the times stay where they are: only the copy's bits change */
     ord->state = s->state;
     ord->answer_state = s->answer_state;
     ord->onward_count = s->onward_count;
@@ -92,6 +102,13 @@ void durview_before_apply(durview *dv, orders *o, const order_rec *r, uint64_t l
     else
         dv->first[no] = idx + 1;
     dv->last[no] = idx + 1;
+    if (dv->pf) {
+        /* Orders are numbered in sequence: the next new order is how far first/last are used. */
+        size_t per_order = ((size_t)o->n + 2) * sizeof *dv->first;
+        pagefill_note(dv->pf, dv->pf_id[0], ((size_t)idx + 1) * sizeof *dv->v);
+        pagefill_note(dv->pf, dv->pf_id[1], per_order);
+        pagefill_note(dv->pf, dv->pf_id[2], per_order);
+    }
 }
 
 /* Can dropping e change what durview_live_on_account() answers for its order's account? Only

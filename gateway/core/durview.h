@@ -32,7 +32,7 @@ typedef struct durview_snap {
     int64_t amount_minor, frozen_minor, expires_at_ms;
     uint32_t reason_off, doc_off, onward_off;
     uint16_t ncases;
-    uint16_t at_mask; /* bit s: at_ms[s] was set */
+    uint16_t at_mask; /* the order's at_set: bit s, state s was reached */
     uint8_t state, answer_state, onward_count;
 } durview_snap;
 
@@ -50,10 +50,15 @@ typedef struct durview {
     uint32_t cap, head, len;
     uint32_t *first, *last; /* [order no]: its oldest / newest entry (ring index + 1), 0 = none */
     uint32_t max_orders;
+    pagefill *pf; /* NULL: no helper; else where before_apply publishes its tables' use */
+    int pf_id[3]; /* v, first, last */
 } durview;
 
 int durview_init(durview *dv, uint32_t max_orders, uint32_t cap);
 void durview_free(durview *dv);
+/* Have pf's helper keep the ring and the per-order indexes resident ahead of
+ * durview_before_apply (as orders_pagefill). 0, or -ENOSPC. */
+int durview_pagefill(durview *dv, pagefill *pf);
 /* Room for n more records? Checked (with journal room) before a record is journaled. */
 static inline bool durview_room(const durview *dv, uint32_t n) {
     return dv->len + n <= dv->cap;

@@ -82,6 +82,14 @@
 /* Order records journaled but not yet durable that reads must look past (durview.h); more
  * wait for the next durable batch, like a full journal batch. ~72 bytes each, reserved. */
 #define DURVIEW_ENTRIES_MAX (256u * 1024)
+/* Tables filled from their front (orders, requests, strings, schedules, durview): a helper
+ * thread keeps each one's pages resident this far ahead of its writer (pagefill.h), so that
+ * replay and a burst of new orders write into pages zeroed and mapped already. 8 MiB holds
+ * ~30,000 orders, five 6,077-order bursts; resident memory grows by at most this per table. */
+#define PAGEFILL_WINDOW_BYTES (8u * 1024 * 1024)
+#define PAGEFILL_CHUNK_BYTES (2u * 1024 * 1024) /* made resident per table per pass */
+#define PAGEFILL_IDLE_MS 10                     /* the helper's sleep when every window is full */
+#define PAGEFILL_REGIONS_MAX 16                 /* tables one helper follows */
 /* Instructions waiting for durability or for their bank plugin: [gateway] max_outbox, by
  * default OUTBOX_PER_ORDER x max_orders (an order's instruction and its RELEASE). Full:
  * new orders, RELEASE and CONFIRM answer ERR BUSY until the banks take some. */

@@ -163,6 +163,45 @@ size_t orders_prefault(orders *o) {
     return htab_prefault(&o->req_idx) + htab_prefault(&o->case_idx) + htab_prefault(&o->acct_idx);
 }
 
+/* The tables in ORDERS_FILLED_TABLES order: where each starts, its bytes, how many are used. */
+static void filled_tables(const orders *o, void *base[], size_t cap[], size_t used[]) {
+    const size_t ob = sizeof(order), rb = sizeof(request), cb = sizeof(case_ent), lb = sizeof(olink);
+    const size_t sb = sizeof(sched_ent);
+    void *b[ORDERS_FILLED_TABLES] = {o->v, o->req, o->cases, o->links, o->sp, o->expiry.v, o->overdue.v};
+    size_t c[ORDERS_FILLED_TABLES] = {((size_t)o->max_orders + 1) * ob, ((size_t)o->max_req + 1) * rb,
+                                      ((size_t)o->max_cases + 1) * cb, ((size_t)o->max_links + 1) * lb,
+                                      o->sp_cap, (size_t)o->expiry.cap * sb, (size_t)o->overdue.cap * sb};
+    size_t u[ORDERS_FILLED_TABLES] = {((size_t)o->n + 1) * ob, ((size_t)o->nreq + 1) * rb,
+                                      ((size_t)o->ncases + 1) * cb, ((size_t)o->nlinks + 1) * lb,
+                                      o->sp_len, (size_t)o->expiry.n * sb, (size_t)o->overdue.n * sb};
+    for (int i = 0; i < ORDERS_FILLED_TABLES; i++) {
+        if (base) base[i] = b[i];
+        if (cap) cap[i] = c[i];
+        used[i] = u[i];
+    }
+}
+
+int orders_pagefill(orders *o, pagefill *pf) {
+    void *base[ORDERS_FILLED_TABLES];
+    size_t cap[ORDERS_FILLED_TABLES], used[ORDERS_FILLED_TABLES];
+    filled_tables(o, base, cap, used);
+    for (int i = 0; i < ORDERS_FILLED_TABLES; i++) {
+        int id = pagefill_add(pf, base[i], cap[i]);
+        if (id < 0) return id;
+        o->pf_id[i] = id;
+        pagefill_note(pf, id, used[i]);
+    }
+    o->pf = pf;
+    return 0;
+}
+
+/* After a record: how far each table is used now, for the helper (relaxed stores only). */
+static void note_use(orders *o) {
+    size_t used[ORDERS_FILLED_TABLES];
+    filled_tables(o, NULL, NULL, used);
+    for (int i = 0; i < ORDERS_FILLED_TABLES; i++) pagefill_note(o->pf, o->pf_id[i], used[i]);
+}
+
 void orders_free(orders *o) {
     if (o->v) mem_release(o->v, ((size_t)o->max_orders + 1) * sizeof(order));
     if (o->req) mem_release(o->req, ((size_t)o->max_req + 1) * sizeof(request));
@@ -180,7 +219,9 @@ void orders_free(orders *o) {
 
 /* Worst case a record needs: one order, one request, one case, two links per case list,
  * a child link, and its strings. */
-#define SP_RECORD_MAX (NOTE_LEN_MAX + DOC_LEN_MAX + 2 * REASON_LEN_MAX + SG_ONWARD_MAX * sizeof(sg_onward) + 64)
+#define SP_RECORD_MAX                                                                              \
+    (NOTE_LEN_MAX + DOC_LEN_MAX + 2 * REASON_LEN_MAX + SG_ONWARD_MAX * sizeof(sg_onward) + 64 +    \
+     ST__COUNT * sizeof(int64_t) + 8)
 
 /* Links one record may add: a case costs two (the case's list of orders, the order's list of
  * cases). An ORDER may be a cascade child, which joins every case of its parent: up to
@@ -412,13 +453,45 @@ static int add_case(orders *o, order *ord, rec_str c, char *err, size_t errcap) 
     return 0;
 }
 
+/* Four cache lines: the order table is most of what replay and a burst of new orders write. */
+_Static_assert(sizeof(order) <= 256, "struct order grew past 256 bytes");
+_Static_assert(ST__COUNT <= 16, "at_set has a bit per state");
+
+/* Move ord's state times to exact int64s in the string pool (see struct order). */
+static void at_go_far(orders *o, order *ord) {
+    int64_t far[ST__COUNT] = {0};
+    for (uint8_t s = 0; s < ST__COUNT; s++) far[s] = order_at_ms(o, ord, s);
+    o->sp_len = (o->sp_len + 7) & ~7ULL;
+    assert(o->sp_len + sizeof far <= o->sp_cap); /* orders_room: SP_RECORD_MAX holds it */
+    uint32_t off = (uint32_t)o->sp_len;
+    memcpy(o->sp + off, far, sizeof far);
+    o->sp_len += sizeof far;
+    ord->at_far_off = off;
+}
+
+/* The first time ord reaches st; 0 stays "never", as it always was. */
+static void set_at(orders *o, order *ord, uint8_t st, int64_t ts) {
+    if ((ord->at_set & (1u << st)) || ts == 0) return;
+    if (!ord->at_far_off) {
+        if (ts >= ord->created_ms && ts - ord->created_ms < (int64_t)UINT32_MAX) {
+            ord->at_rel[st] = (uint32_t)(ts - ord->created_ms);
+            ord->at_set |= (uint16_t)(1u << st);
+            return;
+        }
+        at_go_far(o, ord);
+    }
+    memcpy(o->sp + ord->at_far_off + (size_t)st * sizeof ts, &ts, sizeof ts);
+    ord->at_set |= (uint16_t)(1u << st);
+    assert(order_at_ms(o, ord, st) == ts);
+}
+
 static void set_state(orders *o, order *ord, uint8_t st, int64_t ts) {
     assert(ord->state < ST__COUNT && st > ST_NONE && st < ST__COUNT);
     assert(o->state_count[ord->state] > 0); /* the order is counted in the state it leaves */
     o->state_count[ord->state]--;
     ord->state = st;
     o->state_count[st]++;
-    if (!ord->at_ms[st]) ord->at_ms[st] = ts;
+    set_at(o, ord, st, ts);
 }
 
 /* The bank's deadline runs from the moment the order is due to the bank (accepted, or
@@ -447,8 +520,9 @@ static int apply_order(orders *o, const order_rec *r, uint64_t lsn, char *err, s
     ord->kind = r->kind;
     ord->state = ST_NONE;
     o->state_count[ST_NONE]++;
+    ord->created_ms = r->ts_ms;
     set_state(o, ord, r->state, r->ts_ms);
-    if (r->state == ST_HELD) ord->at_ms[ST_ACCEPTED] = r->ts_ms;
+    if (r->state == ST_HELD) set_at(o, ord, ST_ACCEPTED, r->ts_ms);
     ord->amount_minor = r->amount_minor;
     ord->expires_at_ms = r->expires_at_ms;
     ord->level = r->level;
@@ -546,7 +620,7 @@ static int apply_state(orders *o, order *ord, const order_rec *r, uint64_t lsn, 
 /* What holds for every order after any record was applied. */
 static void check_order(const orders *o, const order *ord) {
     assert(ord->no >= 1 && ord->no <= o->n && &o->v[ord->no] == ord);
-    assert(ord->state > ST_NONE && ord->state < ST__COUNT && ord->at_ms[ord->state] != 0);
+    assert(ord->state > ST_NONE && ord->state < ST__COUNT && order_at_ms(o, ord, ord->state) != 0);
     assert(ord->kind == KIND_STOP || ord->kind == KIND_FREEZE);
     assert(ord->request_idx >= 1 && ord->request_idx <= o->nreq);
     assert(ord->ncases <= ORDER_CASES_MAX && ord->parent_no < ord->no);
@@ -559,6 +633,7 @@ int orders_apply(orders *o, const order_rec *r, uint64_t lsn, char *err, size_t 
     uint32_t links_before = o->nlinks, cases_before = o->ncases;
     uint32_t orders_before = o->n;
     int rc = orders_apply_one(o, r, lsn, err, errcap);
+    if (o->pf) note_use(o);
     if (rc == 0) {
         check_order(o, orders_get(o, r->order_no));
         assert(orders_get(o, r->order_no)->last_lsn == lsn);

@@ -6,7 +6,9 @@
  * decides anything: callers validate a request, build the journal record, append it, and then
  * call orders_apply() with that same record - the one function replay also uses, so the state
  * after a restart is exactly the state before it. Capacities are fixed at init
- * (orders_room() says whether a record will fit before it is journaled). Single-threaded.
+ * (orders_room() says whether a record will fit before it is journaled). Single-threaded:
+ * with orders_pagefill() a helper thread only reads the use marks orders_apply() publishes
+ * and makes the tables' next pages resident, never reading or changing an entry.
  */
 #ifndef SG_ORDERS_H
 #define SG_ORDERS_H
@@ -15,6 +17,7 @@
 
 #include "htab.h"
 #include "limits.h"
+#include "pagefill.h"
 #include "record.h"
 
 typedef enum order_kind { KIND_STOP = 1, KIND_FREEZE = 2 } order_kind;
@@ -42,7 +45,14 @@ typedef struct order {
     int64_t amount_minor;
     int64_t frozen_minor;
     int64_t expires_at_ms;
-    int64_t at_ms[ST__COUNT]; /* when each state was reached, 0 = never */
+    /* When each state was reached (order_at_ms): ms after created_ms in 4 bytes instead of an
+     * int64 each, so an order fits 4 cache lines (issue 13: the order table is most of what
+     * replay and a burst touch). A time that does not fit (49 days after created_ms or more, or
+     * before it: a TTL runs up to ten years, a wall clock can step back) moves every time of
+     * the order to an int64_t[ST__COUNT] in the string pool, at at_far_off. */
+    int64_t created_ms;
+    uint32_t at_rel[ST__COUNT];
+    uint32_t at_far_off; /* strpool, 0 = none: the times are created_ms + at_rel */
     uint32_t no;
     uint32_t parent_no;
     uint32_t first_child, last_child, next_sibling;
@@ -54,6 +64,7 @@ typedef struct order {
     uint32_t release_doc_off; /* legal reference a supervisor gave to RELEASE a FREEZE, 0 = none */
     int64_t resend_at_ms; /* ACCEPTED/SENT: bank deadline; OVERDUE: next re-send (not journaled) */
     uint16_t ncases;
+    uint16_t at_set; /* bit s: state s was reached (durview clears bits in its copies) */
     uint8_t kind, state, answer_state, onward_count, attempts;
     bool in_plugin; /* taken by a queueing plugin, delivery not yet confirmed (not journaled) */
     char bank[BANK_LEN_MAX + 1];
@@ -90,6 +101,10 @@ typedef struct sched {
     uint32_t n, cap;
 } sched;
 
+/* The tables filled from their front that a pagefill helper can keep ahead of the writer:
+ * orders, requests, cases, links, string pool, expiry and overdue schedules. */
+#define ORDERS_FILLED_TABLES 7
+
 typedef struct orders {
     uint32_t max_orders;
     order *v; /* v[1..n] */
@@ -107,6 +122,8 @@ typedef struct orders {
     uint32_t *walk; /* 2 x max_orders: scratch for walking one case's orders (CASE replies) */
     int64_t bank_deadline_ms;
     uint64_t state_count[ST__COUNT];
+    pagefill *pf; /* NULL: no helper; else where orders_apply publishes how far each table is used */
+    int pf_id[ORDERS_FILLED_TABLES];
 } orders;
 
 int orders_init(orders *o, uint32_t max_orders, int64_t bank_deadline_ms);
@@ -114,6 +131,10 @@ void orders_free(orders *o);
 /* Make the hash indexes resident up front so the first burst after a start does not pay
  * a page fault per insert; returns the bytes made resident. */
 size_t orders_prefault(orders *o);
+
+/* Have pf's helper keep this module's growing tables resident ahead of orders_apply (before
+ * pagefill_start; pf outlives o's tables, stopped before orders_free). 0, or -ENOSPC. */
+int orders_pagefill(orders *o, pagefill *pf);
 
 /* Does a record of this type (with a case not seen before) fit? Checked before journaling so
  * that orders_apply() of a journaled record cannot fail for lack of room. */
@@ -163,6 +184,16 @@ const char *order_state_name(uint8_t st);
 const char *order_kind_name(uint8_t k);
 int order_state_parse(const char *s); /* -1 if unknown */
 static inline const char *orders_str(const orders *o, uint32_t off) { return off ? o->sp + off : ""; }
+/* When ord (the order itself or a durview copy of it) reached state st: 0 = never. */
+static inline int64_t order_at_ms(const orders *o, const order *ord, uint8_t st) {
+    if (st >= ST__COUNT || !(ord->at_set & (1u << st))) return 0;
+    if (ord->at_far_off) {
+        int64_t t;
+        __builtin_memcpy(&t, o->sp + ord->at_far_off + (size_t)st * sizeof t, sizeof t);
+        return t;
+    }
+    return ord->created_ms + (int64_t)ord->at_rel[st];
+}
 const sg_onward *orders_onward(const orders *o, const order *ord);
 void order_id_format(char *out, size_t cap, uint64_t no);
 /* "SG-<n>" -> n, 0 when not an order id. */

@@ -444,9 +444,11 @@ static int w_status_pairs(gateway *gw, client *c, const order *ord, bool live) {
         TRY(resp_w_str(b, "onward"));
         TRY(w_onward(gw, c, ord, live));
     }
-    for (int s = 0; s < ST__COUNT; s++)
-        if (ts_keys[s] && ord->at_ms[s]) TRY(resp_w_kv_int(b, ts_keys[s], ord->at_ms[s]));
-    if (ord->answer_state) TRY(resp_w_kv_int(b, "answered_at", ord->at_ms[ord->answer_state]));
+    for (uint8_t s = 0; s < ST__COUNT; s++) {
+        int64_t at = order_at_ms(o, ord, s);
+        if (ts_keys[s] && at) TRY(resp_w_kv_int(b, ts_keys[s], at));
+    }
+    if (ord->answer_state) TRY(resp_w_kv_int(b, "answered_at", order_at_ms(o, ord, ord->answer_state)));
     return 0;
 }
 
@@ -457,7 +459,7 @@ static int w_status(gateway *gw, client *c, const order *ord, bool live) {
     assert(ord->state > ST_NONE && ord->state < ST__COUNT && (ord->kind == KIND_STOP || ord->kind == KIND_FREEZE));
     assert(ord->request_idx >= 1 && ord->request_idx <= o->nreq);
     assert(ord->ncases >= 1 && ord->ncases <= ORDER_CASES_MAX);
-    assert(ord->frozen_minor >= 0 && ord->at_ms[ST_ACCEPTED] > 0);
+    assert(ord->frozen_minor >= 0 && order_at_ms(o, ord, ST_ACCEPTED) > 0);
     assert(!ord->parent_no || (ord->parent_no < ord->no && ord->level >= 1));
     assert(ord->answer_state < ST__COUNT);
     resp_map m;

@@ -328,6 +328,7 @@ typedef struct gateway {
     int64_t rejoin_at_ms;      /* deposed: start again in place at (0: no) */
     orders o;
     durview dv; /* the orders as reads show them: durable state only (durview.h) */
+    pagefill pf; /* [gateway] prefault: the helper that keeps o's and dv's tables ahead (pagefill.h) */
     router rt;
     server srv;
     tls_server tls; /* TLS on RESP (tls.h); tls.ctx NULL when off */

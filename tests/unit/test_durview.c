@@ -100,15 +100,15 @@ static void test_answer_not_durable(void **state) {
     assert_ptr_equal(v, &tmp);
     assert_int_equal(v->state, ST_ACCEPTED);
     assert_int_equal(v->frozen_minor, 0);
-    assert_int_equal(v->at_ms[ST_SENT], 0);
-    assert_int_equal(v->at_ms[ST_CONFIRMED], 0);
+    assert_int_equal(order_at_ms(&g_o, v, ST_SENT), 0);
+    assert_int_equal(order_at_ms(&g_o, v, ST_CONFIRMED), 0);
     assert_int_equal(v->reason_off, 0);
     assert_int_equal(orders_get(&g_o, 1)->state, ST_CONFIRMED);
     /* The SENT batch is durable, the answer's not yet: the view is as of SENT. */
     durview_advance(&g_dv, &g_o, 2, NULL, NULL);
     v = durview_order(&g_dv, &g_o, 1, &tmp);
     assert_int_equal(v->state, ST_SENT);
-    assert_int_equal(v->at_ms[ST_SENT], T0 + 1);
+    assert_int_equal(order_at_ms(&g_o, v, ST_SENT), T0 + 1);
     assert_int_equal(v->frozen_minor, 0);
     durview_advance(&g_dv, &g_o, 3, NULL, NULL);
     v = durview_order(&g_dv, &g_o, 1, &tmp);

@@ -113,8 +113,8 @@ static void test_apply_order(void **state) {
     assert_int_equal(o->no, 1);
     assert_int_equal(o->kind, KIND_FREEZE);
     assert_int_equal(o->state, ST_ACCEPTED);
-    assert_true(o->at_ms[ST_ACCEPTED] == T0);
-    assert_true(o->at_ms[ST_SENT] == 0);
+    assert_true(order_at_ms(&g_o, o, ST_ACCEPTED) == T0);
+    assert_true(order_at_ms(&g_o, o, ST_SENT) == 0);
     assert_string_equal(o->bank, "ICBKCNBJ");
     assert_string_equal(o->account, "6222020000000001");
     assert_string_equal(o->currency, "CNY");
@@ -199,8 +199,8 @@ static void test_held_then_confirm(void **state) {
     apply_ok(&r, 1);
     order *o = orders_get(&g_o, 1);
     assert_int_equal(o->state, ST_HELD);
-    assert_true(o->at_ms[ST_HELD] == T0);
-    assert_true(o->at_ms[ST_ACCEPTED] == T0); /* a HELD order was accepted too */
+    assert_true(order_at_ms(&g_o, o, ST_HELD) == T0);
+    assert_true(order_at_ms(&g_o, o, ST_ACCEPTED) == T0); /* a HELD order was accepted too */
     assert_true(order_is_live(o, T0));        /* it holds the account: a second STOP merges */
     assert_int_equal(g_o.state_count[ST_HELD], 1);
     order_rec c;
@@ -321,7 +321,7 @@ static void test_state_and_overdue(void **state) {
     apply_ok(&s, 5);
     order *o1 = orders_get(&g_o, 1), *o2 = orders_get(&g_o, 2), *o3 = orders_get(&g_o, 3);
     assert_int_equal(o1->state, ST_SENT);
-    assert_true(o1->at_ms[ST_SENT] == T0 + 100);
+    assert_true(order_at_ms(&g_o, o1, ST_SENT) == T0 + 100);
     assert_int_equal(o1->last_lsn, 4);
     assert_int_equal(g_o.state_count[ST_SENT], 2);
     assert_int_equal(g_o.state_count[ST_ACCEPTED], 1);
@@ -347,7 +347,7 @@ static void test_state_and_overdue(void **state) {
     assert_true(order_is_live(o1, T0 + HOUR)); /* still retried, still holds the account */
     assert_true(o2->frozen_minor == 50000);
     assert_int_equal(o2->answer_state, ST_CONFIRMED);
-    assert_true(o2->at_ms[ST_CONFIRMED] == T0 + 300);
+    assert_true(order_at_ms(&g_o, o2, ST_CONFIRMED) == T0 + 300);
     /* the overdue schedule is empty again until a re-send is scheduled */
     assert_true(orders_next_due_ms(&g_o) == T0 + 48 * HOUR);
     assert_int_equal(orders_schedule_resend(&g_o, o3, T0 + 3 * DEADLINE_MS), 0);
@@ -406,7 +406,7 @@ static void test_answers(void **state) {
         order *o = orders_get(&g_o, no);
         assert_int_equal(o->state, cases[i].st);
         assert_int_equal(o->answer_state, cases[i].st);
-        assert_true(o->at_ms[cases[i].st] == T0 + 2);
+        assert_true(order_at_ms(&g_o, o, cases[i].st) == T0 + 2);
         assert_true(o->frozen_minor == s.frozen_minor);
         if (order_is_live(o, T0 + 3) != cases[i].live)
             fail_msg("%s: live is wrong", order_state_name(cases[i].st));
@@ -449,7 +449,7 @@ static void test_release(void **state) {
     apply_ok(&r, 2);
     order *o = orders_get(&g_o, 1);
     assert_int_equal(o->state, ST_RELEASED);
-    assert_true(o->at_ms[ST_RELEASED] == T0 + 500);
+    assert_true(order_at_ms(&g_o, o, ST_RELEASED) == T0 + 500);
     assert_int_equal(o->last_lsn, 2);
     assert_false(order_is_live(o, T0 + 600));
     assert_null(orders_live_on_account(&g_o, "BANK", "ACCT1", T0 + 600));
@@ -505,7 +505,7 @@ static void test_expiry(void **state) {
     order_rec s = mk_state(1, ST_EXPIRED, T0 + HOUR);
     apply_ok(&s, 2);
     assert_int_equal(o->state, ST_EXPIRED);
-    assert_true(o->at_ms[ST_EXPIRED] == T0 + HOUR);
+    assert_true(order_at_ms(&g_o, o, ST_EXPIRED) == T0 + HOUR);
     assert_int_equal(orders_next_expired(&g_o, INT64_MAX), 0);
 }
 
@@ -806,7 +806,7 @@ static void test_apply_decoded_records(void **state) {
     assert_true(a->amount_minor == b->amount_minor);
     assert_true(a->frozen_minor == b->frozen_minor);
     assert_true(a->expires_at_ms == b->expires_at_ms);
-    assert_memory_equal(a->at_ms, b->at_ms, sizeof a->at_ms);
+    for (uint8_t s = 0; s < ST__COUNT; s++) assert_true(order_at_ms(&live, a, s) == order_at_ms(&g_o, b, s));
     assert_string_equal(a->bank, b->bank);
     assert_string_equal(a->account, b->account);
     assert_string_equal(orders_str(&g_o, b->note_off), "n");
@@ -814,6 +814,43 @@ static void test_apply_decoded_records(void **state) {
     assert_true(order_has_case(&g_o, b, "CASE-10", 7));
     assert_non_null(orders_find_request(&g_o, "q2", 2));
     orders_free(&live);
+}
+
+/* State times are kept as 4-byte offsets from the order's creation (issue 13); one that does
+ * not fit - ten years of TTL, a wall clock stepped back - must still come back exact, and so
+ * must every time set before it. */
+static void test_state_times_far_and_back(void **state) {
+    (void)state;
+    const int64_t year = 366 * 24 * HOUR;
+    add_simple(1, T0 + 10 * year);
+    add_simple(2, T0 + 10 * year);
+    order_rec r = mk_state(1, ST_SENT, T0 + 49 * 24 * HOUR); /* still fits: < 2^32 ms */
+    apply_ok(&r, 3);
+    r = mk_state(1, ST_EXPIRED, T0 + 10 * year); /* does not fit */
+    apply_ok(&r, 4);
+    r = mk_state(2, ST_SENT, T0 - 5000); /* the clock stepped back between two records */
+    apply_ok(&r, 5);
+    order *a = orders_get(&g_o, 1), *b = orders_get(&g_o, 2);
+    assert_true(order_at_ms(&g_o, a, ST_ACCEPTED) == T0);
+    assert_true(order_at_ms(&g_o, a, ST_SENT) == T0 + 49 * 24 * HOUR);
+    assert_true(order_at_ms(&g_o, a, ST_EXPIRED) == T0 + 10 * year);
+    assert_true(order_at_ms(&g_o, a, ST_CONFIRMED) == 0);
+    assert_true(order_at_ms(&g_o, b, ST_ACCEPTED) == T0);
+    assert_true(order_at_ms(&g_o, b, ST_SENT) == T0 - 5000);
+    assert_true(a->at_far_off != 0 && b->at_far_off != 0);
+    /* A copy whose bit is cleared (what durview does) reads "never", the order still reads
+     * its time: the exact times are shared, the bits are not. */
+    order copy = *a;
+    copy.at_set &= (uint16_t) ~(1u << ST_EXPIRED);
+    assert_true(order_at_ms(&g_o, &copy, ST_EXPIRED) == 0);
+    assert_true(order_at_ms(&g_o, &copy, ST_SENT) == T0 + 49 * 24 * HOUR);
+    assert_true(order_at_ms(&g_o, a, ST_EXPIRED) == T0 + 10 * year);
+    /* An order whose times all fit stays without the pool's copy. */
+    add_simple(3, T0 + HOUR);
+    r = mk_state(3, ST_SENT, T0 + 100);
+    apply_ok(&r, 6);
+    assert_int_equal(orders_get(&g_o, 3)->at_far_off, 0);
+    assert_true(order_at_ms(&g_o, orders_get(&g_o, 3), ST_SENT) == T0 + 100);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -844,6 +881,7 @@ int main(void) {
         T(test_replay_mode),
         T(test_ids_and_names),
         T(test_apply_decoded_records),
+        T(test_state_times_far_and_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
