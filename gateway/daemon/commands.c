@@ -177,14 +177,67 @@ static void w_answer(gateway *gw, client *c, const engine_answer *a, int64_t t_n
     reply_end(gw, c, rc, a->lsn, t_ns);
 }
 
+enum { O_BANK, O_ACCOUNT, O_CASE, O_AMOUNT, O_CURRENCY, O_TTL, O_REASON, O_NOTE, O_DOC, O__COUNT };
+
+/* The fields every order needs: BANK, ACCOUNT and CASE normalised or checked (and DOC for a
+ * FREEZE). NULL, or the error code with why filled. */
+static const char *order_required(const opt *o, order_req *rq, char *why, size_t cap) {
+    const char *e;
+    if (!o[O_BANK].set || !o[O_ACCOUNT].set || !o[O_CASE].set)
+        return snprintf(why, cap, "BANK, ACCOUNT and CASE are required"), "ERR SYNTAX";
+    if (rq->kind == KIND_FREEZE && !o[O_DOC].set)
+        return snprintf(why, cap, "FREEZE needs DOC <legal document reference>"), "ERR SYNTAX";
+    if (account_bank_normalise(o[O_BANK].val.p, o[O_BANK].val.len, rq->bank, &e) != 0 ||
+        account_normalise(o[O_ACCOUNT].val.p, o[O_ACCOUNT].val.len, rq->account, &e) != 0)
+        return snprintf(why, cap, "%s", e), "ERR BADACCOUNT";
+    if (!field_ident_ok(o[O_CASE].val.p, o[O_CASE].val.len, CASE_LEN_MAX))
+        return snprintf(why, cap, "CASE must be 1-64 printable characters without spaces"), "ERR SYNTAX";
+    rq->case_id = as_str(o[O_CASE].val);
+    return NULL;
+}
+
+/* The optional fields: AMOUNT, CURRENCY (else the configured one), TTL, REASON, NOTE, DOC.
+ * NULL, or the error code with why filled. */
+static const char *order_optional(gateway *gw, const opt *o, order_req *rq, char *why, size_t cap) {
+    const char *e;
+    if (o[O_AMOUNT].set && field_amount_parse(o[O_AMOUNT].val.p, o[O_AMOUNT].val.len, &rq->amount_minor, &e) != 0)
+        return snprintf(why, cap, "%s", e), "ERR BADAMOUNT";
+    if (o[O_CURRENCY].set) {
+        if (field_currency_parse(o[O_CURRENCY].val.p, o[O_CURRENCY].val.len, rq->currency, &e) != 0)
+            return snprintf(why, cap, "%s", e), "ERR BADAMOUNT";
+        rq->currency_given = true;
+    } else {
+        memcpy(rq->currency, gw->cfg.currency, 4);
+    }
+    if (o[O_TTL].set && field_ttl_parse(o[O_TTL].val.p, o[O_TTL].val.len, &rq->ttl_s, &e) != 0)
+        return snprintf(why, cap, "%s", e), "ERR SYNTAX";
+    if (o[O_REASON].set) {
+        if (!field_ident_ok(o[O_REASON].val.p, o[O_REASON].val.len, REASON_LEN_MAX))
+            return snprintf(why, cap, "REASON must be a code of 1-64 printable characters"), "ERR SYNTAX";
+        rq->reason = as_str(o[O_REASON].val);
+    }
+    if (o[O_NOTE].set) {
+        if (!field_text_ok(o[O_NOTE].val.p, o[O_NOTE].val.len, NOTE_LEN_MAX))
+            return snprintf(why, cap, "NOTE must be at most %d bytes without control characters", NOTE_LEN_MAX),
+                   "ERR SYNTAX";
+        rq->note = as_str(o[O_NOTE].val);
+    }
+    if (o[O_DOC].set) {
+        if (!field_ident_ok(o[O_DOC].val.p, o[O_DOC].val.len, DOC_LEN_MAX))
+            return snprintf(why, cap, "DOC must be 1-128 printable characters without spaces"), "ERR SYNTAX";
+        rq->doc = as_str(o[O_DOC].val);
+    }
+    return NULL;
+}
+
 /* STOP / FREEZE <request_id> BANK b ACCOUNT a CASE c [AMOUNT m [CURRENCY x]] [TTL s] ... */
 static int cmd_order(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns, uint8_t kind) {
     order_req rq = {.kind = kind, .agent = c->agent ? c->agent->name : "anonymous"};
     opt o[] = {{"BANK"}, {"ACCOUNT"}, {"CASE"}, {"AMOUNT"}, {"CURRENCY"}, {"TTL"}, {"REASON"}, {"NOTE"}, {"DOC"}};
-    enum { O_BANK, O_ACCOUNT, O_CASE, O_AMOUNT, O_CURRENCY, O_TTL, O_REASON, O_NOTE, O_DOC };
+    _Static_assert(sizeof o / sizeof o[0] == O__COUNT, "one option per field");
     char why[160];
-    const char *e;
-    size_t nopts = kind == KIND_FREEZE ? 9 : 8;
+    const char *code, *e;
+    size_t nopts = kind == KIND_FREEZE ? O__COUNT : O_DOC; /* DOC is FREEZE's alone */
     if (!field_ident_ok(cmd->argv[1].p, cmd->argv[1].len, REQUEST_ID_LEN_MAX)) {
         reply_err(gw, c, "ERR SYNTAX", "request_id must be 1-64 printable characters without spaces");
         return 1;
@@ -194,64 +247,9 @@ static int cmd_order(gateway *gw, client *c, resp_cmd *cmd, int64_t t_ns, uint8_
         reply_err(gw, c, "ERR SYNTAX", "%s", e);
         return 1;
     }
-    if (!o[O_BANK].set || !o[O_ACCOUNT].set || !o[O_CASE].set) {
-        reply_err(gw, c, "ERR SYNTAX", "BANK, ACCOUNT and CASE are required");
+    if ((code = order_required(o, &rq, why, sizeof why)) || (code = order_optional(gw, o, &rq, why, sizeof why))) {
+        reply_err(gw, c, code, "%s", why);
         return 1;
-    }
-    if (kind == KIND_FREEZE && !o[O_DOC].set) {
-        reply_err(gw, c, "ERR SYNTAX", "FREEZE needs DOC <legal document reference>");
-        return 1;
-    }
-    if (account_bank_normalise(o[O_BANK].val.p, o[O_BANK].val.len, rq.bank, &e) != 0) {
-        reply_err(gw, c, "ERR BADACCOUNT", "%s", e);
-        return 1;
-    }
-    if (account_normalise(o[O_ACCOUNT].val.p, o[O_ACCOUNT].val.len, rq.account, &e) != 0) {
-        reply_err(gw, c, "ERR BADACCOUNT", "%s", e);
-        return 1;
-    }
-    if (!field_ident_ok(o[O_CASE].val.p, o[O_CASE].val.len, CASE_LEN_MAX)) {
-        reply_err(gw, c, "ERR SYNTAX", "CASE must be 1-64 printable characters without spaces");
-        return 1;
-    }
-    rq.case_id = as_str(o[O_CASE].val);
-    if (o[O_AMOUNT].set && field_amount_parse(o[O_AMOUNT].val.p, o[O_AMOUNT].val.len, &rq.amount_minor, &e) != 0) {
-        reply_err(gw, c, "ERR BADAMOUNT", "%s", e);
-        return 1;
-    }
-    if (o[O_CURRENCY].set) {
-        if (field_currency_parse(o[O_CURRENCY].val.p, o[O_CURRENCY].val.len, rq.currency, &e) != 0) {
-            reply_err(gw, c, "ERR BADAMOUNT", "%s", e);
-            return 1;
-        }
-        rq.currency_given = true;
-    } else {
-        memcpy(rq.currency, gw->cfg.currency, 4);
-    }
-    if (o[O_TTL].set && field_ttl_parse(o[O_TTL].val.p, o[O_TTL].val.len, &rq.ttl_s, &e) != 0) {
-        reply_err(gw, c, "ERR SYNTAX", "%s", e);
-        return 1;
-    }
-    if (o[O_REASON].set) {
-        if (!field_ident_ok(o[O_REASON].val.p, o[O_REASON].val.len, REASON_LEN_MAX)) {
-            reply_err(gw, c, "ERR SYNTAX", "REASON must be a code of 1-64 printable characters");
-            return 1;
-        }
-        rq.reason = as_str(o[O_REASON].val);
-    }
-    if (o[O_NOTE].set) {
-        if (!field_text_ok(o[O_NOTE].val.p, o[O_NOTE].val.len, NOTE_LEN_MAX)) {
-            reply_err(gw, c, "ERR SYNTAX", "NOTE must be at most %d bytes without control characters", NOTE_LEN_MAX);
-            return 1;
-        }
-        rq.note = as_str(o[O_NOTE].val);
-    }
-    if (o[O_DOC].set) {
-        if (!field_ident_ok(o[O_DOC].val.p, o[O_DOC].val.len, DOC_LEN_MAX)) {
-            reply_err(gw, c, "ERR SYNTAX", "DOC must be 1-128 printable characters without spaces");
-            return 1;
-        }
-        rq.doc = as_str(o[O_DOC].val);
     }
     engine_answer a;
     if (engine_order(gw, &rq, &a) == -EAGAIN) return 0;

@@ -132,59 +132,72 @@ static bool ttl_allowed(gateway *gw, uint8_t kind, int64_t ttl_s, engine_answer 
     return false;
 }
 
-int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
-    memset(a, 0, sizeof *a);
+/* A request id seen before: its first answer again (DUPLICATE), or IDEMPOTENCY when the
+ * fields differ. false when the request id is new. */
+static bool order_seen(gateway *gw, const order_req *rq, uint64_t fp, engine_answer *a) {
+    const request *prev = orders_find_request(&gw->o, rq->request_id.p, rq->request_id.len);
+    if (!prev) return false;
+    if (prev->fingerprint != fp || (prev->op != REQ_ORDER && prev->op != REQ_MERGE)) {
+        refuse(a, "ERR IDEMPOTENCY", "request_id %s was used before with different fields", prev->id);
+        return true;
+    }
+    a->status = ANS_DUPLICATE;
+    a->order_no = prev->order_no;
+    a->lsn = prev->lsn;
+    return true;
+}
+
+/* commit_record's failure as the engine's entry points return it: -EAGAIN (no room yet: the
+ * caller waits), else ERR BUSY with the journal's reason. */
+static int record_refused(int64_t lsn, engine_answer *a) {
+    assert(lsn < 0);
+    if ((int)lsn == -EAGAIN) return -EAGAIN;
+    refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn));
+    return 0;
+}
+
+/* A second request on an account with a live order joins it (MERGED): its case, the larger
+ * amount, the later expiry. r holds the request's common fields. */
+static int order_merge(gateway *gw, const order_req *rq, order *live, order_rec *r, engine_answer *a) {
     orders *o = &gw->o;
-    uint64_t fp = fingerprint_order(rq);
-    const request *prev = orders_find_request(o, rq->request_id.p, rq->request_id.len);
-    if (prev) {
-        if (prev->fingerprint != fp || (prev->op != REQ_ORDER && prev->op != REQ_MERGE)) {
-            refuse(a, "ERR IDEMPOTENCY", "request_id %s was used before with different fields", prev->id);
-            return 0;
-        }
-        a->status = ANS_DUPLICATE;
-        a->order_no = prev->order_no;
-        a->lsn = prev->lsn;
+    if (!orders_room(o, REC_MERGE) ||
+        (!order_has_case(o, live, rq->case_id.p, rq->case_id.len) && live->ncases >= ORDER_CASES_MAX)) {
+        refuse(a, "ERR TOOBIG", "%s", "the live order cannot take another request or case");
         return 0;
     }
-    if (!router_route(gw, rq->bank)) {
-        refuse(a, "ERR UNKNOWNBANK", "no route for bank %s (add a [route] or [route default])", rq->bank);
-        return 0;
+    r->type = REC_MERGE;
+    r->order_no = live->no;
+    /* 0 asks for everything; otherwise the larger ask wins. */
+    r->amount_minor = (live->amount_minor == 0 || rq->amount_minor == 0)
+                          ? 0
+                          : (rq->amount_minor > live->amount_minor ? rq->amount_minor : live->amount_minor);
+    int64_t exp = gw->now_ms + ttl_ms_for(gw, rq->kind, rq->ttl_s);
+    r->expires_at_ms = exp > live->expires_at_ms ? exp : live->expires_at_ms;
+    int64_t lsn = commit_record(&gw->commit, r);
+    if (lsn < 0) return record_refused(lsn, a);
+    a->status = ANS_MERGED;
+    a->order_no = live->no;
+    a->lsn = (uint64_t)lsn;
+    assert(live->last_lsn == (uint64_t)lsn && live->expires_at_ms == r->expires_at_ms);
+    return 0;
+}
+
+/* The names of the lists in mask, comma-separated, into names (room for every list). */
+static size_t list_names(gateway *gw, uint64_t mask, char names[SGL_LISTS_MAX * SGL_LIST_NAME_MAX]) {
+    size_t nl = 0, cap = SGL_LISTS_MAX * SGL_LIST_NAME_MAX;
+    names[0] = 0;
+    for (uint64_t m = mask; m; m &= m - 1) {
+        const char *nm = lists_name(gw, (unsigned)__builtin_ctzll(m));
+        nl += (size_t)snprintf(names + nl, cap - nl, "%s%s", nl ? "," : "", nm);
     }
-    if (!ttl_allowed(gw, rq->kind, rq->ttl_s, a)) return 0;
-    if (engine_journal_failing(gw, a)) return 0;
-    if (!journal_room(gw)) return -EAGAIN;
-    int64_t now = gw->now_ms;
-    order *live = orders_live_on_account(o, rq->bank, rq->account, now);
-    order_rec r = {0};
-    r.request_id = rq->request_id;
-    r.fingerprint = fp;
-    r.case_id = rq->case_id;
-    r.doc = rq->doc;
-    r.agent = (rec_str){rq->agent, (uint32_t)strlen(rq->agent)};
-    r.ts_ms = now;
-    if (live) {
-        if (!orders_room(o, REC_MERGE) ||
-            (!order_has_case(o, live, rq->case_id.p, rq->case_id.len) && live->ncases >= ORDER_CASES_MAX)) {
-            refuse(a, "ERR TOOBIG", "%s", "the live order cannot take another request or case");
-            return 0;
-        }
-        r.type = REC_MERGE;
-        r.order_no = live->no;
-        /* 0 asks for everything; otherwise the larger ask wins. */
-        r.amount_minor = (live->amount_minor == 0 || rq->amount_minor == 0)
-                             ? 0
-                             : (rq->amount_minor > live->amount_minor ? rq->amount_minor : live->amount_minor);
-        int64_t exp = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
-        r.expires_at_ms = exp > live->expires_at_ms ? exp : live->expires_at_ms;
-        int64_t lsn = commit_record(&gw->commit, &r);
-        if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
-        a->status = ANS_MERGED;
-        a->order_no = live->no;
-        a->lsn = (uint64_t)lsn;
-        assert(live->last_lsn == (uint64_t)lsn && live->expires_at_ms == r.expires_at_ms);
-        return 0;
-    }
+    assert(nl < cap);
+    return nl;
+}
+
+/* A new order: HELD on a protected account (a supervisor CONFIRMs it), else ACCEPTED and its
+ * instruction queued for the bank. r holds the request's common fields. */
+static int order_new(gateway *gw, const order_req *rq, order_rec *r, engine_answer *a) {
+    orders *o = &gw->o;
     if (!orders_room(o, REC_ORDER)) {
         refuse(a, "ERR TOOBIG", "%s", "order table full (raise [gateway] max_orders)");
         return 0;
@@ -194,43 +207,55 @@ int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
     bool held = (v.mask & gw->ls.protected_mask) != 0;
     if (!held && outbox_full(gw, a)) return 0;
     char names[SGL_LISTS_MAX * SGL_LIST_NAME_MAX];
-    size_t nl = 0;
-    names[0] = 0;
-    for (uint64_t m = v.mask; m; m &= m - 1) {
-        const char *nm = lists_name(gw, (unsigned)__builtin_ctzll(m));
-        nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s%s", nl ? "," : "", nm);
-    }
-    r.type = REC_ORDER;
-    r.order_no = orders_next_no(o);
-    r.kind = rq->kind;
-    /* A protected account (payroll, public bodies) waits for a supervisor's CONFIRM. */
-    r.state = held ? ST_HELD : ST_ACCEPTED;
-    r.list = (rec_str){names, (uint32_t)nl};
-    r.parent_no = rq->parent_no;
-    r.level = rq->level;
-    r.bank = (rec_str){rq->bank, (uint32_t)strlen(rq->bank)};
-    r.account = (rec_str){rq->account, (uint32_t)strlen(rq->account)};
-    r.amount_minor = rq->amount_minor;
-    r.currency = (rec_str){rq->currency, 3};
-    r.reason = rq->reason;
-    r.note = rq->note;
-    r.expires_at_ms = now + ttl_ms_for(gw, rq->kind, rq->ttl_s);
-    int64_t lsn = commit_record(&gw->commit, &r);
-    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    size_t nl = list_names(gw, v.mask, names);
+    r->type = REC_ORDER;
+    r->order_no = orders_next_no(o);
+    r->kind = rq->kind;
+    r->state = held ? ST_HELD : ST_ACCEPTED;
+    r->list = (rec_str){names, (uint32_t)nl};
+    r->parent_no = rq->parent_no;
+    r->level = rq->level;
+    r->bank = (rec_str){rq->bank, (uint32_t)strlen(rq->bank)};
+    r->account = (rec_str){rq->account, (uint32_t)strlen(rq->account)};
+    r->amount_minor = rq->amount_minor;
+    r->currency = (rec_str){rq->currency, 3};
+    r->reason = rq->reason;
+    r->note = rq->note;
+    r->expires_at_ms = gw->now_ms + ttl_ms_for(gw, rq->kind, rq->ttl_s);
+    int64_t lsn = commit_record(&gw->commit, r);
+    if (lsn < 0) return record_refused(lsn, a);
     /* The order now exists as journaled: numbered in sequence, findable by its request id. */
-    assert(o->n == r.order_no && o->v[o->n].state == r.state);
-    assert(orders_find_request(o, rq->request_id.p, rq->request_id.len)->order_no == r.order_no);
-    if (held) {
-        a->status = ANS_HELD;
-        a->order_no = (uint32_t)r.order_no;
-        a->lsn = (uint64_t)lsn;
-        return 0;
-    }
-    outbox_push(gw, (uint64_t)lsn, (uint32_t)r.order_no, rq->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
-    a->status = ANS_ACCEPTED;
-    a->order_no = (uint32_t)r.order_no;
+    assert(o->n == r->order_no && o->v[o->n].state == r->state);
+    assert(orders_find_request(o, rq->request_id.p, rq->request_id.len)->order_no == r->order_no);
+    if (!held)
+        outbox_push(gw, (uint64_t)lsn, (uint32_t)r->order_no,
+                    rq->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
+    a->status = held ? ANS_HELD : ANS_ACCEPTED;
+    a->order_no = (uint32_t)r->order_no;
     a->lsn = (uint64_t)lsn;
     return 0;
+}
+
+int engine_order(gateway *gw, const order_req *rq, engine_answer *a) {
+    memset(a, 0, sizeof *a);
+    uint64_t fp = fingerprint_order(rq);
+    if (order_seen(gw, rq, fp, a)) return 0;
+    if (!router_route(gw, rq->bank)) {
+        refuse(a, "ERR UNKNOWNBANK", "no route for bank %s (add a [route] or [route default])", rq->bank);
+        return 0;
+    }
+    if (!ttl_allowed(gw, rq->kind, rq->ttl_s, a)) return 0;
+    if (engine_journal_failing(gw, a)) return 0;
+    if (!journal_room(gw)) return -EAGAIN;
+    order_rec r = {0};
+    r.request_id = rq->request_id;
+    r.fingerprint = fp;
+    r.case_id = rq->case_id;
+    r.doc = rq->doc;
+    r.agent = (rec_str){rq->agent, (uint32_t)strlen(rq->agent)};
+    r.ts_ms = gw->now_ms;
+    order *live = orders_live_on_account(&gw->o, rq->bank, rq->account, gw->now_ms);
+    return live ? order_merge(gw, rq, live, &r, a) : order_new(gw, rq, &r, a);
 }
 
 static uint64_t fingerprint_simple(uint8_t op, uint32_t no, int64_t v, rec_str s) {
@@ -320,7 +345,7 @@ int engine_release(gateway *gw, rec_str rid, uint32_t no, rec_str reason, rec_st
                    .ts_ms = gw->now_ms,
                    .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit_record(&gw->commit, &r);
-    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    if (lsn < 0) return record_refused(lsn, a);
     assert(orders_get(&gw->o, no)->state == ST_RELEASED);
     /* The bank lifts its hold too; its acknowledgement changes nothing here. */
     outbox_push(gw, (uint64_t)lsn, no, SG_INSTR_RELEASE);
@@ -349,7 +374,7 @@ int engine_extend(gateway *gw, rec_str rid, uint32_t no, int64_t ttl_s, const en
                    .ts_ms = gw->now_ms,
                    .agent = {who->name, (uint32_t)strlen(who->name)}};
     int64_t lsn = commit_record(&gw->commit, &r);
-    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    if (lsn < 0) return record_refused(lsn, a);
     assert(ord->expires_at_ms == r.expires_at_ms); /* an EXTEND never shortens */
     a->status = ANS_EXTENDED;
     a->order_no = no;
@@ -432,7 +457,7 @@ int engine_confirm(gateway *gw, uint32_t no, const char *agent, engine_answer *a
     if (!journal_room(gw)) return -EAGAIN;
     order_rec r = {.type = REC_CONFIRM, .order_no = no, .ts_ms = gw->now_ms, .agent = {agent, (uint32_t)strlen(agent)}};
     int64_t lsn = commit_record(&gw->commit, &r);
-    if (lsn < 0) return (int)lsn == -EAGAIN ? -EAGAIN : (refuse(a, "ERR BUSY", "journal: %s", strerror((int)-lsn)), 0);
+    if (lsn < 0) return record_refused(lsn, a);
     assert(ord->state == ST_ACCEPTED);
     outbox_push(gw, (uint64_t)lsn, no, ord->kind == KIND_FREEZE ? SG_INSTR_FREEZE : SG_INSTR_STOP);
     a->status = ANS_CONFIRMED;
