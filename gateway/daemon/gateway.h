@@ -107,6 +107,7 @@ typedef struct server {
     bool accepting;
     client *clients; /* [0..max) */
     uint32_t max, count;
+    uint32_t hwm; /* slots [hwm..max) never used: the per-second sweeps stop there (issue 13) */
     uint32_t *free_list;
     uint32_t nfree;
     reply_mark *marks_pool; /* CLIENT_REPLY_MARKS_MAX per client, reserved at start */

@@ -592,6 +592,9 @@ static void admission_start(gateway *gw, client *c) {
 static void client_open(gateway *gw, int fd, tls_conn *tc, uint32_t addr, uint16_t port) {
     uint32_t idx = gw->srv.free_list[--gw->srv.nfree];
     client *c = &gw->srv.clients[idx];
+    /* The free list is a stack: a freed slot is the next one used, so the slots ever used
+     * stay as few as the most clients connected at once, and the sweeps need go no further. */
+    if (idx >= gw->srv.hwm) gw->srv.hwm = idx + 1;
     uint32_t gen = (c->gen + 1) & 0xffffffu;
     memset(c, 0, sizeof *c);
     c->idx = idx;
@@ -822,7 +825,7 @@ void server_resume(gateway *gw, client *c) {
 }
 
 void server_kick_all(gateway *gw) {
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (c->in_use) after_io(gw, c);
     }
@@ -842,7 +845,7 @@ void server_stop_accepting(gateway *gw) {
 }
 
 bool server_drained(gateway *gw) {
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use) continue;
         if (marks_pending(c) || c->send_inflight || c->sendable_abs > c->out_base) {
@@ -865,7 +868,7 @@ void server_reap_idle(gateway *gw) {
     login_tick(gw);
     if (limit_s == 0 && gw->cfg.auth_timeout_s == 0) return;
     int64_t cutoff = limit_s ? gw->now_ms - (int64_t)limit_s * 1000 : INT64_MIN;
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use || c->closing) continue;
         /* Bytes do not buy time before AUTH (slowloris): only the deadline counts. An AUTH
@@ -985,7 +988,7 @@ static int on_recv_tls(gateway *gw, client *c, size_t n) {
 void server_reap_tls(gateway *gw) {
     if (gw->tls.handshaking == 0 || gw->now_ms < gw->srv.next_tls_reap_ms) return;
     gw->srv.next_tls_reap_ms = gw->now_ms + 1000;
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use || c->closing || !c->tls || !tls_handshake_overdue(c->tls, gw->now_ms)) continue;
         gw->tls.handshake_failures++;
