@@ -54,6 +54,7 @@ void config_defaults(config *c) {
     c->bank_deadline_ms = 5000;
     c->max_clients = 10000;
     c->recv_buffers = RECV_BUFS_DEFAULT;
+    c->spin_us = SPIN_US_DEFAULT;
     c->segment_bytes = 64ULL * 1024 * 1024;
     c->max_orders = 1024u * 1024;
     c->prefault = true;
@@ -246,6 +247,9 @@ static int gateway_key(parse_ctx *p, const char *k, const char *v) {
         RANGE(0, RECV_BUFS_MAX);
         if ((x & (x - 1)) != 0) return fail(p, "%s must be 0 or a power of two, not %s", k, v);
         c->recv_buffers = (uint32_t)x;
+    } else if (!strcmp(k, "spin_us")) {
+        RANGE(0, SPIN_US_MAX);
+        c->spin_us = (uint32_t)x;
     } else if (!strcmp(k, "segment_bytes")) {
         RANGE(JOURNAL_SEGMENT_BYTES_MIN, JOURNAL_SEGMENT_BYTES_MAX);
         c->segment_bytes = (uint64_t)x;

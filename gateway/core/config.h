@@ -88,6 +88,7 @@ typedef struct config {
     bool allow_anonymous_check;
     uint32_t max_clients;
     uint32_t recv_buffers; /* provided receive buffers (a power of two); 0 = one plain recv per read */
+    uint32_t spin_us;      /* the loop's spin for a completion while a journal batch is in flight; 0 = off */
     uint64_t segment_bytes;
     uint32_t max_orders;
     uint32_t max_outbox; /* 0: OUTBOX_PER_ORDER x max_orders */

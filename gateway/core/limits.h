@@ -34,6 +34,11 @@
 #define RECV_BUF_BYTES 16384        /* one provided buffer: a receive completion carries at most this */
 #define RECV_BUFS_DEFAULT 256       /* [gateway] recv_buffers default (4 MiB) */
 #define RECV_BUFS_MAX 32768         /* the kernel's ceiling for one buffer ring */
+/* The loop's short spin before it sleeps while a journal batch is in flight ([gateway]
+ * spin_us, main.c): the fdatasync's completion is then reaped without a sleep and a
+ * wake-up. Bounded: a spin longer than an fdatasync only burns a CPU. */
+#define SPIN_US_MAX 1000
+#define SPIN_US_DEFAULT 0 /* chosen by measurement: docs/PERFORMANCE.md "Issue 13, the loop's CPU" */
 #define CLIENTS_MAX_LIMIT 100000 /* upper bound for [gateway] max_clients */
 #define CLIENT_NAME_LEN_MAX 64   /* CLIENT SETNAME, and each CLIENT SETINFO value */
 

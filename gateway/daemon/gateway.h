@@ -170,6 +170,7 @@ typedef struct metrics {
     uint64_t results_dup, results_unknown, results_bad;
     uint64_t stop_lat_buckets[LAT_BUCKETS + 1];
     uint64_t stop_lat_count, stop_lat_sum_us;
+    uint64_t spin_hits, spin_misses; /* [gateway] spin_us: a completion came during the spin, or not */
     int listen_fd;
     struct metrics_conn {
         int fd;

@@ -90,6 +90,11 @@ static void render_connections(gateway *gw, prom_writer *w) {
     w_one(w, PROM_COUNTER, "stopgate_recv_buffers_exhausted_total",
           "Multishot receives ended by an empty buffer ring (that client then reads with a plain recv).",
           gw->srv.recv_nobufs);
+    w_one(w, PROM_COUNTER, "stopgate_loop_spins_total",
+          "Spins of the loop for a completion while a journal batch was in flight (spin_us).",
+          m->spin_hits + m->spin_misses);
+    w_one(w, PROM_COUNTER, "stopgate_loop_spin_hits_total",
+          "Of those, spins that reaped a completion without sleeping.", m->spin_hits);
     w_one(w, PROM_COUNTER, "stopgate_tls_handshakes_total", "TLS handshakes completed on tls_listen.",
           gw->tls.handshakes);
     w_one(w, PROM_COUNTER, "stopgate_tls_handshake_failures_total", "TLS handshakes refused, failed or timed out.",

@@ -297,6 +297,7 @@ static void reload_live_keys(gateway *gw, const config *nc) {
     gw->cfg.freeze_ttl_max_s = nc->freeze_ttl_max_s;
     gw->cfg.allow_anonymous_check = nc->allow_anonymous_check;
     gw->cfg.idle_timeout_s = nc->idle_timeout_s;
+    gw->cfg.spin_us = nc->spin_us;
     gw->cfg.console_session_ttl_s = nc->console_session_ttl_s; /* new sessions */
     gw->cfg.cascade_max_depth = nc->cascade_max_depth;
     gw->cfg.cascade_min_amount = nc->cascade_min_amount;

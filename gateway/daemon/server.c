@@ -586,8 +586,10 @@ static void admission_start(gateway *gw, client *c) {
 /* A new client on fd (admitted by login_conn_open already): its slot, reading at once. */
 static void client_open(gateway *gw, int fd, tls_conn *tc, uint32_t addr, uint16_t port) {
     uint32_t idx = gw->srv.free_list[--gw->srv.nfree];
-    if (idx >= gw->srv.hwm) gw->srv.hwm = idx + 1;
     client *c = &gw->srv.clients[idx];
+    /* The free list is a stack: a freed slot is the next one used, so the slots ever used
+     * stay as few as the most clients connected at once, and the sweeps need go no further. */
+    if (idx >= gw->srv.hwm) gw->srv.hwm = idx + 1;
     uint32_t gen = (c->gen + 1) & 0xffffffu;
     memset(c, 0, sizeof *c);
     c->idx = idx;
@@ -818,7 +820,7 @@ void server_resume(gateway *gw, client *c) {
 }
 
 void server_kick_all(gateway *gw) {
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (c->in_use) after_io(gw, c);
     }
@@ -838,7 +840,7 @@ void server_stop_accepting(gateway *gw) {
 }
 
 bool server_drained(gateway *gw) {
-    for (uint32_t i = 0; i < gw->srv.max; i++) {
+    for (uint32_t i = 0; i < gw->srv.hwm; i++) {
         client *c = &gw->srv.clients[i];
         if (!c->in_use) continue;
         if (marks_pending(c) || c->send_inflight || c->sendable_abs > c->out_base) {
@@ -873,8 +875,10 @@ void server_reap_idle(gateway *gw) {
             client_close(gw, c);
             continue;
         }
-        /* A client still owed a durable reply is not idle: it is waiting on us. */
-        if (marks_pending(c) || c->blocked) continue;
+        /* A client still owed a durable reply, or the answer to its AUTH (Argon2id on the
+         * worker threads can take longer than idle_timeout on a busy host), is not idle: it
+         * is waiting on us. */
+        if (marks_pending(c) || c->blocked || c->auth_pending) continue;
         if (c->last_active_ms >= cutoff) continue;
         gw->m.idle_closed++;
         client_close(gw, c);

@@ -146,6 +146,23 @@ class IdleTimeout(GatewayCase):
         m1 = gw.metrics()["stopgate_connections_idle_closed_total"]
         self.assertGreaterEqual(m1 - m0, 4)
 
+    def test_idle_client_in_the_highest_slot_closed(self):
+        """The sweeps stop at the highest client slot ever used (server.c, issue 13): a client
+        left alone in that slot, every lower one closed and free again, is still found."""
+        gw = self.gw
+        m0 = gw.metrics().get("stopgate_connections_idle_closed_total", 0)
+        low = [Client(gw.port, timeout=5) for _ in range(6)]
+        top = Client(gw.port, timeout=5)
+        for c in low:
+            c.close()
+        try:
+            self.assertTrue(top.is_closed(wait=4), "the client in the highest slot was not closed as idle")
+        finally:
+            top.close()
+        self.assertGreaterEqual(gw.metrics()["stopgate_connections_idle_closed_total"] - m0, 1)
+        with Client(gw.port, timeout=5) as c:  # no AUTH: one taking > idle_timeout on a loaded box is reaped
+            self.assertEqual(c.call("PING"), "PONG")
+
 
 class MaxClientsBusy(GatewayCase):
     GW_ARGS = dict(gateway={"max_clients": "50"})

@@ -77,6 +77,7 @@ static void test_defaults(void **state) {
     assert_false(g_c->allow_anonymous_check);
     assert_int_equal(g_c->max_clients, 10000);
     assert_int_equal(g_c->recv_buffers, RECV_BUFS_DEFAULT);
+    assert_int_equal(g_c->spin_us, SPIN_US_DEFAULT);
     assert_int_equal(g_c->segment_bytes, 67108864);
     /* 1048576 since c7d4408 (docs/CONVENTIONS-dev.md still says 4194304) */
     assert_int_equal(g_c->max_orders, 1048576);
@@ -123,6 +124,7 @@ static const char k_full[] =
     "allow_anonymous_check = yes\n"
     "max_clients = 500\n"
     "recv_buffers = 64\n"
+    "spin_us = 75\n"
     "segment_bytes = 1048576\n"
     "max_orders = 1024\n"
     "prefault = no\n"
@@ -209,6 +211,7 @@ static void test_every_key(void **state) {
     assert_int_equal(c->auth_timeout_s, 0);
     assert_int_equal(c->max_clients_per_address, 7);
     assert_int_equal(c->recv_buffers, 64);
+    assert_int_equal(c->spin_us, 75);
     assert_int_equal(c->auth_fail_limit, 0);
     assert_int_equal(c->auth_fail_window_s, 9);
     assert_string_equal(c->log_file, "/tmp/stopgate.log");
@@ -370,6 +373,8 @@ static const bad_case k_bad[] = {
     {"[gateway]\nshm_group = -3\n", 2, "shm_group"},
     {"[gateway]\nrecv_buffers = 100\n", 2, "recv_buffers must be 0 or a power of two"},
     {"[gateway]\nrecv_buffers = 65536\n", 2, "recv_buffers"},
+    {"[gateway]\nspin_us = 1001\n", 2, "spin_us"}, /* SPIN_US_MAX + 1 */
+    {"[gateway]\nspin_us = -1\n", 2, "spin_us"},
     /* [cluster] (SPEC §10) */
     {"[cluster]\netcd = 127.0.0.1:2379\n", 2, "etcd"},
     {"[cluster]\netcd = http://a:1,,http://b:2\n", 2, "etcd"},
