@@ -30,7 +30,9 @@ void obring_pop(outbox *ob) {
     ob->head = ob->len ? (ob->head + 1) % ob->cap : 0;
 }
 
-void obring_clear(outbox *ob) { ob->head = ob->len = 0; }
+void obring_clear(outbox *ob) {
+    ob->head = ob->len = 0;
+}
 
 void obring_warm(outbox *ob, size_t bytes) {
     size_t all = (size_t)ob->cap * sizeof *ob->v;

@@ -34,12 +34,16 @@ typedef struct outbox {
 /* Reserve cap (>= 1) entries: 0, or -1 (mmap failed; *ob is then all zero). */
 int obring_init(outbox *ob, uint32_t cap);
 void obring_free(outbox *ob); /* safe on a zeroed or freed ring */
-static inline bool obring_room(const outbox *ob) { return ob->len < ob->cap; }
+static inline bool obring_room(const outbox *ob) {
+    return ob->len < ob->cap;
+}
 /* Callers checked obring_room(). */
 void obring_push(outbox *ob, outbox_ent e);
 /* The oldest entry, or NULL when empty. Valid until the next push or pop. */
-static inline outbox_ent *obring_front(outbox *ob) { return ob->len ? &ob->v[ob->head] : NULL; }
-/* Drop the oldest entry (the ring is not empty); the next push after the last one goes to slot 0. */
+static inline outbox_ent *obring_front(outbox *ob) {
+    return ob->len ? &ob->v[ob->head] : NULL;
+}
+/* Drop the oldest entry (the ring is not empty). Emptied, the ring goes back to slot 0. */
 void obring_pop(outbox *ob);
 void obring_clear(outbox *ob);
 /* Write the first min(bytes, the ring) bytes' pages once from user space (mem_touch). */

@@ -21,7 +21,9 @@ static size_t resident_pages(void *p, size_t len) {
     return in;
 }
 
-static void push_no(outbox *ob, uint32_t no) { obring_push(ob, (outbox_ent){.lsn = no, .order_no = no, .kind = 1}); }
+static void push_no(outbox *ob, uint32_t no) {
+    obring_push(ob, (outbox_ent){.lsn = no, .order_no = no, .kind = 1});
+}
 
 static uint32_t pop_no(outbox *ob) {
     outbox_ent *e = obring_front(ob);
