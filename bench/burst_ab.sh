@@ -8,7 +8,8 @@
 # Prints per round and build: acked_ms and confirmed_ms (bench/burst's figures: the N-th answer
 # and every order CONFIRMED at the sim bank), and cpu_ms, the main thread's on-CPU time over the
 # burst (/proc/PID/task/PID/schedstat before and after the client; AUTH runs on another
-# thread): the burst's own work, which a loaded machine stretches far less than the wall time.
+# thread): the burst's own work, which a loaded machine stretches far less than the wall time;
+# faults, the page faults the main thread took over the burst (its stat's minflt + majflt).
 # Builds take turns going first.
 # Then, unless REDIS=0, the peer in the same round: N pipelined SETs to one redis-server
 # (appendonly yes, appendfsync always, as ops/bench starts it). Read the ratios within a round,
@@ -16,7 +17,7 @@
 # build/; each gateway loads its own build's sim plugin, BUILD/plugins/sim, else build/'s).
 # Loopback only; bounded (timeouts on every client).
 set -euo pipefail
-(($# >= 2)) || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+(($# >= 2)) || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 rounds=$1
 shift
 n=${N:-6077}
@@ -33,6 +34,8 @@ cleanup() {
 trap cleanup EXIT
 . "$root/bench/ab_lib.sh"
 oncpu_ns() { cut -d' ' -f1 "/proc/$1/task/$1/schedstat" 2>/dev/null || echo 0; }
+# Page faults the main thread took (minflt + majflt, fields 10 and 12 of its stat; comm has no spaces).
+faults() { awk '{ print $10 + $12 }' "/proc/$1/task/$1/stat" 2>/dev/null || echo 0; }
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 if [[ "${REDIS:-1}" != 0 ]]; then
     rport="$(ab_free_port)"
@@ -60,14 +63,14 @@ for ((r = 1; r <= rounds; r++)); do
         pid=$!
         for ((i = 0; i < 1800; i++)); do grep -qs 'ready: listening' "$work/gw.log" && break; sleep 0.1; done
         grep -qs 'ready: listening' "$work/gw.log" || { echo "$0: $t did not start" >&2; cat "$work/gw.log" >&2; exit 1; }
-        c0="$(oncpu_ns "$pid")"
+        c0="$(oncpu_ns "$pid")" f0="$(faults "$pid")"
         out="$(STOPGATE_SECRET=ab timeout 120 build/bench/burst -p "$port" --agent dev -n "$n" --bank ICBC)" ||
             { echo "$0: burst against $t failed: $out" >&2; tail -n 20 "$work/gw.log" >&2; exit 1; }
-        c1="$(oncpu_ns "$pid")"
+        c1="$(oncpu_ns "$pid")" f1="$(faults "$pid")"
         kill -TERM "$pid"
         wait "$pid" 2>/dev/null || true
         pid=""
-        echo "round $r $t acked_ms=$(kv acked_ms "$out") confirmed_ms=$(kv confirmed_ms "$out") cpu_ms=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') load=$(cut -d' ' -f1 /proc/loadavg)"
+        echo "round $r $t acked_ms=$(kv acked_ms "$out") confirmed_ms=$(kv confirmed_ms "$out") cpu_ms=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') faults=$((f1 - f0)) load=$(cut -d' ' -f1 /proc/loadavg)"
     done
     if [[ -n "$rpid" ]]; then
         redis-cli -p "$rport" flushall >/dev/null

@@ -77,20 +77,16 @@ int engine_init(gateway *gw, char *err, size_t errcap) {
     outbox *ob = &gw->ob;
     uint64_t cap = gw->cfg.max_outbox ? gw->cfg.max_outbox : (uint64_t)OUTBOX_PER_ORDER * gw->cfg.max_orders;
     if (cap > OUTBOX_MAX_LIMIT) cap = OUTBOX_MAX_LIMIT;
-    *ob = (outbox){.v = mem_reserve((size_t)cap * sizeof *ob->v), .cap = (uint32_t)cap};
-    if (!ob->v) {
+    if (obring_init(ob, (uint32_t)cap) != 0) {
         snprintf(err, errcap, "cannot reserve an outbox of %llu instructions", (unsigned long long)cap);
         return -1;
     }
     return 0;
 }
 
-void engine_free(gateway *gw) {
-    if (gw->ob.v) mem_release(gw->ob.v, (size_t)gw->ob.cap * sizeof *gw->ob.v);
-    gw->ob = (outbox){0};
-}
+void engine_free(gateway *gw) { obring_free(&gw->ob); }
 
-static bool outbox_room(const gateway *gw) { return gw->ob.len < gw->ob.cap; }
+static bool outbox_room(const gateway *gw) { return obring_room(&gw->ob); }
 
 /* An instruction that would not fit the outbox is refused before its record is journaled:
  * the client hears ERR BUSY and may retry with the same request_id. */
@@ -104,12 +100,9 @@ static bool outbox_full(gateway *gw, engine_answer *a) {
 
 /* Callers checked outbox_room() before journaling what this instruction belongs to. */
 static void outbox_push(gateway *gw, uint64_t lsn, uint32_t no, uint8_t kind) {
-    outbox *ob = &gw->ob;
-    assert(ob->len < ob->cap && ob->head < ob->cap);
     assert(no >= 1 && no <= gw->o.n && lsn <= journal_last_lsn(&gw->j));
     assert(kind == SG_INSTR_STOP || kind == SG_INSTR_FREEZE || kind == SG_INSTR_RELEASE);
-    ob->v[(ob->head + ob->len) % ob->cap] = (outbox_ent){lsn, no, kind};
-    ob->len++;
+    obring_push(&gw->ob, (outbox_ent){lsn, no, kind});
 }
 
 static int64_t ttl_ms_for(gateway *gw, uint8_t kind, int64_t ttl_s) {
@@ -559,15 +552,11 @@ static int send_one(gateway *gw, const outbox_ent *e) {
 }
 
 static void outbox_drain(gateway *gw) {
-    outbox *ob = &gw->ob;
-    assert(ob->len <= ob->cap);
-    while (ob->len) {
-        assert(ob->head < ob->cap);
-        outbox_ent *e = &ob->v[ob->head];
+    outbox_ent *e;
+    while ((e = obring_front(&gw->ob)) != NULL) {
         if (e->lsn > commit_acked_lsn(&gw->commit)) break;
         if (send_one(gw, e) == -EAGAIN) break;
-        ob->head = (ob->head + 1) % ob->cap;
-        ob->len--;
+        obring_pop(&gw->ob);
     }
 }
 
@@ -806,6 +795,7 @@ int engine_recover(gateway *gw, char *err, size_t errcap) {
      * that on ~500 pages of them (~5 % of its CPU, issue 13). Here, not in journal_open: the
      * tools and tests that open a journal have no burst to come. */
     for (int i = 0; i < 2; i++) mem_touch(gw->j.batch[i].data, JOURNAL_BUF_BYTES);
+    obring_warm(&gw->ob, OUTBOX_WARM_BYTES); /* likewise the outbox's front (obring.h) */
     log_recovery(gw, &rec);
     if (rec.kept_cut)
         LOGW(gw,
@@ -821,7 +811,7 @@ int engine_resume_instructions(gateway *gw, char *err, size_t errcap) {
     /* Instructions whose answer never came may have died with the old process or the old
      * leader (or the bank never got them): send them again, same instruction id. What the
      * outbox held is rebuilt from the orders, so nothing is queued twice. */
-    gw->ob.head = gw->ob.len = 0;
+    obring_clear(&gw->ob);
     uint32_t resend = 0;
     for (uint32_t no = 1; no <= gw->o.n; no++) {
         order *ord = &gw->o.v[no];

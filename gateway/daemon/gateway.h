@@ -32,6 +32,7 @@
 #include "durview.h"
 #include "journal.h"
 #include "lists_table.h"
+#include "obring.h"
 #include "htab.h"
 #include "login.h"
 #include "orders.h"
@@ -149,17 +150,8 @@ typedef struct router {
     const char *argv0; /* where plugins are looked for beside the binary (router_check_plugin) */
 } router;
 
-/* ---- outbox: instructions waiting for durability or for the plugin to take them ---- */
-typedef struct outbox_ent {
-    uint64_t lsn;      /* must be durable before the instruction leaves */
-    uint32_t order_no;
-    uint8_t kind;      /* sg_instruction_kind */
-} outbox_ent;
-
-typedef struct outbox {
-    outbox_ent *v;
-    uint32_t head, len, cap;
-} outbox;
+/* ---- outbox: instructions waiting for durability or for the plugin to take them ----
+ * outbox_ent and outbox are obring.h's (the ring restarts at its front whenever it empties). */
 
 /* ---- metrics ---- */
 #define LAT_BUCKETS 24 /* STOP latency: 25us * 2^k */
