@@ -111,25 +111,11 @@ static struct rte_hash *rte_build(char *argv0, char *prefix, uint64_t entries) {
     return h;
 }
 
-/* ns per lookup of `lookups` rte_hash_lookup_bulk_data lookups in batches of BATCH. */
-static double rte_time(struct rte_hash *h, const uint8_t *keys48, uint32_t nq, uint64_t lookups, uint64_t *found) {
-    const void *kp[BATCH];
-    void *data[BATCH];
-    int64_t t0 = clock_mono_ns();
-    for (uint64_t i = 0; i < lookups; i += BATCH) {
-        uint32_t q = (uint32_t)(i & (nq - 1));
-        for (int j = 0; j < BATCH; j++) kp[j] = keys48 + (size_t)(q + (uint32_t)j) * KEY_BYTES;
-        uint64_t hits = 0;
-        rte_hash_lookup_bulk_data(h, kp, BATCH, &hits, data);
-        *found += (uint64_t)__builtin_popcountll(hits);
-    }
-    return (double)(clock_mono_ns() - t0) / (double)lookups;
-}
-
-/* The same with the signatures computed before the timed loop (rte_hash_lookup_with_hash_bulk_data):
+/* ns per lookup of `lookups` lookups in batches of BATCH: rte_hash_lookup_bulk_data, or with
+ * sigs (signatures computed before the timed loop) rte_hash_lookup_with_hash_bulk_data,
  * rte_hash's counterpart of sg_lists_check_keys, whose keys carry their hash. */
-static double rte_time_prehashed(struct rte_hash *h, const uint8_t *keys48, const hash_sig_t *sigs, uint32_t nq,
-                                 uint64_t lookups, uint64_t *found) {
+static double rte_time(struct rte_hash *h, const uint8_t *keys48, const hash_sig_t *sigs, uint32_t nq,
+                       uint64_t lookups, uint64_t *found) {
     const void *kp[BATCH];
     void *data[BATCH];
     int64_t t0 = clock_mono_ns();
@@ -137,7 +123,10 @@ static double rte_time_prehashed(struct rte_hash *h, const uint8_t *keys48, cons
         uint32_t q = (uint32_t)(i & (nq - 1));
         for (int j = 0; j < BATCH; j++) kp[j] = keys48 + (size_t)(q + (uint32_t)j) * KEY_BYTES;
         uint64_t hits = 0;
-        rte_hash_lookup_with_hash_bulk_data(h, kp, (hash_sig_t *)(sigs + q), BATCH, &hits, data);
+        if (sigs)
+            rte_hash_lookup_with_hash_bulk_data(h, kp, (hash_sig_t *)(sigs + q), BATCH, &hits, data);
+        else
+            rte_hash_lookup_bulk_data(h, kp, BATCH, &hits, data);
         *found += (uint64_t)__builtin_popcountll(hits);
     }
     return (double)(clock_mono_ns() - t0) / (double)lookups;
@@ -242,8 +231,8 @@ int main(int argc, char **argv) {
         }
         bykey[r] = (double)(clock_mono_ns() - t0) / (double)lookups;
 #ifdef HAVE_DPDK
-        rte[r] = rte_time(h, keys48, nq, lookups, &found);
-        rte_pre[r] = rte_time_prehashed(h, keys48, sigs, nq, lookups, &found);
+        rte[r] = rte_time(h, keys48, NULL, nq, lookups, &found);
+        rte_pre[r] = rte_time(h, keys48, sigs, nq, lookups, &found);
 #else
         rte[r] = rte_pre[r] = 0;
 #endif

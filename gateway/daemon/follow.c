@@ -130,17 +130,6 @@ static void become(follow *f, follow_state s, const char *why) {
          (unsigned long long)f->applied_lsn, why);
 }
 
-/* The lsn range of a raw batch (not yet checked: journal_append_frames checks it). */
-static bool value_range(const uint8_t *v, size_t n, uint64_t *first, uint64_t *last) {
-    if (n < JOURNAL_FRAME_OVERHEAD) return false;
-    journal_frame h, t;
-    memcpy(&h, v, sizeof h);
-    memcpy(&t, v + n - sizeof t, sizeof t);
-    *first = h.first_lsn;
-    *last = t.last_lsn;
-    return h.magic == JOURNAL_FRAME_MAGIC && t.magic == JOURNAL_TRAILER_MAGIC && *first <= *last;
-}
-
 /* Offset of the frame starting at lsn inside value v (a batch that straddles applied), or
  * -1. */
 static long frame_at(const uint8_t *v, size_t n, uint64_t lsn) {
@@ -661,7 +650,7 @@ static uint64_t agree_with(const tail *t, logval_codec *codec, const uint8_t *v,
     uint64_t first, last, a = 0, ls, vs;
     char err[256];
     if (logval_decode(codec, v, n, &v, &n, err, sizeof err) != 0) return 0;
-    if (!value_range(v, n, &first, &last) || n < sizeof(journal_frame) + sizeof(journal_rec_hdr))
+    if (!logval_range(v, n, &first, &last) || n < sizeof(journal_frame) + sizeof(journal_rec_hdr))
         return 0;
     journal_rec_hdr r;
     memcpy(&r, v + sizeof(journal_frame), sizeof r);

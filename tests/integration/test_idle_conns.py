@@ -164,6 +164,53 @@ class IdleTimeout(GatewayCase):
             self.assertEqual(c.call("PING"), "PONG")
 
 
+def argon2id_hash(secret, opslimit, memlimit=64 << 20):
+    """A secret_hash in `stopctl hash-secret`'s format with a chosen opslimit, derived with
+    libsodium itself (through ctypes): an agent whose every AUTH costs seconds."""
+    import base64
+    import ctypes
+    import ctypes.util
+    so = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
+    assert so.sodium_init() >= 0
+    salt, key = os.urandom(16), ctypes.create_string_buffer(32)
+    rc = so.crypto_pwhash(key, ctypes.c_ulonglong(32), secret.encode(), ctypes.c_ulonglong(len(secret)), salt,
+                          ctypes.c_ulonglong(opslimit), ctypes.c_size_t(memlimit),
+                          ctypes.c_int(so.crypto_pwhash_alg_argon2id13()))
+    assert rc == 0, "crypto_pwhash failed"
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    return "sg1$argon2id$%d$%d$%s$%s" % (opslimit, memlimit, b64(salt), b64(key.raw))
+
+
+class IdleDuringAuth(GatewayCase):
+    """An AUTH being verified is the gateway's delay, not the client's idleness: with
+    idle_timeout = 1 and an agent whose Argon2id takes seconds (opslimit 96, ~3 s here), the
+    client gets its +OK instead of being closed as idle while it waits (seen under load with
+    the ordinary hash before server_reap_idle skipped auth_pending clients)."""
+    SLOW_SECRET = "slow-s3cret"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.GW_ARGS = dict(gateway={"idle_timeout": "1", "auth_timeout": "30"},
+                           sections="[agent slow]\nrole = agent\nsecret_hash = %s\n"
+                           % argon2id_hash(cls.SLOW_SECRET, 96))
+        super().setUpClass()
+
+    def test_slow_auth_not_idle(self):
+        gw = self.gw
+        m0 = gw.metrics().get("stopgate_connections_idle_closed_total", 0)
+        with Client(gw.port, timeout=60) as c:
+            t0 = time.monotonic()
+            r = c.call("AUTH", "slow", self.SLOW_SECRET)
+            took = time.monotonic() - t0
+            self.assertEqual(r, "OK", "AUTH after %.1f s: %r" % (took, r))
+            # Only meaningful when the verification outlasted idle_timeout and a sweep.
+            self.assertGreater(took, 2.0, "AUTH took only %.1f s: raise the opslimit" % took)
+            self.assertEqual(c.call("PING"), "PONG")
+        self.assertEqual(gw.metrics().get("stopgate_connections_idle_closed_total", 0), m0)
+
+
 class MaxClientsBusy(GatewayCase):
     GW_ARGS = dict(gateway={"max_clients": "50"})
 

@@ -11,16 +11,6 @@
 
 #define PAGE 4096u
 
-static size_t resident_pages(void *p, size_t len) {
-    size_t n = (len + PAGE - 1) / PAGE, in = 0;
-    unsigned char *v = malloc(n);
-    assert_non_null(v);
-    assert_int_equal(mincore(p, len, v), 0);
-    for (size_t i = 0; i < n; i++) in += v[i] & 1;
-    free(v);
-    return in;
-}
-
 static void push_no(outbox *ob, uint32_t no) {
     obring_push(ob, (outbox_ent){.lsn = no, .order_no = no, .kind = 1});
 }
@@ -76,7 +66,7 @@ static void test_restarts_at_the_front_when_empty(void **state) {
     assert_int_equal(out, in);
     assert_true(in > 500000);
     size_t bytes = (size_t)cap * sizeof *ob.v;
-    assert_true(resident_pages(ob.v, bytes) <= (100 * sizeof *ob.v + PAGE - 1) / PAGE + 1);
+    assert_true(unit_resident_pages(ob.v, bytes) <= (100 * sizeof *ob.v + PAGE - 1) / PAGE + 1);
     obring_free(&ob);
 }
 
@@ -85,15 +75,15 @@ static void test_warm_makes_the_front_resident(void **state) {
     outbox ob;
     assert_int_equal(obring_init(&ob, 1u << 20), 0); /* 16 MiB */
     size_t bytes = (size_t)ob.cap * sizeof *ob.v;
-    assert_int_equal(resident_pages(ob.v, bytes), 0);
+    assert_int_equal(unit_resident_pages(ob.v, bytes), 0);
     obring_warm(&ob, OUTBOX_WARM_BYTES);
-    assert_int_equal(resident_pages(ob.v, OUTBOX_WARM_BYTES), OUTBOX_WARM_BYTES / PAGE);
-    assert_int_equal(resident_pages(ob.v, bytes), OUTBOX_WARM_BYTES / PAGE);
+    assert_int_equal(unit_resident_pages(ob.v, OUTBOX_WARM_BYTES), OUTBOX_WARM_BYTES / PAGE);
+    assert_int_equal(unit_resident_pages(ob.v, bytes), OUTBOX_WARM_BYTES / PAGE);
     obring_free(&ob);
     /* A ring smaller than the warm size: only the ring is touched. */
     assert_int_equal(obring_init(&ob, 10), 0);
     obring_warm(&ob, OUTBOX_WARM_BYTES);
-    assert_int_equal(resident_pages(ob.v, PAGE), 1);
+    assert_int_equal(unit_resident_pages(ob.v, PAGE), 1);
     obring_free(&ob);
 }
 

@@ -17,17 +17,6 @@
 #define REGION (4u * 1024 * 1024)
 #define WINDOW (1u * 1024 * 1024)
 
-/* Pages of [p, p + len) resident now. */
-static size_t resident_pages(void *p, size_t len) {
-    size_t n = (len + PAGE - 1) / PAGE, in = 0;
-    unsigned char *v = malloc(n);
-    assert_non_null(v);
-    assert_int_equal(mincore(p, len, v), 0);
-    for (size_t i = 0; i < n; i++) in += v[i] & 1;
-    free(v);
-    return in;
-}
-
 static void fill_all(pagefill *pf) {
     while (pagefill_pass(pf) > 0) {
     }
@@ -44,19 +33,19 @@ static void test_window_follows_the_writer(void **state) {
     assert_true(id >= 0);
     fill_all(&pf);
     /* Nothing used yet: exactly the window is resident, nothing past it. */
-    assert_int_equal(resident_pages(t, WINDOW), WINDOW / PAGE);
-    assert_int_equal(resident_pages(t + WINDOW, REGION - WINDOW), 0);
+    assert_int_equal(unit_resident_pages(t, WINDOW), WINDOW / PAGE);
+    assert_int_equal(unit_resident_pages(t + WINDOW, REGION - WINDOW), 0);
     /* The writer moves on: the window moves with it, and stops at the table's end. */
     pagefill_note(&pf, id, 2 * WINDOW + 100);
     fill_all(&pf);
-    assert_int_equal(resident_pages(t + 2 * WINDOW, WINDOW + PAGE), WINDOW / PAGE + 1);
-    assert_int_equal(resident_pages(t + 3 * WINDOW + 2 * PAGE, REGION - 3 * WINDOW - 2 * PAGE), 0);
+    assert_int_equal(unit_resident_pages(t + 2 * WINDOW, WINDOW + PAGE), WINDOW / PAGE + 1);
+    assert_int_equal(unit_resident_pages(t + 3 * WINDOW + 2 * PAGE, REGION - 3 * WINDOW - 2 * PAGE), 0);
     /* A writer that jumped ahead made its pages resident itself: only what is left of the
      * window past it (here, the table's last page) is filled. */
     pagefill_note(&pf, id, REGION - 10);
     fill_all(&pf);
-    assert_int_equal(resident_pages(t + REGION - PAGE, PAGE), 1);
-    assert_int_equal(resident_pages(t + 3 * WINDOW + PAGE, WINDOW - 2 * PAGE), 0);
+    assert_int_equal(unit_resident_pages(t + REGION - PAGE, PAGE), 1);
+    assert_int_equal(unit_resident_pages(t + 3 * WINDOW + PAGE, WINDOW - 2 * PAGE), 0);
     assert_int_equal(atomic_load(&pf.filled), WINDOW + (WINDOW + PAGE) + PAGE);
     mem_release(t, REGION);
 }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,5 +65,16 @@ static inline off_t unit_file_size(const char *path) {
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     return st.st_size;
+}
+/* How many 4 KiB pages of [p, p + len) are resident now (mincore): what the page-touching
+ * modules (pagefill, obring) promise. */
+static inline size_t unit_resident_pages(void *p, size_t len) {
+    size_t n = (len + 4095) / 4096, in = 0;
+    unsigned char *v = malloc(n);
+    assert_non_null(v);
+    assert_int_equal(mincore(p, len, v), 0);
+    for (size_t i = 0; i < n; i++) in += v[i] & 1;
+    free(v);
+    return in;
 }
 #endif
