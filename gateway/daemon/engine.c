@@ -127,16 +127,22 @@ static bool ttl_allowed(gateway *gw, uint8_t kind, int64_t ttl_s, engine_answer 
 
 /* A request id seen before: its first answer again (DUPLICATE), or IDEMPOTENCY when the
  * fields differ. false when the request id is new. */
-static bool order_seen(gateway *gw, const order_req *rq, uint64_t fp, engine_answer *a) {
-    const request *prev = orders_find_request(&gw->o, rq->request_id.p, rq->request_id.len);
-    if (!prev) return false;
-    if (prev->fingerprint != fp || (prev->op != REQ_ORDER && prev->op != REQ_MERGE)) {
+/* A request id seen before gets its first answer again (DUPLICATE) when the same request
+ * (same fields, op_ok: an op that fits) comes back, else IDEMPOTENCY. */
+static void answer_again(const request *prev, uint64_t fp, bool op_ok, engine_answer *a) {
+    if (prev->fingerprint != fp || !op_ok) {
         refuse(a, "ERR IDEMPOTENCY", "request_id %s was used before with different fields", prev->id);
-        return true;
+        return;
     }
     a->status = ANS_DUPLICATE;
     a->order_no = prev->order_no;
     a->lsn = prev->lsn;
+}
+
+static bool order_seen(gateway *gw, const order_req *rq, uint64_t fp, engine_answer *a) {
+    const request *prev = orders_find_request(&gw->o, rq->request_id.p, rq->request_id.len);
+    if (!prev) return false;
+    answer_again(prev, fp, prev->op == REQ_ORDER || prev->op == REQ_MERGE, a);
     return true;
 }
 
@@ -262,13 +268,7 @@ static uint64_t fingerprint_simple(uint8_t op, uint32_t no, int64_t v, rec_str s
 static bool lifecycle_front(gateway *gw, rec_str rid, uint8_t op, uint32_t no, uint64_t fp, engine_answer *a) {
     const request *prev = orders_find_request(&gw->o, rid.p, rid.len);
     if (prev) {
-        if (prev->fingerprint != fp || prev->op != op) {
-            refuse(a, "ERR IDEMPOTENCY", "request_id %s was used before with different fields", prev->id);
-            return false;
-        }
-        a->status = ANS_DUPLICATE;
-        a->order_no = prev->order_no;
-        a->lsn = prev->lsn;
+        answer_again(prev, fp, prev->op == op, a);
         return false;
     }
     order *ord = orders_get(&gw->o, no);
